@@ -1,0 +1,1 @@
+"""The asyncio edge: the only place that touches sockets and maps OS errors to statuses."""

@@ -1,0 +1,154 @@
+"""The observation record: one JSON object per endpoint.
+
+These models are the single source of the record's shape. `schema/record.schema.json` is
+generated from them (`pacswatch schema`), and a test fails when the committed file differs.
+
+Nothing in here may hold data taken from a returned data set other than counts (DESIGN.md,
+first rule). Every string field is either ours (names, statuses, reasons), a protocol fact the
+server announces about itself (implementation UID, version name, certificate subject), or a
+value we chose (the called AE title we sent).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pacswatch.status import Status
+
+
+class Severity(str, Enum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.CRITICAL: 4, Severity.HIGH: 3, Severity.MEDIUM: 2, Severity.LOW: 1}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+
+
+class Product(_Model):
+    name: str
+    version: str | None = None
+
+
+class Reject(_Model):
+    """A-ASSOCIATE-RJ decoded (PS3.8 9.3.4). Names such as `called-ae-not-recognized`;
+    values the standard does not define come out as `unknown(n)`."""
+
+    result: str
+    source: str
+    reason: str
+
+
+class Association(_Model):
+    accepted: bool
+    called_ae: str | None = Field(None, description="The called AE title of the association reported here.")
+    calling_ae: str | None = None
+    reject: Reject | None = None
+    implementation_class_uid: str | None = None
+    implementation_version_name: str | None = None
+    max_pdu_length: int | None = None
+    accepted_contexts: list[str] = Field(
+        default_factory=list, description="Names of the abstract syntaxes the peer accepted."
+    )
+
+
+class Find(_Model):
+    allowed: bool | None = Field(None, description="C-FIND permitted to an unknown caller; null if not tried.")
+    studies: int | None = Field(None, description="Studies counted by a universal STUDY-level query.")
+    patients: int | None = Field(None, description="Patients counted by a universal PATIENT-level query.")
+    capped: bool = Field(False, description="A count reached --find-limit and was cancelled: 'at least'.")
+    refusal: str | None = Field(None, description="How a refused query was refused (status or abort).")
+
+
+class DicomFacts(_Model):
+    association: Association
+    accepts_any_called_ae: bool | None = None
+    called_ae_found: str | None = Field(
+        None, description="The product-default called AE title that was accepted after a random one was refused."
+    )
+    promiscuous: bool | None = Field(None, description="A random 2.25 abstract syntax was accepted.")
+    echo: bool | None = None
+    find: Find = Field(default_factory=Find)
+    store_accepted: bool = False
+    move_accepted: bool = False
+    get_accepted: bool = False
+    worklist_accepted: bool = False
+    released: bool | None = Field(None, description="The peer answered our A-RELEASE-RQ (false: we aborted).")
+
+
+class TlsFacts(_Model):
+    handshake: bool
+    version: str | None = None
+    cipher: str | None = None
+    self_signed: bool | None = None
+    client_cert_required: bool = False
+    subject: str | None = None
+    issuer: str | None = None
+    not_after: datetime | None = None
+    expired: bool | None = None
+    error: str | None = None
+
+
+class DicomWeb(_Model):
+    present: bool = False
+    open: bool = False
+
+
+class HttpFacts(_Model):
+    url: str
+    status_code: int | None = None
+    product: Product | None = None
+    auth: Literal["open", "auth-required", "default-credentials"] | None = None
+    realm: str | None = None
+    patients: int | None = None
+    studies: int | None = None
+    series: int | None = None
+    instances: int | None = None
+    dicomweb: DicomWeb = Field(default_factory=DicomWeb)
+    writable: bool | None = None
+    title: str | None = None
+    tls: TlsFacts | None = None
+
+
+class Record(_Model):
+    ip: str
+    port: int
+    transport: Literal["tcp", "tls"] = "tcp"
+    status: Status
+    detail: str | None = Field(None, description="Why the status is what it is, for a person.")
+    service: Literal["dicom", "http"] | None = None
+    product: Product | None = None
+    dicom: DicomFacts | None = None
+    tls: TlsFacts | None = None
+    http: HttpFacts | None = None
+    severity: Severity | None = None
+    reasons: list[str] = Field(default_factory=list)
+    scanned_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    elapsed_ms: int = 0
+    scanner: str | None = Field(None, description="pacswatch version that made the record.")
+
+
+def record_schema() -> dict:
+    """JSON Schema of the record, generated from the models above."""
+    schema = Record.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "pacswatch observation record"
+    return schema
+
+
+def record_schema_text() -> str:
+    return json.dumps(record_schema(), indent=2, sort_keys=True) + "\n"
