@@ -1,0 +1,263 @@
+"""The association-requestor state machine (PS3.8 9.2, Table 9-10), sans I/O.
+
+Only the requestor's side, and only the states a prober passes through:
+
+    Sta1  idle           --request()-->                Sta5 awaiting A-ASSOCIATE-AC/RJ
+    Sta5  --AC-->  Sta6 established       --RJ/ABORT-->  Sta1 (closed)
+    Sta6  --send()--> Sta6                --release()--> Sta7 awaiting A-RELEASE-RP
+    Sta7  --RP--> Sta1                     (P-DATA may still arrive in Sta7: responses in flight)
+    any   --abort()--> Sta1                --peer A-ABORT--> Sta1
+
+Time is an argument: each call that starts a phase takes `now` and sets `deadline`, the instant
+by which the peer must have answered. The I/O edge reads until that deadline and calls
+`abort()` when it passes. Received data sets are counted and dropped here, before anything
+else can see them: identifiers may hold patient data (DESIGN.md, first rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from pacswatch.dicom.dimse import MAX_COMMAND_LENGTH, Command, decode_command, encode_command, fragment_message
+from pacswatch.dicom.errors import LocalProtocolError, PeerProtocolError
+from pacswatch.dicom.pdu import (
+    PDU,
+    AAbort,
+    AAssociateAC,
+    AAssociateRJ,
+    AAssociateRQ,
+    AReleaseRP,
+    AReleaseRQ,
+    PDataTF,
+    PduFramer,
+    encode_pdu,
+)
+
+
+class State(Enum):
+    IDLE = "Sta1"
+    AWAITING_AC = "Sta5"
+    ESTABLISHED = "Sta6"
+    AWAITING_RELEASE_RP = "Sta7"
+    CLOSED = "Sta13"
+
+
+# ---------------------------------------------------------------- events
+
+@dataclass(frozen=True, slots=True)
+class AssociationAccepted:
+    ac: AAssociateAC
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationRejected:
+    rj: AAssociateRJ
+
+
+@dataclass(frozen=True, slots=True)
+class Aborted:
+    source: int
+    reason: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseConfirmed:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequested:
+    """The peer asked to release (legal for an acceptor): answer with `release_response()`."""
+
+
+@dataclass(frozen=True, slots=True)
+class DimseMessage:
+    """A complete DIMSE message from the peer. The data set is never kept: only its size."""
+
+    context_id: int
+    command: Command
+    data_set_length: int
+
+
+Event = AssociationAccepted | AssociationRejected | Aborted | ReleaseConfirmed | ReleaseRequested | DimseMessage
+
+
+@dataclass(frozen=True)
+class AcceptedContext:
+    id: int
+    abstract_syntax: str
+    transfer_syntax: str
+
+
+class Association:
+    """One association as requestor. Methods return the bytes to send; `receive` returns events."""
+
+    def __init__(self, request: AAssociateRQ, *, max_receive_pdu: int) -> None:
+        self.request_pdu = request
+        self.state = State.IDLE
+        self.deadline: float | None = None
+        self._framer = PduFramer(max_receive_pdu)
+        self._proposed = {ctx.id: ctx for ctx in request.contexts}
+        self.accepted: dict[int, AcceptedContext] = {}
+        self.peer_max_pdu = 0
+        # Message being assembled: (context id, command bytes, command, data set length)
+        self._command_parts: list[bytes] = []
+        self._command_length = 0
+        self._command: Command | None = None
+        self._message_context: int | None = None
+        self._data_set_length = 0
+
+    # ------------------------------------------------------------ actions (ours)
+
+    def request(self, now: float, timeout: float) -> bytes:
+        """AE-2: send A-ASSOCIATE-RQ."""
+        self._require(State.IDLE, "request")
+        self.state = State.AWAITING_AC
+        self.deadline = now + timeout
+        return encode_pdu(self.request_pdu)
+
+    def send(self, context_id: int, command: Command, data_set: bytes | None, now: float, timeout: float) -> bytes:
+        """DT-1: send one DIMSE message on an accepted presentation context."""
+        self._require(State.ESTABLISHED, "send")
+        if context_id not in self.accepted:
+            raise LocalProtocolError(f"presentation context {context_id} was not accepted")
+        self.deadline = now + timeout
+        pdus = fragment_message(context_id, encode_command(command), data_set, self.peer_max_pdu)
+        return b"".join(encode_pdu(p) for p in pdus)
+
+    def send_no_reply(self, context_id: int, command: Command) -> bytes:
+        """A message with no response of its own (C-CANCEL-RQ): leaves the deadline alone."""
+        self._require(State.ESTABLISHED, "send")
+        pdus = fragment_message(context_id, encode_command(command), None, self.peer_max_pdu)
+        return b"".join(encode_pdu(p) for p in pdus)
+
+    def release(self, now: float, timeout: float) -> bytes:
+        """AR-1: send A-RELEASE-RQ."""
+        self._require(State.ESTABLISHED, "release")
+        self.state = State.AWAITING_RELEASE_RP
+        self.deadline = now + timeout
+        return encode_pdu(AReleaseRQ())
+
+    def release_response(self) -> bytes:
+        """AR-4: answer the peer's A-RELEASE-RQ; the association is over."""
+        self.state = State.CLOSED
+        self.deadline = None
+        return encode_pdu(AReleaseRP())
+
+    def abort(self, reason: int = 0, source: int = 0) -> bytes:
+        """AA-1: send A-ABORT (source 0 = service-user, 2 = provider) and close."""
+        self.state = State.CLOSED
+        self.deadline = None
+        return encode_pdu(AAbort(source, reason))
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state in (State.CLOSED, State.IDLE) and self.deadline is None
+
+    # ------------------------------------------------------------ the peer's bytes
+
+    def receive(self, data: bytes) -> list[Event]:
+        """Feed bytes from the peer. Raises PeerProtocolError; then the caller aborts with its reason."""
+        if self.state in (State.IDLE, State.CLOSED):
+            raise LocalProtocolError(f"receive in {self.state.value}")
+        events: list[Event] = []
+        try:
+            for pdu in self._framer.feed(data):
+                if isinstance(pdu, PDataTF) and self.state in (State.ESTABLISHED, State.AWAITING_RELEASE_RP):
+                    events.extend(self._on_data(pdu))
+                    continue
+                event = self._on_pdu(pdu)
+                if event is not None:
+                    events.append(event)
+                if self.state is State.CLOSED:
+                    break  # nothing after an abort, a rejection or a release matters
+        except PeerProtocolError:
+            self.state = State.CLOSED
+            self.deadline = None
+            raise
+        return events
+
+    def _on_pdu(self, pdu: PDU) -> Event | None:
+        if isinstance(pdu, AAbort):
+            self._close()
+            return Aborted(pdu.source, pdu.reason)
+        if self.state is State.AWAITING_AC:
+            if isinstance(pdu, AAssociateAC):
+                return self._on_accept(pdu)
+            if isinstance(pdu, AAssociateRJ):
+                self._close()
+                return AssociationRejected(pdu)
+        elif self.state in (State.ESTABLISHED, State.AWAITING_RELEASE_RP):
+            if isinstance(pdu, AReleaseRP) and self.state is State.AWAITING_RELEASE_RP:
+                self._close()
+                return ReleaseConfirmed()
+            if isinstance(pdu, AReleaseRQ):
+                # Sta6: the acceptor may release; Sta7: a release collision (PS3.8 9.2.2.2).
+                # Either way the caller answers with release_response() and is done.
+                return ReleaseRequested()
+        raise PeerProtocolError(f"unexpected {type(pdu).__name__} in {self.state.value}", abort_reason=2)
+
+    def _close(self) -> None:
+        self.state = State.CLOSED
+        self.deadline = None
+
+    def _on_accept(self, ac: AAssociateAC) -> Event:
+        for ctx in ac.contexts:
+            proposed = self._proposed.get(ctx.id)
+            if proposed is None:
+                raise PeerProtocolError(f"A-ASSOCIATE-AC answers context {ctx.id} we did not propose", abort_reason=6)
+            if ctx.accepted:
+                if ctx.transfer_syntax not in proposed.transfer_syntaxes:
+                    raise PeerProtocolError(
+                        f"context {ctx.id} accepted with a transfer syntax we did not propose", abort_reason=6
+                    )
+                self.accepted[ctx.id] = AcceptedContext(ctx.id, proposed.abstract_syntax, ctx.transfer_syntax)
+        self.peer_max_pdu = ac.user_info.max_length or 0
+        self.state = State.ESTABLISHED
+        self.deadline = None
+        return AssociationAccepted(ac)
+
+    def _on_data(self, pdu: PDataTF) -> list[Event]:
+        events: list[Event] = []
+        for pdv in pdu.pdvs:
+            if pdv.context_id not in self.accepted:
+                raise PeerProtocolError(f"P-DATA on context {pdv.context_id} that is not accepted", abort_reason=6)
+            if self._message_context is not None and pdv.context_id != self._message_context:
+                raise PeerProtocolError("P-DATA interleaves two messages", abort_reason=5)
+            self._message_context = pdv.context_id
+            if pdv.is_command:
+                if self._command is not None:
+                    raise PeerProtocolError("command fragment inside a data set", abort_reason=5)
+                self._command_length += len(pdv.data)
+                if self._command_length > MAX_COMMAND_LENGTH:
+                    raise PeerProtocolError("command set too long", abort_reason=6)
+                self._command_parts.append(pdv.data)
+                if pdv.is_last:
+                    self._command = decode_command(b"".join(self._command_parts))
+                    self._command_parts = []
+                    if not self._command.has_data_set:
+                        events.append(self._complete())
+            else:
+                if self._command is None or not self._command.has_data_set:
+                    raise PeerProtocolError("data set fragment without a command announcing it", abort_reason=5)
+                # Counted, not kept: this is where identifiers with patient data are dropped.
+                self._data_set_length += len(pdv.data)
+                if pdv.is_last:
+                    events.append(self._complete())
+        return events
+
+    def _complete(self) -> DimseMessage:
+        message = DimseMessage(self._message_context or 0, self._command, self._data_set_length)  # type: ignore[arg-type]
+        self._command = None
+        self._message_context = None
+        self._command_length = 0
+        self._data_set_length = 0
+        return message
+
+    def _require(self, state: State, action: str) -> None:
+        if self.state is not state:
+            raise LocalProtocolError(f"{action} in {self.state.value}, needs {state.value}")

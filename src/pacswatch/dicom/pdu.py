@@ -1,0 +1,445 @@
+"""PS3.8 Upper Layer PDUs and items: frozen values, an encoder, a decoder and a framer.
+
+Every PDU has a 6-byte header: type (1), reserved (1), length (4, big-endian) of what follows
+(PS3.8 9.3.1). Items inside A-ASSOCIATE PDUs have a 4-byte header: type (1), reserved (1),
+length (2) (PS3.8 9.3.2). Every length is checked against its parent before use, and the framer
+refuses a length above the cap for its PDU type before buffering a byte of the body, so a peer
+claiming 4 GB costs nothing (shared/docs reference 7.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from pacswatch.dicom.buffer import Reader, Writer
+from pacswatch.dicom.errors import LocalProtocolError, PeerProtocolError
+from pacswatch.dicom.uids import APPLICATION_CONTEXT
+
+# PDU types (PS3.8 9.3.1)
+A_ASSOCIATE_RQ = 0x01
+A_ASSOCIATE_AC = 0x02
+A_ASSOCIATE_RJ = 0x03
+P_DATA_TF = 0x04
+A_RELEASE_RQ = 0x05
+A_RELEASE_RP = 0x06
+A_ABORT = 0x07
+
+# Item types (PS3.8 9.3.2, 9.3.3, Annex D)
+ITEM_APPLICATION_CONTEXT = 0x10
+ITEM_PRESENTATION_CONTEXT_RQ = 0x20
+ITEM_PRESENTATION_CONTEXT_AC = 0x21
+ITEM_ABSTRACT_SYNTAX = 0x30
+ITEM_TRANSFER_SYNTAX = 0x40
+ITEM_USER_INFORMATION = 0x50
+SUB_MAX_LENGTH = 0x51
+SUB_IMPLEMENTATION_CLASS_UID = 0x52
+SUB_ASYNC_OPS = 0x53
+SUB_ROLE_SELECTION = 0x54
+SUB_IMPLEMENTATION_VERSION_NAME = 0x55
+SUB_USER_IDENTITY_RQ = 0x58
+SUB_USER_IDENTITY_AC = 0x59
+
+HEADER_LENGTH = 6
+# Caps per PDU type on the announced length (reference 7.3). P-DATA-TF's cap is the framer's.
+FIXED_LENGTH = {A_ASSOCIATE_RJ: 4, A_RELEASE_RQ: 4, A_RELEASE_RP: 4, A_ABORT: 4}
+MAX_ASSOCIATE_LENGTH = 64 * 1024
+# Peers may send many items; more than this is abuse, not DICOM.
+MAX_ITEMS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class PresentationContextRQ:
+    id: int
+    abstract_syntax: str
+    transfer_syntaxes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PresentationContextAC:
+    """Result (PS3.8 9.3.3.2): 0 acceptance, 1 user-rejection, 2 no-reason,
+    3 abstract-syntax-not-supported, 4 transfer-syntaxes-not-supported."""
+
+    id: int
+    result: int
+    transfer_syntax: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.result == 0
+
+
+@dataclass(frozen=True, slots=True)
+class RoleSelection:
+    sop_class_uid: str
+    scu_role: int
+    scp_role: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserInformation:
+    max_length: int | None = None
+    implementation_class_uid: str | None = None
+    implementation_version_name: str | None = None
+    roles: tuple[RoleSelection, ...] = ()
+    # User identity AC (0x59): the server's response bytes; present only if it authenticated us.
+    user_identity_response: bytes | None = None
+    # Sub-items we do not interpret, kept as (type, value) so nothing is lost in a round trip.
+    other: tuple[tuple[int, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AAssociateRQ:
+    called_ae: str
+    calling_ae: str
+    contexts: tuple[PresentationContextRQ, ...]
+    user_info: UserInformation = field(default_factory=UserInformation)
+    application_context: str = APPLICATION_CONTEXT
+    protocol_version: int = 1
+    pdu_type = A_ASSOCIATE_RQ
+
+
+@dataclass(frozen=True, slots=True)
+class AAssociateAC:
+    # The AE fields echo the request but PS3.8 9.3.3 says they shall not be tested.
+    called_ae: str
+    calling_ae: str
+    contexts: tuple[PresentationContextAC, ...]
+    user_info: UserInformation = field(default_factory=UserInformation)
+    application_context: str = APPLICATION_CONTEXT
+    protocol_version: int = 1
+    pdu_type = A_ASSOCIATE_AC
+
+
+@dataclass(frozen=True, slots=True)
+class AAssociateRJ:
+    result: int
+    source: int
+    reason: int
+    pdu_type = A_ASSOCIATE_RJ
+
+
+@dataclass(frozen=True, slots=True)
+class PDV:
+    """A presentation data value item (PS3.8 9.3.5.1, Annex E.2)."""
+
+    context_id: int
+    is_command: bool
+    is_last: bool
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PDataTF:
+    pdvs: tuple[PDV, ...]
+    pdu_type = P_DATA_TF
+
+
+@dataclass(frozen=True, slots=True)
+class AReleaseRQ:
+    pdu_type = A_RELEASE_RQ
+
+
+@dataclass(frozen=True, slots=True)
+class AReleaseRP:
+    pdu_type = A_RELEASE_RP
+
+
+@dataclass(frozen=True, slots=True)
+class AAbort:
+    """Source 0 service-user, 2 service-provider (PS3.8 9.3.8)."""
+
+    source: int = 0
+    reason: int = 0
+    pdu_type = A_ABORT
+
+
+PDU = Union[AAssociateRQ, AAssociateAC, AAssociateRJ, PDataTF, AReleaseRQ, AReleaseRP, AAbort]
+
+
+# ---------------------------------------------------------------- encoding
+
+def _ae(title: str) -> bytes:
+    raw = title.encode("ascii")
+    if not raw.strip(b" ") or len(raw) > 16:
+        raise LocalProtocolError(f"invalid AE title {title!r}: 1-16 characters, not all spaces")
+    return raw.ljust(16, b" ")
+
+
+def _uid(uid: str) -> bytes:
+    # UIDs in items are not padded (PS3.8 9.3.2.1); we send them bare.
+    return uid.encode("ascii")
+
+
+def _item(writer: Writer, item_type: int, value: bytes) -> None:
+    if len(value) > 0xFFFF:
+        raise LocalProtocolError(f"item 0x{item_type:02x} too long: {len(value)} bytes")
+    writer.u8(item_type).u8(0).u16(len(value)).raw(value)
+
+
+def _user_info(info: UserInformation) -> bytes:
+    w = Writer()
+    if info.max_length is not None:
+        w.u8(SUB_MAX_LENGTH).u8(0).u16(4).u32(info.max_length)
+    if info.implementation_class_uid is not None:
+        _item(w, SUB_IMPLEMENTATION_CLASS_UID, _uid(info.implementation_class_uid))
+    for role in info.roles:
+        uid = _uid(role.sop_class_uid)
+        body = Writer().u16(len(uid)).raw(uid).u8(role.scu_role).u8(role.scp_role).getvalue()
+        _item(w, SUB_ROLE_SELECTION, body)
+    if info.implementation_version_name is not None:
+        _item(w, SUB_IMPLEMENTATION_VERSION_NAME, info.implementation_version_name.encode("ascii"))
+    if info.user_identity_response is not None:
+        body = Writer().u16(len(info.user_identity_response)).raw(info.user_identity_response).getvalue()
+        _item(w, SUB_USER_IDENTITY_AC, body)
+    for sub_type, value in info.other:
+        _item(w, sub_type, value)
+    return w.getvalue()
+
+
+def _associate(pdu: AAssociateRQ | AAssociateAC) -> bytes:
+    w = Writer()
+    w.u16(pdu.protocol_version).u16(0).raw(_ae(pdu.called_ae)).raw(_ae(pdu.calling_ae)).raw(bytes(32))
+    _item(w, ITEM_APPLICATION_CONTEXT, _uid(pdu.application_context))
+    for ctx in pdu.contexts:
+        if not (1 <= ctx.id <= 255 and ctx.id % 2 == 1):
+            raise LocalProtocolError(f"presentation context ID must be odd, 1-255: {ctx.id}")
+        sub = Writer()
+        if isinstance(ctx, PresentationContextRQ):
+            sub.u8(ctx.id).u8(0).u8(0).u8(0)
+            _item(sub, ITEM_ABSTRACT_SYNTAX, _uid(ctx.abstract_syntax))
+            for ts in ctx.transfer_syntaxes:
+                _item(sub, ITEM_TRANSFER_SYNTAX, _uid(ts))
+            _item(w, ITEM_PRESENTATION_CONTEXT_RQ, sub.getvalue())
+        else:
+            sub.u8(ctx.id).u8(0).u8(ctx.result).u8(0)
+            # PS3.8 9.3.3.2: the transfer syntax sub-item is present but not significant on rejection.
+            _item(sub, ITEM_TRANSFER_SYNTAX, _uid(ctx.transfer_syntax or ""))
+            _item(w, ITEM_PRESENTATION_CONTEXT_AC, sub.getvalue())
+    _item(w, ITEM_USER_INFORMATION, _user_info(pdu.user_info))
+    return w.getvalue()
+
+
+def _pdata(pdu: PDataTF) -> bytes:
+    w = Writer()
+    for pdv in pdu.pdvs:
+        header = (0x01 if pdv.is_command else 0) | (0x02 if pdv.is_last else 0)
+        w.u32(len(pdv.data) + 2).u8(pdv.context_id).u8(header).raw(pdv.data)
+    return w.getvalue()
+
+
+def encode_pdu(pdu: PDU) -> bytes:
+    if isinstance(pdu, (AAssociateRQ, AAssociateAC)):
+        body = _associate(pdu)
+    elif isinstance(pdu, PDataTF):
+        body = _pdata(pdu)
+    elif isinstance(pdu, AAssociateRJ):
+        body = bytes((0, pdu.result, pdu.source, pdu.reason))
+    elif isinstance(pdu, (AReleaseRQ, AReleaseRP)):
+        body = bytes(4)
+    elif isinstance(pdu, AAbort):
+        body = bytes((0, 0, pdu.source, pdu.reason))
+    else:
+        raise LocalProtocolError(f"not a PDU: {pdu!r}")
+    return Writer().u8(pdu.pdu_type).u8(0).u32(len(body)).raw(body).getvalue()
+
+
+# ---------------------------------------------------------------- decoding
+
+def _text(raw: bytes) -> str:
+    # Peers pad UIDs with NUL and AE titles with spaces; either may be present (reference 1).
+    # Non-ASCII bytes are replaced, never raised on: the value is a fact to report, not to trust.
+    return raw.decode("ascii", "replace").strip("\x00 ")
+
+
+def _items(reader: Reader, what: str):
+    count = 0
+    while not reader.eof():
+        count += 1
+        if count > MAX_ITEMS:
+            raise PeerProtocolError(f"{what}: more than {MAX_ITEMS} items", abort_reason=6)
+        item_type = reader.u8(f"{what} item type")
+        reader.skip(1, f"{what} item reserved")
+        length = reader.u16(f"{what} item length")
+        yield item_type, reader.sub(length, f"{what} item 0x{item_type:02x} value")
+
+
+def _decode_user_info(reader: Reader) -> UserInformation:
+    values: dict = {"roles": [], "other": []}
+    for sub_type, sub in _items(reader, "user information"):
+        if sub_type == SUB_MAX_LENGTH:
+            if sub.remaining() != 4:
+                raise PeerProtocolError("maximum length sub-item must be 4 bytes", abort_reason=6)
+            values["max_length"] = sub.u32()
+        elif sub_type == SUB_IMPLEMENTATION_CLASS_UID:
+            values["implementation_class_uid"] = _text(sub.take(sub.remaining()))
+        elif sub_type == SUB_IMPLEMENTATION_VERSION_NAME:
+            values["implementation_version_name"] = _text(sub.take(sub.remaining()))
+        elif sub_type == SUB_ROLE_SELECTION:
+            uid = _text(sub.take(sub.u16("role uid length"), "role uid"))
+            values["roles"].append(RoleSelection(uid, sub.u8("scu role"), sub.u8("scp role")))
+        elif sub_type == SUB_USER_IDENTITY_AC:
+            length = sub.u16("user identity response length")
+            values["user_identity_response"] = sub.take(length, "user identity response")
+        else:
+            values["other"].append((sub_type, sub.take(sub.remaining())))
+    values["roles"] = tuple(values["roles"])
+    values["other"] = tuple(values["other"])
+    return UserInformation(**values)
+
+
+def _decode_associate(pdu_type: int, body: Reader) -> AAssociateRQ | AAssociateAC:
+    protocol_version = body.u16("protocol version")
+    body.skip(2, "reserved")
+    called = _text(body.take(16, "called AE"))
+    calling = _text(body.take(16, "calling AE"))
+    body.skip(32, "reserved")
+    application_context = None
+    contexts: list = []
+    user_info = UserInformation()
+    for item_type, item in _items(body, "A-ASSOCIATE"):
+        if item_type == ITEM_APPLICATION_CONTEXT:
+            application_context = _text(item.take(item.remaining()))
+        elif item_type == ITEM_PRESENTATION_CONTEXT_RQ and pdu_type == A_ASSOCIATE_RQ:
+            contexts.append(_decode_context_rq(item))
+        elif item_type == ITEM_PRESENTATION_CONTEXT_AC and pdu_type == A_ASSOCIATE_AC:
+            contexts.append(_decode_context_ac(item))
+        elif item_type == ITEM_USER_INFORMATION:
+            user_info = _decode_user_info(item)
+        # Unknown item types are skipped by their length (reference 7.5).
+    if application_context is None:
+        raise PeerProtocolError("A-ASSOCIATE without an application context item", abort_reason=6)
+    cls = AAssociateRQ if pdu_type == A_ASSOCIATE_RQ else AAssociateAC
+    return cls(called, calling, tuple(contexts), user_info, application_context, protocol_version)
+
+
+def _decode_context_rq(item: Reader) -> PresentationContextRQ:
+    context_id = item.u8("context id")
+    item.skip(3, "context reserved")
+    abstract = None
+    transfers = []
+    for sub_type, sub in _items(item, "presentation context"):
+        if sub_type == ITEM_ABSTRACT_SYNTAX:
+            abstract = _text(sub.take(sub.remaining()))
+        elif sub_type == ITEM_TRANSFER_SYNTAX:
+            transfers.append(_text(sub.take(sub.remaining())))
+    if abstract is None or not transfers:
+        raise PeerProtocolError("presentation context without abstract or transfer syntax", abort_reason=6)
+    return PresentationContextRQ(context_id, abstract, tuple(transfers))
+
+
+def _decode_context_ac(item: Reader) -> PresentationContextAC:
+    context_id = item.u8("context id")
+    item.skip(1, "context reserved")
+    result = item.u8("context result")
+    item.skip(1, "context reserved")
+    transfer = None
+    for sub_type, sub in _items(item, "presentation context"):
+        if sub_type == ITEM_TRANSFER_SYNTAX:
+            transfer = _text(sub.take(sub.remaining())) or None
+    return PresentationContextAC(context_id, result, transfer)
+
+
+def _decode_pdata(body: Reader) -> PDataTF:
+    pdvs = []
+    while not body.eof():
+        if len(pdvs) >= MAX_ITEMS:
+            raise PeerProtocolError("P-DATA-TF with too many PDV items", abort_reason=6)
+        length = body.u32("PDV length")
+        if length < 2:
+            raise PeerProtocolError(f"PDV length {length} below 2", abort_reason=6)
+        item = body.sub(length, "PDV")
+        context_id = item.u8()
+        header = item.u8()
+        pdvs.append(PDV(context_id, bool(header & 0x01), bool(header & 0x02), item.take(item.remaining())))
+    if not pdvs:
+        raise PeerProtocolError("P-DATA-TF without PDV items", abort_reason=6)
+    return PDataTF(tuple(pdvs))
+
+
+def decode_pdu(data: bytes | memoryview) -> PDU:
+    """Decode one complete PDU, header included. Raises PeerProtocolError on any violation."""
+    reader = Reader(data)
+    pdu_type = reader.u8("PDU type")
+    reader.skip(1, "PDU reserved")
+    length = reader.u32("PDU length")
+    check_length(pdu_type, length, cap=None)
+    body = reader.sub(length, "PDU body")
+    if not reader.eof():
+        raise PeerProtocolError("bytes after the PDU", abort_reason=6)
+    if pdu_type in (A_ASSOCIATE_RQ, A_ASSOCIATE_AC):
+        return _decode_associate(pdu_type, body)
+    if pdu_type == P_DATA_TF:
+        return _decode_pdata(body)
+    if pdu_type == A_ASSOCIATE_RJ:
+        body.skip(1)
+        return AAssociateRJ(body.u8(), body.u8(), body.u8())
+    if pdu_type == A_RELEASE_RQ:
+        return AReleaseRQ()
+    if pdu_type == A_RELEASE_RP:
+        return AReleaseRP()
+    body.skip(2)
+    return AAbort(body.u8(), body.u8())
+
+
+def check_length(pdu_type: int, length: int, cap: int | None) -> None:
+    """Refuse a PDU header before its body is read: unknown type, or a length out of bounds."""
+    if not A_ASSOCIATE_RQ <= pdu_type <= A_ABORT:
+        raise PeerProtocolError(f"unrecognized PDU type 0x{pdu_type:02x}", abort_reason=1)
+    fixed = FIXED_LENGTH.get(pdu_type)
+    if fixed is not None and length != fixed:
+        raise PeerProtocolError(f"PDU 0x{pdu_type:02x} must have length {fixed}, not {length}", abort_reason=6)
+    if pdu_type in (A_ASSOCIATE_RQ, A_ASSOCIATE_AC) and not 68 <= length <= MAX_ASSOCIATE_LENGTH:
+        raise PeerProtocolError(f"A-ASSOCIATE length {length} outside 68-{MAX_ASSOCIATE_LENGTH}", abort_reason=6)
+    if pdu_type == P_DATA_TF and (length < 6 or (cap is not None and length > cap)):
+        raise PeerProtocolError(f"P-DATA-TF length {length} outside 6-{cap}", abort_reason=6)
+
+
+def sniff(first: bytes) -> str:
+    """Name what a peer that is not speaking DICOM seems to speak, from its first bytes."""
+    if first[:1] in (b"\x15", b"\x16") and first[1:2] in (b"", b"\x03"):
+        return "looks like TLS"
+    if first[:4] in (b"HTTP", b"<!DO", b"<htm", b"<HTM"):
+        return "looks like HTTP"
+    if first[:4] == b"SSH-":
+        return "looks like SSH"
+    if first[:3] in (b"220", b"+OK", b"* O"):
+        return "looks like a text protocol banner"
+    return "not DICOM"
+
+
+class PduFramer:
+    """Cuts a byte stream into PDUs. Holds at most one PDU's worth of bytes.
+
+    `max_pdu_length` caps P-DATA-TF bodies; A-ASSOCIATE PDUs are capped at 64 KiB and the
+    fixed-size PDUs at exactly 4. The cap is checked from the header alone.
+    """
+
+    def __init__(self, max_pdu_length: int) -> None:
+        self.max_pdu_length = max_pdu_length
+        self._buffer = bytearray()
+        self._need: int | None = None
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[PDU]:
+        self._buffer += data
+        pdus = []
+        while True:
+            if self._need is None:
+                if len(self._buffer) < HEADER_LENGTH:
+                    break
+                pdu_type = self._buffer[0]
+                if not A_ASSOCIATE_RQ <= pdu_type <= A_ABORT:
+                    raise PeerProtocolError(f"not a DICOM PDU ({sniff(bytes(self._buffer[:8]))})", abort_reason=1)
+                length = int.from_bytes(self._buffer[2:6], "big")
+                check_length(pdu_type, length, self.max_pdu_length)
+                self._need = HEADER_LENGTH + length
+            if len(self._buffer) < self._need:
+                break
+            pdus.append(decode_pdu(bytes(self._buffer[: self._need])))
+            del self._buffer[: self._need]
+            self._need = None
+        return pdus

@@ -1,0 +1,1 @@
+"""Product identification from what servers announce: tables (data), and small matchers."""

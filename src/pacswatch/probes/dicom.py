@@ -1,0 +1,335 @@
+"""The DICOM probe: what does this endpoint give a stranger, learnt in as few associations as
+the facts allow, without moving a single object and without keeping any identifier.
+
+Per endpoint:
+1. Associate with a random called AE and our own calling AE, proposing Verification, the Q/R
+   classes, Modality Worklist, three Storage classes and a random 2.25 control class.
+2. Rejected with called-ae-not-recognized: retry with a short list of product defaults
+   (service discovery), stopping at the first accepted. The calling AE is never guessed.
+3. On the accepted association: C-ECHO; C-FIND with a random StudyInstanceUID (permission, no
+   data); if permitted, count studies and patients by universal queries on unique keys only,
+   cancelling at the limit; then release (abort if the release is ignored).
+4. TLS on TLS ports, or when a plain association meets a TLS alert or a silent close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import string
+from datetime import datetime, timezone
+
+from pacswatch import __version__
+from pacswatch.assess import assess
+from pacswatch.dicom import uids
+from pacswatch.dicom.association import Association, AssociationRejected
+from pacswatch.dicom.dimse import c_echo_rq, c_find_rq
+from pacswatch.dicom.errors import PeerProtocolError
+from pacswatch.dicom.identifiers import patient_query, study_query
+from pacswatch.dicom.names import abort_names, reject_names
+from pacswatch.dicom.pdu import PresentationContextRQ, UserInformation
+from pacswatch.fingerprint.dicom import identify
+from pacswatch.net.errors import NetError
+from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
+from pacswatch.probes.base import Endpoint, ProbeContext
+from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session, build_request
+from pacswatch.record import Association as AssociationFacts
+from pacswatch.record import DicomFacts, Find, Record, Reject, TlsFacts
+from pacswatch.status import Status
+
+DICOM_PORTS = (104, 11112, 4242, 2761, 2762, 4006, 3004, 3010, 4096, 5678, 2350, 111)
+_CALLED_NEVER_VALID = "called-ae-not-recognized"
+_AE_ALPHABET = string.ascii_uppercase + string.digits
+
+
+def random_ae() -> str:
+    """A called AE title no server is configured with: tells 'accepts any' from 'checks'."""
+    return "PW" + "".join(secrets.choice(_AE_ALPHABET) for _ in range(10))
+
+
+def random_uid() -> str:
+    return uids.random_uid(secrets.randbits(120))
+
+
+def proposed_contexts(control_uid: str) -> list[PresentationContextRQ]:
+    syntaxes = list(uids.PROBE_SYNTAXES) + [control_uid]
+    return [PresentationContextRQ(2 * i + 1, uid, (uids.IMPLICIT_VR_LE,)) for i, uid in enumerate(syntaxes)]
+
+
+class _Attempt:
+    """What one association attempt produced."""
+
+    def __init__(self, called_ae: str) -> None:
+        self.called_ae = called_ae
+        self.session: Session | None = None
+        self.accepted = None  # AssociationAccepted
+        self.rejected: AssociationRejected | None = None
+        self.failure: NetError | PeerProtocolError | PeerAborted | None = None
+
+
+class DicomProbe:
+    name = "dicom"
+    default_ports = DICOM_PORTS
+
+    def __init__(self) -> None:
+        self._tls: ScannerTlsContext | None = None
+
+    def _tls_context(self) -> ScannerTlsContext:
+        if self._tls is None:
+            self._tls = ScannerTlsContext()
+        return self._tls
+
+    async def run(self, ctx: ProbeContext, endpoint: Endpoint) -> Record:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        scanned_at = datetime.now(timezone.utc)
+        record = Record(ip=endpoint.ip, port=endpoint.port, status=Status.ERROR, scanned_at=scanned_at,
+                        scanner=f"pacswatch/{__version__}")
+        deadline = started + ctx.options.timeouts.endpoint
+        try:
+            await self._probe(ctx, endpoint, record, deadline)
+        except Exception as exc:  # our bug: report it on the record, never crash the scan
+            record.status = Status.ERROR
+            record.detail = f"{type(exc).__name__}: {exc}"
+        record.severity, record.reasons = assess(record)
+        record.elapsed_ms = int((loop.time() - started) * 1000)
+        return record
+
+    async def _probe(self, ctx: ProbeContext, endpoint: Endpoint, record: Record, deadline: float) -> None:
+        opts = ctx.options
+        if endpoint.port in opts.tls_ports:
+            await self._probe_tls(ctx, endpoint, record, deadline)
+            return
+        silent_close = await self._probe_dicom(ctx, endpoint, record, deadline, tls=False)
+        if silent_close and opts.try_tls_fallback:
+            plain = (record.status, record.detail)
+            await self._probe_tls(ctx, endpoint, record, deadline)
+            if not (record.tls and record.tls.handshake):
+                # Not TLS either: the plain attempt's status says more.
+                record.status, record.detail = plain
+                record.transport = "tcp"
+                record.tls = None
+
+    async def _probe_tls(self, ctx: ProbeContext, endpoint: Endpoint, record: Record, deadline: float) -> None:
+        record.transport = "tls"
+        await self._probe_dicom(ctx, endpoint, record, deadline, tls=True)
+
+    # ------------------------------------------------------------ associations
+
+    async def _attempt(
+        self, ctx: ProbeContext, endpoint: Endpoint, called_ae: str, control_uid: str, deadline: float, tls: bool,
+        record: Record,
+    ) -> _Attempt:
+        opts = ctx.options
+        attempt = _Attempt(called_ae)
+        identity = opts.identity
+        request = build_request(
+            called_ae,
+            identity.calling_ae,
+            proposed_contexts(control_uid),
+            UserInformation(
+                max_length=opts.max_pdu,
+                implementation_class_uid=identity.implementation_class_uid,
+                implementation_version_name=identity.implementation_version_name,
+            ),
+        )
+        loop = asyncio.get_running_loop()
+        connect_deadline = min(deadline, loop.time() + opts.timeouts.connect)
+        tls_ctx = self._tls_context() if tls else None
+        try:
+            conn = await ctx.connect(endpoint, connect_deadline, tls_ctx.context if tls_ctx else None)
+        except NetError as exc:
+            if tls and record.tls is None:
+                record.tls = TlsFacts(handshake=False, error=exc.detail,
+                                      client_cert_required=is_client_cert_error(exc.detail))
+            attempt.failure = exc
+            return attempt
+        if tls and tls_ctx is not None and record.tls is None:
+            ssl_object = conn.ssl_object
+            record.tls = tls_facts(ssl_object, client_cert_required=tls_ctx.client_cert_requested(ssl_object))
+        session = Session(conn, Association(request, max_receive_pdu=opts.max_received_pdu), deadline)
+        try:
+            event = await session.associate(opts.timeouts.association)
+        except (NetError, PeerProtocolError, PeerAborted) as exc:
+            attempt.failure = exc
+            if isinstance(exc, PeerProtocolError):
+                await session.abort(exc.abort_reason, source=2)
+            elif isinstance(exc, NetError) and tls and is_client_cert_error(exc.detail) and record.tls:
+                # TLS 1.3: the certificate_required alert arrives on the first read, after the
+                # client believed the handshake was complete (reference section 6).
+                record.tls.client_cert_required = True
+            session.conn.abort()
+            return attempt
+        if isinstance(event, AssociationRejected):
+            attempt.rejected = event
+            await session.close()
+        else:
+            attempt.accepted = event
+            attempt.session = session
+        return attempt
+
+    async def _probe_dicom(
+        self, ctx: ProbeContext, endpoint: Endpoint, record: Record, deadline: float, tls: bool
+    ) -> bool:
+        """Fill the record from DICOM (over TLS or not). Returns True when the peer closed or
+        answered with TLS before saying anything DICOM, so TLS is worth a try."""
+        opts = ctx.options
+        control_uid = random_uid()
+        first_ae = random_ae()
+        attempt = await self._attempt(ctx, endpoint, first_ae, control_uid, deadline, tls, record)
+        if attempt.failure is not None:
+            return self._record_failure(record, attempt.failure, tls)
+
+        record.service = "dicom"
+        facts = DicomFacts(association=AssociationFacts(accepted=False, called_ae=first_ae,
+                                                        calling_ae=opts.identity.calling_ae))
+        record.dicom = facts
+        if attempt.rejected is not None:
+            rj = attempt.rejected.rj
+            facts.association.reject = Reject(**dict(zip(("result", "source", "reason"),
+                                                         reject_names(rj.result, rj.source, rj.reason))))
+            facts.accepts_any_called_ae = False if facts.association.reject.reason == _CALLED_NEVER_VALID else None
+            if facts.association.reject.reason == _CALLED_NEVER_VALID and opts.ae_guess:
+                attempt = await self._guess_called_ae(ctx, endpoint, control_uid, deadline, tls, record)
+            if attempt.accepted is None:
+                record.status = Status.REJECTED
+                record.detail = f"association rejected: {facts.association.reject.reason}"
+                record.product = identify(facts, endpoint.port)
+                return False
+            # Found by guessing: the facts below are that association's.
+            facts.called_ae_found = attempt.called_ae
+            facts.association.reject = None
+        else:
+            facts.accepts_any_called_ae = True
+        facts.association.called_ae = attempt.called_ae
+        await self._explore(ctx, attempt.session, attempt.accepted.ac, control_uid, record)
+        record.status = Status.SUCCESS
+        record.product = identify(facts, endpoint.port)
+        return False
+
+    async def _guess_called_ae(
+        self, ctx: ProbeContext, endpoint: Endpoint, control_uid: str, deadline: float, tls: bool, record: Record
+    ) -> _Attempt:
+        """Service discovery over product-default called AE titles (never the calling AE)."""
+        last = _Attempt("")
+        for called_ae in ctx.options.ae_guess[:32]:
+            attempt = await self._attempt(ctx, endpoint, called_ae, control_uid, deadline, tls, record)
+            if attempt.accepted is not None:
+                return attempt
+            last = attempt
+            if attempt.failure is not None or (
+                attempt.rejected is not None
+                and reject_names(*_triple(attempt.rejected))[2] != _CALLED_NEVER_VALID
+            ):
+                break  # the peer now says something else (busy, gone): stop knocking
+        return last
+
+    def _record_failure(self, record: Record, failure, tls: bool) -> bool:
+        if isinstance(failure, PeerAborted):
+            record.service = "dicom"  # an A-ABORT PDU is DICOM speaking
+            source, reason = abort_names(failure.source, failure.reason)
+            record.status = Status.REJECTED
+            record.detail = f"peer sent A-ABORT ({source}, {reason}) instead of answering the association"
+            record.dicom = DicomFacts(association=AssociationFacts(accepted=False))
+            return False
+        if isinstance(failure, PeerProtocolError):
+            record.status = Status.PROTOCOL_ERROR
+            record.detail = str(failure)
+            return "looks like TLS" in str(failure)
+        record.status = failure.status
+        record.detail = failure.detail
+        if tls and record.tls is not None and record.tls.client_cert_required:
+            record.status = Status.REJECTED
+            record.detail = "TLS listener demands a client certificate"
+        return isinstance(failure, PeerClosed) and failure.silent
+
+    # ------------------------------------------------------------ on an accepted association
+
+    async def _explore(self, ctx: ProbeContext, session: Session, ac, control_uid: str, record: Record) -> None:
+        opts = ctx.options
+        facts = record.dicom
+        assert facts is not None
+        assoc = session.assoc
+        info = ac.user_info
+        facts.association.accepted = True
+        facts.association.implementation_class_uid = info.implementation_class_uid
+        facts.association.implementation_version_name = info.implementation_version_name
+        facts.association.max_pdu_length = info.max_length
+        by_syntax = {c.abstract_syntax: c.id for c in assoc.accepted.values()}
+        facts.association.accepted_contexts = [uids.NAMES.get(s, "control") for s in by_syntax]
+        facts.promiscuous = control_uid in by_syntax
+        facts.store_accepted = any(s in by_syntax for s in uids.STORAGE_CLASSES)
+        facts.move_accepted = any(s in by_syntax for s in uids.MOVE_CLASSES)
+        facts.get_accepted = any(s in by_syntax for s in uids.GET_CLASSES)
+        facts.worklist_accepted = uids.MODALITY_WORKLIST_FIND in by_syntax
+        t = opts.timeouts
+        alive = True
+        try:
+            if uids.VERIFICATION in by_syntax:
+                response = await session.request(by_syntax[uids.VERIFICATION], c_echo_rq(1), None, t.dimse)
+                facts.echo = response.command.status == 0x0000
+            if opts.find and (uids.STUDY_ROOT_FIND in by_syntax or uids.PATIENT_ROOT_FIND in by_syntax):
+                alive = await self._find(session, by_syntax, facts.find, opts.find_limit, t.dimse, t.release)
+        except PeerAborted as exc:
+            alive = False
+            if facts.echo is None and exc.phase == "DIMSE response":
+                facts.echo = False
+        except (NetError, PeerProtocolError) as exc:
+            alive = False
+            if facts.echo is None:
+                facts.echo = False
+            record.detail = f"association ended early: {exc}"
+            await session.abort(getattr(exc, "abort_reason", 0), source=2 if isinstance(exc, PeerProtocolError) else 0)
+        if alive and not assoc.is_closed:
+            facts.released = await session.release(t.release)
+        await session.close()
+
+    async def _find(self, session: Session, by_syntax: dict, find: Find, limit: int, timeout: float, grace: float) -> bool:
+        """Permission with a random UID, then counts. Returns whether the association is still usable."""
+        study_ctx = by_syntax.get(uids.STUDY_ROOT_FIND)
+        patient_ctx = by_syntax.get(uids.PATIENT_ROOT_FIND)
+        if study_ctx is not None:
+            check = await session.find(study_ctx, c_find_rq(3, uids.STUDY_ROOT_FIND), study_query(random_uid()),
+                                       timeout, limit, grace)
+        else:
+            # Patient Root only: a random PatientID checks permission just as well.
+            identifier = patient_query(random_uid()[:64])  # LO allows 64 characters
+            check = await session.find(patient_ctx, c_find_rq(3, uids.PATIENT_ROOT_FIND), identifier,
+                                       timeout, limit, grace)
+        if check.final_status is None:
+            find.allowed = False
+            find.refusal = "aborted" if check.aborted else "connection closed" if check.closed else "no final response"
+            return not (check.aborted or check.closed) and not session.assoc.is_closed
+        if check.final_status not in (0x0000,) and check.pending == 0:
+            find.allowed = False
+            find.refusal = f"status 0x{check.final_status:04X}"
+            return True
+        find.allowed = True
+        if study_ctx is not None:
+            counted = await session.find(study_ctx, c_find_rq(5, uids.STUDY_ROOT_FIND), study_query(""),
+                                         timeout, limit, grace)
+            find.studies, capped = _count(counted)
+            find.capped |= capped
+            if counted.aborted or counted.closed or session.assoc.is_closed:
+                return False
+        if patient_ctx is not None:
+            counted = await session.find(patient_ctx, c_find_rq(7, uids.PATIENT_ROOT_FIND), patient_query(),
+                                         timeout, limit, grace)
+            find.patients, capped = _count(counted)
+            find.capped |= capped
+            if counted.aborted or counted.closed or session.assoc.is_closed:
+                return False
+        return True
+
+
+def _count(outcome) -> tuple[int | None, bool]:
+    """A count is reported when the peer finished, or when we cut it off at the limit."""
+    if outcome.capped:
+        return outcome.pending, True
+    if outcome.final_status is None:
+        return (outcome.pending or None), False
+    return outcome.pending, False
+
+
+def _triple(rejected: AssociationRejected) -> tuple[int, int, int]:
+    return rejected.rj.result, rejected.rj.source, rejected.rj.reason

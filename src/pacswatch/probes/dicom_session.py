@@ -1,0 +1,182 @@
+"""One DICOM association over one connection: the glue between the sans-IO state machine and
+the transport. Every wait is bounded by the phase deadline the state machine set and by the
+endpoint's overall deadline, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from pacswatch.dicom.association import (
+    Aborted,
+    Association,
+    AssociationAccepted,
+    AssociationRejected,
+    DimseMessage,
+    Event,
+    ReleaseConfirmed,
+    ReleaseRequested,
+)
+from pacswatch.dicom.dimse import Command, c_cancel_rq, status_category
+from pacswatch.dicom.errors import PeerProtocolError
+from pacswatch.dicom.pdu import AAssociateRQ, sniff
+from pacswatch.net.errors import NetError
+from pacswatch.net.transport import Connection
+from pacswatch.status import Status
+
+
+class PeerAborted(Exception):
+    def __init__(self, source: int, reason: int, phase: str) -> None:
+        super().__init__(f"peer aborted during {phase}")
+        self.source, self.reason, self.phase = source, reason, phase
+
+
+class PeerClosed(NetError):
+    """The peer closed the connection. `silent` when it never sent a byte (a TLS port, often)."""
+
+    def __init__(self, phase: str, silent: bool) -> None:
+        super().__init__(Status.PROTOCOL_ERROR, f"peer closed the connection during {phase}")
+        self.silent = silent
+
+
+@dataclass
+class FindOutcome:
+    final_status: int | None = None  # None: no final response (aborted, closed, or cut off by us)
+    pending: int = 0
+    capped: bool = False
+    aborted: bool = False
+    closed: bool = False
+
+
+class Session:
+    def __init__(self, conn: Connection, assoc: Association, endpoint_deadline: float) -> None:
+        self.conn = conn
+        self.assoc = assoc
+        self.endpoint_deadline = endpoint_deadline
+        self.first_bytes = b""
+        self._events: list[Event] = []
+        self._loop = asyncio.get_running_loop()
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def _deadline(self) -> float:
+        phase = self.assoc.deadline
+        return self.endpoint_deadline if phase is None else min(phase, self.endpoint_deadline)
+
+    async def next_event(self, phase: str) -> Event:
+        """The next event from the peer; raises NetError (incl. timeouts) or PeerProtocolError."""
+        while not self._events:
+            data = await self.conn.read(self._deadline())
+            if not data:
+                raise PeerClosed(phase, silent=not self.first_bytes)
+            if len(self.first_bytes) < 8:
+                self.first_bytes += data[: 8 - len(self.first_bytes)]
+            try:
+                self._events.extend(self.assoc.receive(data))
+            except PeerProtocolError as exc:
+                # Name what the peer seems to speak when its very first bytes were not DICOM.
+                if self.first_bytes == data[:8] and "not a DICOM PDU" not in str(exc):
+                    raise PeerProtocolError(f"{exc} ({sniff(self.first_bytes)})", exc.abort_reason) from None
+                raise
+        return self._events.pop(0)
+
+    async def send(self, data: bytes) -> None:
+        await self.conn.write(data, self._deadline())
+
+    async def associate(self, timeout: float) -> AssociationAccepted | AssociationRejected:
+        await self.send(self.assoc.request(self.now(), timeout))
+        event = await self.next_event("association")
+        if isinstance(event, Aborted):
+            raise PeerAborted(event.source, event.reason, "association")
+        if isinstance(event, (AssociationAccepted, AssociationRejected)):
+            return event
+        raise PeerProtocolError(f"unexpected {type(event).__name__} while associating", abort_reason=2)
+
+    async def request(self, context_id: int, command: Command, data_set: bytes | None, timeout: float) -> DimseMessage:
+        """Send a request and return its (single, non-pending) response."""
+        await self.send(self.assoc.send(context_id, command, data_set, self.now(), timeout))
+        while True:
+            event = await self._dimse_event("DIMSE response")
+            if event.command.message_id_being_responded_to == command.message_id:
+                return event
+
+    async def find(
+        self, context_id: int, command: Command, identifier: bytes, timeout: float, limit: int, grace: float
+    ) -> FindOutcome:
+        """C-FIND: count pending responses (their identifiers were dropped unread by the state
+        machine); at `limit` send C-CANCEL and give the peer `grace` seconds to finish."""
+        outcome = FindOutcome()
+        await self.send(self.assoc.send(context_id, command, identifier, self.now(), timeout))
+        try:
+            while True:
+                event = await self._dimse_event("C-FIND")
+                if event.command.message_id_being_responded_to != command.message_id:
+                    continue
+                status = event.command.status if event.command.status is not None else 0xC000
+                if status_category(status) != "pending":
+                    outcome.final_status = status
+                    return outcome
+                if outcome.capped:
+                    continue  # pendings in flight after our cancel are not counted, nor wait longer
+                # Each response gets a fresh deadline; the endpoint deadline still bounds them all.
+                self.assoc.deadline = self.now() + timeout
+                outcome.pending += 1
+                if outcome.pending >= limit:
+                    outcome.capped = True
+                    await self.send(self.assoc.send_no_reply(context_id, c_cancel_rq(command.message_id)))
+                    self.assoc.deadline = self.now() + grace
+        except PeerAborted:
+            outcome.aborted = True
+        except PeerClosed:
+            outcome.closed = True
+        except NetError as exc:
+            if not (outcome.capped and exc.status is Status.IO_TIMEOUT):
+                raise
+            # The peer ignored our cancel: cut it off (reference 7.8) and keep the count.
+            await self.abort()
+        return outcome
+
+    async def _dimse_event(self, phase: str) -> DimseMessage:
+        while True:
+            event = await self.next_event(phase)
+            if isinstance(event, DimseMessage):
+                return event
+            if isinstance(event, Aborted):
+                raise PeerAborted(event.source, event.reason, phase)
+            if isinstance(event, ReleaseRequested):
+                await self.send(self.assoc.release_response())
+                raise PeerClosed(phase, silent=False)
+
+    async def release(self, timeout: float) -> bool:
+        """Orderly release; True when the peer confirmed. A peer that ignores it is aborted."""
+        try:
+            await self.send(self.assoc.release(self.now(), timeout))
+            while True:
+                event = await self.next_event("release")
+                if isinstance(event, ReleaseConfirmed):
+                    return True
+                if isinstance(event, ReleaseRequested):  # release collision
+                    await self.send(self.assoc.release_response())
+                    return True
+                if isinstance(event, Aborted):
+                    return False
+                # DIMSE messages still in flight in Sta7 are dropped.
+        except (NetError, PeerProtocolError):
+            await self.abort()
+            return False
+
+    async def abort(self, reason: int = 0, source: int = 0) -> None:
+        data = self.assoc.abort(reason, source)
+        try:
+            await self.conn.write(data, min(self.now() + 1.0, self.endpoint_deadline + 1.0))
+        except NetError:
+            pass
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+def build_request(called_ae: str, calling_ae: str, contexts, user_info) -> AAssociateRQ:
+    return AAssociateRQ(called_ae=called_ae, calling_ae=calling_ae, contexts=tuple(contexts), user_info=user_info)
