@@ -17,6 +17,7 @@ IPAddress = IPv4Address | IPv6Address
 # (version, first, last), inclusive at both ends, like the ranges people write.
 Span = tuple[int, int, int]
 
+# The top 96 bits (value >> 32) of the two prefixes that carry an IPv4 address in the low 32.
 _NAT64_PREFIX = 0x0064_FF9B_0000_0000_0000_0000  # 64:ff9b::/96, RFC 6052 well-known prefix
 _V4MAPPED_PREFIX = 0xFFFF  # ::ffff:0:0/96, RFC 4291 section 2.5.5.2
 
@@ -39,7 +40,7 @@ def embedded_v4(version: int, value: int, *, nat64: bool = True) -> int | None:
     if version != 6:
         return None
     high = value >> 32
-    if high == _V4MAPPED_PREFIX or (nat64 and high == _NAT64_PREFIX >> 32):
+    if high == _V4MAPPED_PREFIX or (nat64 and high == _NAT64_PREFIX):
         return value & 0xFFFF_FFFF
     return None
 

@@ -95,6 +95,8 @@ def parse_spec(text: str) -> Spec:
         return Spec(ip=host_spec.ip, name=host_spec.name, port=parse_port(port_text))
     if "/" in text or _looks_like_range(text):
         return Spec(span=parse_address_range(text))
+    if ":" in text:  # two or more colons: meant as IPv6, so say what is wrong with it as such
+        return Spec(ip=_parse_ip(text))
     try:
         return Spec(ip=ip_address(text))
     except ValueError:

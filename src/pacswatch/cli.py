@@ -1,0 +1,207 @@
+"""The command line: `pacswatch scan|probe|lab|demo|schema`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from pacswatch import __version__
+from pacswatch.identity import DEFAULT_CONTACT_URL, Identity
+from pacswatch.probes.base import DEFAULT_AE_GUESSES, Endpoint, ProbeContext, ProbeOptions, Timeouts
+from pacswatch.probes.registry import ProbeSelector
+from pacswatch.targets import (
+    DEFAULT_DICOM_PORTS,
+    Blocklist,
+    PortError,
+    ScanPlan,
+    Scope,
+    TargetError,
+    parse_ports,
+    parse_spec,
+    parse_targets,
+)
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _add_probe_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=_positive_float, default=4.0, metavar="S",
+                   help="connect and response timeout in seconds; the other deadlines derive from it (default 4)")
+    p.add_argument("--no-find", action="store_true", help="do not send C-FIND (permission check and counts)")
+    p.add_argument("--find-limit", type=_positive_int, default=1000, metavar="N",
+                   help="stop counting at N results with C-CANCEL and report 'at least N' (default 1000)")
+    p.add_argument("--no-ae-guess", action="store_true",
+                   help="do not retry rejected associations with product-default called AE titles")
+    p.add_argument("--ae-guess", metavar="LIST", help="comma-separated called AE titles to try (at most 32)")
+    p.add_argument("--calling-ae", default="PACSWATCH", help="our calling AE title (default PACSWATCH)")
+    p.add_argument("--contact-url", default=DEFAULT_CONTACT_URL, help="contact URL announced in the User-Agent")
+    p.add_argument("--tls-ports", default="2762", metavar="LIST", help="ports where TLS is tried first (default 2762)")
+    p.add_argument("--try-default-credentials", action="store_true",
+                   help="INTRUSIVE: try documented default web credentials (a login attempt); off by default")
+
+
+def _probe_options(args: argparse.Namespace) -> ProbeOptions:
+    guesses: tuple[str, ...] = DEFAULT_AE_GUESSES
+    if args.ae_guess:
+        guesses = tuple(a.strip() for a in args.ae_guess.split(",") if a.strip())
+        if len(guesses) > 32 or any(len(a) > 16 for a in guesses):
+            raise ValueError("--ae-guess takes at most 32 AE titles of at most 16 characters")
+    if args.no_ae_guess:
+        guesses = ()
+    return ProbeOptions(
+        identity=Identity(calling_ae=args.calling_ae, contact_url=args.contact_url),
+        timeouts=Timeouts.scaled(args.timeout),
+        find=not args.no_find,
+        find_limit=args.find_limit,
+        ae_guess=guesses,
+        tls_ports=frozenset(parse_ports(args.tls_ports)),
+        try_default_credentials=args.try_default_credentials,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pacswatch", description=(
+        "Find exposed DICOM/PACS servers in ranges you are authorised to scan, and measure what "
+        "they expose without taking patient data."))
+    parser.add_argument("--version", action="version", version=f"pacswatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    scan = sub.add_parser("scan", help="scan targets", description=(
+        "TARGET is an IPv4/IPv6 address, a CIDR, a range (a-b), a host name, HOST:PORT, or @FILE."))
+    scan.add_argument("targets", nargs="+", metavar="TARGET")
+    scan.add_argument("--ports", default=None, metavar="LIST",
+                      help="ports to scan, e.g. 104,11112,4000-4010 (default: the common DICOM and PACS web ports)")
+    scan.add_argument("--web-ports", default=None, metavar="LIST", help="ports probed as HTTP(S) instead of DICOM")
+    scan.add_argument("--output", "-o", metavar="FILE", help="write records here (default stdout)")
+    scan.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
+    scan.add_argument("--rate", type=_positive_float, default=200.0, metavar="N",
+                      help="new connections per second, all probes together (default 200)")
+    scan.add_argument("--concurrency", type=_positive_int, default=200, metavar="N",
+                      help="endpoints probed at once (default 200)")
+    scan.add_argument("--exclude", action="append", default=[], metavar="FILE",
+                      help="never scan what this file lists (addresses, CIDRs, ranges); repeatable")
+    scan.add_argument("--scope", metavar="FILE", help="refuse anything outside the networks this file lists")
+    scan.add_argument("--seed", type=int, help="seed of the random scan order (default: random)")
+    scan.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    scan.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    _add_probe_options(scan)
+
+    probe = sub.add_parser("probe", help="probe one endpoint and print a full report")
+    probe.add_argument("endpoint", metavar="HOST[:PORT]")
+    probe.add_argument("--json", action="store_true", help="print the record as JSON")
+    _add_probe_options(probe)
+
+    lab = sub.add_parser("lab", help="run the lab of simulated PACS on loopback until Ctrl-C")
+    lab.add_argument("--base-ip", default="127.42.0.0", help="loopback /24 the lab uses (default 127.42.0.0)")
+
+    demo = sub.add_parser("demo", help="start the lab, scan it, print the findings")
+    demo.add_argument("--base-ip", default="127.42.0.0")
+    demo.add_argument("--output", "-o", metavar="FILE", help="also write the records as JSON Lines")
+
+    sub.add_parser("schema", help="print the JSON Schema of the record")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    err = Console(stderr=True)
+    try:
+        if args.command == "scan":
+            return cmd_scan(args, err)
+        if args.command == "probe":
+            return cmd_probe(args, err)
+        if args.command == "schema":
+            from pacswatch.record import record_schema_text
+
+            sys.stdout.write(record_schema_text())
+            return 0
+        if args.command == "lab":
+            from pacswatch.lab.cli import run_lab_command
+
+            return run_lab_command(args.base_ip)
+        if args.command == "demo":
+            from pacswatch.lab.cli import run_demo_command
+
+            return run_demo_command(args.base_ip, args.output)
+    except (TargetError, PortError, ValueError, OSError) as exc:
+        err.print(f"[bold red]pacswatch {args.command}:[/] {exc}", highlight=False)
+        return EXIT_USAGE
+    return EXIT_USAGE
+
+
+def cmd_scan(args: argparse.Namespace, err: Console) -> int:
+    from pacswatch.scan.job import ScanJob
+
+    options = _probe_options(args)
+    selector = ProbeSelector.from_args(args.web_ports)
+    ports = parse_ports(args.ports) if args.ports else selector.default_ports(DEFAULT_DICOM_PORTS)
+    targets = parse_targets(args.targets)
+    blocklist = Blocklist.default()
+    for path in args.exclude:
+        blocklist = blocklist.with_file(path)
+    scope = Scope.from_file(args.scope) if args.scope else None
+    seed = args.seed if args.seed is not None else secrets.randbits(63)
+    plan = ScanPlan(targets, ports, seed, blocklist, scope)
+    if not args.quiet:
+        err.print(f"pacswatch {__version__}: {plan.size} endpoints ({len(ports)} ports), seed {seed}, "
+                  f"rate {args.rate:g}/s, concurrency {args.concurrency}, calling AE {options.identity.calling_ae}",
+                  highlight=False)
+        if options.try_default_credentials:
+            err.print("[bold yellow]--try-default-credentials is on: documented default credentials will be tried "
+                      "(login attempts), and this is recorded.[/]")
+    out_file = open(args.output, "w", encoding="utf-8") if args.output else None  # noqa: SIM115
+    try:
+        job = ScanJob(plan=plan, probe_for=selector.probe_for, options=options, rate=args.rate,
+                      concurrency=args.concurrency, output=out_file or sys.stdout, output_format=args.format,
+                      stderr=err, show_progress=False if (args.no_progress or args.quiet) else None,
+                      show_summary=not args.quiet)
+        stats, _ = job.run()
+    finally:
+        if out_file is not None:
+            out_file.close()
+    return EXIT_INTERRUPTED if stats.interrupted else 0
+
+
+def cmd_probe(args: argparse.Namespace, err: Console) -> int:
+    from pacswatch.output import print_report
+
+    options = _probe_options(args)
+    spec = parse_spec(args.endpoint)
+    targets = parse_targets([args.endpoint])
+    if spec.port is None:
+        raise ValueError("probe needs HOST:PORT (for many endpoints, use scan)")
+    ip = next(iter(targets.pinned)).ip
+    blocked = Blocklist.default().reason_for(ip)
+    if blocked:
+        raise ValueError(f"{ip} is blocked: {blocked}")
+    selector = ProbeSelector.from_args(None)
+    record = asyncio.run(selector.probe_for(spec.port).run(ProbeContext(options), Endpoint(ip, spec.port)))
+    if args.json:
+        sys.stdout.write(record.model_dump_json(indent=2) + "\n")
+    else:
+        print_report(Console(), record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Hostile and broken peers: raw asyncio servers doing what a malicious or broken server does.
+
+All of a lab's hostile peers share one event loop in one thread, so each costs a listening
+socket and a coroutine per connection. Every connection ends when the client closes, when
+`hold` seconds have passed, or when the lab stops: none outlives the lab.
+
+- `tarpit`              accepts TCP, never sends, never closes.
+- `huge-length`         answers the A-ASSOCIATE-RQ with a type 0x02 header claiming 0xFFFFFFF0
+                        bytes, then drips a random byte every `drip_interval`.
+- `random-bytes`        answers with random bytes (never a valid PDU type first), then stays open.
+- `slow-drip`           sends a valid A-ASSOCIATE-AC one byte per `drip_interval` (1 s).
+- `abort-after-request` accepts (Verification and FIND contexts only), then answers the first
+                        P-DATA-TF with A-ABORT (as Orthanc refuses a C-FIND).
+- `http-not-dicom`      answers like an HTTP server: 400 Bad Request, then closes.
+- `reset`               accepts, then closes at once with RST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+import threading
+
+from pacswatch.dicom.errors import DicomError
+from pacswatch.dicom.pdu import AAssociateRQ, PduFramer, encode_pdu
+from pacswatch.lab.acceptor import Acceptor, accept_echo_and_find, associate_ac
+
+HOSTILE_KINDS = (
+    "tarpit", "huge-length", "random-bytes", "slow-drip", "abort-after-request", "http-not-dicom", "reset",
+)
+HUGE_HEADER = b"\x02\x00\xff\xff\xff\xf0"
+HTTP_BODY = b"<html><head><title>400 Bad Request</title></head><body>Bad Request</body></html>\n"
+HTTP_RESPONSE = (
+    b"HTTP/1.1 400 Bad Request\r\nServer: pacswatch-lab-http\r\nContent-Type: text/html\r\n"
+    b"Content-Length: " + str(len(HTTP_BODY)).encode() + b"\r\nConnection: close\r\n\r\n" + HTTP_BODY
+)
+REQUEST_TIMEOUT = 10.0
+
+
+async def read_request(reader: asyncio.StreamReader, timeout: float = REQUEST_TIMEOUT) -> bytes:
+    """The client's first PDU (whole when it is framed like one), or what came before `timeout`."""
+    data = b""
+    with contextlib.suppress(asyncio.IncompleteReadError, TimeoutError, OSError):
+        async with asyncio.timeout(timeout):
+            data = await reader.readexactly(6)
+            length = int.from_bytes(data[2:6], "big")
+            if 1 <= data[0] <= 7 and length <= 64 * 1024:
+                data += await reader.readexactly(length)
+            else:
+                data += await reader.read(64 * 1024)
+    return data
+
+
+async def drain_until_closed(reader: asyncio.StreamReader) -> None:
+    """Read and drop everything until the client closes (or the connection breaks)."""
+    with contextlib.suppress(OSError):
+        while await reader.read(65536):
+            pass
+
+
+async def drip(writer: asyncio.StreamWriter, reader: asyncio.StreamReader, data: bytes | None, interval: float) -> None:
+    """Send `data` one byte per `interval` (random bytes forever when None) until the client closes."""
+    closed = asyncio.ensure_future(drain_until_closed(reader))
+    try:
+        position = 0
+        while not closed.done() and not writer.is_closing():
+            if data is None:
+                chunk = os.urandom(1)
+            elif position < len(data):
+                chunk = data[position:position + 1]
+                position += 1
+            else:
+                await closed
+                return
+            writer.write(chunk)
+            await asyncio.wait([closed], timeout=interval)
+    finally:
+        closed.cancel()
+
+
+class HostilePeers:
+    """Runs hostile peers on (kind, ip, port) triples; port 0 picks a free port."""
+
+    def __init__(self, endpoints: list[tuple[str, str, int]], *, hold: float = 900.0, drip_interval: float = 1.0) -> None:
+        for kind, _, _ in endpoints:
+            if kind not in HOSTILE_KINDS:
+                raise ValueError(f"unknown hostile kind {kind!r}")
+        self.endpoints = list(endpoints)
+        self.hold = hold
+        self.drip_interval = drip_interval
+        self.ports: list[int] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 10.0) -> list[int]:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="pacswatch-lab-hostile", daemon=True)
+        self._thread.start()
+        try:
+            self.ports = asyncio.run_coroutine_threadsafe(self._start(), loop).result(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.ports
+
+    async def _start(self) -> list[int]:
+        ports = []
+        for kind, ip, port in self.endpoints:
+            handler = getattr(self, "_" + kind.replace("-", "_"))
+            server = await asyncio.start_server(self._wrap(handler), ip, port, reuse_address=True, backlog=128)
+            self._servers.append(server)
+            ports.append(server.sockets[0].getsockname()[1])
+        return ports
+
+    def stop(self, timeout: float = 5.0) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None:
+            return
+        if thread is not None and thread.is_alive():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self._stop(), loop).result(timeout)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+        loop.close()
+        self._loop = self._thread = None
+
+    async def _stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+    def _wrap(self, handler):
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            self._tasks.add(task)
+            self._writers.add(writer)
+            try:
+                async with asyncio.timeout(self.hold):
+                    await handler(reader, writer)
+            except (TimeoutError, OSError, asyncio.CancelledError, DicomError):
+                pass
+            finally:
+                self._tasks.discard(task)
+                self._writers.discard(writer)
+                writer.transport.abort()
+        return run
+
+    # ------------------------------------------------------------------ the peers
+
+    async def _tarpit(self, reader, writer) -> None:
+        await drain_until_closed(reader)
+
+    async def _huge_length(self, reader, writer) -> None:
+        await read_request(reader)
+        writer.write(HUGE_HEADER)
+        await drip(writer, reader, None, self.drip_interval)
+
+    async def _random_bytes(self, reader, writer) -> None:
+        await read_request(reader)
+        garbage = bytearray(os.urandom(512))
+        garbage[0] = 0x80 | garbage[0]  # never a PDU type (0x01-0x07), TLS (0x15, 0x16) or text
+        writer.write(bytes(garbage))
+        await drain_until_closed(reader)
+
+    async def _slow_drip(self, reader, writer) -> None:
+        framer = PduFramer(1 << 16)
+        pdus = framer.feed(await read_request(reader))
+        if not pdus or not isinstance(pdus[0], AAssociateRQ):
+            return
+        await drip(writer, reader, encode_pdu(associate_ac(pdus[0])), self.drip_interval)
+
+    async def _abort_after_request(self, reader, writer) -> None:
+        acceptor = Acceptor(accept_echo_and_find, abort_on_data=True)
+        while acceptor.state != "done":
+            data = await reader.read(65536)
+            if not data:
+                return
+            out, close = acceptor.receive(data)
+            if out:
+                writer.write(out)
+                await writer.drain()
+        # After an A-ABORT (or a release), wait for the client to hang up, as PS3.8 asks.
+        await drain_until_closed(reader)
+
+    async def _http_not_dicom(self, reader, writer) -> None:
+        await read_request(reader, timeout=5.0)
+        writer.write(HTTP_RESPONSE)
+        await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+        await drain_until_closed(reader)
+
+    async def _reset(self, reader, writer) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # SO_LINGER on with a zero timeout: close() sends RST instead of FIN.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()

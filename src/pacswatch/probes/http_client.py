@@ -1,0 +1,262 @@
+"""An HTTP client for one origin (scheme, IP, port) with the scanner's rules built in.
+
+- Absolute deadlines per request and per endpoint: httpx's timeouts are per read, so a peer
+  dripping one byte a second would never trip them (reference section 7.2).
+- Bodies are streamed and cut at BODY_CAP; no compression is asked for, and a compressed body
+  sent anyway is inflated only up to the cap (a small gzip bomb cannot grow in memory).
+- Redirects are followed by hand, same origin only, at most MAX_REDIRECTS: a redirect to
+  another host or port is reported, never followed.
+- Every new TCP connection takes a token from the scan's rate limiter.
+- Failures become NetError with a status of the closed vocabulary; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import zlib
+from dataclasses import dataclass, field
+
+import httpcore
+import httpx
+
+from pacswatch.net.errors import NetError, map_os_error
+from pacswatch.net.limits import RateLimiter
+from pacswatch.status import Status
+
+BODY_CAP = 256 * 1024
+MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass
+class WebResponse:
+    url: str  # where the answer came from, after same-origin redirects
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    truncated: bool = False
+    redirects: int = 0
+    offsite_location: str | None = None  # a redirect to another origin, not followed
+    too_many_redirects: bool = False
+    ssl_object: ssl.SSLObject | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def is_html(self) -> bool:
+        kind = self.headers.get("content-type", "").lower()
+        return "html" in kind or (not kind and self.body.lstrip()[:1] == b"<")
+
+    def text(self) -> str:
+        charset = "utf-8"
+        kind = self.headers.get("content-type", "")
+        if "charset=" in kind.lower():
+            charset = kind.lower().split("charset=", 1)[1].split(";")[0].strip() or "utf-8"
+        try:
+            return self.body.decode(charset, errors="replace")
+        except LookupError:  # a charset name Python does not know
+            return self.body.decode("utf-8", errors="replace")
+
+
+class _LimitedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's asyncio backend, taking a rate-limiter token before each TCP connect."""
+
+    def __init__(self, limiter: RateLimiter | None) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._limiter = limiter
+        self.connects = 0  # connections attempted
+        self.connected = 0  # connections established
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        self.connects += 1
+        stream = await self._inner.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+        self.connected += 1
+        return stream
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise httpcore.ConnectError("unix sockets are not scanned")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _Transport(httpx.AsyncHTTPTransport):
+    def __init__(self, ssl_context: ssl.SSLContext, backend: _LimitedBackend) -> None:
+        super().__init__(verify=ssl_context, trust_env=False, retries=0)
+        # httpx's transport takes no network backend, httpcore's pool does: replace the pool
+        # (the one attribute httpx's handle_async_request uses) so the limiter sees every connect.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=1,  # one request at a time per endpoint; keep-alive reuses it
+            max_keepalive_connections=1,
+            keepalive_expiry=5.0,
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=backend,
+        )
+
+
+class WebClient:
+    """Requests to one origin before an absolute endpoint deadline (loop time)."""
+
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        *,
+        user_agent: str,
+        timeout: float,
+        deadline: float,
+        ssl_context: ssl.SSLContext,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.scheme = scheme
+        self.host = host.strip("[]")
+        self.port = port
+        netloc = f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"
+        self.origin = f"{scheme}://{netloc}"
+        self.timeout = timeout
+        self.deadline = deadline
+        self.requests = 0
+        self._backend = _LimitedBackend(limiter)
+        self._client = httpx.AsyncClient(
+            transport=_Transport(ssl_context, self._backend),
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            trust_env=False,  # no proxies, netrc or certificates from the environment
+            headers={"User-Agent": user_agent, "Accept-Encoding": "identity"},
+        )
+
+    async def aclose(self) -> None:
+        try:
+            await asyncio.wait_for(self._client.aclose(), 2.0)
+        except Exception:  # closing a broken connection teaches nothing
+            pass
+
+    def url(self, target: str) -> str:
+        return self.origin + (target if target.startswith("/") else "/" + target)
+
+    def same_origin(self, url: str) -> bool:
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, ValueError, TypeError):
+            return False
+        return (parsed.scheme == self.scheme and (parsed.host or "") == self.host
+                and (parsed.port or (443 if parsed.scheme == "https" else 80)) == self.port)
+
+    async def get(self, target: str, *, api: bool = False, auth: tuple[str, str] | None = None,
+                  method: str = "GET") -> WebResponse:
+        """GET `target` on this origin, following same-origin redirects; NetError on failure."""
+        headers = {"Accept": "application/json, application/dicom+json" if api else "text/html, */*"}
+        url = self.url(target)
+        hops = 0
+        while True:
+            response = await self._once(method, url, headers, auth)
+            response.redirects = hops
+            location = response.headers.get("location")
+            if response.status not in _REDIRECTS or not location or method != "GET":
+                return response
+            try:
+                next_url = str(httpx.URL(url).join(location))
+            except (httpx.InvalidURL, ValueError, TypeError):
+                return response
+            if not self.same_origin(next_url):
+                response.offsite_location = next_url
+                return response
+            if hops == MAX_REDIRECTS:
+                response.too_many_redirects = True
+                return response
+            hops += 1
+            url = next_url
+
+    async def _once(self, method: str, url: str, headers: dict[str, str],
+                    auth: tuple[str, str] | None) -> WebResponse:
+        loop = asyncio.get_running_loop()
+        deadline = min(loop.time() + self.timeout, self.deadline)
+        connected_before = self._backend.connected
+        self.requests += 1
+        try:
+            async with asyncio.timeout_at(deadline):
+                request = self._client.build_request(method, url, headers=headers,
+                                                     auth=httpx.BasicAuth(*auth) if auth else None)
+                response = await self._client.send(request, stream=True)
+                try:
+                    body, truncated = await _read_capped(response)
+                    network = response.extensions.get("network_stream")
+                    ssl_object = network.get_extra_info("ssl_object") if network is not None else None
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            connecting = self._backend.connected == connected_before and self._backend.connects > 0 \
+                and self._backend.connected == 0
+            raise NetError(Status.CONNECTION_TIMEOUT if connecting else Status.IO_TIMEOUT,
+                           "no complete answer before the deadline") from None
+        except Exception as exc:
+            raise http_error(exc) from None
+        return WebResponse(str(response.url), response.status_code, response.headers, body,
+                           truncated=truncated, ssl_object=ssl_object)
+
+
+async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
+    """At most BODY_CAP bytes of the body (after any content-encoding), and whether it was cut."""
+    encoding = response.headers.get("content-encoding", "").lower().strip()
+    inflater = None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        inflater = zlib.decompressobj(47)  # 32 + 15: gzip or zlib header, detected
+    chunks: list[bytes] = []
+    size = 0
+    async for raw in response.aiter_raw():
+        data = raw
+        if inflater is not None:
+            try:
+                data = inflater.decompress(raw, BODY_CAP - size + 1)
+            except zlib.error:
+                return b"".join(chunks), True  # garbage compression: keep what we have
+        chunks.append(data)
+        size += len(data)
+        if size > BODY_CAP or (inflater is not None and inflater.unconsumed_tail):
+            return b"".join(chunks)[:BODY_CAP], True
+    return b"".join(chunks), False
+
+
+def http_error(exc: BaseException) -> NetError:
+    """Map an httpx/httpcore exception to the closed status vocabulary.
+
+    The OS or ssl error at the root of the chain decides, through net.errors (the one place
+    that maps OS errors); httpx's own classes decide when there is none."""
+    root = _root_cause(exc)
+    connecting = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpcore.ConnectError))
+    if isinstance(exc, httpx.ConnectTimeout):
+        return NetError(Status.CONNECTION_TIMEOUT, "connect timed out")
+    if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
+        return NetError(Status.IO_TIMEOUT, "peer stopped answering")
+    if isinstance(root, (ssl.SSLError, OSError)) and not isinstance(root, TimeoutError):
+        error = map_os_error(root, connecting=connecting)
+        if connecting and error.status is Status.PROTOCOL_ERROR:
+            error = NetError(Status.TLS_ERROR, f"handshake failed: {error.detail}")
+        return error
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.LocalProtocolError, httpx.DecodingError)):
+        return NetError(Status.PROTOCOL_ERROR, f"not HTTP as expected: {str(exc)[:160]}")
+    if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.ConnectError)):
+        return NetError(Status.PROTOCOL_ERROR, f"connection failed: {str(exc)[:160]}")
+    return NetError(Status.ERROR, f"{type(exc).__name__}: {str(exc)[:160]}")
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None:
+            break
+        exc = nxt
+    return exc

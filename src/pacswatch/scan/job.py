@@ -1,0 +1,110 @@
+"""A scan as the command line runs it: plan, probes, progress on stderr, records out, summary.
+
+Ctrl-C (SIGINT) stops taking new endpoints, cancels the probes in flight and still prints the
+summary: every record written before it stays written (the JSON Lines writer flushes per record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pacswatch.net.limits import RateLimiter
+from pacswatch.output import JsonLinesWriter, findings_table, host_table, summary_table, worst_per_host
+from pacswatch.probes.base import Probe, ProbeContext, ProbeOptions
+from pacswatch.record import Record
+from pacswatch.scan.runner import ScanStats, run_scan
+
+
+@dataclass
+class ScanJob:
+    plan: object  # a ScanPlan: iterable of PlannedEndpoint with .size
+    probe_for: Callable[[int], Probe]
+    options: ProbeOptions = field(default_factory=ProbeOptions)
+    rate: float = 200.0
+    concurrency: int = 200
+    output: IO[str] | None = None
+    output_format: str = "jsonl"
+    stderr: Console = field(default_factory=lambda: Console(stderr=True))
+    show_progress: bool | None = None
+    show_summary: bool = True
+    on_record: Callable[[Record], None] | None = None
+
+    def run(self) -> tuple[ScanStats, list[Record]]:
+        return asyncio.run(self.run_async())
+
+    async def run_async(self) -> tuple[ScanStats, list[Record]]:
+        loop = asyncio.get_running_loop()
+        ctx = ProbeContext(self.options, RateLimiter(self.rate, burst=max(1, min(self.concurrency, int(self.rate)))))
+        stats = ScanStats(total=self.plan.size)
+        kept: list[Record] = []  # only endpoints that answered: bounded by findings, not by scan size
+        writer = JsonLinesWriter(self.output) if self.output is not None and self.output_format == "jsonl" else None
+        show = self.stderr.is_terminal if self.show_progress is None else self.show_progress
+        progress = Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                            TextColumn("{task.fields[findings]}"), TimeElapsedColumn(), console=self.stderr,
+                            disable=not show, transient=False)
+        task = progress.add_task("scan", total=stats.total, rate="", findings="")
+
+        def on_record(index: int, record: Record) -> None:
+            if writer is not None:
+                writer.write(record)
+            if record.service is not None or record.severity is not None:
+                kept.append(record)
+            if self.on_record is not None:
+                self.on_record(record)
+            elapsed = loop.time() - stats.started
+            progress.update(task, advance=1, rate=f"{stats.done / elapsed:.0f}/s" if elapsed > 0 else "",
+                            findings=_findings_text(stats))
+
+        stop = asyncio.Event()
+        scan = asyncio.ensure_future(
+            run_scan(self.plan, self.probe_for, ctx, concurrency=self.concurrency, on_record=on_record,
+                     stats=stats, stop=stop))
+
+        def interrupt() -> None:
+            stats.interrupted = True
+            stop.set()
+            scan.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, interrupt)
+            loop.add_signal_handler(signal.SIGTERM, interrupt)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests): no handler
+            pass
+        with progress:
+            try:
+                await scan
+            except asyncio.CancelledError:
+                if not stats.interrupted:
+                    raise
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    try:
+                        loop.remove_signal_handler(sig)
+                    except (NotImplementedError, RuntimeError):
+                        pass
+        elapsed = loop.time() - stats.started
+        if self.output is not None and self.output_format == "table":
+            Console(file=self.output, width=160).print(findings_table(kept))
+        if self.show_summary:
+            if kept and self.output_format != "table":
+                self.stderr.print(findings_table(kept))
+            if len({r.ip for r in kept}) < len(kept):
+                self.stderr.print(host_table(kept))
+            self.stderr.print(summary_table(stats, elapsed, worst_per_host(kept)))
+        return stats, kept
+
+
+def _findings_text(stats: ScanStats) -> str:
+    parts = [f"{sev} {stats.by_severity[sev]}" for sev in ("critical", "high", "medium", "low") if stats.by_severity.get(sev)]
+    return " · ".join(parts)
+
+
+def stdout_stream() -> IO[str]:
+    return sys.stdout
