@@ -1,0 +1,141 @@
+"""The transport edge: deadlines are absolute, reads are capped, OS errors become statuses."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pacswatch.net.errors import NetError
+from pacswatch.net.limits import RateLimiter
+from pacswatch.net.transport import open_connection
+from pacswatch.status import Status
+
+HOST = "127.0.0.61"
+
+
+async def _server(handler, host=HOST):
+    server = await asyncio.start_server(handler, host, 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_refused_maps_to_connection_refused():
+    async def main():
+        server, port = await _server(lambda r, w: None)
+        server.close()
+        await server.wait_closed()
+        loop = asyncio.get_running_loop()
+        with pytest.raises(NetError) as info:
+            await open_connection(HOST, port, deadline=loop.time() + 2, read_cap=1024)
+        assert info.value.status is Status.CONNECTION_REFUSED
+
+    asyncio.run(main())
+
+
+def test_slow_drip_cannot_stretch_an_absolute_deadline():
+    async def drip(reader, writer):
+        try:
+            for _ in range(100):
+                writer.write(b"x")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+
+    async def main():
+        server, port = await _server(drip)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        conn = await open_connection(HOST, port, deadline=start + 2, read_cap=1 << 20)
+        deadline = start + 0.5
+        got = b""
+        with pytest.raises(NetError) as info:
+            while True:
+                got += await conn.read(deadline)
+        elapsed = loop.time() - start
+        conn.abort()
+        server.close()
+        assert info.value.status is Status.IO_TIMEOUT
+        assert 0 < len(got) < 20  # it did drip, and we stopped at the deadline, not per byte
+        assert elapsed < 1.0
+
+    asyncio.run(main())
+
+
+def test_read_cap_stops_a_flood():
+    async def flood(reader, writer):
+        try:
+            while True:
+                writer.write(b"\0" * 65536)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+
+    async def main():
+        server, port = await _server(flood)
+        loop = asyncio.get_running_loop()
+        conn = await open_connection(HOST, port, deadline=loop.time() + 2, read_cap=200_000)
+        total = 0
+        with pytest.raises(NetError) as info:
+            while True:
+                total += len(await conn.read(loop.time() + 2))
+        conn.abort()
+        server.close()
+        assert info.value.status is Status.PROTOCOL_ERROR
+        assert total <= 200_000
+
+    asyncio.run(main())
+
+
+def test_silent_peer_times_out_as_io_timeout():
+    async def silent(reader, writer):
+        await asyncio.sleep(5)
+
+    async def main():
+        server, port = await _server(silent)
+        loop = asyncio.get_running_loop()
+        conn = await open_connection(HOST, port, deadline=loop.time() + 2, read_cap=1024)
+        with pytest.raises(NetError) as info:
+            await conn.read(loop.time() + 0.2)
+        conn.abort()
+        server.close()
+        assert info.value.status is Status.IO_TIMEOUT
+
+    asyncio.run(main())
+
+
+def test_tls_handshake_against_plain_server_is_a_tls_error():
+    import ssl
+
+    async def plain(reader, writer):
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server, port = await _server(plain)
+        loop = asyncio.get_running_loop()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with pytest.raises(NetError) as info:
+            await open_connection(HOST, port, deadline=loop.time() + 2, read_cap=1024, ssl_context=ctx)
+        server.close()
+        assert info.value.status is Status.TLS_ERROR
+
+    asyncio.run(main())
+
+
+def test_rate_limiter_paces_new_connections():
+    async def main():
+        limiter = RateLimiter(50, burst=1)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for _ in range(11):
+            await limiter.acquire()
+        return loop.time() - start
+
+    elapsed = asyncio.run(main())
+    # 11 tokens at 50/s with a burst of 1: the last one is due after 10 intervals of 20 ms.
+    assert elapsed >= 0.19
