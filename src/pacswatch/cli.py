@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_demo_command(args.base_ip, args.output)
     except (TargetError, PortError, ValueError, OSError) as exc:
-        err.print(f"[bold red]pacswatch {args.command}:[/] {exc}", highlight=False)
+        err.print(f"[bold red]pacswatch {args.command}:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
         return EXIT_USAGE
     return EXIT_USAGE
 

@@ -1,4 +1,4 @@
-"""Sorted integer intervals of addresses: the one representation behind targets, scope and blocklist.
+"""Sorted integer intervals of addresses: what targets, scope and blocklist are made of.
 
 Addresses are kept as (version, int) pairs and ranges as inclusive integer intervals, so a /8 or a
 whole IPv6 /96 costs two integers, not millions of objects, and a lookup is one `bisect`. The two
@@ -46,7 +46,7 @@ def embedded_v4(version: int, value: int, *, nat64: bool = True) -> int | None:
 
 
 def merge(spans: Iterable[Span]) -> dict[int, tuple[list[int], list[int]]]:
-    """Merge overlapping and adjacent spans; per family, sorted starts and ends of disjoint spans."""
+    """Merge overlapping and adjacent spans: per family, the sorted starts and ends."""
     out: dict[int, tuple[list[int], list[int]]] = {4: ([], []), 6: ([], [])}
     for version, first, last in sorted(spans):
         starts, ends = out[version]

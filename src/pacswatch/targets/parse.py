@@ -214,7 +214,7 @@ def parse_targets(
         if spec.span is not None:
             spans.append(spec.span)
             continue
-        ips = [spec.ip] if spec.ip is not None else None
+        ips: list[IPAddress] = [spec.ip] if spec.ip is not None else []
         if spec.name is not None:
             if spec.name not in resolved:
                 resolved[spec.name] = _resolve(spec.name, resolver)
@@ -225,7 +225,6 @@ def parse_targets(
             ips = result
             for ip in ips:
                 hostnames.setdefault((ip.version, int(ip)), []).append(spec.name)
-        assert ips is not None  # parse_spec sets exactly one of span, ip, name
         for ip in ips:
             if spec.port is None:
                 spans.append((ip.version, int(ip), int(ip)))

@@ -125,5 +125,6 @@ class TargetSet:
         return names[0] if names else None
 
     def __repr__(self) -> str:
-        return f"TargetSet(size={self._size}, ranges={len(self._starts)}, pinned={len(self._pinned)})"
+        ranges, pinned = len(self._starts), len(self._pinned)
+        return f"TargetSet(size={self._size}, ranges={ranges}, pinned={pinned})"
 

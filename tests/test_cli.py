@@ -1,0 +1,82 @@
+"""The command line as a user runs it: clear errors on bad input, Ctrl-C keeps what was written."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+PACSWATCH = [sys.executable, "-m", "pacswatch.cli"]
+
+
+def run(args, **kw):
+    return subprocess.run(PACSWATCH + args, capture_output=True, text=True, timeout=60, **kw)
+
+
+def test_malformed_targets_give_one_clear_error_and_scan_nothing(tmp_path):
+    targets = tmp_path / "targets.txt"
+    targets.write_text("127.0.0.1\n# a comment\n127.0.0.300\n\nnot a host!\n127.0.0.0/33\n")
+    out = tmp_path / "out.jsonl"
+    result = run(["scan", f"@{targets}", "--ports", "11112", "-o", str(out)])
+    assert result.returncode == 2
+    # Every bad line is named with its line number, not just the first.
+    for line_no in (3, 5, 6):
+        assert f"line {line_no}:" in result.stderr, result.stderr
+    assert not out.exists() or out.read_text() == ""
+
+
+def test_bad_port_list_is_a_usage_error():
+    result = run(["scan", "127.0.0.1", "--ports", "104,70000"])
+    assert result.returncode == 2 and "70000" in result.stderr
+
+
+def test_documentation_range_is_blocked_and_reported(tmp_path):
+    result = run(["scan", "192.0.2.7", "--ports", "104", "--no-progress"])
+    assert result.returncode == 0
+    record = json.loads(result.stdout.splitlines()[0])
+    assert record["status"] == "blocked" and record["ip"] == "192.0.2.7"
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_written_records(tmp_path):
+    # Tarpits: accept and never answer, so every endpoint runs into its deadline.
+    listeners = []
+    for _ in range(12):
+        s = socket.socket()
+        s.bind(("127.0.0.63", 0))
+        s.listen(64)
+        listeners.append(s)
+    ports = ",".join(str(s.getsockname()[1]) for s in listeners)
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen(PACSWATCH + ["scan", "127.0.0.63", "--ports", ports, "-o", str(out), "--timeout", "0.5",
+                                         "--concurrency", "2", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 2):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        for s in listeners:
+            s.close()
+    assert proc.returncode == 130, stderr
+    lines = out.read_text().splitlines()
+    assert 2 <= len(lines) < 12
+    for line in lines:
+        assert json.loads(line)["status"] == "io-timeout"
+    assert "interrupted" in stderr
+
+
+@pytest.mark.parametrize("args", [["scan"], ["probe"], ["scan", "127.0.0.1", "--rate", "0"]])
+def test_usage_errors_exit_2(args):
+    assert run(args).returncode == 2
+
+
+def test_schema_command_prints_json_schema():
+    result = run(["schema"])
+    assert json.loads(result.stdout)["title"] == "pacswatch observation record"
