@@ -28,9 +28,10 @@ class PageMarker:
     title: str | None = None  # regex searched in the page <title>
     body: tuple[str, ...] = ()  # substrings that must all be in the body
     version: str | None = None  # regex on title + body; group 1 is the version
-    # "api": the page is served by the data-bearing program itself (Conquest's dgate CGI), so
+    # The page is served by the data-bearing program itself (Conquest's dgate CGI), so
     # answering it without credentials means the data queries answer too.
     data_bearing: bool = False
+    login_form: bool = False  # the page is the product's login form: credentials are required
     source: str = ""
 
 
@@ -49,7 +50,7 @@ PAGE_MARKERS: tuple[PageMarker, ...] = (
                version=r"Conquest DICOM server - version\s*([0-9][0-9A-Za-z.]*)", data_bearing=True,
                source="Conquest-DICOM-Server src/dgate/src/dgate.cpp (mode=top)"),
     PageMarker("Horos/OsiriX", "Horos/OsiriX Web Portal", body=("iPhoneStyle.css", "styleswitcher.js"),
-               source="horos Binaries/WebServicesHTML/English/head.pvt.html"),
+               login_form=True, source="horos Binaries/WebServicesHTML/English/head.pvt.html"),
     PageMarker("Dicoogle", "Dicoogle web", title=r"Dicoogle",
                source="dicoogle WEB-INF/index.jsp"),
 )
@@ -90,6 +91,7 @@ class PageMatch:
     product: Product
     component: str
     data_bearing: bool
+    login_form: bool
 
 
 def page_title(text: str) -> str | None:
@@ -112,7 +114,8 @@ def match_page(text: str) -> PageMatch | None:
         if marker.version:
             m = re.search(marker.version, title) or re.search(marker.version, text)
             version = m.group(1) if m else None
-        return PageMatch(Product(name=marker.product, version=version), marker.component, marker.data_bearing)
+        return PageMatch(Product(name=marker.product, version=version), marker.component,
+                         marker.data_bearing, marker.login_form)
     return None
 
 

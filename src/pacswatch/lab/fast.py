@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import multiprocessing
+import json
 import os
 import resource
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Iterable, Sequence
@@ -37,9 +39,8 @@ def check_loopback(ip: str) -> str:
 
 def loopback_addresses(count: int, base: str = "127.50.0.0") -> list[str]:
     """`count` loopback addresses from `base` on, skipping .0 and .255 in the last octet."""
-    start = int(check_loopback(base))  if False else int(ipaddress.ip_address(check_loopback(base)))
     out = []
-    value = start
+    value = int(ipaddress.ip_address(check_loopback(base)))
     while len(out) < count:
         if value & 0xFF not in (0, 255):
             out.append(check_loopback(str(ipaddress.ip_address(value))))
@@ -153,29 +154,48 @@ def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def _worker_main(endpoints, backlog, conn, use_uvloop) -> None:
-    """Entry point of a worker process: reports ("ready", bound) or ("error", text) on `conn`."""
+def _worker_main() -> None:
+    """A worker process: reads its endpoints as JSON on stdin, prints one JSON line on stdout
+    ({"ready": [[ip, port], ...]} or {"error": text}), serves until stdin closes."""
+    spec = json.loads(sys.stdin.readline())
+    endpoints = [tuple(e) for e in spec["endpoints"]]
     raise_nofile_limit(len(endpoints) + 1024)
-    loop = _new_loop(use_uvloop)
+    loop = _new_loop(spec["uvloop"])
     asyncio.set_event_loop(loop)
     stop = asyncio.Event()
+    stdin = sys.stdin
 
-    def on_pipe() -> None:  # "stop", or EOF because the parent is gone
-        loop.remove_reader(conn.fileno())
+    def on_stdin() -> None:  # any byte or EOF (the parent closed the pipe or died): stop
+        loop.remove_reader(stdin.fileno())
         stop.set()
 
+    def ready(bound) -> None:
+        sys.stdout.write(json.dumps({"ready": bound}) + "\n")
+        sys.stdout.flush()
+
     async def main() -> None:
-        loop.add_reader(conn.fileno(), on_pipe)
-        await serve(endpoints, backlog, lambda bound: conn.send(("ready", bound)), stop)
+        loop.add_reader(stdin.fileno(), on_stdin)
+        await serve(endpoints, spec["backlog"], ready, stop)
 
     try:
         loop.run_until_complete(main())
     except Exception as exc:  # bind failures above all: the parent turns this into an error
-        with contextlib.suppress(Exception):
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        sys.stdout.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
+        sys.stdout.flush()
     finally:
         loop.close()
-        conn.close()
+
+
+# A fresh interpreter, not multiprocessing: nothing is forked from a process running threads,
+# and the caller's __main__ is never re-imported (no `if __name__ == "__main__"` needed).
+_WORKER_COMMAND = "from pacswatch.lab.fast import _worker_main; _worker_main()"
+
+
+def _worker_env() -> dict[str, str]:
+    """The caller's environment, with this copy of pacswatch first on the worker's path."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
 class FastResponder:
@@ -196,7 +216,7 @@ class FastResponder:
         self.backlog = backlog
         self.use_uvloop = use_uvloop
         self.endpoints: list[tuple[str, int]] = []
-        self._processes: list[tuple[multiprocessing.Process, object]] = []
+        self._processes: list[subprocess.Popen] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -245,28 +265,37 @@ class FastResponder:
         return result["bound"]
 
     def _start_processes(self, timeout: float) -> list[tuple[str, int]]:
-        ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads
         chunks = [self.requested[i::self.workers] for i in range(self.workers)]
-        for n, chunk in enumerate(chunks):
-            parent, child = ctx.Pipe()
-            process = ctx.Process(target=_worker_main, args=(chunk, self.backlog, child, self.use_uvloop),
-                                  name=f"pacswatch-lab-fast-{n}", daemon=True)
-            process.start()
-            child.close()
-            self._processes.append((process, parent))
+        for chunk in chunks:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                close_fds=True, env=_worker_env(),
+            )
+            self._processes.append(process)
+            spec = {"endpoints": chunk, "backlog": self.backlog, "uvloop": self.use_uvloop}
+            process.stdin.write(json.dumps(spec).encode() + b"\n")
+            process.stdin.flush()
         bound: dict[tuple[str, int], tuple[str, int]] = {}
         deadline = time.monotonic() + timeout
-        for (process, conn), chunk in zip(self._processes, chunks):
-            if not conn.poll(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"fast responder worker {process.name} did not start")
-            try:
-                status, value = conn.recv()
-            except EOFError:
-                raise OSError(f"fast responder worker {process.name} died") from None
-            if status != "ready":
-                raise OSError(value)
-            bound.update(zip(chunk, value))
+        for process, chunk in zip(self._processes, chunks):
+            answer = self._read_answer(process, deadline)
+            if "ready" not in answer:
+                raise OSError(answer.get("error", "fast responder worker failed"))
+            bound.update(zip(chunk, (tuple(e) for e in answer["ready"])))
         return [bound[e] for e in self.requested]
+
+    @staticmethod
+    def _read_answer(process: subprocess.Popen, deadline: float) -> dict:
+        import selectors
+
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            if not selector.select(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"fast responder worker {process.pid} did not start")
+        line = process.stdout.readline()
+        if not line:
+            raise OSError(f"fast responder worker {process.pid} exited with {process.wait()}")
+        return json.loads(line)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._loop is not None:
@@ -278,14 +307,14 @@ class FastResponder:
                 loop.close()
             self._loop = self._thread = self._stop = None
         deadline = time.monotonic() + timeout
-        for process, conn in self._processes:
-            with contextlib.suppress(OSError, ValueError):
-                conn.send("stop")
-        for process, conn in self._processes:
-            process.join(max(0.1, deadline - time.monotonic()))
-            if process.is_alive():
+        for process in self._processes:
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # EOF on stdin: the worker stops
+        for process in self._processes:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 process.kill()
-                process.join(1.0)
-            conn.close()
-            process.close()
+                process.wait(2.0)
+            process.stdout.close()
         self._processes.clear()

@@ -82,12 +82,10 @@ class DicomProbe:
     async def run(self, ctx: ProbeContext, endpoint: Endpoint) -> Record:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        scanned_at = datetime.now(timezone.utc)
-        record = Record(ip=endpoint.ip, port=endpoint.port, status=Status.ERROR, scanned_at=scanned_at,
-                        scanner=f"pacswatch/{__version__}")
         deadline = started + ctx.options.timeouts.endpoint
+        record = _blank(endpoint, tls=endpoint.port in ctx.options.tls_ports)
         try:
-            await self._probe(ctx, endpoint, record, deadline)
+            record = await self._probe(ctx, endpoint, record, deadline)
         except Exception as exc:  # our bug: report it on the record, never crash the scan
             record.status = Status.ERROR
             record.detail = f"{type(exc).__name__}: {exc}"
@@ -95,24 +93,22 @@ class DicomProbe:
         record.elapsed_ms = int((loop.time() - started) * 1000)
         return record
 
-    async def _probe(self, ctx: ProbeContext, endpoint: Endpoint, record: Record, deadline: float) -> None:
-        opts = ctx.options
-        if endpoint.port in opts.tls_ports:
-            await self._probe_tls(ctx, endpoint, record, deadline)
-            return
-        silent_close = await self._probe_dicom(ctx, endpoint, record, deadline, tls=False)
-        if silent_close and opts.try_tls_fallback:
-            plain = (record.status, record.detail)
-            await self._probe_tls(ctx, endpoint, record, deadline)
-            if not (record.tls and record.tls.handshake):
-                # Not TLS either: the plain attempt's status says more.
-                record.status, record.detail = plain
-                record.transport = "tcp"
-                record.tls = None
-
-    async def _probe_tls(self, ctx: ProbeContext, endpoint: Endpoint, record: Record, deadline: float) -> None:
-        record.transport = "tls"
-        await self._probe_dicom(ctx, endpoint, record, deadline, tls=True)
+    async def _probe(self, ctx: ProbeContext, endpoint: Endpoint, record: Record, deadline: float) -> Record:
+        """Try the port's usual transport; when the answer hints at the other one (a TLS alert
+        or a silent close on a plain port, a failed handshake on a TLS port), try that too and
+        keep whichever attempt found a service."""
+        tls_first = record.transport == "tls"
+        other_worth_trying = await self._probe_dicom(ctx, endpoint, record, deadline, tls=tls_first)
+        if not (other_worth_trying and ctx.options.try_tls_fallback):
+            return record
+        other = _blank(endpoint, tls=not tls_first)
+        await self._probe_dicom(ctx, endpoint, other, deadline, tls=not tls_first)
+        found = other.service is not None or (other.tls is not None and other.tls.handshake)
+        if found:
+            if tls_first and record.tls is not None:
+                other.tls = record.tls  # keep the failed handshake's facts: TLS was tried first
+            return other
+        return record
 
     # ------------------------------------------------------------ associations
 
@@ -238,9 +234,16 @@ class DicomProbe:
             return "looks like TLS" in str(failure)
         record.status = failure.status
         record.detail = failure.detail
-        if tls and record.tls is not None and record.tls.client_cert_required:
-            record.status = Status.REJECTED
-            record.detail = "TLS listener demands a client certificate"
+        if tls:
+            if record.tls is not None and record.tls.client_cert_required:
+                # Counted as the DICOM service it guards (we probed a DICOM port); what runs
+                # behind the certificate check cannot be seen, and the detail says so.
+                record.service = "dicom"
+                record.status = Status.REJECTED
+                record.detail = "TLS listener demands a client certificate; the DICOM service behind it is not visible"
+                return False
+            # No TLS here: plain DICOM on a TLS port is a finding of its own.
+            return record.tls is None or not record.tls.handshake
         return isinstance(failure, PeerClosed) and failure.silent
 
     # ------------------------------------------------------------ on an accepted association
@@ -320,6 +323,11 @@ class DicomProbe:
             if counted.aborted or counted.closed or session.assoc.is_closed:
                 return False
         return True
+
+
+def _blank(endpoint: Endpoint, tls: bool) -> Record:
+    return Record(ip=endpoint.ip, port=endpoint.port, transport="tls" if tls else "tcp", status=Status.ERROR,
+                  scanned_at=datetime.now(timezone.utc), scanner=f"pacswatch/{__version__}")
 
 
 def _count(outcome) -> tuple[int | None, bool]:

@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import ssl
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import httpcore
 import httpx
 
 from pacswatch.net.errors import NetError, map_os_error
 from pacswatch.net.limits import RateLimiter
+from pacswatch.record import TlsFacts
 from pacswatch.status import Status
 
 BODY_CAP = 256 * 1024
@@ -39,7 +41,6 @@ class WebResponse:
     redirects: int = 0
     offsite_location: str | None = None  # a redirect to another origin, not followed
     too_many_redirects: bool = False
-    ssl_object: ssl.SSLObject | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +119,7 @@ class WebClient:
         deadline: float,
         ssl_context: ssl.SSLContext,
         limiter: RateLimiter | None = None,
+        describe_tls: Callable[[object], TlsFacts] | None = None,
     ) -> None:
         self.scheme = scheme
         self.host = host.strip("[]")
@@ -127,6 +129,9 @@ class WebClient:
         self.timeout = timeout
         self.deadline = deadline
         self.requests = 0
+        # TLS facts of the first TLS connection, taken while it is open (see _once).
+        self.tls: TlsFacts | None = None
+        self._describe_tls = describe_tls
         self._backend = _LimitedBackend(limiter)
         self._client = httpx.AsyncClient(
             transport=_Transport(ssl_context, self._backend),
@@ -182,28 +187,35 @@ class WebClient:
                     auth: tuple[str, str] | None) -> WebResponse:
         loop = asyncio.get_running_loop()
         deadline = min(loop.time() + self.timeout, self.deadline)
-        connected_before = self._backend.connected
+        connects, connected = self._backend.connects, self._backend.connected
         self.requests += 1
         try:
             async with asyncio.timeout_at(deadline):
-                request = self._client.build_request(method, url, headers=headers,
-                                                     auth=httpx.BasicAuth(*auth) if auth else None)
-                response = await self._client.send(request, stream=True)
+                request = self._client.build_request(method, url, headers=headers)
+                response = await self._client.send(
+                    request, stream=True, auth=httpx.BasicAuth(*auth) if auth else None
+                )
                 try:
                     body, truncated = await _read_capped(response)
-                    network = response.extensions.get("network_stream")
-                    ssl_object = network.get_extra_info("ssl_object") if network is not None else None
+                    self._note_tls(response)
                 finally:
                     await response.aclose()
         except TimeoutError:
-            connecting = self._backend.connected == connected_before and self._backend.connects > 0 \
-                and self._backend.connected == 0
-            raise NetError(Status.CONNECTION_TIMEOUT if connecting else Status.IO_TIMEOUT,
+            # A TCP connect we started and that never completed is a connection timeout.
+            stuck = self._backend.connects > connects and self._backend.connected == connected
+            raise NetError(Status.CONNECTION_TIMEOUT if stuck else Status.IO_TIMEOUT,
                            "no complete answer before the deadline") from None
         except Exception as exc:
-            raise http_error(exc) from None
-        return WebResponse(str(response.url), response.status_code, response.headers, body,
-                           truncated=truncated, ssl_object=ssl_object)
+            raise http_error(exc, tcp_established=self._backend.connected > connected) from None
+        return WebResponse(str(response.url), response.status_code, response.headers, body, truncated=truncated)
+
+    def _note_tls(self, response: httpx.Response) -> None:
+        if self.tls is not None or self._describe_tls is None:
+            return
+        network = response.extensions.get("network_stream")
+        ssl_object = network.get_extra_info("ssl_object") if network is not None else None
+        if ssl_object is not None:
+            self.tls = self._describe_tls(ssl_object)
 
 
 async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
@@ -228,22 +240,29 @@ async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
     return b"".join(chunks), False
 
 
-def http_error(exc: BaseException) -> NetError:
+def http_error(exc: BaseException, *, tcp_established: bool = False) -> NetError:
     """Map an httpx/httpcore exception to the closed status vocabulary.
 
     The OS or ssl error at the root of the chain decides, through net.errors (the one place
-    that maps OS errors); httpx's own classes decide when there is none."""
+    that maps OS errors); httpx's own classes decide when there is none. httpx reports TCP
+    connect and TLS handshake failures alike as ConnectError: `tcp_established` (a new TCP
+    connection completed during the request) tells them apart."""
     root = _root_cause(exc)
-    connecting = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpcore.ConnectError))
+    connect_phase = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+    handshake = connect_phase and tcp_established
     if isinstance(exc, httpx.ConnectTimeout):
+        if handshake:
+            return NetError(Status.TLS_ERROR, "TLS handshake timed out")
         return NetError(Status.CONNECTION_TIMEOUT, "connect timed out")
     if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
         return NetError(Status.IO_TIMEOUT, "peer stopped answering")
     if isinstance(root, (ssl.SSLError, OSError)) and not isinstance(root, TimeoutError):
-        error = map_os_error(root, connecting=connecting)
-        if connecting and error.status is Status.PROTOCOL_ERROR:
+        error = map_os_error(root, connecting=connect_phase and not handshake)
+        if handshake and error.status is Status.PROTOCOL_ERROR:  # reset or close mid-handshake
             error = NetError(Status.TLS_ERROR, f"handshake failed: {error.detail}")
         return error
+    if handshake:
+        return NetError(Status.TLS_ERROR, f"handshake failed: {str(exc)[:160]}")
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.LocalProtocolError, httpx.DecodingError)):
         return NetError(Status.PROTOCOL_ERROR, f"not HTTP as expected: {str(exc)[:160]}")
     if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.ConnectError)):
