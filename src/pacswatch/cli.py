@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="never scan what this file lists (addresses, CIDRs, ranges); repeatable")
     scan.add_argument("--scope", metavar="FILE", help="refuse anything outside the networks this file lists")
     scan.add_argument("--seed", type=int, help="seed of the random scan order (default: random)")
+    scan.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                      help="event loop: uvloop when installed (auto), or the standard one")
     scan.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     scan.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     _add_probe_options(scan)
@@ -174,7 +176,7 @@ def cmd_scan(args: argparse.Namespace, err: Console) -> int:
         job = ScanJob(plan=plan, probe_for=selector.probe_for, options=options, rate=args.rate,
                       concurrency=args.concurrency, output=out_file or sys.stdout, output_format=args.format,
                       stderr=err, show_progress=False if (args.no_progress or args.quiet) else None,
-                      show_summary=not args.quiet)
+                      show_summary=not args.quiet, event_loop=args.loop)
         stats, _ = job.run()
     finally:
         if out_file is not None:
