@@ -10,6 +10,7 @@ missed. Whether the server asked for a client certificate is learnt from the han
 from __future__ import annotations
 
 import ssl
+import warnings
 import weakref
 from datetime import datetime, timezone
 
@@ -34,7 +35,10 @@ class ScannerTlsContext:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         try:
-            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            with warnings.catch_warnings():
+                # Deprecated for clients that trust what they connect to; we only describe servers.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ctx.minimum_version = ssl.TLSVersion.TLSv1
             ctx.set_ciphers("ALL:@SECLEVEL=0")
         except (ValueError, ssl.SSLError):  # a build without the old protocols: describe what we can
             pass

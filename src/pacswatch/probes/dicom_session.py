@@ -68,7 +68,13 @@ class Session:
     async def next_event(self, phase: str) -> Event:
         """The next event from the peer; raises NetError (incl. timeouts) or PeerProtocolError."""
         while not self._events:
-            data = await self.conn.read(self._deadline())
+            try:
+                data = await self.conn.read(self._deadline())
+            except NetError as exc:
+                if exc.status is Status.PROTOCOL_ERROR and not self.first_bytes and "reset" in exc.detail:
+                    # A reset before any byte is how some TLS listeners (Orthanc's) answer plain DICOM.
+                    raise PeerClosed(phase, silent=True) from None
+                raise
             if not data:
                 raise PeerClosed(phase, silent=not self.first_bytes)
             if len(self.first_bytes) < 8:
