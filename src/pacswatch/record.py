@@ -27,6 +27,12 @@ class Severity(str, Enum):
     MEDIUM = "medium"
     LOW = "low"
 
+    def __str__(self) -> str:  # tables and f-strings show the wire value
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
     @property
     def rank(self) -> int:
         return _SEVERITY_RANK[self]

@@ -19,3 +19,6 @@ class Status(str, Enum):
 
     def __str__(self) -> str:  # so f-strings print the wire value
         return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
