@@ -78,6 +78,11 @@ IDENTITY_PROVIDERS: tuple[tuple[str, str], ...] = (
     (r"/oauth2/v2\.0/authorize|login\.microsoftonline\.com", "Microsoft Entra ID"),
     (r"/cas/login", "CAS"),
 )
+# Login redirects that name the product: dcm4chee-arc's Keycloak clients (UI_CLIENT_ID and
+# RS_CLIENT_ID of the dcm4che docker images, realm "dcm4che").
+REDIRECT_MARKERS: tuple[tuple[str, str], ...] = (
+    (r"[?&]client_id=dcm4chee-arc-(ui|rs)\b", "dcm4chee-arc"),
+)
 LOGIN_PATH = re.compile(r"(?i)/(login|logon|signin|sign-in|sso|auth|session/new)\b")
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -199,6 +204,14 @@ def login_redirect(location: str | None) -> str | None:
             return f'{name} realm "{realm[:80]}"' if realm else name
     if LOGIN_PATH.search(urlsplit(location).path or ""):
         return "login page"
+    return None
+
+
+def product_from_redirect(location: str | None) -> Product | None:
+    """The product a login redirect names (its identity provider client), or None."""
+    for pattern, name in REDIRECT_MARKERS:
+        if location and re.search(pattern, location):
+            return Product(name=name)
     return None
 
 

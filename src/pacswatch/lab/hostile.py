@@ -12,7 +12,7 @@ socket and a coroutine per connection. Every connection ends when the client clo
 - `abort-after-request` accepts (Verification and FIND contexts only), then answers the first
                         P-DATA-TF with A-ABORT (as Orthanc refuses a C-FIND).
 - `http-not-dicom`      answers like an HTTP server: 400 Bad Request, then closes.
-- `reset`               accepts, then closes at once with RST.
+- `reset`               accepts, then resets (RST) as soon as the request arrives.
 """
 
 from __future__ import annotations
@@ -207,6 +207,11 @@ class HostilePeers:
         await drain_until_closed(reader)
 
     async def _reset(self, reader, writer) -> None:
+        # Wait for the client's first bytes: a reset racing the client's own connect would read
+        # as "connection refused" on loopback; after the request it is a reset, deterministically.
+        with contextlib.suppress(TimeoutError, OSError):
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                await reader.read(1)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             # SO_LINGER on with a zero timeout: close() sends RST instead of FIN.

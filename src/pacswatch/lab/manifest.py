@@ -88,7 +88,7 @@ SPECS: tuple[Spec, ...] = (
           "dicom.association.implementation_class_uid": LAB_IMPLEMENTATION_UID}),
     Spec("http-not-dicom", HOSTILE, 23, "answers like an HTTP server (400 Bad Request)",
          {"status": "protocol-error", "severity": None}),
-    Spec("reset", HOSTILE, 24, "accepts, then resets the connection (RST)",
+    Spec("reset", HOSTILE, 24, "accepts, then resets the connection (RST) when the request arrives",
          {"status": "protocol-error", **_NOT_DICOM}),
     Spec("fast-responder", FAST, 25, "the benchmark acceptor: all contexts but the control, echo and FIND succeed, 0 results",
          {"status": "success", "severity": "high", "service": "dicom", "dicom.association.accepted": True,

@@ -21,7 +21,9 @@ servers do (reference section 3): a scanner must drop what it did not ask for.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import socketserver
 import ssl
 import threading
@@ -128,7 +130,7 @@ class LabAssociationServer(ThreadedAssociationServer):
     the TLS handshake happens in the association's thread (pynetdicom does it in the accept
     loop, so one silent client would stall the server), and shutdown does not touch the AE."""
 
-    daemon_threads = True
+    daemon_threads = False  # server_close() joins the per-connection threads (they are brief)
     # Bounds a blocking read (the deferred handshake included) on an accepted socket.
     socket_timeout = 30.0
 
@@ -191,6 +193,19 @@ def build_ae(kind: str) -> AE:
     return ae
 
 
+def _end_waiting_association(assoc) -> None:
+    """End an association still waiting for a silent or failed peer: close its socket (the DUL
+    sees Evt17) and wake an acceptor blocked for up to acse_timeout on its A-ASSOCIATE-RQ (a
+    None there is pynetdicom's own 'timed out': kill and return)."""
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        with contextlib.suppress(Exception):
+            sock.shutdown(socket.SHUT_RDWR)
+    if not assoc.is_established:
+        with contextlib.suppress(Exception):
+            assoc.dul.to_user_queue.put(None)
+
+
 class PacsServer:
     """One pynetdicom AE serving one kind on (ip, port); port 0 picks a free port."""
 
@@ -240,9 +255,19 @@ class PacsServer:
         self._stopping.set()
         deadline = time.monotonic() + timeout
         server.shutdown()  # stops accepting, closes the listening socket
-        for assoc in server.active_associations:
-            assoc.abort()
-        for assoc in server.active_associations:
+        associations = server.active_associations
+        for assoc in associations:
+            if assoc.is_established:  # aborting in another state upsets pynetdicom's state machine
+                with contextlib.suppress(Exception):
+                    assoc.abort(block=False)
+        polite = time.monotonic() + min(0.5, timeout)
+        for assoc in associations:
+            if assoc.is_established:
+                assoc.join(max(0.0, polite - time.monotonic()))
+        for assoc in associations:
+            if assoc.is_alive():
+                _end_waiting_association(assoc)
+        for assoc in associations:
             assoc.join(max(0.0, deadline - time.monotonic()))
         if thread is not None:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,29 +1,17 @@
 """Lab web endpoints: PACS-like web APIs, viewers, and hostile web peers, on loopback.
 
-All run as raw asyncio servers in one event loop in one thread (like lab/hostile.py), answer
-with `Connection: close`, and log each request (kind, method, path, whether credentials came)
-so a test can prove what a scanner did and did not ask for. Nothing here is a real product:
-the answers copy the shapes the products document (reference section 5).
-
-PACS-like kinds (the manifest's `expected` says what a scanner should conclude):
-- `orthanc-open`       /system, /statistics (the lab archive's counts), /app/explorer.html,
-                       DICOMweb at /dicom-web; no credentials asked.
-- `orthanc-locked`     every path 401 `Basic realm="Orthanc Secure Area"`; only alice:lab-secret.
-- `orthanc-default`    the same lock, but orthanc:orthanc opens it (Orthanc >= 1.5.8's default user).
-- `orthanc-open-tls`   `orthanc-open` inside TLS with a self-signed certificate.
-- `dicomweb`           a bare DICOMweb service: QIDO-RS open (204), OPTIONS allows POST (STOW-RS).
-- `dcm4chee-open`      ui2 page, /aets, QIDO count endpoints open.
-- `dcm4chee-secured`   ui2 page served, REST API 401 `Bearer realm="dcm4che"`.
-- `ohif-offsite`       OHIF page whose app-config names a backend on another host (the trap).
-- `ohif-protected`     OHIF page whose same-origin backend /dicom-web asks for credentials.
-- `login-page`         an unrelated web application's sign-in page.
-Hostile kinds: `endless-body`, `slow-drip`, `huge-headers`, `redirect-loop`,
-`redirect-offsite` (to the trap), `silent`, `garbage`.
-
-Listing paths (/patients, /studies, ...) answer with the lab's synthetic patients: a scanner that
-asked for them would leak them, which the tests look for. The `trap` server, on another 127.x
-address, stands for "another host": redirects and OHIF configs point at it, and it must never
-see a request.
+Raw asyncio servers in one event loop in one thread (like lab/hostile.py), answering with
+`Connection: close` and logging each request (kind, method, target, whether credentials came)
+so a test can prove what a scanner did and did not ask for. The answers copy the shapes the
+products document (reference section 5); `expected(kind)` says what a scanner should conclude.
+Orthanc-like kinds: open, locked (only alice:lab-secret), default (orthanc:orthanc opens it, as
+Orthanc >= 1.5.8's default user), open inside TLS (self-signed). Also a bare DICOMweb service
+(QIDO-RS 204, OPTIONS allows POST), dcm4chee-arc open and secured (ui2 page served, REST 401
+Bearer), OHIF with a backend on another host or a protected same-origin one, an unrelated login
+page, and hostile peers (endless body, slow drip, huge headers, redirect loop, redirect to another
+host, silent, garbage). Listing paths (/patients, /studies, ...) answer with the lab's synthetic
+patients, so a scanner that asked would leak them. The `trap`, on another 127.x address, is
+"another host": redirects and OHIF configs point at it, and it must never see a request.
 """
 
 from __future__ import annotations
@@ -36,12 +24,12 @@ import os
 import ssl
 import threading
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 from pacswatch.lab.data import make_archive
 
 ORTHANC_REALM = 'Basic realm="Orthanc Secure Area"'
 LAB_USER = ("alice", "lab-secret")
-ORTHANC_DEFAULT = ("orthanc", "orthanc")
 DCM4CHEE_AE = "DCM4CHEE"
 HEAD_CAP = 16 * 1024
 PACS_KINDS = ("orthanc-open", "orthanc-locked", "orthanc-default", "orthanc-open-tls", "dicomweb",
@@ -59,7 +47,8 @@ _COUNTS = {"patients": _ARCHIVE.patient_count, "studies": _ARCHIVE.study_count,
 def expected(kind: str) -> dict:
     """What a scanner with default options should conclude about `kind` (the manifest)."""
     counts = {"patients": _COUNTS["patients"], "studies": _COUNTS["studies"]}
-    orthanc = {"status": "success", "service": "http", "product": "Orthanc"}
+    web = {"status": "success", "service": "http"}
+    orthanc = {**web, "product": "Orthanc"}
     return {
         "orthanc-open": {**orthanc, "auth": "open", "severity": "critical", "version": "1.12.1",
                          "dicomweb_open": True, **counts},
@@ -68,23 +57,17 @@ def expected(kind: str) -> dict:
                             "with_default_credentials": {"auth": "default-credentials", "severity": "critical"}},
         "orthanc-open-tls": {**orthanc, "auth": "open", "severity": "critical", "transport": "tls",
                              "self_signed": True, **counts},
-        "dicomweb": {"status": "success", "service": "http", "product": None, "auth": "open",
-                     "severity": "high", "dicomweb_open": True, "writable": True},
-        "dcm4chee-open": {"status": "success", "service": "http", "product": "dcm4chee-arc", "auth": "open",
-                          "severity": "critical", **counts},
-        "dcm4chee-secured": {"status": "success", "service": "http", "product": "dcm4chee-arc",
-                             "auth": "auth-required", "severity": "medium"},
-        "ohif-offsite": {"status": "success", "service": "http", "product": "OHIF Viewer", "auth": None,
-                         "severity": "low"},
-        "ohif-protected": {"status": "success", "service": "http", "product": "OHIF Viewer",
-                           "auth": "auth-required", "severity": "medium"},
-        "login-page": {"status": "success", "service": "http", "product": None, "severity": None},
-        "endless-body": {"status": "success", "product": None, "severity": None},
-        "slow-drip": {"status": "io-timeout"},
-        "huge-headers": {"status": "protocol-error"},
-        "redirect-loop": {"status": "protocol-error"},
-        "redirect-offsite": {"status": "success", "product": None, "severity": None},
-        "silent": {"status": "io-timeout"},
+        "dicomweb": {**web, "product": None, "auth": "open", "severity": "high", "dicomweb_open": True,
+                     "writable": True},
+        "dcm4chee-open": {**web, "product": "dcm4chee-arc", "auth": "open", "severity": "critical", **counts},
+        "dcm4chee-secured": {**web, "product": "dcm4chee-arc", "auth": "auth-required", "severity": "medium"},
+        "ohif-offsite": {**web, "product": "OHIF Viewer", "auth": None, "severity": "low"},
+        "ohif-protected": {**web, "product": "OHIF Viewer", "auth": "auth-required", "severity": "medium"},
+        "login-page": {**web, "product": None, "severity": None},
+        "endless-body": {**web, "product": None, "severity": None},
+        "redirect-offsite": {**web, "product": None, "severity": None},
+        "slow-drip": {"status": "io-timeout"}, "silent": {"status": "io-timeout"},
+        "huge-headers": {"status": "protocol-error"}, "redirect-loop": {"status": "protocol-error"},
         "garbage": {"status": "protocol-error"},
     }[kind]
 
@@ -103,6 +86,7 @@ class Request:
     method: str
     target: str
     authorized: bool  # an Authorization header came (its value is never kept)
+    user_agent: str
 
 
 @dataclass
@@ -116,20 +100,16 @@ class _Req:
         return self.target.split("?", 1)[0]
 
     def credentials(self) -> tuple[str, str] | None:
-        value = self.headers.get("authorization", "")
-        if not value.lower().startswith("basic "):
-            return None
-        try:
-            user, _, password = base64.b64decode(value[6:]).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return None
-        return user, password
+        scheme, _, token = self.headers.get("authorization", "").partition(" ")
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            if scheme.lower() == "basic":
+                user, _, password = base64.b64decode(token).decode().partition(":")
+                return user, password
+        return None
 
 
 def _response(status: int, body: bytes = b"", content_type: str = "text/html", **headers: str) -> bytes:
-    reason = {200: "OK", 204: "No Content", 301: "Moved Permanently", 302: "Found", 401: "Unauthorized",
-              404: "Not Found"}.get(status, "Status")
-    lines = [f"HTTP/1.1 {status} {reason}", "Server: pacswatch-lab-web", "Connection: close",
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Server: pacswatch-lab-web", "Connection: close",
              f"Content-Length: {len(body)}"]
     if body:
         lines.append(f"Content-Type: {content_type}")
@@ -137,8 +117,8 @@ def _response(status: int, body: bytes = b"", content_type: str = "text/html", *
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def _json(data: object, status: int = 200, content_type: str = "application/json") -> bytes:
-    return _response(status, json.dumps(data).encode(), content_type)
+def _json(data: object, content_type: str = "application/json") -> bytes:
+    return _response(200, json.dumps(data).encode(), content_type)
 
 
 def _page(title: str, extra: str = "") -> bytes:
@@ -161,14 +141,11 @@ def _orthanc(req: _Req) -> bytes:
     if req.path == "/app/explorer.html":
         return _page("Orthanc Explorer")
     if req.path == "/system":
-        return _json({"ApiVersion": 22, "CheckRevisions": False, "DatabaseBackendPlugin": None,
-                      "DatabaseVersion": 6, "DicomAet": "LABPACS", "DicomPort": 4242, "HttpPort": 8042,
-                      "IsHttpServerSecure": False, "Name": "pacswatch-lab", "PluginsEnabled": True,
-                      "StorageAreaPlugin": None, "Version": "1.12.1"})
+        return _json({"ApiVersion": 22, "DatabaseVersion": 6, "DicomAet": "LABPACS", "DicomPort": 4242,
+                      "HttpPort": 8042, "IsHttpServerSecure": False, "Name": "pacswatch-lab",
+                      "PluginsEnabled": True, "Version": "1.12.1"})
     if req.path == "/statistics":
-        return _json({"CountInstances": _COUNTS["instances"], "CountPatients": _COUNTS["patients"],
-                      "CountSeries": _COUNTS["series"], "CountStudies": _COUNTS["studies"],
-                      "TotalDiskSize": "1048576", "TotalDiskSizeMB": 1})
+        return _json({f"Count{k.title()}": v for k, v in _COUNTS.items()} | {"TotalDiskSizeMB": 1})
     if req.path == "/dicom-web/studies" and req.method == "GET":
         if "StudyInstanceUID=2.25." in req.target:
             return _json([], content_type="application/dicom+json")
@@ -235,9 +212,7 @@ def _ohif(backend: str, protected: bool):
 
 
 def _login_page(req: _Req) -> bytes:
-    if req.path == "/":
-        return _page("Sign in - Lab Intranet", '<form method="post" action="/login"></form>')
-    return NOT_FOUND
+    return _page("Sign in - Lab Intranet", '<form action="/login"></form>') if req.path == "/" else NOT_FOUND
 
 
 class WebLab:
@@ -246,11 +221,8 @@ class WebLab:
     def __init__(self, kinds: tuple[str, ...] = WEB_KINDS, ip: str = "127.0.0.1",
                  other_ip: str | None = None, *, hold: float = 60.0, drip_interval: float = 0.2,
                  tls_context: ssl.SSLContext | None = None) -> None:
-        for kind in kinds:
-            if kind not in WEB_KINDS:
-                raise ValueError(f"unknown lab web kind {kind!r}")
-        if "orthanc-open-tls" in kinds and tls_context is None:
-            raise ValueError("orthanc-open-tls needs a tls_context")
+        if set(kinds) - set(WEB_KINDS) or ("orthanc-open-tls" in kinds and tls_context is None):
+            raise ValueError(f"unknown lab web kinds, or orthanc-open-tls without a tls_context: {kinds}")
         self.kinds, self.ip = kinds, ip
         self.other_ip = other_ip or _other_ip(ip)
         self.hold, self.drip_interval, self.tls_context = hold, drip_interval, tls_context
@@ -261,6 +233,7 @@ class WebLab:
         self._thread: threading.Thread | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task] = set()
+        self._certs = None  # lab certificates to remove at stop (start_web_lab makes them)
 
     def start(self, timeout: float = 10.0) -> "WebLab":
         loop = asyncio.new_event_loop()
@@ -274,7 +247,7 @@ class WebLab:
             raise
         return self
 
-    def trap_hits(self) -> list[Request]:
+    def trap_hits(self) -> list[Request]:  # must stay empty: the trap is "another host"
         return [r for r in self.requests if r.kind == "trap"]
 
     async def _start(self) -> None:
@@ -286,8 +259,7 @@ class WebLab:
             server = await asyncio.start_server(self._wrap(kind), self.ip, 0, ssl=tls,
                                                 ssl_handshake_timeout=5.0 if tls else None)
             self._servers.append(server)
-            port = server.sockets[0].getsockname()[1]
-            self.endpoints.append(WebLabEndpoint(kind, self.ip, port, expected(kind)))
+            self.endpoints.append(WebLabEndpoint(kind, self.ip, server.sockets[0].getsockname()[1], expected(kind)))
 
     def stop(self, timeout: float = 5.0) -> None:
         loop, thread = self._loop, self._thread
@@ -300,6 +272,9 @@ class WebLab:
             thread.join(timeout)
         loop.close()
         self._loop = self._thread = None
+        if self._certs is not None:
+            self._certs.cleanup()
+            self._certs = None
 
     async def _stop(self) -> None:
         for server in self._servers:
@@ -331,9 +306,10 @@ class WebLab:
         req = await _read_head(reader)
         if req is None:
             return
-        self.requests.append(Request(kind, req.method, req.target, "authorization" in req.headers))
-        if kind == "silent":
-            await reader.read(1)  # until the client gives up
+        self.requests.append(Request(kind, req.method, req.target, "authorization" in req.headers,
+                                     req.headers.get("user-agent", "")))
+        if kind == "silent":  # reads until the client gives up
+            await reader.read(1)
             return
         hostile = getattr(self, "_" + kind.replace("-", "_"), None)
         if hostile is not None:
@@ -346,7 +322,7 @@ class WebLab:
         backend_offsite = f"http://{self.other_ip}:{self.trap_port}/dicom-web"
         return {
             "orthanc-open": _orthanc, "orthanc-open-tls": _orthanc,
-            "orthanc-locked": _locked(LAB_USER), "orthanc-default": _locked(ORTHANC_DEFAULT),
+            "orthanc-locked": _locked(LAB_USER), "orthanc-default": _locked(("orthanc", "orthanc")),
             "dicomweb": _dicomweb, "dcm4chee-open": _dcm4chee(False), "dcm4chee-secured": _dcm4chee(True),
             "ohif-offsite": _ohif(backend_offsite, False), "ohif-protected": _ohif("/dicom-web", True),
             "login-page": _login_page, "trap": lambda req: _page("trap: another host"),
@@ -355,11 +331,11 @@ class WebLab:
     # ------------------------------------------------------------------ hostile peers
 
     async def _endless_body(self, req: _Req, writer) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html>")
-        chunk = b"<p>" + b"x" * 65536 + b"</p>"
-        while True:
-            writer.write(chunk)
-            await writer.drain()
+        await _forever(writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n",
+                       b"<p>" + b"x" * 65536 + b"</p>")
+
+    async def _huge_headers(self, req: _Req, writer) -> None:
+        await _forever(writer, b"HTTP/1.1 200 OK\r\n", b"X-Huge: " + b"h" * 8000 + b"\r\n")
 
     async def _slow_drip(self, req: _Req, writer) -> None:
         for byte in b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n" + b"X-Drip: " + b"a" * 100000:
@@ -367,25 +343,24 @@ class WebLab:
             await writer.drain()
             await asyncio.sleep(self.drip_interval)
 
-    async def _huge_headers(self, req: _Req, writer) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\n")
-        line = b"X-Huge: " + b"h" * 8000 + b"\r\n"
-        while True:
-            writer.write(line)
-            await writer.drain()
-
     async def _redirect_loop(self, req: _Req, writer) -> None:
-        writer.write(_response(302, Location=req.path.rstrip("/") + "/loop"))
-        await writer.drain()
+        await _forever(writer, _response(302, Location=req.path.rstrip("/") + "/loop"), None)
 
     async def _redirect_offsite(self, req: _Req, writer) -> None:
-        writer.write(_response(302, Location=f"http://{self.other_ip}:{self.trap_port}{req.path}"))
+        await _forever(writer, _response(302, Location=f"http://{self.other_ip}:{self.trap_port}{req.path}"), None)
+
+
+async def _forever(writer, head: bytes, chunk: bytes | None) -> None:
+    """Send `head`, then `chunk` until the client goes away (once, when chunk is None)."""
+    writer.write(head)
+    await writer.drain()
+    while chunk is not None:
+        writer.write(chunk)
         await writer.drain()
 
 
 async def _read_head(reader: asyncio.StreamReader) -> _Req | None:
-    """The request line and headers (at most HEAD_CAP bytes); the lab's clients send no bodies
-    it needs."""
+    """The request line and headers; the lab's clients send no body it needs."""
     try:
         async with asyncio.timeout(10.0):
             head = await reader.readuntil(b"\r\n\r\n")
@@ -405,15 +380,13 @@ async def _read_head(reader: asyncio.StreamReader) -> _Req | None:
 
 def _other_ip(ip: str) -> str:
     """"Another host" on loopback: the same /8, a different last octet."""
-    octets = ip.split(".")
-    octets[-1] = str((int(octets[-1]) % 250) + 2)
-    return ".".join(octets)
+    prefix, last = ip.rsplit(".", 1)
+    return f"{prefix}.{int(last) % 250 + 2}"
 
 
 def start_web_lab(base_ip: str = "127.0.0.1", other_ip: str | None = None, *,
                   kinds: tuple[str, ...] = WEB_KINDS, **kwargs) -> WebLab:
     """Start every web kind on `base_ip`; `lab.endpoints` is the manifest, `lab.stop()` ends it.
-
     TLS kinds get a throw-away self-signed certificate (lab/certs.py), removed at stop."""
     certs = None
     if "orthanc-open-tls" in kinds and "tls_context" not in kwargs:
@@ -422,12 +395,5 @@ def start_web_lab(base_ip: str = "127.0.0.1", other_ip: str | None = None, *,
         certs = make_certificates([base_ip])
         kwargs["tls_context"] = certs.server_context(require_client_cert=False)
     lab = WebLab(kinds, base_ip, other_ip, **kwargs)
-    if certs is not None:
-        stop = lab.stop
-
-        def stop_and_clean(timeout: float = 5.0) -> None:
-            stop(timeout)
-            certs.cleanup()
-
-        lab.stop = stop_and_clean  # type: ignore[method-assign]
+    lab._certs = certs
     return lab.start()

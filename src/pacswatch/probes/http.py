@@ -27,9 +27,11 @@ from pacswatch import __version__
 from pacswatch.assess_http import assess_http
 from pacswatch.fingerprint import web as fp
 from pacswatch.net.errors import NetError
-from pacswatch.net.tls import ScannerTlsContext, tls_facts
+from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
 from pacswatch.probes.base import Endpoint, ProbeContext, Timeouts
-from pacswatch.probes.http_client import MAX_REDIRECTS, WebClient, WebResponse
+from pacswatch.probes.http_client import (
+    ACCEPT_DICOM_JSON, ACCEPT_JSON, HEAD_TOO_LARGE, MAX_REDIRECTS, WebClient, WebResponse,
+)
 from pacswatch.record import DicomWeb, HttpFacts, Product, Record, TlsFacts
 from pacswatch.status import Status
 
@@ -111,7 +113,13 @@ class HttpProbe:
             if isinstance(outcome, _Observation):
                 _fill(record, outcome, client)
                 return
-            first = first or outcome.error
+            if first is None:
+                first = outcome.error
+                if scheme == "https" and first.status is Status.TLS_ERROR:
+                    # HTTPS was expected here and the handshake failed: that is a TLS fact.
+                    record.transport = "tls"
+                    record.tls = TlsFacts(handshake=False, error=first.detail[:200],
+                                          client_cert_required=is_client_cert_error(first.detail))
             if not outcome.other_scheme:
                 break
         assert first is not None
@@ -139,7 +147,10 @@ class HttpProbe:
         try:
             front = await client.get("/")
         except NetError as err:
-            return _Failed(err, err.status in (Status.TLS_ERROR, Status.PROTOCOL_ERROR))
+            # TLS spoken to plain HTTP (or the reverse) fails at the TLS or HTTP layer; a peer
+            # that sent an oversized HTTP head did speak HTTP, so the other scheme is no use.
+            other = err.status in (Status.TLS_ERROR, Status.PROTOCOL_ERROR) and err.detail != HEAD_TOO_LARGE
+            return _Failed(err, other)
         if front.too_many_redirects:
             return _Failed(NetError(Status.PROTOCOL_ERROR, f"more than {MAX_REDIRECTS} redirects from /"), False)
         if front.status == 400 and b"plain HTTP request was sent to HTTPS port" in front.body:
@@ -178,15 +189,20 @@ class HttpProbe:
 
     def _note_page(self, obs: _Observation, page: WebResponse, *, front_page: bool) -> None:
         """Title, product and auth hints from an HTML page (the front page or a product page)."""
-        if page.offsite_location:
+        if page.offsite_location and not any(n.startswith("redirect to another") for n in obs.notes):
             where = fp.sanitize_url(page.offsite_location)
             obs.notes.append(f"redirect to another origin not followed: {where}")
         if page.status in (401, 403):
-            obs.page_auth = obs.page_auth or ("auth-required", fp.www_authenticate(page.headers.get("www-authenticate")))
+            challenge = fp.www_authenticate(page.headers.get("www-authenticate"))
+            obs.page_auth = obs.page_auth or ("auth-required", challenge)
         elif 300 <= page.status < 400:
-            login = fp.login_redirect(page.headers.get("location"))
+            location = page.offsite_location or page.headers.get("location")
+            login = fp.login_redirect(location)
             if login:
                 obs.page_auth = obs.page_auth or ("auth-required", login)
+                obs.product = obs.product or fp.product_from_redirect(location)
+        elif page.redirects and fp.login_redirect(page.url):  # followed to this origin's login page
+            obs.page_auth = obs.page_auth or ("auth-required", fp.login_redirect(page.url))
         text = page.text() if page.is_html else ""
         match = fp.match_page(text) if page.ok and text else None
         if front_page or match is not None:
@@ -208,7 +224,7 @@ class HttpProbe:
     # ------------------------------------------------------------------ products
 
     async def _orthanc(self, ctx: ProbeContext, client: WebClient, obs: _Observation) -> None:
-        resp = await self._get(client, obs, "/system", api=True)
+        resp = await self._get(client, obs, "/system", accept=ACCEPT_JSON)
         if resp is None:
             return
         data = fp.parse_json(resp.body) if resp.ok else None
@@ -223,7 +239,7 @@ class HttpProbe:
             if obs.writable:
                 obs.notes.append("writable inferred: an open Orthanc REST API accepts POST /instances "
                                  "(not tried)")
-            stats = await self._get(client, obs, "/statistics", api=True)
+            stats = await self._get(client, obs, "/statistics", accept=ACCEPT_JSON)
             if stats is not None and stats.ok:
                 obs.counts.update(fp.orthanc_counts(fp.parse_json(stats.body)))
             return
@@ -237,7 +253,7 @@ class HttpProbe:
         # Opt-in: one login attempt with the user Orthanc >= 1.5.8 creates when remote access is
         # on and no user is registered. Only the answer's product facts are read.
         obs.notes.append("default credentials tried (opt-in)")
-        again = await self._get(client, obs, "/system", api=True, auth=fp.ORTHANC_DEFAULT_CREDENTIALS)
+        again = await self._get(client, obs, "/system", accept=ACCEPT_JSON, auth=fp.ORTHANC_DEFAULT_CREDENTIALS)
         if again is not None and again.ok:
             product = fp.orthanc_system(fp.parse_json(again.body))
             if product is not None:
@@ -245,7 +261,7 @@ class HttpProbe:
                 obs.notes.append("Orthanc's default user orthanc:orthanc is accepted")
 
     async def _dcm4chee(self, client: WebClient, obs: _Observation) -> None:
-        aets = await self._get(client, obs, fp.DCM4CHEE_AETS, api=True)
+        aets = await self._get(client, obs, fp.DCM4CHEE_AETS, accept=ACCEPT_JSON)
         if aets is None:
             return
         if aets.status in (401, 403) or 300 <= aets.status < 400:
@@ -256,7 +272,7 @@ class HttpProbe:
         root = f"/dcm4chee-arc/aets/{quote(ae, safe='')}/rs"
         obs.qido_roots.append(root)
         for field_name in ("patients", "studies"):
-            resp = await self._get(client, obs, f"{root}/{field_name}/count", api=True)
+            resp = await self._get(client, obs, f"{root}/{field_name}/count", accept=ACCEPT_JSON)
             if resp is None:
                 return
             count = fp.dcm4chee_count(fp.parse_json(resp.body)) if resp.ok else None
@@ -290,7 +306,7 @@ class HttpProbe:
         for root in roots:
             # A fresh random UID matches no study: an answer proves access and carries no data.
             uid = f"2.25.{secrets.randbits(122)}"
-            resp = await self._get(client, obs, f"{root}/studies?StudyInstanceUID={uid}", api=True)
+            resp = await self._get(client, obs, f"{root}/studies?StudyInstanceUID={uid}", accept=ACCEPT_DICOM_JSON)
             if resp is None:
                 return
             if fp.qido_answer_open(resp.status, resp.body):
@@ -307,7 +323,7 @@ class HttpProbe:
 
     async def _stow_allowed(self, client: WebClient, obs: _Observation, root: str) -> None:
         """STOW-RS inferred from OPTIONS (a method that changes nothing): Allow lists POST."""
-        resp = await self._get(client, obs, f"{root}/studies", api=True, method="OPTIONS")
+        resp = await self._get(client, obs, f"{root}/studies", accept=ACCEPT_JSON, method="OPTIONS")
         if resp is None or not resp.ok:
             return
         allow = {m.strip().upper() for m in resp.headers.get("allow", "").split(",")}

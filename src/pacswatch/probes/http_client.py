@@ -28,7 +28,12 @@ from pacswatch.status import Status
 
 BODY_CAP = 256 * 1024
 MAX_REDIRECTS = 3
+# h11 refuses a response head over httpcore's 100 KiB limit; the peer did speak HTTP.
+HEAD_TOO_LARGE = "response head larger than 100 KiB"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+ACCEPT_HTML = "text/html, */*"
+ACCEPT_JSON = "application/json"
+ACCEPT_DICOM_JSON = "application/dicom+json"  # QIDO-RS (PS3.18); Orthanc logs an error on lists
 
 
 @dataclass
@@ -62,6 +67,32 @@ class WebResponse:
             return self.body.decode("utf-8", errors="replace")
 
 
+class _Stream(httpcore.AsyncNetworkStream):
+    """A connection that tells its backend when a TLS handshake is under way, so a deadline
+    passing then is reported as a TLS failure, not as a silent HTTP server."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream, backend: "_LimitedBackend") -> None:
+        self._inner, self._backend = inner, backend
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.AsyncNetworkStream:
+        self._backend.handshaking = True
+        stream = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        self._backend.handshaking = False
+        return stream  # httpcore reads ssl_object from it (get_extra_info)
+
+    def get_extra_info(self, info: str):
+        return self._inner.get_extra_info(info)
+
+
 class _LimitedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's asyncio backend, taking a rate-limiter token before each TCP connect."""
 
@@ -70,6 +101,7 @@ class _LimitedBackend(httpcore.AsyncNetworkBackend):
         self._limiter = limiter
         self.connects = 0  # connections attempted
         self.connected = 0  # connections established
+        self.handshaking = False  # a TLS handshake has started and not finished
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         if self._limiter is not None:
@@ -79,7 +111,7 @@ class _LimitedBackend(httpcore.AsyncNetworkBackend):
             host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
         )
         self.connected += 1
-        return stream
+        return _Stream(stream, self)
 
     async def connect_unix_socket(self, path, timeout=None, socket_options=None):
         raise httpcore.ConnectError("unix sockets are not scanned")
@@ -97,7 +129,8 @@ class _Transport(httpx.AsyncHTTPTransport):
             ssl_context=ssl_context,
             max_connections=1,  # one request at a time per endpoint; keep-alive reuses it
             max_keepalive_connections=1,
-            keepalive_expiry=5.0,
+            # Below Orthanc's 1 s Keep-Alive timeout: never send on a connection being closed.
+            keepalive_expiry=0.9,
             http1=True,
             http2=False,
             retries=0,
@@ -158,10 +191,10 @@ class WebClient:
         return (parsed.scheme == self.scheme and (parsed.host or "") == self.host
                 and (parsed.port or (443 if parsed.scheme == "https" else 80)) == self.port)
 
-    async def get(self, target: str, *, api: bool = False, auth: tuple[str, str] | None = None,
+    async def get(self, target: str, *, accept: str = ACCEPT_HTML, auth: tuple[str, str] | None = None,
                   method: str = "GET") -> WebResponse:
         """GET `target` on this origin, following same-origin redirects; NetError on failure."""
-        headers = {"Accept": "application/json, application/dicom+json" if api else "text/html, */*"}
+        headers = {"Accept": accept}
         url = self.url(target)
         hops = 0
         while True:
@@ -201,7 +234,10 @@ class WebClient:
                 finally:
                     await response.aclose()
         except TimeoutError:
-            # A TCP connect we started and that never completed is a connection timeout.
+            # Where the deadline caught us: a TCP connect, a TLS handshake, or the HTTP exchange.
+            if self._backend.handshaking:
+                self._backend.handshaking = False
+                raise NetError(Status.TLS_ERROR, "TLS handshake timed out") from None
             stuck = self._backend.connects > connects and self._backend.connected == connected
             raise NetError(Status.CONNECTION_TIMEOUT if stuck else Status.IO_TIMEOUT,
                            "no complete answer before the deadline") from None
@@ -263,6 +299,8 @@ def http_error(exc: BaseException, *, tcp_established: bool = False) -> NetError
         return error
     if handshake:
         return NetError(Status.TLS_ERROR, f"handshake failed: {str(exc)[:160]}")
+    if isinstance(exc, httpx.RemoteProtocolError) and "Receive buffer too long" in str(exc):
+        return NetError(Status.PROTOCOL_ERROR, HEAD_TOO_LARGE)
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.LocalProtocolError, httpx.DecodingError)):
         return NetError(Status.PROTOCOL_ERROR, f"not HTTP as expected: {str(exc)[:160]}")
     if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.ConnectError)):
