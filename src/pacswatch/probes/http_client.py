@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,7 +86,12 @@ class _Stream(httpcore.AsyncNetworkStream):
 
     async def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.AsyncNetworkStream:
         self._backend.handshaking = True
-        stream = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        try:
+            stream = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        except BaseException:
+            if not isinstance(sys.exc_info()[1], asyncio.CancelledError):
+                self._backend.handshaking = False  # failed on its own: httpx reports it
+            raise
         self._backend.handshaking = False
         return stream  # httpcore reads ssl_object from it (get_extra_info)
 

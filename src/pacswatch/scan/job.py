@@ -33,7 +33,8 @@ class ScanJob:
     stderr: Console = field(default_factory=lambda: Console(stderr=True))
     show_progress: bool | None = None
     show_summary: bool = True
-    on_record: Callable[[Record], None] | None = None
+    # Called with (plan index, record) as each endpoint completes, after the output is written.
+    on_record: Callable[[int, Record], None] | None = None
 
     event_loop: str = "auto"  # auto | asyncio | uvloop
 
@@ -58,7 +59,7 @@ class ScanJob:
             if record.service is not None or record.severity is not None:
                 kept.append(record)
             if self.on_record is not None:
-                self.on_record(record)
+                self.on_record(index, record)
             elapsed = loop.time() - stats.started
             progress.update(task, advance=1, rate=f"{stats.done / elapsed:.0f}/s" if elapsed > 0 else "",
                             findings=_findings_text(stats))
