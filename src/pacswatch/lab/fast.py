@@ -6,7 +6,7 @@ sans-IO `Acceptor`: every association is accepted (all contexts with Implicit VR
 random `2.25.*` control), C-ECHO and C-FIND succeed (zero pending responses), A-RELEASE-RQ gets
 A-RELEASE-RP. No pynetdicom, no thread per connection.
 
-A worker stops when the parent says so or dies (its end of the pipe closes): no orphans.
+A worker process stops when its stdin closes: when the parent says so or dies, so no orphans.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import ipaddress
 import json
 import os
 import resource
+import selectors
 import socket
 import subprocess
 import sys
@@ -180,7 +181,8 @@ def _worker_main() -> None:
     try:
         loop.run_until_complete(main())
     except Exception as exc:  # bind failures above all: the parent turns this into an error
-        sys.stdout.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
+        answer = {"error": f"{type(exc).__name__}: {exc}", "errno": getattr(exc, "errno", None)}
+        sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
     finally:
         loop.close()
@@ -252,7 +254,7 @@ class FastResponder:
                 await serve(self.requested, self.backlog, lambda b: (result.setdefault("bound", b), ready.set()),
                             self._stop)
             except Exception as exc:
-                result["error"] = f"{type(exc).__name__}: {exc}"
+                result["error"] = exc
                 ready.set()
 
         self._thread = threading.Thread(target=loop.run_until_complete, args=(main(),),
@@ -261,7 +263,7 @@ class FastResponder:
         if not ready.wait(timeout):
             raise TimeoutError("fast responder did not start")
         if "error" in result:
-            raise OSError(result["error"])
+            raise result["error"]
         return result["bound"]
 
     def _start_processes(self, timeout: float) -> list[tuple[str, int]]:
@@ -280,14 +282,13 @@ class FastResponder:
         for process, chunk in zip(self._processes, chunks):
             answer = self._read_answer(process, deadline)
             if "ready" not in answer:
-                raise OSError(answer.get("error", "fast responder worker failed"))
+                message = answer.get("error", "fast responder worker failed")
+                raise OSError(answer["errno"], message) if answer.get("errno") else OSError(message)
             bound.update(zip(chunk, (tuple(e) for e in answer["ready"])))
         return [bound[e] for e in self.requested]
 
     @staticmethod
     def _read_answer(process: subprocess.Popen, deadline: float) -> dict:
-        import selectors
-
         with selectors.DefaultSelector() as selector:
             selector.register(process.stdout, selectors.EVENT_READ)
             if not selector.select(max(0.0, deadline - time.monotonic())):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import signal
 import sys
 import threading
 from typing import Any, Iterable, TextIO
@@ -204,9 +205,21 @@ def run_lab_forever(base_ip: str = DEFAULT_BASE_IP, *, port: int = DEFAULT_PORT,
         ports = sorted({e.port for e in lab.manifest})
         print(f"\ntargets: {addresses[0]}-{addresses[-1]}, ports {','.join(map(str, ports))}", file=out)
         print("press Ctrl-C to stop", file=out, flush=True)
+        previous = _on_sigterm(stop)
         try:
             while not stop.wait(0.5):
                 pass
         except KeyboardInterrupt:
-            print("\nstopping the lab", file=out)
+            pass
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        print("\nstopping the lab", file=out, flush=True)
     return 0
+
+
+def _on_sigterm(stop: threading.Event):
+    """SIGTERM stops the lab cleanly too (certificates removed, sockets closed); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())

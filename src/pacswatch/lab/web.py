@@ -3,7 +3,7 @@
 Raw asyncio servers in one event loop in one thread (like lab/hostile.py), answering with
 `Connection: close` and logging each request (kind, method, target, whether credentials came)
 so a test can prove what a scanner did and did not ask for. The answers copy the shapes the
-products document (reference section 5); `expected(kind)` says what a scanner should conclude.
+products document (reference section 5); `lab.endpoints` is a manifest of LabEndpoint.
 Orthanc-like kinds: open, locked (only alice:lab-secret), default (orthanc:orthanc opens it, as
 Orthanc >= 1.5.8's default user), open inside TLS (self-signed). Also a bare DICOMweb service
 (QIDO-RS 204, OPTIONS allows POST), dcm4chee-arc open and secured (ui2 page served, REST 401
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 
 from pacswatch.lab.data import make_archive
+from pacswatch.lab.manifest import LabEndpoint
 
 ORTHANC_REALM = 'Basic realm="Orthanc Secure Area"'
 LAB_USER = ("alice", "lab-secret")
@@ -45,24 +46,25 @@ _COUNTS = {"patients": _ARCHIVE.patient_count, "studies": _ARCHIVE.study_count,
 
 
 def expected(kind: str) -> dict:
-    """What a scanner with default options should conclude about `kind` (the manifest)."""
-    counts = {"patients": _COUNTS["patients"], "studies": _COUNTS["studies"]}
+    """What a scanner with default options should conclude about `kind`: dotted paths into the
+    record's JSON, as in lab/manifest.py (so its check_record and compare work on web records)."""
+    counts = {"http.patients": _COUNTS["patients"], "http.studies": _COUNTS["studies"]}
     web = {"status": "success", "service": "http"}
-    orthanc = {**web, "product": "Orthanc"}
+    orthanc = {**web, "product.name": "Orthanc"}
+    locked = {**orthanc, "http.auth": "auth-required", "severity": "low", "http.realm": 'Basic "Orthanc Secure Area"'}
     return {
-        "orthanc-open": {**orthanc, "auth": "open", "severity": "critical", "version": "1.12.1",
-                         "dicomweb_open": True, **counts},
-        "orthanc-locked": {**orthanc, "auth": "auth-required", "severity": "low"},
-        "orthanc-default": {**orthanc, "auth": "auth-required", "severity": "low",
-                            "with_default_credentials": {"auth": "default-credentials", "severity": "critical"}},
-        "orthanc-open-tls": {**orthanc, "auth": "open", "severity": "critical", "transport": "tls",
-                             "self_signed": True, **counts},
-        "dicomweb": {**web, "product": None, "auth": "open", "severity": "high", "dicomweb_open": True,
-                     "writable": True},
-        "dcm4chee-open": {**web, "product": "dcm4chee-arc", "auth": "open", "severity": "critical", **counts},
-        "dcm4chee-secured": {**web, "product": "dcm4chee-arc", "auth": "auth-required", "severity": "medium"},
-        "ohif-offsite": {**web, "product": "OHIF Viewer", "auth": None, "severity": "low"},
-        "ohif-protected": {**web, "product": "OHIF Viewer", "auth": "auth-required", "severity": "medium"},
+        "orthanc-open": {**orthanc, "http.auth": "open", "severity": "critical", "product.version": "1.12.1",
+                         "http.dicomweb.open": True, "http.writable": True, **counts},
+        "orthanc-locked": locked, "orthanc-default": locked,
+        "orthanc-open-tls": {**orthanc, "http.auth": "open", "severity": "critical", "transport": "tls",
+                             "http.tls.handshake": True, "http.tls.self_signed": True, **counts},
+        "dicomweb": {**web, "product": None, "http.auth": "open", "severity": "high", "http.dicomweb.open": True,
+                     "http.writable": True},
+        "dcm4chee-open": {**web, "product.name": "dcm4chee-arc", "http.auth": "open", "severity": "critical",
+                          **counts},
+        "dcm4chee-secured": {**web, "product.name": "dcm4chee-arc", "http.auth": "auth-required", "severity": "medium"},
+        "ohif-offsite": {**web, "product.name": "OHIF Viewer", "http.auth": None, "severity": "low"},
+        "ohif-protected": {**web, "product.name": "OHIF Viewer", "http.auth": "auth-required", "severity": "medium"},
         "login-page": {**web, "product": None, "severity": None},
         "endless-body": {**web, "product": None, "severity": None},
         "redirect-offsite": {**web, "product": None, "severity": None},
@@ -72,12 +74,9 @@ def expected(kind: str) -> dict:
     }[kind]
 
 
-@dataclass(frozen=True)
-class WebLabEndpoint:
-    name: str  # the kind
-    ip: str
-    port: int
-    expected: dict
+# With --try-default-credentials: Orthanc's default user opens one lock and not the other.
+WITH_DEFAULT_CREDENTIALS = {"orthanc-default": {"http.auth": "default-credentials", "severity": "critical"},
+                            "orthanc-locked": {"http.auth": "auth-required", "severity": "low"}}
 
 
 @dataclass(frozen=True)
@@ -226,7 +225,7 @@ class WebLab:
         self.kinds, self.ip = kinds, ip
         self.other_ip = other_ip or _other_ip(ip)
         self.hold, self.drip_interval, self.tls_context = hold, drip_interval, tls_context
-        self.endpoints: list[WebLabEndpoint] = []
+        self.endpoints: list[LabEndpoint] = []  # the manifest (lab/manifest.py's shape)
         self.trap_port = 0
         self.requests: list[Request] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -259,7 +258,8 @@ class WebLab:
             server = await asyncio.start_server(self._wrap(kind), self.ip, 0, ssl=tls,
                                                 ssl_handshake_timeout=5.0 if tls else None)
             self._servers.append(server)
-            self.endpoints.append(WebLabEndpoint(kind, self.ip, server.sockets[0].getsockname()[1], expected(kind)))
+            self.endpoints.append(LabEndpoint(f"web-{kind}", self.ip, server.sockets[0].getsockname()[1], kind,
+                                              expected(kind), "web", "tls" if tls else "tcp"))
 
     def stop(self, timeout: float = 5.0) -> None:
         loop, thread = self._loop, self._thread

@@ -1,0 +1,55 @@
+"""The glue behind `pacswatch lab` and `pacswatch demo`."""
+
+import asyncio
+import io
+import json
+
+from pacswatch.lab.cli import _LabPlan, run_demo_command, start_demo_lab
+from pacswatch.lab.demo import run_demo
+
+from conftest import fresh_base, record_from_expected
+
+
+def test_run_demo_with_an_injected_scan():
+    async def perfect(manifest):
+        return [{"ip": e.ip, "port": e.port, **record_from_expected(e.expected)} for e in manifest]
+
+    async def wrong(manifest):
+        return [{"ip": e.ip, "port": e.port, "status": "success", "severity": "critical"} for e in manifest]
+
+    out = io.StringIO()
+    names = ["open-archive", "tarpit", "fast-responder"]
+    assert asyncio.run(run_demo(perfect, base_ip=fresh_base(), port=0, names=names, out=out)) == 0
+    assert "3/3 endpoints" in out.getvalue()
+    out = io.StringIO()
+    assert asyncio.run(run_demo(wrong, base_ip=fresh_base(), port=0, names=names, out=out)) == 1
+    assert "tarpit: status: expected 'io-timeout', got 'success'" in out.getvalue()
+
+
+def test_demo_lab_falls_back_to_free_ports_when_the_standard_ones_are_taken():
+    base = fresh_base()
+    first = start_demo_lab(base, names=["echo-only"])
+    try:
+        port = first.endpoint("echo-only").port
+        second = start_demo_lab(base, names=["echo-only"])
+        try:
+            # Whichever lab got the standard port, the other one still came up.
+            assert second.endpoint("echo-only").port != port
+        finally:
+            second.stop()
+        plan = _LabPlan(first.manifest)
+        assert plan.size == 1 and [(p.index, p.ip, p.port) for p in plan] == [(0, *first.manifest[0].address)]
+    finally:
+        first.stop()
+
+
+def test_demo_command_scans_the_lab_with_the_real_scanner(tmp_path):
+    """End to end through pacswatch's own scanner: a failure here names the disagreeing fact."""
+    out = io.StringIO()
+    output = tmp_path / "records.jsonl"
+    rc = run_demo_command(fresh_base(), str(output), names=["open-archive", "echo-only", "reset"], out=out)
+    assert rc == 0, out.getvalue()
+    text = output.read_text()
+    assert len(text.splitlines()) == 3
+    assert all(json.loads(line)["ip"].startswith("127.") for line in text.splitlines())
+    assert "LAB^" not in text and "LABPID" not in text  # counted, never kept
