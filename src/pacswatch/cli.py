@@ -12,6 +12,7 @@ from rich.console import Console
 
 from pacswatch import __version__
 from pacswatch.identity import DEFAULT_CONTACT_URL, Identity
+from pacswatch.output import stderr_console
 from pacswatch.probes.base import DEFAULT_AE_GUESSES, Endpoint, ProbeContext, ProbeOptions, Timeouts
 from pacswatch.probes.registry import ProbeSelector
 from pacswatch.targets import (
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    err = Console(stderr=True)
+    err = stderr_console()
     try:
         if args.command == "scan":
             return cmd_scan(args, err)

@@ -11,6 +11,15 @@ from rich.table import Table
 from pacswatch.record import Record
 from pacswatch.scan.runner import ScanStats
 
+def stderr_console() -> Console:
+    """The console for progress, tables and errors. Wide when not a terminal (logs, CI), so
+    tables written to a file do not wrap every row."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=140)
+    return console
+
+
 SEVERITY_ORDER = ("critical", "high", "medium", "low")
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 
@@ -72,8 +81,9 @@ def findings_table(records: Iterable[Record], title: str = "Endpoints") -> Table
     rows = [r for r in records if r.service is not None or r.severity is not None]
     rows.sort(key=lambda r: (-(_rank(r.severity)), r.ip, r.port))
     table = Table(title=title, show_lines=False)
-    for column in ("endpoint", "severity", "status", "product", "facts"):
-        table.add_column(column)
+    for column in ("endpoint", "severity", "status", "product"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("facts")
     for r in rows:
         sev = r.severity or "-"
         table.add_row(endpoint_label(r), f"[{SEVERITY_STYLE.get(sev, '')}]{sev}[/]" if r.severity else "-",

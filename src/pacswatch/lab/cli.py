@@ -53,14 +53,14 @@ def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, 
     """`pacswatch demo`: start the lab, scan it with the real scanner (short timeouts, so the
     tarpit and the slow drip cost seconds), print the findings and how they compare with what
     the lab knows. Returns 0 when every endpoint was reported as expected, 1 otherwise."""
-    from rich.console import Console
+    from pacswatch.output import stderr_console
 
     from pacswatch.probes.base import ProbeOptions, Timeouts
     from pacswatch.probes.registry import ProbeSelector
     from pacswatch.scan.job import ScanJob
 
     out = out or sys.stdout
-    err = Console(stderr=True)
+    err = stderr_console()
     lab = start_demo_lab(base_ip, names)
     try:
         err.print(f"pacswatch demo: {len(lab.manifest)} simulated endpoints on loopback "
