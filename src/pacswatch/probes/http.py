@@ -352,6 +352,7 @@ def _fill(record: Record, obs: _Observation, client: WebClient) -> None:
     record.status = Status.SUCCESS
     record.service = "http"
     record.transport = "tls" if client.scheme == "https" else "tcp"
+    record.tls = client.tls  # also on the record itself, where DICOM TLS facts are: one place to look
     record.product = obs.product
     record.http = HttpFacts(
         url=obs.url,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,9 +87,10 @@ class _Stream(httpcore.AsyncNetworkStream):
         self._backend.handshaking = True
         try:
             stream = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        except asyncio.CancelledError:
+            raise  # our deadline: _once reads `handshaking` to name the failure
         except BaseException:
-            if not isinstance(sys.exc_info()[1], asyncio.CancelledError):
-                self._backend.handshaking = False  # failed on its own: httpx reports it
+            self._backend.handshaking = False  # failed on its own: httpx reports it
             raise
         self._backend.handshaking = False
         return stream  # httpcore reads ssl_object from it (get_extra_info)
@@ -256,8 +256,12 @@ class WebClient:
             return
         network = response.extensions.get("network_stream")
         ssl_object = network.get_extra_info("ssl_object") if network is not None else None
-        if ssl_object is not None:
+        if ssl_object is None:
+            return
+        try:
             self.tls = self._describe_tls(ssl_object)
+        except Exception as exc:  # a certificate too odd to describe is a fact, not a failed scan
+            self.tls = TlsFacts(handshake=True, error=f"certificate not described: {type(exc).__name__}")
 
 
 async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
