@@ -127,6 +127,10 @@ class HttpFacts(_Model):
     dicomweb: DicomWeb = Field(default_factory=DicomWeb)
     writable: bool | None = None
     title: str | None = None
+    components: list[str] = Field(default_factory=list, description="Product parts recognised, e.g. 'Orthanc Explorer 2'.")
+    backends: list[str] = Field(
+        default_factory=list, description="Backends a viewer names (OHIF qidoRoot), reported, never followed off-host.")
+    default_credentials_tried: bool = Field(False, description="The opt-in --try-default-credentials made a login attempt.")
     tls: TlsFacts | None = None
 
 

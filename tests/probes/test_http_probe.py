@@ -83,6 +83,8 @@ def test_redirects_to_another_host_are_never_followed(lab):
         ep = endpoint(lab, kind)
         record = scan(ep.ip, ep.port)
         assert f"{TRAP_IP}:{lab.trap_port}" in record.detail  # reported as a string ...
+        if kind == "ohif-offsite":
+            assert any(f"{TRAP_IP}:{lab.trap_port}" in b for b in record.http.backends)
     assert lab.trap_hits() == []  # ... and never contacted
 
 
@@ -91,6 +93,7 @@ def test_same_origin_redirect_is_followed(lab):
     record = scan(ep.ip, ep.port)
     assert record.http.url == f"http://{ep.ip}:{ep.port}/app/explorer.html"
     assert record.http.title == "Orthanc Explorer" and record.http.status_code == 200
+    assert "Orthanc Explorer" in record.http.components
 
 
 def test_no_listing_no_credentials_and_an_honest_user_agent(lab):
@@ -99,6 +102,7 @@ def test_no_listing_no_credentials_and_an_honest_user_agent(lab):
     records = [scan(ep.ip, ep.port, identity=identity) for ep in lab.endpoints if ep.kind in PACS_KINDS]
     seen = new_requests(lab, before)
     assert seen and all(not r.authorized for r in seen)  # no login attempt without the opt-in
+    assert not any(r.http.default_credentials_tried for r in records if r.http)
     assert all(r.user_agent == identity.user_agent and "https://cert.example/pacswatch" in r.user_agent
                for r in seen)
     for r in seen:
@@ -116,6 +120,7 @@ def test_default_credentials_only_with_the_opt_in_and_only_once(lab, kind):
     record = scan(ep.ip, ep.port, try_default_credentials=True)
     assert check_record(replace(ep, expected=WITH_DEFAULT_CREDENTIALS[kind]), record) == []
     assert "default credentials tried (opt-in)" in record.detail
+    assert record.http.default_credentials_tried
     assert len([r for r in new_requests(lab, before, kind) if r.authorized]) == 1
     if record.http.auth == "default-credentials":
         assert record.product.version == "1.12.1"  # /system, read once logged in

@@ -61,6 +61,9 @@ class _Observation:
     writable: bool | None = None
     qido_roots: list[str] = field(default_factory=list)  # learnt from the product (dcm4chee, OHIF)
     notes: list[str] = field(default_factory=list)
+    components: list[str] = field(default_factory=list)
+    backends: list[str] = field(default_factory=list)
+    default_credentials_tried: bool = False
     stopped: bool = False  # the peer misbehaved after the front page: no more requests
 
 
@@ -213,6 +216,7 @@ class HttpProbe:
         if obs.product is None or obs.product.name != match.product.name:
             obs.product = match.product
         obs.notes.append(match.component)
+        obs.components.append(match.component)
         if match.login_form:
             obs.page_auth = ("auth-required", "login page")
         if match.data_bearing:
@@ -253,6 +257,7 @@ class HttpProbe:
         # Opt-in: one login attempt with the user Orthanc >= 1.5.8 creates when remote access is
         # on and no user is registered. Only the answer's product facts are read.
         obs.notes.append("default credentials tried (opt-in)")
+        obs.default_credentials_tried = True
         again = await self._get(client, obs, "/system", accept=ACCEPT_JSON, auth=fp.ORTHANC_DEFAULT_CREDENTIALS)
         if again is not None and again.ok:
             product = fp.orthanc_system(fp.parse_json(again.body))
@@ -295,6 +300,7 @@ class HttpProbe:
         if backends:
             # Reported as strings only; followed solely when it is this very origin.
             obs.notes.append("OHIF backend (qidoRoot): " + ", ".join(backends))
+            obs.backends.extend(backends)
         for backend in backends:
             joined = str(httpx.URL(front.url).join(backend))
             if client.same_origin(joined):
@@ -314,6 +320,7 @@ class HttpProbe:
                 obs.notes.append(f"QIDO-RS answers without credentials at {root}")
                 if obs.product is not None and obs.product.name == "Orthanc" and root == "/dicom-web":
                     obs.notes.append("Orthanc DICOMweb plugin")
+                    obs.components.append("Orthanc DICOMweb plugin")
                 await self._stow_allowed(client, obs, root)
                 return
             if resp.status in (401, 403) and not everything_locked:
@@ -367,6 +374,9 @@ def _fill(record: Record, obs: _Observation, client: WebClient) -> None:
         dicomweb=obs.dicomweb,
         writable=obs.writable,
         title=obs.title,
+        components=list(dict.fromkeys(obs.components)),
+        backends=list(dict.fromkeys(obs.backends)),
+        default_credentials_tried=obs.default_credentials_tried,
         tls=client.tls,
     )
     notes = list(dict.fromkeys(obs.notes))
