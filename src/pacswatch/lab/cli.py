@@ -10,12 +10,32 @@ from typing import Iterable, TextIO
 from pacswatch.lab.demo import format_comparisons
 from pacswatch.lab.manifest import LabEndpoint, compare
 from pacswatch.lab.runner import DEFAULT_BASE_IP, DEFAULT_PORT, Lab, run_lab_forever
+from pacswatch.lab.web import PACS_KINDS as WEB_PACS_KINDS
+from pacswatch.lab.web import start_web_lab
+
+# The web lab sits beside the DICOM lab in the same /24: .40 serves, .41 is the "other host"
+# that off-host redirects point at (and that must never be contacted).
+WEB_HOST, WEB_OTHER_HOST = 40, 41
+
+
+def _web_addresses(base_ip: str) -> tuple[str, str]:
+    prefix = base_ip.rsplit(".", 1)[0]
+    return f"{prefix}.{WEB_HOST}", f"{prefix}.{WEB_OTHER_HOST}"
 
 
 def run_lab_command(base_ip: str = DEFAULT_BASE_IP, *, port: int = DEFAULT_PORT, names: Iterable[str] | None = None,
                     manifest_path: str | None = None) -> int:
-    """`pacswatch lab [--base-ip IP]`: run the lab until Ctrl-C (or SIGTERM)."""
-    return run_lab_forever(base_ip, port=port, names=names, manifest_path=manifest_path)
+    """`pacswatch lab [--base-ip IP]`: run the DICOM and web labs until Ctrl-C (or SIGTERM)."""
+    from pacswatch.lab.runner import format_table
+
+    web = start_web_lab(*_web_addresses(base_ip), kinds=WEB_PACS_KINDS)
+    try:
+        print(f"web endpoints (scan them with --web-ports {','.join(str(e.port) for e in web.endpoints)}):\n",
+              file=sys.stdout)
+        print(format_table(web.endpoints) + "\n", file=sys.stdout, flush=True)
+        return run_lab_forever(base_ip, port=port, names=names, manifest_path=manifest_path)
+    finally:
+        web.stop()
 
 
 @dataclass(frozen=True)
@@ -62,22 +82,28 @@ def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, 
     out = out or sys.stdout
     err = stderr_console()
     lab = start_demo_lab(base_ip, names)
+    web = start_web_lab(*_web_addresses(base_ip), kinds=WEB_PACS_KINDS)
+    manifest = lab.manifest + web.endpoints
     try:
-        err.print(f"pacswatch demo: {len(lab.manifest)} simulated endpoints on loopback "
-                  f"({lab.manifest[0].ip} to {lab.manifest[-1].ip}), synthetic data only", highlight=False)
+        err.print(f"pacswatch demo: {len(manifest)} simulated endpoints on loopback "
+                  f"({lab.manifest[0].ip} to {web.endpoints[0].ip}), DICOM and web, synthetic data only",
+                  highlight=False)
         records = []
         fh = open(output, "w", encoding="utf-8") if output else None  # noqa: SIM115
         try:
-            job = ScanJob(plan=_LabPlan(lab.manifest), probe_for=ProbeSelector().probe_for,
-                          options=ProbeOptions(timeouts=Timeouts.scaled(timeout)), concurrency=len(lab.manifest),
+            # The web lab listens on free ports: tell the selector which ones speak HTTP.
+            selector = ProbeSelector(web_ports=frozenset(e.port for e in web.endpoints))
+            job = ScanJob(plan=_LabPlan(manifest), probe_for=selector.probe_for,
+                          options=ProbeOptions(timeouts=Timeouts.scaled(timeout)), concurrency=len(manifest),
                           output=fh, stderr=err, on_record=lambda _index, record: records.append(record))
             job.run()
         finally:
             if fh is not None:
                 fh.close()
-        comparisons = compare(lab.manifest, records)
+        comparisons = compare(manifest, records)
     finally:
         lab.stop()
+        web.stop()
     print("\nlab check: what the scanner reported against what the lab knows", file=out)
     print(format_comparisons(comparisons), file=out)
     good = sum(c.ok for c in comparisons)
