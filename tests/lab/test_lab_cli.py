@@ -50,6 +50,11 @@ def test_demo_command_scans_the_lab_with_the_real_scanner(tmp_path):
     rc = run_demo_command(fresh_base(), str(output), names=["open-archive", "echo-only", "reset"], out=out)
     assert rc == 0, out.getvalue()
     text = output.read_text()
-    assert len(text.splitlines()) == 3
+    # Three DICOM endpoints plus the web lab's PACS-like endpoints, which the demo always adds.
+    from pacswatch.lab.web import PACS_KINDS
+
+    assert len(text.splitlines()) == 3 + len(PACS_KINDS)
+    total = 3 + len(PACS_KINDS)
+    assert f"{total}/{total} endpoints reported as the lab expects" in out.getvalue()
     assert all(json.loads(line)["ip"].startswith("127.") for line in text.splitlines())
     assert "LAB^" not in text and "LABPID" not in text  # counted, never kept
