@@ -35,6 +35,10 @@ from pacswatch.dicom.pdu import (
 )
 
 
+# fragment_message's floor: a PDV item header (6 bytes) and at least two bytes of data.
+MIN_PEER_MAX_PDU = 8
+
+
 class State(Enum):
     IDLE = "Sta1"
     AWAITING_AC = "Sta5"
@@ -122,14 +126,23 @@ class Association:
         self._require(State.ESTABLISHED, "send")
         if context_id not in self.accepted:
             raise LocalProtocolError(f"presentation context {context_id} was not accepted")
+        data = self._encode_message(context_id, command, data_set)
         self.deadline = now + timeout
-        pdus = fragment_message(context_id, encode_command(command), data_set, self.peer_max_pdu)
-        return b"".join(encode_pdu(p) for p in pdus)
+        return data
 
     def send_no_reply(self, context_id: int, command: Command) -> bytes:
         """A message with no response of its own (C-CANCEL-RQ): leaves the deadline alone."""
         self._require(State.ESTABLISHED, "send")
-        pdus = fragment_message(context_id, encode_command(command), None, self.peer_max_pdu)
+        return self._encode_message(context_id, command, None)
+
+    def _encode_message(self, context_id: int, command: Command, data_set: bytes | None) -> bytes:
+        # The max length is the peer's value: one that leaves no room for a PDV is its error
+        # (the caller aborts with reason 6), not ours.
+        if 0 < self.peer_max_pdu < MIN_PEER_MAX_PDU:
+            raise PeerProtocolError(
+                f"peer maximum PDU length {self.peer_max_pdu} leaves no room for data", abort_reason=6
+            )
+        pdus = fragment_message(context_id, encode_command(command), data_set, self.peer_max_pdu)
         return b"".join(encode_pdu(p) for p in pdus)
 
     def release(self, now: float, timeout: float) -> bytes:
@@ -166,7 +179,10 @@ class Association:
             raise LocalProtocolError(f"receive in {self.state.value}")
         events: list[Event] = []
         try:
-            for pdu in self._framer.feed(data):
+            # One PDU at a time, so that nothing after an abort, a rejection or a release is
+            # even parsed: junk behind an A-ABORT must not turn it into a protocol error.
+            self._framer.push(data)
+            while (pdu := self._framer.next_pdu()) is not None:
                 if isinstance(pdu, PDataTF) and self.state in (State.ESTABLISHED, State.AWAITING_RELEASE_RP):
                     events.extend(self._on_data(pdu))
                     continue

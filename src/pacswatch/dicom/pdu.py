@@ -399,7 +399,9 @@ def sniff(first: bytes) -> str:
     """Name what a peer that is not speaking DICOM seems to speak, from its first bytes."""
     if first[:1] in (b"\x15", b"\x16") and first[1:2] in (b"", b"\x03"):
         return "looks like TLS"
-    if first[:4] in (b"HTTP", b"<!DO", b"<htm", b"<HTM"):
+    # A response ("HTTP/1.1 400"), a page, or a request ("GET "): fo-dicom #1678 read the last as
+    # a header with a gigantic length.
+    if first[:4] in (b"HTTP", b"GET ", b"POST", b"HEAD", b"PUT ", b"<!DO", b"<htm", b"<HTM"):
         return "looks like HTTP"
     if first[:4] == b"SSH-":
         return "looks like SSH"
@@ -425,21 +427,32 @@ class PduFramer:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[PDU]:
-        self._buffer += data
+        """Add bytes and return every complete PDU. The first bad one raises, and the PDUs before
+        it in the same call go with the exception: a caller that must act on each PDU before the
+        next is examined (an A-ABORT followed by junk) uses push() and next_pdu()."""
+        self.push(data)
         pdus = []
-        while True:
-            if self._need is None:
-                if len(self._buffer) < HEADER_LENGTH:
-                    break
-                pdu_type = self._buffer[0]
-                if not A_ASSOCIATE_RQ <= pdu_type <= A_ABORT:
-                    raise PeerProtocolError(f"not a DICOM PDU ({sniff(bytes(self._buffer[:8]))})", abort_reason=1)
-                length = int.from_bytes(self._buffer[2:6], "big")
-                check_length(pdu_type, length, self.max_pdu_length)
-                self._need = HEADER_LENGTH + length
-            if len(self._buffer) < self._need:
-                break
-            pdus.append(decode_pdu(bytes(self._buffer[: self._need])))
-            del self._buffer[: self._need]
-            self._need = None
+        while (pdu := self.next_pdu()) is not None:
+            pdus.append(pdu)
         return pdus
+
+    def push(self, data: bytes) -> None:
+        self._buffer += data
+
+    def next_pdu(self) -> PDU | None:
+        """The next complete PDU, or None until more bytes arrive. Raises PeerProtocolError."""
+        if self._need is None:
+            if len(self._buffer) < HEADER_LENGTH:
+                return None
+            pdu_type = self._buffer[0]
+            if not A_ASSOCIATE_RQ <= pdu_type <= A_ABORT:
+                raise PeerProtocolError(f"not a DICOM PDU ({sniff(bytes(self._buffer[:8]))})", abort_reason=1)
+            length = int.from_bytes(self._buffer[2:6], "big")
+            check_length(pdu_type, length, self.max_pdu_length)
+            self._need = HEADER_LENGTH + length
+        if len(self._buffer) < self._need:
+            return None
+        pdu = decode_pdu(bytes(self._buffer[: self._need]))
+        del self._buffer[: self._need]
+        self._need = None
+        return pdu

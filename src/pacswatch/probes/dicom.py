@@ -181,9 +181,8 @@ class DicomProbe:
                                                         calling_ae=opts.identity.calling_ae))
         record.dicom = facts
         if attempt.rejected is not None:
-            rj = attempt.rejected.rj
-            facts.association.reject = Reject(**dict(zip(("result", "source", "reason"),
-                                                         reject_names(rj.result, rj.source, rj.reason))))
+            result, source, reason = reject_names(*_triple(attempt.rejected))
+            facts.association.reject = Reject(result=result, source=source, reason=reason)
             facts.accepts_any_called_ae = False if facts.association.reject.reason == _CALLED_NEVER_VALID else None
             if facts.association.reject.reason == _CALLED_NEVER_VALID and opts.ae_guess:
                 attempt = await self._guess_called_ae(ctx, endpoint, control_uid, deadline, tls, record)
