@@ -442,11 +442,13 @@ class PduFramer:
     def next_pdu(self) -> PDU | None:
         """The next complete PDU, or None until more bytes arrive. Raises PeerProtocolError."""
         if self._need is None:
+            # The type byte is judged as soon as it arrives: a peer that sends a few bytes of
+            # something else and then stalls is not DICOM, and must not end as a mere timeout.
+            if self._buffer and not A_ASSOCIATE_RQ <= self._buffer[0] <= A_ABORT:
+                raise PeerProtocolError(f"not a DICOM PDU ({sniff(bytes(self._buffer[:8]))})", abort_reason=1)
             if len(self._buffer) < HEADER_LENGTH:
                 return None
             pdu_type = self._buffer[0]
-            if not A_ASSOCIATE_RQ <= pdu_type <= A_ABORT:
-                raise PeerProtocolError(f"not a DICOM PDU ({sniff(bytes(self._buffer[:8]))})", abort_reason=1)
             length = int.from_bytes(self._buffer[2:6], "big")
             check_length(pdu_type, length, self.max_pdu_length)
             self._need = HEADER_LENGTH + length
