@@ -22,6 +22,13 @@ from enum import Enum
 from pacswatch.dicom.dimse import MAX_COMMAND_LENGTH, Command, decode_command, encode_command, fragment_message
 from pacswatch.dicom.errors import LocalProtocolError, PeerProtocolError
 from pacswatch.dicom.pdu import (
+    A_ABORT,
+    A_ASSOCIATE_AC,
+    A_ASSOCIATE_RJ,
+    A_ASSOCIATE_RQ,
+    A_RELEASE_RP,
+    A_RELEASE_RQ,
+    P_DATA_TF,
     PDU,
     AAbort,
     AAssociateAC,
@@ -45,6 +52,14 @@ class State(Enum):
     ESTABLISHED = "Sta6"
     AWAITING_RELEASE_RP = "Sta7"
     CLOSED = "Sta13"
+
+
+# PDU types a requestor can legally receive in each state (PS3.8 Table 9-10).
+_ALLOWED_TYPES = {
+    State.AWAITING_AC: frozenset({A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ABORT}),
+    State.ESTABLISHED: frozenset({P_DATA_TF, A_RELEASE_RQ, A_ABORT}),
+    State.AWAITING_RELEASE_RP: frozenset({P_DATA_TF, A_RELEASE_RQ, A_RELEASE_RP, A_ABORT}),
+}
 
 
 # ---------------------------------------------------------------- events
@@ -182,7 +197,7 @@ class Association:
             # One PDU at a time, so that nothing after an abort, a rejection or a release is
             # even parsed: junk behind an A-ABORT must not turn it into a protocol error.
             self._framer.push(data)
-            while (pdu := self._framer.next_pdu()) is not None:
+            while self._type_allowed() and (pdu := self._framer.next_pdu()) is not None:
                 if isinstance(pdu, PDataTF) and self.state in (State.ESTABLISHED, State.AWAITING_RELEASE_RP):
                     events.extend(self._on_data(pdu))
                     continue
@@ -194,8 +209,19 @@ class Association:
         except PeerProtocolError:
             self.state = State.CLOSED
             self.deadline = None
+            self._framer.clear()
             raise
         return events
+
+    def _type_allowed(self) -> bool:
+        """Refuse an unexpected PDU from its type byte, before its body is buffered: a P-DATA-TF
+        before the A-ASSOCIATE-AC must not cost a megabyte of reading (Table 9-10: unexpected
+        PDUs lead to AA-8, an abort)."""
+        pdu_type = self._framer.next_type()
+        allowed = _ALLOWED_TYPES.get(self.state)
+        if pdu_type is None or allowed is None or not A_ASSOCIATE_RQ <= pdu_type <= A_ABORT or pdu_type in allowed:
+            return True  # unknown type bytes are the framer's to refuse, with its sniffing
+        raise PeerProtocolError(f"unexpected PDU type 0x{pdu_type:02x} in {self.state.value}", abort_reason=2)
 
     def _on_pdu(self, pdu: PDU) -> Event | None:
         if isinstance(pdu, AAbort):

@@ -439,6 +439,15 @@ class PduFramer:
     def push(self, data: bytes) -> None:
         self._buffer += data
 
+    def next_type(self) -> int | None:
+        """The type byte of the PDU being assembled, as soon as it has arrived."""
+        return self._buffer[0] if self._buffer else None
+
+    def clear(self) -> None:
+        """Forget buffered bytes (after a protocol error nothing more is read)."""
+        self._buffer = bytearray()
+        self._need = None
+
     def next_pdu(self) -> PDU | None:
         """The next complete PDU, or None until more bytes arrive. Raises PeerProtocolError."""
         if self._need is None:
@@ -454,7 +463,8 @@ class PduFramer:
             self._need = HEADER_LENGTH + length
         if len(self._buffer) < self._need:
             return None
-        pdu = decode_pdu(bytes(self._buffer[: self._need]))
+        with memoryview(self._buffer) as view:
+            pdu = decode_pdu(bytes(view[: self._need]))  # one copy, not two
         del self._buffer[: self._need]
         self._need = None
         return pdu

@@ -47,6 +47,10 @@ class Connection:
     async def write(self, data: bytes, deadline: float) -> None:
         try:
             self._writer.write(data)
+            if self._writer.transport.get_write_buffer_size() == 0:
+                # The kernel took every byte (the usual case for a few hundred bytes): no drain
+                # to wait for, so no timer to arm. Profiling put this timer at ~8% of a scan.
+                return
             async with asyncio.timeout_at(deadline):
                 await self._writer.drain()
         except TimeoutError:

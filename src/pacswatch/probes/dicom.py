@@ -138,7 +138,7 @@ class DicomProbe:
             if tls and record.tls is None:
                 record.tls = TlsFacts(handshake=False, error=exc.detail,
                                       client_cert_required=is_client_cert_error(exc.detail))
-            attempt.failure = exc
+            attempt.failure = _detached(exc)
             return attempt
         if tls and tls_ctx is not None and record.tls is None:
             ssl_object = conn.ssl_object
@@ -147,7 +147,7 @@ class DicomProbe:
         try:
             event = await session.associate(opts.timeouts.association)
         except (NetError, PeerProtocolError, PeerAborted) as exc:
-            attempt.failure = exc
+            attempt.failure = _detached(exc)
             if isinstance(exc, PeerProtocolError):
                 await session.abort(exc.abort_reason, source=2)
             elif isinstance(exc, NetError) and tls and is_client_cert_error(exc.detail) and record.tls:
@@ -322,6 +322,13 @@ class DicomProbe:
             if counted.aborted or counted.closed or session.assoc.is_closed:
                 return False
         return True
+
+
+def _detached(exc: BaseException):
+    """The exception without its traceback and chain: those hold the session's frames, its
+    buffers and the peer's bytes alive in a reference cycle until the cyclic GC runs."""
+    exc.__context__ = exc.__cause__ = None
+    return exc.with_traceback(None)
 
 
 def _blank(endpoint: Endpoint, tls: bool) -> Record:
