@@ -1,31 +1,20 @@
-"""The command line: `pacswatch scan|probe|lab|demo|schema`."""
+"""The command line: `pacswatch scan|probe|lab|demo|schema`, and the campaign commands (cli_campaign)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import sys
-from pathlib import Path
 
 from rich.console import Console
 
 from pacswatch import __version__
+from pacswatch.cli_campaign import add_commands, add_database_option, add_scan_options, dispatch, optout_reason
 from pacswatch.identity import DEFAULT_CONTACT_URL, Identity
 from pacswatch.output import stderr_console
 from pacswatch.probes.base import DEFAULT_AE_GUESSES, Endpoint, ProbeContext, ProbeOptions, Timeouts
 from pacswatch.probes.registry import ProbeSelector
-from pacswatch.targets import (
-    DEFAULT_DICOM_PORTS,
-    Blocklist,
-    PortError,
-    ScanPlan,
-    Scope,
-    TargetError,
-    parse_ports,
-    parse_spec,
-    parse_targets,
-)
+from pacswatch.targets import Blocklist, PortError, TargetError, parse_ports, parse_spec, parse_targets
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -89,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     scan = sub.add_parser("scan", help="scan targets", description=(
         "TARGET is an IPv4/IPv6 address, a CIDR, a range (a-b), a host name, HOST:PORT, or @FILE."))
-    scan.add_argument("targets", nargs="+", metavar="TARGET")
+    scan.add_argument("targets", nargs="*", metavar="TARGET")
     scan.add_argument("--ports", default=None, metavar="LIST",
                       help="ports to scan, e.g. 104,11112,4000-4010 (default: the common DICOM and PACS web ports)")
     scan.add_argument("--web-ports", default=None, metavar="LIST", help="ports probed as HTTP(S) instead of DICOM")
@@ -108,11 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     scan.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     _add_probe_options(scan)
+    add_scan_options(scan)
 
     probe = sub.add_parser("probe", help="probe one endpoint and print a full report")
     probe.add_argument("endpoint", metavar="HOST[:PORT]")
     probe.add_argument("--json", action="store_true", help="print the record as JSON")
     _add_probe_options(probe)
+    add_database_option(probe)  # its opt-out list applies here too
 
     lab = sub.add_parser("lab", help="run the lab of simulated PACS on loopback until Ctrl-C")
     lab.add_argument("--base-ip", default="127.42.0.0", help="loopback /24 the lab uses (default 127.42.0.0)")
@@ -122,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", "-o", metavar="FILE", help="also write the records as JSON Lines")
 
     sub.add_parser("schema", help="print the JSON Schema of the record")
+    add_commands(sub)
     return parser
 
 
@@ -129,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     err = stderr_console()
     try:
+        if (code := dispatch(args, err)) is not None:
+            return code
         if args.command == "scan":
             return cmd_scan(args, err)
         if args.command == "probe":
@@ -153,36 +147,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_scan(args: argparse.Namespace, err: Console) -> int:
-    from pacswatch.scan.job import ScanJob
+    # Every scan is stored, and so resumable: the campaign layer builds the plan and runs the job.
+    from pacswatch.cli_campaign import campaign_scan
 
-    options = _probe_options(args)
-    selector = ProbeSelector.from_args(args.web_ports)
-    ports = parse_ports(args.ports) if args.ports else selector.default_ports(DEFAULT_DICOM_PORTS)
-    targets = parse_targets(args.targets)
-    blocklist = Blocklist.default()
-    for path in args.exclude:
-        blocklist = blocklist.with_file(path)
-    scope = Scope.from_file(args.scope) if args.scope else None
-    seed = args.seed if args.seed is not None else secrets.randbits(63)
-    plan = ScanPlan(targets, ports, seed, blocklist, scope)
-    if not args.quiet:
-        err.print(f"pacswatch {__version__}: {plan.size} endpoints ({len(ports)} ports), seed {seed}, "
-                  f"rate {args.rate:g}/s, concurrency {args.concurrency}, calling AE {options.identity.calling_ae}",
-                  highlight=False)
-        if options.try_default_credentials:
-            err.print("[bold yellow]--try-default-credentials is on: documented default credentials will be tried "
-                      "(login attempts), and this is recorded.[/]")
-    out_file = open(args.output, "w", encoding="utf-8") if args.output else None  # noqa: SIM115
-    try:
-        job = ScanJob(plan=plan, probe_for=selector.probe_for, options=options, rate=args.rate,
-                      concurrency=args.concurrency, output=out_file or sys.stdout, output_format=args.format,
-                      stderr=err, show_progress=False if (args.no_progress or args.quiet) else None,
-                      show_summary=not args.quiet, event_loop=args.loop)
-        stats, _ = job.run()
-    finally:
-        if out_file is not None:
-            out_file.close()
-    return EXIT_INTERRUPTED if stats.interrupted else 0
+    return campaign_scan(args, err)
 
 
 def cmd_probe(args: argparse.Namespace, err: Console) -> int:
@@ -194,7 +162,7 @@ def cmd_probe(args: argparse.Namespace, err: Console) -> int:
     if spec.port is None:
         raise ValueError("probe needs HOST:PORT (for many endpoints, use scan)")
     ip = next(iter(targets.pinned)).ip
-    blocked = Blocklist.default().reason_for(ip)
+    blocked = Blocklist.default().reason_for(ip) or optout_reason(args.database, ip)
     if blocked:
         raise ValueError(f"{ip} is blocked: {blocked}")
     selector = ProbeSelector.from_args(None)

@@ -32,10 +32,10 @@ from pacswatch.dicom.pdu import (
     UserInformation,
     encode_pdu,
 )
-from pacswatch.probes.dicom import proposed_contexts
-from pacswatch.probes.dicom_session import build_request
+from pacswatch.identity import Identity
+from pacswatch.probes.dicom_request import RequestTemplate
 
-# A fixed control UID (the probe draws a fresh random one per endpoint). Odd length on purpose:
+# A fixed control UID (the probe draws a random one per scan). Odd length on purpose:
 # UIDs in items travel unpadded, so its item length is odd too.
 CONTROL_UID = "2.25.12345"
 PACSWATCH_UID = "2.25.204395695027342872693609202859394366001"
@@ -49,16 +49,13 @@ PATIENT_FIND_ID = 5
 
 def probe_request(called_ae: str = "ANY-SCP", max_length: int = 16384) -> AAssociateRQ:
     """The A-ASSOCIATE-RQ exactly as probes/dicom.py builds it, with fixed identity values."""
-    return build_request(
-        called_ae,
-        "PACSWATCH",
-        proposed_contexts(CONTROL_UID),
-        UserInformation(
-            max_length=max_length,
-            implementation_class_uid=PACSWATCH_UID,
-            implementation_version_name=PACSWATCH_VERSION,
-        ),
-    )
+    return probe_template(max_length).build(called_ae)[0]
+
+
+def probe_template(max_length: int = 16384) -> RequestTemplate:
+    identity = Identity(calling_ae="PACSWATCH", implementation_class_uid=PACSWATCH_UID,
+                        implementation_version_name=PACSWATCH_VERSION)
+    return RequestTemplate(identity, max_length, CONTROL_UID)
 
 
 def accept(

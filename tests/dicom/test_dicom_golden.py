@@ -379,3 +379,21 @@ def test_presentation_context_rq_with_several_transfer_syntaxes():
     golden = H("01 00") + len(body).to_bytes(4, "big") + body
     assert encode_pdu(rq) == golden
     assert decode_pdu(golden) == rq
+
+
+def test_request_template_splices_the_called_ae_exactly_as_a_full_encoding():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from pacswatch.dicom.pdu import encode_pdu
+
+    from dicom_helpers import probe_template
+
+    template = probe_template()
+
+    @given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_ ", min_size=1, max_size=16).filter(str.strip))
+    def check(called_ae):
+        request, encoded = template.build(called_ae)
+        assert encoded == encode_pdu(request)
+
+    check()

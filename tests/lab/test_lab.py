@@ -11,7 +11,7 @@ from pacswatch.lab import DEFAULT_KINDS, SPECS, Lab, check_record, compare, run_
 from pacswatch.lab.data import planted_strings
 from pacswatch.lab.runner import format_table
 
-from conftest import fresh_base, record_from_expected
+from labhelpers import fresh_base, record_from_expected
 
 
 def test_default_layout_is_stable():

@@ -7,7 +7,7 @@ import json
 from pacswatch.lab.cli import _LabPlan, run_demo_command, start_demo_lab
 from pacswatch.lab.demo import run_demo
 
-from conftest import fresh_base, record_from_expected
+from labhelpers import fresh_base, record_from_expected
 
 
 def test_run_demo_with_an_injected_scan():

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from pydicom.dataset import Dataset
-from pynetdicom import AE, build_context
+from pynetdicom import AE
 from pynetdicom import sop_class as sc
 
 from pacswatch.lab.data import DEFAULT_PATIENTS, DEFAULT_STUDIES, make_archive, planted_strings

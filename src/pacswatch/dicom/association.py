@@ -112,8 +112,10 @@ class AcceptedContext:
 class Association:
     """One association as requestor. Methods return the bytes to send; `receive` returns events."""
 
-    def __init__(self, request: AAssociateRQ, *, max_receive_pdu: int) -> None:
+    def __init__(self, request: AAssociateRQ, *, max_receive_pdu: int, encoded: bytes | None = None) -> None:
         self.request_pdu = request
+        # The caller may pass the request already encoded (the probe encodes it once per scan).
+        self._encoded_request = encoded
         self.state = State.IDLE
         self.deadline: float | None = None
         self._framer = PduFramer(max_receive_pdu)
@@ -134,7 +136,7 @@ class Association:
         self._require(State.IDLE, "request")
         self.state = State.AWAITING_AC
         self.deadline = now + timeout
-        return encode_pdu(self.request_pdu)
+        return self._encoded_request or encode_pdu(self.request_pdu)
 
     def send(self, context_id: int, command: Command, data_set: bytes | None, now: float, timeout: float) -> bytes:
         """DT-1: send one DIMSE message on an accepted presentation context."""

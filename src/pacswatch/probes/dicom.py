@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import string
 from datetime import datetime, timezone
 
 from pacswatch import __version__
@@ -27,33 +26,27 @@ from pacswatch.dicom.dimse import c_echo_rq, c_find_rq
 from pacswatch.dicom.errors import PeerProtocolError
 from pacswatch.dicom.identifiers import patient_query, study_query
 from pacswatch.dicom.names import abort_names, reject_names
-from pacswatch.dicom.pdu import PresentationContextRQ, UserInformation
 from pacswatch.fingerprint.dicom import identify
 from pacswatch.net.errors import NetError
 from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
 from pacswatch.probes.base import Endpoint, ProbeContext
-from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session, build_request
+from pacswatch.probes.dicom_request import RequestTemplate
+from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session
 from pacswatch.record import Association as AssociationFacts
 from pacswatch.record import DicomFacts, Find, Record, Reject, TlsFacts
 from pacswatch.status import Status
 
 DICOM_PORTS = (104, 11112, 4242, 2761, 2762, 4006, 3004, 3010, 4096, 5678, 2350, 111)
 _CALLED_NEVER_VALID = "called-ae-not-recognized"
-_AE_ALPHABET = string.ascii_uppercase + string.digits
 
 
 def random_ae() -> str:
     """A called AE title no server is configured with: tells 'accepts any' from 'checks'."""
-    return "PW" + "".join(secrets.choice(_AE_ALPHABET) for _ in range(10))
+    return "PW" + secrets.token_hex(5).upper()
 
 
 def random_uid() -> str:
     return uids.random_uid(secrets.randbits(120))
-
-
-def proposed_contexts(control_uid: str) -> list[PresentationContextRQ]:
-    syntaxes = list(uids.PROBE_SYNTAXES) + [control_uid]
-    return [PresentationContextRQ(2 * i + 1, uid, (uids.IMPLICIT_VR_LE,)) for i, uid in enumerate(syntaxes)]
 
 
 class _Attempt:
@@ -73,6 +66,17 @@ class DicomProbe:
 
     def __init__(self) -> None:
         self._tls: ScannerTlsContext | None = None
+        # One made-up control class per probe (per scan): no server is configured with it, so it
+        # tells promiscuous servers apart as well as a fresh one per endpoint would.
+        self.control_uid = random_uid()
+        self._templates: dict[tuple, RequestTemplate] = {}
+
+    def _template(self, opts) -> RequestTemplate:
+        key = (opts.identity, opts.max_pdu)
+        template = self._templates.get(key)
+        if template is None:
+            template = self._templates[key] = RequestTemplate(opts.identity, opts.max_pdu, self.control_uid)
+        return template
 
     def _tls_context(self) -> ScannerTlsContext:
         if self._tls is None:
@@ -118,17 +122,7 @@ class DicomProbe:
     ) -> _Attempt:
         opts = ctx.options
         attempt = _Attempt(called_ae)
-        identity = opts.identity
-        request = build_request(
-            called_ae,
-            identity.calling_ae,
-            proposed_contexts(control_uid),
-            UserInformation(
-                max_length=opts.max_pdu,
-                implementation_class_uid=identity.implementation_class_uid,
-                implementation_version_name=identity.implementation_version_name,
-            ),
-        )
+        request, encoded = self._template(opts).build(called_ae)
         loop = asyncio.get_running_loop()
         connect_deadline = min(deadline, loop.time() + opts.timeouts.connect)
         tls_ctx = self._tls_context() if tls else None
@@ -143,7 +137,7 @@ class DicomProbe:
         if tls and tls_ctx is not None and record.tls is None:
             ssl_object = conn.ssl_object
             record.tls = tls_facts(ssl_object, client_cert_required=tls_ctx.client_cert_requested(ssl_object))
-        session = Session(conn, Association(request, max_receive_pdu=opts.max_received_pdu), deadline)
+        session = Session(conn, Association(request, max_receive_pdu=opts.max_received_pdu, encoded=encoded), deadline)
         try:
             event = await session.associate(opts.timeouts.association)
         except (NetError, PeerProtocolError, PeerAborted) as exc:
@@ -170,7 +164,7 @@ class DicomProbe:
         """Fill the record from DICOM (over TLS or not). Returns True when the peer closed or
         answered with TLS before saying anything DICOM, so TLS is worth a try."""
         opts = ctx.options
-        control_uid = random_uid()
+        control_uid = self.control_uid
         first_ae = random_ae()
         attempt = await self._attempt(ctx, endpoint, first_ae, control_uid, deadline, tls, record)
         if attempt.failure is not None:

@@ -20,7 +20,7 @@ from pacswatch.dicom.association import (
 )
 from pacswatch.dicom.dimse import Command, c_cancel_rq, status_category
 from pacswatch.dicom.errors import PeerProtocolError
-from pacswatch.dicom.pdu import AAssociateRQ, sniff
+from pacswatch.dicom.pdu import sniff
 from pacswatch.net.errors import NetError
 from pacswatch.net.transport import Connection
 from pacswatch.status import Status
@@ -183,6 +183,3 @@ class Session:
     async def close(self) -> None:
         await self.conn.close()
 
-
-def build_request(called_ae: str, calling_ae: str, contexts, user_info) -> AAssociateRQ:
-    return AAssociateRQ(called_ae=called_ae, calling_ae=calling_ae, contexts=tuple(contexts), user_info=user_info)

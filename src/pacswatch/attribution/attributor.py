@@ -1,0 +1,155 @@
+"""Gather facts for addresses (DNS, RDAP, the ASN table, security.txt), through the cache, and
+decide with owner.decide. The only part of attribution that does I/O; every decision is pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Awaitable, Callable, Iterable
+
+import httpx
+
+from pacswatch.attribution import facts as F
+from pacswatch.attribution import dns as D
+from pacswatch.attribution import securitytxt
+from pacswatch.attribution.asn import AsnTable
+from pacswatch.attribution.cache import FactCache, MemoryCache, expiry
+from pacswatch.attribution.cloud import Provider, load_providers
+from pacswatch.attribution.local import LocalOwner
+from pacswatch.attribution.owner import Attribution, confirmed_names, decide
+from pacswatch.attribution.rdap import RdapClient, RdapConfig, RdapError
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    resolver: D.ResolverConfig = field(default_factory=D.ResolverConfig)
+    rdap: RdapConfig = field(default_factory=RdapConfig)
+    asn_table: str | None = None  # pyasn ipasn-format file
+    cloud_table: str | None = None  # extra providers (cloud_providers.json shape)
+    security_txt: bool = True
+    security_txt_scheme: str = "https"
+    security_txt_port: int | None = None  # None: the scheme's default
+    security_txt_ttl_s: int = 86400
+    negative_ttl_s: int = 3600
+    error_ttl_s: int = 600
+    concurrency: int = 8
+
+
+class Attributor:
+    def __init__(self, config: AttributionConfig, *, cache: FactCache | None = None,
+                 local: Iterable[LocalOwner] = (), http: httpx.AsyncClient | None = None,
+                 asn_table: AsnTable | None = None, providers: tuple[Provider, ...] | None = None,
+                 clock: Callable[[], datetime] = F.utcnow) -> None:
+        self.config = config
+        self.cache = cache if cache is not None else MemoryCache()
+        self.local = list(local)
+        self._http = http
+        self._own_http = http is None
+        self.asn_table = asn_table if asn_table is not None else (
+            AsnTable.load(config.asn_table) if config.asn_table else AsnTable())
+        self.providers = providers if providers is not None else load_providers(config.cloud_table)
+        self.clock = clock
+        self._resolver = None
+        self._rdap: RdapClient | None = None
+
+    async def __aenter__(self) -> "Attributor":
+        if self._http is None:
+            # trust_env=False: no proxy from the environment; follow no redirects (an RDAP or
+            # security.txt redirect off to another host is not followed blindly).
+            self._http = httpx.AsyncClient(trust_env=False, follow_redirects=False)
+        self._rdap = RdapClient(self.config.rdap, self._http)
+        self.resolver()  # a missing resolver configuration is the user's to fix: say so now
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._own_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    @property
+    def rdap(self) -> RdapClient:
+        assert self._rdap is not None, "use `async with Attributor(...)`"
+        return self._rdap
+
+    def resolver(self):
+        if self._resolver is None:
+            self._resolver = D.make_resolver(self.config.resolver)
+        return self._resolver
+
+    async def _cached(self, subject: str, group: str, fetch: Callable[[datetime], Awaitable[list[F.Fact]]],
+                      refresh: bool) -> list[F.Fact]:
+        now = self.clock()
+        if not refresh:
+            entry = self.cache.get(subject, group, now)
+            if entry is not None:
+                return list(entry.facts)
+        try:
+            found = await fetch(now)
+        except (RdapError, ValueError) as exc:
+            found = [F.Fact(subject, F.ERROR, group, group, now, {"error": str(exc)[:300]}, self.config.error_ttl_s)]
+        self.cache.put(subject, group, found, now, expiry(found, now, self.config.negative_ttl_s))
+        return found
+
+    async def facts_for(self, ip: str, *, refresh: bool = False) -> list[F.Fact]:
+        cfg = self.config
+        out: list[F.Fact] = []
+        out += await self._cached(ip, "dns", lambda now: D.reverse_facts(
+            self.resolver(), ip, now=now, source=cfg.resolver.label(), ttl_s=cfg.resolver.ttl_s), refresh)
+        out += await self._cached(ip, "rdap", lambda now: self.rdap.network(ip, now), refresh)
+        match = self.asn_table.lookup(ip)
+        now = self.clock()
+        if match is not None:
+            src = f"table:{cfg.asn_table or 'asn'}"
+            out.append(F.Fact(ip, F.ASN, str(match.asn), src, now, {"prefix": match.prefix}, cfg.rdap.ttl_s))
+            if match.holder:
+                out.append(F.Fact(ip, F.ASN_HOLDER, match.holder, src, now, {}, cfg.rdap.ttl_s))
+        asn = F.first_value(out, F.ASN)
+        if asn and not F.of_kind(out, F.ASN_HOLDER):
+            out += await self._cached(f"AS{asn}", "rdap", lambda now: self.rdap.autnum(asn, ip, now), refresh)
+        if cfg.security_txt:
+            for name in confirmed_names(out):
+                for domain in securitytxt.candidate_domains(name):
+                    found = await self._cached(domain, "security.txt", lambda now, d=domain: self._security_txt(d, now),
+                                               refresh)
+                    out += found
+                    if any(f.kind == F.SECURITY_TXT for f in found):
+                        break  # the most specific domain with a file speaks for the host
+        return out
+
+    async def _security_txt(self, domain: str, now: datetime) -> list[F.Fact]:
+        cfg = self.config
+        addresses = await D.addresses(self.resolver(), domain)
+        for address in addresses[:2]:
+            got = await securitytxt.fetch(self._http, domain, address, scheme=cfg.security_txt_scheme,
+                                          port=cfg.security_txt_port)
+            if got is None:
+                continue
+            url, text = got
+            try:
+                parsed = securitytxt.parse(text)
+            except securitytxt.SecurityTxtError as exc:
+                return [F.Fact(domain, F.ERROR, "security.txt", url, now, {"error": str(exc)}, cfg.error_ttl_s)]
+            detail = {"domain": domain, "url": url, "languages": list(parsed.languages),
+                      "policy": list(parsed.policy), "signed": parsed.signed,
+                      "expires": parsed.expires.isoformat() if parsed.expires else None}
+            return [F.Fact(domain, F.SECURITY_TXT, contact, f"security.txt:{url}", now, {**detail, "order": i},
+                           cfg.security_txt_ttl_s) for i, contact in enumerate(parsed.contacts)]
+        return []
+
+    async def attribute(self, ip: str, *, refresh: bool = False) -> tuple[Attribution, list[F.Fact]]:
+        facts = await self.facts_for(ip, refresh=refresh)
+        return decide(ip, facts, local=self.local, providers=self.providers, now=self.clock()), facts
+
+    async def attribute_many(self, ips: Iterable[str], *, refresh: bool = False
+                             ) -> dict[str, tuple[Attribution, list[F.Fact]]]:
+        sem = asyncio.Semaphore(self.config.concurrency)
+        results: dict[str, tuple[Attribution, list[F.Fact]]] = {}
+
+        async def one(ip: str) -> None:
+            async with sem:
+                results[ip] = await self.attribute(ip, refresh=refresh)
+
+        await asyncio.gather(*(one(ip) for ip in dict.fromkeys(ips)))
+        return results

@@ -1,0 +1,156 @@
+"""`pacswatch scan` and `pacswatch run` as the command line runs them: parameters from the
+arguments (or from the database on --resume), the plan under today's opt-out list and scope,
+a ScanJob with its output, and the end-of-scan summary of changes."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from pacswatch.campaign import report
+from pacswatch.store.errors import StoreError
+
+PROBE_FIELDS = ("timeout", "no_find", "find_limit", "no_ae_guess", "ae_guess", "calling_ae", "contact_url",
+                "tls_ports", "try_default_credentials")
+EXIT_STORE = 1
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).expanduser().absolute())
+
+
+def scan_parameters(args: argparse.Namespace) -> dict:
+    """What a new scan stores: enough to rebuild its plan and probes on --resume, from any cwd."""
+    from pacswatch.probes.registry import ProbeSelector
+    from pacswatch.targets import DEFAULT_DICOM_PORTS, parse_ports
+
+    if not args.targets and not args.import_masscan and not args.import_zmap:
+        raise ValueError("give targets, --import-masscan/--import-zmap files, or --resume ID")
+    selector = ProbeSelector.from_args(args.web_ports)
+    if args.ports:
+        ports = list(parse_ports(args.ports))
+    else:
+        ports = list(selector.default_ports(DEFAULT_DICOM_PORTS)) if args.targets else []
+    return {
+        "targets": ["@" + _absolute(t.strip()[1:]) if t.strip().startswith("@") else t for t in args.targets],
+        "ports": ports, "web_ports": args.web_ports,
+        "masscan": [_absolute(p) for p in args.import_masscan], "zmap": [_absolute(p) for p in args.import_zmap],
+        "exclude": [_absolute(p) for p in args.exclude], "scope": _absolute(args.scope) if args.scope else None,
+        "seed": args.seed if args.seed is not None else secrets.randbits(63),
+        "probe": {k: getattr(args, k) for k in PROBE_FIELDS},
+        "rate": args.rate or 200.0, "concurrency": args.concurrency or 200, "keep_all": bool(args.keep_all),
+    }
+
+
+def _plan_builder(repo, parameters: dict, targets=None):
+    from pacswatch.campaign.scanrun import plan_from_parameters
+    from pacswatch.campaign.scope import campaign_blocklist, campaign_scope
+
+    # Read now, not when the scan started: an opt-out added since applies to what is left.
+    blocklist = campaign_blocklist(repo.optouts(), parameters.get("exclude") or ())
+    scope = campaign_scope(parameters.get("scope"), repo.scope_entries())
+    return plan_from_parameters(parameters, blocklist, scope, targets)
+
+
+def _job(parameters: dict, args: argparse.Namespace, err: Console, **kw):
+    from pacswatch.cli import _probe_options
+    from pacswatch.probes.registry import ProbeSelector
+    from pacswatch.scan.job import ScanJob
+
+    options = _probe_options(argparse.Namespace(**parameters["probe"]))
+    selector = ProbeSelector.from_args(parameters.get("web_ports"))
+    quiet = getattr(args, "quiet", False)
+    return options, ScanJob(plan=None, probe_for=selector.probe_for, options=options,
+                            rate=args.rate or parameters["rate"], concurrency=args.concurrency or parameters["concurrency"],
+                            stderr=err, show_progress=False if (getattr(args, "no_progress", False) or quiet) else None,
+                            show_summary=not quiet, event_loop=args.loop, **kw)
+
+
+def campaign_scan(args: argparse.Namespace, err: Console) -> int:
+    """`pacswatch scan`: a new scan, or `--resume ID`, stored in the database as it runs."""
+    from pacswatch.campaign.scanrun import check_resumable, check_same_plan, execute, start_scan
+    from pacswatch.store.repository import Repository
+
+    resuming = args.resume is not None
+    if resuming and (args.targets or args.import_masscan or args.import_zmap):
+        raise ValueError(f"--resume {args.resume} takes no targets: scan {args.resume} keeps the ones it started with")
+    parameters = targets = None
+    if not resuming:  # bad input fails before the database is opened
+        from pacswatch.campaign.scanrun import targets_from_parameters
+
+        parameters = scan_parameters(args)
+        targets = targets_from_parameters(parameters)
+    out_file = None
+    try:
+        with Repository.open(args.database) as repo:
+            if resuming:
+                scan = check_resumable(repo, args.resume)
+                parameters = scan["parameters"]
+                plan = _plan_builder(repo, parameters)
+                check_same_plan(scan, plan)
+            else:
+                plan = _plan_builder(repo, parameters, targets)
+            # Appending on resume: the first run's records stay, the file ends up with them all.
+            out_file = open(args.output, "a" if resuming else "w", encoding="utf-8") if args.output else None  # noqa: SIM115
+            scan_id = args.resume if resuming else start_scan(
+                repo, plan, parameters, command=" ".join(["pacswatch", *sys.argv[1:]]))
+            options, job = _job(parameters, args, err, output=out_file or sys.stdout, output_format=args.format)
+            if not args.quiet:
+                _banner(err, scan_id, plan, job, options, resumed=len(repo.completed(scan_id)) if resuming else None)
+            outcome = execute(repo, scan_id, plan, job, keep_all=bool(parameters.get("keep_all")))
+            if not args.quiet:
+                report.print_changes(err, outcome)
+                if outcome.status != "finished":
+                    err.print(f"{outcome.remaining} endpoints left: pacswatch scan --resume {scan_id}", highlight=False)
+            return 130 if outcome.stats.interrupted else 0
+    except StoreError as exc:
+        err.print(f"[bold red]pacswatch scan:[/] {exc}", highlight=False, soft_wrap=True)
+        return EXIT_STORE
+    finally:
+        if out_file is not None:
+            out_file.close()
+
+
+def _banner(err: Console, scan_id: int, plan, job, options, resumed: int | None) -> None:
+    from pacswatch import __version__
+
+    what = f"scan {scan_id}" if resumed is None else f"resuming scan {scan_id} ({resumed} of {plan.size} done)"
+    err.print(f"pacswatch {__version__}: {what}: {plan.size} endpoints ({len(plan.ports)} ports), seed {plan.seed}, "
+              f"rate {job.rate:g}/s, concurrency {job.concurrency}, calling AE {options.identity.calling_ae}",
+              highlight=False)
+    if options.try_default_credentials:
+        err.print("[bold yellow]--try-default-credentials is on: documented default credentials will be tried "
+                  "(login attempts), and this is recorded.[/]")
+
+
+def cmd_run(args: argparse.Namespace, err: Console) -> int:
+    from pacswatch.campaign.runloop import RunLoop
+    from pacswatch.campaign.schedule import RescanPolicy
+    from pacswatch.store.repository import Repository
+
+    policy = RescanPolicy.from_overrides(args.interval)
+    parameters = {"web_ports": args.web_ports, "exclude": [_absolute(p) for p in args.exclude],
+                  "scope": _absolute(args.scope) if args.scope else None,
+                  "probe": {k: getattr(args, k) for k in PROBE_FIELDS}, "rate": args.rate,
+                  "concurrency": args.concurrency, "keep_all": False}
+    repo = Repository.open(args.database)
+
+    def on_outcome(outcome) -> None:
+        if not args.quiet:
+            report.print_changes(err, outcome)
+
+    loop = RunLoop(repo, make_job=lambda: _job(parameters, args, err, output=None)[1],
+                   build_plan=lambda p: _plan_builder(repo, p), parameters=parameters, policy=policy,
+                   batch=args.batch, tick=args.tick, log=(lambda _: None) if args.quiet else
+                   (lambda text: err.print(text, highlight=False)), on_outcome=on_outcome)
+    try:
+        interrupted = loop.forever(once=args.once)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        repo.close()
+    return 130 if interrupted else 0

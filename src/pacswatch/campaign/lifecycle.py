@@ -1,0 +1,154 @@
+"""The finding lifecycle and the differences between scans, as pure functions.
+
+A finding is an exposure at one endpoint (address and port): it opens the first time a record
+there has a severity, becomes `fixed` when a later look finds nothing exposed, `reopened` when
+it comes back, and keeps its first sighting throughout (cisagov/cyhy-core's ticket manager
+works the same way: one ticket per exposure, reopened rather than duplicated).
+
+What counts as "a look": a record whose status proves something about the endpoint. `blocked`
+(we did not look), `error` (our own bug) and `io-timeout` (something accepted the connection
+and then said nothing: an overloaded archive as often as a tarpit) prove nothing, so they never
+fix or change a finding. A refused or timed-out connection does: the service is gone, or
+firewalled, which is what the owner was asked to do.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Iterable, Mapping
+
+OPEN, FIXED, REOPENED = "open", "fixed", "reopened"
+NEW, SEVERITY, FIX, REOPEN = "new", "severity", "fixed", "reopened"  # event kinds
+INCONCLUSIVE = frozenset({"blocked", "error", "io-timeout"})
+SEVERITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
+
+Key = tuple[str, int]  # (ip, port)
+
+
+@dataclass(frozen=True)
+class FindingState:
+    status: str
+    severity: str
+    first_seen: datetime
+    last_seen: datetime
+    fixed_at: datetime | None = None
+    reopened_at: datetime | None = None
+    reopen_count: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.status != FIXED
+
+    @property
+    def changed_at(self) -> datetime:
+        """The latest moment this state records: older looks cannot overrule it."""
+        return max(self.last_seen, self.fixed_at or self.last_seen)
+
+
+@dataclass(frozen=True)
+class Look:
+    """What one record says about its endpoint, reduced to what the lifecycle decides on."""
+
+    status: str
+    severity: str | None
+    at: datetime
+
+    @property
+    def conclusive(self) -> bool:
+        return self.status not in INCONCLUSIVE
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    old_severity: str | None
+    new_severity: str | None
+    at: datetime
+
+
+def advance(state: FindingState | None, look: Look) -> tuple[FindingState | None, tuple[Event, ...]]:
+    """The finding after `look`, and what happened to it (nothing, new, severity, fixed, reopened)."""
+    if not look.conclusive and look.severity is None:
+        return state, ()
+    if state is not None and look.at < state.changed_at:
+        return state, ()  # an older look (a resumed old scan) must not undo a newer one
+    sev = look.severity
+    if state is None:
+        if sev is None:
+            return None, ()
+        return FindingState(OPEN, sev, look.at, look.at), (Event(NEW, None, sev, look.at),)
+    if sev is None:
+        if state.status == FIXED:
+            return state, ()
+        return replace(state, status=FIXED, fixed_at=look.at), (Event(FIX, state.severity, None, look.at),)
+    if state.status == FIXED:
+        reopened = replace(state, status=REOPENED, severity=sev, last_seen=look.at, fixed_at=None,
+                           reopened_at=look.at, reopen_count=state.reopen_count + 1)
+        return reopened, (Event(REOPEN, state.severity, sev, look.at),)
+    events = (Event(SEVERITY, state.severity, sev, look.at),) if sev != state.severity else ()
+    return replace(state, severity=sev, last_seen=look.at), events
+
+
+@dataclass(frozen=True)
+class ChangeSummary:
+    """What changed in one scan, counted for the end-of-scan summary."""
+
+    new: int = 0
+    fixed: int = 0
+    reopened: int = 0
+    raised: int = 0
+    lowered: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.new + self.fixed + self.reopened + self.raised + self.lowered
+
+
+def summarize(kinds: Iterable[tuple[str, str | None, str | None]]) -> ChangeSummary:
+    """Count (kind, old severity, new severity) events; a severity change is raised or lowered."""
+    counts: Counter = Counter()
+    for kind, old, new in kinds:
+        if kind == SEVERITY:
+            up = SEVERITY_RANK.get(new or "", 0) > SEVERITY_RANK.get(old or "", 0)
+            counts["raised" if up else "lowered"] += 1
+        elif kind in (NEW, FIX, REOPEN):
+            counts[kind] += 1
+    return ChangeSummary(counts["new"], counts["fixed"], counts["reopened"], counts["raised"], counts["lowered"])
+
+
+@dataclass(frozen=True)
+class ScanDiff:
+    appeared: tuple[Key, ...]  # exposed now, not exposed (or not seen) before
+    disappeared: tuple[Key, ...]  # exposed before, seen and not exposed now
+    changed: tuple[tuple[Key, str, str], ...]  # exposed both times, other severity
+    unchanged: int
+
+
+def diff_scans(before: Mapping[Key, str | None], after: Mapping[Key, str | None]) -> ScanDiff:
+    """Compare two scans' endpoint -> severity maps (None: looked, nothing exposed).
+
+    An endpoint missing from `after` was not looked at (scope changed, scan cut short): it
+    is neither fixed nor unchanged, so it is left out rather than guessed.
+    """
+    appeared, disappeared, changed, same = [], [], [], 0
+    for key in sorted(after, key=_sort_key):
+        now, was = after[key], before.get(key)
+        if now is not None and was is None:
+            appeared.append(key)
+        elif now is None and was is not None:
+            disappeared.append(key)
+        elif now is not None and now != was:
+            changed.append((key, was, now))
+        elif now is not None:
+            same += 1
+    return ScanDiff(tuple(appeared), tuple(disappeared), tuple(changed), same)
+
+
+def _sort_key(key: Key) -> tuple:
+    from ipaddress import ip_address
+
+    ip, port = key
+    parsed = ip_address(ip)
+    return parsed.version, int(parsed), port

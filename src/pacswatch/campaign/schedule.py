@@ -1,0 +1,80 @@
+"""When to look at a service again: a pure function of its severity and history.
+
+In the spirit of CISA's Cyber Hygiene scheduler (cisagov/cyhy-core `cyhy/db/scheduler.py`):
+critical every 12 hours, high every 24 hours, medium every 4 days, low every 6 days, an up host
+without findings every 7 days, a down host every 90 days. Here "nothing open" (a service that
+went away, or answers without exposing anything) is looked at every 90 days, as the issue asks,
+and a finding fixed within the last 30 days is checked weekly, the role cyhy's priority decay
+plays: fixes get rolled back (a restored VM, a re-enabled port forward).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Iterable, Mapping
+
+DEFAULT_INTERVALS: Mapping[str, timedelta] = MappingProxyType({
+    "critical": timedelta(hours=12),
+    "high": timedelta(hours=24),
+    "medium": timedelta(days=4),
+    "low": timedelta(days=6),
+    "fixed": timedelta(days=7),  # a finding fixed within `fixed_window`
+    "none": timedelta(days=90),  # nothing open
+})
+CLASSES = tuple(DEFAULT_INTERVALS)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '15m', '12h', '4d', '2w' -> timedelta; ValueError otherwise."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 90s, 15m, 12h, 4d or 2w")
+    value = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    if value <= timedelta(0):
+        raise ValueError(f"{text!r}: a rescan interval must be longer than zero")
+    return value
+
+
+@dataclass(frozen=True)
+class RescanPolicy:
+    intervals: Mapping[str, timedelta] = field(default_factory=lambda: DEFAULT_INTERVALS)
+    fixed_window: timedelta = timedelta(days=30)
+
+    @classmethod
+    def from_overrides(cls, items: Iterable[str]) -> "RescanPolicy":
+        """From `critical=6h`-style items over the defaults (`pacswatch run --interval`)."""
+        intervals = dict(DEFAULT_INTERVALS)
+        for item in items:
+            name, eq, value = item.partition("=")
+            name = name.strip().lower()
+            if not eq or name not in intervals:
+                raise ValueError(f"--interval takes CLASS=DURATION with CLASS one of {', '.join(CLASSES)}: {item!r}")
+            intervals[name] = parse_duration(value)
+        return cls(MappingProxyType(intervals))
+
+    def interval(self, severity: str | None, finding_status: str | None = None,
+                 finding_severity: str | None = None, fixed_at: datetime | None = None,
+                 now: datetime | None = None) -> timedelta:
+        """The wait before the next look, from what the last look and the finding say."""
+        if severity is not None:
+            return self.intervals[severity]
+        if finding_status in ("open", "reopened") and finding_severity:
+            # The last look proved nothing (an io-timeout, say): keep the finding's pace.
+            return self.intervals[finding_severity]
+        if finding_status == "fixed" and fixed_at is not None and now is not None \
+                and now - fixed_at <= self.fixed_window:
+            return self.intervals["fixed"]
+        return self.intervals["none"]
+
+    def next_due(self, checked_at: datetime, severity: str | None, finding_status: str | None = None,
+                 finding_severity: str | None = None, fixed_at: datetime | None = None) -> datetime:
+        return checked_at + self.interval(severity, finding_status, finding_severity, fixed_at, checked_at)
+
+
+def due(next_due: datetime, now: datetime) -> bool:
+    return next_due <= now

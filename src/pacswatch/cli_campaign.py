@@ -1,0 +1,276 @@
+"""The campaign commands: the database, resumable scans, `run`, queries, opt-out and scope.
+
+    pacswatch db upgrade|info            migrate / describe the database
+    pacswatch scan ... [--resume ID]     every scan is stored; a cut-short one is resumed by ID
+    pacswatch run [--once]               rescan what is due, until stopped
+    pacswatch findings|history|stats|scans
+    pacswatch optout add CIDR --contact WHO | list | remove ID
+    pacswatch scope add CIDR | list | remove ID
+
+cli.py calls `add_scan_options`, `add_commands` and `dispatch`; `campaign_scan` is the scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+
+from rich.console import Console
+
+from pacswatch.campaign import report
+from pacswatch.campaign.commands import EXIT_STORE, campaign_scan, cmd_run
+from pacswatch.store.errors import StoreError
+
+__all__ = ["add_commands", "add_database_option", "add_scan_options", "campaign_scan", "dispatch", "optout_reason"]
+
+COMMANDS = ("db", "run", "findings", "history", "stats", "scans", "optout", "scope")
+SEVERITIES = ("critical", "high", "medium", "low")
+STATUSES = ("open", "fixed", "reopened")
+
+
+def _database_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database", metavar="URL", help="SQLite path or URL, or postgresql://... (default: "
+                   "$PACSWATCH_DATABASE_URL, else pacswatch.db in the user's data directory)")
+
+
+add_database_option = _database_option
+
+
+def optout_reason(database: str | None, ip) -> str | None:
+    """Why the opt-out list refuses `ip` (`pacswatch probe` honours it like every scan)."""
+    from pacswatch.campaign.scope import campaign_blocklist
+    from pacswatch.store.repository import Repository
+
+    try:
+        with Repository.open(database) as repo:
+            return campaign_blocklist(repo.optouts()).reason_for(ip)
+    except StoreError as exc:  # unknown opt-outs: refuse rather than risk contacting one
+        raise ValueError(f"cannot read the opt-out list: {exc}") from exc
+
+
+def _format_option(p: argparse.ArgumentParser, choices=("table", "json")) -> None:
+    p.add_argument("--format", choices=choices, default="table")
+
+
+def add_scan_options(scan: argparse.ArgumentParser) -> None:
+    _database_option(scan)
+    scan.add_argument("--resume", type=int, metavar="ID", help="continue scan ID where it stopped (same targets, "
+                      "ports, seed and probe options; nothing done is probed again)")
+    scan.add_argument("--import-masscan", action="append", default=[], metavar="FILE",
+                      help="probe the open ports in masscan -oJ or -oL output; repeatable")
+    scan.add_argument("--import-zmap", action="append", default=[], metavar="FILE",
+                      help="probe the open ports in ZMap CSV output (bare addresses: --ports names the port)")
+    scan.add_argument("--keep-all", action="store_true",
+                      help="store every record, also of addresses where nothing answered")
+    # None: a new scan takes 200, a resumed one what it was started with (unless given).
+    scan.set_defaults(rate=None, concurrency=None)
+
+
+def add_commands(sub) -> None:
+    from pacswatch.cli import _add_probe_options, _positive_float, _positive_int
+
+    db = sub.add_parser("db", help="the database: upgrade (migrate), info")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    for name, text in (("upgrade", "migrate a PostgreSQL database to this version's schema (an SQLite file "
+                                   "is migrated when opened, a copy kept beside it)"),
+                       ("info", "where the database is and its schema revision")):
+        _database_option(db_sub.add_parser(name, help=text))
+
+    run = sub.add_parser("run", help="rescan services as they fall due, until stopped")
+    _database_option(run)
+    run.add_argument("--once", action="store_true", help="one cycle, then exit")
+    run.add_argument("--tick", type=_positive_float, default=60.0, metavar="S",
+                     help="seconds between looks for due services when none is due (default 60)")
+    run.add_argument("--batch", type=_positive_int, default=1000, metavar="N", help="services per rescan (default 1000)")
+    run.add_argument("--interval", action="append", default=[], metavar="CLASS=DURATION",
+                     help="rescan interval, e.g. critical=6h; classes critical, high, medium, low, fixed, none")
+    run.add_argument("--rate", type=_positive_float, default=200.0, metavar="N")
+    run.add_argument("--concurrency", type=_positive_int, default=200, metavar="N")
+    run.add_argument("--web-ports", default=None, metavar="LIST")
+    run.add_argument("--exclude", action="append", default=[], metavar="FILE")
+    run.add_argument("--scope", metavar="FILE")
+    run.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    run.add_argument("--quiet", "-q", action="store_true")
+    _add_probe_options(run)
+
+    findings = sub.add_parser("findings", help="exposures and their lifecycle")
+    _database_option(findings)
+    findings.add_argument("--severity", action="append", default=[], metavar="LIST", help="critical,high,...")
+    findings.add_argument("--status", action="append", default=[], metavar="LIST", help="open,fixed,reopened")
+    findings.add_argument("--since", metavar="WHEN", help="seen or fixed since: a date, a time, or an age (7d)")
+    _format_option(findings, ("table", "json", "csv"))
+
+    history = sub.add_parser("history", help="every observation and change of an endpoint or host")
+    _database_option(history)
+    history.add_argument("endpoint", metavar="HOST[:PORT]")
+    _format_option(history)
+
+    stats = sub.add_parser("stats", help="counts by severity, product, port; exposed studies and patients")
+    _database_option(stats)
+    _format_option(stats)
+
+    scans = sub.add_parser("scans", help="the scans in the database (IDs for --resume)")
+    _database_option(scans)
+    scans.add_argument("--limit", type=_positive_int, default=50)
+    _format_option(scans)
+
+    for name, text in (("optout", "owners who asked not to be scanned: never contacted"),
+                       ("scope", "networks this installation is authorised to scan")):
+        parser = sub.add_parser(name, help=text)
+        actions = parser.add_subparsers(dest="action", required=True)
+        add = actions.add_parser("add")
+        add.add_argument("cidr", metavar="CIDR")
+        if name == "optout":
+            add.add_argument("--contact", required=True, help="who asked (e-mail, ticket)")
+            add.add_argument("--requested", metavar="DATE", help="when they asked (default: now)")
+        add.add_argument("--note")
+        _database_option(add)
+        listing = actions.add_parser("list")
+        _database_option(listing)
+        _format_option(listing)
+        remove = actions.add_parser("remove")
+        remove.add_argument("entry", type=int, metavar="ID")
+        _database_option(remove)
+
+
+def _stdout() -> Console:
+    return Console() if sys.stdout.isatty() else Console(width=200, no_color=True)
+
+
+def _moment(text: str) -> datetime:
+    from pacswatch.campaign.schedule import parse_duration
+
+    try:
+        return datetime.now(timezone.utc) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a date (2024-05-01), a time (2024-05-01T12:00) nor an age (7d)") from None
+    # UTC, as stored: SQLite compares the text of the times and would ignore another zone.
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _choices(items: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
+    out = [v.strip().lower() for item in items for v in item.split(",") if v.strip()]
+    bad = [v for v in out if v not in allowed]
+    if bad:
+        raise ValueError(f"unknown {what} {', '.join(bad)}: choose from {', '.join(allowed)}")
+    return out
+
+
+def dispatch(args: argparse.Namespace, err: Console | None = None) -> int | None:
+    """Run a campaign command; None if `args.command` is not one (cli.py handles it)."""
+    if args.command not in COMMANDS:
+        return None
+    err = err or Console(stderr=True)
+    from pacswatch.store.repository import Repository
+
+    try:
+        if args.command == "db":
+            from pacswatch.store.engine import describe
+
+            repo = Repository.open(args.database, upgrade=args.db_command == "upgrade")
+            try:
+                info = describe(repo.engine)
+            finally:
+                repo.close()
+            for key in ("url", "backend", "revision", "state"):
+                print(f"{key}: {info[key]}")
+            return 0
+        if args.command == "run":
+            return cmd_run(args, err)
+        with Repository.open(args.database) as repo:
+            return _query(args, repo)
+    except StoreError as exc:
+        err.print(f"[bold red]pacswatch {args.command}:[/] {exc}", highlight=False, soft_wrap=True)
+        return EXIT_STORE
+
+
+def _query(args: argparse.Namespace, repo) -> int:
+    out = _stdout()
+    if args.command == "findings":
+        rows = repo.findings(severities=_choices(args.severity, SEVERITIES, "severity"),
+                             statuses=_choices(args.status, STATUSES, "status"),
+                             since=_moment(args.since) if args.since else None)
+        if args.format == "table":
+            out.print(report.findings_table(rows))
+        elif args.format == "csv":
+            report.write_csv(sys.stdout, rows, report.FINDING_COLUMNS)
+        else:
+            history: dict[int, list] = {}
+            for e in repo.events(finding_ids=[r["id"] for r in rows]) if rows else []:
+                history.setdefault(e["finding_id"], []).append(
+                    {k: e[k] for k in ("at", "kind", "old_severity", "new_severity", "scan_id")})
+            report.write_json(sys.stdout, [{**{c: r.get(c) for c in report.FINDING_COLUMNS}, "reasons": r["reasons"],
+                                            "history": history.get(r["id"], [])} for r in rows])
+        return 0
+    if args.command == "history":
+        return _history(args, repo, out)
+    if args.command == "stats":
+        stats = repo.stats()
+        if args.format == "json":
+            report.write_json(sys.stdout, stats)
+        else:
+            for table in report.stats_tables(stats):
+                out.print(table)
+        return 0
+    if args.command == "scans":
+        rows = repo.scans(args.limit)
+        if args.format == "json":
+            report.write_json(sys.stdout, rows)
+        else:
+            out.print(report.scans_table(rows))
+        return 0
+    return _entries(args, repo, out)
+
+
+def _history(args: argparse.Namespace, repo, out: Console) -> int:
+    from pacswatch.targets import parse_spec, system_resolver
+
+    spec = parse_spec(args.endpoint)
+    if spec.span is not None:
+        raise ValueError("history takes one host (HOST or HOST:PORT), not a network")
+    ips = [str(spec.ip)] if spec.ip is not None else list(system_resolver(spec.name))
+    observations, events = [], []
+    for ip in ips:
+        observations += repo.observations(ip=ip, port=spec.port)
+        events += repo.events(ip=ip, port=spec.port)
+    if args.format == "json":
+        report.write_json(sys.stdout, {"observations": observations, "events": events})
+    elif not observations:
+        out.print(f"nothing recorded for {args.endpoint}")
+    else:
+        out.print(report.history_table(f"History of {args.endpoint}", observations, events))
+    return 0
+
+
+def _entries(args: argparse.Namespace, repo, out: Console) -> int:
+    from pacswatch.campaign.scope import normalize_network
+
+    optout = args.command == "optout"
+    if args.action == "add":
+        cidr = normalize_network(args.cidr)
+        if optout:
+            requested = _moment(args.requested) if args.requested else None
+            entry = repo.add_optout(cidr, args.contact, requested_at=requested, note=args.note)
+        else:
+            entry = repo.add_scope(cidr, args.note)
+        print(f"{args.command} entry {entry}: {cidr}")
+        return 0
+    if args.action == "remove":
+        removed = repo.remove_optout(args.entry) if optout else repo.remove_scope(args.entry)
+        if not removed:
+            raise ValueError(f"there is no {args.command} entry {args.entry}")
+        print(f"{args.command} entry {args.entry} removed")
+        return 0
+    rows = repo.optouts() if optout else repo.scope_entries()
+    columns = ("id", "cidr", "contact", "requested_at", "added_at", "added_by", "note") if optout else \
+        ("id", "cidr", "added_at", "added_by", "note")
+    if args.format == "json":
+        report.write_json(sys.stdout, rows)
+    else:
+        out.print(report.entries_table("Opt-out list" if optout else "Scope", rows, columns))
+    return 0

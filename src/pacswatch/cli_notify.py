@@ -1,0 +1,145 @@
+"""The owner and notification commands:
+
+    pacswatch attribute [IP ...] [--refresh]        who owns the exposed services, and whom to tell
+    pacswatch owners add MATCH --name N --contact E | list | remove ID   the local contacts table
+    pacswatch cases [--state S]                     cases, one per owner
+    pacswatch case ID                               a case: services, history, messages
+    pacswatch case ID --ack NOTE | --close WHY      an owner answered / an operator closes it
+    pacswatch notify [--dry-run [--out DIR]]        queue and send notices (sending must be enabled)
+    pacswatch export intelmq|csv [--output PATH]    IntelMQ events (JSON lines) or per-owner CSV
+
+cli.py calls `add_commands(subparsers)` and `dispatch(args)` (None: not one of these).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pacswatch.store.errors import StoreError
+
+COMMANDS = ("attribute", "owners", "cases", "case", "notify", "export")
+EXIT_USAGE, EXIT_STORE = 2, 1
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database", metavar="URL", help="SQLite path or URL, or postgresql://... (default: "
+                   "$PACSWATCH_DATABASE_URL, else pacswatch.db in the user's data directory)")
+    p.add_argument("--config", metavar="FILE", help="attribution and notification settings (TOML; default "
+                   "$PACSWATCH_NOTIFY_CONFIG); without one nothing is sent")
+
+
+def add_commands(sub) -> None:
+    from pacswatch.notify.cases import STATES
+
+    p = sub.add_parser("attribute", help="find the owner and contact of exposed services (PTR, RDAP, ASN, "
+                       "security.txt, local table)")
+    _common(p)
+    p.add_argument("ips", nargs="*", metavar="IP", help="addresses (default: all with open findings)")
+    p.add_argument("--refresh", action="store_true", help="ignore cached facts")
+    p.add_argument("--json", action="store_true", help="one JSON object per address, facts included")
+    p.add_argument("--resolver", action="append", default=[], metavar="IP[:PORT]",
+                   help="DNS resolver for PTR/A lookups (overrides the configuration; repeatable)")
+    p.add_argument("--rdap-bootstrap", metavar="URL", help="RDAP bootstrap base URL (default: IANA's)")
+
+    owners = sub.add_parser("owners", help="the local contacts table: CIDR or domain -> owner, contacts")
+    actions = owners.add_subparsers(dest="owners_command", required=True)
+    add = actions.add_parser("add", help="add an entry (it takes precedence over public sources)")
+    _common(add)
+    add.add_argument("match", metavar="CIDR|DOMAIN")
+    add.add_argument("--name", required=True)
+    add.add_argument("--contact", action="append", required=True, help="e-mail address; repeatable, first preferred")
+    add.add_argument("--escalation", action="append", default=[], help="who to tell when the owner does not act")
+    add.add_argument("--language")
+    add.add_argument("--notes")
+    _common(actions.add_parser("list"))
+    remove = actions.add_parser("remove")
+    _common(remove)
+    remove.add_argument("id", type=int)
+
+    cases = sub.add_parser("cases", help="cases (one per owner) and their states")
+    _common(cases)
+    cases.add_argument("--state", action="append", default=[], choices=STATES)
+    cases.add_argument("--json", action="store_true")
+
+    case = sub.add_parser("case", help="one case: services, history, messages")
+    _common(case)
+    case.add_argument("id", type=int)
+    case.add_argument("--ack", metavar="NOTE", help="the owner acknowledged (stops escalation)")
+    case.add_argument("--close", metavar="WHY", help="close the case")
+    case.add_argument("--json", action="store_true")
+
+    notify = sub.add_parser("notify", help="queue and send notices; --dry-run writes them to a folder instead")
+    _common(notify)
+    notify.add_argument("--dry-run", action="store_true", help="write .eml files, send nothing")
+    notify.add_argument("--out", metavar="DIR", help="folder for --dry-run (default: [notify] dry_run_dir)")
+
+    export = sub.add_parser("export", help="IntelMQ events (JSON lines) or per-owner CSV of exposed services")
+    _common(export)
+    export.add_argument("format", choices=("intelmq", "csv"))
+    export.add_argument("--output", "-o", metavar="PATH", help="file (intelmq) or folder (csv: one file per "
+                        "owner); default: standard output")
+    export.add_argument("--all", action="store_true", help="fixed services too, not only open ones")
+
+
+def dispatch(args: argparse.Namespace, *, clock=None, transport=None, attributor_kwargs=None) -> int | None:
+    """Run the command; None when it is not one of ours. `clock`, `transport` and
+    `attributor_kwargs` are for tests and embedding."""
+    if args.command not in COMMANDS:
+        return None
+    from pacswatch.attribution.facts import utcnow
+    from pacswatch.notify import config as configuration
+    from pacswatch.store.repository import Repository
+
+    clock = clock or utcnow
+    try:
+        config = configuration.load(args.config)
+        with Repository.open(args.database) as repo:
+            return _run(args, repo.engine, config, clock, transport, attributor_kwargs or {})
+    except StoreError as exc:
+        print(f"pacswatch {args.command}: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"pacswatch {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _run(args, engine, config, clock, transport, attributor_kwargs) -> int:
+    from pacswatch.notify import cli_views as views
+    from pacswatch.notify import service
+    from pacswatch.notify.store import NotifyStore
+
+    store = NotifyStore(engine)
+    if args.command == "attribute":
+        config = _override_attribution(config, args)
+        results = service.attribute(engine, config, ips=args.ips or None, refresh=args.refresh, clock=clock,
+                                    **attributor_kwargs)
+        if not results:
+            print("no addresses to attribute (no open findings)", file=sys.stderr)
+        views.print_attributions(results, store, as_json=args.json)
+        return 0
+    if args.command == "owners":
+        return views.owners(args, store, clock())
+    if args.command == "cases":
+        return views.cases(store, args.state, as_json=args.json)
+    if args.command == "case":
+        return views.case(store, args, clock())
+    if args.command == "notify":
+        result = service.notify(engine, config, dry_run=args.dry_run, out_dir=args.out, clock=clock,
+                                transport=transport)
+        views.print_notify(result, dry_run=args.dry_run)
+        return 0 if result.delivery is None or not result.delivery.failed else 1
+    if args.command == "export":
+        return views.export(args, engine, store, clock())
+    return EXIT_USAGE
+
+
+def _override_attribution(config, args):
+    from dataclasses import replace
+
+    attribution = config.attribution
+    if args.resolver:
+        attribution = replace(attribution, resolver=replace(attribution.resolver, nameservers=tuple(args.resolver)))
+    if args.rdap_bootstrap:
+        attribution = replace(attribution, rdap=replace(attribution.rdap, bootstrap_url=args.rdap_bootstrap))
+    return replace(config, attribution=attribution)

@@ -1,0 +1,154 @@
+"""What the owner and notification commands print (cli_notify.py parses, this shows)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import datetime
+
+from pacswatch.attribution.local import LocalOwner, validate
+from pacswatch.notify import cases as C
+from pacswatch.notify.exports import intelmq_lines, per_owner_csv, write_per_owner
+from pacswatch.notify.store import NotifyStore
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else "-"
+
+
+def _table(rows: list[tuple]) -> str:
+    if not rows:
+        return ""
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def print_attributions(results: dict, store: NotifyStore, *, as_json: bool) -> None:
+    if as_json:
+        stored = store.attributions(list(results))
+        for ip, (a, changed) in results.items():
+            print(json.dumps({**a.to_dict(), "changed": changed, "facts": stored[ip]["facts"]}, default=str))
+        return
+    rows = [("ADDRESS", "OWNER", "CONTACT", "CONF", "ESCALATION", "WHY")]
+    for ip, (a, _changed) in results.items():
+        rows.append((ip, a.owner_name, a.contact.address if a.contact else "-", f"{a.confidence:.2f}",
+                     a.escalation.address if a.escalation else "-", a.reasons[0] if a.reasons else ""))
+    print(_table(rows))
+
+
+def owners(args, store: NotifyStore, now: datetime) -> int:
+    if args.owners_command == "add":
+        problems = validate(args.match, args.contact + args.escalation)
+        if problems:
+            print("pacswatch owners add: " + "; ".join(problems), file=sys.stderr)
+            return 2
+        entry = LocalOwner(args.match, args.name, tuple(args.contact), args.language, args.notes,
+                           escalation=tuple(args.escalation))
+        print(f"owner {store.add_owner(entry, now)} added: {args.match} -> {args.name}")
+        return 0
+    if args.owners_command == "remove":
+        if not store.remove_owner(args.id):
+            print(f"pacswatch owners remove: no owner {args.id}", file=sys.stderr)
+            return 1
+        print(f"owner {args.id} removed")
+        return 0
+    rows = [("ID", "MATCH", "NAME", "CONTACTS", "ESCALATION", "LANG", "NOTES")]
+    rows += [(o.id, o.match, o.name, ", ".join(o.contacts), ", ".join(o.escalation) or "-", o.language or "-",
+              o.notes or "") for o in store.owners()]
+    print(_table(rows))
+    return 0
+
+
+def cases(store: NotifyStore, states: list[str], *, as_json: bool) -> int:
+    items = store.cases(states or None)
+    if as_json:
+        for c in items:
+            print(json.dumps({**asdict(c), "services": store.services_of(c.id)}, default=str))
+        return 0
+    rows = [("ID", "STATE", "OWNER", "SERVICES", "OPENED", "NOTIFIED", "FOLLOW-UPS", "UPDATED")]
+    rows += [(c.id, c.state, c.owner_name, len(store.services_of(c.id)), _when(c.opened_at), _when(c.notified_at),
+              c.followups, _when(c.updated_at)) for c in items]
+    print(_table(rows) if items else "no cases")
+    return 0
+
+
+def case(store: NotifyStore, args, now: datetime) -> int:
+    item = store.case(args.id)
+    if item is None:
+        print(f"pacswatch case: no case {args.id}", file=sys.stderr)
+        return 1
+    if args.ack or args.close:
+        try:
+            updated, t = C.acknowledge(item, now, args.ack) if args.ack else C.close(item, now, args.close)
+        except C.TransitionError as exc:
+            print(f"pacswatch case: {exc}", file=sys.stderr)
+            return 1
+        store.save_case(updated, (t,))
+        item = updated
+    history = store.history(item.id)
+    messages = store.messages(case_id=item.id)
+    if args.json:
+        print(json.dumps({**asdict(item), "services": store.services_of(item.id), "history": history,
+                          "messages": [{k: v for k, v in asdict(m).items() if k != "raw"} for m in messages]},
+                         default=str, indent=2))
+        return 0
+    print(f"case {item.id}: {item.owner_name} ({item.owner_key}), {item.state}, round {item.round}")
+    print("services: " + ", ".join(f"{ip}:{port}" for ip, port in store.services_of(item.id)))
+    print("\nhistory:")
+    for e in history:
+        move = f"{e['from_state'] or '-'} -> {e['to_state']}" if e["to_state"] else e["kind"]
+        print(f"  {_when(e['at'])}  {move}: {e['why']}")
+    if messages:
+        print("\nmessages:")
+        for m in messages:
+            sent = f"  sent {_when(m.sent_at)}" if m.sent_at else ""
+            error = f"  last error: {m.last_error}" if m.last_error and m.state != "sent" else ""
+            print(f"  {m.kind:<10} {m.recipient:<32} {m.state:<8} attempts {m.attempts}{sent}{error}")
+    return 0
+
+
+def print_notify(result, *, dry_run: bool) -> None:
+    plan = result.plan
+    print(f"cases: {len(plan.created)} new; {len(plan.transitions)} state change(s)")
+    for case_id, t in plan.transitions:
+        print(f"  case {case_id}: {t.from_state} -> {t.to_state}: {t.why}")
+    if plan.no_contact:
+        print(f"no contact known for case(s) {', '.join(map(str, plan.no_contact))}: "
+              "add one with `pacswatch owners add`")
+    if plan.unattributed:
+        print(f"{plan.unattributed} exposed service(s) not attributed yet: run `pacswatch attribute`")
+    if dry_run:
+        print(f"dry run: {len(result.written)} message(s) written, nothing sent:")
+        for path in result.written:
+            print(f"  {path}")
+        return
+    d = result.delivery
+    print(f"queued {len(plan.queued)}; sent {len(d.sent)}, retrying {len(d.retrying)}, failed {len(d.failed)}, "
+          f"deferred {len(d.deferred)}")
+    for key, error in d.errors.items():
+        print(f"  {key[:12]}: {error}")
+
+
+def export(args, engine, store: NotifyStore, now: datetime) -> int:
+    from pacswatch.notify.service import findings_exposures
+
+    exposures = findings_exposures(engine)
+    items = [e for _, e in sorted(exposures.items()) if args.all or e.exposed]
+    attributions = store.attributions()
+    if args.format == "intelmq":
+        text = intelmq_lines(items, attributions, now=now)
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        else:
+            sys.stdout.write(text)
+        return 0
+    tables = per_owner_csv(items, attributions)
+    if args.output:
+        for path in write_per_owner(args.output, tables):
+            print(path)
+    else:
+        for i, text in enumerate(tables.values()):
+            sys.stdout.write(text if i == 0 else text.split("\r\n", 1)[1])
+    return 0

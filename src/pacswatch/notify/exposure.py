@@ -1,0 +1,95 @@
+"""An exposed service as notifications and exports show it: counts and protocol facts only.
+
+Built from a Record (a scan) or from the store's findings joined with services; either way the
+fields are the allowlist below, so nothing from a returned data set can reach a message, a CSV
+or an IntelMQ event (DESIGN.md, first rule): there is no free-form field to carry it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from pacswatch.record import Record
+
+
+@dataclass(frozen=True)
+class Exposure:
+    ip: str
+    port: int
+    transport: str = "tcp"
+    service: str | None = None  # dicom | http
+    product: str | None = None
+    product_version: str | None = None
+    severity: str | None = None
+    status: str = "open"  # the finding's: open | reopened | fixed
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    studies: int | None = None
+    patients: int | None = None
+    reasons: tuple[str, ...] = ()  # assess.py's sentences: ours, never the peer's data
+    find_allowed: bool | None = None
+    accepts_any_called_ae: bool | None = None
+    http_auth: str | None = None
+    tls: bool = False
+
+    @property
+    def exposed(self) -> bool:
+        return self.status in ("open", "reopened") and self.severity is not None
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"{host}:{self.port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for k in ("first_seen", "last_seen"):
+            out[k] = out[k].isoformat() if out[k] else None
+        out["reasons"] = list(self.reasons)
+        return out
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def from_record(record: Record, *, first_seen: datetime | None = None, status: str | None = None) -> Exposure:
+    product = record.product
+    dicom, http = record.dicom, record.http
+    studies = patients = None
+    if dicom is not None:
+        studies, patients = dicom.find.studies, dicom.find.patients
+    if http is not None and studies is None:
+        studies, patients = http.studies, http.patients
+    severity = record.severity.value if hasattr(record.severity, "value") else record.severity
+    return Exposure(
+        ip=record.ip, port=record.port, transport=record.transport, service=record.service,
+        product=product.name if product else None, product_version=product.version if product else None,
+        severity=severity, status=status or ("open" if severity else "fixed"),
+        first_seen=_utc(first_seen or record.scanned_at), last_seen=_utc(record.scanned_at),
+        studies=studies, patients=patients, reasons=tuple(record.reasons),
+        find_allowed=dicom.find.allowed if dicom else None,
+        accepts_any_called_ae=dicom.accepts_any_called_ae if dicom else None,
+        http_auth=http.auth if http else None,
+        tls=record.transport == "tls" or (http is not None and http.url.startswith("https")),
+    )
+
+
+def from_finding(row: dict[str, Any], record: dict[str, Any] | None = None) -> Exposure:
+    """From a row of Repository.findings() (findings joined with services), and optionally the
+    latest observation's record JSON for the protocol facts."""
+    dicom = (record or {}).get("dicom") or {}
+    http = (record or {}).get("http") or {}
+    return Exposure(
+        ip=row["ip"], port=int(row["port"]), transport=row.get("transport") or "tcp", service=row.get("service"),
+        product=row.get("product"), product_version=row.get("product_version"), severity=row.get("severity"),
+        status=row.get("status", "open"), first_seen=_utc(row.get("first_seen")),
+        last_seen=_utc(row.get("fixed_at") or row.get("last_seen")),
+        studies=row.get("studies"), patients=row.get("patients"), reasons=tuple(row.get("reasons") or ()),
+        find_allowed=(dicom.get("find") or {}).get("allowed"), accepts_any_called_ae=dicom.get("accepts_any_called_ae"),
+        http_auth=http.get("auth"), tls=(row.get("transport") == "tls") or str(http.get("url", "")).startswith("https"),
+    )

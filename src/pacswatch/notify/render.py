@@ -1,0 +1,115 @@
+"""Render a notice (Jinja2, plain text) and build the e-mail: body, CSV attachment, headers.
+
+Plain text first: abuse desks read mail in ticket systems that show text, and a text body
+survives forwarding. Rendering is pure: the same case, exposures and time give the same bytes,
+which is what makes a retried message identical to the first try.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Iterable
+
+import jinja2
+
+from pacswatch.notify.advice import advice_for, verify_steps
+from pacswatch.notify.cases import Case
+from pacswatch.notify.csvexport import exposures_csv
+from pacswatch.notify.exposure import Exposure
+
+_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
+DEFAULT_OPTOUT = ("If this is not your network, or you do not want these messages, reply with "
+                  "\"opt out\" and the addresses or ranges; we will stop scanning and writing "
+                  "about them.")
+
+
+@dataclass(frozen=True)
+class Sender:
+    organisation: str = "A pacswatch operator"
+    from_addr: str = "pacswatch@localhost"
+    reply_to: str | None = None
+    tag: str = "pacswatch"  # in subjects: lets recipients filter and us thread
+    optout: str = DEFAULT_OPTOUT
+    signature: str = "Sent with pacswatch"
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    body: str
+    attachment_name: str
+    attachment: str  # CSV text
+
+
+@dataclass
+class Renderer:
+    templates: str | Path | None = None  # a folder whose files override the shipped templates
+    _env: jinja2.Environment | None = field(default=None, init=False, repr=False)
+
+    def env(self) -> jinja2.Environment:
+        if self._env is None:
+            loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("pacswatch.notify", "templates")]
+            if self.templates:
+                loaders.insert(0, jinja2.FileSystemLoader(str(self.templates)))
+            # Plain text: no HTML autoescape; StrictUndefined so a template typo fails loudly
+            # instead of sending a notice with a hole in it.
+            env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=False,
+                                     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                                     keep_trailing_newline=True)
+            env.filters["when"] = lambda d: d.strftime("%Y-%m-%d %H:%M UTC") if d else "unknown"
+            env.filters["wrap"] = _wrap
+            self._env = env
+        return self._env
+
+    def render(self, kind: str, case: Case, exposures: Iterable[Exposure], *, sender: Sender,
+               owner_name: str = "", followup_number: int = 0) -> Rendered:
+        exposures = sorted(exposures, key=lambda e: (-_RANK.get(e.severity or "", 0), e.ip, e.port))
+        worst = exposures[0].severity if exposures else None
+        attachment_name = f"{sender.tag}-case-{case.id}.csv"
+        context = {
+            "kind": kind, "case": case, "exposures": exposures, "owner_name": owner_name, "sender": sender,
+            "worst": worst, "advice": advice_for(exposures), "verify": verify_steps(exposures),
+            "totals": {"studies": sum(e.studies or 0 for e in exposures),
+                       "patients": sum(e.patients or 0 for e in exposures)},
+            "followup_number": followup_number, "attachment_name": attachment_name,
+        }
+        env = self.env()
+        subject = " ".join(env.get_template("subject.txt.j2").render(context).split())
+        body = env.get_template(f"{kind}.txt.j2").render(context)
+        body = "\n".join(line.rstrip() for line in body.splitlines()).strip("\n") + "\n"
+        return Rendered(subject, body, attachment_name, exposures_csv(exposures))
+
+
+def _wrap(text: str, width: int = 72, indent: str = "  ") -> str:
+    lines = textwrap.wrap(str(text), width=width, break_long_words=False, break_on_hyphens=False)
+    return ("\n" + indent).join(lines)
+
+
+def build_email(rendered: Rendered, *, sender: Sender, recipient: str, key: str, at: datetime,
+                case_id: int | None, cc: Iterable[str] = ()) -> EmailMessage:
+    """The message as it will be sent. The Message-ID is derived from the idempotency key, so a
+    retry is the same message to every receiving system (which may use it to drop duplicates)."""
+    msg = EmailMessage()
+    domain = sender.from_addr.rpartition("@")[2] or "localhost"
+    msg["From"] = f"{sender.organisation} <{sender.from_addr}>"
+    msg["To"] = recipient
+    if cc := list(cc):
+        msg["Cc"] = ", ".join(cc)
+    if sender.reply_to:
+        msg["Reply-To"] = sender.reply_to
+    msg["Subject"] = rendered.subject
+    msg["Date"] = format_datetime(at)
+    msg["Message-ID"] = f"<{key}@{domain}>"
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: keep vacation responders quiet
+    msg["X-Pacswatch-Case"] = str(case_id)
+    msg["X-Pacswatch-Key"] = key
+    msg.set_content(rendered.body, charset="utf-8")
+    msg.add_attachment(rendered.attachment.encode("utf-8"), maintype="text", subtype="csv",
+                       filename=rendered.attachment_name)
+    return msg

@@ -1,0 +1,76 @@
+"""The operations behind the commands, for the CLI and for callers such as the scan runner
+("attribute automatically after scans"): attribute open findings, run a notification pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterable
+
+from sqlalchemy.engine import Engine
+
+from pacswatch.attribution.attributor import Attributor
+from pacswatch.attribution.facts import utcnow
+from pacswatch.notify.config import Config
+from pacswatch.notify.delivery import DeliveryReport, deliver
+from pacswatch.notify.exposure import Exposure
+from pacswatch.notify.render import Renderer
+from pacswatch.notify.smtp import DryRunTransport, SmtpTransport, Transport
+from pacswatch.notify.store import NotifyStore
+from pacswatch.notify.workflow import Planned, load_exposures, plan_pass
+
+
+def findings_exposures(engine: Engine, *, statuses: Iterable[str] = ()) -> dict[tuple[str, int], Exposure]:
+    from pacswatch.store.repository import Repository
+
+    return load_exposures(engine, Repository(engine).findings(statuses=list(statuses)))
+
+
+async def attribute_async(engine: Engine, config: Config, *, ips: Iterable[str] | None = None, refresh: bool = False,
+                          clock: Callable[[], datetime] = utcnow, **attributor_kwargs) -> dict:
+    """Attribute `ips` (default: every address with an open or reopened finding); store each
+    decision with its facts. Returns ip -> (Attribution, changed)."""
+    store = NotifyStore(engine)
+    if ips is None:
+        ips = sorted({ip for ip, _ in findings_exposures(engine, statuses=("open", "reopened"))})
+    async with Attributor(config.attribution, cache=store, local=store.owners(), clock=clock,
+                          **attributor_kwargs) as attributor:
+        results = await attributor.attribute_many(list(ips), refresh=refresh)
+    at = clock()
+    return {ip: (a, store.save_attribution(a, facts, at)) for ip, (a, facts) in sorted(results.items())}
+
+
+def attribute(engine: Engine, config: Config, **kwargs) -> dict:
+    return asyncio.run(attribute_async(engine, config, **kwargs))
+
+
+@dataclass
+class NotifyResult:
+    plan: Planned
+    delivery: DeliveryReport | None
+    written: list[Path]
+
+
+def notify(engine: Engine, config: Config, *, dry_run: bool, out_dir: str | None = None,
+           clock: Callable[[], datetime] = utcnow, transport: Transport | None = None) -> NotifyResult:
+    """One pass: cases from findings, reviews, messages. A dry run writes the messages it would
+    send (and those already waiting) as .eml files and changes no message or notice state;
+    otherwise the queue is delivered through SMTP, which must be enabled in the configuration."""
+    store = NotifyStore(engine)
+    if not dry_run and transport is None:
+        transport = SmtpTransport(config.smtp, envelope_from=config.settings.sender.from_addr)  # raises if disabled
+    exposures = findings_exposures(engine)
+    plan = plan_pass(store, exposures, now=clock(), settings=config.settings, renderer=Renderer(config.templates),
+                     dry_run=dry_run)
+    if dry_run:
+        writer = DryRunTransport(out_dir or config.dry_run_dir)
+        waiting = {m.key: m for m in store.messages(states=["pending"])}
+        for msg in [*waiting.values(), *(m for m in plan.messages if m.key not in waiting)]:
+            writer.send(msg)
+        return NotifyResult(plan, None, writer.written)
+    report = deliver(store, transport, clock=clock, limits=config.settings.limits, backoff=config.settings.backoff,
+                     lease=config.settings.lease)
+    return NotifyResult(plan, report, [])

@@ -1,0 +1,124 @@
+"""Sending: SMTP through a configured relay (STARTTLS or implicit TLS, optional login), or a
+dry run that writes .eml files for review. Nothing is sent unless the configuration says
+`enabled = true` and names a relay: the default is not to send.
+
+One connection per message: a notice run sends tens of messages, not thousands, and a fresh
+connection means one bad transaction cannot poison the next.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pacswatch.notify.outbox import OutboxMessage, SendResult
+
+
+class SendingDisabled(RuntimeError):
+    """The configuration does not allow sending (the default)."""
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    enabled: bool = False
+    host: str | None = None
+    port: int = 587
+    security: str = "starttls"  # starttls | tls | none (none: only for a relay on this machine)
+    username: str | None = None
+    password_env: str = "PACSWATCH_SMTP_PASSWORD"  # the password is read from here, never from a file
+    timeout: float = 30.0
+    helo: str | None = None
+    envelope_from: str | None = None
+    cafile: str | None = None  # a private CA for the relay's certificate
+
+    def check(self) -> None:
+        if not self.enabled:
+            raise SendingDisabled("sending is disabled: set [smtp] enabled = true and a relay host in the "
+                                  "configuration, or use --dry-run to write the messages to a folder")
+        if not self.host:
+            raise SendingDisabled("no SMTP relay configured ([smtp] host)")
+        if self.security not in ("starttls", "tls", "none"):
+            raise ValueError(f"[smtp] security must be starttls, tls or none, not {self.security!r}")
+
+
+class Transport(Protocol):
+    def send(self, message: OutboxMessage) -> SendResult: ...
+
+
+class SmtpTransport:
+    def __init__(self, config: SmtpConfig, *, envelope_from: str) -> None:
+        config.check()
+        self.config = config
+        self.envelope_from = config.envelope_from or envelope_from
+
+    def _context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.config.cafile)
+
+    def send(self, message: OutboxMessage) -> SendResult:
+        cfg = self.config
+        try:
+            if cfg.security == "tls":
+                client = smtplib.SMTP_SSL(cfg.host, cfg.port, local_hostname=cfg.helo, timeout=cfg.timeout,
+                                          context=self._context())
+            else:
+                client = smtplib.SMTP(cfg.host, cfg.port, local_hostname=cfg.helo, timeout=cfg.timeout)
+        except smtplib.SMTPResponseException as exc:
+            return _from_response(exc)
+        except (OSError, smtplib.SMTPException) as exc:
+            return SendResult(False, False, f"connect: {type(exc).__name__}: {exc}")
+        try:
+            client.ehlo()
+            if cfg.security == "starttls":
+                if not client.has_extn("starttls"):
+                    # Never fall back to clear text: the message names exposed hospitals.
+                    return SendResult(False, True, "relay does not offer STARTTLS; refusing to send in clear")
+                client.starttls(context=self._context())
+                client.ehlo()
+            if cfg.username:
+                client.login(cfg.username, os.environ.get(cfg.password_env, ""))
+            refused = client.sendmail(self.envelope_from, [message.recipient], message.raw)
+            if refused:
+                code, text = refused[message.recipient]
+                return SendResult(False, code >= 500, f"{code} {text!r}")
+            return SendResult(True, detail="250 accepted")
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            return SendResult(False, code >= 500, f"recipient refused: {code} {text!r}")
+        except smtplib.SMTPResponseException as exc:
+            return _from_response(exc)
+        except (smtplib.SMTPServerDisconnected, socket.timeout, TimeoutError, OSError, smtplib.SMTPException) as exc:
+            # Dropped or stalled before the final reply: not delivered (RFC 5321 4.1.1.4), retry.
+            return SendResult(False, False, f"{type(exc).__name__}: {exc}")
+        finally:
+            try:
+                client.quit()
+            except (smtplib.SMTPException, OSError):
+                client.close()
+
+
+def _from_response(exc: smtplib.SMTPResponseException) -> SendResult:
+    text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+    return SendResult(False, exc.smtp_code >= 500, f"{exc.smtp_code} {text}")
+
+
+class DryRunTransport:
+    """Writes each message to `folder/<key>.eml` (atomically, so a reviewer never opens half a
+    file; named by key, so running twice rewrites rather than duplicates)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.written: list[Path] = []
+
+    def send(self, message: OutboxMessage) -> SendResult:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"case{message.case_id}-{message.kind}-{message.key[:12]}.eml"
+        tmp = path.with_suffix(".eml.tmp")
+        tmp.write_bytes(message.raw)
+        os.replace(tmp, path)
+        self.written.append(path)
+        return SendResult(True, detail=f"written to {path}")

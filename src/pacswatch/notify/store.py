@@ -1,0 +1,274 @@
+"""Persistence of owners, the facts cache, attributions, cases and the outbox (the tables in
+store/notify_tables.py). It moves rows and decides nothing: decisions are in attribution/owner.py,
+notify/cases.py and notify/outbox.py. Writes use the store's write transactions (BEGIN IMMEDIATE
+on SQLite), so a claim on an outbox message is atomic between processes.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import asdict, fields
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from pacswatch.attribution.cache import CacheEntry
+from pacswatch.attribution.facts import Fact
+from pacswatch.attribution.local import LocalOwner
+from pacswatch.attribution.owner import Attribution
+from pacswatch.notify import outbox as O
+from pacswatch.notify.cases import Case, Transition
+from pacswatch.store import notify_tables as T
+from pacswatch.store.repository import operator
+
+_CASE_FIELDS = [f.name for f in fields(Case)]
+_MSG_FIELDS = [f.name for f in fields(O.OutboxMessage)]
+
+
+def _utc(v):
+    return v.replace(tzinfo=timezone.utc) if isinstance(v, datetime) and v.tzinfo is None else v
+
+
+def _row(mapping) -> dict[str, Any]:
+    return {k: _utc(v) for k, v in dict(mapping).items()}
+
+
+def _case(row) -> Case:
+    return Case(**{k: v for k, v in _row(row).items() if k in _CASE_FIELDS})
+
+
+def _msg(row) -> O.OutboxMessage:
+    data = _row(row)
+    data["raw"] = bytes(data["raw"])
+    return O.OutboxMessage(**{k: v for k, v in data.items() if k in _MSG_FIELDS})
+
+
+class NotifyStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(pacswatch_write=True)
+            with conn.begin():
+                yield conn
+
+    def _all(self, query) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    # ------------------------------------------------------------------ owners (local contacts)
+
+    def add_owner(self, entry: LocalOwner, at: datetime) -> int:
+        with self.write() as conn:
+            return conn.execute(insert(T.owners).returning(T.owners.c.id), {
+                "match": entry.match, "name": entry.name, "contacts": list(entry.contacts),
+                "escalation": list(entry.escalation), "language": entry.language, "notes": entry.notes,
+                "added_at": at, "added_by": operator()}).scalar_one()
+
+    def remove_owner(self, owner_id: int) -> bool:
+        with self.write() as conn:
+            return conn.execute(delete(T.owners).where(T.owners.c.id == owner_id)).rowcount == 1
+
+    def owners(self) -> list[LocalOwner]:
+        return [LocalOwner(r["match"], r["name"], tuple(r["contacts"]), r["language"], r["notes"], r["id"],
+                           tuple(r["escalation"] or ())) for r in self._all(select(T.owners).order_by(T.owners.c.id))]
+
+    # ------------------------------------------------------------------ facts cache (FactCache)
+
+    def get(self, subject: str, group: str, now: datetime) -> CacheEntry | None:
+        rows = self._all(select(T.attribution_facts).where(T.attribution_facts.c.subject == subject,
+                                                           T.attribution_facts.c.grp == group))
+        if not rows or rows[0]["expires_at"] <= now:
+            return None
+        r = rows[0]
+        return CacheEntry(tuple(Fact.from_dict(f) for f in r["facts"]), r["stored_at"], r["expires_at"])
+
+    def put(self, subject: str, group: str, facts: list[Fact], now: datetime, expires_at: datetime) -> None:
+        with self.write() as conn:
+            conn.execute(delete(T.attribution_facts).where(T.attribution_facts.c.subject == subject,
+                                                           T.attribution_facts.c.grp == group))
+            conn.execute(insert(T.attribution_facts), {"subject": subject, "grp": group,
+                                                       "facts": [f.to_dict() for f in facts],
+                                                       "stored_at": now, "expires_at": expires_at})
+
+    def purge_expired(self, now: datetime) -> int:
+        with self.write() as conn:
+            return conn.execute(delete(T.attribution_facts).where(T.attribution_facts.c.expires_at <= now)).rowcount
+
+    # ------------------------------------------------------------------ attributions
+
+    def save_attribution(self, attribution: Attribution, facts: list[Fact], at: datetime) -> bool:
+        """Store the decision; True when it changed (another owner, contact or set of facts)."""
+        a = attribution
+        row = {"ip": a.ip, "owner_key": a.owner_key, "owner_name": a.owner_name,
+               "contact": a.contact.address if a.contact else None,
+               "contact_role": a.contact.role if a.contact else None,
+               "escalation": a.escalation.address if a.escalation else None, "confidence": a.confidence,
+               "language": a.language, "cloud": a.cloud, "reasons": list(a.reasons),
+               "facts": [f.to_dict() for f in facts], "facts_digest": a.facts_digest, "decided_at": at}
+        with self.write() as conn:
+            old = conn.execute(select(T.attributions).where(T.attributions.c.ip == a.ip)).mappings().first()
+            if old is None:
+                conn.execute(insert(T.attributions), row)
+                return True
+            conn.execute(update(T.attributions).where(T.attributions.c.ip == a.ip).values(**row))
+            return any(old[k] != row[k] for k in ("owner_key", "contact", "escalation", "facts_digest"))
+
+    def attributions(self, ips: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        query = select(T.attributions)
+        if ips is not None:
+            query = query.where(T.attributions.c.ip.in_(ips))
+        return {r["ip"]: r for r in self._all(query)}
+
+    # ------------------------------------------------------------------ cases
+
+    def create_case(self, case: Case, transition: Transition) -> Case:
+        values = {k: v for k, v in asdict(case).items() if k != "id"}
+        with self.write() as conn:
+            case_id = conn.execute(insert(T.cases).returning(T.cases.c.id), values).scalar_one()
+            self._event(conn, case_id, transition)
+        return Case(**{**asdict(case), "id": case_id})
+
+    def save_case(self, case: Case, transitions: tuple[Transition, ...] = (), *, note: str | None = None,
+                  at: datetime | None = None, conn: Connection | None = None) -> None:
+        values = {k: v for k, v in asdict(case).items() if k != "id"}
+
+        def run(c: Connection) -> None:
+            c.execute(update(T.cases).where(T.cases.c.id == case.id).values(**values))
+            for t in transitions:
+                self._event(c, case.id, t)
+            if note:
+                c.execute(insert(T.case_events), {"case_id": case.id, "at": at or case.updated_at, "kind": "note",
+                                                  "from_state": None, "to_state": None, "why": note})
+        if conn is not None:
+            run(conn)
+        else:
+            with self.write() as c:
+                run(c)
+
+    def _event(self, conn: Connection, case_id: int, t: Transition, kind: str = "transition") -> None:
+        conn.execute(insert(T.case_events), {"case_id": case_id, "at": t.at, "kind": kind,
+                                             "from_state": t.from_state, "to_state": t.to_state, "why": t.why})
+
+    def case(self, case_id: int) -> Case | None:
+        rows = self._all(select(T.cases).where(T.cases.c.id == case_id))
+        return _case(rows[0]) if rows else None
+
+    def cases(self, states: list[str] | None = None) -> list[Case]:
+        query = select(T.cases).order_by(T.cases.c.id)
+        if states:
+            query = query.where(T.cases.c.state.in_(states))
+        return [_case(r) for r in self._all(query)]
+
+    def history(self, case_id: int) -> list[dict[str, Any]]:
+        return self._all(select(T.case_events).where(T.case_events.c.case_id == case_id)
+                         .order_by(T.case_events.c.at, T.case_events.c.id))
+
+    def assign(self, ip: str, port: int, case_id: int, at: datetime) -> bool:
+        """Put a service in a case (moving it from another); True if that changed anything."""
+        with self.write() as conn:
+            old = conn.execute(select(T.case_services.c.case_id).where(
+                T.case_services.c.ip == ip, T.case_services.c.port == port)).scalar()
+            if old == case_id:
+                return False
+            if old is None:
+                conn.execute(insert(T.case_services), {"ip": ip, "port": port, "case_id": case_id, "added_at": at})
+            else:
+                conn.execute(update(T.case_services).where(T.case_services.c.ip == ip, T.case_services.c.port == port)
+                             .values(case_id=case_id, added_at=at))
+            return True
+
+    def services_of(self, case_id: int) -> list[tuple[str, int]]:
+        rows = self._all(select(T.case_services).where(T.case_services.c.case_id == case_id)
+                         .order_by(T.case_services.c.ip, T.case_services.c.port))
+        return [(r["ip"], r["port"]) for r in rows]
+
+    def case_of_services(self) -> dict[tuple[str, int], int]:
+        return {(r["ip"], r["port"]): r["case_id"] for r in self._all(select(T.case_services))}
+
+    # ------------------------------------------------------------------ outbox
+
+    def enqueue(self, msg: O.OutboxMessage) -> bool:
+        """Add the message unless its key is known (already queued, sent or failed): False then."""
+        with self.write() as conn:
+            if conn.execute(select(T.outbox.c.key).where(T.outbox.c.key == msg.key)).first():
+                return False
+            conn.execute(insert(T.outbox), asdict(msg))
+            conn.execute(insert(T.case_events), {"case_id": msg.case_id, "at": msg.created_at, "kind": "message",
+                                                 "from_state": None, "to_state": None,
+                                                 "why": f"{msg.kind} to {msg.recipient} queued"})
+            return True
+
+    def message(self, key: str) -> O.OutboxMessage | None:
+        rows = self._all(select(T.outbox).where(T.outbox.c.key == key))
+        return _msg(rows[0]) if rows else None
+
+    def messages(self, *, case_id: int | None = None, states: list[str] | None = None) -> list[O.OutboxMessage]:
+        query = select(T.outbox).order_by(T.outbox.c.created_at, T.outbox.c.key)
+        if case_id is not None:
+            query = query.where(T.outbox.c.case_id == case_id)
+        if states:
+            query = query.where(T.outbox.c.state.in_(states))
+        return [_msg(r) for r in self._all(query)]
+
+    def due(self, now: datetime, limit: int = 100) -> list[O.OutboxMessage]:
+        return [_msg(r) for r in self._all(select(T.outbox).where(T.outbox.c.state == O.PENDING,
+                                                                  T.outbox.c.next_attempt_at <= now)
+                                           .order_by(T.outbox.c.next_attempt_at, T.outbox.c.created_at).limit(limit))]
+
+    def sent_times(self, since: datetime, *, recipient: str | None = None,
+                   case_id: int | None = None) -> list[datetime]:
+        query = select(T.outbox.c.sent_at).where(T.outbox.c.state == O.SENT, T.outbox.c.sent_at >= since)
+        if recipient is not None:
+            query = query.where(T.outbox.c.recipient == recipient)
+        if case_id is not None:
+            query = query.where(T.outbox.c.case_id == case_id)
+        with self.engine.connect() as conn:
+            return [_utc(v) for v in conn.execute(query).scalars()]
+
+    def claim(self, msg: O.OutboxMessage, now: datetime) -> O.OutboxMessage | None:
+        """pending -> sending, only if still pending (another sender may have taken it)."""
+        claimed = O.claim(msg, now)
+        with self.write() as conn:
+            done = conn.execute(update(T.outbox).where(T.outbox.c.key == msg.key, T.outbox.c.state == O.PENDING)
+                                .values(state=claimed.state, claimed_at=now, attempts=claimed.attempts)).rowcount
+        return claimed if done == 1 else None
+
+    def defer(self, key: str, until: datetime, why: str) -> None:
+        with self.write() as conn:
+            conn.execute(update(T.outbox).where(T.outbox.c.key == key, T.outbox.c.state == O.PENDING)
+                         .values(next_attempt_at=until, last_error=why))
+
+    def record_attempt(self, msg: O.OutboxMessage, at: datetime, on_sent=None) -> None:
+        """Write the outcome of an attempt; with `on_sent(conn)`, in the same transaction (the
+        case moves to notified together with the message becoming sent, or neither)."""
+        with self.write() as conn:
+            conn.execute(update(T.outbox).where(T.outbox.c.key == msg.key).values(
+                state=msg.state, attempts=msg.attempts, claimed_at=msg.claimed_at, sent_at=msg.sent_at,
+                next_attempt_at=msg.next_attempt_at, last_error=msg.last_error, response=msg.response))
+            outcome = "sent" if msg.state == O.SENT else f"attempt {msg.attempts} failed ({msg.last_error})"
+            conn.execute(insert(T.case_events), {"case_id": msg.case_id, "at": at,
+                                                 "kind": "message", "from_state": None, "to_state": None,
+                                                 "why": f"{msg.kind} to {msg.recipient}: {outcome}"})
+            if msg.state == O.SENT and on_sent is not None:
+                on_sent(conn)
+
+    def apply_sent(self, conn: Connection, msg: O.OutboxMessage) -> None:
+        """The case side of a sent message (cases.sent), inside the outbox's transaction."""
+        from pacswatch.notify.cases import sent
+
+        row = conn.execute(select(T.cases).where(T.cases.c.id == msg.case_id)).mappings().first()
+        if row is None:
+            return
+        case, transitions = sent(_case(row), msg.kind, msg.sent_at, msg.recipient)
+        self.save_case(case, transitions, conn=conn)
+
+    def replace_message(self, msg: O.OutboxMessage) -> None:
+        with self.write() as conn:
+            conn.execute(update(T.outbox).where(T.outbox.c.key == msg.key).values(
+                state=msg.state, attempts=msg.attempts, claimed_at=msg.claimed_at,
+                next_attempt_at=msg.next_attempt_at, last_error=msg.last_error))

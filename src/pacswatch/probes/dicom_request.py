@@ -1,0 +1,40 @@
+"""The probe's A-ASSOCIATE-RQ, encoded once per scan.
+
+Every association of a scan proposes the same contexts with the same user information; only the
+called AE title differs. Encoding the ~1 KB request took about a fifth of the scanner's CPU when
+profiled, so it is encoded once and the 16-byte called AE field (PS3.8 9.3.2, offset 10) is
+spliced in per association. A test checks the splice against a full encoding.
+"""
+
+from __future__ import annotations
+
+from pacswatch.dicom import uids
+from pacswatch.dicom.pdu import AAssociateRQ, PresentationContextRQ, UserInformation, encode_pdu
+from pacswatch.identity import Identity
+
+_CALLED_AE = slice(10, 26)
+
+
+def proposed_contexts(control_uid: str) -> tuple[PresentationContextRQ, ...]:
+    syntaxes = list(uids.PROBE_SYNTAXES) + [control_uid]
+    return tuple(PresentationContextRQ(2 * i + 1, uid, (uids.IMPLICIT_VR_LE,)) for i, uid in enumerate(syntaxes))
+
+
+class RequestTemplate:
+    def __init__(self, identity: Identity, max_pdu: int, control_uid: str) -> None:
+        self.calling_ae = identity.calling_ae
+        self.contexts = proposed_contexts(control_uid)
+        self.user_info = UserInformation(
+            max_length=max_pdu,
+            implementation_class_uid=identity.implementation_class_uid,
+            implementation_version_name=identity.implementation_version_name,
+        )
+        self._encoded = encode_pdu(AAssociateRQ("TEMPLATE", self.calling_ae, self.contexts, self.user_info))
+
+    def build(self, called_ae: str) -> tuple[AAssociateRQ, bytes]:
+        request = AAssociateRQ(called_ae, self.calling_ae, self.contexts, self.user_info)
+        field = called_ae.encode("ascii")
+        if not field.strip(b" ") or len(field) > 16:
+            return request, encode_pdu(request)  # the encoder says what is wrong with it
+        encoded = self._encoded[: _CALLED_AE.start] + field.ljust(16, b" ") + self._encoded[_CALLED_AE.stop :]
+        return request, encoded

@@ -1,0 +1,258 @@
+"""Opening the database: where it is, whether it is safe to use, and migrating it.
+
+SQLite by default (a file in the user's data directory, WAL, one writer); PostgreSQL by a URL
+in `--database` or PACSWATCH_DATABASE_URL. Before anything is written, the file is checked
+(header, size) and its schema revision read on a read-only connection: a damaged file or one
+from a newer pacswatch raises a StoreError and stays byte for byte as it was. Setting WAL mode
+writes to the header, so it only happens after these checks pass.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from pacswatch.store.errors import NotADatabase, NotPacswatch, SchemaTooNew, SchemaTooOld, StoreError
+from pacswatch.store.tables import json_dumps
+
+ENV_URL = "PACSWATCH_DATABASE_URL"
+MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def default_sqlite_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("pacswatch", appauthor=False)) / "pacswatch.db"
+
+
+def resolve_url(explicit: str | None = None) -> str:
+    """--database, else PACSWATCH_DATABASE_URL, else the SQLite file in the user's data dir.
+
+    A bare path means an SQLite file; `postgresql://` and `postgres://` mean psycopg 3, the
+    driver pacswatch depends on (SQLAlchemy's default would be psycopg2).
+    """
+    url = explicit or os.environ.get(ENV_URL) or ""
+    if not url:
+        return f"sqlite:///{default_sqlite_path()}"
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser().absolute()}"
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL; None for PostgreSQL or an in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    if not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def display_url(url: str) -> str:
+    """The URL without its password, for messages and `db info`."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --- checks that never write -----------------------------------------------------------------
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Raise NotADatabase if `path` is not a whole SQLite database; a missing or empty file is
+    a new database. Reads the 100-byte header only (https://sqlite.org/fileformat.html, 1.3)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        header = fh.read(100)
+    if not header.startswith(SQLITE_MAGIC):
+        raise NotADatabase(f"{path} is not an SQLite database (no SQLite header); it was left untouched")
+    if len(header) < 100:
+        raise NotADatabase(f"{path} is truncated ({size} bytes, shorter than the SQLite header); left untouched")
+    page_size = struct.unpack(">H", header[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    change_counter, pages = struct.unpack(">II", header[24:32])
+    valid_for = struct.unpack(">I", header[92:96])[0]
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return  # pages may live in the WAL until the next checkpoint: the size proves nothing
+    if page_size < 512 or page_size & (page_size - 1):
+        raise NotADatabase(f"{path} is damaged (page size {page_size} in its header); left untouched")
+    # The page count in the header is trusted only when written by SQLite >= 3.7.0, which sets
+    # "version-valid-for" to the change counter at the same time.
+    if size % page_size or (valid_for == change_counter and pages and size < pages * page_size):
+        raise NotADatabase(
+            f"{path} is truncated ({size} bytes; its header says {pages} pages of {page_size}); "
+            "it was left untouched: restore it from a backup or move it away")
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a database stands against the migrations this pacswatch ships."""
+
+    kind: str  # empty | current | old | newer | foreign
+    current: tuple[str, ...]
+    head: str
+
+
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def schema_state(connection: Connection) -> SchemaState:
+    """Read the Alembic revision (no writes: alembic_version is not created here)."""
+    script = _script()
+    head = script.get_current_head()
+    current = tuple(MigrationContext.configure(connection).get_current_heads())
+    if not current:
+        tables = [t for t in inspect(connection).get_table_names() if not t.startswith("sqlite_")]
+        return SchemaState("foreign" if tables else "empty", (), head)
+    known = {rev.revision for rev in script.walk_revisions()}
+    if any(rev not in known for rev in current):
+        return SchemaState("newer", current, head)
+    return SchemaState("current" if current == (head,) else "old", current, head)
+
+
+def _readonly_sqlite_state(path: Path) -> SchemaState:
+    uri = f"file:{quote(str(path))}?mode=ro"
+    engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
+    try:
+        with engine.connect() as conn:
+            return schema_state(conn)
+    except DBAPIError as exc:
+        raise NotADatabase(f"{path} is not a usable SQLite database ({exc.orig}); it was left untouched") from exc
+    finally:
+        engine.dispose()
+
+
+def _raise_for(state: SchemaState, where: str, *, upgrading: bool) -> None:
+    if state.kind == "newer":
+        raise SchemaTooNew(
+            f"{where} has schema revision {', '.join(state.current)}, newer than this pacswatch knows "
+            f"(latest {state.head}): upgrade pacswatch; the database was left untouched")
+    if state.kind == "foreign":
+        raise NotPacswatch(f"{where} has tables but is not a pacswatch database; it was left untouched")
+    if state.kind == "old" and not upgrading:
+        raise SchemaTooOld(
+            f"{where} has schema revision {', '.join(state.current)}; this pacswatch needs {state.head}: "
+            "run `pacswatch db upgrade` (back the database up first)")
+
+
+# --- opening ---------------------------------------------------------------------------------
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record) -> None:
+        # We issue BEGIN ourselves (below): the sqlite3 module's implicit transactions would
+        # start writers as DEFERRED, and two writers upgrading their locks deadlock.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers (queries) do not block the writer
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe with WAL
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")  # another process writing: wait, not fail
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn) -> None:
+        # One writer at a time, decided at BEGIN rather than at the first write.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("pacswatch_write") else "BEGIN")
+
+
+def open_database(url: str | None = None, *, upgrade: bool = False) -> Engine:
+    """An Engine on a database that is safe to use at the schema this pacswatch ships.
+
+    A new (missing or empty) database is created at the latest revision; a newer, foreign or
+    damaged one raises a StoreError before anything is written. An older one: an SQLite file is
+    one user's, so it is migrated on open, after a copy is kept beside it
+    (`pacswatch.db.before-<revision>`); a PostgreSQL database may be shared with installations
+    not yet upgraded, so it waits for `upgrade=True` (`pacswatch db upgrade`).
+    """
+    url = resolve_url(url)
+    path = sqlite_path(url)
+    where = str(path) if path is not None else display_url(url)
+    if path is not None:
+        upgrade = True
+        check_sqlite_file(path)
+        if path.exists() and path.stat().st_size > 0:
+            state = _readonly_sqlite_state(path)
+            _raise_for(state, where, upgrading=True)
+            if state.kind == "old":
+                _keep_copy(path, state)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, json_serializer=json_dumps)
+        _sqlite_pragmas(engine)
+    else:
+        engine = create_engine(url, json_serializer=json_dumps, pool_pre_ping=True)
+    try:
+        with engine.connect() as conn:  # a reader: no write lock unless there is work to do
+            state = schema_state(conn)
+            conn.rollback()
+        _raise_for(state, where, upgrading=upgrade)
+        if state.kind != "current":
+            with engine.connect().execution_options(pacswatch_write=True) as conn:
+                with conn.begin():
+                    state = schema_state(conn)  # again, under the lock: another process may have won
+                    _raise_for(state, where, upgrading=upgrade)
+                    if state.kind != "current":
+                        command.upgrade(alembic_config(conn), "head")
+    except StoreError:
+        engine.dispose()
+        raise
+    except OperationalError as exc:
+        engine.dispose()
+        raise StoreError(f"cannot open the database {where}: {exc.orig}") from exc
+    except DBAPIError as exc:
+        engine.dispose()
+        raise NotADatabase(f"{where} cannot be used: {exc.orig}") from exc
+    return engine
+
+
+def _keep_copy(path: Path, state: SchemaState) -> Path:
+    """A consistent copy (the backup API reads through the WAL) before a migration touches it."""
+    target = path.with_name(f"{path.name}.before-{'-'.join(state.current)}")
+    source = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+    try:
+        copy = sqlite3.connect(target)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+    finally:
+        source.close()
+    return target
+
+
+def describe(engine: Engine) -> dict:
+    """What `pacswatch db info` prints."""
+    with engine.connect() as conn:
+        state = schema_state(conn)
+    url = engine.url.render_as_string(hide_password=True)
+    return {"url": url, "backend": engine.dialect.name, "revision": ",".join(state.current) or None,
+            "latest": state.head, "state": state.kind}

@@ -1,0 +1,32 @@
+"""Alembic environment: runs on the connection pacswatch hands over (`config.attributes`), or on
+`sqlalchemy.url` when Alembic's own command line is pointed at this directory by a developer."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from pacswatch.store.tables import metadata
+
+config = context.config
+
+
+def _run(connection) -> None:
+    # SQLite cannot ALTER most things in place: batch mode copies the table instead.
+    context.configure(connection=connection, target_metadata=metadata,
+                      render_as_batch=connection.dialect.name == "sqlite", compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    _run(connection)
+else:
+    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    try:
+        with engine.connect() as conn:
+            _run(conn)
+            conn.commit()
+    finally:
+        engine.dispose()

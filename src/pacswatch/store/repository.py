@@ -1,0 +1,374 @@
+"""The one repository: every read and write of the database goes through here.
+
+It moves rows; it decides nothing. What a batch of records does to services and findings is
+decided by `pacswatch.campaign.ingest.plan_batch`, a pure function, and written here in one
+transaction, together with the scan's completed work, so that the database never says an
+endpoint is done without also holding what was found there.
+
+Writes run in `BEGIN IMMEDIATE` transactions on SQLite (one writer at a time, decided at BEGIN);
+readers are never blocked by the writer (WAL).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator, Sequence
+
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from pacswatch import __version__
+from pacswatch.campaign.ingest import BatchPlan, plan_batch
+from pacswatch.campaign.lifecycle import Key
+from pacswatch.campaign.schedule import RescanPolicy
+from pacswatch.campaign.work import IntervalSet
+from pacswatch.record import Record
+from pacswatch.store.engine import open_database
+from pacswatch.store.errors import StoreError
+from pacswatch.store.tables import (
+    finding_events,
+    findings,
+    observations,
+    optouts,
+    scan_work,
+    scans,
+    scope_entries,
+    services,
+)
+
+Row = dict[str, Any]
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def operator() -> str:
+    """Who runs this: user@host, recorded with every scan, opt-out and scope entry."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name (containers without a passwd entry)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def _row(mapping) -> Row:
+    # SQLite returns datetimes without their zone; everything stored is UTC.
+    return {k: (v.replace(tzinfo=timezone.utc) if isinstance(v, datetime) and v.tzinfo is None else v)
+            for k, v in dict(mapping).items()}
+
+
+def _clean(row: Row) -> Row:
+    return {k: v for k, v in row.items() if not k.startswith("_") and k != "id"}
+
+
+class Repository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str | None = None, *, upgrade: bool = False) -> "Repository":
+        return cls(open_database(url, upgrade=upgrade))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Repository":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(pacswatch_write=True)
+                with conn.begin():
+                    yield conn
+        except DBAPIError as exc:
+            raise StoreError(f"database write failed: {exc.orig}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise StoreError(f"database read failed: {exc.orig}") from exc
+
+    def _all(self, query) -> list[Row]:
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    # ------------------------------------------------------------------ scans
+
+    def create_scan(self, *, kind: str, parameters: dict, seed: int, fingerprint: str, targets_key: str,
+                    plan_size: int, command: str | None = None) -> int:
+        at = now_utc()
+        with self._write() as conn:
+            return conn.execute(insert(scans).returning(scans.c.id), {
+                "kind": kind, "status": "running", "operator": operator(), "command": command,
+                "parameters": parameters, "seed": seed, "plan_fingerprint": fingerprint,
+                "targets_key": targets_key, "plan_size": plan_size, "done": 0, "counts": {},
+                "created_at": at, "updated_at": at, "pid": os.getpid(), "host": socket.gethostname(),
+                "version": __version__}).scalar_one()
+
+    def scan(self, scan_id: int) -> Row | None:
+        rows = self._all(select(scans).where(scans.c.id == scan_id))
+        return rows[0] if rows else None
+
+    def scans(self, limit: int | None = 50, *, kind: str | None = None, statuses: Iterable[str] = ()) -> list[Row]:
+        query = select(scans)
+        if kind is not None:
+            query = query.where(scans.c.kind == kind)
+        if statuses := list(statuses):
+            query = query.where(scans.c.status.in_(statuses))
+        return self._all(query.order_by(scans.c.id.desc()).limit(limit))
+
+    def claim_scan(self, scan_id: int) -> None:
+        """This process now runs the scan (a resume): the heartbeat and pid say so."""
+        with self._write() as conn:
+            conn.execute(update(scans).where(scans.c.id == scan_id).values(
+                status="running", pid=os.getpid(), host=socket.gethostname(), updated_at=now_utc()))
+
+    def finish_scan(self, scan_id: int, status: str) -> None:
+        at = now_utc()
+        with self._write() as conn:
+            conn.execute(update(scans).where(scans.c.id == scan_id).values(
+                status=status, updated_at=at, finished_at=at if status == "finished" else None))
+
+    def heartbeat(self, scan_id: int) -> None:
+        with self._write() as conn:
+            conn.execute(update(scans).where(scans.c.id == scan_id).values(updated_at=now_utc()))
+
+    def completed(self, scan_id: int) -> IntervalSet:
+        with self._read() as conn:
+            rows = conn.execute(select(scan_work.c.first_index, scan_work.c.last_index)
+                                .where(scan_work.c.scan_id == scan_id)).all()
+        return IntervalSet((int(a), int(b)) for a, b in rows)
+
+    def previous_scan(self, scan_id: int) -> Row | None:
+        """The latest earlier scan of the same targets and ports (any seed)."""
+        current = self.scan(scan_id)
+        if current is None:
+            return None
+        rows = self._all(select(scans).where(scans.c.targets_key == current["targets_key"], scans.c.id < scan_id)
+                         .order_by(scans.c.id.desc()).limit(1))
+        return rows[0] if rows else None
+
+    # ------------------------------------------------------------------ ingest
+
+    def ingest(self, scan_id: int, items: Sequence[tuple[int | None, Record]], *, work: IntervalSet | None = None,
+               policy: RescanPolicy | None = None, keep_all: bool = False) -> BatchPlan:
+        """Store a batch of records of scan `scan_id` and, with `work`, its completed indexes."""
+        policy = policy or RescanPolicy()
+        keys = {(r.ip, r.port) for _, r in items}
+        with self._write() as conn:
+            if self.backend == "postgresql":
+                # Lookups by key must use the (ip, port) index. Right after a bulk load the planner
+                # has no statistics yet (autovacuum analyzes up to a minute later) and picks a
+                # sequential scan that compares every row with every key: 100x slower at 100k rows.
+                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            known_services = self._by_key(conn, services, keys)
+            known_findings = self._by_key(conn, findings, keys)
+            plan = plan_batch(items, known_services, known_findings, scan_id=scan_id, policy=policy,
+                              keep_all=keep_all)
+            obs_ids = self._allocate(conn, observations, len(plan.observations))
+            if plan.observations:
+                conn.execute(insert(observations), [{**r, "id": i} for r, i in zip(plan.observations, obs_ids)])
+
+            def obs_id(row: Row) -> int | None:
+                return obs_ids[row["_obs"]] if row.get("_obs") is not None else row.get("last_observation_id")
+
+            if plan.services_new:
+                conn.execute(insert(services), [{**_clean(r), "last_observation_id": obs_id(r)}
+                                                for r in plan.services_new])
+            if plan.services_changed:
+                conn.execute(update(services).where(services.c.id == bindparam("b_id")),
+                             [{**_clean(r), "last_observation_id": obs_id(r), "b_id": r["id"]}
+                              for r in plan.services_changed])
+            finding_ids: dict[Key, int] = {k: r["id"] for k, r in known_findings.items()}
+            if plan.findings_new:
+                new_ids = self._allocate(conn, findings, len(plan.findings_new))
+                conn.execute(insert(findings), [{**_clean(r), "id": i, "last_observation_id": obs_id(r)}
+                                                for r, i in zip(plan.findings_new, new_ids)])
+                finding_ids.update(zip((r["_key"] for r in plan.findings_new), new_ids))
+            if plan.findings_changed:
+                conn.execute(update(findings).where(findings.c.id == bindparam("b_id")),
+                             [{**_clean(r), "last_observation_id": obs_id(r), "b_id": r["id"]}
+                              for r in plan.findings_changed])
+            if plan.events:
+                conn.execute(insert(finding_events), [
+                    {**_clean(e), "finding_id": finding_ids[e["_key"]], "observation_id": obs_ids[e["_obs"]]}
+                    for e in plan.events])
+            self._progress(conn, scan_id, plan, work)
+        return plan
+
+    def _allocate(self, conn: Connection, table, count: int) -> list[int]:
+        """Ids for `count` new rows, so that they can be inserted without RETURNING: a plain
+        executemany is several times faster than a multi-row INSERT ... RETURNING (psycopg
+        parses that long statement anew for every batch)."""
+        if count == 0:
+            return []
+        if self.backend == "postgresql":
+            return list(conn.execute(select(func.nextval(func.pg_get_serial_sequence(table.name, "id")))
+                                     .select_from(func.generate_series(1, count))).scalars())
+        # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE), so max(id) stays ours.
+        top = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+        return list(range(top + 1, top + 1 + count))
+
+    def _by_key(self, conn: Connection, table, keys: set[Key]) -> dict[Key, Row]:
+        if not keys:
+            return {}
+        ips = sorted({ip for ip, _ in keys})
+        out: dict[Key, Row] = {}
+        for start in range(0, len(ips), 500):  # bounded IN lists (SQLite's variable limit)
+            for row in conn.execute(select(table).where(table.c.ip.in_(ips[start:start + 500]))).mappings():
+                key = (row["ip"], row["port"])
+                if key in keys:
+                    out[key] = _row(row)
+        return out
+
+    def _progress(self, conn: Connection, scan_id: int, plan: BatchPlan, work: IntervalSet | None) -> None:
+        counts = conn.execute(select(scans.c.counts).where(scans.c.id == scan_id)).scalar_one() or {}
+        for status, n in plan.counts.items():
+            counts[status] = counts.get(status, 0) + n
+        values: dict[str, Any] = {"counts": counts, "updated_at": now_utc()}
+        if work is not None:
+            values["done"] = len(work)
+            conn.execute(delete(scan_work).where(scan_work.c.scan_id == scan_id))
+            intervals = work.intervals()
+            if intervals:
+                conn.execute(insert(scan_work), [{"scan_id": scan_id, "first_index": a, "last_index": b}
+                                                 for a, b in intervals])
+        conn.execute(update(scans).where(scans.c.id == scan_id).values(**values))
+
+    # ------------------------------------------------------------------ queries
+
+    def findings(self, *, severities: Iterable[str] = (), statuses: Iterable[str] = (),
+                 since: datetime | None = None) -> list[Row]:
+        """Findings with their service's product and transport, worst and newest first."""
+        query = (select(findings, services.c.product, services.c.product_version, services.c.service,
+                        services.c.transport, services.c.studies, services.c.patients)
+                 .join(services, (services.c.ip == findings.c.ip) & (services.c.port == findings.c.port),
+                       isouter=True))
+        if severities := list(severities):
+            query = query.where(findings.c.severity.in_(severities))
+        if statuses := list(statuses):
+            query = query.where(findings.c.status.in_(statuses))
+        if since is not None:
+            query = query.where(or_(findings.c.last_seen >= since, findings.c.fixed_at >= since))
+        return self._all(query.order_by(findings.c.last_seen.desc(), findings.c.id))
+
+    def events(self, *, finding_ids: Iterable[int] = (), scan_id: int | None = None, ip: str | None = None,
+               port: int | None = None) -> list[Row]:
+        query = (select(finding_events, findings.c.ip, findings.c.port)
+                 .join(findings, findings.c.id == finding_events.c.finding_id))
+        if ip is not None:
+            query = query.where(findings.c.ip == ip)
+        if port is not None:
+            query = query.where(findings.c.port == port)
+        if ids := list(finding_ids):
+            query = query.where(finding_events.c.finding_id.in_(ids))
+        if scan_id is not None:
+            query = query.where(finding_events.c.scan_id == scan_id)
+        return self._all(query.order_by(finding_events.c.at, finding_events.c.id))
+
+    def observations(self, *, ip: str | None = None, port: int | None = None, scan_id: int | None = None,
+                     limit: int | None = None) -> list[Row]:
+        query = select(observations)
+        if ip is not None:
+            query = query.where(observations.c.ip == ip)
+        if port is not None:
+            query = query.where(observations.c.port == port)
+        if scan_id is not None:
+            query = query.where(observations.c.scan_id == scan_id)
+        return self._all(query.order_by(observations.c.scanned_at, observations.c.id).limit(limit))
+
+    def services(self, *, due_before: datetime | None = None, limit: int | None = None) -> list[Row]:
+        query = select(services)
+        if due_before is not None:
+            query = query.where(services.c.next_due <= due_before)
+        return self._all(query.order_by(services.c.next_due, services.c.id).limit(limit))
+
+    def severities(self, scan_id: int) -> dict[Key, str | None]:
+        """Endpoint -> severity as scan `scan_id` saw it (the last look wins), for diff_scans."""
+        rows = self.observations(scan_id=scan_id)
+        return {(r["ip"], r["port"]): r["severity"] for r in rows}
+
+    def stats(self, *, history: int = 20) -> dict[str, Any]:
+        exposed = services.c.severity.is_not(None)
+        active = findings.c.status.in_(("open", "reopened"))
+        with self._read() as conn:
+            def pairs(query) -> dict:
+                return {str(k): int(v) for k, v in conn.execute(query).all()}
+
+            out: dict[str, Any] = {
+                "findings_by_severity": pairs(select(findings.c.severity, func.count()).where(active)
+                                              .group_by(findings.c.severity)),
+                "findings_by_status": pairs(select(findings.c.status, func.count()).group_by(findings.c.status)),
+                "exposed_by_product": {("unknown" if k == "None" else k): v for k, v in pairs(
+                    select(services.c.product, func.count()).where(exposed).group_by(services.c.product)).items()},
+                "exposed_by_port": pairs(select(services.c.port, func.count()).where(exposed)
+                                         .group_by(services.c.port)),
+            }
+            studies, patients, count = conn.execute(select(
+                func.coalesce(func.sum(services.c.studies), 0), func.coalesce(func.sum(services.c.patients), 0),
+                func.count()).where(exposed)).one()
+            out["now"] = {"exposed_services": int(count), "studies": int(studies), "patients": int(patients)}
+            # Per scan: one row per endpoint (a resumed scan may have looked twice), then sums.
+            per_endpoint = (select(observations.c.scan_id, observations.c.ip, observations.c.port,
+                                   func.max(observations.c.studies).label("studies"),
+                                   func.max(observations.c.patients).label("patients"))
+                            .where(observations.c.severity.is_not(None))
+                            .group_by(observations.c.scan_id, observations.c.ip, observations.c.port).subquery())
+            recent = select(scans.c.id).order_by(scans.c.id.desc()).limit(history).scalar_subquery()
+            rows = conn.execute(
+                select(scans.c.id, scans.c.created_at, scans.c.kind, func.count(per_endpoint.c.ip),
+                       func.coalesce(func.sum(per_endpoint.c.studies), 0),
+                       func.coalesce(func.sum(per_endpoint.c.patients), 0))
+                .join(per_endpoint, per_endpoint.c.scan_id == scans.c.id, isouter=True)
+                .where(scans.c.id.in_(recent)).group_by(scans.c.id, scans.c.created_at, scans.c.kind)
+                .order_by(scans.c.id)).all()
+            out["over_time"] = [{"scan": r[0], "at": _row({"t": r[1]})["t"], "kind": r[2], "exposed_services": r[3],
+                                 "studies": int(r[4]), "patients": int(r[5])} for r in rows]
+        return out
+
+    # ------------------------------------------------------------------ opt-out and scope
+
+    def add_optout(self, cidr: str, contact: str, *, requested_at: datetime | None = None,
+                   note: str | None = None) -> int:
+        at = now_utc()
+        with self._write() as conn:
+            return conn.execute(insert(optouts).returning(optouts.c.id), {
+                "cidr": cidr, "contact": contact, "requested_at": requested_at or at, "added_at": at,
+                "added_by": operator(), "note": note}).scalar_one()
+
+    def optouts(self) -> list[Row]:
+        return self._all(select(optouts).order_by(optouts.c.id))
+
+    def remove_optout(self, entry_id: int) -> bool:
+        with self._write() as conn:
+            return conn.execute(delete(optouts).where(optouts.c.id == entry_id)).rowcount > 0
+
+    def add_scope(self, cidr: str, note: str | None = None) -> int:
+        with self._write() as conn:
+            return conn.execute(insert(scope_entries).returning(scope_entries.c.id), {
+                "cidr": cidr, "note": note, "added_at": now_utc(), "added_by": operator()}).scalar_one()
+
+    def scope_entries(self) -> list[Row]:
+        return self._all(select(scope_entries).order_by(scope_entries.c.id))
+
+    def remove_scope(self, entry_id: int) -> bool:
+        with self._write() as conn:
+            return conn.execute(delete(scope_entries).where(scope_entries.c.id == entry_id)).rowcount > 0

@@ -1,0 +1,182 @@
+"""The database tables (SQLAlchemy Core). Migrations in `migrations/versions` create these; a test
+fails when the two disagree (tests/store/test_store_schema.py).
+
+No column may hold a value taken from a returned data set (DESIGN.md, first rule): observations
+keep the record's JSON, which carries counts and protocol facts only, and the indexed columns
+are copies of record fields.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+
+class RawJson(str):
+    """JSON text passed to a JSON column as is (see json_dumps), so a record is serialized once,
+    by pydantic, rather than dumped to a dict and serialized again."""
+
+
+def json_dumps(value: object) -> str:
+    """The engines' JSON serializer: RawJson passes through, the rest is compact JSON."""
+    return str(value) if isinstance(value, RawJson) else json.dumps(value, separators=(",", ":"))
+
+
+# Named constraints, so that Alembic can alter them later (SQLite batch mode needs the names).
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+})
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias); PostgreSQL gets 64 bits,
+# because observations are append-only and a busy installation writes millions a day.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Moment = DateTime(timezone=True)  # always UTC; SQLite keeps no zone, the repository adds it back
+
+scans = Table(
+    "scans", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),  # scan | rescan
+    Column("status", String(16), nullable=False),  # running | interrupted | finished | failed
+    Column("operator", String(200)),  # user@host that ran it: scans are answerable
+    Column("command", Text),
+    Column("parameters", JSON, nullable=False),  # all that rebuilds the plan and the probe options
+    Column("seed", BigInteger, nullable=False),
+    Column("plan_fingerprint", String(64), nullable=False),
+    Column("targets_key", String(64), nullable=False),  # targets + ports without the seed
+    Column("plan_size", BigInteger, nullable=False),
+    Column("done", BigInteger, nullable=False, default=0),
+    Column("counts", JSON, nullable=False),  # records by status
+    Column("created_at", Moment, nullable=False),
+    Column("updated_at", Moment, nullable=False),  # the writer's heartbeat
+    Column("finished_at", Moment),
+    Column("pid", Integer),
+    Column("host", String(255)),
+    Column("version", String(32)),
+    Index(None, "targets_key", "id"),
+)
+
+# Completed work as merged index intervals: workers take plan indexes in order, so the set stays
+# about `concurrency` intervals long however large the scan (DESIGN.md: resume from the seed plus
+# the index of completed work).
+scan_work = Table(
+    "scan_work", metadata,
+    Column("scan_id", Integer, ForeignKey("scans.id", ondelete="CASCADE"), primary_key=True),
+    Column("first_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_index", BigInteger, nullable=False),
+)
+
+observations = Table(
+    "observations", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("scan_id", Integer, ForeignKey("scans.id"), nullable=False),
+    Column("plan_index", BigInteger),
+    Column("ip", String(45), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("transport", String(8), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("service", String(8)),
+    Column("severity", String(8)),
+    Column("product", String(128)),
+    Column("product_version", String(64)),
+    Column("studies", BigInteger),
+    Column("patients", BigInteger),
+    Column("scanned_at", Moment, nullable=False),
+    Column("record", JSON, nullable=False),
+    Index(None, "ip", "port", "scanned_at"),
+    Index(None, "scan_id"),
+)
+
+services = Table(
+    "services", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ip", String(45), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("transport", String(8), nullable=False),
+    Column("service", String(8)),
+    Column("product", String(128)),
+    Column("product_version", String(64)),
+    Column("status", String(24), nullable=False),
+    Column("severity", String(8)),
+    Column("studies", BigInteger),
+    Column("patients", BigInteger),
+    Column("first_seen", Moment, nullable=False),
+    Column("last_seen", Moment, nullable=False),  # last time it answered as a service
+    Column("last_checked", Moment, nullable=False),  # last observation, whatever it said
+    Column("last_scan_id", Integer, ForeignKey("scans.id")),
+    Column("last_observation_id", BigInteger),
+    Column("next_due", Moment, nullable=False),
+    UniqueConstraint("ip", "port"),
+    Index(None, "next_due"),
+)
+
+findings = Table(
+    "findings", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ip", String(45), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # open | fixed | reopened
+    Column("severity", String(8), nullable=False),  # the latest seen
+    Column("first_seen", Moment, nullable=False),
+    Column("last_seen", Moment, nullable=False),
+    Column("fixed_at", Moment),
+    Column("reopened_at", Moment),
+    Column("reopen_count", Integer, nullable=False, default=0),
+    Column("reasons", JSON, nullable=False),
+    Column("last_observation_id", BigInteger),
+    UniqueConstraint("ip", "port"),
+    Index(None, "status", "severity"),
+)
+
+# The lifecycle as it happened: new, severity, fixed, reopened; the severity history of a
+# finding is its rows here.
+finding_events = Table(
+    "finding_events", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("finding_id", Integer, ForeignKey("findings.id", ondelete="CASCADE"), nullable=False),
+    Column("scan_id", Integer, ForeignKey("scans.id")),
+    Column("at", Moment, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("old_severity", String(8)),
+    Column("new_severity", String(8)),
+    Column("observation_id", BigInteger),
+    Index(None, "scan_id"),
+    Index(None, "finding_id"),
+)
+
+optouts = Table(
+    "optouts", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("cidr", String(64), nullable=False),
+    Column("contact", String(320), nullable=False),  # who asked: an owner, not a patient
+    Column("requested_at", Moment, nullable=False),
+    Column("added_at", Moment, nullable=False),
+    Column("added_by", String(200)),
+    Column("note", Text),
+)
+
+scope_entries = Table(
+    "scope_entries", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("cidr", String(64), nullable=False),
+    Column("note", Text),
+    Column("added_at", Moment, nullable=False),
+    Column("added_by", String(200)),
+)

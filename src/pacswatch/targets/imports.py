@@ -1,0 +1,174 @@
+"""Import the open ports found by a SYN sweep elsewhere (masscan, ZMap) as pinned endpoints.
+
+A user who ran masscan or ZMap over a large range probes only what answered: each open
+(address, port) becomes a pinned endpoint of the plan, and still passes the blocklist and the
+scope like any other target.
+
+    masscan -oJ  a JSON array of {"ip", "ports": [{"port", "proto", "status"}]} objects; older
+                 versions leave a trailing comma before "]" and a {"finished": 1} object, so
+                 each object is also read line by line when the whole does not parse.
+    masscan -oL  "open tcp 104 192.0.2.7 1700000000" lines, '#' comments.
+    ZMap CSV     a header of field names (saddr, sport, success, classification, ...), or bare
+                 addresses (ZMap's default output) with the port ZMap scanned given separately.
+
+Every bad line is reported at once (TargetError), as for target files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Iterable
+
+from pacswatch.targets.ports import parse_port
+from pacswatch.targets.specfile import TargetError, TargetProblem
+from pacswatch.targets.targetset import Endpoint, TargetSet
+
+_TRAILING_COMMA = re.compile(r",\s*\]\s*\Z")
+_FINISHED = re.compile(r"\{\s*\"?finished\"?\s*:\s*\d+\s*\}\Z")  # old masscan: {finished: 1}, not JSON
+_TRUE = {"1", "true", "t", "yes"}
+
+
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise TargetError([TargetProblem(str(path), None, "", f"cannot read: {reason}")]) from exc
+
+
+def _endpoint(ip_text: str, port: object) -> Endpoint:
+    ip = ip_address(str(ip_text).strip())
+    return Endpoint(ip, parse_port(str(port)))
+
+
+def read_masscan_json(path: str | Path) -> list[Endpoint]:
+    text = _read(path)
+    try:
+        entries = json.loads(_TRAILING_COMMA.sub("]", text.strip()) or "[]")
+        numbered = [(None, e) for e in (entries if isinstance(entries, list) else [entries])]
+    except json.JSONDecodeError:
+        numbered = []
+        problems = []
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip().strip(",").strip()
+            if line in ("", "[", "]") or _FINISHED.match(line):
+                continue
+            try:
+                numbered.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                problems.append(TargetProblem(str(path), number, line[:80], f"not a masscan JSON object: {exc.msg}"))
+        if problems:
+            raise TargetError(problems)
+    out, problems = [], []
+    for number, entry in numbered:
+        if not isinstance(entry, dict) or "ip" not in entry:
+            continue  # {"finished": 1} and other bookkeeping objects
+        for port in entry.get("ports") or []:
+            # Banner entries ("service" instead of "status") repeat an open port: skip them.
+            if port.get("status") != "open" or port.get("proto", "tcp") != "tcp":
+                continue
+            try:
+                out.append(_endpoint(entry["ip"], port.get("port")))
+            except ValueError as exc:
+                problems.append(TargetProblem(str(path), number, f"{entry['ip']}:{port.get('port')}", str(exc)))
+    if problems:
+        raise TargetError(problems)
+    return out
+
+
+def read_masscan_list(path: str | Path) -> list[Endpoint]:
+    out, problems = [], []
+    for number, raw in enumerate(_read(path).splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split()
+        if fields[0] != "open":
+            continue  # banner lines repeat an open port
+        if len(fields) < 4 or fields[1] != "tcp":
+            if len(fields) < 4:
+                problems.append(TargetProblem(str(path), number, line, "expected 'open tcp PORT ADDRESS [TIME]'"))
+            continue
+        try:
+            out.append(_endpoint(fields[3], fields[2]))
+        except ValueError as exc:
+            problems.append(TargetProblem(str(path), number, line, str(exc)))
+    if problems:
+        raise TargetError(problems)
+    return out
+
+
+def read_masscan(path: str | Path) -> list[Endpoint]:
+    """masscan -oJ or -oL output, told apart by the first character that is not blank."""
+    head = _read(path).lstrip()[:1]
+    return read_masscan_json(path) if head in ("[", "{") else read_masscan_list(path)
+
+
+def read_zmap_csv(path: str | Path, port: int | None = None) -> list[Endpoint]:
+    """ZMap CSV: with a header, `saddr` (or `ip`) and `sport` (the probed port answers from it)
+    columns, keeping rows whose `success` is true and whose `classification` is `synack` when
+    those columns exist; without one, one address per line on `port`."""
+    text = _read(path)
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip() and not line.startswith("#")]
+    if not lines:
+        return []
+    out, problems = [], []
+    header = [h.strip().lower() for h in next(csv.reader([lines[0][1]]))]
+    has_header = not _is_address(header[0])
+    if not has_header or "sport" not in header:
+        if port is None:
+            raise TargetError([TargetProblem(str(path), None, "", "no port column (sport) in this ZMap output: "
+                                             "give the port ZMap scanned (--ports with one port)")])
+    if not has_header:
+        for number, line in lines:
+            try:
+                out.append(_endpoint(line.split(",")[0], port))
+            except ValueError as exc:
+                problems.append(TargetProblem(str(path), number, line.strip(), str(exc)))
+    else:
+        address = "saddr" if "saddr" in header else "ip" if "ip" in header else None
+        if address is None:
+            raise TargetError([TargetProblem(str(path), lines[0][0], lines[0][1], "no saddr column in the header")])
+        reader = csv.DictReader(io.StringIO("\n".join(line for _, line in lines)), fieldnames=header)
+        next(reader)  # the header itself
+        for (number, line), row in zip(lines[1:], reader):
+            if "success" in row and str(row["success"]).strip().lower() not in _TRUE:
+                continue
+            if "classification" in row and row["classification"] and row["classification"].strip() != "synack":
+                continue
+            try:
+                out.append(_endpoint(row[address], row["sport"] if "sport" in header else port))
+            except (ValueError, TypeError) as exc:
+                problems.append(TargetProblem(str(path), number, line.strip(), str(exc)))
+    if problems:
+        raise TargetError(problems)
+    return out
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def imported_targets(masscan: Iterable[str | Path] = (), zmap: Iterable[str | Path] = (),
+                     zmap_port: int | None = None) -> TargetSet:
+    """Pinned endpoints from every file (duplicates scanned once); all problems in one TargetError."""
+    endpoints: list[Endpoint] = []
+    problems: list[TargetProblem] = []
+    for reader, paths in ((read_masscan, masscan), (lambda p: read_zmap_csv(p, zmap_port), zmap)):
+        for path in paths:
+            try:
+                endpoints.extend(reader(path))
+            except TargetError as exc:
+                problems.extend(exc.problems)
+    if problems:
+        raise TargetError(problems)
+    return TargetSet(pinned=endpoints)

@@ -1,0 +1,80 @@
+"""The finding lifecycle and scan diffs: pure functions, no database."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from pacswatch.campaign.lifecycle import (
+    FindingState,
+    Look,
+    advance,
+    diff_scans,
+    summarize,
+)
+
+T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
+H = timedelta(hours=1)
+
+
+def run(*looks):
+    state, kinds = None, []
+    for look in looks:
+        state, events = advance(state, look)
+        kinds += [e.kind for e in events]
+    return state, kinds
+
+
+def test_first_severity_opens_a_finding():
+    state, kinds = run(Look("success", "critical", T0))
+    assert kinds == ["new"] and state == FindingState("open", "critical", T0, T0)
+
+
+def test_nothing_exposed_and_no_finding_stays_nothing():
+    assert run(Look("connection-refused", None, T0)) == (None, [])
+
+
+def test_fixed_then_reopened_keeps_first_seen():
+    state, kinds = run(Look("success", "high", T0), Look("connection-refused", None, T0 + H),
+                       Look("connection-timeout", None, T0 + 2 * H), Look("success", "critical", T0 + 3 * H))
+    assert kinds == ["new", "fixed", "reopened"]
+    assert state.status == "reopened" and state.first_seen == T0 and state.reopen_count == 1
+    assert state.severity == "critical" and state.fixed_at is None and state.reopened_at == T0 + 3 * H
+
+
+@pytest.mark.parametrize("status", ["blocked", "error", "io-timeout"])
+def test_inconclusive_looks_change_nothing(status):
+    opened, _ = run(Look("success", "high", T0))
+    assert advance(opened, Look(status, None, T0 + H)) == (opened, ())
+
+
+def test_severity_change_is_an_event_and_same_severity_is_not():
+    state, kinds = run(Look("success", "high", T0), Look("success", "high", T0 + H), Look("success", "low", T0 + 2 * H))
+    assert kinds == ["new", "severity"] and state.last_seen == T0 + 2 * H
+
+
+def test_an_older_look_cannot_undo_a_newer_one():
+    opened, _ = run(Look("success", "high", T0 + H))
+    assert advance(opened, Look("connection-refused", None, T0)) == (opened, ())
+    fixed, _ = advance(opened, Look("connection-refused", None, T0 + 2 * H))
+    assert advance(fixed, Look("success", "high", T0 + 1.5 * H)) == (fixed, ())
+
+
+def test_summarize_counts_kinds_and_directions():
+    summary = summarize([("new", None, "high"), ("fixed", "high", None), ("reopened", "low", "low"),
+                         ("severity", "low", "critical"), ("severity", "critical", "medium")])
+    assert (summary.new, summary.fixed, summary.reopened, summary.raised, summary.lowered) == (1, 1, 1, 1, 1)
+    assert summary.total == 5
+
+
+def test_diff_scans():
+    before = {("127.0.0.1", 104): "critical", ("127.0.0.2", 104): "high", ("127.0.0.3", 104): None,
+              ("127.0.0.4", 104): "low", ("127.0.0.5", 104): "low"}
+    after = {("127.0.0.1", 104): "critical", ("127.0.0.2", 104): None, ("127.0.0.3", 104): "medium",
+             ("127.0.0.4", 104): "high", ("127.0.0.9", 104): "low"}
+    diff = diff_scans(before, after)
+    assert diff.appeared == (("127.0.0.3", 104), ("127.0.0.9", 104))
+    assert diff.disappeared == (("127.0.0.2", 104),)
+    assert diff.changed == ((("127.0.0.4", 104), "low", "high"),)
+    assert diff.unchanged == 1  # 127.0.0.5 was not looked at again: neither fixed nor unchanged

@@ -1,0 +1,58 @@
+"""Scan lab endpoints with the real scanner and store the records in the campaign database,
+as `pacswatch scan` would: the records the notification tests start from."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+
+from rich.console import Console
+
+from pacswatch.lab.manifest import LabEndpoint
+from pacswatch.probes.base import ProbeOptions, Timeouts
+from pacswatch.probes.registry import ProbeSelector
+from pacswatch.record import Record
+from pacswatch.scan.job import ScanJob
+from pacswatch.store.repository import Repository
+
+
+@dataclass(frozen=True)
+class _Planned:
+    index: int
+    ip: str
+    port: int
+    blocked_reason: str | None = None
+
+
+class _Plan:
+    def __init__(self, endpoints: list[tuple[str, int]]) -> None:
+        self.items = [_Planned(i, ip, port) for i, (ip, port) in enumerate(endpoints)]
+        self.size = len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+def scan(endpoints: list[tuple[str, int]], *, web_ports: frozenset[int] = frozenset()) -> list[Record]:
+    records: list[Record] = []
+    job = ScanJob(plan=_Plan(endpoints), probe_for=ProbeSelector(web_ports=web_ports).probe_for,
+                  options=ProbeOptions(timeouts=Timeouts.scaled(2.0)), concurrency=max(1, len(endpoints)), rate=0,
+                  stderr=Console(file=io.StringIO()), show_progress=False, show_summary=False,
+                  on_record=lambda _i, r: records.append(r))
+    job.run()
+    return records
+
+
+def scan_and_store(repo: Repository, endpoints: list[tuple[str, int]], **kw) -> list[Record]:
+    records = scan(endpoints, **kw)
+    key = os.urandom(8).hex()
+    scan_id = repo.create_scan(kind="scan", parameters={"test": True}, seed=1, fingerprint=key, targets_key="lab",
+                               plan_size=len(endpoints))
+    repo.ingest(scan_id, list(enumerate(records)))
+    repo.finish_scan(scan_id, "finished")
+    return records
+
+
+def lab_endpoints(manifest: list[LabEndpoint]) -> list[tuple[str, int]]:
+    return [e.address for e in manifest]

@@ -1,0 +1,155 @@
+"""The repository on SQLite and PostgreSQL: observations, services, findings and their events,
+completed work, opt-out and scope entries, queries."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from pacswatch.campaign.schedule import RescanPolicy
+from pacswatch.campaign.work import IntervalSet
+from pacswatch.record import Association, DicomFacts, Find, Product, Record
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def dicom(ip, port, severity="critical", at=T0, studies=12, patients=5, product="Orthanc"):
+    facts = DicomFacts(association=Association(accepted=True), find=Find(allowed=True, studies=studies, patients=patients))
+    return Record(ip=ip, port=port, status="success", service="dicom", severity=severity, dicom=facts,
+                  product=Product(name=product, version="1.12"), reasons=["C-FIND open"], scanned_at=at)
+
+
+def gone(ip, port, at, status="connection-refused"):
+    return Record(ip=ip, port=port, status=status, scanned_at=at)
+
+
+def new_scan(repo, size=10):
+    return repo.create_scan(kind="scan", parameters={"targets": []}, seed=1, fingerprint="f" * 64,
+                            targets_key="k" * 64, plan_size=size)
+
+
+def test_ingest_keeps_services_and_counts_the_rest(repo):
+    scan = new_scan(repo)
+    work = IntervalSet()
+    items = [(0, dicom("127.1.0.1", 104)), (1, gone("127.1.0.2", 104, T0)), (2, gone("127.1.0.3", 104, T0, "blocked"))]
+    for index, _ in items:
+        work.add(index)
+    repo.ingest(scan, items, work=work)
+    assert [(o["ip"], o["severity"], o["studies"], o["patients"]) for o in repo.observations()] == \
+        [("127.1.0.1", "critical", 12, 5)]
+    row = repo.scan(scan)
+    assert row["done"] == 3 and row["counts"] == {"success": 1, "connection-refused": 1, "blocked": 1}
+    assert repo.completed(scan).intervals() == [(0, 2)]
+    (service,) = repo.services()
+    assert service["product"] == "Orthanc" and service["next_due"] == T0 + timedelta(hours=12)
+    assert service["next_due"].tzinfo is not None
+
+
+def test_keep_all_stores_every_record(repo):
+    scan = new_scan(repo)
+    repo.ingest(scan, [(0, gone("127.1.0.2", 104, T0))], keep_all=True)
+    assert [o["status"] for o in repo.observations()] == ["connection-refused"]
+    assert repo.services() == [] and repo.findings() == []
+
+
+def test_observation_keeps_the_record_as_json(repo):
+    scan = new_scan(repo)
+    record = dicom("127.1.0.1", 104)
+    repo.ingest(scan, [(0, record)])
+    (obs,) = repo.observations()
+    assert Record.model_validate(obs["record"]) == record
+
+
+def test_lifecycle_new_severity_fixed_reopened(repo):
+    ep = ("127.1.0.9", 11112)
+    looks = [dicom(*ep, "high", T0), dicom(*ep, "critical", T0 + timedelta(hours=1)),
+             gone(*ep, T0 + timedelta(hours=2), "io-timeout"),  # proves nothing
+             gone(*ep, T0 + timedelta(hours=3)), gone(*ep, T0 + timedelta(hours=4)),
+             dicom(*ep, "medium", T0 + timedelta(hours=5))]
+    for n, record in enumerate(looks):
+        repo.ingest(new_scan(repo), [(0, record)])
+    (finding,) = repo.findings()
+    assert finding["status"] == "reopened" and finding["severity"] == "medium" and finding["reopen_count"] == 1
+    assert finding["first_seen"] == T0 and finding["last_seen"] == T0 + timedelta(hours=5)
+    assert finding["fixed_at"] is None
+    events = [(e["kind"], e["old_severity"], e["new_severity"], e["scan_id"]) for e in repo.events()]
+    assert events == [("new", None, "high", 1), ("severity", "high", "critical", 2), ("fixed", "critical", None, 4),
+                      ("reopened", "critical", "medium", 6)]
+    assert len(repo.observations(ip=ep[0], port=ep[1])) == 6  # a known service: every look is kept
+
+
+def test_finding_filters(repo):
+    scan = new_scan(repo)
+    repo.ingest(scan, [(0, dicom("127.2.0.1", 104, "critical", T0)), (1, dicom("127.2.0.2", 104, "low", T0)),
+                       (2, dicom("127.2.0.3", 104, "high", T0))])
+    repo.ingest(new_scan(repo), [(0, gone("127.2.0.3", 104, T0 + timedelta(days=3)))])
+    assert {f["ip"] for f in repo.findings(severities=["critical", "high"])} == {"127.2.0.1", "127.2.0.3"}
+    assert [f["ip"] for f in repo.findings(statuses=["fixed"])] == ["127.2.0.3"]
+    assert [f["ip"] for f in repo.findings(since=T0 + timedelta(days=1))] == ["127.2.0.3"]
+    assert repo.events(finding_ids=[repo.findings(statuses=["fixed"])[0]["id"]])[-1]["kind"] == "fixed"
+
+
+def test_stats_now_and_over_time(repo):
+    first = new_scan(repo)
+    repo.ingest(first, [(0, dicom("127.3.0.1", 104, studies=10, patients=4)),
+                        (1, dicom("127.3.0.2", 4242, "high", studies=2, patients=1, product="DCMTK"))])
+    second = new_scan(repo)
+    repo.ingest(second, [(0, gone("127.3.0.1", 104, T0 + timedelta(days=1)))])
+    stats = repo.stats()
+    assert stats["now"] == {"exposed_services": 1, "studies": 2, "patients": 1}
+    assert stats["findings_by_severity"] == {"high": 1}
+    assert stats["findings_by_status"] == {"open": 1, "fixed": 1}
+    assert stats["exposed_by_product"] == {"DCMTK": 1} and stats["exposed_by_port"] == {"4242": 1}
+    assert [(r["scan"], r["exposed_services"], r["studies"], r["patients"]) for r in stats["over_time"]] == \
+        [(first, 2, 12, 5), (second, 0, 0, 0)]
+
+
+def test_due_services_follow_the_policy(repo):
+    policy = RescanPolicy.from_overrides(["critical=1h", "none=30d"])
+    scan = new_scan(repo)
+    repo.ingest(scan, [(0, dicom("127.4.0.1", 104, "critical")), (1, dicom("127.4.0.2", 104, "low"))], policy=policy)
+    assert [s["ip"] for s in repo.services(due_before=T0 + timedelta(hours=2))] == ["127.4.0.1"]
+    assert [s["ip"] for s in repo.services(due_before=T0 + timedelta(days=7))] == ["127.4.0.1", "127.4.0.2"]
+
+
+def test_older_records_do_not_undo_newer_ones(repo):
+    ep = ("127.5.0.1", 104)
+    repo.ingest(new_scan(repo), [(0, dicom(*ep, "critical", T0 + timedelta(hours=2)))])
+    repo.ingest(new_scan(repo), [(0, gone(*ep, T0))])  # a resumed old scan's late record
+    (finding,) = repo.findings()
+    assert finding["status"] == "open"
+    assert repo.services()[0]["status"] == "success"
+
+
+def test_completed_work_is_replaced_per_batch(repo):
+    scan = new_scan(repo, size=100)
+    work = IntervalSet()
+    for batch in ([0, 1, 2, 5], [3, 4, 9]):
+        for i in batch:
+            work.add(i)
+        repo.ingest(scan, [(i, gone("127.6.0.1", 1000 + i, T0)) for i in batch], work=work)
+    assert repo.completed(scan).intervals() == [(0, 5), (9, 9)]
+    assert repo.scan(scan)["done"] == 7
+
+
+def test_optout_and_scope_entries(repo):
+    a = repo.add_optout("127.7.0.0/16", "pacs-admin@example.org", note="asked by phone")
+    b = repo.add_optout("127.8.0.1", "x@example.org", requested_at=T0)
+    rows = repo.optouts()
+    assert [r["cidr"] for r in rows] == ["127.7.0.0/16", "127.8.0.1"] and rows[1]["requested_at"] == T0
+    assert "@" in rows[0]["added_by"]
+    assert repo.remove_optout(a) and not repo.remove_optout(a)
+    assert [r["id"] for r in repo.optouts()] == [b]
+    s = repo.add_scope("127.0.0.0/8", "the lab")
+    assert [r["cidr"] for r in repo.scope_entries()] == ["127.0.0.0/8"]
+    assert repo.remove_scope(s) and repo.scope_entries() == []
+
+
+def test_previous_scan_of_the_same_targets(repo):
+    first = repo.create_scan(kind="scan", parameters={}, seed=1, fingerprint="a", targets_key="same", plan_size=1)
+    repo.create_scan(kind="scan", parameters={}, seed=2, fingerprint="b", targets_key="other", plan_size=1)
+    third = repo.create_scan(kind="scan", parameters={}, seed=3, fingerprint="c", targets_key="same", plan_size=1)
+    assert repo.previous_scan(third)["id"] == first
+    assert repo.previous_scan(first) is None
+    repo.finish_scan(third, "finished")
+    assert repo.scan(third)["finished_at"] is not None
+    assert [s["id"] for s in repo.scans(kind="scan", statuses=["running"])] == [2, first]
