@@ -80,3 +80,13 @@ def test_usage_errors_exit_2(args):
 def test_schema_command_prints_json_schema():
     result = run(["schema"])
     assert json.loads(result.stdout)["title"] == "pacswatch observation record"
+
+
+def test_owner_and_case_commands_are_wired_into_the_main_cli(tmp_path):
+    db = str(tmp_path / "owners.db")
+    added = run(["owners", "add", "192.0.2.0/24", "--name", "Example Hospital", "--contact", "abuse@example.org",
+                 "--database", db])
+    assert added.returncode == 0, added.stderr
+    listed = run(["owners", "list", "--database", db])
+    assert listed.returncode == 0 and "Example Hospital" in listed.stdout
+    assert run(["cases", "--database", db]).returncode == 0

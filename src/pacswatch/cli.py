@@ -1,4 +1,5 @@
-"""The command line: `pacswatch scan|probe|lab|demo|schema`, and the campaign commands (cli_campaign)."""
+"""The command line: `pacswatch scan|probe|lab|demo|schema`, the campaign commands (cli_campaign.py)
+and the owner and notification commands (cli_notify.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from rich.console import Console
 
 from pacswatch import __version__
+from pacswatch import cli_notify
 from pacswatch.cli_campaign import add_commands, add_database_option, add_scan_options, dispatch, optout_reason
 from pacswatch.identity import DEFAULT_CONTACT_URL, Identity
 from pacswatch.output import stderr_console
@@ -114,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of the record")
     add_commands(sub)
+    cli_notify.add_commands(sub)
     return parser
 
 
@@ -122,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     err = stderr_console()
     try:
         if (code := dispatch(args, err)) is not None:
+            return code
+        if (code := cli_notify.dispatch(args)) is not None:
             return code
         if args.command == "scan":
             return cmd_scan(args, err)
