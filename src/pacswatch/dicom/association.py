@@ -17,6 +17,7 @@ else can see them: identifiers may hold patient data (DESIGN.md, first rule).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from enum import Enum
 
 from pacswatch.dicom.dimse import MAX_COMMAND_LENGTH, Command, decode_command, encode_command, fragment_message
@@ -109,6 +110,22 @@ class AcceptedContext:
     transfer_syntax: str
 
 
+@lru_cache(maxsize=256)
+def _encoded_command(context_id: int, command: Command, max_pdu: int) -> bytes:
+    # A scan sends the same few commands (same context, message ID and class) to every peer:
+    # encoding them once is pure, and saves a noticeable share of the scanner's CPU.
+    pdus = fragment_message(context_id, encode_command(command), None, max_pdu)
+    return b"".join(encode_pdu(p) for p in pdus)
+
+
+def encode_message(context_id: int, command: Command, data_set: bytes | None, max_pdu: int) -> bytes:
+    """A DIMSE message as P-DATA-TF bytes: the command (cached), then the data set's PDUs."""
+    out = _encoded_command(context_id, command, max_pdu)
+    if data_set is not None:
+        out += b"".join(encode_pdu(p) for p in fragment_message(context_id, None, data_set, max_pdu))
+    return out
+
+
 class Association:
     """One association as requestor. Methods return the bytes to send; `receive` returns events."""
 
@@ -159,8 +176,7 @@ class Association:
             raise PeerProtocolError(
                 f"peer maximum PDU length {self.peer_max_pdu} leaves no room for data", abort_reason=6
             )
-        pdus = fragment_message(context_id, encode_command(command), data_set, self.peer_max_pdu)
-        return b"".join(encode_pdu(p) for p in pdus)
+        return encode_message(context_id, command, data_set, self.peer_max_pdu)
 
     def release(self, now: float, timeout: float) -> bytes:
         """AR-1: send A-RELEASE-RQ."""

@@ -148,7 +148,7 @@ def c_cancel_rq(message_id: int) -> Command:
 
 
 def fragment_message(
-    context_id: int, command: bytes, data_set: bytes | None, max_pdu_length: int
+    context_id: int, command: bytes | None, data_set: bytes | None, max_pdu_length: int
 ) -> list[PDataTF]:
     """Split a message into P-DATA-TF PDUs no larger than the peer's maximum length.
 
@@ -158,7 +158,7 @@ def fragment_message(
     if max_pdu_length and max_pdu_length < 8:
         raise LocalProtocolError(f"peer maximum PDU length {max_pdu_length} leaves no room for data")
     # A PDV item adds 6 bytes (length 4, context 1, header 1) inside the PDU's variable field.
-    chunk = (max_pdu_length - 6) if max_pdu_length else max(len(command), len(data_set or b""), 1)
+    chunk = (max_pdu_length - 6) if max_pdu_length else max(len(command or b""), len(data_set or b""), 1)
     pdus = []
     for payload, is_command in ((command, True), (data_set, False)):
         if payload is None:

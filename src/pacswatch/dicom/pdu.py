@@ -253,15 +253,29 @@ def _text(raw: bytes) -> str:
 
 
 def _items(reader: Reader, what: str):
+    """Yield (item type, Reader over its value) for each item up to the reader's end.
+
+    Written with plain indexing rather than the Reader's checked getters: this loop runs for
+    every item of every A-ASSOCIATE-AC and was the scanner's hottest Python code. The checks
+    are the same: a header must fit, and a value must fit in its parent.
+    """
+    data, pos, end = reader.data, reader.pos, reader.end
     count = 0
-    while not reader.eof():
+    while pos < end:
         count += 1
         if count > MAX_ITEMS:
             raise PeerProtocolError(f"{what}: more than {MAX_ITEMS} items", abort_reason=6)
-        item_type = reader.u8(f"{what} item type")
-        reader.skip(1, f"{what} item reserved")
-        length = reader.u16(f"{what} item length")
-        yield item_type, reader.sub(length, f"{what} item 0x{item_type:02x} value")
+        if end - pos < 4:
+            raise PeerProtocolError(f"{what}: truncated item header ({end - pos} bytes left)", abort_reason=6)
+        item_type = data[pos]
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        start = pos + 4
+        pos = start + length
+        if pos > end:
+            raise PeerProtocolError(
+                f"{what} item 0x{item_type:02x} value: need {length} bytes, {end - start} left", abort_reason=6)
+        reader.pos = pos
+        yield item_type, Reader(data, start, pos)
 
 
 def _decode_user_info(reader: Reader) -> UserInformation:
@@ -329,10 +343,10 @@ def _decode_context_rq(item: Reader) -> PresentationContextRQ:
 
 
 def _decode_context_ac(item: Reader) -> PresentationContextAC:
-    context_id = item.u8("context id")
-    item.skip(1, "context reserved")
-    result = item.u8("context result")
-    item.skip(1, "context reserved")
+    if item.remaining() < 4:
+        raise PeerProtocolError("presentation context item shorter than 4 bytes", abort_reason=6)
+    context_id, result = item.data[item.pos], item.data[item.pos + 2]  # id, reserved, result, reserved
+    item.pos += 4
     transfer = None
     for sub_type, sub in _items(item, "presentation context"):
         if sub_type == ITEM_TRANSFER_SYNTAX:
