@@ -4,7 +4,7 @@ import asyncio
 import io
 import json
 
-from pacswatch.lab.cli import _LabPlan, run_demo_command, start_demo_lab
+from pacswatch.lab.cli import _lab_plan, run_demo_command, start_demo_lab
 from pacswatch.lab.demo import run_demo
 
 from labhelpers import fresh_base, record_from_expected
@@ -37,7 +37,7 @@ def test_demo_lab_falls_back_to_free_ports_when_the_standard_ones_are_taken():
             assert second.endpoint("echo-only").port != port
         finally:
             second.stop()
-        plan = _LabPlan(first.manifest)
+        plan = _lab_plan(first.manifest)
         assert plan.size == 1 and [(p.index, p.ip, p.port) for p in plan] == [(0, *first.manifest[0].address)]
     finally:
         first.stop()

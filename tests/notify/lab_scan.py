@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
 
 from rich.console import Console
 
@@ -15,28 +14,12 @@ from pacswatch.probes.registry import ProbeSelector
 from pacswatch.record import Record
 from pacswatch.scan.job import ScanJob
 from pacswatch.store.repository import Repository
-
-
-@dataclass(frozen=True)
-class _Planned:
-    index: int
-    ip: str
-    port: int
-    blocked_reason: str | None = None
-
-
-class _Plan:
-    def __init__(self, endpoints: list[tuple[str, int]]) -> None:
-        self.items = [_Planned(i, ip, port) for i, (ip, port) in enumerate(endpoints)]
-        self.size = len(self.items)
-
-    def __iter__(self):
-        return iter(self.items)
+from pacswatch.targets import ListPlan
 
 
 def scan(endpoints: list[tuple[str, int]], *, web_ports: frozenset[int] = frozenset()) -> list[Record]:
     records: list[Record] = []
-    job = ScanJob(plan=_Plan(endpoints), probe_for=ProbeSelector(web_ports=web_ports).probe_for,
+    job = ScanJob(plan=ListPlan(endpoints), probe_for=ProbeSelector(web_ports=web_ports).probe_for,
                   options=ProbeOptions(timeouts=Timeouts.scaled(2.0)), concurrency=max(1, len(endpoints)), rate=0,
                   stderr=Console(file=io.StringIO()), show_progress=False, show_summary=False,
                   on_record=lambda _i, r: records.append(r))

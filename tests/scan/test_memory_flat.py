@@ -214,8 +214,6 @@ def instrument_buffers(monkeypatch) -> dict[str, int]:
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_memory_stays_flat_over_10000_hostile_endpoints(monkeypatch):
-    pytest.importorskip("psutil")
-    from pacswatch.dicom.pdu import HEADER_LENGTH
     from pacswatch.net.transport import READ_CHUNK
     from pacswatch.probes.base import ProbeContext, ProbeOptions, Timeouts
     from pacswatch.probes.dicom import DicomProbe

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import sys
-from dataclasses import dataclass
 from typing import Iterable, TextIO
 
 from pacswatch.lab.demo import format_comparisons
@@ -12,6 +11,7 @@ from pacswatch.lab.manifest import LabEndpoint, compare
 from pacswatch.lab.runner import DEFAULT_BASE_IP, DEFAULT_PORT, Lab, run_lab_forever
 from pacswatch.lab.web import PACS_KINDS as WEB_PACS_KINDS
 from pacswatch.lab.web import start_web_lab
+from pacswatch.targets import ListPlan
 
 # The web lab sits beside the DICOM lab in the same /24: .40 serves, .41 is the "other host"
 # that off-host redirects point at (and that must never be contacted).
@@ -38,23 +38,9 @@ def run_lab_command(base_ip: str = DEFAULT_BASE_IP, *, port: int = DEFAULT_PORT,
         web.stop()
 
 
-@dataclass(frozen=True)
-class _Planned:
-    index: int
-    ip: str
-    port: int
-    blocked_reason: str | None = None
-
-
-class _LabPlan:
-    """The lab's endpoints as a scan plan (the runner's PlannedLike items and a size)."""
-
-    def __init__(self, manifest: list[LabEndpoint]) -> None:
-        self.items = [_Planned(i, e.ip, e.port) for i, e in enumerate(manifest)]
-        self.size = len(self.items)
-
-    def __iter__(self):
-        return iter(self.items)
+def _lab_plan(manifest: list[LabEndpoint]) -> ListPlan:
+    """The lab's endpoints as a scan plan, in manifest order."""
+    return ListPlan(e.address for e in manifest)
 
 
 def start_demo_lab(base_ip: str, names: Iterable[str] | None = None, drip_interval: float = 1.0) -> Lab:
@@ -93,7 +79,7 @@ def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, 
         try:
             # The web lab listens on free ports: tell the selector which ones speak HTTP.
             selector = ProbeSelector(web_ports=frozenset(e.port for e in web.endpoints))
-            job = ScanJob(plan=_LabPlan(manifest), probe_for=selector.probe_for,
+            job = ScanJob(plan=_lab_plan(manifest), probe_for=selector.probe_for,
                           options=ProbeOptions(timeouts=Timeouts.scaled(timeout)), concurrency=len(manifest),
                           output=fh, stderr=err, on_record=lambda _index, record: records.append(record))
             job.run()

@@ -22,11 +22,11 @@ import contextlib
 import os
 import socket
 import struct
-import threading
 
 from pacswatch.dicom.errors import DicomError
 from pacswatch.dicom.pdu import AAssociateRQ, PduFramer, encode_pdu
 from pacswatch.lab.acceptor import Acceptor, accept_echo_and_find, associate_ac
+from pacswatch.lab.loopthread import LoopThread
 
 HOSTILE_KINDS = (
     "tarpit", "huge-length", "random-bytes", "slow-drip", "abort-after-request", "http-not-dicom", "reset",
@@ -92,8 +92,7 @@ class HostilePeers:
         self.hold = hold
         self.drip_interval = drip_interval
         self.ports: list[int] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._runner = LoopThread("pacswatch-lab-hostile")
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -101,15 +100,7 @@ class HostilePeers:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, timeout: float = 10.0) -> list[int]:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="pacswatch-lab-hostile", daemon=True)
-        self._thread.start()
-        try:
-            self.ports = asyncio.run_coroutine_threadsafe(self._start(), loop).result(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        self.ports = self._runner.start(self._start, timeout)
         return self.ports
 
     async def _start(self) -> list[int]:
@@ -122,16 +113,7 @@ class HostilePeers:
         return ports
 
     def stop(self, timeout: float = 5.0) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None:
-            return
-        if thread is not None and thread.is_alive():
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(self._stop(), loop).result(timeout)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
-        loop.close()
-        self._loop = self._thread = None
+        self._runner.stop(self._stop, timeout)
 
     async def _stop(self) -> None:
         for server in self._servers:

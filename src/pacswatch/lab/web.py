@@ -22,11 +22,11 @@ import contextlib
 import json
 import os
 import ssl
-import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
 from pacswatch.lab.data import make_archive
+from pacswatch.lab.loopthread import LoopThread
 from pacswatch.lab.manifest import LabEndpoint
 
 ORTHANC_REALM = 'Basic realm="Orthanc Secure Area"'
@@ -228,19 +228,14 @@ class WebLab:
         self.endpoints: list[LabEndpoint] = []  # the manifest (lab/manifest.py's shape)
         self.trap_port = 0
         self.requests: list[Request] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._runner = LoopThread("pacswatch-lab-web")
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task] = set()
         self._certs = None  # lab certificates to remove at stop (start_web_lab makes them)
 
     def start(self, timeout: float = 10.0) -> "WebLab":
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="pacswatch-lab-web", daemon=True)
-        self._thread.start()
         try:
-            asyncio.run_coroutine_threadsafe(self._start(), loop).result(timeout)
+            self._runner.start(self._start, timeout)
         except BaseException:
             self.stop()
             raise
@@ -262,16 +257,7 @@ class WebLab:
                                               expected(kind), "web", "tls" if tls else "tcp"))
 
     def stop(self, timeout: float = 5.0) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None:
-            return
-        if thread is not None and thread.is_alive():
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(self._stop(), loop).result(timeout)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
-        loop.close()
-        self._loop = self._thread = None
+        self._runner.stop(self._stop, timeout)
         if self._certs is not None:
             self._certs.cleanup()
             self._certs = None

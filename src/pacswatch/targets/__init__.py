@@ -21,7 +21,7 @@ from pacswatch.targets.parse import (
     system_resolver,
 )
 from pacswatch.targets.permutation import Permutation
-from pacswatch.targets.plan import PlannedEndpoint, ScanPlan
+from pacswatch.targets.plan import ListPlan, PlannedEndpoint, ScanPlan
 from pacswatch.targets.ports import DEFAULT_DICOM_PORTS, PortError, parse_port, parse_ports
 from pacswatch.targets.specfile import SpecLine, TargetError, TargetProblem, read_spec_file
 from pacswatch.targets.targetset import Endpoint, TargetSet
@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_DICOM_PORTS",
     "DEFAULT_MAX_ADDRESSES",
     "BlockEntry",
+    "ListPlan",
     "Blocklist",
     "Endpoint",
     "Permutation",

@@ -144,3 +144,15 @@ class ScanPlan:
             f"ScanPlan(size={self.size}, addresses={self._targets.size}, "
             f"ports={len(self._ports)}, pinned={len(self._extra)}, seed={self._seed})"
         )
+
+
+class ListPlan:
+    """A plan over a given list of (address, port) in that order, nothing blocked: for the lab,
+    whose endpoints are its own loopback servers, and for tests."""
+
+    def __init__(self, endpoints) -> None:
+        self.items = [PlannedEndpoint(i, ip, port) for i, (ip, port) in enumerate(endpoints)]
+        self.size = len(self.items)
+
+    def __iter__(self) -> Iterator[PlannedEndpoint]:
+        return iter(self.items)
