@@ -16,6 +16,7 @@ from pacswatch.targets import ListPlan
 # The web lab sits beside the DICOM lab in the same /24: .40 serves, .41 is the "other host"
 # that off-host redirects point at (and that must never be contacted).
 WEB_HOST, WEB_OTHER_HOST = 40, 41
+DEMO_WEB_PORT = 8040
 
 
 def _web_addresses(base_ip: str) -> tuple[str, str]:
@@ -54,38 +55,47 @@ def start_demo_lab(base_ip: str, names: Iterable[str] | None = None, drip_interv
         return Lab(base_ip, port=0, names=names, drip_interval=drip_interval).__enter__()
 
 
+def _start_demo_web_lab(base_ip: str):
+    """The web lab on its standard ports (8040 and up), or on free ports when they are taken."""
+    try:
+        return start_web_lab(*_web_addresses(base_ip), kinds=WEB_PACS_KINDS, base_port=DEMO_WEB_PORT)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        return start_web_lab(*_web_addresses(base_ip), kinds=WEB_PACS_KINDS)
+
+
 def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, *, timeout: float = 2.0,
                      names: Iterable[str] | None = None, out: TextIO | None = None) -> int:
     """`pacswatch demo`: start the lab, scan it with the real scanner (short timeouts, so the
     tarpit and the slow drip cost seconds), print the findings and how they compare with what
     the lab knows. Returns 0 when every endpoint was reported as expected, 1 otherwise."""
-    from pacswatch.output import stderr_console
+    import tempfile
+    from pathlib import Path
 
-    from pacswatch.probes.base import ProbeOptions, Timeouts
-    from pacswatch.probes.registry import ProbeSelector
-    from pacswatch.scan.job import ScanJob
+    from pacswatch.cli import build_parser
+    from pacswatch.cli_campaign import campaign_scan
+    from pacswatch.output import stderr_console
+    from pacswatch.record import Record
 
     out = out or sys.stdout
     err = stderr_console()
     lab = start_demo_lab(base_ip, names)
-    web = start_web_lab(*_web_addresses(base_ip), kinds=WEB_PACS_KINDS)
+    web = _start_demo_web_lab(base_ip)
     manifest = lab.manifest + web.endpoints
     try:
         err.print(f"pacswatch demo: {len(manifest)} simulated endpoints on loopback "
                   f"({lab.manifest[0].ip} to {web.endpoints[0].ip}), DICOM and web, synthetic data only",
                   highlight=False)
-        records = []
-        fh = open(output, "w", encoding="utf-8") if output else None  # noqa: SIM115
-        try:
-            # The web lab listens on free ports: tell the selector which ones speak HTTP.
-            selector = ProbeSelector(web_ports=frozenset(e.port for e in web.endpoints))
-            job = ScanJob(plan=_lab_plan(manifest), probe_for=selector.probe_for,
-                          options=ProbeOptions(timeouts=Timeouts.scaled(timeout)), concurrency=len(manifest),
-                          output=fh, stderr=err, on_record=lambda _index, record: records.append(record))
-            job.run()
-        finally:
-            if fh is not None:
-                fh.close()
+        with tempfile.TemporaryDirectory(prefix="pacswatch-demo-") as tmp:
+            path = Path(output or Path(tmp) / "records.jsonl")
+            # The real `pacswatch scan`, stored in the default database like any scan, over the
+            # lab's endpoints pinned as HOST:PORT; the web lab's free ports are its web ports.
+            argv = ["scan", *(f"{e.ip}:{e.port}" for e in manifest),
+                    "--web-ports", ",".join(str(e.port) for e in web.endpoints),
+                    "--timeout", str(timeout), "--concurrency", str(len(manifest)), "--output", str(path)]
+            campaign_scan(build_parser().parse_args(argv), err)
+            records = [Record.model_validate_json(line) for line in path.read_text().splitlines() if line]
         comparisons = compare(manifest, records)
     finally:
         lab.stop()

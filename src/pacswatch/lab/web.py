@@ -219,12 +219,15 @@ class WebLab:
 
     def __init__(self, kinds: tuple[str, ...] = WEB_KINDS, ip: str = "127.0.0.1",
                  other_ip: str | None = None, *, hold: float = 60.0, drip_interval: float = 0.2,
-                 tls_context: ssl.SSLContext | None = None) -> None:
+                 tls_context: ssl.SSLContext | None = None, base_port: int = 0) -> None:
         if set(kinds) - set(WEB_KINDS) or ("orthanc-open-tls" in kinds and tls_context is None):
             raise ValueError(f"unknown lab web kinds, or orthanc-open-tls without a tls_context: {kinds}")
         self.kinds, self.ip = kinds, ip
         self.other_ip = other_ip or _other_ip(ip)
         self.hold, self.drip_interval, self.tls_context = hold, drip_interval, tls_context
+        # 0: free ports (tests); else kind i listens on base_port + i, so that the demo's web
+        # endpoints keep their address from one run to the next (one finding each, not one per run).
+        self.base_port = base_port
         self.endpoints: list[LabEndpoint] = []  # the manifest (lab/manifest.py's shape)
         self.trap_port = 0
         self.requests: list[Request] = []
@@ -248,9 +251,10 @@ class WebLab:
         trap = await asyncio.start_server(self._wrap("trap"), self.other_ip, 0)
         self._servers.append(trap)
         self.trap_port = trap.sockets[0].getsockname()[1]
-        for kind in self.kinds:
+        for i, kind in enumerate(self.kinds):
             tls = self.tls_context if kind == "orthanc-open-tls" else None
-            server = await asyncio.start_server(self._wrap(kind), self.ip, 0, ssl=tls,
+            port = self.base_port + i if self.base_port else 0
+            server = await asyncio.start_server(self._wrap(kind), self.ip, port, ssl=tls,
                                                 ssl_handshake_timeout=5.0 if tls else None)
             self._servers.append(server)
             self.endpoints.append(LabEndpoint(f"web-{kind}", self.ip, server.sockets[0].getsockname()[1], kind,
