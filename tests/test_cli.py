@@ -90,3 +90,40 @@ def test_owner_and_case_commands_are_wired_into_the_main_cli(tmp_path):
     listed = run(["owners", "list", "--database", db])
     assert listed.returncode == 0 and "Example Hospital" in listed.stdout
     assert run(["cases", "--database", db]).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def demo_lab():
+    from pacswatch.lab.runner import Lab
+    from pacswatch.lab.web import start_web_lab
+
+    with Lab("127.44.7.0", port=0, names=["open-archive", "ae-restricted"]) as lab:
+        web = start_web_lab("127.44.7.40", "127.44.7.41", kinds=("orthanc-open",))
+        try:
+            yield lab, web
+        finally:
+            web.stop()
+
+
+def test_probe_prints_a_full_report_for_a_person(demo_lab):
+    lab, _ = demo_lab
+    ip, port = lab.endpoint("open-archive").address
+    assert ip.startswith("127.")
+    result = run(["probe", f"{ip}:{port}", "--timeout", "2"])
+    assert result.returncode == 0, result.stderr
+    assert "severity: critical" in result.stdout
+    assert "C-FIND allowed" in result.stdout and "released cleanly" in result.stdout
+    ip, port = lab.endpoint("ae-restricted").address
+    result = run(["probe", f"{ip}:{port}", "--json", "--no-ae-guess", "--timeout", "2"])
+    record = json.loads(result.stdout)
+    assert record["status"] == "rejected" and record["dicom"]["association"]["reject"]["reason"] == \
+        "called-ae-not-recognized"
+
+
+def test_probe_of_a_web_endpoint_shows_the_web_facts(demo_lab):
+    _, web = demo_lab
+    ep = web.endpoints[0]
+    assert ep.ip.startswith("127.")
+    result = run(["probe", f"{ep.ip}:{ep.port}", "--web", "--timeout", "2"])
+    assert result.returncode == 0, result.stderr
+    assert "Orthanc" in result.stdout and "studies" in result.stdout and "auth" in result.stdout

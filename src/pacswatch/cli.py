@@ -15,10 +15,12 @@ from pacswatch.cli_campaign import add_commands, add_database_option, add_scan_o
 from pacswatch.identity import DEFAULT_CONTACT_URL, Identity
 from pacswatch.output import stderr_console
 from pacswatch.probes.base import DEFAULT_AE_GUESSES, Endpoint, ProbeContext, ProbeOptions, Timeouts
+from pacswatch.net.limits import RateLimiter
 from pacswatch.probes.registry import ProbeSelector
 from pacswatch.targets import Blocklist, PortError, TargetError, parse_ports, parse_spec, parse_targets
 
 EXIT_USAGE = 2
+DEFAULT_RATE = 200.0  # new connections per second
 EXIT_INTERRUPTED = 130
 
 
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="probe one endpoint and print a full report")
     probe.add_argument("endpoint", metavar="HOST[:PORT]")
     probe.add_argument("--json", action="store_true", help="print the record as JSON")
+    probe.add_argument("--web", action="store_true", help="probe the port as HTTP(S) even if it is not a web port")
     _add_probe_options(probe)
     add_database_option(probe)  # its opt-out list applies here too
 
@@ -166,12 +169,14 @@ def cmd_probe(args: argparse.Namespace, err: Console) -> int:
     targets = parse_targets([args.endpoint])
     if spec.port is None:
         raise ValueError("probe needs HOST:PORT (for many endpoints, use scan)")
-    ip = next(iter(targets.pinned)).ip
+    ip = str(next(iter(targets.pinned)).ip)
     blocked = Blocklist.default().reason_for(ip) or optout_reason(args.database, ip)
     if blocked:
         raise ValueError(f"{ip} is blocked: {blocked}")
-    selector = ProbeSelector.from_args(None)
-    record = asyncio.run(selector.probe_for(spec.port).run(ProbeContext(options), Endpoint(ip, spec.port)))
+    selector = ProbeSelector.from_args(str(spec.port) if args.web else None)
+    # The global rate limit holds here too: AE guessing may open a few dozen connections.
+    ctx = ProbeContext(options, RateLimiter(DEFAULT_RATE, burst=10))
+    record = asyncio.run(selector.probe_for(spec.port).run(ctx, Endpoint(ip, spec.port)))
     if args.json:
         sys.stdout.write(record.model_dump_json(indent=2) + "\n")
     else:

@@ -178,6 +178,17 @@ def print_report(console: Console, record: Record) -> None:
             if value is not None:
                 table.add_row(name, str(value))
         console.print(table)
+    if record.http is not None:
+        h = record.http
+        _facts_table(console, "Web", (
+            ("url", h.url), ("status code", h.status_code), ("title", h.title),
+            ("auth", h.auth), ("realm or identity provider", h.realm),
+            ("components", ", ".join(h.components) or None), ("viewer backends", ", ".join(h.backends) or None),
+            ("patients", h.patients), ("studies", h.studies), ("series", h.series), ("instances", h.instances),
+            ("DICOMweb", "open" if h.dicomweb.open else "present" if h.dicomweb.present else None),
+            ("writable (inferred, not tried)", h.writable),
+            ("default credentials tried (opt-in)", h.default_credentials_tried or None),
+        ))
     if record.tls is not None:
         t = record.tls
         table = Table(show_header=False, title="TLS")
@@ -190,6 +201,16 @@ def print_report(console: Console, record: Record) -> None:
             if value is not None:
                 table.add_row(name, str(value))
         console.print(table)
+
+
+def _facts_table(console: Console, title: str, rows) -> None:
+    table = Table(show_header=False, title=title)
+    table.add_column("fact")
+    table.add_column("value")
+    for name, value in rows:
+        if value is not None:
+            table.add_row(name, str(value))
+    console.print(table)
 
 
 def _count(n: int | None, capped: bool) -> str | None:
