@@ -148,9 +148,6 @@ def print_report(console: Console, record: Record) -> None:
     d = record.dicom
     if d is not None:
         a = d.association
-        table = Table(show_header=False, title="DICOM")
-        table.add_column("fact")
-        table.add_column("value")
         rows = [
             ("association", "accepted" if a.accepted else "rejected"),
             ("called AE sent", a.called_ae),
@@ -174,10 +171,7 @@ def print_report(console: Console, record: Record) -> None:
             ("worklist accepted", d.worklist_accepted),
             ("released cleanly", d.released),
         ]
-        for name, value in rows:
-            if value is not None:
-                table.add_row(name, str(value))
-        console.print(table)
+        _facts_table(console, "DICOM", rows)
     if record.http is not None:
         h = record.http
         _facts_table(console, "Web", (
@@ -191,16 +185,10 @@ def print_report(console: Console, record: Record) -> None:
         ))
     if record.tls is not None:
         t = record.tls
-        table = Table(show_header=False, title="TLS")
-        table.add_column("fact")
-        table.add_column("value")
-        for name, value in (("handshake", t.handshake), ("version", t.version), ("cipher", t.cipher),
-                            ("subject", t.subject), ("issuer", t.issuer), ("self-signed", t.self_signed),
-                            ("not after", t.not_after), ("expired", t.expired),
-                            ("client certificate required", t.client_cert_required), ("error", t.error)):
-            if value is not None:
-                table.add_row(name, str(value))
-        console.print(table)
+        _facts_table(console, "TLS", (
+            ("handshake", t.handshake), ("version", t.version), ("cipher", t.cipher), ("subject", t.subject),
+            ("issuer", t.issuer), ("self-signed", t.self_signed), ("not after", t.not_after),
+            ("expired", t.expired), ("client certificate required", t.client_cert_required), ("error", t.error)))
 
 
 def _facts_table(console: Console, title: str, rows) -> None:
