@@ -123,7 +123,9 @@ def test_scan_keeps_no_patient_data(tmp_path, all_servers, interop_network, asse
     assert result.returncode == 0, f"pacswatch scan failed ({result.returncode}):\n{stderr_text[-3000:]}"
     assert proof.exists(), "the loopback guard did not load in the pacswatch process"
 
-    # 1. Nothing pacswatch wrote holds a marker.
+    # 1. Nothing pacswatch wrote holds a marker: the searched tree includes the scan's database.
+    databases = list(home.rglob("*.db"))
+    assert databases and all(db.stat().st_size > 0 for db in databases), "the scan stored nothing under HOME"
     leaks = search_tree([captured / "stdout", captured / "stderr", home])
     assert not leaks, f"patient data found in pacswatch's output: {leaks}"
 
