@@ -35,8 +35,8 @@ from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session
 from pacswatch.record import Association as AssociationFacts
 from pacswatch.record import DicomFacts, Find, Record, Reject, TlsFacts
 from pacswatch.status import Status
+from pacswatch.targets.ports import DEFAULT_DICOM_PORTS
 
-DICOM_PORTS = (104, 11112, 4242, 2761, 2762, 4006, 3004, 3010, 4096, 5678, 2350, 111)
 _CALLED_NEVER_VALID = "called-ae-not-recognized"
 
 
@@ -62,7 +62,7 @@ class _Attempt:
 
 class DicomProbe:
     name = "dicom"
-    default_ports = DICOM_PORTS
+    default_ports = DEFAULT_DICOM_PORTS
 
     def __init__(self) -> None:
         self._tls: ScannerTlsContext | None = None
