@@ -63,6 +63,8 @@ def add_scan_options(scan: argparse.ArgumentParser) -> None:
                       help="probe the open ports in ZMap CSV output (bare addresses: --ports names the port)")
     scan.add_argument("--keep-all", action="store_true",
                       help="store every record, also of addresses where nothing answered")
+    scan.add_argument("--no-attribute", action="store_true",
+                      help="do not look up the owners of exposed addresses when the scan ends")
     # None: a new scan takes 200, a resumed one what it was started with (unless given).
     scan.set_defaults(rate=None, concurrency=None)
 

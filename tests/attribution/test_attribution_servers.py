@@ -155,3 +155,39 @@ def test_offline_asn_table_and_cloud_provider(dns_server, rdap_server, web_serve
     assert F.first_value(facts, F.ASN) == "16509"
     assert a.cloud == "Amazon Web Services" and a.owner_key == "cloud:Amazon Web Services"
     assert a.contact.address == "abuse@amazonaws.com"
+
+
+def test_a_finished_scan_attributes_its_exposed_addresses_up_to_the_cap(dns_server, rdap_server, web_server,
+                                                                         tmp_path):
+    from dataclasses import replace
+
+    from pacswatch.notify.config import Config
+    from pacswatch.notify.service import attribute_after_scan
+    from pacswatch.notify.store import NotifyStore
+    from pacswatch.record import Record
+    from pacswatch.store.repository import Repository
+
+    world(dns_server, rdap_server, web_server)
+    cfg = Config(attribution=replace(config(dns_server, rdap_server, web_server), after_scans_max=2))
+    records = [Record(ip=ip, port=104, status="success", service="dicom", severity=sev)
+               for ip, sev in (("192.0.2.10", "critical"), ("192.0.2.20", "low"), ("198.51.100.5", "high"),
+                               ("198.51.100.9", None))]
+    with Repository.open(str(tmp_path / "after.db")) as repo:
+        line = attribute_after_scan(repo.engine, cfg, records)
+        stored = NotifyStore(repo.engine).attributions()
+    assert line is not None and "attributed 2" in line and "1 more" in line
+    # The first two exposed addresses, in the scan's order; never the one with no finding.
+    assert set(stored) == {"192.0.2.10", "192.0.2.20"}
+    assert violations() == []
+
+
+def test_after_scan_attribution_without_a_resolver_says_what_to_set(tmp_path):
+    from pacswatch.notify.config import Config
+    from pacswatch.notify.service import attribute_after_scan
+    from pacswatch.record import Record
+    from pacswatch.store.repository import Repository
+
+    records = [Record(ip="192.0.2.10", port=104, status="success", service="dicom", severity="critical")]
+    with Repository.open(str(tmp_path / "none.db")) as repo:
+        line = attribute_after_scan(repo.engine, Config(), records)
+    assert line is not None and "not attributed" in line and "resolver" in line

@@ -5,6 +5,7 @@ decide with owner.decide. The only part of attribution that does I/O; every deci
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Awaitable, Callable, Iterable
@@ -19,7 +20,7 @@ from pacswatch.attribution.cache import FactCache, MemoryCache, expiry
 from pacswatch.attribution.cloud import Provider, load_providers
 from pacswatch.attribution.local import LocalOwner
 from pacswatch.attribution.owner import Attribution, confirmed_names, decide
-from pacswatch.attribution.rdap import RdapClient, RdapConfig, RdapError
+from pacswatch.attribution.rdap import DEFAULT_BOOTSTRAP, RdapClient, RdapConfig, RdapError
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class AttributionConfig:
     negative_ttl_s: int = 3600
     error_ttl_s: int = 600
     concurrency: int = 8
+    # Attribute a scan's exposed addresses when it ends (`scan`, `run`); at most this many per
+    # scan, so a large scan does not sit for hours behind RDAP's rate limits (the rest: `attribute`).
+    after_scans: bool = True
+    after_scans_max: int = 200
 
 
 class Attributor:
@@ -97,7 +102,8 @@ class Attributor:
         out: list[F.Fact] = []
         out += await self._cached(ip, "dns", lambda now: D.reverse_facts(
             self.resolver(), ip, now=now, source=cfg.resolver.label(), ttl_s=cfg.resolver.ttl_s), refresh)
-        out += await self._cached(ip, "rdap", lambda now: self.rdap.network(ip, now), refresh)
+        if self._public_rdap_knows(ip):
+            out += await self._cached(ip, "rdap", lambda now: self.rdap.network(ip, now), refresh)
         match = self.asn_table.lookup(ip)
         now = self.clock()
         if match is not None:
@@ -117,6 +123,15 @@ class Attributor:
                     if any(f.kind == F.SECURITY_TXT for f in found):
                         break  # the most specific domain with a file speaks for the host
         return out
+
+    def _public_rdap_knows(self, ip: str) -> bool:
+        """No registry allocates loopback, private or documentation space: asking the public
+        RDAP bootstrap about them is pointless traffic off the machine. A configured RDAP server
+        or bootstrap (an internal registry, a test's) is asked about anything."""
+        rdap = self.config.rdap
+        if rdap.server is not None or rdap.bootstrap_url != DEFAULT_BOOTSTRAP:
+            return True
+        return ipaddress.ip_address(ip).is_global
 
     async def _security_txt(self, domain: str, now: datetime) -> list[F.Fact]:
         cfg = self.config

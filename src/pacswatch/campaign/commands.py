@@ -104,6 +104,8 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
             outcome = execute(repo, scan_id, plan, job, keep_all=bool(parameters.get("keep_all")))
             if not args.quiet:
                 report.print_changes(err, outcome)
+            if outcome.status == "finished" and not args.no_attribute:
+                _attribute_after(repo, outcome, err, quiet=args.quiet)
                 if outcome.status != "finished":
                     err.print(f"{outcome.remaining} endpoints left: pacswatch scan --resume {scan_id}", highlight=False)
             return 130 if outcome.stats.interrupted else 0
@@ -113,6 +115,21 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
     finally:
         if out_file is not None:
             out_file.close()
+
+
+def _attribute_after(repo, outcome, err: Console, *, quiet: bool) -> None:
+    """Owners of what the scan found exposed. A failure here is reported, never fatal: the
+    scan's records are stored already, and `pacswatch attribute` can be run again later."""
+    from pacswatch.notify import config as notify_config
+    from pacswatch.notify.service import attribute_after_scan
+
+    try:
+        line = attribute_after_scan(repo.engine, notify_config.load(None), outcome.kept)
+    except Exception as exc:  # noqa: BLE001 - any failure of a follow-up step
+        err.print(f"[yellow]attribution after the scan failed: {exc}[/] (run: pacswatch attribute)", highlight=False)
+        return
+    if line and not quiet:
+        err.print(line, highlight=False, markup=False)
 
 
 def _banner(err: Console, scan_id: int, plan, job, options, resumed: int | None) -> None:
@@ -142,6 +159,7 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
     def on_outcome(outcome) -> None:
         if not args.quiet:
             report.print_changes(err, outcome)
+        _attribute_after(repo, outcome, err, quiet=args.quiet)
 
     loop = RunLoop(repo, make_job=lambda: _job(parameters, args, err, output=None)[1],
                    build_plan=lambda p: _plan_builder(repo, p), parameters=parameters, policy=policy,

@@ -82,6 +82,7 @@ def from_dict(data: dict[str, Any]) -> Config:
         security_txt=bool(a.get("security_txt", True)), security_txt_scheme=a.get("security_txt_scheme", "https"),
         security_txt_port=a.get("security_txt_port"),
         negative_ttl_s=int(a.get("negative_ttl_hours", 1) * 3600),
+        after_scans=bool(a.get("after_scans", True)), after_scans_max=int(a.get("after_scans_max", 200)),
     )
     policy = Policy.days(n.get("followup_days", 14), int(n.get("max_followups", 1)), n.get("escalate_days", 14),
                          n.get("stale_days", 30))

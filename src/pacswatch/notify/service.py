@@ -47,6 +47,23 @@ def attribute(engine: Engine, config: Config, **kwargs) -> dict:
     return asyncio.run(attribute_async(engine, config, **kwargs))
 
 
+def attribute_after_scan(engine: Engine, config: Config, records) -> str | None:
+    """Attribute the addresses a finished scan found exposed (issue: "automatically after
+    scans"); returns a line for the user, or None when there was nothing to do."""
+    cfg = config.attribution
+    ips = list(dict.fromkeys(r.ip for r in records if r.severity))
+    if not cfg.after_scans or not ips:
+        return None
+    if not cfg.resolver.nameservers and not cfg.resolver.system:
+        # DNS is never used unconfigured (attribution/dns.py); say what to set instead of failing.
+        return (f"{len(ips)} exposed addresses not attributed: set [attribution] resolver (or system_resolver = "
+                "true) in the notify config, or run pacswatch attribute --resolver IP")
+    todo, left = ips[: cfg.after_scans_max], len(ips) - cfg.after_scans_max
+    attribute(engine, config, ips=todo)
+    more = f"; {left} more: pacswatch attribute" if left > 0 else ""
+    return f"attributed {len(todo)} exposed addresses (pacswatch cases, pacswatch case ID){more}"
+
+
 @dataclass
 class NotifyResult:
     plan: Planned
