@@ -139,3 +139,55 @@ def test_rate_limiter_paces_new_connections():
     elapsed = asyncio.run(main())
     # 11 tokens at 50/s with a burst of 1: the last one is due after 10 intervals of 20 ms.
     assert elapsed >= 0.19
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_tls_to_a_peer_that_closes_at_once_is_a_tls_error_on_either_loop(loop_kind):
+    """uvloop can return from start_tls with a dead transport when the peer already closed: that
+    must come out as tls-error, never as an AttributeError (a status `error`, our bug)."""
+    import socket
+    import threading
+
+    from pacswatch.scan.job import run_event_loop
+
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    async def main():
+        from pacswatch.net.tls import ScannerTlsContext
+
+        ctx = ScannerTlsContext().context
+        loop = asyncio.get_running_loop()
+        statuses = []
+        for _ in range(30):
+            try:
+                conn = await open_connection(HOST, port, deadline=loop.time() + 2, read_cap=1024, ssl_context=ctx)
+            except NetError as exc:
+                statuses.append(exc.status)
+            else:
+                conn.abort()
+                statuses.append("connected")
+        return statuses
+
+    try:
+        statuses = run_event_loop(main(), loop_kind)
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+    assert set(statuses) <= {Status.TLS_ERROR}, statuses

@@ -193,6 +193,9 @@ async def open_connection(
     if ssl_context is not None:
         # The handshake comes after a completed TCP connect, so its failures are TLS facts,
         # not reachability ones.
+        if peer.eof or transport.is_closing():
+            transport.abort()
+            raise NetError(Status.TLS_ERROR, "handshake failed: the peer closed the connection first")
         try:
             async with asyncio.timeout_at(deadline):
                 transport = await loop.start_tls(transport, peer, ssl_context, server_hostname=server_hostname or None)
@@ -205,5 +208,10 @@ async def open_connection(
             if error.status is Status.PROTOCOL_ERROR:  # reset or close mid-handshake
                 error = NetError(Status.TLS_ERROR, f"handshake failed: {error.detail}")
             raise error from None
+        if transport is None or transport.get_extra_info("ssl_object") is None or transport.is_closing():
+            # uvloop can hand back a transport whose handshake died with the connection.
+            if transport is not None:
+                transport.abort()
+            raise NetError(Status.TLS_ERROR, "handshake failed: the peer closed the connection")
         peer.transport = transport
     return Connection(peer, read_cap)

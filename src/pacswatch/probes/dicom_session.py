@@ -17,6 +17,7 @@ from pacswatch.dicom.association import (
     Event,
     ReleaseConfirmed,
     ReleaseRequested,
+    State,
 )
 from pacswatch.dicom.dimse import Command, c_cancel_rq, status_category
 from pacswatch.dicom.errors import PeerProtocolError
@@ -89,7 +90,15 @@ class Session:
         return self._events.pop(0)
 
     async def send(self, data: bytes) -> None:
-        await self.conn.write(data, self._deadline())
+        try:
+            await self.conn.write(data, self._deadline())
+        except NetError as exc:
+            if exc.status is Status.PROTOCOL_ERROR and not self.first_bytes:
+                # Closed or reset before saying anything: the same hint as a silent close on read
+                # (which of the two we see is a race with the peer's close).
+                phase = "association" if self.assoc.state is State.AWAITING_AC else "a request"
+                raise PeerClosed(phase, silent=True) from None
+            raise
 
     async def associate(self, timeout: float) -> AssociationAccepted | AssociationRejected:
         await self.send(self.assoc.request(self.now(), timeout))

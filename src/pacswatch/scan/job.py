@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import ssl
 from dataclasses import dataclass, field
 from typing import IO, Callable
 
@@ -44,6 +45,7 @@ class ScanJob:
 
     async def run_async(self) -> tuple[ScanStats, list[Record]]:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_peer_failures)
         ctx = ProbeContext(self.options, RateLimiter(self.rate, burst=max(1, min(self.concurrency, int(self.rate)))))
         stats = ScanStats(total=self.plan.size)
         kept: list[Record] = []  # only endpoints that answered: bounded by findings, not by scan size
@@ -102,6 +104,17 @@ class ScanJob:
                 self.stderr.print(host_table(kept))
             self.stderr.print(summary_table(stats, elapsed, worst_per_host(kept)))
         return stats, kept
+
+
+def _quiet_peer_failures(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """Peers that vanish mid-handshake make the event loop's TLS machinery log a traceback
+    (uvloop: "the handler is closed"); the probe already reports it as a status. Anything else
+    goes to the default handler: it may be our bug."""
+    exc = context.get("exception")
+    if isinstance(exc, (ConnectionError, ssl.SSLError)) or (
+            isinstance(exc, RuntimeError) and "handler is closed" in str(exc)):
+        return
+    loop.default_exception_handler(context)
 
 
 def _findings_text(stats: ScanStats) -> str:
