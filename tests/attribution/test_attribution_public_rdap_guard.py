@@ -10,9 +10,9 @@ from pacswatch.notify.config import Config
 
 
 @pytest.mark.parametrize("ip, asks", [("127.42.0.10", False), ("10.1.2.3", False), ("192.0.2.7", False),
-                                      ("8.8.8.8", True)])
+                                      ("11.0.0.1", True)])
 def test_public_bootstrap_is_only_for_global_addresses(ip, asks):
-    # Only the decision is exercised: nothing is sent (8.8.8.8 is never contacted here).
+    # Only the decision is exercised: nothing is sent (11.0.0.1 is never contacted here).
     config = Config().attribution
     assert config.rdap.bootstrap_url == DEFAULT_BOOTSTRAP and config.rdap.server is None
     assert Attributor(config)._public_rdap_knows(ip) is asks
