@@ -1,4 +1,7 @@
-"""Session-wide test settings: no test touches the user's real pacswatch database."""
+"""Session-wide test settings and the database fixtures the store, campaign and CLI tests share.
+
+No test touches the user's real pacswatch database. Tests that take `database_url` or `repo` run
+on SQLite and on a real PostgreSQL started on loopback once per session (store/throwaway.py)."""
 
 from __future__ import annotations
 
@@ -19,3 +22,25 @@ def _private_database(tmp_path_factory):
         os.environ.pop("PACSWATCH_DATABASE_URL", None)
     else:
         os.environ["PACSWATCH_DATABASE_URL"] = old
+
+
+@pytest.fixture(scope="session")
+def postgres(request):
+    from pacswatch.store.throwaway import session_server
+
+    return session_server(request.config)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    from pacswatch.store.throwaway import database_url as url
+
+    return url(request.param, tmp_path, request.config)
+
+
+@pytest.fixture
+def repo(database_url):
+    from pacswatch.store import Repository
+
+    with Repository.open(database_url) as repository:
+        yield repository

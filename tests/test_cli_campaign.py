@@ -22,22 +22,10 @@ import pytest
 
 from pacswatch.lab.fast import FastResponder
 from pacswatch.store import Repository
-from pacswatch.store.throwaway import database_url as _database_url
-from pacswatch.store.throwaway import session_server
 
 PACSWATCH = [sys.executable, "-m", "pacswatch.cli"]
 NET = f"127.54.{os.getpid() % 200}"
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture(scope="session")
-def postgres(request):
-    return session_server(request.config)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    return _database_url(request.param, tmp_path, request.config)
 
 
 @pytest.fixture
