@@ -181,13 +181,25 @@ def test_a_finished_scan_attributes_its_exposed_addresses_up_to_the_cap(dns_serv
     assert violations() == []
 
 
-def test_after_scan_attribution_without_a_resolver_says_what_to_set(tmp_path):
+def test_without_a_resolver_the_local_table_still_attributes_and_no_dns_is_sent(tmp_path, dns_server):
+    """A hospital scanning its own 10/8 keeps its owners in the local table and may run no
+    resolver: attribution works from the table, and no DNS query is made."""
+    from datetime import datetime, timezone
+
+    from pacswatch.attribution.local import LocalOwner
     from pacswatch.notify.config import Config
     from pacswatch.notify.service import attribute_after_scan
+    from pacswatch.notify.store import NotifyStore
     from pacswatch.record import Record
     from pacswatch.store.repository import Repository
 
-    records = [Record(ip="192.0.2.10", port=104, status="success", service="dicom", severity="critical")]
+    records = [Record(ip="127.46.0.10", port=104, status="success", service="dicom", severity="critical")]
     with Repository.open(str(tmp_path / "none.db")) as repo:
+        store = NotifyStore(repo.engine)
+        store.add_owner(LocalOwner("127.46.0.0/24", "Lab Hospital", ("soc@example.org",)), datetime.now(timezone.utc))
         line = attribute_after_scan(repo.engine, Config(), records)
-    assert line is not None and "not attributed" in line and "resolver" in line
+        stored = store.attributions()
+    assert line is not None and "attributed 1" in line and "without DNS" in line
+    assert stored["127.46.0.10"]["contact"] == "soc@example.org"
+    assert dns_server.queries == []
+    assert violations() == []

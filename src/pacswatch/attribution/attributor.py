@@ -65,8 +65,15 @@ class Attributor:
             # security.txt redirect off to another host is not followed blindly).
             self._http = httpx.AsyncClient(trust_env=False, follow_redirects=False)
         self._rdap = RdapClient(self.config.rdap, self._http)
-        self.resolver()  # a missing resolver configuration is the user's to fix: say so now
+        if self.dns_configured:
+            self.resolver()  # a bad resolver configuration is the user's to fix: say so now
         return self
+
+    @property
+    def dns_configured(self) -> bool:
+        """DNS is only used when the user named a resolver or allowed the system's: without
+        one, PTR and security.txt are skipped and the rest (local table, RDAP) still works."""
+        return bool(self.config.resolver.nameservers or self.config.resolver.system)
 
     async def __aexit__(self, *exc) -> None:
         if self._own_http and self._http is not None:
@@ -100,8 +107,9 @@ class Attributor:
     async def facts_for(self, ip: str, *, refresh: bool = False) -> list[F.Fact]:
         cfg = self.config
         out: list[F.Fact] = []
-        out += await self._cached(ip, "dns", lambda now: D.reverse_facts(
-            self.resolver(), ip, now=now, source=cfg.resolver.label(), ttl_s=cfg.resolver.ttl_s), refresh)
+        if self.dns_configured:
+            out += await self._cached(ip, "dns", lambda now: D.reverse_facts(
+                self.resolver(), ip, now=now, source=cfg.resolver.label(), ttl_s=cfg.resolver.ttl_s), refresh)
         if self._public_rdap_knows(ip):
             out += await self._cached(ip, "rdap", lambda now: self.rdap.network(ip, now), refresh)
         match = self.asn_table.lookup(ip)

@@ -54,14 +54,12 @@ def attribute_after_scan(engine: Engine, config: Config, records) -> str | None:
     ips = list(dict.fromkeys(r.ip for r in records if r.severity))
     if not cfg.after_scans or not ips:
         return None
-    if not cfg.resolver.nameservers and not cfg.resolver.system:
-        # DNS is never used unconfigured (attribution/dns.py); say what to set instead of failing.
-        return (f"{len(ips)} exposed addresses not attributed: set [attribution] resolver (or system_resolver = "
-                "true) in the notify config, or run pacswatch attribute --resolver IP")
     todo, left = ips[: cfg.after_scans_max], len(ips) - cfg.after_scans_max
     attribute(engine, config, ips=todo)
     more = f"; {left} more: pacswatch attribute" if left > 0 else ""
-    return f"attributed {len(todo)} exposed addresses (pacswatch cases, pacswatch case ID){more}"
+    no_dns = "" if (cfg.resolver.nameservers or cfg.resolver.system) else \
+        " without DNS (no [attribution] resolver configured: PTR and security.txt skipped)"
+    return f"attributed {len(todo)} exposed addresses{no_dns} (pacswatch cases, pacswatch case ID){more}"
 
 
 @dataclass
