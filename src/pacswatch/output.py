@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import IO, Iterable
 
 from rich.console import Console
 from rich.table import Table
 
+from pacswatch.probes.base import Endpoint
 from pacswatch.record import Record
 from pacswatch.scan.runner import ScanStats
 
@@ -36,7 +37,7 @@ class JsonLinesWriter:
 
 
 def endpoint_label(record: Record) -> str:
-    return f"[{record.ip}]:{record.port}" if ":" in record.ip else f"{record.ip}:{record.port}"
+    return str(Endpoint(record.ip, record.port))
 
 
 def _product(record: Record) -> str:
@@ -205,7 +206,3 @@ def _count(n: int | None, capped: bool) -> str | None:
     if n is None:
         return None
     return f"at least {n}" if capped else str(n)
-
-
-def severity_counts(records: Iterable[Record]) -> Counter:
-    return Counter(r.severity for r in records if r.severity)

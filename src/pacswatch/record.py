@@ -18,7 +18,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pacswatch import __version__
 from pacswatch.status import Status
+
+SCANNER = f"pacswatch/{__version__}"
 
 
 class Severity(str, Enum):
@@ -149,7 +152,7 @@ class Record(_Model):
     reasons: list[str] = Field(default_factory=list)
     scanned_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     elapsed_ms: int = 0
-    scanner: str | None = Field(None, description="pacswatch version that made the record.")
+    scanner: str | None = Field(SCANNER, description="pacswatch version that made the record.")
 
 
 def record_schema() -> dict:

@@ -18,7 +18,6 @@ import asyncio
 import secrets
 from datetime import datetime, timezone
 
-from pacswatch import __version__
 from pacswatch.assess import assess
 from pacswatch.dicom import uids
 from pacswatch.dicom.association import Association, AssociationRejected
@@ -327,7 +326,7 @@ def _detached(exc: BaseException):
 
 def _blank(endpoint: Endpoint, tls: bool) -> Record:
     return Record(ip=endpoint.ip, port=endpoint.port, transport="tls" if tls else "tcp", status=Status.ERROR,
-                  scanned_at=datetime.now(timezone.utc), scanner=f"pacswatch/{__version__}")
+                  scanned_at=datetime.now(timezone.utc))
 
 
 def _count(outcome) -> tuple[int | None, bool]:

@@ -72,10 +72,7 @@ class Session:
             try:
                 data = await self.conn.read(self._deadline())
             except NetError as exc:
-                if exc.status is Status.PROTOCOL_ERROR and not self.first_bytes and "reset" in exc.detail:
-                    # A reset before any byte is how some TLS listeners (Orthanc's) answer plain DICOM.
-                    raise PeerClosed(phase, silent=True) from None
-                raise
+                raise self._closed_before_any_byte(exc, phase) from None
             if not data:
                 raise PeerClosed(phase, silent=not self.first_bytes)
             if len(self.first_bytes) < 8:
@@ -93,12 +90,16 @@ class Session:
         try:
             await self.conn.write(data, self._deadline())
         except NetError as exc:
-            if exc.status is Status.PROTOCOL_ERROR and not self.first_bytes:
-                # Closed or reset before saying anything: the same hint as a silent close on read
-                # (which of the two we see is a race with the peer's close).
-                phase = "association" if self.assoc.state is State.AWAITING_AC else "a request"
-                raise PeerClosed(phase, silent=True) from None
-            raise
+            phase = "association" if self.assoc.state is State.AWAITING_AC else "a request"
+            raise self._closed_before_any_byte(exc, phase) from None
+
+    def _closed_before_any_byte(self, exc: NetError, phase: str) -> NetError:
+        """A reset or close before the peer said anything, seen on a read or on a write (which one
+        is a race with the peer's close), is the same hint as a silent close: some TLS listeners
+        (Orthanc's) answer plain DICOM that way. Other failures pass through unchanged."""
+        if exc.status is Status.PROTOCOL_ERROR and not self.first_bytes:
+            return PeerClosed(phase, silent=True)
+        return exc
 
     async def associate(self, timeout: float) -> AssociationAccepted | AssociationRejected:
         await self.send(self.assoc.request(self.now(), timeout))

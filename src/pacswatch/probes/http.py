@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 import httpx
 
-from pacswatch import __version__
 from pacswatch.assess_http import assess_http
 from pacswatch.fingerprint import web as fp
 from pacswatch.net.errors import NetError
@@ -89,8 +88,7 @@ class HttpProbe:
     async def run(self, ctx: ProbeContext, endpoint: Endpoint) -> Record:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        record = Record(ip=endpoint.ip, port=endpoint.port, status=Status.ERROR,
-                        scanner=f"pacswatch/{__version__}")
+        record = Record(ip=endpoint.ip, port=endpoint.port, status=Status.ERROR)
         deadline = started + endpoint_budget(ctx.options.timeouts)
         try:
             # The clients hold every request to `deadline`; this guard only catches our own bugs.

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Protocol
 
-from pacswatch import __version__
 from pacswatch.probes.base import Endpoint, Probe, ProbeContext
 from pacswatch.record import Record
 from pacswatch.status import Status
@@ -31,7 +30,6 @@ class PlannedLike(Protocol):
 class ScanStats:
     total: int = 0
     done: int = 0
-    blocked: int = 0
     by_status: Counter = field(default_factory=Counter)
     by_severity: Counter = field(default_factory=Counter)
     started: float = 0.0
@@ -42,13 +40,10 @@ class ScanStats:
         self.by_status[record.status] += 1
         if record.severity:
             self.by_severity[record.severity] += 1
-        if record.status == Status.BLOCKED:
-            self.blocked += 1
 
 
 def blocked_record(ip: str, port: int, reason: str) -> Record:
-    return Record(ip=ip, port=port, status=Status.BLOCKED, detail=reason, scanner=f"pacswatch/{__version__}",
-                  scanned_at=datetime.now(timezone.utc))
+    return Record(ip=ip, port=port, status=Status.BLOCKED, detail=reason, scanned_at=datetime.now(timezone.utc))
 
 
 async def run_scan(
