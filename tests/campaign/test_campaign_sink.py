@@ -36,7 +36,11 @@ def test_batches_by_size_and_by_time_with_the_completed_indexes():
     sink = StoreSink(repo, 1, IntervalSet(), policy=RescanPolicy(), batch=3, flush_interval=0.2).start()
     for n in range(4):
         sink.put(n, record(n))
-    time.sleep(0.5)  # the fourth waits for the interval, not for a full batch
+    time.sleep(0.3)
+    assert repo.batches == []  # nothing is written before the output showing it is flushed
+    sink.release()
+    time.sleep(0.5)  # released: written in batches of at most 3
+    assert repo.batches == [([0, 1, 2], [0, 1, 2]), ([3], [0, 1, 2, 3])]
     sink.put(4, record(4))
     sink.close()
     assert repo.batches == [([0, 1, 2], [0, 1, 2]), ([3], [0, 1, 2, 3]), ([4], [0, 1, 2, 3, 4])]
@@ -46,6 +50,7 @@ def test_a_writer_error_stops_the_scan_loudly():
     repo = FakeRepo(fail_after=0)
     sink = StoreSink(repo, 1, IntervalSet(), policy=RescanPolicy(), batch=1, flush_interval=0.05).start()
     sink.put(0, record(0))
+    sink.release()
     time.sleep(0.3)
     with pytest.raises(StoreError, match="disk full"):
         sink.put(1, record(1))

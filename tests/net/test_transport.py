@@ -191,3 +191,29 @@ def test_tls_to_a_peer_that_closes_at_once_is_a_tls_error_on_either_loop(loop_ki
         thread.join()
         listener.close()
     assert set(statuses) <= {Status.TLS_ERROR}, statuses
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_both_event_loops_turn_nagle_off(kind):
+    """open_connection relies on the event loop setting TCP_NODELAY (Nagle would add 40 ms to
+    every request/response exchange of a probe)."""
+    import socket
+
+    from pacswatch.scan.job import run_event_loop
+
+    async def main():
+        async def echo(reader, writer):
+            writer.close()
+
+        server, port = await _server(echo)
+        loop = asyncio.get_running_loop()
+        conn = await open_connection(HOST, port, deadline=loop.time() + 2, read_cap=1024)
+        sock = conn._peer.transport.get_extra_info("socket")
+        nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        conn.abort()
+        server.close()
+        return type(loop).__module__, nodelay
+
+    module, nodelay = run_event_loop(main(), kind)
+    assert module.startswith(kind)
+    assert nodelay != 0

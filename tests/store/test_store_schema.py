@@ -196,3 +196,13 @@ def test_url_resolution(monkeypatch, tmp_path):
     assert resolve_url(None) == "postgresql+psycopg://u@127.0.0.1/db"
     assert resolve_url("some/file.db").startswith("sqlite:////") and resolve_url("some/file.db").endswith("some/file.db")
     assert resolve_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_the_revision_list_is_the_migration_scripts_in_order():
+    """Opening a database reads REVISIONS instead of importing Alembic: it must not drift."""
+    from pacswatch.store.engine import REVISIONS, _script
+
+    script = _script()
+    walked = tuple(reversed([rev.revision for rev in script.walk_revisions()]))
+    assert REVISIONS == walked
+    assert REVISIONS[-1] == script.get_current_head()

@@ -22,7 +22,6 @@ from typing import Any, Mapping, Sequence
 from pacswatch.campaign.lifecycle import FindingState, Key, Look, advance
 from pacswatch.campaign.schedule import RescanPolicy
 from pacswatch.record import Record
-from pacswatch.store.tables import RawJson
 
 Row = dict[str, Any]
 
@@ -55,7 +54,7 @@ def observation_row(record: Record, scan_id: int, index: int | None) -> Row:
         "product": product.name[:128] if product else None,
         "product_version": (product.version or "")[:64] or None if product else None,
         "studies": studies, "patients": patients, "scanned_at": utc(record.scanned_at),
-        "record": RawJson(record.model_dump_json(exclude_none=True)),
+        "record": record.model_dump_json(exclude_none=True),  # already JSON: the store passes it through
     }
 
 

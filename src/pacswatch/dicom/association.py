@@ -118,11 +118,17 @@ def _encoded_command(context_id: int, command: Command, max_pdu: int) -> bytes:
     return b"".join(encode_pdu(p) for p in pdus)
 
 
+@lru_cache(maxsize=64)
+def _encoded_data_set(context_id: int, data_set: bytes, max_pdu: int) -> bytes:
+    # The probe's identifiers are the same for every peer of a scan, too.
+    return b"".join(encode_pdu(p) for p in fragment_message(context_id, None, data_set, max_pdu))
+
+
 def encode_message(context_id: int, command: Command, data_set: bytes | None, max_pdu: int) -> bytes:
-    """A DIMSE message as P-DATA-TF bytes: the command (cached), then the data set's PDUs."""
+    """A DIMSE message as P-DATA-TF bytes: the command, then the data set's PDUs (both cached)."""
     out = _encoded_command(context_id, command, max_pdu)
     if data_set is not None:
-        out += b"".join(encode_pdu(p) for p in fragment_message(context_id, None, data_set, max_pdu))
+        out += _encoded_data_set(context_id, data_set, max_pdu)
     return out
 
 

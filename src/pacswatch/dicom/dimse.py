@@ -89,8 +89,24 @@ def encode_command(cmd: Command) -> bytes:
     return _element(0x0000, _UL.pack(len(body))) + body
 
 
+# Responses from servers of one product to one scan's requests are byte for byte the same:
+# decoded once (a pure function with a frozen result), in a bounded cache emptied when full.
+_DECODED: dict[bytes, Command] = {}
+_DECODED_MAX = 1024
+
+
 def decode_command(data: bytes) -> Command:
     """Decode a command set. Raises PeerProtocolError when it is malformed or lacks CommandField."""
+    command = _DECODED.get(data)
+    if command is None:
+        command = _decode_command(data)
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[data] = command
+    return command
+
+
+def _decode_command(data: bytes) -> Command:
     if len(data) > MAX_COMMAND_LENGTH:
         raise PeerProtocolError(f"command set of {len(data)} bytes", abort_reason=6)
     values: dict[int, int | str] = {}

@@ -246,80 +246,97 @@ def encode_pdu(pdu: PDU) -> bytes:
 
 # ---------------------------------------------------------------- decoding
 
+# Decoding is a pure function of the bytes and its results are frozen, so what many peers send
+# alike is decoded once. Each cache is bounded: when full it is emptied, never grown.
+_CACHE_MAX = 1024
+_TEXTS: dict[bytes, str] = {}
+_ACCEPTS: dict[bytes, "AAssociateAC"] = {}
+
+
+def _remember(cache: dict, key, value) -> None:
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+
+
 def _text(raw: bytes) -> str:
     # Peers pad UIDs with NUL and AE titles with spaces; either may be present (reference 1).
     # Non-ASCII bytes are replaced, never raised on: the value is a fact to report, not to trust.
-    return raw.decode("ascii", "replace").strip("\x00 ")
+    # The same few UIDs arrive from every peer: they are decoded once (a bounded cache).
+    text = _TEXTS.get(raw)
+    if text is None:
+        text = raw.decode("ascii", "replace").strip("\x00 ")
+        _remember(_TEXTS, raw, text)
+    return text
 
 
-def _items(reader: Reader, what: str):
-    """Yield (item type, Reader over its value) for each item up to the reader's end.
+def _spans(data: bytes, pos: int, end: int, what: str) -> list[tuple[int, int, int]]:
+    """(item type, value start, value end) for each item from `pos` up to `end`.
 
-    Written with plain indexing rather than the Reader's checked getters: this loop runs for
-    every item of every A-ASSOCIATE-AC and was the scanner's hottest Python code. The checks
-    are the same: a header must fit, and a value must fit in its parent.
+    Plain indexing and a list rather than Readers and a generator: this runs for every item of
+    every A-ASSOCIATE-AC and was the scanner's hottest Python code. The checks are the same: a
+    header must fit, and a value must fit in its parent.
     """
-    data, pos, end = reader.data, reader.pos, reader.end
-    count = 0
+    spans = []
     while pos < end:
-        count += 1
-        if count > MAX_ITEMS:
+        if len(spans) >= MAX_ITEMS:
             raise PeerProtocolError(f"{what}: more than {MAX_ITEMS} items", abort_reason=6)
         if end - pos < 4:
             raise PeerProtocolError(f"{what}: truncated item header ({end - pos} bytes left)", abort_reason=6)
-        item_type = data[pos]
-        length = (data[pos + 2] << 8) | data[pos + 3]
         start = pos + 4
-        pos = start + length
+        pos = start + ((data[pos + 2] << 8) | data[pos + 3])
         if pos > end:
             raise PeerProtocolError(
-                f"{what} item 0x{item_type:02x} value: need {length} bytes, {end - start} left", abort_reason=6)
-        reader.pos = pos
-        yield item_type, Reader(data, start, pos)
+                f"{what} item 0x{data[start - 4]:02x} value: need {pos - start} bytes, {end - start} left",
+                abort_reason=6)
+        spans.append((data[start - 4], start, pos))
+    return spans
 
 
-def _decode_user_info(reader: Reader) -> UserInformation:
-    values: dict = {"roles": [], "other": []}
-    for sub_type, sub in _items(reader, "user information"):
+def _decode_user_info(data: bytes, pos: int, end: int) -> UserInformation:
+    values: dict = {}
+    roles = []
+    other = []
+    for sub_type, start, stop in _spans(data, pos, end, "user information"):
         if sub_type == SUB_MAX_LENGTH:
-            if sub.remaining() != 4:
+            if stop - start != 4:
                 raise PeerProtocolError("maximum length sub-item must be 4 bytes", abort_reason=6)
-            values["max_length"] = sub.u32()
+            values["max_length"] = int.from_bytes(data[start:stop], "big")
         elif sub_type == SUB_IMPLEMENTATION_CLASS_UID:
-            values["implementation_class_uid"] = _text(sub.take(sub.remaining()))
+            values["implementation_class_uid"] = _text(data[start:stop])
         elif sub_type == SUB_IMPLEMENTATION_VERSION_NAME:
-            values["implementation_version_name"] = _text(sub.take(sub.remaining()))
+            values["implementation_version_name"] = _text(data[start:stop])
         elif sub_type == SUB_ROLE_SELECTION:
+            sub = Reader(data, start, stop)
             uid = _text(sub.take(sub.u16("role uid length"), "role uid"))
-            values["roles"].append(RoleSelection(uid, sub.u8("scu role"), sub.u8("scp role")))
+            roles.append(RoleSelection(uid, sub.u8("scu role"), sub.u8("scp role")))
         elif sub_type == SUB_USER_IDENTITY_AC:
+            sub = Reader(data, start, stop)
             length = sub.u16("user identity response length")
             values["user_identity_response"] = sub.take(length, "user identity response")
         else:
-            values["other"].append((sub_type, sub.take(sub.remaining())))
-    values["roles"] = tuple(values["roles"])
-    values["other"] = tuple(values["other"])
-    return UserInformation(**values)
+            other.append((sub_type, bytes(data[start:stop])))
+    return UserInformation(roles=tuple(roles), other=tuple(other), **values)
 
 
-def _decode_associate(pdu_type: int, body: Reader) -> AAssociateRQ | AAssociateAC:
-    protocol_version = body.u16("protocol version")
-    body.skip(2, "reserved")
-    called = _text(body.take(16, "called AE"))
-    calling = _text(body.take(16, "calling AE"))
-    body.skip(32, "reserved")
+def _decode_associate(pdu_type: int, data: bytes, pos: int, end: int) -> AAssociateRQ | AAssociateAC:
+    if end - pos < 68:
+        raise PeerProtocolError(f"A-ASSOCIATE body of {end - pos} bytes, below 68", abort_reason=6)
+    protocol_version = (data[pos] << 8) | data[pos + 1]
+    called = _text(data[pos + 4 : pos + 20])
+    calling = _text(data[pos + 20 : pos + 36])
     application_context = None
     contexts: list = []
     user_info = UserInformation()
-    for item_type, item in _items(body, "A-ASSOCIATE"):
-        if item_type == ITEM_APPLICATION_CONTEXT:
-            application_context = _text(item.take(item.remaining()))
+    for item_type, start, stop in _spans(data, pos + 68, end, "A-ASSOCIATE"):
+        if item_type == ITEM_PRESENTATION_CONTEXT_AC and pdu_type == A_ASSOCIATE_AC:
+            contexts.append(_decode_context_ac(data, start, stop))
         elif item_type == ITEM_PRESENTATION_CONTEXT_RQ and pdu_type == A_ASSOCIATE_RQ:
-            contexts.append(_decode_context_rq(item))
-        elif item_type == ITEM_PRESENTATION_CONTEXT_AC and pdu_type == A_ASSOCIATE_AC:
-            contexts.append(_decode_context_ac(item))
+            contexts.append(_decode_context_rq(data, start, stop))
+        elif item_type == ITEM_APPLICATION_CONTEXT:
+            application_context = _text(data[start:stop])
         elif item_type == ITEM_USER_INFORMATION:
-            user_info = _decode_user_info(item)
+            user_info = _decode_user_info(data, start, stop)
         # Unknown item types are skipped by their length (reference 7.5).
     if application_context is None:
         raise PeerProtocolError("A-ASSOCIATE without an application context item", abort_reason=6)
@@ -327,73 +344,88 @@ def _decode_associate(pdu_type: int, body: Reader) -> AAssociateRQ | AAssociateA
     return cls(called, calling, tuple(contexts), user_info, application_context, protocol_version)
 
 
-def _decode_context_rq(item: Reader) -> PresentationContextRQ:
-    context_id = item.u8("context id")
-    item.skip(3, "context reserved")
+def _decode_context_rq(data: bytes, pos: int, end: int) -> PresentationContextRQ:
+    if end - pos < 4:
+        raise PeerProtocolError("presentation context item shorter than 4 bytes", abort_reason=6)
     abstract = None
     transfers = []
-    for sub_type, sub in _items(item, "presentation context"):
+    for sub_type, start, stop in _spans(data, pos + 4, end, "presentation context"):
         if sub_type == ITEM_ABSTRACT_SYNTAX:
-            abstract = _text(sub.take(sub.remaining()))
+            abstract = _text(data[start:stop])
         elif sub_type == ITEM_TRANSFER_SYNTAX:
-            transfers.append(_text(sub.take(sub.remaining())))
+            transfers.append(_text(data[start:stop]))
     if abstract is None or not transfers:
         raise PeerProtocolError("presentation context without abstract or transfer syntax", abort_reason=6)
-    return PresentationContextRQ(context_id, abstract, tuple(transfers))
+    return PresentationContextRQ(data[pos], abstract, tuple(transfers))
 
 
-def _decode_context_ac(item: Reader) -> PresentationContextAC:
-    if item.remaining() < 4:
+def _decode_context_ac(data: bytes, pos: int, end: int) -> PresentationContextAC:
+    if end - pos < 4:
         raise PeerProtocolError("presentation context item shorter than 4 bytes", abort_reason=6)
-    context_id, result = item.data[item.pos], item.data[item.pos + 2]  # id, reserved, result, reserved
-    item.pos += 4
+    context_id, result = data[pos], data[pos + 2]  # id, reserved, result, reserved
     transfer = None
-    for sub_type, sub in _items(item, "presentation context"):
-        if sub_type == ITEM_TRANSFER_SYNTAX:
-            transfer = _text(sub.take(sub.remaining())) or None
+    pos += 4
+    if end - pos >= 4 and data[pos] == ITEM_TRANSFER_SYNTAX and pos + 4 + ((data[pos + 2] << 8) | data[pos + 3]) == end:
+        transfer = _text(data[pos + 4 : end]) or None  # the usual shape: one transfer syntax sub-item
+    else:
+        for sub_type, start, stop in _spans(data, pos, end, "presentation context"):
+            if sub_type == ITEM_TRANSFER_SYNTAX:
+                transfer = _text(data[start:stop]) or None
     return PresentationContextAC(context_id, result, transfer)
 
 
-def _decode_pdata(body: Reader) -> PDataTF:
+def _decode_pdata(data: bytes, pos: int, end: int) -> PDataTF:
     pdvs = []
-    while not body.eof():
+    while pos < end:
         if len(pdvs) >= MAX_ITEMS:
             raise PeerProtocolError("P-DATA-TF with too many PDV items", abort_reason=6)
-        length = body.u32("PDV length")
+        if end - pos < 4:
+            raise PeerProtocolError(f"PDV length: need 4 bytes, {end - pos} left", abort_reason=6)
+        length = int.from_bytes(data[pos : pos + 4], "big")
         if length < 2:
             raise PeerProtocolError(f"PDV length {length} below 2", abort_reason=6)
-        item = body.sub(length, "PDV")
-        context_id = item.u8()
-        header = item.u8()
-        pdvs.append(PDV(context_id, bool(header & 0x01), bool(header & 0x02), item.take(item.remaining())))
+        start = pos + 4
+        pos = start + length
+        if pos > end:
+            raise PeerProtocolError(f"PDV: need {length} bytes, {end - start} left", abort_reason=6)
+        header = data[start + 1]
+        pdvs.append(PDV(data[start], bool(header & 0x01), bool(header & 0x02), data[start + 2 : pos]))
     if not pdvs:
         raise PeerProtocolError("P-DATA-TF without PDV items", abort_reason=6)
     return PDataTF(tuple(pdvs))
 
 
-def decode_pdu(data: bytes | memoryview) -> PDU:
+def decode_pdu(data: bytes) -> PDU:
     """Decode one complete PDU, header included. Raises PeerProtocolError on any violation."""
-    reader = Reader(data)
-    pdu_type = reader.u8("PDU type")
-    reader.skip(1, "PDU reserved")
-    length = reader.u32("PDU length")
+    data = bytes(data)
+    if len(data) < HEADER_LENGTH:
+        raise PeerProtocolError(f"PDU header: need {HEADER_LENGTH} bytes, {len(data)} left", abort_reason=6)
+    pdu_type = data[0]
+    length = int.from_bytes(data[2:6], "big")
     check_length(pdu_type, length, cap=None)
-    body = reader.sub(length, "PDU body")
-    if not reader.eof():
+    end = HEADER_LENGTH + length
+    if end > len(data):
+        raise PeerProtocolError(f"PDU body: need {length} bytes, {len(data) - HEADER_LENGTH} left", abort_reason=6)
+    if end < len(data):
         raise PeerProtocolError("bytes after the PDU", abort_reason=6)
-    if pdu_type in (A_ASSOCIATE_RQ, A_ASSOCIATE_AC):
-        return _decode_associate(pdu_type, body)
     if pdu_type == P_DATA_TF:
-        return _decode_pdata(body)
+        return _decode_pdata(data, HEADER_LENGTH, end)
+    if pdu_type == A_ASSOCIATE_AC:
+        # Servers of one product answer one scan's request with the same bytes: decode them once.
+        ac = _ACCEPTS.get(data)
+        if ac is None:
+            ac = _decode_associate(pdu_type, data, HEADER_LENGTH, end)
+            _remember(_ACCEPTS, data, ac)
+        return ac
+    if pdu_type == A_ASSOCIATE_RQ:
+        return _decode_associate(pdu_type, data, HEADER_LENGTH, end)
     if pdu_type == A_ASSOCIATE_RJ:
-        body.skip(1)
-        return AAssociateRJ(body.u8(), body.u8(), body.u8())
+        return AAssociateRJ(data[7], data[8], data[9])
     if pdu_type == A_RELEASE_RQ:
         return AReleaseRQ()
     if pdu_type == A_RELEASE_RP:
         return AReleaseRP()
-    body.skip(2)
-    return AAbort(body.u8(), body.u8())
+    return AAbort(data[8], data[9])
 
 
 def check_length(pdu_type: int, length: int, cap: int | None) -> None:
@@ -477,8 +509,12 @@ class PduFramer:
             self._need = HEADER_LENGTH + length
         if len(self._buffer) < self._need:
             return None
-        with memoryview(self._buffer) as view:
-            pdu = decode_pdu(bytes(view[: self._need]))  # one copy, not two
-        del self._buffer[: self._need]
+        if len(self._buffer) == self._need:
+            pdu = decode_pdu(bytes(self._buffer))  # the usual case: the buffer holds one PDU
+            self._buffer.clear()
+        else:
+            with memoryview(self._buffer) as view:
+                pdu = decode_pdu(bytes(view[: self._need]))  # one copy, not two
+            del self._buffer[: self._need]
         self._need = None
         return pdu

@@ -22,15 +22,21 @@ class RateLimiter:
     async def acquire(self) -> None:
         if self.rate <= 0:
             return
+        loop = asyncio.get_running_loop()
+        # Nobody waiting and a token in the bucket: take it without the lock (the usual case at
+        # high rates). Waiters hold the lock while they sleep, so this never jumps the queue.
+        if not self._lock.locked() and self._take(loop.time()):
+            return
         async with self._lock:
-            loop = asyncio.get_running_loop()
-            while True:
-                now = loop.time()
-                if self._last is None:
-                    self._last = now
-                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-                self._last = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
+            while not self._take(loop.time()):
                 await asyncio.sleep((1 - self._tokens) / self.rate)
+
+    def _take(self, now: float) -> bool:
+        if self._last is None:
+            self._last = now
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False

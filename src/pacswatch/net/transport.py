@@ -8,6 +8,10 @@ The connection is a plain asyncio Protocol rather than StreamReader/StreamWriter
 makes a dozen small reads and writes per endpoint, and the streams' extra buffer copy and a
 timeout context manager around each read were a measurable share of a scan's CPU. Here a read
 is one future and one timer handle.
+
+`converse` goes one step further for protocols with many small exchanges (DICOM): the
+protocol's bytes are pushed straight from `data_received` into a sans-IO conversation and its
+answer written back in the same callback, with one timer for the whole conversation.
 """
 
 from __future__ import annotations
@@ -16,11 +20,26 @@ import asyncio
 import socket
 import ssl
 
+from typing import Protocol
+
 from pacswatch.net.errors import NetError, map_os_error
 from pacswatch.net.limits import RateLimiter
 from pacswatch.status import Status
 
 READ_CHUNK = 65536
+
+
+class Conversation(Protocol):
+    """What `Connection.converse` drives (see probes/dicom_session.py)."""
+
+    done: bool
+
+    @property
+    def deadline(self) -> float: ...  # absolute loop time of the next timeout
+
+    def feed(self, data: bytes) -> bytes: ...  # the peer's bytes (b"" at EOF) -> bytes to write
+
+    def fail(self, error: NetError) -> bytes: ...  # a timeout or a transport error -> bytes to write
 
 
 class _Peer(asyncio.Protocol):
@@ -36,11 +55,15 @@ class _Peer(asyncio.Protocol):
         self.paused = False
         self.reading_paused = False
         self.drain_waiter: asyncio.Future | None = None
+        self.driver: "_Driver | None" = None  # set while a conversation runs (push mode)
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.driver is not None:
+            self.driver.received(data)
+            return
         self.chunks.append(data)
         self.buffered += len(data)
         if self.buffered > READ_CHUNK and self.transport is not None and not self.reading_paused:
@@ -52,12 +75,16 @@ class _Peer(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
+        if self.driver is not None:
+            self.driver.received(b"")
         self._wake()
         return False  # close our side too
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.eof = True
         self.error = exc
+        if self.driver is not None:
+            self.driver.lost(exc)
         self._wake()
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
@@ -73,6 +100,104 @@ class _Peer(asyncio.Protocol):
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
+
+
+class _Driver:
+    """Runs one conversation on a connection: bytes in from the protocol, bytes out to the
+    transport, one timer that follows the conversation's deadline, one future for the end."""
+
+    def __init__(self, conn: "Connection", conversation: Conversation) -> None:
+        self.conn = conn
+        self.conversation = conversation
+        self.loop = conn._loop
+        self.future: asyncio.Future = self.loop.create_future()
+        self.timer: asyncio.TimerHandle | None = None
+        self.armed_for = 0.0
+
+    def start(self, first: bytes) -> None:
+        self._write(first)
+        peer = self.conn._peer
+        if peer.chunks:  # the peer spoke before we did
+            data, peer.chunks, peer.buffered = b"".join(peer.chunks), [], 0
+            self.received(data)
+        elif peer.eof:
+            self.lost(peer.error)
+        self._arm()
+
+    def received(self, data: bytes) -> None:
+        conn = self.conn
+        conn.bytes_read += len(data)
+        if conn.bytes_read > conn.read_cap:
+            self._step(self.conversation.fail, NetError(Status.PROTOCOL_ERROR, f"peer sent more than the {conn.read_cap}-byte cap"))
+        elif len(data) <= READ_CHUNK:
+            self._step(self.conversation.feed, data)
+        else:
+            # At most READ_CHUNK at a time, as a read would give: a flooding peer is judged on
+            # its first PDU header before the rest of its bytes are buffered anywhere.
+            for start in range(0, len(data), READ_CHUNK):
+                if self.future.done():
+                    break
+                self._step(self.conversation.feed, data[start : start + READ_CHUNK])
+
+    def lost(self, exc: BaseException | None) -> None:
+        if exc is None:
+            self._step(self.conversation.feed, b"")
+        else:
+            self._step(self.conversation.fail, map_os_error(exc, connecting=False))
+        if not self.future.done():  # nothing more can arrive: the conversation is over
+            self._finish(NetError(Status.PROTOCOL_ERROR, "connection lost"))
+
+    def _expired(self) -> None:
+        self.timer = None
+        if self.future.done():
+            return
+        if self.loop.time() < self.conversation.deadline:
+            self._arm()  # the deadline moved on since the timer was set
+            return
+        self._step(self.conversation.fail, NetError(Status.IO_TIMEOUT, "no answer before the deadline"))
+        if not self.future.done():
+            self._arm()
+
+    def _arm(self) -> None:
+        if self.timer is None and not self.future.done():
+            self.armed_for = self.conversation.deadline
+            self.timer = self.loop.call_at(self.armed_for, self._expired)
+
+    def _step(self, how, value) -> None:
+        if self.future.done():
+            return
+        try:
+            out = how(value)
+        except Exception as exc:  # a bug in the conversation: end it, the caller reports it
+            self._finish(exc)
+            return
+        self._write(out)
+        if self.conversation.done:
+            self._finish(None)
+        elif self.timer is not None and self.conversation.deadline < self.armed_for:
+            # A later deadline is caught when the timer fires; an earlier one needs a new timer.
+            self.timer.cancel()
+            self.timer = None
+            self._arm()
+
+    def _write(self, data: bytes) -> None:
+        transport = self.conn._peer.transport
+        if data and transport is not None and not transport.is_closing():
+            try:
+                transport.write(data)
+            except Exception:
+                pass  # the peer is gone: its close or reset reaches the conversation next
+
+    def _finish(self, exc: BaseException | None) -> None:
+        self.conn._peer.driver = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.future.done():
+            if exc is None:
+                self.future.set_result(None)
+            else:
+                self.future.set_exception(exc)
 
 
 def _expire(future: asyncio.Future) -> None:
@@ -149,6 +274,18 @@ class Connection:
             if not await self._wait("drain_waiter", deadline):
                 raise NetError(Status.IO_TIMEOUT, "peer stopped reading")
 
+    async def converse(self, conversation: Conversation, first: bytes) -> None:
+        """Write `first`, then push every byte the peer sends into `conversation` and write what
+        it answers, until it is done. Timeouts and transport failures are handed to it too."""
+        driver = _Driver(self, conversation)
+        self._peer.driver = driver
+        driver.start(first)
+        try:
+            await driver.future
+        finally:
+            if self._peer.driver is driver:  # cancelled: leave the connection in pull mode
+                driver._finish(None)
+
     def abort(self) -> None:
         """Close at once without waiting for the peer (RST when data is unsent)."""
         transport = self._peer.transport
@@ -183,13 +320,8 @@ async def open_connection(
         raise NetError(Status.CONNECTION_TIMEOUT, "connect timed out") from None
     except Exception as exc:
         raise map_os_error(exc, connecting=True) from None
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        # Small request/response exchanges: Nagle would add 40 ms per round trip.
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+    # No TCP_NODELAY here: asyncio and uvloop both set it on every TCP transport they create
+    # (Nagle would add 40 ms per round trip; tests/net checks it is on).
     if ssl_context is not None:
         # The handshake comes after a completed TCP connect, so its failures are TLS facts,
         # not reachability ones.

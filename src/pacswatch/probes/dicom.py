@@ -30,7 +30,7 @@ from pacswatch.net.errors import NetError
 from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
 from pacswatch.probes.base import Endpoint, ProbeContext
 from pacswatch.probes.dicom_request import RequestTemplate
-from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session
+from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session, Steps
 from pacswatch.record import Association as AssociationFacts
 from pacswatch.record import DicomFacts, Find, Record, Reject, TlsFacts
 from pacswatch.status import Status
@@ -49,14 +49,19 @@ def random_uid() -> str:
 
 
 class _Attempt:
-    """What one association attempt produced."""
+    """What one association attempt produced: how it ended and, when accepted, what the
+    exploration on it found (copied onto the record by the probe)."""
 
     def __init__(self, called_ae: str) -> None:
         self.called_ae = called_ae
-        self.session: Session | None = None
         self.accepted = None  # AssociationAccepted
         self.rejected: AssociationRejected | None = None
         self.failure: NetError | PeerProtocolError | PeerAborted | None = None
+        self.echo: bool | None = None
+        self.find = Find()
+        self.released: bool | None = None
+        self.detail: str | None = None
+        self.by_syntax: dict[str, int] = {}
 
 
 class DicomProbe:
@@ -65,9 +70,14 @@ class DicomProbe:
 
     def __init__(self) -> None:
         self._tls: ScannerTlsContext | None = None
-        # One made-up control class per probe (per scan): no server is configured with it, so it
-        # tells promiscuous servers apart as well as a fresh one per endpoint would.
+        # Made up once per probe (per scan): no server is configured with this control class,
+        # this called AE title or this study, so they tell promiscuous servers, servers that
+        # accept any called AE and servers that let anyone query apart as well as fresh ones per
+        # endpoint would. Being the same for every peer, the request and the identifiers are
+        # encoded once, and alike answers are decoded once.
         self.control_uid = random_uid()
+        self.called_ae = random_ae()
+        self.check_uid = random_uid()
         self._templates: dict[tuple, RequestTemplate] = {}
 
     def _template(self, opts) -> RequestTemplate:
@@ -116,8 +126,7 @@ class DicomProbe:
     # ------------------------------------------------------------ associations
 
     async def _attempt(
-        self, ctx: ProbeContext, endpoint: Endpoint, called_ae: str, control_uid: str, deadline: float, tls: bool,
-        record: Record,
+        self, ctx: ProbeContext, endpoint: Endpoint, called_ae: str, deadline: float, tls: bool, record: Record,
     ) -> _Attempt:
         opts = ctx.options
         attempt = _Attempt(called_ae)
@@ -136,26 +145,37 @@ class DicomProbe:
         if tls and tls_ctx is not None and record.tls is None:
             ssl_object = conn.ssl_object
             record.tls = tls_facts(ssl_object, client_cert_required=tls_ctx.client_cert_requested(ssl_object))
-        session = Session(conn, Association(request, max_receive_pdu=opts.max_received_pdu, encoded=encoded), deadline)
+        assoc = Association(request, max_receive_pdu=opts.max_received_pdu, encoded=encoded)
+        session = Session(assoc, deadline, loop.time)
         try:
-            event = await session.associate(opts.timeouts.association)
+            await conn.converse(session, session.begin(self._conversation(session, opts, attempt)))
+        except NetError as exc:  # the connection ended under a conversation still waiting
+            attempt.failure = attempt.failure or _detached(exc)
+        exc = attempt.failure
+        if exc is None:
+            await conn.close()
+            return attempt
+        if isinstance(exc, NetError) and tls and is_client_cert_error(exc.detail) and record.tls:
+            # TLS 1.3: the certificate_required alert arrives on the first read, after the
+            # client believed the handshake was complete (reference section 6).
+            record.tls.client_cert_required = True
+        conn.abort()
+        return attempt
+
+    def _conversation(self, session: Session, opts, attempt: _Attempt) -> Steps:
+        """One association: associate; when accepted, explore it at once and release."""
+        try:
+            event = yield from session.associate(opts.timeouts.association)
         except (NetError, PeerProtocolError, PeerAborted) as exc:
             attempt.failure = _detached(exc)
             if isinstance(exc, PeerProtocolError):
-                await session.abort(exc.abort_reason, source=2)
-            elif isinstance(exc, NetError) and tls and is_client_cert_error(exc.detail) and record.tls:
-                # TLS 1.3: the certificate_required alert arrives on the first read, after the
-                # client believed the handshake was complete (reference section 6).
-                record.tls.client_cert_required = True
-            session.conn.abort()
-            return attempt
+                session.abort(exc.abort_reason, source=2)
+            return
         if isinstance(event, AssociationRejected):
             attempt.rejected = event
-            await session.close()
-        else:
-            attempt.accepted = event
-            attempt.session = session
-        return attempt
+            return
+        attempt.accepted = event
+        yield from self._explore(session, opts, attempt)
 
     async def _probe_dicom(
         self, ctx: ProbeContext, endpoint: Endpoint, record: Record, deadline: float, tls: bool
@@ -163,9 +183,8 @@ class DicomProbe:
         """Fill the record from DICOM (over TLS or not). Returns True when the peer closed or
         answered with TLS before saying anything DICOM, so TLS is worth a try."""
         opts = ctx.options
-        control_uid = self.control_uid
-        first_ae = random_ae()
-        attempt = await self._attempt(ctx, endpoint, first_ae, control_uid, deadline, tls, record)
+        first_ae = self.called_ae
+        attempt = await self._attempt(ctx, endpoint, first_ae, deadline, tls, record)
         if attempt.failure is not None:
             return self._record_failure(record, attempt.failure, tls)
 
@@ -178,7 +197,7 @@ class DicomProbe:
             facts.association.reject = Reject(result=result, source=source, reason=reason)
             facts.accepts_any_called_ae = False if facts.association.reject.reason == _CALLED_NEVER_VALID else None
             if facts.association.reject.reason == _CALLED_NEVER_VALID and opts.ae_guess:
-                attempt = await self._guess_called_ae(ctx, endpoint, control_uid, deadline, tls, record)
+                attempt = await self._guess_called_ae(ctx, endpoint, deadline, tls, record)
             if attempt.accepted is None:
                 record.status = Status.REJECTED
                 record.detail = f"association rejected: {facts.association.reject.reason}"
@@ -190,18 +209,20 @@ class DicomProbe:
         else:
             facts.accepts_any_called_ae = True
         facts.association.called_ae = attempt.called_ae
-        await self._explore(ctx, attempt.session, attempt.accepted.ac, control_uid, record)
+        self._accepted_facts(attempt, facts)
+        if attempt.detail is not None:
+            record.detail = attempt.detail
         record.status = Status.SUCCESS
         record.product = identify(facts, endpoint.port)
         return False
 
     async def _guess_called_ae(
-        self, ctx: ProbeContext, endpoint: Endpoint, control_uid: str, deadline: float, tls: bool, record: Record
+        self, ctx: ProbeContext, endpoint: Endpoint, deadline: float, tls: bool, record: Record
     ) -> _Attempt:
         """Service discovery over product-default called AE titles (never the calling AE)."""
         last = _Attempt("")
         for called_ae in ctx.options.ae_guess[:32]:
-            attempt = await self._attempt(ctx, endpoint, called_ae, control_uid, deadline, tls, record)
+            attempt = await self._attempt(ctx, endpoint, called_ae, deadline, tls, record)
             if attempt.accepted is not None:
                 return attempt
             last = attempt
@@ -240,57 +261,60 @@ class DicomProbe:
 
     # ------------------------------------------------------------ on an accepted association
 
-    async def _explore(self, ctx: ProbeContext, session: Session, ac, control_uid: str, record: Record) -> None:
-        opts = ctx.options
-        facts = record.dicom
-        assert facts is not None
-        assoc = session.assoc
-        info = ac.user_info
+    def _accepted_facts(self, attempt: _Attempt, facts: DicomFacts) -> None:
+        info = attempt.accepted.ac.user_info
+        by_syntax = attempt.by_syntax
         facts.association.accepted = True
         facts.association.implementation_class_uid = info.implementation_class_uid
         facts.association.implementation_version_name = info.implementation_version_name
         facts.association.max_pdu_length = info.max_length
-        by_syntax = {c.abstract_syntax: c.id for c in assoc.accepted.values()}
         facts.association.accepted_contexts = [uids.NAMES.get(s, "control") for s in by_syntax]
-        facts.promiscuous = control_uid in by_syntax
+        facts.promiscuous = self.control_uid in by_syntax
         facts.store_accepted = any(s in by_syntax for s in uids.STORAGE_CLASSES)
         facts.move_accepted = any(s in by_syntax for s in uids.MOVE_CLASSES)
         facts.get_accepted = any(s in by_syntax for s in uids.GET_CLASSES)
         facts.worklist_accepted = uids.MODALITY_WORKLIST_FIND in by_syntax
+        facts.echo = attempt.echo
+        facts.find = attempt.find
+        facts.released = attempt.released
+
+    def _explore(self, session: Session, opts, attempt: _Attempt) -> Steps:
+        """On the accepted association: C-ECHO, the C-FIND permission check and counts, release."""
+        assoc = session.assoc
+        by_syntax = attempt.by_syntax = {c.abstract_syntax: c.id for c in assoc.accepted.values()}
         t = opts.timeouts
         alive = True
         try:
             if uids.VERIFICATION in by_syntax:
-                response = await session.request(by_syntax[uids.VERIFICATION], c_echo_rq(1), None, t.dimse)
-                facts.echo = response.command.status == 0x0000
+                response = yield from session.request(by_syntax[uids.VERIFICATION], c_echo_rq(1), None, t.dimse)
+                attempt.echo = response.command.status == 0x0000
             if opts.find and (uids.STUDY_ROOT_FIND in by_syntax or uids.PATIENT_ROOT_FIND in by_syntax):
-                alive = await self._find(session, by_syntax, facts.find, opts.find_limit, t.dimse, t.release)
+                alive = yield from self._find(session, by_syntax, attempt.find, opts.find_limit, t.dimse, t.release)
         except PeerAborted as exc:
             alive = False
-            if facts.echo is None and exc.phase == "DIMSE response":
-                facts.echo = False
+            if attempt.echo is None and exc.phase == "DIMSE response":
+                attempt.echo = False
         except (NetError, PeerProtocolError) as exc:
             alive = False
-            if facts.echo is None:
-                facts.echo = False
-            record.detail = f"association ended early: {exc}"
-            await session.abort(getattr(exc, "abort_reason", 0), source=2 if isinstance(exc, PeerProtocolError) else 0)
+            if attempt.echo is None:
+                attempt.echo = False
+            attempt.detail = f"association ended early: {exc}"
+            session.abort(getattr(exc, "abort_reason", 0), source=2 if isinstance(exc, PeerProtocolError) else 0)
         if alive and not assoc.is_closed:
-            facts.released = await session.release(t.release)
-        await session.close()
+            attempt.released = yield from session.release(t.release)
 
-    async def _find(self, session: Session, by_syntax: dict, find: Find, limit: int, timeout: float, grace: float) -> bool:
+    def _find(self, session: Session, by_syntax: dict, find: Find, limit: int, timeout: float, grace: float) -> Steps:
         """Permission with a random UID, then counts. Returns whether the association is still usable."""
         study_ctx = by_syntax.get(uids.STUDY_ROOT_FIND)
         patient_ctx = by_syntax.get(uids.PATIENT_ROOT_FIND)
         if study_ctx is not None:
-            check = await session.find(study_ctx, c_find_rq(3, uids.STUDY_ROOT_FIND), study_query(random_uid()),
-                                       timeout, limit, grace)
+            check = yield from session.find(study_ctx, c_find_rq(3, uids.STUDY_ROOT_FIND), study_query(self.check_uid),
+                                            timeout, limit, grace)
         else:
             # Patient Root only: a random PatientID checks permission just as well.
-            identifier = patient_query(random_uid()[:64])  # LO allows 64 characters
-            check = await session.find(patient_ctx, c_find_rq(3, uids.PATIENT_ROOT_FIND), identifier,
-                                       timeout, limit, grace)
+            identifier = patient_query(self.check_uid[:64])  # LO allows 64 characters
+            check = yield from session.find(patient_ctx, c_find_rq(3, uids.PATIENT_ROOT_FIND), identifier,
+                                            timeout, limit, grace)
         if check.final_status is None:
             find.allowed = False
             find.refusal = "aborted" if check.aborted else "connection closed" if check.closed else "no final response"
@@ -301,15 +325,15 @@ class DicomProbe:
             return True
         find.allowed = True
         if study_ctx is not None:
-            counted = await session.find(study_ctx, c_find_rq(5, uids.STUDY_ROOT_FIND), study_query(""),
-                                         timeout, limit, grace)
+            counted = yield from session.find(study_ctx, c_find_rq(5, uids.STUDY_ROOT_FIND), study_query(""),
+                                              timeout, limit, grace)
             find.studies, capped = _count(counted)
             find.capped |= capped
             if counted.aborted or counted.closed or session.assoc.is_closed:
                 return False
         if patient_ctx is not None:
-            counted = await session.find(patient_ctx, c_find_rq(7, uids.PATIENT_ROOT_FIND), patient_query(),
-                                         timeout, limit, grace)
+            counted = yield from session.find(patient_ctx, c_find_rq(7, uids.PATIENT_ROOT_FIND), patient_query(),
+                                              timeout, limit, grace)
             find.patients, capped = _count(counted)
             find.capped |= capped
             if counted.aborted or counted.closed or session.assoc.is_closed:

@@ -1,12 +1,20 @@
-"""One DICOM association over one connection: the glue between the sans-IO state machine and
-the transport. Every wait is bounded by the phase deadline the state machine set and by the
-endpoint's overall deadline, whichever comes first.
+"""One DICOM association over one connection, as a conversation the connection drives.
+
+The probe's steps for one association (associate, echo, find, release) are written as
+generators: each `yield` waits for the peer's next bytes, which the connection pushes in from
+`data_received` (`Connection.converse`). Sending only queues bytes; the connection writes them
+when the generator next waits. A timeout or a transport failure is thrown in at the `yield`, so
+the steps handle it with plain try/except. No task, future or timer per exchange: one scan makes
+a dozen exchanges per endpoint, and awaiting each one cost more CPU than the protocol itself.
+
+Every wait is bounded by the phase deadline the state machine set and by the endpoint's overall
+deadline, whichever comes first (`deadline`, which the connection's one timer follows).
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
+from typing import Callable, Generator
 
 from pacswatch.dicom.association import (
     Aborted,
@@ -17,14 +25,15 @@ from pacswatch.dicom.association import (
     Event,
     ReleaseConfirmed,
     ReleaseRequested,
-    State,
 )
 from pacswatch.dicom.dimse import Command, c_cancel_rq, status_category
 from pacswatch.dicom.errors import PeerProtocolError
 from pacswatch.dicom.pdu import sniff
 from pacswatch.net.errors import NetError
-from pacswatch.net.transport import Connection
 from pacswatch.status import Status
+
+# A step of the conversation: yields to wait for bytes, gets them (b"" at end of stream).
+Steps = Generator[None, bytes, "object"]
 
 
 class PeerAborted(Exception):
@@ -51,26 +60,57 @@ class FindOutcome:
 
 
 class Session:
-    def __init__(self, conn: Connection, assoc: Association, endpoint_deadline: float) -> None:
-        self.conn = conn
+    def __init__(self, assoc: Association, endpoint_deadline: float, clock: Callable[[], float]) -> None:
         self.assoc = assoc
         self.endpoint_deadline = endpoint_deadline
+        self.now = clock
         self.first_bytes = b""
+        self.done = False
+        self.result: object = None
         self._events: list[Event] = []
-        self._loop = asyncio.get_running_loop()
+        self._outbox: list[bytes] = []
+        self._steps: Steps | None = None
 
-    def now(self) -> float:
-        return self._loop.time()
+    # ------------------------------------------------------------ driven by the connection
 
-    def _deadline(self) -> float:
+    @property
+    def deadline(self) -> float:
         phase = self.assoc.deadline
         return self.endpoint_deadline if phase is None else min(phase, self.endpoint_deadline)
 
-    async def next_event(self, phase: str) -> Event:
+    def begin(self, steps: Steps) -> bytes:
+        """Run `steps` up to its first wait; returns the bytes to write."""
+        self._steps = steps
+        return self._advance(steps.send, None)
+
+    def feed(self, data: bytes) -> bytes:
+        """The peer's bytes (b"" when it closed); returns the bytes to write."""
+        return self._advance(self._steps.send, data)  # type: ignore[union-attr]
+
+    def fail(self, error: NetError) -> bytes:
+        """A timeout or a transport failure, raised inside the steps where they wait."""
+        return self._advance(self._steps.throw, error)  # type: ignore[union-attr]
+
+    def _advance(self, how, value) -> bytes:
+        if not self.done:
+            try:
+                how(value)
+            except StopIteration as stop:
+                self.done, self.result = True, stop.value
+        out = b"".join(self._outbox) if len(self._outbox) != 1 else self._outbox[0]
+        self._outbox.clear()
+        return out
+
+    # ------------------------------------------------------------ the steps
+
+    def send(self, data: bytes) -> None:
+        self._outbox.append(data)
+
+    def next_event(self, phase: str) -> Steps:
         """The next event from the peer; raises NetError (incl. timeouts) or PeerProtocolError."""
         while not self._events:
             try:
-                data = await self.conn.read(self._deadline())
+                data = yield
             except NetError as exc:
                 raise self._closed_before_any_byte(exc, phase) from None
             if not data:
@@ -86,13 +126,6 @@ class Session:
                 raise
         return self._events.pop(0)
 
-    async def send(self, data: bytes) -> None:
-        try:
-            await self.conn.write(data, self._deadline())
-        except NetError as exc:
-            phase = "association" if self.assoc.state is State.AWAITING_AC else "a request"
-            raise self._closed_before_any_byte(exc, phase) from None
-
     def _closed_before_any_byte(self, exc: NetError, phase: str) -> NetError:
         """A reset or close before the peer said anything, seen on a read or on a write (which one
         is a race with the peer's close), is the same hint as a silent close: some TLS listeners
@@ -101,33 +134,33 @@ class Session:
             return PeerClosed(phase, silent=True)
         return exc
 
-    async def associate(self, timeout: float) -> AssociationAccepted | AssociationRejected:
-        await self.send(self.assoc.request(self.now(), timeout))
-        event = await self.next_event("association")
+    def associate(self, timeout: float) -> Steps:
+        self.send(self.assoc.request(self.now(), timeout))
+        event = yield from self.next_event("association")
         if isinstance(event, Aborted):
             raise PeerAborted(event.source, event.reason, "association")
         if isinstance(event, (AssociationAccepted, AssociationRejected)):
             return event
         raise PeerProtocolError(f"unexpected {type(event).__name__} while associating", abort_reason=2)
 
-    async def request(self, context_id: int, command: Command, data_set: bytes | None, timeout: float) -> DimseMessage:
+    def request(self, context_id: int, command: Command, data_set: bytes | None, timeout: float) -> Steps:
         """Send a request and return its (single, non-pending) response."""
-        await self.send(self.assoc.send(context_id, command, data_set, self.now(), timeout))
+        self.send(self.assoc.send(context_id, command, data_set, self.now(), timeout))
         while True:
-            event = await self._dimse_event("DIMSE response")
+            event = yield from self._dimse_event("DIMSE response")
             if event.command.message_id_being_responded_to == command.message_id:
                 return event
 
-    async def find(
+    def find(
         self, context_id: int, command: Command, identifier: bytes, timeout: float, limit: int, grace: float
-    ) -> FindOutcome:
+    ) -> Steps:
         """C-FIND: count pending responses (their identifiers were dropped unread by the state
         machine); at `limit` send C-CANCEL and give the peer `grace` seconds to finish."""
         outcome = FindOutcome()
-        await self.send(self.assoc.send(context_id, command, identifier, self.now(), timeout))
+        self.send(self.assoc.send(context_id, command, identifier, self.now(), timeout))
         try:
             while True:
-                event = await self._dimse_event("C-FIND")
+                event = yield from self._dimse_event("C-FIND")
                 if event.command.message_id_being_responded_to != command.message_id:
                     continue
                 status = event.command.status if event.command.status is not None else 0xC000
@@ -141,7 +174,7 @@ class Session:
                 outcome.pending += 1
                 if outcome.pending >= limit:
                     outcome.capped = True
-                    await self.send(self.assoc.send_no_reply(context_id, c_cancel_rq(command.message_id)))
+                    self.send(self.assoc.send_no_reply(context_id, c_cancel_rq(command.message_id)))
                     self.assoc.deadline = self.now() + grace
         except PeerAborted:
             outcome.aborted = True
@@ -151,45 +184,37 @@ class Session:
             if not (outcome.capped and exc.status is Status.IO_TIMEOUT):
                 raise
             # The peer ignored our cancel: cut it off (reference 7.8) and keep the count.
-            await self.abort()
+            self.abort()
         return outcome
 
-    async def _dimse_event(self, phase: str) -> DimseMessage:
+    def _dimse_event(self, phase: str) -> Steps:
         while True:
-            event = await self.next_event(phase)
+            event = yield from self.next_event(phase)
             if isinstance(event, DimseMessage):
                 return event
             if isinstance(event, Aborted):
                 raise PeerAborted(event.source, event.reason, phase)
             if isinstance(event, ReleaseRequested):
-                await self.send(self.assoc.release_response())
+                self.send(self.assoc.release_response())
                 raise PeerClosed(phase, silent=False)
 
-    async def release(self, timeout: float) -> bool:
+    def release(self, timeout: float) -> Steps:
         """Orderly release; True when the peer confirmed. A peer that ignores it is aborted."""
         try:
-            await self.send(self.assoc.release(self.now(), timeout))
+            self.send(self.assoc.release(self.now(), timeout))
             while True:
-                event = await self.next_event("release")
+                event = yield from self.next_event("release")
                 if isinstance(event, ReleaseConfirmed):
                     return True
                 if isinstance(event, ReleaseRequested):  # release collision
-                    await self.send(self.assoc.release_response())
+                    self.send(self.assoc.release_response())
                     return True
                 if isinstance(event, Aborted):
                     return False
                 # DIMSE messages still in flight in Sta7 are dropped.
         except (NetError, PeerProtocolError):
-            await self.abort()
+            self.abort()
             return False
 
-    async def abort(self, reason: int = 0, source: int = 0) -> None:
-        data = self.assoc.abort(reason, source)
-        try:
-            await self.conn.write(data, min(self.now() + 1.0, self.endpoint_deadline + 1.0))
-        except NetError:
-            pass
-
-    async def close(self) -> None:
-        await self.conn.close()
-
+    def abort(self, reason: int = 0, source: int = 0) -> None:
+        self.send(self.assoc.abort(reason, source))

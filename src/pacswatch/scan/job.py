@@ -35,8 +35,10 @@ class ScanJob:
     stderr: Console = field(default_factory=lambda: Console(stderr=True))
     show_progress: bool | None = None
     show_summary: bool = True
-    # Called with (plan index, record) as each endpoint completes, after the output is written.
+    # Called with (plan index, record) as each endpoint completes, before the output is written.
     on_record: Callable[[int, Record], None] | None = None
+    # Called when every record passed to on_record so far is in the flushed output.
+    on_flush: Callable[[], None] | None = None
 
     event_loop: str = "auto"  # auto | asyncio | uvloop
 
@@ -56,16 +58,25 @@ class ScanJob:
                             disable=not show, transient=False)
         task = progress.add_task("scan", total=stats.total, rate="", findings="")
 
+        shown = 0.0  # when the progress bar was last updated: ten times a second is plenty
+
         def on_record(index: int, record: Record) -> None:
-            if writer is not None:
-                writer.write(record)
-            if record.service is not None or record.severity is not None:
-                kept.append(record)
+            nonlocal shown
             if self.on_record is not None:
                 self.on_record(index, record)
-            elapsed = loop.time() - stats.started
-            progress.update(task, advance=1, rate=f"{stats.done / elapsed:.0f}/s" if elapsed > 0 else "",
-                            findings=_findings_text(stats))
+            flushed = writer.write(record) if writer is not None else True
+            if flushed and self.on_flush is not None:
+                self.on_flush()
+            if record.service is not None or record.severity is not None:
+                kept.append(record)
+            if show:
+                now = loop.time()
+                if now - shown >= 0.1 or stats.done == stats.total:
+                    shown = now
+                    elapsed = now - stats.started
+                    progress.update(task, completed=stats.done,
+                                    rate=f"{stats.done / elapsed:.0f}/s" if elapsed > 0 else "",
+                                    findings=_findings_text(stats))
 
         stop = asyncio.Event()
         scan = asyncio.ensure_future(
@@ -89,6 +100,10 @@ class ScanJob:
                 if not stats.interrupted:
                     raise
             finally:
+                if writer is not None:
+                    writer.flush()
+                if self.on_flush is not None:
+                    self.on_flush()
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     try:
                         loop.remove_signal_handler(sig)

@@ -31,6 +31,7 @@ from pacswatch.record import Record
 from pacswatch.store.engine import open_database
 from pacswatch.store.errors import StoreError
 from pacswatch.store.tables import (
+    RawJson,
     finding_events,
     findings,
     observations,
@@ -185,7 +186,8 @@ class Repository:
                               keep_all=keep_all)
             obs_ids = self._allocate(conn, observations, len(plan.observations))
             if plan.observations:
-                conn.execute(insert(observations), [{**r, "id": i} for r, i in zip(plan.observations, obs_ids)])
+                conn.execute(insert(observations), [{**r, "id": i, "record": RawJson(r["record"])}
+                                                    for r, i in zip(plan.observations, obs_ids)])
 
             def obs_id(row: Row) -> int | None:
                 return obs_ids[row["_obs"]] if row.get("_obs") is not None else row.get("last_observation_id")
