@@ -3,12 +3,14 @@
 
     python bench/dicom_vs_nmap.py [--endpoints 10000] [--concurrency 1000]
 
-1. Starts the lab's fast responder (src/pacswatch/lab/fast.py) on >= N endpoints on 127.77.x.y
-   (every address is checked to be loopback before anything binds or connects).
+1. Starts a fast responder on >= N endpoints on 127.77.x.y (every address is checked to be
+   loopback before anything binds or connects): by default bench/responder.c (epoll, canned
+   DICOM answers, built with gcc on first use), or the lab's Python FastResponder
+   (src/pacswatch/lab/fast.py) with --responder python.
 2. Runs `pacswatch scan @targets --ports ... --concurrency C --rate 100000 --quiet -o FILE` as a
    child process (with `--loop` and a fresh `--database` when this pacswatch has them), once per
-   variant (VARIANTS: the event loops as shipped, and prototypes of suggested changes from
-   bench/prototype.py), and checks every record: status success, C-ECHO true, C-FIND allowed.
+   variant (VARIANTS: the event loops, one or two processes), and checks every record: status
+   success, C-ECHO true, C-FIND allowed.
 3. Runs `nmap -sT -Pn -n -p PORTS --script dicom-ping -iL targets -oX FILE` with settings that
    give it a fair chance (see NMAP_PROFILES), and counts the endpoints it reported as DICOM.
 4. For every child: wall time, endpoints/s, user+sys CPU seconds per 1,000 endpoints (from
@@ -49,6 +51,9 @@ from pathlib import Path
 import psutil
 
 from pacswatch.lab.fast import FastResponder, loopback_addresses, raise_nofile_limit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from c_responder import CResponder  # noqa: E402  (bench/c_responder.py, beside this file)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -302,18 +307,13 @@ def layout(kind: str, endpoints: int, base: str) -> tuple[list[str], list[int]]:
     return addresses, ports
 
 
-# pacswatch variants: (event loop, processes, prototype features). Variants with features are
-# prototypes of suggested changes (bench/prototype.py), not pacswatch as shipped: "gc" freezes
-# the imported objects and raises the gen-0 threshold, "write" skips the drain and its timeout
-# when the transport took every byte. "x2" shards the addresses over two processes with half
-# the concurrency each, the way a `--workers` option would.
+# pacswatch variants: (event loop, processes). "x2" shards the addresses over two pacswatch
+# processes with half the concurrency each (each with its own database), the way a
+# `--workers` option would: one Python process uses at most one core.
 VARIANTS = {
-    "asyncio": ("asyncio", 1, ""),
-    "uvloop": ("uvloop", 1, ""),
-    "uvloop-gc": ("uvloop", 1, "gc"),
-    "uvloop-proto": ("uvloop", 1, "gc,write"),
-    "uvloop-x2": ("uvloop", 2, ""),
-    "uvloop-proto-x2": ("uvloop", 2, "gc,write"),
+    "asyncio": ("asyncio", 1),
+    "uvloop": ("uvloop", 1),
+    "uvloop-x2": ("uvloop", 2),
 }
 UVLOOP_SHIM = ("import sys, uvloop; uvloop.install(); import pacswatch.cli; "
                "sys.exit(pacswatch.cli.main(sys.argv[1:]))")
@@ -327,7 +327,7 @@ def pacswatch_scan_flags() -> set[str]:
 
 def pacswatch_command(variant: str, flags: set[str], targets: Path, ports: list[int], concurrency: int, rate: int,
                       output: Path) -> list[str]:
-    loop, _, features = VARIANTS[variant]
+    loop, _ = VARIANTS[variant]
     loop_flag = "--loop" in flags
     scan = ["scan", f"@{targets}", "--ports", ",".join(map(str, ports)), "--rate", str(rate),
             "--concurrency", str(concurrency), "--seed", "1", "--quiet", "--output", str(output)]
@@ -336,10 +336,6 @@ def pacswatch_command(variant: str, flags: set[str], targets: Path, ports: list[
     if "--database" in flags:
         # A fresh database per run, beside the output: the scan stores what it finds, as users run it.
         scan += ["--database", str(output.with_suffix(".db"))]
-    if features:
-        if loop == "uvloop" and not loop_flag:
-            raise SystemExit("the prototypes need pacswatch's --loop flag")
-        return [sys.executable, str(HERE / "prototype.py"), features, "--", *scan]
     if loop == "uvloop" and not loop_flag:  # no --loop flag: install uvloop's policy before asyncio.run
         return [sys.executable, "-c", UVLOOP_SHIM, *scan]
     return [sys.executable, "-m", "pacswatch.cli", *scan]
@@ -386,8 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=100_000, help="pacswatch --rate (high: not the limit)")
     parser.add_argument("--layout", choices=("nmap-ports", "grid"), default="nmap-ports")
     parser.add_argument("--base", default="127.77.0.0", help="first loopback address (default 127.77.0.0)")
-    parser.add_argument("--responder-workers", type=int, default=2, help="responder processes (default 2)")
-    parser.add_argument("--variants", default="asyncio,uvloop,uvloop-gc,uvloop-proto,uvloop-x2",
+    parser.add_argument("--responder", choices=("c", "python"), default="c",
+                        help="c: bench/responder.c (default; ~6x cheaper); python: the lab's FastResponder")
+    parser.add_argument("--responder-workers", type=int, default=2,
+                        help="python responder processes, or C responder threads (default 2)")
+    parser.add_argument("--coalesce-us", type=int, default=0,
+                        help="C responder: pause this long after each batch of events (fewer wake-ups)")
+    parser.add_argument("--variants", default="uvloop,asyncio,uvloop-x2",
                         help=f"pacswatch variants, of {', '.join(VARIANTS)}")
     parser.add_argument("--nmap-profiles", default="tuned", help=f"comma-separated, of {', '.join(NMAP_PROFILES)}")
     parser.add_argument("--repeat", type=int, default=1, help="runs per variant, round robin; the fastest is shown")
@@ -426,13 +427,22 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: list[Run] = []
     t0 = time.perf_counter()
-    with FastResponder(addresses, ports, workers=args.responder_workers, backlog=1024) as responder:
+    if args.responder == "c":
+        responder_cm = CResponder(addresses, ports, threads=args.responder_workers, backlog=1024,
+                                  coalesce_us=args.coalesce_us)
+    else:
+        responder_cm = FastResponder(addresses, ports, workers=args.responder_workers, backlog=1024)
+    with responder_cm as responder:
         bound = set(responder.endpoints)
         if bound != expected:
             raise SystemExit(f"responder bound {len(bound)} of {n} endpoints")
-        me = psutil.Process()
-        responder_pids = [p.pid for p in me.children() if "_worker_main" in " ".join(p.cmdline())]
-        print(f"responder: {len(responder_pids)} worker processes, ready in {time.perf_counter() - t0:.1f} s", flush=True)
+        if args.responder == "c":
+            responder_pids = list(responder.pids)
+        else:
+            me = psutil.Process()
+            responder_pids = [p.pid for p in me.children() if "_worker_main" in " ".join(p.cmdline())]
+        print(f"responder ({args.responder}): {len(responder_pids)} process(es), "
+              f"ready in {time.perf_counter() - t0:.1f} s", flush=True)
         one: list[tuple[str, str]] = [] if args.skip_pacswatch else [("pacswatch", v) for v in variants]
         one += [] if args.skip_nmap else [("nmap", p) for p in profiles]
         # Round robin, so that whatever else the machine does falls on every variant alike.
@@ -515,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "dicom_vs_nmap", "when": stamp, "machine": machine_info(), "pacswatch": source_state(),
         "settings": {"endpoints": n, "addresses": len(addresses), "ports": ports, "layout": args.layout,
-                     "concurrency": args.concurrency, "rate": args.rate, "responder_workers": args.responder_workers,
+                     "concurrency": args.concurrency, "rate": args.rate, "responder": args.responder,
+                     "responder_workers": args.responder_workers, "coalesce_us": args.coalesce_us,
                      "repeat": args.repeat},
         "runs": [r.summary() for r in runs], "best": [r.summary() for r in table], "ratios": ratios,
         "work_dir": str(work),

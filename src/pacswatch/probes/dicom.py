@@ -151,6 +151,9 @@ class DicomProbe:
             await conn.converse(session, session.begin(self._conversation(session, opts, attempt)))
         except NetError as exc:  # the connection ended under a conversation still waiting
             attempt.failure = attempt.failure or _detached(exc)
+        except BaseException:  # our bug (reported on the record by run()) or a cancelled scan
+            conn.abort()
+            raise
         exc = attempt.failure
         if exc is None:
             await conn.close()
