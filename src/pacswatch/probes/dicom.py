@@ -77,7 +77,11 @@ class DicomProbe:
         # encoded once, and alike answers are decoded once.
         self.control_uid = random_uid()
         self.called_ae = random_ae()
-        self.check_uid = random_uid()
+        check_uid = random_uid()
+        self._check_study = study_query(check_uid)
+        self._check_patient = patient_query(check_uid[:64])  # LO allows 64 characters
+        self._all_studies = study_query("")
+        self._all_patients = patient_query()
         self._templates: dict[tuple, RequestTemplate] = {}
 
     def _template(self, opts) -> RequestTemplate:
@@ -311,12 +315,11 @@ class DicomProbe:
         study_ctx = by_syntax.get(uids.STUDY_ROOT_FIND)
         patient_ctx = by_syntax.get(uids.PATIENT_ROOT_FIND)
         if study_ctx is not None:
-            check = yield from session.find(study_ctx, c_find_rq(3, uids.STUDY_ROOT_FIND), study_query(self.check_uid),
+            check = yield from session.find(study_ctx, c_find_rq(3, uids.STUDY_ROOT_FIND), self._check_study,
                                             timeout, limit, grace)
         else:
             # Patient Root only: a random PatientID checks permission just as well.
-            identifier = patient_query(self.check_uid[:64])  # LO allows 64 characters
-            check = yield from session.find(patient_ctx, c_find_rq(3, uids.PATIENT_ROOT_FIND), identifier,
+            check = yield from session.find(patient_ctx, c_find_rq(3, uids.PATIENT_ROOT_FIND), self._check_patient,
                                             timeout, limit, grace)
         if check.final_status is None:
             find.allowed = False
@@ -328,14 +331,14 @@ class DicomProbe:
             return True
         find.allowed = True
         if study_ctx is not None:
-            counted = yield from session.find(study_ctx, c_find_rq(5, uids.STUDY_ROOT_FIND), study_query(""),
+            counted = yield from session.find(study_ctx, c_find_rq(5, uids.STUDY_ROOT_FIND), self._all_studies,
                                               timeout, limit, grace)
             find.studies, capped = _count(counted)
             find.capped |= capped
             if counted.aborted or counted.closed or session.assoc.is_closed:
                 return False
         if patient_ctx is not None:
-            counted = yield from session.find(patient_ctx, c_find_rq(7, uids.PATIENT_ROOT_FIND), patient_query(),
+            counted = yield from session.find(patient_ctx, c_find_rq(7, uids.PATIENT_ROOT_FIND), self._all_patients,
                                               timeout, limit, grace)
             find.patients, capped = _count(counted)
             find.capped |= capped

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from pacswatch.probes.base import Probe
 from pacswatch.probes.dicom import DicomProbe
-from pacswatch.probes.http import HttpProbe
 
 DEFAULT_WEB_PORTS: tuple[int, ...] = (8042, 80, 443, 8080, 8443)
 
@@ -15,7 +14,16 @@ DEFAULT_WEB_PORTS: tuple[int, ...] = (8042, 80, 443, 8080, 8443)
 class ProbeSelector:
     web_ports: frozenset[int] = frozenset(DEFAULT_WEB_PORTS)
     dicom: Probe = field(default_factory=DicomProbe)
-    http: Probe = field(default_factory=HttpProbe)
+    # The web probe and its HTTP stack (a fifth of the CLI's start-up) load on the first web port.
+    http_probe: Probe | None = None
+
+    @property
+    def http(self) -> Probe:
+        if self.http_probe is None:
+            from pacswatch.probes.http import HttpProbe
+
+            self.http_probe = HttpProbe()
+        return self.http_probe
 
     @classmethod
     def from_args(cls, web_ports: str | None) -> "ProbeSelector":
