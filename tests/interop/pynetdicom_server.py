@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,7 @@ class PynetdicomServer:
         require_called_aet: bool = False,
         datasets: Iterable[Dataset] = (),
         workdir: Path | None = None,
+        find_delay: float = 0.0,
     ) -> None:
         self.ip = require_loopback(ip)
         self.port = port or free_port(ip)
@@ -108,6 +110,9 @@ class PynetdicomServer:
         self.require_calling_aet = list(require_calling_aet)
         self.require_called_aet = require_called_aet
         self.model = QueryModel(datasets)
+        # Seconds per match, as an archive reading its database would take: without it the SCP
+        # may queue every match before a C-CANCEL can reach it.
+        self.find_delay = find_delay
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="pw-pynetdicom-"))
         self.logs_dir = self.workdir / "logs"
         self.log_path = self.logs_dir / "pynetdicom.log"
@@ -131,6 +136,8 @@ class PynetdicomServer:
             return
         self._log(f"find {identifier.get('QueryRetrieveLevel', '?')}: {len(results)} matches")
         for ds in results:
+            if self.find_delay:
+                time.sleep(self.find_delay)
             if event.is_cancelled:
                 self._log("find cancelled")
                 yield 0xFE00, None

@@ -62,5 +62,36 @@ def test_open_pynetdicom_find_limit_cancels(run_probe, pynetdicom_open):
     d = r.dicom
     assert d.find.capped is True, describe(r)
     assert d.find.studies == 2 and d.find.patients == 2, describe(r)
-    # (Whether the SCP saw the C-CANCEL is a race: with four matches it has usually sent them
-    # all before the cancel arrives, so the server's log is not asserted on.)
+    # (Whether the SCP saw the C-CANCEL is a race with four matches: it has usually sent them
+    # all before the cancel arrives. The next test gives it thousands.)
+
+
+@pytest.fixture(scope="module")
+def pynetdicom_many(request, interop_pool, interop_dir):
+    """A pynetdicom SCP with 3,000 (made-up) studies, 10 ms per match: 30 s to send them all."""
+    from pydicom.dataset import Dataset
+
+    from conftest import _start
+    from pynetdicom_server import PynetdicomServer
+
+    studies = []
+    for n in range(3000):
+        ds = Dataset()
+        ds.PatientID = "PW-CANCEL-1"
+        ds.PatientName = "PWLEAK^CANCEL"
+        ds.StudyInstanceUID = f"{fakedata.UID_ROOT}.77.{n}"
+        studies.append(ds)
+    server = PynetdicomServer(interop_pool.next(), datasets=studies, workdir=interop_dir / "pynetdicom-many",
+                              find_delay=0.01)
+    return _start(server, request)
+
+
+def test_the_limit_sends_a_c_cancel_that_the_scp_honours(run_probe, pynetdicom_many):
+    server = pynetdicom_many
+    r = run_probe(server, find_limit=5)
+    d = r.dicom
+    assert d.find.allowed is True and d.find.capped is True and d.find.studies == 5, describe(r)
+    # The SCP stopped on our C-CANCEL (pynetdicom checks for it between matches) instead of
+    # sending all 3,000, and the association still ended in an orderly release.
+    assert "find cancelled" in server.events, server.events
+    assert d.released is True, describe(r)
