@@ -126,3 +126,12 @@ def test_plan_property(hosts: list[int], pinned: list[tuple[int, int]], ports: l
     expected = {(f"127.0.0.{h}", p) for h in hosts for p in ports} | {(f"127.0.0.{h}", p) for h, p in pinned}
     assert sorted(got) == sorted(expected)
     assert len(plan) == len(expected)
+
+
+def test_distinct_ports_counts_what_the_endpoints_use() -> None:
+    """The scan banner's port count: pinned HOST:PORT targets alone do not scan the port list."""
+    pinned_only = ScanPlan(targets("127.0.0.1:104", "127.0.0.2:104", "127.0.0.3:4242"), [104, 11112, 2761], seed=0)
+    assert pinned_only.distinct_ports == 2
+    mixed = ScanPlan(targets("127.0.0.1:5000", "127.0.0.9"), [104, 11112], seed=0)
+    assert mixed.distinct_ports == 3
+    assert {e.port for e in mixed} == {104, 11112, 5000}

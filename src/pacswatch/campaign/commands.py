@@ -136,7 +136,7 @@ def _banner(err: Console, scan_id: int, plan, job, options, resumed: int | None)
     from pacswatch import __version__
 
     what = f"scan {scan_id}" if resumed is None else f"resuming scan {scan_id} ({resumed} of {plan.size} done)"
-    err.print(f"pacswatch {__version__}: {what}: {plan.size} endpoints ({len(plan.ports)} ports), seed {plan.seed}, "
+    err.print(f"pacswatch {__version__}: {what}: {plan.size} endpoints ({plan.distinct_ports} ports), seed {plan.seed}, "
               f"rate {job.rate:g}/s, concurrency {job.concurrency}, calling AE {options.identity.calling_ae}",
               highlight=False)
     if options.try_default_credentials:

@@ -92,6 +92,13 @@ class ScanPlan:
     def targets(self) -> TargetSet:
         return self._targets
 
+    @property
+    def distinct_ports(self) -> int:
+        """How many different ports the plan's endpoints use (the port list counts only when
+        there are addresses to scan it on; pinned HOST:PORT targets bring their own)."""
+        grid = set(self._ports) if self._targets.size else set()
+        return len(grid | {ep.port for ep in self._extra})
+
     def __getitem__(self, index: int) -> PlannedEndpoint:
         """The endpoint at position `index` of the plan order."""
         if not 0 <= index < len(self._perm):
