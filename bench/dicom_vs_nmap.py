@@ -307,13 +307,15 @@ def layout(kind: str, endpoints: int, base: str) -> tuple[list[str], list[int]]:
     return addresses, ports
 
 
-# pacswatch variants: (event loop, processes). "x2" shards the addresses over two pacswatch
-# processes with half the concurrency each (each with its own database), the way a
-# `--workers` option would: one Python process uses at most one core.
+# pacswatch variants: (event loop, separate pacswatch processes, extra arguments). One Python
+# process uses at most one core. "w2" is `--workers 2`: one scan, probing in two worker
+# processes, storing in one database. "x2" runs two independent scans on half the addresses
+# each, with half the concurrency and their own databases: what --workers is measured against.
 VARIANTS = {
-    "asyncio": ("asyncio", 1),
-    "uvloop": ("uvloop", 1),
-    "uvloop-x2": ("uvloop", 2),
+    "asyncio": ("asyncio", 1, ()),
+    "uvloop": ("uvloop", 1, ()),
+    "uvloop-w2": ("uvloop", 1, ("--workers", "2")),
+    "uvloop-x2": ("uvloop", 2, ()),
 }
 UVLOOP_SHIM = ("import sys, uvloop; uvloop.install(); import pacswatch.cli; "
                "sys.exit(pacswatch.cli.main(sys.argv[1:]))")
@@ -327,10 +329,10 @@ def pacswatch_scan_flags() -> set[str]:
 
 def pacswatch_command(variant: str, flags: set[str], targets: Path, ports: list[int], concurrency: int, rate: int,
                       output: Path) -> list[str]:
-    loop, _ = VARIANTS[variant]
+    loop, _, extra = VARIANTS[variant]
     loop_flag = "--loop" in flags
     scan = ["scan", f"@{targets}", "--ports", ",".join(map(str, ports)), "--rate", str(rate),
-            "--concurrency", str(concurrency), "--seed", "1", "--quiet", "--output", str(output)]
+            "--concurrency", str(concurrency), "--seed", "1", "--quiet", "--output", str(output), *extra]
     if loop_flag:
         scan += ["--loop", loop]
     if "--database" in flags:
@@ -388,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="python responder processes, or C responder threads (default 2)")
     parser.add_argument("--coalesce-us", type=int, default=0,
                         help="C responder: pause this long after each batch of events (fewer wake-ups)")
-    parser.add_argument("--variants", default="uvloop,asyncio,uvloop-x2",
+    parser.add_argument("--variants", default="uvloop,asyncio,uvloop-w2",
                         help=f"pacswatch variants, of {', '.join(VARIANTS)}")
     parser.add_argument("--nmap-profiles", default="tuned", help=f"comma-separated, of {', '.join(NMAP_PROFILES)}")
     parser.add_argument("--repeat", type=int, default=1, help="runs per variant, round robin; the fastest is shown")

@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="never scan what this file lists (addresses, CIDRs, ranges); repeatable")
     scan.add_argument("--scope", metavar="FILE", help="refuse anything outside the networks this file lists")
     scan.add_argument("--seed", type=int, help="seed of the random scan order (default: random)")
+    scan.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                      help="probe in N processes (one core each); rate and concurrency are shared out "
+                           "(default 1)")
     scan.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                       help="event loop: uvloop when installed (auto), or the standard one")
     scan.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

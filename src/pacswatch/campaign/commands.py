@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from pacswatch.campaign import report
+from pacswatch.scan.workers import WorkerFailed
 from pacswatch.store.errors import StoreError
 
 PROBE_FIELDS = ("timeout", "no_find", "find_limit", "no_ae_guess", "ae_guess", "calling_ae", "contact_url",
@@ -64,10 +65,17 @@ def _job(parameters: dict, args: argparse.Namespace, err: Console, **kw):
     options = _probe_options(argparse.Namespace(**parameters["probe"]))
     selector = ProbeSelector.from_args(parameters.get("web_ports"))
     quiet = getattr(args, "quiet", False)
-    return options, ScanJob(plan=None, probe_for=selector.probe_for, options=options,
-                            rate=args.rate or parameters["rate"], concurrency=args.concurrency or parameters["concurrency"],
-                            stderr=err, show_progress=False if (getattr(args, "no_progress", False) or quiet) else None,
-                            show_summary=not quiet, event_loop=args.loop, **kw)
+    rate = args.rate or parameters["rate"]
+    concurrency = args.concurrency or parameters["concurrency"]
+    workers = getattr(args, "workers", 1)
+    # What a worker process needs to probe as this scan does (scan/worker.py).
+    worker_settings = {"probe": parameters["probe"], "web_ports": parameters.get("web_ports"),
+                       "rate": rate, "concurrency": concurrency, "loop": args.loop}
+    return options, ScanJob(plan=None, probe_for=selector.probe_for, options=options, rate=rate,
+                            concurrency=concurrency, stderr=err,
+                            show_progress=False if (getattr(args, "no_progress", False) or quiet) else None,
+                            show_summary=not quiet, event_loop=args.loop, workers=workers,
+                            worker_settings=worker_settings, **kw)
 
 
 def campaign_scan(args: argparse.Namespace, err: Console) -> int:
@@ -112,6 +120,10 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
     except StoreError as exc:
         err.print(f"[bold red]pacswatch scan:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_STORE
+    except WorkerFailed as exc:
+        err.print(f"[bold red]pacswatch scan:[/] {exc}; what it had in flight is not done: "
+                  f"pacswatch scan --resume {scan_id}", highlight=False, soft_wrap=True)
+        return 1
     finally:
         if out_file is not None:
             out_file.close()

@@ -1,7 +1,8 @@
 """A scan as the command line runs it: plan, probes, progress on stderr, records out, summary.
 
 Ctrl-C (SIGINT) stops taking new endpoints, cancels the probes in flight and still prints the
-summary: every record written before it stays written (the JSON Lines writer flushes per record).
+summary: every record finished before it is written (the JSON Lines writer flushes on the way
+out) and stored. With `workers` > 1 the probes run in worker processes (scan/workers.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pacswatch.output import JsonLinesWriter, findings_table, host_table, summar
 from pacswatch.probes.base import Probe, ProbeContext, ProbeOptions
 from pacswatch.record import Record
 from pacswatch.scan.runner import ScanStats, run_scan
+from pacswatch.scan.workers import run_in_workers
 
 
 @dataclass
@@ -41,6 +43,9 @@ class ScanJob:
     on_flush: Callable[[], None] | None = None
 
     event_loop: str = "auto"  # auto | asyncio | uvloop
+    # More than 1: probe in that many processes (scan/workers.py), started with worker_settings.
+    workers: int = 1
+    worker_settings: dict | None = None
 
     def run(self) -> tuple[ScanStats, list[Record]]:
         return run_event_loop(self.run_async(), self.event_loop)
@@ -79,9 +84,14 @@ class ScanJob:
                                     findings=_findings_text(stats))
 
         stop = asyncio.Event()
-        scan = asyncio.ensure_future(
-            run_scan(self.plan, self.probe_for, ctx, concurrency=self.concurrency, on_record=on_record,
-                     stats=stats, stop=stop))
+        if self.workers > 1 and self.worker_settings is not None:
+            scan = asyncio.ensure_future(
+                run_in_workers(self.plan, self.worker_settings, self.workers, on_record=on_record,
+                               stats=stats, stop=stop))
+        else:
+            scan = asyncio.ensure_future(
+                run_scan(self.plan, self.probe_for, ctx, concurrency=self.concurrency, on_record=on_record,
+                         stats=stats, stop=stop))
 
         def interrupt() -> None:
             stats.interrupted = True

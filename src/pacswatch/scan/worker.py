@@ -1,0 +1,97 @@
+"""A probing worker process for `pacswatch scan --workers N` (see scan/workers.py).
+
+    python -m pacswatch.scan.worker      (started by the scan, never by hand)
+
+stdin:  one JSON line of settings (the scan's probe parameters, web ports, rate, concurrency,
+        event loop), then one line `INDEX IP PORT` per endpoint to probe, then `END`.
+stdout: one line `INDEX<TAB>RECORD-JSON` per probed endpoint, in completion order.
+
+It holds no database and no output file: the scan process that started it stores and writes
+every record, so resume, opt-outs and the progress bar work as with one process. End of input
+without `END` means the scan process died: the worker stops at once. Ctrl-C at the terminal
+reaches the whole process group; the scan process decides what happens, so this one ignores it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+
+END = b"END"
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The settings line is read without Python's buffered stdin: a buffered read would take
+    # endpoint lines with it, out of reach of the event loop's pipe reader.
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            return 1  # the scan process is gone before saying anything
+        line += byte
+    settings = json.loads(line)
+    from pacswatch.scan.job import run_event_loop
+
+    return run_event_loop(_serve(settings), settings.get("loop", "auto"))
+
+
+async def _serve(settings: dict) -> int:
+    from pacswatch.cli import _probe_options
+    from pacswatch.net.limits import RateLimiter
+    from pacswatch.probes.base import Endpoint, ProbeContext
+    from pacswatch.probes.registry import ProbeSelector
+
+    options = _probe_options(argparse.Namespace(**settings["probe"]))
+    selector = ProbeSelector.from_args(settings.get("web_ports"))
+    loop = asyncio.get_running_loop()
+    concurrency = max(1, int(settings["concurrency"]))
+    rate = float(settings["rate"])
+    ctx = ProbeContext(options, RateLimiter(rate, burst=max(1, min(concurrency, int(rate)))))
+    reader = asyncio.StreamReader(limit=1 << 16)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out = sys.stdout.buffer
+    queue: asyncio.Queue = asyncio.Queue(maxsize=2 * concurrency)
+    finished = False  # the scan process said END (not merely gone)
+
+    async def feed() -> None:
+        nonlocal finished
+        while line := await reader.readline():
+            line = line.strip()
+            if line == END:
+                finished = True
+                break
+            index, ip, port = line.split()
+            await queue.put((int(index), ip.decode("ascii"), int(port)))
+        for _ in range(concurrency):
+            await queue.put(None)
+
+    async def probe() -> None:
+        while (item := await queue.get()) is not None:
+            index, ip, port = item
+            record = await selector.probe_for(port).run(ctx, Endpoint(ip, port))
+            out.write(b"%d\t%s\n" % (index, record.model_dump_json().encode()))
+            if queue.empty():
+                out.flush()  # nothing more to do right now: let the scan process have it
+
+    feeder = asyncio.ensure_future(feed())
+    probes = [asyncio.ensure_future(probe()) for _ in range(concurrency)]
+    await feeder
+    if not finished:  # the scan process is gone: nobody will read what we find
+        for task in probes:
+            task.cancel()
+        return 1
+    await asyncio.gather(*probes)
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # the scan process stopped reading
+        sys.exit(1)

@@ -1,0 +1,134 @@
+"""`--workers N`: the probing spread over N processes (scan/worker.py), one core each.
+
+One Python process probes on one core at most. With workers, this process keeps everything
+else: it walks the plan (blocked endpoints never leave it), hands each endpoint to the worker
+with the least work in flight, and takes the records back in completion order through the same
+`on_record` as a one-process scan, so output, store, resume and progress are unchanged. Each
+worker gets an equal share of the rate and of the concurrency; a bounded window of endpoints in
+flight per worker keeps memory flat and lets Ctrl-C stop quickly.
+
+A worker that dies is an error that stops the scan (WorkerFailed): what it had in flight is not
+marked done, so `--resume` probes it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Callable, Iterable
+
+from pacswatch.record import Record
+from pacswatch.scan.runner import PlannedLike, ScanStats, blocked_record
+
+RECORD_LINE_LIMIT = 1 << 22  # a record is a few KB; a line this long is a broken worker
+
+
+class WorkerFailed(RuntimeError):
+    pass
+
+
+class _Worker:
+    def __init__(self, number: int, process: asyncio.subprocess.Process) -> None:
+        self.number = number
+        self.process = process
+        self.in_flight = 0
+        self.stderr = b""
+
+    async def read_stderr(self) -> None:
+        stream = self.process.stderr
+        assert stream is not None
+        while chunk := await stream.read(65536):
+            self.stderr = (self.stderr + chunk)[-4096:]  # the end says why it died
+
+    def failure(self) -> WorkerFailed:
+        last = self.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        return WorkerFailed(f"scan worker {self.number} (pid {self.process.pid}) stopped with "
+                            f"exit code {self.process.returncode}: {last[0]}")
+
+
+async def run_in_workers(
+    planned: Iterable[PlannedLike],
+    settings: dict,
+    workers: int,
+    *,
+    on_record: Callable[[int, Record], None],
+    stats: ScanStats,
+    stop: asyncio.Event,
+) -> ScanStats:
+    """Probe every planned endpoint in `workers` processes; like runner.run_scan otherwise.
+
+    `settings`: the scan's probe parameters (`probe`), `web_ports`, `rate`, `concurrency` and
+    `loop`, as the scan stored them; rate and concurrency are shared out among the workers."""
+    loop = asyncio.get_running_loop()
+    stats.started = loop.time()
+    share = dict(settings, rate=settings["rate"] / workers, concurrency=max(1, settings["concurrency"] // workers))
+    window = 2 * share["concurrency"]
+    pool: list[_Worker] = []
+    room = asyncio.Event()  # set whenever a worker finishes an endpoint
+    tasks: list[asyncio.Future] = []
+    try:
+        for number in range(workers):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pacswatch.scan.worker", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=RECORD_LINE_LIMIT)
+            worker = _Worker(number, process)
+            pool.append(worker)
+            process.stdin.write(json.dumps(share).encode() + b"\n")
+            tasks.append(asyncio.ensure_future(worker.read_stderr()))
+
+        async def collect(worker: _Worker) -> None:
+            stream = worker.process.stdout
+            while line := await stream.readline():
+                index, _, data = line.partition(b"\t")
+                record = Record.model_validate_json(data)
+                worker.in_flight -= 1
+                room.set()
+                stats.add(record)
+                on_record(int(index), record)
+            await worker.process.wait()
+            if worker.in_flight or worker.process.returncode:
+                await asyncio.sleep(0.05)  # let its last words arrive on stderr
+                raise worker.failure()
+
+        collectors = [asyncio.ensure_future(collect(w)) for w in pool]
+        tasks += collectors
+
+        async def feed() -> None:
+            for item in planned:
+                if stop.is_set():
+                    break
+                if item.blocked_reason is not None:
+                    record = blocked_record(item.ip, item.port, item.blocked_reason)
+                    stats.add(record)
+                    on_record(item.index, record)
+                    continue
+                while (worker := min(pool, key=lambda w: w.in_flight)).in_flight >= window:
+                    room.clear()
+                    await room.wait()
+                worker.in_flight += 1
+                worker.process.stdin.write(b"%d %s %d\n" % (item.index, item.ip.encode("ascii"), item.port))
+                if worker.in_flight == window:
+                    await worker.process.stdin.drain()
+            for worker in pool:
+                worker.process.stdin.write(b"END\n")
+                await worker.process.stdin.drain()
+
+        feeder = asyncio.ensure_future(feed())
+        tasks.append(feeder)
+        # The first failure (a worker died, or our own bug) ends the scan; so does the end of
+        # every worker's records.
+        done, _ = await asyncio.wait([feeder, *collectors], return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()
+        await asyncio.gather(*collectors)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for worker in pool:
+            if worker.process.returncode is None:
+                worker.process.kill()  # interrupted or failed: what it had in flight is not done
+        for worker in pool:
+            await worker.process.wait()
+    return stats

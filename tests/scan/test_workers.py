@@ -1,0 +1,134 @@
+"""`pacswatch scan --workers N` as a user runs it: the same records as one process, each endpoint
+probed once, blocked ones never handed to a worker, and a worker that dies stops the scan
+loudly, resumable. Every endpoint is on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from pacswatch.lab.fast import FastResponder, loopback_addresses
+from pacswatch.lab.hostile import HostilePeers
+from pacswatch.store import Repository
+
+PACSWATCH = [sys.executable, "-m", "pacswatch.cli"]
+pytestmark = pytest.mark.timeout(240)
+
+
+def records(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def outcomes(recs) -> set:
+    return {(r["ip"], r["port"], r["status"], r["severity"]) for r in recs}
+
+
+@pytest.fixture(scope="module")
+def responder():
+    addresses = loopback_addresses(60, "127.46.1.0")
+    with FastResponder(addresses, [0], workers=0) as fast:
+        yield fast
+
+
+def scan(tmp_path, name, targets, *extra, timeout=120):
+    out = tmp_path / f"{name}.jsonl"
+    proc = subprocess.run(PACSWATCH + ["scan", f"@{targets}", "--seed", "3", "--no-progress", "--no-attribute",
+                                       "--timeout", "2", "-o", str(out), "--database",
+                                       f"sqlite:///{tmp_path / (name + '.db')}", *extra],
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return proc, out
+
+
+def test_two_workers_give_the_records_of_one_process(tmp_path, responder):
+    answering = [f"{ip}:{port}" for ip, port in responder.endpoints]
+    blocked = answering[:5]
+    exclude = tmp_path / "exclude.txt"
+    exclude.write_text("\n".join(e.split(":")[0] for e in blocked) + "\n")
+    targets = tmp_path / "targets.txt"
+    # The answering endpoints, and addresses where nothing listens on that port.
+    silent = [f"{ip}:{responder.endpoints[0][1]}" for ip in loopback_addresses(20, "127.46.2.0")]
+    targets.write_text("\n".join(answering + silent) + "\n")
+
+    one, one_out = scan(tmp_path, "one", targets, "--exclude", str(exclude), "--keep-all")
+    two, two_out = scan(tmp_path, "two", targets, "--exclude", str(exclude), "--keep-all", "--workers", "2")
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    one_recs, two_recs = records(one_out), records(two_out)
+    assert len(two_recs) == len(answering) + len(silent)  # every endpoint once
+    assert len({(r["ip"], r["port"]) for r in two_recs}) == len(two_recs)
+    assert outcomes(two_recs) == outcomes(one_recs)
+    by_status = {s: sum(r["status"] == s for r in two_recs) for s in {r["status"] for r in two_recs}}
+    assert by_status == {"success": len(answering) - 5, "blocked": 5, "connection-refused": 20}, by_status
+    with Repository.open(f"sqlite:///{tmp_path / 'two.db'}") as repo:
+        stored = repo.scan(1)
+    assert stored["status"] == "finished" and stored["done"] == stored["plan_size"] == len(two_recs)
+
+
+def test_a_worker_that_dies_stops_the_scan_loudly_and_the_scan_resumes(tmp_path):
+    # Tarpits hold every probe for its whole deadline, so the scan is still running when a
+    # worker is killed.
+    ip = loopback_addresses(1, "127.46.3.0")[0]
+    peers = HostilePeers([("tarpit", ip, 0)] * 8, hold=60.0)
+    ports = peers.start()
+    try:
+        targets = tmp_path / "targets.txt"
+        targets.write_text("\n".join(f"{ip}:{port}" for port in ports) + "\n")
+        url = f"sqlite:///{tmp_path / 'killed.db'}"
+        out = tmp_path / "killed.jsonl"
+        proc = subprocess.Popen(PACSWATCH + ["scan", f"@{targets}", "--no-progress", "--no-attribute", "--timeout",
+                                             "1", "--workers", "2", "-o", str(out), "--database", url],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            workers = []
+            while time.monotonic() < deadline and len(workers) < 2:
+                workers = [c for c in psutil.Process(proc.pid).children()
+                           if "pacswatch.scan.worker" in " ".join(c.cmdline())]
+                time.sleep(0.1)
+            assert len(workers) == 2, "no workers started"
+            time.sleep(1.0)  # they have their endpoints now
+            workers[0].send_signal(signal.SIGKILL)
+            stderr = proc.communicate(timeout=60)[1]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 1, stderr
+        assert "scan worker" in stderr and "exit code -9" in stderr and "--resume 1" in stderr, stderr
+        # No worker is left behind.
+        assert not any(psutil.pid_exists(w.pid) and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+        with Repository.open(url) as repo:
+            stopped = repo.scan(1)
+        assert stopped["status"] == "interrupted" and stopped["done"] < stopped["plan_size"] == 8
+
+        resumed = subprocess.run(PACSWATCH + ["scan", "--resume", "1", "--no-progress", "--no-attribute",
+                                              "--workers", "2", "--database", url, "-o", str(out)],
+                                 capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert resumed.returncode == 0, resumed.stderr
+        with Repository.open(url) as repo:
+            assert repo.scan(1)["done"] == 8
+    finally:
+        peers.stop()
+
+
+def test_the_worker_stops_when_the_scan_process_is_gone():
+    """End of input without END: the scan process died; the worker exits at once."""
+    from pacswatch.campaign.commands import PROBE_FIELDS
+    from pacswatch.cli import build_parser
+
+    args = build_parser().parse_args(["scan", "127.0.0.1"])
+    settings = {"probe": {k: getattr(args, k) for k in PROBE_FIELDS}, "rate": 10, "concurrency": 2,
+                "loop": "asyncio"}
+    proc = subprocess.Popen([sys.executable, "-m", "pacswatch.scan.worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(json.dumps(settings).encode() + b"\n")
+    proc.stdin.close()
+    assert proc.wait(30) == 1, proc.stderr.read()
+    assert proc.stdout.read() == b""
+    assert b"Traceback" not in proc.stderr.read()
