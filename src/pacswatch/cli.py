@@ -12,12 +12,13 @@ from rich.console import Console
 from pacswatch import __version__
 from pacswatch import cli_notify
 from pacswatch.cli_campaign import add_commands, add_database_option, add_scan_options, dispatch, optout_reason
-from pacswatch.identity import DEFAULT_CONTACT_URL, Identity
+from pacswatch.identity import DEFAULT_CONTACT_URL
 from pacswatch.output import stderr_console
-from pacswatch.probes.base import DEFAULT_AE_GUESSES, Endpoint, ProbeContext, ProbeOptions, Timeouts
+from pacswatch.probes.base import Endpoint, ProbeContext
 from pacswatch.net.limits import RateLimiter
+from pacswatch.probes.options import probe_options
 from pacswatch.probes.registry import ProbeSelector
-from pacswatch.targets import Blocklist, PortError, TargetError, parse_ports, parse_spec, parse_targets
+from pacswatch.targets import Blocklist, PortError, TargetError, parse_spec, parse_targets
 
 EXIT_USAGE = 2
 DEFAULT_RATE = 200.0  # new connections per second
@@ -52,25 +53,6 @@ def _add_probe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-ports", default="2762", metavar="LIST", help="ports where TLS is tried first (default 2762)")
     p.add_argument("--try-default-credentials", action="store_true",
                    help="INTRUSIVE: try documented default web credentials (a login attempt); off by default")
-
-
-def _probe_options(args: argparse.Namespace) -> ProbeOptions:
-    guesses: tuple[str, ...] = DEFAULT_AE_GUESSES
-    if args.ae_guess:
-        guesses = tuple(a.strip() for a in args.ae_guess.split(",") if a.strip())
-        if len(guesses) > 32 or any(len(a) > 16 for a in guesses):
-            raise ValueError("--ae-guess takes at most 32 AE titles of at most 16 characters")
-    if args.no_ae_guess:
-        guesses = ()
-    return ProbeOptions(
-        identity=Identity(calling_ae=args.calling_ae, contact_url=args.contact_url),
-        timeouts=Timeouts.scaled(args.timeout),
-        find=not args.no_find,
-        find_limit=args.find_limit,
-        ae_guess=guesses,
-        tls_ports=frozenset(parse_ports(args.tls_ports)),
-        try_default_credentials=args.try_default_credentials,
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,7 +149,7 @@ def cmd_scan(args: argparse.Namespace, err: Console) -> int:
 def cmd_probe(args: argparse.Namespace, err: Console) -> int:
     from pacswatch.output import print_report
 
-    options = _probe_options(args)
+    options = probe_options(args)
     spec = parse_spec(args.endpoint)
     targets = parse_targets([args.endpoint])
     if spec.port is None:

@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from pacswatch.dicom import uids
 from pacswatch.dicom.association import encode_message
 from pacswatch.dicom.dimse import DATA_SET_PRESENT, Command, CommandField, decode_command
 from pacswatch.dicom.identifiers import study_query

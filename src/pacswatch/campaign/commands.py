@@ -58,11 +58,11 @@ def _plan_builder(repo, parameters: dict, targets=None):
 
 
 def _job(parameters: dict, args: argparse.Namespace, err: Console, **kw):
-    from pacswatch.cli import _probe_options
+    from pacswatch.probes.options import probe_options
     from pacswatch.probes.registry import ProbeSelector
     from pacswatch.scan.job import ScanJob
 
-    options = _probe_options(argparse.Namespace(**parameters["probe"]))
+    options = probe_options(argparse.Namespace(**parameters["probe"]))
     selector = ProbeSelector.from_args(parameters.get("web_ports"))
     quiet = getattr(args, "quiet", False)
     rate = args.rate or parameters["rate"]

@@ -17,7 +17,6 @@ answer written back in the same callback, with one timer for the whole conversat
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 
 from typing import Protocol

@@ -41,12 +41,12 @@ def main() -> int:
 
 
 async def _serve(settings: dict) -> int:
-    from pacswatch.cli import _probe_options
+    from pacswatch.probes.options import probe_options
     from pacswatch.net.limits import RateLimiter
     from pacswatch.probes.base import Endpoint, ProbeContext
     from pacswatch.probes.registry import ProbeSelector
 
-    options = _probe_options(argparse.Namespace(**settings["probe"]))
+    options = probe_options(argparse.Namespace(**settings["probe"]))
     selector = ProbeSelector.from_args(settings.get("web_ports"))
     loop = asyncio.get_running_loop()
     concurrency = max(1, int(settings["concurrency"]))
