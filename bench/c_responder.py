@@ -38,21 +38,26 @@ def check_loopback(ip: str) -> str:
 
 def build(out_dir: Path | None = None) -> Path:
     """Compile responder.c (once; again when the source is newer) and return the binary's path."""
+    return build_c(SOURCE, out_dir)
+
+
+def build_c(source: Path, out_dir: Path | None = None, cflags: list[str] = CFLAGS) -> Path:
+    """Compile one of bench/'s single-file C programs into `out_dir` (default bench/results/build),
+    again only when the source is newer; a warning fails the build like an error."""
     out_dir = Path(out_dir) if out_dir is not None else DEFAULT_BUILD_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    binary = out_dir / "responder"
-    if binary.exists() and binary.stat().st_mtime >= SOURCE.stat().st_mtime:
+    binary = out_dir / source.stem
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
         return binary
     gcc = shutil.which("gcc")
     if gcc is None:
-        raise RuntimeError("gcc not found on PATH: it is needed to build bench/responder.c "
-                           "(Debian: apt-get install gcc)")
+        raise RuntimeError(f"gcc not found on PATH: it is needed to build {source} (Debian: apt-get install gcc)")
     # Build next to the target and rename: a concurrent caller never runs a half-written file.
-    partial = out_dir / f"responder.{os.getpid()}.tmp"
-    done = subprocess.run([gcc, *CFLAGS, "-o", str(partial), str(SOURCE)], capture_output=True, text=True)
-    if done.returncode != 0:
+    partial = out_dir / f"{source.stem}.{os.getpid()}.tmp"
+    done = subprocess.run([gcc, *cflags, "-o", str(partial), str(source)], capture_output=True, text=True)
+    if done.returncode != 0 or done.stderr.strip():
         partial.unlink(missing_ok=True)
-        raise RuntimeError(f"gcc failed to build {SOURCE} (exit {done.returncode}):\n{done.stderr}")
+        raise RuntimeError(f"gcc did not build {source} cleanly (exit {done.returncode}):\n{done.stderr}")
     os.replace(partial, binary)
     return binary
 

@@ -34,7 +34,6 @@ import json
 import math
 import os
 import select
-import shutil
 import socket
 import statistics
 import struct
@@ -58,7 +57,7 @@ from pacswatch.probes.dicom_request import RequestTemplate
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from c_responder import DEFAULT_BUILD_DIR, CResponder, build, check_loopback  # noqa: E402
+from c_responder import CResponder, build, build_c, check_loopback  # noqa: E402
 from dicom_vs_nmap import busy_cpu_s, responder_cpu, settle, time_wait_sockets  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -76,22 +75,7 @@ STEP_NAMES = ("A-ASSOCIATE-RQ", "C-ECHO-RQ", "C-FIND-RQ check", "C-FIND-RQ study
 
 def build_client(out_dir: Path | None = None) -> Path:
     """Compile floor_client.c (again when the source is newer) and return the binary's path."""
-    out_dir = Path(out_dir) if out_dir is not None else DEFAULT_BUILD_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    binary = out_dir / "floor_client"
-    if binary.exists() and binary.stat().st_mtime >= CLIENT_SOURCE.stat().st_mtime:
-        return binary
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise RuntimeError("gcc not found on PATH: it is needed to build bench/floor_client.c")
-    partial = out_dir / f"floor_client.{os.getpid()}.tmp"
-    done = subprocess.run([gcc, *CLIENT_CFLAGS, "-o", str(partial), str(CLIENT_SOURCE)],
-                          capture_output=True, text=True)
-    if done.returncode != 0 or done.stderr.strip():
-        partial.unlink(missing_ok=True)
-        raise RuntimeError(f"gcc did not build {CLIENT_SOURCE} cleanly (exit {done.returncode}):\n{done.stderr}")
-    os.replace(partial, binary)
-    return binary
+    return build_c(CLIENT_SOURCE, out_dir, CLIENT_CFLAGS)
 
 
 # ------------------------------------------------------------------------------ the bytes
@@ -261,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown mode {m!r}")
     check_loopback(args.base)
     raise_nofile_limit()
-    responder_binary = build()
+    build()  # fail early, before anything is started, when the responder cannot be built
     client_binary = build_client()
 
     RESULTS.mkdir(exist_ok=True)

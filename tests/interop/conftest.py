@@ -267,6 +267,24 @@ def pynetdicom_open(request, interop_pool, interop_dir, fake_datasets) -> Pynetd
     return _start(server, request)
 
 
+@pytest.fixture(scope="session")
+def pynetdicom_many(request, interop_pool, interop_dir) -> PynetdicomServer:
+    """pynetdicom SCP with 3,000 made-up studies at 10 ms per match: 30 s to send them all, so
+    a C-CANCEL after a few has time to arrive."""
+    from pydicom.dataset import Dataset
+
+    studies = []
+    for n in range(3000):
+        ds = Dataset()
+        ds.PatientID = "PW-CANCEL-1"
+        ds.PatientName = "PWLEAK^CANCEL"
+        ds.StudyInstanceUID = f"{fakedata.UID_ROOT}.77.{n}"
+        studies.append(ds)
+    server = PynetdicomServer(interop_pool.next(), datasets=studies, workdir=interop_dir / "pynetdicom-many",
+                              find_delay=0.01)
+    return _start(server, request)
+
+
 ALL_SERVER_FIXTURES = (
     "orthanc_open",
     "orthanc_default",

@@ -66,26 +66,6 @@ def test_open_pynetdicom_find_limit_cancels(run_probe, pynetdicom_open):
     # all before the cancel arrives. The next test gives it thousands.)
 
 
-@pytest.fixture(scope="module")
-def pynetdicom_many(request, interop_pool, interop_dir):
-    """A pynetdicom SCP with 3,000 (made-up) studies, 10 ms per match: 30 s to send them all."""
-    from pydicom.dataset import Dataset
-
-    from conftest import _start
-    from pynetdicom_server import PynetdicomServer
-
-    studies = []
-    for n in range(3000):
-        ds = Dataset()
-        ds.PatientID = "PW-CANCEL-1"
-        ds.PatientName = "PWLEAK^CANCEL"
-        ds.StudyInstanceUID = f"{fakedata.UID_ROOT}.77.{n}"
-        studies.append(ds)
-    server = PynetdicomServer(interop_pool.next(), datasets=studies, workdir=interop_dir / "pynetdicom-many",
-                              find_delay=0.01)
-    return _start(server, request)
-
-
 def test_the_limit_sends_a_c_cancel_that_the_scp_honours(run_probe, pynetdicom_many):
     server = pynetdicom_many
     r = run_probe(server, find_limit=5)
