@@ -5,6 +5,7 @@ loudly, resumable. Every endpoint is on loopback."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -132,3 +133,41 @@ def test_the_worker_stops_when_the_scan_process_is_gone():
     assert proc.wait(30) == 1, proc.stderr.read()
     assert proc.stdout.read() == b""
     assert b"Traceback" not in proc.stderr.read()
+
+
+def test_ctrl_c_stops_the_scan_and_its_workers(tmp_path):
+    """Ctrl-C at a terminal signals the whole process group: the workers ignore it, the scan
+    process stops them, prints its summary, exits 130 and leaves the scan resumable."""
+    ip = loopback_addresses(1, "127.46.4.0")[0]
+    peers = HostilePeers([("tarpit", ip, 0)] * 12, hold=60.0)
+    ports = peers.start()
+    try:
+        targets = tmp_path / "targets.txt"
+        targets.write_text("\n".join(f"{ip}:{port}" for port in ports) + "\n")
+        url = f"sqlite:///{tmp_path / 'interrupted.db'}"
+        proc = subprocess.Popen(PACSWATCH + ["scan", f"@{targets}", "--no-progress", "--no-attribute", "--timeout",
+                                             "2", "--workers", "2", "--concurrency", "4", "--database", url,
+                                             "-o", str(tmp_path / "out.jsonl")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 30
+            workers = []
+            while time.monotonic() < deadline and len(workers) < 2:
+                workers = [c for c in psutil.Process(proc.pid).children()
+                           if "pacswatch.scan.worker" in " ".join(c.cmdline())]
+                time.sleep(0.1)
+            assert len(workers) == 2, "no workers started"
+            time.sleep(0.5)
+            os.killpg(proc.pid, signal.SIGINT)
+            stderr = proc.communicate(timeout=60)[1]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 130, stderr
+        assert "interrupted" in stderr and "Traceback" not in stderr, stderr
+        assert not any(psutil.pid_exists(w.pid) and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+        with Repository.open(url) as repo:
+            assert repo.scan(1)["status"] == "interrupted"
+    finally:
+        peers.stop()
