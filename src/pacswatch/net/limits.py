@@ -19,10 +19,10 @@ class RateLimiter:
         self._last: float | None = None
         self._lock = asyncio.Lock()
 
-    async def acquire(self) -> None:
+    async def acquire(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         if self.rate <= 0:
             return
-        loop = asyncio.get_running_loop()
+        loop = loop or asyncio.get_running_loop()
         # Nobody waiting and a token in the bucket: take it without the lock (the usual case at
         # high rates). Waiters hold the lock while they sleep, so this never jumps the queue.
         if not self._lock.locked() and self._take(loop.time()):

@@ -7,6 +7,7 @@ raises for anything a peer does: every outcome is a status on the record. Connec
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -78,6 +79,15 @@ class ProbeOptions:
 class ProbeContext:
     options: ProbeOptions = field(default_factory=ProbeOptions)
     limiter: RateLimiter | None = None
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running event loop, looked up once: on Python 3.11 every lookup is a getpid()
+        system call, and a probe needs the loop's clock several times."""
+        if self._loop is None or not self._loop.is_running():
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     async def connect(
         self, endpoint: Endpoint, deadline: float, ssl_context: ssl.SSLContext | None = None

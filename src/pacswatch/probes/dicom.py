@@ -14,7 +14,6 @@ Per endpoint:
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from datetime import datetime, timezone
 
@@ -97,7 +96,7 @@ class DicomProbe:
         return self._tls
 
     async def run(self, ctx: ProbeContext, endpoint: Endpoint) -> Record:
-        loop = asyncio.get_running_loop()
+        loop = ctx.loop
         started = loop.time()
         deadline = started + ctx.options.timeouts.endpoint
         record = _blank(endpoint, tls=endpoint.port in ctx.options.tls_ports)
@@ -135,7 +134,7 @@ class DicomProbe:
         opts = ctx.options
         attempt = _Attempt(called_ae)
         request, encoded = self._template(opts).build(called_ae)
-        loop = asyncio.get_running_loop()
+        loop = ctx.loop
         connect_deadline = min(deadline, loop.time() + opts.timeouts.connect)
         tls_ctx = self._tls_context() if tls else None
         try:
