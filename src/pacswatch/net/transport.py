@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-
 from typing import Protocol
 
 from pacswatch.net.errors import NetError, map_os_error
@@ -127,7 +126,8 @@ class _Driver:
         conn = self.conn
         conn.bytes_read += len(data)
         if conn.bytes_read > conn.read_cap:
-            self._step(self.conversation.fail, NetError(Status.PROTOCOL_ERROR, f"peer sent more than the {conn.read_cap}-byte cap"))
+            error = NetError(Status.PROTOCOL_ERROR, f"peer sent more than the {conn.read_cap}-byte cap")
+            self._step(self.conversation.fail, error)
         elif len(data) <= READ_CHUNK:
             self._step(self.conversation.feed, data)
         else:
@@ -153,9 +153,13 @@ class _Driver:
         if self.loop.time() < self.conversation.deadline:
             self._arm()  # the deadline moved on since the timer was set
             return
-        self._step(self.conversation.fail, NetError(Status.IO_TIMEOUT, "no answer before the deadline"))
+        timeout = NetError(Status.IO_TIMEOUT, "no answer before the deadline")
+        self._step(self.conversation.fail, timeout)
         if not self.future.done():
-            self._arm()
+            if self.conversation.deadline <= self.loop.time():
+                self._finish(timeout)  # it kept waiting without a new deadline: never spin on it
+            else:
+                self._arm()
 
     def _arm(self) -> None:
         if self.timer is None and not self.future.done():

@@ -107,12 +107,20 @@ async def run_in_workers(
                     room.clear()
                     await room.wait()
                 worker.in_flight += 1
-                worker.process.stdin.write(b"%d %s %d\n" % (item.index, item.ip.encode("ascii"), item.port))
-                if worker.in_flight == window:
-                    await worker.process.stdin.drain()
+                await send(worker, b"%d %s %d\n" % (item.index, item.ip.encode("ascii"), item.port),
+                           drain=worker.in_flight == window)
             for worker in pool:
-                worker.process.stdin.write(b"END\n")
-                await worker.process.stdin.drain()
+                await send(worker, b"END\n", drain=True)
+
+        async def send(worker: _Worker, line: bytes, drain: bool) -> None:
+            try:
+                worker.process.stdin.write(line)
+                if drain:
+                    await worker.process.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):  # it died: say which and why
+                await worker.process.wait()
+                await asyncio.sleep(0.05)  # its last words on stderr
+                raise worker.failure() from None
 
         feeder = asyncio.ensure_future(feed())
         tasks.append(feeder)
