@@ -98,8 +98,8 @@ class StoreSink:
     """The one writer of a scan: `put(index, record)` from the event loop, batches committed by a
     thread with the completed-index set, so a resume never skips an endpoint whose record is lost.
 
-    `put` only appends to a list (atomic under the GIL) and wakes the writer once per batch: a
-    queue and a wake-up per record cost the event loop more than probing an endpoint.
+    `put` only appends to a list and the writer is woken once per batch: a queue and a wake-up
+    per record cost the event loop more than probing an endpoint.
 
     Records wait for `release()` before the writer may take them: the job calls it once its
     output file is flushed, so an endpoint the database counts as done is always in the output
@@ -113,7 +113,8 @@ class StoreSink:
         self.error: BaseException | None = None
         self.written = 0
         self._staged: list[tuple[int | None, Record]] = []
-        self._pending: list[tuple[int | None, Record]] = []
+        self._pending: list[tuple[int | None, Record]] = []  # released; guarded by _lock
+        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name=f"pacswatch-store-{scan_id}", daemon=True)
@@ -131,8 +132,10 @@ class StoreSink:
         """Everything put so far may be written (the output showing it is flushed)."""
         if self._staged:
             staged, self._staged = self._staged, []
-            self._pending.extend(staged)
-            if len(self._pending) >= self.batch:
+            with self._lock:
+                self._pending.extend(staged)
+                full = len(self._pending) >= self.batch
+            if full:
                 self._wake.set()
 
     def close(self) -> None:
@@ -150,7 +153,8 @@ class StoreSink:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             closing = self._closing  # read before taking the batch: nothing is put after close()
-            items, self._pending = self._pending, []
+            with self._lock:
+                items, self._pending = self._pending, []
             try:
                 if items:
                     for start in range(0, len(items), self.batch):  # one transaction per batch
@@ -163,7 +167,9 @@ class StoreSink:
                 self.error = exc
                 return
             if closing:
-                if self._pending:  # put() raced with close(): write those too
+                with self._lock:
+                    left = bool(self._pending)
+                if left:  # released while the last batch was written: write those too
                     continue
                 return
 
