@@ -33,7 +33,7 @@ from pacswatch.net.errors import NetError
 from pacswatch.status import Status
 
 # A step of the conversation: yields to wait for bytes, gets them (b"" at end of stream).
-Steps = Generator[None, bytes, "object"]
+Steps = Generator[None, bytes, object]
 
 
 class PeerAborted(Exception):
@@ -66,7 +66,6 @@ class Session:
         self.now = clock
         self.first_bytes = b""
         self.done = False
-        self.result: object = None
         self._events: list[Event] = []
         self._outbox: list[bytes] = []
         self._steps: Steps | None = None
@@ -95,8 +94,8 @@ class Session:
         if not self.done:
             try:
                 how(value)
-            except StopIteration as stop:
-                self.done, self.result = True, stop.value
+            except StopIteration:  # the steps record what they found themselves
+                self.done = True
         out = b"".join(self._outbox) if len(self._outbox) != 1 else self._outbox[0]
         self._outbox.clear()
         return out
