@@ -4,6 +4,7 @@ loudly, resumable. Every endpoint is on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -35,6 +36,31 @@ def responder():
     addresses = loopback_addresses(60, "127.46.1.0")
     with FastResponder(addresses, [0], workers=0) as fast:
         yield fast
+
+
+@contextlib.contextmanager
+def tarpit_targets(tmp_path, base: str, count: int):
+    """A targets file of `count` tarpits (every probe waits out its deadline): a scan that is
+    still running when the test acts on it."""
+    ip = loopback_addresses(1, base)[0]
+    peers = HostilePeers([("tarpit", ip, 0)] * count, hold=60.0)
+    ports = peers.start()
+    try:
+        targets = tmp_path / "targets.txt"
+        targets.write_text("\n".join(f"{ip}:{port}" for port in ports) + "\n")
+        yield targets
+    finally:
+        peers.stop()
+
+
+def wait_for_workers(proc: subprocess.Popen, count: int) -> list[psutil.Process]:
+    deadline = time.monotonic() + 30
+    workers: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(workers) < count:
+        workers = [c for c in psutil.Process(proc.pid).children() if "pacswatch.scan.worker" in " ".join(c.cmdline())]
+        time.sleep(0.1)
+    assert len(workers) == count, "the workers did not start"
+    return workers
 
 
 def scan(tmp_path, name, targets, *extra, timeout=120):
@@ -72,14 +98,7 @@ def test_two_workers_give_the_records_of_one_process(tmp_path, responder):
 
 
 def test_a_worker_that_dies_stops_the_scan_loudly_and_the_scan_resumes(tmp_path):
-    # Tarpits hold every probe for its whole deadline, so the scan is still running when a
-    # worker is killed.
-    ip = loopback_addresses(1, "127.46.3.0")[0]
-    peers = HostilePeers([("tarpit", ip, 0)] * 8, hold=60.0)
-    ports = peers.start()
-    try:
-        targets = tmp_path / "targets.txt"
-        targets.write_text("\n".join(f"{ip}:{port}" for port in ports) + "\n")
+    with tarpit_targets(tmp_path, "127.46.3.0", 8) as targets:
         url = f"sqlite:///{tmp_path / 'killed.db'}"
         out = tmp_path / "killed.jsonl"
         proc = subprocess.Popen(PACSWATCH + ["scan", f"@{targets}", "--no-progress", "--no-attribute", "--timeout",
@@ -87,13 +106,7 @@ def test_a_worker_that_dies_stops_the_scan_loudly_and_the_scan_resumes(tmp_path)
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 stdin=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 30
-            workers = []
-            while time.monotonic() < deadline and len(workers) < 2:
-                workers = [c for c in psutil.Process(proc.pid).children()
-                           if "pacswatch.scan.worker" in " ".join(c.cmdline())]
-                time.sleep(0.1)
-            assert len(workers) == 2, "no workers started"
+            workers = wait_for_workers(proc, 2)
             time.sleep(1.0)  # they have their endpoints now
             workers[0].send_signal(signal.SIGKILL)
             stderr = proc.communicate(timeout=60)[1]
@@ -114,8 +127,6 @@ def test_a_worker_that_dies_stops_the_scan_loudly_and_the_scan_resumes(tmp_path)
         assert resumed.returncode == 0, resumed.stderr
         with Repository.open(url) as repo:
             assert repo.scan(1)["done"] == 8
-    finally:
-        peers.stop()
 
 
 def test_the_worker_stops_when_the_scan_process_is_gone():
@@ -138,12 +149,7 @@ def test_the_worker_stops_when_the_scan_process_is_gone():
 def test_ctrl_c_stops_the_scan_and_its_workers(tmp_path):
     """Ctrl-C at a terminal signals the whole process group: the workers ignore it, the scan
     process stops them, prints its summary, exits 130 and leaves the scan resumable."""
-    ip = loopback_addresses(1, "127.46.4.0")[0]
-    peers = HostilePeers([("tarpit", ip, 0)] * 12, hold=60.0)
-    ports = peers.start()
-    try:
-        targets = tmp_path / "targets.txt"
-        targets.write_text("\n".join(f"{ip}:{port}" for port in ports) + "\n")
+    with tarpit_targets(tmp_path, "127.46.4.0", 12) as targets:
         url = f"sqlite:///{tmp_path / 'interrupted.db'}"
         proc = subprocess.Popen(PACSWATCH + ["scan", f"@{targets}", "--no-progress", "--no-attribute", "--timeout",
                                              "2", "--workers", "2", "--concurrency", "4", "--database", url,
@@ -151,13 +157,7 @@ def test_ctrl_c_stops_the_scan_and_its_workers(tmp_path):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            deadline = time.monotonic() + 30
-            workers = []
-            while time.monotonic() < deadline and len(workers) < 2:
-                workers = [c for c in psutil.Process(proc.pid).children()
-                           if "pacswatch.scan.worker" in " ".join(c.cmdline())]
-                time.sleep(0.1)
-            assert len(workers) == 2, "no workers started"
+            workers = wait_for_workers(proc, 2)
             time.sleep(0.5)
             os.killpg(proc.pid, signal.SIGINT)
             stderr = proc.communicate(timeout=60)[1]
@@ -169,5 +169,3 @@ def test_ctrl_c_stops_the_scan_and_its_workers(tmp_path):
         assert not any(psutil.pid_exists(w.pid) and w.status() != psutil.STATUS_ZOMBIE for w in workers)
         with Repository.open(url) as repo:
             assert repo.scan(1)["status"] == "interrupted"
-    finally:
-        peers.stop()
