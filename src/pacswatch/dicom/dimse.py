@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from pacswatch.dicom.errors import LocalProtocolError, PeerProtocolError
-from pacswatch.dicom.pdu import PDV, PDataTF
+from pacswatch.dicom.pdu import PDV, PDataTF, remember
 
 _ELEMENT = struct.Struct("<HHI")
 _US = struct.Struct("<H")
@@ -90,9 +90,8 @@ def encode_command(cmd: Command) -> bytes:
 
 
 # Responses from servers of one product to one scan's requests are byte for byte the same:
-# decoded once (a pure function with a frozen result), in a bounded cache emptied when full.
+# decoded once (a pure function with a frozen result), in a bounded cache like pdu.py's.
 _DECODED: dict[bytes, Command] = {}
-_DECODED_MAX = 1024
 
 
 def decode_command(data: bytes) -> Command:
@@ -100,9 +99,7 @@ def decode_command(data: bytes) -> Command:
     command = _DECODED.get(data)
     if command is None:
         command = _decode_command(data)
-        if len(_DECODED) >= _DECODED_MAX:
-            _DECODED.clear()
-        _DECODED[data] = command
+        remember(_DECODED, data, command)
     return command
 
 

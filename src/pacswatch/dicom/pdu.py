@@ -253,7 +253,8 @@ _TEXTS: dict[bytes, str] = {}
 _ACCEPTS: dict[bytes, "AAssociateAC"] = {}
 
 
-def _remember(cache: dict, key, value) -> None:
+def remember(cache: dict, key, value) -> None:
+    """Put into one of the codec's decode caches (here and in dimse.py): emptied when full."""
     if len(cache) >= _CACHE_MAX:
         cache.clear()
     cache[key] = value
@@ -266,7 +267,7 @@ def _text(raw: bytes) -> str:
     text = _TEXTS.get(raw)
     if text is None:
         text = raw.decode("ascii", "replace").strip("\x00 ")
-        _remember(_TEXTS, raw, text)
+        remember(_TEXTS, raw, text)
     return text
 
 
@@ -364,13 +365,9 @@ def _decode_context_ac(data: bytes, pos: int, end: int) -> PresentationContextAC
         raise PeerProtocolError("presentation context item shorter than 4 bytes", abort_reason=6)
     context_id, result = data[pos], data[pos + 2]  # id, reserved, result, reserved
     transfer = None
-    pos += 4
-    if end - pos >= 4 and data[pos] == ITEM_TRANSFER_SYNTAX and pos + 4 + ((data[pos + 2] << 8) | data[pos + 3]) == end:
-        transfer = _text(data[pos + 4 : end]) or None  # the usual shape: one transfer syntax sub-item
-    else:
-        for sub_type, start, stop in _spans(data, pos, end, "presentation context"):
-            if sub_type == ITEM_TRANSFER_SYNTAX:
-                transfer = _text(data[start:stop]) or None
+    for sub_type, start, stop in _spans(data, pos + 4, end, "presentation context"):
+        if sub_type == ITEM_TRANSFER_SYNTAX:
+            transfer = _text(data[start:stop]) or None
     return PresentationContextAC(context_id, result, transfer)
 
 
@@ -415,7 +412,7 @@ def decode_pdu(data: bytes) -> PDU:
         ac = _ACCEPTS.get(data)
         if ac is None:
             ac = _decode_associate(pdu_type, data, HEADER_LENGTH, end)
-            _remember(_ACCEPTS, data, ac)
+            remember(_ACCEPTS, data, ac)
         return ac
     if pdu_type == A_ASSOCIATE_RQ:
         return _decode_associate(pdu_type, data, HEADER_LENGTH, end)
