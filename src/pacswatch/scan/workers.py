@@ -41,7 +41,10 @@ class _Worker:
         while chunk := await stream.read(65536):
             self.stderr = (self.stderr + chunk)[-4096:]  # the end says why it died
 
-    def failure(self) -> WorkerFailed:
+    async def failure(self) -> WorkerFailed:
+        """Why it stopped: waits for its exit and its last words on stderr."""
+        await self.process.wait()
+        await asyncio.sleep(0.05)
         last = self.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
         return WorkerFailed(f"scan worker {self.number} (pid {self.process.pid}) stopped with "
                             f"exit code {self.process.returncode}: {last[0]}")
@@ -88,8 +91,7 @@ async def run_in_workers(
                 on_record(int(index), record)
             await worker.process.wait()
             if worker.in_flight or worker.process.returncode:
-                await asyncio.sleep(0.05)  # let its last words arrive on stderr
-                raise worker.failure()
+                raise await worker.failure()
 
         collectors = [asyncio.ensure_future(collect(w)) for w in pool]
         tasks += collectors
@@ -118,9 +120,7 @@ async def run_in_workers(
                 if drain:
                     await worker.process.stdin.drain()
             except (BrokenPipeError, ConnectionResetError):  # it died: say which and why
-                await worker.process.wait()
-                await asyncio.sleep(0.05)  # its last words on stderr
-                raise worker.failure() from None
+                raise await worker.failure() from None
 
         feeder = asyncio.ensure_future(feed())
         tasks.append(feeder)
