@@ -117,6 +117,9 @@ class _Driver:
         peer = self.conn._peer
         if peer.chunks:  # the peer spoke before we did
             data, peer.chunks, peer.buffered = b"".join(peer.chunks), [], 0
+            if peer.reading_paused and not peer.eof:  # pull mode's back-pressure: push mode has none
+                peer.reading_paused = False
+                peer.transport.resume_reading()
             self.received(data)
         elif peer.eof:
             self.lost(peer.error)
