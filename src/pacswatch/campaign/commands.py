@@ -68,9 +68,9 @@ def _job(parameters: dict, args: argparse.Namespace, err: Console, **kw):
     rate = args.rate or parameters["rate"]
     concurrency = args.concurrency or parameters["concurrency"]
     workers = getattr(args, "workers", 1)
-    # What a worker process needs to probe as this scan does (scan/worker.py).
-    worker_settings = {"probe": parameters["probe"], "web_ports": parameters.get("web_ports"),
-                       "rate": rate, "concurrency": concurrency, "loop": args.loop}
+    # What a worker process needs, besides the job's rate, concurrency and loop, to probe as this
+    # scan does (scan/worker.py).
+    worker_settings = {"probe": parameters["probe"], "web_ports": parameters.get("web_ports")}
     return options, ScanJob(plan=None, probe_for=selector.probe_for, options=options, rate=rate,
                             concurrency=concurrency, stderr=err,
                             show_progress=False if (getattr(args, "no_progress", False) or quiet) else None,

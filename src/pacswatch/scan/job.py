@@ -43,7 +43,8 @@ class ScanJob:
     on_flush: Callable[[], None] | None = None
 
     event_loop: str = "auto"  # auto | asyncio | uvloop
-    # More than 1: probe in that many processes (scan/workers.py), started with worker_settings.
+    # More than 1: probe in that many processes (scan/workers.py), which build their probes from
+    # worker_settings (the scan's stored probe parameters and web ports).
     workers: int = 1
     worker_settings: dict | None = None
 
@@ -84,10 +85,12 @@ class ScanJob:
                                     findings=_findings_text(stats))
 
         stop = asyncio.Event()
-        if self.workers > 1 and self.worker_settings is not None:
+        if self.workers > 1:
+            if self.worker_settings is None:
+                raise ValueError("--workers needs the scan's probe settings for its worker processes")
+            settings = dict(self.worker_settings, rate=self.rate, concurrency=self.concurrency, loop=self.event_loop)
             scan = asyncio.ensure_future(
-                run_in_workers(self.plan, self.worker_settings, self.workers, on_record=on_record,
-                               stats=stats, stop=stop))
+                run_in_workers(self.plan, settings, self.workers, on_record=on_record, stats=stats, stop=stop))
         else:
             scan = asyncio.ensure_future(
                 run_scan(self.plan, self.probe_for, ctx, concurrency=self.concurrency, on_record=on_record,

@@ -61,8 +61,8 @@ async def run_in_workers(
 ) -> ScanStats:
     """Probe every planned endpoint in `workers` processes; like runner.run_scan otherwise.
 
-    `settings`: the scan's probe parameters (`probe`), `web_ports`, `rate`, `concurrency` and
-    `loop`, as the scan stored them; rate and concurrency are shared out among the workers."""
+    `settings`: the scan's stored probe parameters (`probe`) and `web_ports`, and the job's
+    `rate`, `concurrency` and `loop`; rate and concurrency are shared out among the workers."""
     loop = asyncio.get_running_loop()
     stats.started = loop.time()
     share = dict(settings, rate=settings["rate"] / workers, concurrency=max(1, settings["concurrency"] // workers))
