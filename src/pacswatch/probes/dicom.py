@@ -27,7 +27,8 @@ from pacswatch.dicom.names import abort_names, reject_names
 from pacswatch.fingerprint.dicom import identify
 from pacswatch.net.errors import NetError
 from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
-from pacswatch.probes.base import Endpoint, ProbeContext
+from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions
+from pacswatch.probes.dicom_engine import ConversationTree, EngineAttempt
 from pacswatch.probes.dicom_request import RequestTemplate
 from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session, Steps
 from pacswatch.record import Association as AssociationFacts
@@ -62,6 +63,13 @@ class _Attempt:
         self.detail: str | None = None
         self.by_syntax: dict[str, int] = {}
 
+    def copy(self) -> "_Attempt":
+        """For a memo hit (probes/dicom_engine.py): the record takes `find`, the rest is read only."""
+        other = _Attempt.__new__(_Attempt)
+        other.__dict__.update(self.__dict__)
+        other.find = self.find.model_copy()
+        return other
+
 
 class DicomProbe:
     name = "dicom"
@@ -82,6 +90,7 @@ class DicomProbe:
         self._all_studies = study_query("")
         self._all_patients = patient_query()
         self._templates: dict[tuple, RequestTemplate] = {}
+        self._trees: dict[tuple, tuple[ProbeOptions, ConversationTree]] = {}  # per called AE and options
 
     def _template(self, opts) -> RequestTemplate:
         key = (opts.identity, opts.max_pdu)
@@ -136,6 +145,10 @@ class DicomProbe:
         request, encoded = self._template(opts).build(called_ae)
         loop = ctx.loop
         connect_deadline = min(deadline, loop.time() + opts.timeouts.connect)
+        if not tls and (link := ctx.pdu_link()) is not None:
+            run = await self._attempt_on_engine(ctx, link, endpoint, called_ae, request, encoded, deadline, connect_deadline)
+            if run is not None:
+                return run
         tls_ctx = self._tls_context() if tls else None
         try:
             conn = await ctx.connect(endpoint, connect_deadline, tls_ctx.context if tls_ctx else None)
@@ -167,6 +180,46 @@ class DicomProbe:
             record.tls.client_cert_required = True
         conn.abort()
         return attempt
+
+    async def _attempt_on_engine(
+        self, ctx: ProbeContext, link, endpoint: Endpoint, called_ae: str, request, encoded: bytes, deadline: float,
+        connect_deadline: float,
+    ) -> _Attempt | None:
+        """The same attempt on the PDU engine (plain TCP); None when the engine cannot take the
+        address (then asyncio's transports do)."""
+        opts = ctx.options
+        loop = ctx.loop
+
+        def make() -> tuple[Session, Steps, _Attempt]:
+            attempt = _Attempt(called_ae)
+            assoc = Association(request, max_receive_pdu=opts.max_received_pdu, encoded=encoded)
+            session = Session(assoc, deadline, loop.time)
+            return session, self._conversation(session, opts, attempt), attempt
+
+        run = EngineAttempt(link, self._tree(called_ae, opts), make, deadline)
+        if ctx.limiter is not None:
+            await ctx.limiter.acquire(loop)
+        try:
+            run.start(endpoint.ip, endpoint.port, connect_deadline, opts.read_cap)
+        except ValueError:
+            return None
+        try:
+            result = await run.future
+        except BaseException:  # our bug (reported on the record by run()) or a cancelled scan
+            run.abort()
+            raise
+        if isinstance(result, _Attempt):
+            return result
+        attempt = _Attempt(called_ae)
+        attempt.failure = result
+        return attempt
+
+    def _tree(self, called_ae: str, opts: ProbeOptions) -> ConversationTree:
+        key = (called_ae, id(opts))
+        known = self._trees.get(key)
+        if known is None or known[0] is not opts:
+            known = self._trees[key] = (opts, ConversationTree())
+        return known[1]
 
     def _conversation(self, session: Session, opts, attempt: _Attempt) -> Steps:
         """One association: associate; when accepted, explore it at once and release."""

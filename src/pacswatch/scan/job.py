@@ -113,6 +113,7 @@ class ScanJob:
                 if not stats.interrupted:
                     raise
             finally:
+                ctx.close()
                 if writer is not None:
                     writer.flush()
                 if self.on_flush is not None:
