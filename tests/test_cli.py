@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -90,6 +91,45 @@ def test_owner_and_case_commands_are_wired_into_the_main_cli(tmp_path):
     listed = run(["owners", "list", "--database", db])
     assert listed.returncode == 0 and "Example Hospital" in listed.stdout
     assert run(["cases", "--database", db]).returncode == 0
+
+
+def _modules_after(code: str, **kw) -> set[str]:
+    """Top-level packages a fresh interpreter has imported after running `code`, which must
+    print json.dumps(sorted(sys.modules)) as its last line."""
+    env = {k: v for k, v in os.environ.items() if k != "PACSWATCH_NOTIFY_CONFIG"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, **kw)
+    assert result.returncode == 0, result.stderr
+    return {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
+
+
+# Packages only other commands use (attribution, notices, the web probe, migrations): a scan
+# that finds nothing exposed must not pay for importing them.
+NOT_FOR_A_SCAN = {"httpx", "httpcore", "jinja2", "dns", "pydicom", "alembic"}
+
+
+def test_a_scan_does_not_import_what_only_other_commands_use(tmp_path):
+    out, db = tmp_path / "out.jsonl", tmp_path / "scan.db"
+    # A new database file is created by the migrations (alembic): once, not on every scan.
+    assert run(["scan", "127.0.0.1", "--ports", "1", "--quiet", "-o", str(out), "--database", str(db)]).returncode == 0
+    code = ("import json, sys\n"
+            "from pacswatch.cli import main\n"
+            f"assert main(['scan', '127.0.0.1', '--ports', '1', '--quiet', '-o', {str(out)!r},"
+            f" '--database', {str(db)!r}]) == 0\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    loaded = _modules_after(code)
+    assert json.loads(out.read_text())["status"] == "connection-refused"  # it did scan (port 1 is closed)
+    assert "sqlalchemy" in loaded and "pacswatch" in loaded
+    assert not loaded & NOT_FOR_A_SCAN, sorted(loaded & NOT_FOR_A_SCAN)
+
+
+def test_building_the_parser_loads_neither_the_store_nor_the_probes():
+    # --help, --version and usage errors need the parser only.
+    loaded = _modules_after("import json, sys\n"
+                            "from pacswatch.cli import build_parser\n"
+                            "build_parser()\n"
+                            "print(json.dumps(sorted(sys.modules)))")
+    assert "pacswatch" in loaded
+    assert not loaded & {"sqlalchemy", "pydantic", "cryptography", *NOT_FOR_A_SCAN}
 
 
 @pytest.fixture(scope="module")

@@ -4,21 +4,20 @@ and the owner and notification commands (cli_notify.py)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from pacswatch import __version__
 from pacswatch import cli_notify
 from pacswatch.cli_campaign import add_commands, add_database_option, add_scan_options, dispatch, optout_reason
 from pacswatch.identity import DEFAULT_CONTACT_URL
-from pacswatch.output import stderr_console
-from pacswatch.probes.base import Endpoint, ProbeContext
-from pacswatch.net.limits import RateLimiter
-from pacswatch.probes.options import probe_options
-from pacswatch.probes.registry import ProbeSelector
-from pacswatch.targets import Blocklist, PortError, TargetError, parse_spec, parse_targets
+from pacswatch.targets import PortError, TargetError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# What only one command needs (the probes, the store, rich's tables) is imported inside that
+# command, so that `--help`, a usage error or `schema` does not load the scan's whole stack.
 
 EXIT_USAGE = 2
 DEFAULT_RATE = 200.0  # new connections per second
@@ -110,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Imported after parsing: --help and usage errors do without it.
+    from pacswatch.output import stderr_console
+
     err = stderr_console()
     try:
         if (code := dispatch(args, err)) is not None:
@@ -147,7 +149,16 @@ def cmd_scan(args: argparse.Namespace, err: Console) -> int:
 
 
 def cmd_probe(args: argparse.Namespace, err: Console) -> int:
+    import asyncio
+
+    from rich.console import Console
+
+    from pacswatch.net.limits import RateLimiter
     from pacswatch.output import print_report
+    from pacswatch.probes.base import Endpoint, ProbeContext
+    from pacswatch.probes.options import probe_options
+    from pacswatch.probes.registry import ProbeSelector
+    from pacswatch.targets import Blocklist, parse_spec, parse_targets
 
     options = probe_options(args)
     spec = parse_spec(args.endpoint)

@@ -20,7 +20,6 @@ from rich.console import Console
 
 from pacswatch.campaign import report
 from pacswatch.campaign.commands import EXIT_STORE, campaign_scan, cmd_run
-from pacswatch.store.errors import StoreError
 
 __all__ = ["add_commands", "add_database_option", "add_scan_options", "campaign_scan", "dispatch", "optout_reason"]
 
@@ -40,6 +39,7 @@ add_database_option = _database_option
 def optout_reason(database: str | None, ip) -> str | None:
     """Why the opt-out list refuses `ip` (`pacswatch probe` honours it like every scan)."""
     from pacswatch.campaign.scope import campaign_blocklist
+    from pacswatch.store.errors import StoreError
     from pacswatch.store.repository import Repository
 
     try:
@@ -168,6 +168,9 @@ def dispatch(args: argparse.Namespace, err: Console | None = None) -> int | None
     if args.command not in COMMANDS:
         return None
     err = err or Console(stderr=True)
+    # The store (and SQLAlchemy with it) is imported by the commands that open it, not by
+    # building the parser: `--help` and usage errors stay quick.
+    from pacswatch.store.errors import StoreError
     from pacswatch.store.repository import Repository
 
     try:

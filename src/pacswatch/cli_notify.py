@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pacswatch.store.errors import StoreError
-
 COMMANDS = ("attribute", "owners", "cases", "case", "notify", "export")
 EXIT_USAGE, EXIT_STORE = 2, 1
 
@@ -87,8 +85,10 @@ def dispatch(args: argparse.Namespace, *, clock=None, transport=None, attributor
     `attributor_kwargs` are for tests and embedding."""
     if args.command not in COMMANDS:
         return None
+    # The store (and SQLAlchemy with it) is imported here, not by building the parser.
     from pacswatch.attribution.facts import utcnow
     from pacswatch.notify import config as configuration
+    from pacswatch.store.errors import StoreError
     from pacswatch.store.repository import Repository
 
     clock = clock or utcnow

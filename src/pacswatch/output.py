@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import IO, Iterable
+from typing import IO, TYPE_CHECKING, Iterable
 
 from rich.console import Console
 from rich.table import Table
 
-from pacswatch.probes.base import Endpoint
-from pacswatch.record import Record
-from pacswatch.scan.runner import ScanStats
+if TYPE_CHECKING:  # annotations only: the campaign commands' tables need no probe or pydantic model
+    from pacswatch.record import Record
+    from pacswatch.scan.runner import ScanStats
+
 
 def stderr_console() -> Console:
     """The console for progress, tables and errors. Wide when not a terminal (logs, CI), so
@@ -51,6 +52,8 @@ class JsonLinesWriter:
 
 
 def endpoint_label(record: Record) -> str:
+    from pacswatch.probes.base import Endpoint
+
     return str(Endpoint(record.ip, record.port))
 
 

@@ -8,9 +8,7 @@ import asyncio
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Awaitable, Callable, Iterable
-
-import httpx
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
 
 from pacswatch.attribution import facts as F
 from pacswatch.attribution import dns as D
@@ -21,6 +19,9 @@ from pacswatch.attribution.cloud import Provider, load_providers
 from pacswatch.attribution.local import LocalOwner
 from pacswatch.attribution.owner import Attribution, confirmed_names, decide
 from pacswatch.attribution.rdap import DEFAULT_BOOTSTRAP, RdapClient, RdapConfig, RdapError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class Attributor:
 
     async def __aenter__(self) -> "Attributor":
         if self._http is None:
+            import httpx  # only when attributing: AttributionConfig is read after every scan
+
             # trust_env=False: no proxy from the environment; follow no redirects (an RDAP or
             # security.txt redirect off to another host is not followed blindly).
             self._http = httpx.AsyncClient(trust_env=False, follow_redirects=False)

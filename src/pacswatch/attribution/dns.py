@@ -11,15 +11,14 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Mapping
-
-import dns.asyncresolver
-import dns.exception
-import dns.nameserver
-import dns.resolver
-import dns.reversename
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from pacswatch.attribution import facts as F
+
+# dnspython is imported where a lookup is made, not here: the configuration (ResolverConfig) is
+# read after every scan (notify/config.py), which should not pay for a DNS stack it rarely uses.
+if TYPE_CHECKING:
+    import dns.asyncresolver
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,9 @@ def _split(server: str) -> tuple[str, int]:
 
 
 def make_resolver(config: ResolverConfig) -> dns.asyncresolver.Resolver:
+    import dns.asyncresolver
+    import dns.nameserver
+
     if not config.nameservers:
         if not config.system:
             raise ValueError("no DNS resolver configured: name one (--resolver IP[:PORT]) or allow the system's")
@@ -77,6 +79,9 @@ def confirm(ip: str, forward: Mapping[str, Iterable[str]]) -> dict[str, bool]:
 
 async def addresses(resolver: dns.asyncresolver.Resolver, name: str) -> list[str]:
     """A and AAAA of `name`; empty when there are none (NXDOMAIN, no answer, timeout)."""
+    import dns.exception
+    import dns.resolver
+
     out: list[str] = []
     for rdtype in ("A", "AAAA"):
         try:
@@ -91,6 +96,10 @@ async def reverse_facts(resolver: dns.asyncresolver.Resolver, ip: str, *, now: d
                         ttl_s: int = 86400, max_names: int = 4) -> list[F.Fact]:
     """PTR facts for `ip`, each with detail.confirmed; an error fact when the lookup failed
     (a timeout is not the same as "no name", and the difference should show)."""
+    import dns.exception
+    import dns.resolver
+    import dns.reversename
+
     try:
         answer = await resolver.resolve(dns.reversename.from_address(ip), "PTR", search=False)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):

@@ -11,13 +11,14 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from pacswatch.attribution import facts as F
 from pacswatch.attribution.ratelimit import PerServerLimiter
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_BOOTSTRAP = "https://data.iana.org/rdap/"
 MAX_BYTES = 1 << 20  # RDAP answers are a few kB; a megabyte is not an answer
@@ -140,6 +141,8 @@ class RdapClient:
         self.requests: list[str] = []  # URLs asked, in order (reports; tests count them)
 
     async def _get_json(self, url: str) -> dict:
+        import httpx  # here, not at the top: RdapConfig is read after every scan (notify/config.py)
+
         server = urlsplit(url).netloc
         for attempt in range(2):
             async with self.limiter.slot(server):

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 MAX_BYTES = 32 * 1024  # RFC 9116 files are a few hundred bytes; a large answer is not one
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):\s*(.*?)\s*$")
@@ -108,6 +110,8 @@ async def fetch(client: httpx.AsyncClient, domain: str, address: str, *, scheme:
                 port: int | None = None, timeout: float = 10.0) -> tuple[str, str] | None:
     """GET /.well-known/security.txt (then the legacy /security.txt, RFC 9116 3) from `address`
     as `domain`. Returns (url, text) or None when neither answers 200 with text/plain."""
+    import httpx  # here, not at the top: owner.py (and so every scan's config) imports this module
+
     host = f"[{address}]" if ":" in address else address
     netloc = f"{host}:{port}" if port else host
     for path in ("/.well-known/security.txt", "/security.txt"):

@@ -12,8 +12,6 @@ from pathlib import Path
 from rich.console import Console
 
 from pacswatch.campaign import report
-from pacswatch.scan.workers import WorkerFailed
-from pacswatch.store.errors import StoreError
 
 PROBE_FIELDS = ("timeout", "no_find", "find_limit", "no_ae_guess", "ae_guess", "calling_ae", "contact_url",
                 "tls_ports", "try_default_credentials")
@@ -81,6 +79,8 @@ def _job(parameters: dict, args: argparse.Namespace, err: Console, **kw):
 def campaign_scan(args: argparse.Namespace, err: Console) -> int:
     """`pacswatch scan`: a new scan, or `--resume ID`, stored in the database as it runs."""
     from pacswatch.campaign.scanrun import check_resumable, check_same_plan, execute, start_scan
+    from pacswatch.scan.workers import WorkerFailed
+    from pacswatch.store.errors import StoreError
     from pacswatch.store.repository import Repository
 
     resuming = args.resume is not None

@@ -13,14 +13,15 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Iterable
-
-import jinja2
+from typing import TYPE_CHECKING, Iterable
 
 from pacswatch.notify.advice import advice_for, verify_steps
 from pacswatch.notify.cases import Case
 from pacswatch.notify.csvexport import exposures_csv
 from pacswatch.notify.exposure import Exposure
+
+if TYPE_CHECKING:
+    import jinja2
 
 _RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
 DEFAULT_OPTOUT = ("If this is not your network, or you do not want these messages, reply with "
@@ -54,6 +55,8 @@ class Renderer:
 
     def env(self) -> jinja2.Environment:
         if self._env is None:
+            import jinja2  # when rendering, not at import: Sender is read after every scan (notify/config.py)
+
             loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("pacswatch.notify", "templates")]
             if self.templates:
                 loaders.insert(0, jinja2.FileSystemLoader(str(self.templates)))
