@@ -3,12 +3,17 @@
     python bench/db_bench.py [--records 100000] [--batch 256] [--backends sqlite,postgresql]
 
 Writes go through the real path (Repository.ingest, the batches StoreSink commits during a scan),
-with records made in memory beforehand so only the database work is timed. Three passes over
-`--records` distinct endpoints (all on 127.0.0.0/8: addresses here are data, nothing is sent):
+with records made in memory beforehand so only the database work is timed. Four passes over
+`--records` endpoints each (all on 127.0.0.0/8: addresses here are data, nothing is sent):
 
   new        every record a new exposed service: observation, service, finding, event
   rescan     the same endpoints again, one in ten changed (fixed or another severity): updates
   keep-all   addresses where nothing answered, stored with --keep-all: observations only
+  mixed      a scan of new addresses as most scans go: one in five an exposed DICOM service, the
+             rest refused or silent (counted, not stored)
+
+Besides records/s, each pass reports this process's CPU per record (user + system: what the
+store takes from the scanner it shares the GIL with; a PostgreSQL server's CPU is not in it).
 
 Size is the database's growth per 100,000 observations (SQLite: the file after a checkpoint;
 PostgreSQL: pg_database_size). PostgreSQL runs a throwaway server on loopback with its default,
@@ -55,6 +60,14 @@ def dead(n: int, at: datetime) -> Record:
     return Record(ip=ip, port=port, status="connection-refused", scanned_at=at, scanner="pacswatch/bench")
 
 
+def mixed(n: int, at: datetime) -> Record:
+    if n % 5 == 0:
+        return exposed(n + (2 << 22), at, SEVERITIES[n % 4])
+    ip, port = endpoint(n + (2 << 22))
+    status = "connection-refused" if n % 5 in (1, 2) else "connection-timeout"
+    return Record(ip=ip, port=port, status=status, scanned_at=at, elapsed_ms=4000, scanner="pacswatch/bench")
+
+
 def passes(count: int) -> dict[str, list[Record]]:
     t0 = datetime.now(timezone.utc)
     t1 = t0 + timedelta(days=1)
@@ -68,7 +81,8 @@ def passes(count: int) -> dict[str, list[Record]]:
         else:
             rescan.append(exposed(n, t1, SEVERITIES[n % 4]))
     return {"new": [exposed(n, t0, SEVERITIES[n % 4]) for n in range(count)], "rescan": rescan,
-            "keep-all": [dead(n, t0) for n in range(count)]}
+            "keep-all": [dead(n, t0) for n in range(count)],
+            "mixed": [mixed(n, t0 + timedelta(microseconds=n)) for n in range(count)]}
 
 
 def size_of(repo: Repository, path: Path | None) -> int:
@@ -87,18 +101,20 @@ def run_backend(name: str, url: str, path: Path | None, data: dict[str, list[Rec
                                     plan_size=len(records))
             before = size_of(repo, path)
             work = IntervalSet()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             for start in range(0, len(records), batch):
                 items = [(i, records[i]) for i in range(start, min(start + batch, len(records)))]
                 for i, _ in items:
                     work.add(i)
                 repo.ingest(scan, items, work=work, keep_all=pass_name == "keep-all")
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
             grown = size_of(repo, path) - before
             results[pass_name] = {"records": len(records), "seconds": round(elapsed, 3),
                                   "per_second": round(len(records) / elapsed),
+                                  "cpu_us_per_record": round(cpu * 1e6 / len(records), 1),
                                   "bytes_per_100k": round(grown * 100_000 / len(records))}
             print(f"  {name:<10} {pass_name:<9} {len(records) / elapsed:>9,.0f} records/s   "
+                  f"{cpu * 1e6 / len(records):>6.1f} µs CPU/record   "
                   f"{grown * 100_000 / len(records) / 2**20:>7.1f} MiB per 100,000", flush=True)
     return results
 
@@ -110,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
-    print(f"making {3 * args.records:,} records in memory...", flush=True)
+    print(f"making {4 * args.records:,} records in memory...", flush=True)
     data = passes(args.records)
     out: dict = {"records": args.records, "batch": args.batch, "python": sys.version.split()[0], "backends": {}}
     with tempfile.TemporaryDirectory(prefix="pacswatch-dbbench-") as tmp:

@@ -88,17 +88,20 @@ def plan_batch(items: Sequence[tuple[int | None, Record]], services: Mapping[Key
     finding_rows: dict[Key, Row] = {k: dict(v) for k, v in findings.items()}
     finding_touched: dict[Key, Row] = {}
     for index, record in items:
-        plan.counts[str(record.status)] += 1
+        status = str(record.status)
+        plan.counts[status] += 1
         key = (record.ip, record.port)
         svc = svc_rows.get(key)
-        if not (speaks(record) or svc is not None or keep_all):
+        speaking = speaks(record)
+        if not (speaking or svc is not None or keep_all):
             continue
         position = len(plan.observations)
-        plan.observations.append(observation_row(record, scan_id, index))
-        if not speaks(record) and svc is None:
+        obs = observation_row(record, scan_id, index)
+        plan.observations.append(obs)
+        if not speaking and svc is None:
             continue  # kept (keep_all) but not a service: no state to update
-        look = Look(str(record.status), None if record.severity is None else str(record.severity),
-                    utc(record.scanned_at))
+        # The look and the service's new values are the observation's, computed there once.
+        look = Look(status, obs["severity"], obs["scanned_at"])
         if svc is None:
             svc = svc_rows[key] = {"ip": record.ip, "port": record.port, "first_seen": look.at,
                                    "last_seen": look.at, "last_checked": look.at}
@@ -106,13 +109,10 @@ def plan_batch(items: Sequence[tuple[int | None, Record]], services: Mapping[Key
         elif look.at < utc(svc["last_checked"]):
             continue  # an older look than the one the row shows (a resumed old scan)
         svc.update(status=look.status, last_checked=look.at, last_scan_id=scan_id, _obs=position)
-        if speaks(record):
-            studies, patients = exposure_counts(record)
-            product = record.product
-            svc.update(transport=record.transport, service=record.service, severity=look.severity,
-                       product=product.name[:128] if product else None,
-                       product_version=(product.version or "")[:64] or None if product else None,
-                       studies=studies, patients=patients, last_seen=look.at)
+        if speaking:
+            svc.update(transport=obs["transport"], service=obs["service"], severity=look.severity,
+                       product=obs["product"], product_version=obs["product_version"], studies=obs["studies"],
+                       patients=obs["patients"], last_seen=look.at)
         elif look.conclusive:
             svc["severity"] = None  # gone; product and counts stay as last seen, for history
         state, events = advance(states.get(key), look)

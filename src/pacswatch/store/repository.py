@@ -3,7 +3,9 @@
 It moves rows; it decides nothing. What a batch of records does to services and findings is
 decided by `pacswatch.campaign.ingest.plan_batch`, a pure function, and written here in one
 transaction, together with the scan's completed work, so that the database never says an
-endpoint is done without also holding what was found there.
+endpoint is done without also holding what was found there. The rows of a batch go through
+store/bulk.py: the statements Core compiles, without Core's work per row, since the store shares
+the GIL with the scanner.
 
 Writes run in `BEGIN IMMEDIATE` transactions on SQLite (one writer at a time, decided at BEGIN);
 readers are never blocked by the writer (WAL).
@@ -18,7 +20,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import JSON, Integer, String, bindparam, delete, func, insert, literal_column, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -28,6 +31,7 @@ from pacswatch.campaign.lifecycle import Key
 from pacswatch.campaign.schedule import RescanPolicy
 from pacswatch.campaign.work import IntervalSet
 from pacswatch.record import Record
+from pacswatch.store.bulk import BulkStatement
 from pacswatch.store.engine import open_database
 from pacswatch.store.errors import StoreError
 from pacswatch.store.tables import (
@@ -64,13 +68,39 @@ def _row(mapping) -> Row:
             for k, v in dict(mapping).items()}
 
 
-def _clean(row: Row) -> Row:
-    return {k: v for k, v in row.items() if not k.startswith("_") and k != "id"}
+def _by_key_query(table, backend: str):
+    """The rows of a batch's endpoints, matched on (ip, port) through the unique index.
+
+    The keys go as one parameter (a JSON array of [ip, port] on SQLite, two arrays on PostgreSQL),
+    not as an IN list, which Core expands into new SQL for every batch and SQLite caps in
+    length; and on the whole key, since by address alone a multi-port scan reads (and Core
+    converts) every other port's row of the batch's addresses too."""
+    if backend == "postgresql":
+        keys = (func.unnest(bindparam("ips", type_=ARRAY(String)), bindparam("ports", type_=ARRAY(Integer)))
+                .table_valued("ip", "port").render_derived().alias("k"))
+        ip, port = keys.c.ip, keys.c.port
+    else:
+        keys = func.json_each(bindparam("keys", type_=JSON)).table_valued("value").alias("k")
+        ip, port = (func.json_extract(keys.c.value, literal_column(f"'$[{i}]'")) for i in (0, 1))
+    return select(table).select_from(keys).join(table, (table.c.ip == ip) & (table.c.port == port))
+
+
+# The ingest path's statements, built once: Core caches what it compiles, but keying that cache
+# for a statement built anew costs more than running it (a few hundred µs a batch).
+_BY_KEY = {backend: {t.name: _by_key_query(t, backend) for t in (services, findings)}
+           for backend in ("sqlite", "postgresql")}
+_MAX_ID = {t.name: select(func.coalesce(func.max(t.c.id), 0)) for t in (observations, findings)}
+_NEXT_IDS = {t.name: select(func.nextval(func.pg_get_serial_sequence(t.name, "id")))
+             .select_from(func.generate_series(1, bindparam("count"))) for t in (observations, findings)}
+_COUNTS = select(scans.c.counts).where(scans.c.id == bindparam("scan_id"))
+_FORGET_WORK = delete(scan_work).where(scan_work.c.scan_id == bindparam("scan_id"))
+_UPDATE_SCAN = update(scans).where(scans.c.id == bindparam("b_scan_id"))
 
 
 class Repository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._bulk: dict[tuple[str, str], BulkStatement] = {}  # compiled for this engine's dialect
 
     @classmethod
     def open(cls, url: str | None = None, *, upgrade: bool = False) -> "Repository":
@@ -184,37 +214,40 @@ class Repository:
             known_findings = self._by_key(conn, findings, keys)
             plan = plan_batch(items, known_services, known_findings, scan_id=scan_id, policy=policy,
                               keep_all=keep_all)
+            memo: dict = {}  # values processed for the database in this batch (BulkStatement)
             obs_ids = self._allocate(conn, observations, len(plan.observations))
-            if plan.observations:
-                conn.execute(insert(observations), [{**r, "id": i, "record": RawJson(r["record"])}
-                                                    for r, i in zip(plan.observations, obs_ids)])
+            self._bulk_write(conn, "insert-id", observations, memo, [
+                {**r, "id": i, "record": RawJson(r["record"])} for r, i in zip(plan.observations, obs_ids)])
 
             def obs_id(row: Row) -> int | None:
                 return obs_ids[row["_obs"]] if row.get("_obs") is not None else row.get("last_observation_id")
 
-            if plan.services_new:
-                conn.execute(insert(services), [{**_clean(r), "last_observation_id": obs_id(r)}
-                                                for r in plan.services_new])
-            if plan.services_changed:
-                conn.execute(update(services).where(services.c.id == bindparam("b_id")),
-                             [{**_clean(r), "last_observation_id": obs_id(r), "b_id": r["id"]}
-                              for r in plan.services_changed])
+            self._bulk_write(conn, "insert", services, memo, [
+                {**r, "last_observation_id": obs_id(r)} for r in plan.services_new])
+            self._bulk_write(conn, "update", services, memo, [
+                {**r, "last_observation_id": obs_id(r)} for r in plan.services_changed])
             finding_ids: dict[Key, int] = {k: r["id"] for k, r in known_findings.items()}
-            if plan.findings_new:
-                new_ids = self._allocate(conn, findings, len(plan.findings_new))
-                conn.execute(insert(findings), [{**_clean(r), "id": i, "last_observation_id": obs_id(r)}
-                                                for r, i in zip(plan.findings_new, new_ids)])
-                finding_ids.update(zip((r["_key"] for r in plan.findings_new), new_ids))
-            if plan.findings_changed:
-                conn.execute(update(findings).where(findings.c.id == bindparam("b_id")),
-                             [{**_clean(r), "last_observation_id": obs_id(r), "b_id": r["id"]}
-                              for r in plan.findings_changed])
-            if plan.events:
-                conn.execute(insert(finding_events), [
-                    {**_clean(e), "finding_id": finding_ids[e["_key"]], "observation_id": obs_ids[e["_obs"]]}
-                    for e in plan.events])
+            new_ids = self._allocate(conn, findings, len(plan.findings_new))
+            self._bulk_write(conn, "insert-id", findings, memo, [
+                {**r, "id": i, "last_observation_id": obs_id(r)} for r, i in zip(plan.findings_new, new_ids)])
+            finding_ids.update(zip((r["_key"] for r in plan.findings_new), new_ids))
+            self._bulk_write(conn, "update", findings, memo, [
+                {**r, "last_observation_id": obs_id(r)} for r in plan.findings_changed])
+            self._bulk_write(conn, "insert", finding_events, memo, [
+                {**e, "finding_id": finding_ids[e["_key"]], "observation_id": obs_ids[e["_obs"]]}
+                for e in plan.events])
             self._progress(conn, scan_id, plan, work)
         return plan
+
+    def _bulk_write(self, conn: Connection, kind: str, table, memo: dict, rows: list[Row]) -> None:
+        """`rows` written as one executemany (store/bulk.py: Core's statement, without Core's
+        work per row). Updates set every column but "id" to the row's values, as inserts do."""
+        if not rows:
+            return
+        statement = self._bulk.get((kind, table.name))
+        if statement is None:
+            statement = self._bulk[(kind, table.name)] = BulkStatement(kind, table, self.engine.dialect)
+        statement.execute(conn, rows, memo)
 
     def _allocate(self, conn: Connection, table, count: int) -> list[int]:
         """Ids for `count` new rows, so that they can be inserted without RETURNING: a plain
@@ -223,37 +256,39 @@ class Repository:
         if count == 0:
             return []
         if self.backend == "postgresql":
-            return list(conn.execute(select(func.nextval(func.pg_get_serial_sequence(table.name, "id")))
-                                     .select_from(func.generate_series(1, count))).scalars())
+            return list(conn.execute(_NEXT_IDS[table.name], {"count": count}).scalars())
         # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE), so max(id) stays ours.
-        top = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+        top = conn.execute(_MAX_ID[table.name]).scalar_one()
         return list(range(top + 1, top + 1 + count))
 
     def _by_key(self, conn: Connection, table, keys: set[Key]) -> dict[Key, Row]:
+        """The rows of `table` at `keys`, for plan_batch. Their datetimes are left as the driver
+        gives them (SQLite's without a zone): plan_batch reads each one through `utc`, and what
+        it writes back unchanged is stored as the same text."""
         if not keys:
             return {}
-        ips = sorted({ip for ip, _ in keys})
-        out: dict[Key, Row] = {}
-        for start in range(0, len(ips), 500):  # bounded IN lists (SQLite's variable limit)
-            for row in conn.execute(select(table).where(table.c.ip.in_(ips[start:start + 500]))).mappings():
-                key = (row["ip"], row["port"])
-                if key in keys:
-                    out[key] = _row(row)
-        return out
+        if self.backend == "postgresql":
+            params = {"ips": [ip for ip, _ in keys], "ports": [port for _, port in keys]}
+        else:
+            params = {"keys": list(keys)}  # JSON: [[ip, port], ...]
+        result = conn.execute(_BY_KEY[self.backend][table.name], params)
+        names = list(result.keys())
+        rows = (dict(zip(names, values)) for values in result)
+        return {(row["ip"], row["port"]): row for row in rows}
 
     def _progress(self, conn: Connection, scan_id: int, plan: BatchPlan, work: IntervalSet | None) -> None:
-        counts = conn.execute(select(scans.c.counts).where(scans.c.id == scan_id)).scalar_one() or {}
+        counts = conn.execute(_COUNTS, {"scan_id": scan_id}).scalar_one() or {}
         for status, n in plan.counts.items():
             counts[status] = counts.get(status, 0) + n
         values: dict[str, Any] = {"counts": counts, "updated_at": now_utc()}
         if work is not None:
             values["done"] = len(work)
-            conn.execute(delete(scan_work).where(scan_work.c.scan_id == scan_id))
+            conn.execute(_FORGET_WORK, {"scan_id": scan_id})
             intervals = work.intervals()
             if intervals:
                 conn.execute(insert(scan_work), [{"scan_id": scan_id, "first_index": a, "last_index": b}
                                                  for a, b in intervals])
-        conn.execute(update(scans).where(scans.c.id == scan_id).values(**values))
+        conn.execute(_UPDATE_SCAN, {**values, "b_scan_id": scan_id})
 
     # ------------------------------------------------------------------ queries
 

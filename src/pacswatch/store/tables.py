@@ -31,9 +31,14 @@ class RawJson(str):
     by pydantic, rather than dumped to a dict and serialized again."""
 
 
+# What json.dumps(value, separators=(",", ":")) builds on every call; an encoder keeps no state
+# between calls, so one serves every thread.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def json_dumps(value: object) -> str:
     """The engines' JSON serializer: RawJson passes through, the rest is compact JSON."""
-    return str(value) if isinstance(value, RawJson) else json.dumps(value, separators=(",", ":"))
+    return str(value) if isinstance(value, RawJson) else _COMPACT.encode(value)
 
 
 # Named constraints, so that Alembic can alter them later (SQLite batch mode needs the names).

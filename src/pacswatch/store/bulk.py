@@ -1,0 +1,91 @@
+"""Many rows, one executemany, without Core's work per row.
+
+`conn.execute(insert(table), rows)` costs about as much CPU in SQLAlchemy as in the database:
+per execution a cache key, per row a parameter dict and a bind processor looked up and called
+for every value (on SQLite, every datetime becomes a string in Python). A scan stores a few
+hundred records per transaction, each touching four tables, and the store shares the GIL with
+the scanner, so that work is worth avoiding.
+
+A `BulkStatement` is the same INSERT or UPDATE, compiled once by Core for the engine's dialect,
+with each column's own bind processor (the one Core would apply, so the values the database
+gets are Core's: tests/store/test_store_bulk.py compares whole tables written both ways). Per
+row, what is left is taking the values in order and processing the few that need it.
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from sqlalchemy import DateTime, Table, bindparam, insert, update
+from sqlalchemy.engine import Connection, Dialect
+
+from pacswatch.store.errors import StoreError
+
+ROW_ID = "b_id"  # the UPDATE's WHERE id = ... parameter, apart from the columns it sets
+
+
+class BulkStatement:
+    """kind "insert": every column of `table` but "id" (the database numbers the row);
+    "insert-id": every column, "id" too; "update": every column but "id", WHERE id = row["id"].
+
+    Rows are mappings from column key to value; other keys are ignored and a missing column is
+    a KeyError (Core would refuse it too), never a silent NULL."""
+
+    def __init__(self, kind: str, table: Table, dialect: Dialect) -> None:
+        columns = [c.key for c in table.c if kind == "insert-id" or c.key != "id"]
+        if kind == "update":
+            compiled = update(table).where(table.c.id == bindparam(ROW_ID)).compile(
+                dialect=dialect, column_keys=[*columns, ROW_ID])
+            expected = [*columns, ROW_ID]
+        elif kind in ("insert", "insert-id"):
+            compiled = insert(table).compile(dialect=dialect, column_keys=columns)
+            expected = columns
+        else:
+            raise ValueError(f"unknown statement kind {kind!r}")
+        names = list(compiled.positiontup or ()) if dialect.positional else list(compiled.binds)
+        # Only values we give: a column default or SQL expression, which Core would fill in per
+        # row, would otherwise be quietly left out.
+        if sorted(names) != sorted(expected):
+            raise StoreError(f"{kind} {table.name}: the statement takes {names}, not the columns {expected}")
+        self.sql = str(compiled)
+        self.names = tuple(names)
+        self.positional = dialect.positional
+        self._values = itemgetter(*("id" if n == ROW_ID else n for n in names))
+        # (position, processor, memo key): a datetime is memoized per batch, because one look's
+        # moment fills half a dozen columns; the key is the type's implementation for this
+        # dialect, one object shared by every column of that type.
+        self._processors: list[tuple[int, Callable[[Any], Any], object | None]] = []
+        for position, name in enumerate(names):
+            if name == ROW_ID:
+                continue
+            impl = table.c[name].type.dialect_impl(dialect)
+            processor = impl.bind_processor(dialect)
+            if processor is not None:
+                self._processors.append((position, processor, impl if isinstance(impl, DateTime) else None))
+
+    def parameters(self, rows: Iterable[Mapping[str, Any]], memo: dict) -> list:
+        """The executemany parameters of `rows`; `memo` holds processed datetimes (one per batch)."""
+        values_of, processors, names = self._values, self._processors, self.names
+        out: list = []
+        for row in rows:
+            values = values_of(row)
+            if processors:
+                values = list(values)
+                for position, processor, memo_key in processors:
+                    value = values[position]
+                    if memo_key is None:
+                        values[position] = processor(value)
+                        continue
+                    # With the zone: equal moments in other zones are other wall-clock strings.
+                    key = (memo_key, value, value.tzinfo if value is not None else None)
+                    try:
+                        values[position] = memo[key]
+                    except KeyError:
+                        values[position] = memo[key] = processor(value)
+            out.append(tuple(values) if self.positional else dict(zip(names, values)))
+        return out
+
+    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]], memo: dict) -> None:
+        if rows:
+            conn.exec_driver_sql(self.sql, self.parameters(rows, memo))
