@@ -236,3 +236,39 @@ def test_connects_raise_the_socket_connect_audit_event():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == f"[('{HOST}', 9)] 0", out.stderr
+
+
+def test_ipv6_loopback_and_a_non_address():
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as listener:
+        port = listener.getsockname()[1]
+        answer = pdu(2, b"v6")
+
+        def serve():
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(answer)
+                conn.recv(1)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        events = []
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            link = pduio.PduLink(loop)
+            done = loop.create_future()
+
+            def handler(kind, value):
+                events.append((kind, value))
+                if kind == pduio.PDU:
+                    done.set_result(None)
+
+            link.connect("::1", port, loop.time() + 5, 1000, handler)
+            with pytest.raises(ValueError, match="not an IP address"):
+                link.connect("localhost", port, loop.time() + 5, 1000, handler)  # names are resolved before
+            await asyncio.wait_for(done, 5)
+            link.shutdown()
+
+        asyncio.run(main())
+        thread.join(5)
+    assert events == [(pduio.CONNECTED, None), (pduio.PDU, answer)]
