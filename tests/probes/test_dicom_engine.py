@@ -135,3 +135,13 @@ def test_the_tree_is_bounded(monkeypatch):
     assert tree.add(a, b"c", b"z", None, True) is None  # full
     with pytest.raises(RuntimeError, match="memo disagrees"):
         tree.add(root, b"a", b"other", 1.0, False)
+
+
+def test_the_tree_is_bounded_in_bytes_too(monkeypatch):
+    import pacswatch.probes.dicom_engine as dicom_engine
+
+    monkeypatch.setattr(dicom_engine, "MAX_BYTES", 10)
+    tree = ConversationTree()
+    root = tree.add(None, None, b"12345678", 1.0, False)
+    assert tree.add(root, b"ab", b"", 1.0, False) is not None  # 10 bytes: the limit
+    assert tree.add(root, b"c", b"", 1.0, False) is None

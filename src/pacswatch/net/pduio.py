@@ -82,7 +82,10 @@ class PduLink:
         for tag, kind, value in self._engine.poll():
             handler = handlers.get(tag)
             if handler is not None:
-                handler(kind, value)
+                try:
+                    handler(kind, value)
+                except Exception as exc:  # a handler's bug must not cost the batch's other events
+                    self.loop.call_exception_handler({"message": "PDU engine handler failed", "exception": exc})
 
     def shutdown(self) -> None:
         """Close every connection and the engine. One link serves a context for good: an engine

@@ -27,6 +27,7 @@ from pacswatch.net.errors import NetError, map_os_error
 from pacswatch.status import Status
 
 MAX_NODES = 4096  # per tree: a few dozen distinct products and configurations fit many times
+MAX_BYTES = 2 << 20  # per tree, keys and answers together
 MAX_KEY = 4096  # bytes: associations and DIMSE commands are far smaller
 
 Make = Callable[[], tuple]  # () -> (session, steps, attempt): a fresh conversation
@@ -57,6 +58,7 @@ class ConversationTree:
     def __init__(self) -> None:
         self.root: _Node | None = None
         self.size = 0
+        self.bytes = 0
 
     def add(self, parent: _Node | None, key: bytes | None, out: bytes, wait: float | None, done: bool) -> _Node | None:
         """The node after `key` (the root when `parent` is None); None when the tree is full.
@@ -66,10 +68,12 @@ class ConversationTree:
             if known.out != out or known.done != done:
                 raise RuntimeError("the DICOM conversation answered the same PDUs differently (memo disagrees)")
             return known
-        if self.size >= MAX_NODES:
+        cost = len(out) + (len(key) if key else 0)
+        if self.size >= MAX_NODES or self.bytes + cost > MAX_BYTES:
             return None
         node = _Node(out, wait, done, parent, key)
         self.size += 1
+        self.bytes += cost
         if parent is None:
             self.root = node
         else:
@@ -132,17 +136,17 @@ class EngineAttempt:
     # ------------------------------------------------------------ events
 
     def on_event(self, kind: int, value) -> None:
-        if self.connecting:
-            self._connect_event(kind, value)
-        elif self.session is None and kind == pduio.PDU and (child := self.node.children.get(value)) is not None:
-            self._enter(child)
-        else:
-            try:
+        try:
+            if self.connecting:
+                self._connect_event(kind, value)
+            elif self.session is None and kind == pduio.PDU and (child := self.node.children.get(value)) is not None:
+                self._enter(child)
+            else:
                 self._live(kind, value)
-            except Exception as exc:  # our bug: end the connection, run() reports it on the record
-                self.abort()
-                if not self.future.done():
-                    self.future.set_exception(exc)
+        except Exception as exc:  # our bug: end the connection, run() reports it on the record
+            self.abort()
+            if not self.future.done():
+                self.future.set_exception(exc)
 
     def _connect_event(self, kind: int, value) -> None:
         self.connecting = False
