@@ -14,10 +14,12 @@ import warnings
 import weakref
 from datetime import datetime, timezone
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from typing import TYPE_CHECKING
 
 from pacswatch.record import TlsFacts
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 _HANDSHAKE = 22  # TLS content type
 _CERTIFICATE_REQUEST = 13  # handshake message type
@@ -78,6 +80,9 @@ def tls_facts(ssl_object, *, client_cert_required: bool = False, now: datetime |
 
 
 def describe_certificate(facts: TlsFacts, der: bytes, now: datetime) -> None:
+    # Imported here: every scan loads this module, only TLS peers need it (~30 ms at start-up).
+    from cryptography import x509
+
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError as exc:
@@ -92,6 +97,8 @@ def describe_certificate(facts: TlsFacts, der: bytes, now: datetime) -> None:
 
 def _signed_by_own_key(cert: x509.Certificate) -> bool:
     """True when the certificate's signature verifies with its own public key."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+
     key = cert.public_key()
     try:
         if isinstance(key, rsa.RSAPublicKey):
