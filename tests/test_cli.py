@@ -122,6 +122,28 @@ def test_a_scan_does_not_import_what_only_other_commands_use(tmp_path):
     assert not loaded & NOT_FOR_A_SCAN, sorted(loaded & NOT_FOR_A_SCAN)
 
 
+def test_attributing_a_scans_loopback_findings_loads_no_http_stack(tmp_path):
+    # Attribution runs after every scan that found something; for local and special addresses
+    # it asks nothing over HTTP, so httpx (a quarter second to import) is not loaded.
+    import sqlite3
+
+    from pacswatch.lab.fast import FastResponder
+
+    out, db = tmp_path / "out.jsonl", tmp_path / "scan.db"
+    with FastResponder(["127.44.8.1"], ports=[0], workers=0) as responder:
+        (ip, port), = responder.endpoints
+        args = ["scan", ip, "--ports", str(port), "--quiet", "-o", str(out), "--database", str(db)]
+        assert run(args).returncode == 0  # creates the database (alembic) first
+        loaded = _modules_after("import json, sys\n"
+                                "from pacswatch.cli import main\n"
+                                f"assert main({args!r}) == 0\n"
+                                "print(json.dumps(sorted(sys.modules)))")
+    assert json.loads(out.read_text().splitlines()[-1])["severity"] == "high"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from attributions where ip = ?", (ip,)).fetchone() == (1,)
+    assert not loaded & {"httpx", "httpcore"}, sorted(loaded & {"httpx", "httpcore"})
+
+
 def test_building_the_parser_loads_neither_the_store_nor_the_probes():
     # --help, --version and usage errors need the parser only.
     loaded = _modules_after("import json, sys\n"

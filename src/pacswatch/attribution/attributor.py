@@ -61,13 +61,6 @@ class Attributor:
         self._rdap: RdapClient | None = None
 
     async def __aenter__(self) -> "Attributor":
-        if self._http is None:
-            import httpx  # only when attributing: AttributionConfig is read after every scan
-
-            # trust_env=False: no proxy from the environment; follow no redirects (an RDAP or
-            # security.txt redirect off to another host is not followed blindly).
-            self._http = httpx.AsyncClient(trust_env=False, follow_redirects=False)
-        self._rdap = RdapClient(self.config.rdap, self._http)
         if self.dns_configured:
             self.resolver()  # a bad resolver configuration is the user's to fix: say so now
         return self
@@ -84,8 +77,21 @@ class Attributor:
             self._http = None
 
     @property
+    def http(self) -> "httpx.AsyncClient":
+        """Made on first use: attributing local and special addresses (a lab, a test range, an
+        owners table) asks nothing over HTTP, and httpx costs a quarter second to load."""
+        if self._http is None:
+            import httpx
+
+            # trust_env=False: no proxy from the environment; follow no redirects (an RDAP or
+            # security.txt redirect off to another host is not followed blindly).
+            self._http = httpx.AsyncClient(trust_env=False, follow_redirects=False)
+        return self._http
+
+    @property
     def rdap(self) -> RdapClient:
-        assert self._rdap is not None, "use `async with Attributor(...)`"
+        if self._rdap is None:
+            self._rdap = RdapClient(self.config.rdap, self.http)
         return self._rdap
 
     def resolver(self):
@@ -148,7 +154,7 @@ class Attributor:
         cfg = self.config
         addresses = await D.addresses(self.resolver(), domain)
         for address in addresses[:2]:
-            got = await securitytxt.fetch(self._http, domain, address, scheme=cfg.security_txt_scheme,
+            got = await securitytxt.fetch(self.http, domain, address, scheme=cfg.security_txt_scheme,
                                           port=cfg.security_txt_port)
             if got is None:
                 continue

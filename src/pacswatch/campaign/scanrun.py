@@ -161,7 +161,7 @@ class StoreSink:
                         self._write(items[start : start + self.batch])
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since >= HEARTBEAT:
-                    self.repo.heartbeat(self.scan_id)  # alive, if quiet (tarpits take a while)
+                    self._heartbeat()  # alive, if quiet (tarpits take a while)
                     quiet_since = time.monotonic()
             except BaseException as exc:  # kept for put()/close(): the scan stops, loudly
                 self.error = exc
@@ -172,6 +172,9 @@ class StoreSink:
                 if left:  # released while the last batch was written: write those too
                     continue
                 return
+
+    def _heartbeat(self) -> None:
+        self.repo.heartbeat(self.scan_id)
 
     def _write(self, items: list[tuple[int | None, Record]]) -> None:
         for index, _ in items:
@@ -241,7 +244,10 @@ def execute(repo: Repository, scan_id: int, plan: ScanPlan, job, *, policy: Resc
     done = repo.completed(scan_id)
     remaining = RemainingPlan(plan, done)
     job.plan = remaining
-    sink = StoreSink(repo, scan_id, done, policy=policy, keep_all=keep_all, batch=batch,
+    from pacswatch.campaign import store_process  # (it builds on StoreSink, above)
+
+    sink_type = store_process.StoreProcess if store_process.suitable(repo) else StoreSink
+    sink = sink_type(repo, scan_id, done, policy=policy, keep_all=keep_all, batch=batch,
                      flush_interval=flush_interval)
     downstream = job.on_record
 
@@ -262,7 +268,11 @@ def execute(repo: Repository, scan_id: int, plan: ScanPlan, job, *, policy: Resc
         finally:
             repo.finish_scan(scan_id, "interrupted")
         raise
-    sink.close()
+    try:
+        sink.close()
+    except BaseException:  # the last records could not be stored: resumable, not finished
+        repo.finish_scan(scan_id, "interrupted")
+        raise
     status = "finished" if len(done) >= plan.size else "interrupted"
     repo.finish_scan(scan_id, status)
     events = repo.events(scan_id=scan_id)

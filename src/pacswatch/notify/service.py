@@ -40,7 +40,9 @@ async def attribute_async(engine: Engine, config: Config, *, ips: Iterable[str] 
                           **attributor_kwargs) as attributor:
         results = await attributor.attribute_many(list(ips), refresh=refresh)
     at = clock()
-    return {ip: (a, store.save_attribution(a, facts, at)) for ip, (a, facts) in sorted(results.items())}
+    ordered = sorted(results.items())
+    changed = store.save_attributions([decision for _, decision in ordered], at)
+    return {ip: (decision[0], was) for (ip, decision), was in zip(ordered, changed)}
 
 
 def attribute(engine: Engine, config: Config, **kwargs) -> dict:

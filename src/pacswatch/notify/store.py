@@ -103,20 +103,28 @@ class NotifyStore:
 
     def save_attribution(self, attribution: Attribution, facts: list[Fact], at: datetime) -> bool:
         """Store the decision; True when it changed (another owner, contact or set of facts)."""
-        a = attribution
-        row = {"ip": a.ip, "owner_key": a.owner_key, "owner_name": a.owner_name,
-               "contact": a.contact.address if a.contact else None,
-               "contact_role": a.contact.role if a.contact else None,
-               "escalation": a.escalation.address if a.escalation else None, "confidence": a.confidence,
-               "language": a.language, "cloud": a.cloud, "reasons": list(a.reasons),
-               "facts": [f.to_dict() for f in facts], "facts_digest": a.facts_digest, "decided_at": at}
+        return self.save_attributions([(attribution, facts)], at)[0]
+
+    def save_attributions(self, decisions: list[tuple[Attribution, list[Fact]]], at: datetime) -> list[bool]:
+        """Store many decisions in one transaction (one commit, not one per address); for each,
+        True when it changed."""
+        changed = []
         with self.write() as conn:
-            old = conn.execute(select(T.attributions).where(T.attributions.c.ip == a.ip)).mappings().first()
-            if old is None:
-                conn.execute(insert(T.attributions), row)
-                return True
-            conn.execute(update(T.attributions).where(T.attributions.c.ip == a.ip).values(**row))
-            return any(old[k] != row[k] for k in ("owner_key", "contact", "escalation", "facts_digest"))
+            for a, facts in decisions:
+                row = {"ip": a.ip, "owner_key": a.owner_key, "owner_name": a.owner_name,
+                       "contact": a.contact.address if a.contact else None,
+                       "contact_role": a.contact.role if a.contact else None,
+                       "escalation": a.escalation.address if a.escalation else None, "confidence": a.confidence,
+                       "language": a.language, "cloud": a.cloud, "reasons": list(a.reasons),
+                       "facts": [f.to_dict() for f in facts], "facts_digest": a.facts_digest, "decided_at": at}
+                old = conn.execute(select(T.attributions).where(T.attributions.c.ip == a.ip)).mappings().first()
+                if old is None:
+                    conn.execute(insert(T.attributions), row)
+                    changed.append(True)
+                    continue
+                conn.execute(update(T.attributions).where(T.attributions.c.ip == a.ip).values(**row))
+                changed.append(any(old[k] != row[k] for k in ("owner_key", "contact", "escalation", "facts_digest")))
+        return changed
 
     def attributions(self, ips: list[str] | None = None) -> dict[str, dict[str, Any]]:
         query = select(T.attributions)
