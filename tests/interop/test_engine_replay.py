@@ -76,7 +76,7 @@ def test_a_peer_that_leaves_the_tree_midway_is_replayed_and_finished_live(empty_
         assert a.model_dump(exclude=volatile) == b.model_dump(exclude=volatile)
     assert on_engine[0].dicom.find.studies == 0
     assert on_engine[1].dicom.find.studies > 0 and on_engine[1].severity == "critical"
-    (_, tree), = probe._trees.values()
+    (tree,) = probe._trees.values()
     keys = [key for node in nodes(tree) for key in node.children]
     assert len(keys) == tree.size - 1
     assert all(rememberable(key) for key in keys)

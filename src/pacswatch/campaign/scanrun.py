@@ -161,7 +161,7 @@ class StoreSink:
                         self._write(items[start : start + self.batch])
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since >= HEARTBEAT:
-                    self._heartbeat()  # alive, if quiet (tarpits take a while)
+                    self.repo.heartbeat(self.scan_id)  # alive, if quiet (tarpits take a while)
                     quiet_since = time.monotonic()
             except BaseException as exc:  # kept for put()/close(): the scan stops, loudly
                 self.error = exc
@@ -172,9 +172,6 @@ class StoreSink:
                 if left:  # released while the last batch was written: write those too
                     continue
                 return
-
-    def _heartbeat(self) -> None:
-        self.repo.heartbeat(self.scan_id)
 
     def _write(self, items: list[tuple[int | None, Record]]) -> None:
         for index, _ in items:
@@ -244,10 +241,7 @@ def execute(repo: Repository, scan_id: int, plan: ScanPlan, job, *, policy: Resc
     done = repo.completed(scan_id)
     remaining = RemainingPlan(plan, done)
     job.plan = remaining
-    from pacswatch.campaign import store_process  # (it builds on StoreSink, above)
-
-    sink_type = store_process.StoreProcess if store_process.suitable(repo) else StoreSink
-    sink = sink_type(repo, scan_id, done, policy=policy, keep_all=keep_all, batch=batch,
+    sink = StoreSink(repo, scan_id, done, policy=policy, keep_all=keep_all, batch=batch,
                      flush_interval=flush_interval)
     downstream = job.on_record
 

@@ -90,7 +90,10 @@ class DicomProbe:
         self._all_studies = study_query("")
         self._all_patients = patient_query()
         self._templates: dict[tuple, RequestTemplate] = {}
-        self._trees: dict[tuple, tuple[ProbeOptions, ConversationTree]] = {}  # per called AE and options
+        # The memo of the conversation's answers (probes/dicom_engine.py), per called AE, for one
+        # options object: other options make other conversations, so a new one starts afresh.
+        self._trees: dict[str, ConversationTree] = {}
+        self._trees_for: ProbeOptions | None = None
 
     def _template(self, opts) -> RequestTemplate:
         key = (opts.identity, opts.max_pdu)
@@ -215,11 +218,12 @@ class DicomProbe:
         return attempt
 
     def _tree(self, called_ae: str, opts: ProbeOptions) -> ConversationTree:
-        key = (called_ae, id(opts))
-        known = self._trees.get(key)
-        if known is None or known[0] is not opts:
-            known = self._trees[key] = (opts, ConversationTree())
-        return known[1]
+        if opts is not self._trees_for:
+            self._trees, self._trees_for = {}, opts
+        tree = self._trees.get(called_ae)
+        if tree is None:
+            tree = self._trees[called_ae] = ConversationTree()
+        return tree
 
     def _conversation(self, session: Session, opts, attempt: _Attempt) -> Steps:
         """One association: associate; when accepted, explore it at once and release."""
