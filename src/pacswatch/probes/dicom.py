@@ -30,7 +30,7 @@ from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions
 from pacswatch.probes.dicom_engine import ConversationTree, EngineAttempt
 from pacswatch.probes.dicom_request import RequestTemplate
-from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session, Steps
+from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session, Steps, detached
 from pacswatch.record import Association as AssociationFacts
 from pacswatch.record import DicomFacts, Find, Record, Reject, TlsFacts
 from pacswatch.status import Status
@@ -159,7 +159,7 @@ class DicomProbe:
             if tls and record.tls is None:
                 record.tls = TlsFacts(handshake=False, error=exc.detail,
                                       client_cert_required=is_client_cert_error(exc.detail))
-            attempt.failure = _detached(exc)
+            attempt.failure = detached(exc)
             return attempt
         if tls and tls_ctx is not None and record.tls is None:
             ssl_object = conn.ssl_object
@@ -169,7 +169,7 @@ class DicomProbe:
         try:
             await conn.converse(session, session.begin(self._conversation(session, opts, attempt)))
         except NetError as exc:  # the connection ended under a conversation still waiting
-            attempt.failure = attempt.failure or _detached(exc)
+            attempt.failure = attempt.failure or detached(exc)
         except BaseException:  # our bug (reported on the record by run()) or a cancelled scan
             conn.abort()
             raise
@@ -230,7 +230,7 @@ class DicomProbe:
         try:
             event = yield from session.associate(opts.timeouts.association)
         except (NetError, PeerProtocolError, PeerAborted) as exc:
-            attempt.failure = _detached(exc)
+            attempt.failure = detached(exc)
             if isinstance(exc, PeerProtocolError):
                 session.abort(exc.abort_reason, source=2)
             return
@@ -401,13 +401,6 @@ class DicomProbe:
             if counted.aborted or counted.closed or session.assoc.is_closed:
                 return False
         return True
-
-
-def _detached(exc: BaseException):
-    """The exception without its traceback and chain: those hold the session's frames, its
-    buffers and the peer's bytes alive in a reference cycle until the cyclic GC runs."""
-    exc.__context__ = exc.__cause__ = None
-    return exc.with_traceback(None)
 
 
 def _blank(endpoint: Endpoint, tls: bool) -> Record:

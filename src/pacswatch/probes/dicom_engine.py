@@ -24,6 +24,7 @@ from typing import Callable
 
 from pacswatch.net import pduio
 from pacswatch.net.errors import NetError, map_os_error
+from pacswatch.probes.dicom_session import detached
 from pacswatch.status import Status
 
 MAX_NODES = 4096  # per tree: a few dozen distinct products and configurations fit many times
@@ -249,7 +250,7 @@ class EngineAttempt:
     def _end(self, out: bytes, attempt, error: NetError | None = None) -> None:
         """The conversation is over: write its last bytes, then close (or abort on a failure)."""
         if error is not None and attempt.failure is None:
-            attempt.failure = _detached(error)
+            attempt.failure = detached(error)
         if out:
             self.link.send(self.tag, out, self.deadline)
         if attempt.failure is None:
@@ -264,9 +265,4 @@ class EngineAttempt:
         """The connect failed: the conversation never began."""
         self.abort()
         if not self.future.done():
-            self.future.set_result(_detached(error))
-
-
-def _detached(exc: BaseException):
-    exc.__context__ = exc.__cause__ = None
-    return exc.with_traceback(None)
+            self.future.set_result(detached(error))

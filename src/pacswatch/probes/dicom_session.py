@@ -50,6 +50,13 @@ class PeerClosed(NetError):
         self.silent = silent
 
 
+def detached(exc: BaseException):
+    """The exception without its traceback and chain: those hold the session's frames, its
+    buffers and the peer's bytes alive in a reference cycle until the cyclic GC runs."""
+    exc.__context__ = exc.__cause__ = None
+    return exc.with_traceback(None)
+
+
 @dataclass
 class FindOutcome:
     final_status: int | None = None  # None: no final response (aborted, closed, or cut off by us)
