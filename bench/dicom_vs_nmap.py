@@ -312,13 +312,16 @@ def layout(kind: str, endpoints: int, base: str) -> tuple[list[str], list[int]]:
 # worker processes, storing in one database. "x2" runs two independent scans on half the
 # addresses each, with half the concurrency and their own databases: what --workers is measured
 # against. Plain TCP runs on the PDU engine (net/_pduio.c) by default; "noengine" turns it off
-# (asyncio's transports, as before the engine), to show what it brings.
+# (asyncio's transports, as before the engine), to show what it brings; "nomemo" keeps the engine
+# but no memo of answers (every conversation runs its Python steps: a range where no two peers
+# answer alike).
 VARIANTS = {
     "asyncio": ("asyncio", 1, (), {}),
     "uvloop": ("uvloop", 1, (), {}),
     "uvloop-w2": ("uvloop", 1, ("--workers", "2"), {}),
     "uvloop-x2": ("uvloop", 2, (), {}),
     "uvloop-noengine": ("uvloop", 1, (), {"PACSWATCH_PDU_ENGINE": "0"}),
+    "uvloop-nomemo": ("uvloop", 1, (), {"PACSWATCH_PDU_MEMO": "0"}),
 }
 UVLOOP_SHIM = ("import sys, uvloop; uvloop.install(); import pacswatch.cli; "
                "sys.exit(pacswatch.cli.main(sys.argv[1:]))")

@@ -145,3 +145,33 @@ def test_the_tree_is_bounded_in_bytes_too(monkeypatch):
     root = tree.add(None, None, b"12345678", 1.0, False)
     assert tree.add(root, b"ab", b"", 1.0, False) is not None  # 10 bytes: the limit
     assert tree.add(root, b"c", b"", 1.0, False) is None
+
+
+def test_the_memo_can_be_turned_off_for_measurements(responders):
+    # PACSWATCH_PDU_MEMO=0 (bench variant "nomemo"): every conversation runs its steps live.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, json\n"
+        "from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions\n"
+        "from pacswatch.probes.dicom import DicomProbe\n"
+        "runs = []\n"
+        "real = DicomProbe._conversation\n"
+        "def counted(self, *a):\n"
+        "    runs.append(1)\n"
+        "    return real(self, *a)\n"
+        "DicomProbe._conversation = counted\n"
+        "probe, ctx = DicomProbe(), ProbeContext(ProbeOptions())\n"
+        f"endpoints = {responders[:4]!r}\n"
+        "async def main():\n"
+        "    return [await probe.run(ctx, Endpoint(ip, port)) for ip, port in endpoints]\n"
+        "records = asyncio.run(main())\n"
+        "print(json.dumps([len(runs), sorted({r.status for r in records})]))\n"
+    )
+    for memo, expected_runs in (("0", 4), ("1", 1)):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PACSWATCH_PDU_MEMO": memo})
+        assert json.loads(out.stdout.splitlines()[-1]) == [expected_runs, ["success"]], out.stderr

@@ -27,7 +27,9 @@ from pacswatch.net.errors import NetError, map_os_error
 from pacswatch.probes.dicom_session import detached
 from pacswatch.status import Status
 
-MAX_NODES = 4096  # per tree: a few dozen distinct products and configurations fit many times
+# Per tree: a few dozen distinct products and configurations fit many times. PACSWATCH_PDU_MEMO=0
+# keeps no tree at all (every conversation runs live), to measure what the memo brings.
+MAX_NODES = 0 if os.environ.get("PACSWATCH_PDU_MEMO") == "0" else 4096
 MAX_BYTES = 2 << 20  # per tree, keys and answers together
 MAX_KEY = 4096  # bytes: associations and DIMSE commands are far smaller
 
