@@ -164,10 +164,9 @@ class DicomProbe:
         if tls and tls_ctx is not None and record.tls is None:
             ssl_object = conn.ssl_object
             record.tls = tls_facts(ssl_object, client_cert_required=tls_ctx.client_cert_requested(ssl_object))
-        assoc = Association(request, max_receive_pdu=opts.max_received_pdu, encoded=encoded)
-        session = Session(assoc, deadline, loop.time)
+        session, steps = self._new_conversation(opts, request, encoded, deadline, loop.time, attempt)
         try:
-            await conn.converse(session, session.begin(self._conversation(session, opts, attempt)))
+            await conn.converse(session, session.begin(steps))
         except NetError as exc:  # the connection ended under a conversation still waiting
             attempt.failure = attempt.failure or detached(exc)
         except BaseException:  # our bug (reported on the record by run()) or a cancelled scan
@@ -195,9 +194,7 @@ class DicomProbe:
 
         def make() -> tuple[Session, Steps, _Attempt]:
             attempt = _Attempt(called_ae)
-            assoc = Association(request, max_receive_pdu=opts.max_received_pdu, encoded=encoded)
-            session = Session(assoc, deadline, loop.time)
-            return session, self._conversation(session, opts, attempt), attempt
+            return (*self._new_conversation(opts, request, encoded, deadline, loop.time, attempt), attempt)
 
         run = EngineAttempt(link, self._tree(called_ae, opts), make, deadline)
         if ctx.limiter is not None:
@@ -224,6 +221,13 @@ class DicomProbe:
         if tree is None:
             tree = self._trees[called_ae] = ConversationTree()
         return tree
+
+    def _new_conversation(
+        self, opts: ProbeOptions, request, encoded: bytes, deadline: float, clock, attempt: _Attempt,
+    ) -> tuple[Session, Steps]:
+        """A fresh association's session and its steps, which fill `attempt` as they go."""
+        session = Session(Association(request, max_receive_pdu=opts.max_received_pdu, encoded=encoded), deadline, clock)
+        return session, self._conversation(session, opts, attempt)
 
     def _conversation(self, session: Session, opts, attempt: _Attempt) -> Steps:
         """One association: associate; when accepted, explore it at once and release."""
