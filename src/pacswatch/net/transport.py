@@ -40,6 +40,35 @@ class Conversation(Protocol):
     def fail(self, error: NetError) -> bytes: ...  # a timeout or a transport error -> bytes to write
 
 
+# What a conversation is told, and whether that ends it. Each reaction returns the bytes the
+# conversation answers and, when the event ends the conversation, the error it ends with. The
+# asyncio driver below and the PDU engine's (probes/dicom_engine.py) both use them, so that a
+# conversation ends alike on either.
+
+
+def heard(conversation: Conversation, data: bytes) -> tuple[bytes, NetError | None]:
+    return conversation.feed(data), None
+
+
+def over_cap(conversation: Conversation, cap: int) -> tuple[bytes, NetError | None]:
+    return conversation.fail(NetError(Status.PROTOCOL_ERROR, f"peer sent more than the {cap}-byte cap")), None
+
+
+def ended(conversation: Conversation, error: BaseException | None) -> tuple[bytes, NetError | None]:
+    """The peer closed (`error` None) or the connection failed: nothing more can arrive, so a
+    conversation still waiting afterwards is over."""
+    out = conversation.feed(b"") if error is None else conversation.fail(map_os_error(error, connecting=False))
+    return out, None if conversation.done else NetError(Status.PROTOCOL_ERROR, "connection lost")
+
+
+def timed_out(conversation: Conversation, now: float) -> tuple[bytes, NetError | None]:
+    """Its deadline passed. A conversation that keeps waiting without a later deadline is ended
+    with the timeout, never woken again and again."""
+    timeout = NetError(Status.IO_TIMEOUT, "no answer before the deadline")
+    out = conversation.fail(timeout)
+    return out, timeout if not conversation.done and conversation.deadline <= now else None
+
+
 class _Peer(asyncio.Protocol):
     """Collects what the peer sends and wakes the one reader waiting for it."""
 
@@ -129,25 +158,19 @@ class _Driver:
         conn = self.conn
         conn.bytes_read += len(data)
         if conn.bytes_read > conn.read_cap:
-            error = NetError(Status.PROTOCOL_ERROR, f"peer sent more than the {conn.read_cap}-byte cap")
-            self._step(self.conversation.fail, error)
+            self._react(over_cap, conn.read_cap)
         elif len(data) <= READ_CHUNK:
-            self._step(self.conversation.feed, data)
+            self._react(heard, data)
         else:
             # At most READ_CHUNK at a time, as a read would give: a flooding peer is judged on
             # its first PDU header before the rest of its bytes are buffered anywhere.
             for start in range(0, len(data), READ_CHUNK):
                 if self.future.done():
                     break
-                self._step(self.conversation.feed, data[start : start + READ_CHUNK])
+                self._react(heard, data[start : start + READ_CHUNK])
 
     def lost(self, exc: BaseException | None) -> None:
-        if exc is None:
-            self._step(self.conversation.feed, b"")
-        else:
-            self._step(self.conversation.fail, map_os_error(exc, connecting=False))
-        if not self.future.done():  # nothing more can arrive: the conversation is over
-            self._finish(NetError(Status.PROTOCOL_ERROR, "connection lost"))
+        self._react(ended, exc)
 
     def _expired(self) -> None:
         self.timer = None
@@ -156,31 +179,31 @@ class _Driver:
         if self.loop.time() < self.conversation.deadline:
             self._arm()  # the deadline moved on since the timer was set
             return
-        timeout = NetError(Status.IO_TIMEOUT, "no answer before the deadline")
-        self._step(self.conversation.fail, timeout)
-        if not self.future.done():
-            if self.conversation.deadline <= self.loop.time():
-                self._finish(timeout)  # it kept waiting without a new deadline: never spin on it
-            else:
-                self._arm()
+        self._react(timed_out, self.loop.time())
 
     def _arm(self) -> None:
         if self.timer is None and not self.future.done():
             self.armed_for = self.conversation.deadline
             self.timer = self.loop.call_at(self.armed_for, self._expired)
 
-    def _step(self, how, value) -> None:
+    def _react(self, reaction, value) -> None:
+        """Tell the conversation what happened (a reaction above), write its answer, and end
+        it or follow its deadline."""
         if self.future.done():
             return
         try:
-            out = how(value)
+            out, end = reaction(self.conversation, value)
         except Exception as exc:  # a bug in the conversation: end it, the caller reports it
             self._finish(exc)
             return
         self._write(out)
         if self.conversation.done:
             self._finish(None)
-        elif self.timer is not None and self.conversation.deadline < self.armed_for:
+        elif end is not None:
+            self._finish(end)
+        elif self.timer is None:
+            self._arm()
+        elif self.conversation.deadline < self.armed_for:
             # A later deadline is caught when the timer fires; an earlier one needs a new timer.
             self.timer.cancel()
             self.timer = None

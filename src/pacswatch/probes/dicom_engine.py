@@ -24,6 +24,7 @@ from typing import Callable
 
 from pacswatch.net import pduio
 from pacswatch.net.errors import NetError, map_os_error
+from pacswatch.net.transport import ended, heard, over_cap, timed_out
 from pacswatch.probes.dicom_session import detached
 from pacswatch.status import Status
 
@@ -199,35 +200,23 @@ class EngineAttempt:
             self._go_live()
         session = self.session
         if kind == pduio.PDU or kind == pduio.DATA:
-            out = session.feed(value)
-            if kind == pduio.PDU and self.recording and self.node is not None and rememberable(value):
-                self.node = self._remember(self.node, value, out)
-            else:
-                self.recording = False
-            self._after_step(out)
-            return
-        self.recording = False
-        if kind == pduio.TIMEOUT:
-            timeout = NetError(Status.IO_TIMEOUT, "no answer before the deadline")
-            out = session.fail(timeout)
-            if not session.done and session.deadline <= self.loop.time():
-                self._end(out, self.attempt, timeout)  # it kept waiting without a new deadline
-                return
-            self._after_step(out)
-            return
-        if kind == pduio.CAP:
-            out = session.fail(NetError(Status.PROTOCOL_ERROR, f"peer sent more than the {value}-byte cap"))
-            lost = False
+            out, end = heard(session, value)
+        elif kind == pduio.TIMEOUT:
+            out, end = timed_out(session, self.loop.time())
+        elif kind == pduio.CAP:
+            out, end = over_cap(session, value)
         elif kind == pduio.EOF:
-            out = session.feed(b"")
-            lost = True
+            out, end = ended(session, None)
         else:  # ERROR
-            out = session.fail(map_os_error(OSError(value, os.strerror(value)), connecting=False))
-            lost = True
-        if lost and not session.done:  # nothing more can arrive: the conversation is over
-            self._end(out, self.attempt, NetError(Status.PROTOCOL_ERROR, "connection lost"))
-            return
-        self._after_step(out)
+            out, end = ended(session, OSError(value, os.strerror(value)))
+        if kind == pduio.PDU and self.recording and self.node is not None and rememberable(value):
+            self.node = self._remember(self.node, value, out)
+        else:
+            self.recording = False  # timeouts, closes, errors and non-PDU bytes are never kept
+        if end is not None:
+            self._end(out, self.attempt, end)
+        else:
+            self._after_step(out)
 
     def _remember(self, parent: _Node | None, key: bytes | None, out: bytes) -> _Node | None:
         session = self.session
