@@ -199,7 +199,6 @@ def test_what_the_kernel_does_not_take_at_once_is_written_later_and_before_the_c
 
 def test_no_event_after_close_and_tags_wait_one_poll_before_reuse():
     async def main():
-        loop = asyncio.get_running_loop()
         engine = pduio._pduio.Engine()
         with socket.create_server((HOST, 0)) as listener:
             port = listener.getsockname()[1]
