@@ -6,14 +6,18 @@ disagrees with the steps is reported as our bug."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from pacswatch.dicom.pdu import PDV, PDataTF, encode_pdu
+from pacswatch.dicom.association import encode_message
+from pacswatch.dicom.dimse import NO_DATA_SET, Command, CommandField, decode_command
+from pacswatch.dicom.pdu import PDV, PDataTF, PduFramer, encode_pdu
+from pacswatch.lab.acceptor import Acceptor
 from pacswatch.lab.fast import FastResponder, loopback_addresses
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
 from pacswatch.probes.dicom import DicomProbe
-from pacswatch.probes.dicom_engine import ConversationTree, rememberable
+from pacswatch.probes.dicom_engine import UNCHANGED, ConversationTree, rememberable
 
 TIMEOUTS = Timeouts.scaled(1.0)
 OPTIONS = ProbeOptions(timeouts=TIMEOUTS)  # one object: a probe keeps one tree per options object
@@ -175,3 +179,79 @@ def test_the_memo_can_be_turned_off_for_measurements(responders):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                              env={**os.environ, "PACSWATCH_PDU_MEMO": memo})
         assert json.loads(out.stdout.splitlines()[-1]) == [expected_runs, ["success"]], out.stderr
+
+
+class StrayThenSilent:
+    """Answers the association like the lab, then meets the C-ECHO request with a C-ECHO
+    response to another message ID after `delays[n]` seconds (the n-th connection's), and then
+    says nothing more. Such a PDU does not end the echo's wait: the probe must keep the deadline
+    its echo request set, whether it runs the steps or answers from the tree."""
+
+    def __init__(self, delays: list[float]) -> None:
+        self.delays = list(delays)
+        self.finished = 0  # connections whose end this side has seen
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        delay = self.delays.pop(0)
+        framer, acceptor = PduFramer(1 << 20), Acceptor()
+        try:
+            while data := await reader.read(65536):
+                for pdu in framer.feed(data):
+                    if isinstance(pdu, PDataTF):
+                        command = decode_command(pdu.pdvs[0].data)
+                        if command.command_field == CommandField.C_ECHO_RQ:
+                            await asyncio.sleep(delay)
+                            stray = Command(CommandField.C_ECHO_RSP,
+                                            message_id_being_responded_to=command.message_id + 100,
+                                            affected_sop_class_uid=command.affected_sop_class_uid,
+                                            data_set_type=NO_DATA_SET, status=0x0000)
+                            writer.write(encode_message(pdu.pdvs[0].context_id, stray, None, 16384))
+                        continue  # silent from here on
+                    out, _ = acceptor.receive(encode_pdu(pdu))
+                    writer.write(out)
+        except ConnectionError:
+            pass
+        finally:
+            self.finished += 1
+            writer.close()
+
+
+def test_a_pdu_that_leaves_the_deadline_alone_keeps_it_alone_on_a_connection_answered_from_the_tree():
+    host = "127.46.10.1"
+    dimse = 2.0
+    timeouts = Timeouts(connect=2.0, association=5.0, dimse=dimse, release=0.4, endpoint=30.0)
+    options = ProbeOptions(timeouts=timeouts, ae_guess=())
+    # The first connection runs the steps and gets the stray response early; the second one is
+    # answered from the tree and gets it late. Both must give up `dimse` seconds after their
+    # echo request, not (as a tree that kept "the time left") late + what was left early.
+    peer = StrayThenSilent([0.1, 1.2])
+    probe = DicomProbe()
+
+    async def main():
+        server = await asyncio.start_server(peer.handle, host, 0)
+        port = server.sockets[0].getsockname()[1]
+        ctx = ProbeContext(options, pdu_engine=True)
+        try:
+            out = []
+            for _ in range(2):
+                started = time.monotonic()
+                record = await probe.run(ctx, Endpoint(host, port))
+                out.append((record, time.monotonic() - started))
+            for _ in range(100):  # let the server see both connections end
+                if peer.finished == 2:
+                    break
+                await asyncio.sleep(0.02)
+            return out
+        finally:
+            ctx.close()
+            server.close()
+
+    results = asyncio.run(main())
+    for record, elapsed in results:
+        assert record.dicom is not None and record.dicom.echo is False, record
+        assert "no answer before the deadline" in (record.detail or ""), record
+        assert dimse - 0.1 < elapsed < dimse + 0.6, (elapsed, record)
+    (tree,) = probe._trees.values()
+    echo_node = next(iter(tree.root.children.values()))  # after the A-ASSOCIATE-AC: the echo sent
+    (stray_node,) = echo_node.children.values()
+    assert stray_node.wait == UNCHANGED and stray_node.out == b""

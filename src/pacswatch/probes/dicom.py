@@ -192,9 +192,9 @@ class DicomProbe:
         opts = ctx.options
         loop = ctx.loop
 
-        def make() -> tuple[Session, Steps, _Attempt]:
+        def make(clock) -> tuple[Session, Steps, _Attempt]:
             attempt = _Attempt(called_ae)
-            return (*self._new_conversation(opts, request, encoded, deadline, loop.time, attempt), attempt)
+            return (*self._new_conversation(opts, request, encoded, deadline, clock, attempt), attempt)
 
         run = EngineAttempt(link, self._tree(called_ae, opts), make, deadline)
         if ctx.limiter is not None:

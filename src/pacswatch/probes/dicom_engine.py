@@ -8,6 +8,11 @@ remembers what the conversation did after each sequence of PDUs: a node holds th
 sent, the wait that followed and, where the conversation ended, what it found. A connection
 whose PDUs are all in the tree is answered from it without running the Python steps at all.
 
+The wait is kept as the steps set it: a fresh phase limit (the phase's timeout, counted from
+the PDU's arrival on each connection) or "unchanged" (a PDU that does not end the phase, such
+as a response to another message: the connection keeps the deadline it already had). So a
+connection answered from the tree waits exactly as long as its own live conversation would.
+
 At the first PDU (or event) the tree does not know, the connection goes live: a fresh
 conversation is replayed along the PDUs received so far (it must send exactly what the tree
 says was sent: checked, a difference is our bug) and carries on with the real connection,
@@ -34,15 +39,20 @@ MAX_NODES = 0 if os.environ.get("PACSWATCH_PDU_MEMO") == "0" else 4096
 MAX_BYTES = 2 << 20  # per tree, keys and answers together
 MAX_KEY = 4096  # bytes: associations and DIMSE commands are far smaller
 
-Make = Callable[[], tuple]  # () -> (session, steps, attempt): a fresh conversation
+Make = Callable[[Callable[[], float]], tuple]  # (clock) -> (session, steps, attempt): a fresh conversation
+
+UNCHANGED = "unchanged"  # a node's wait: the PDU left the phase deadline as it was
 
 
 class _Node:
     __slots__ = ("out", "wait", "done", "children", "parent", "key", "result")
 
-    def __init__(self, out: bytes, wait: float | None, done: bool, parent: "_Node | None", key: bytes | None) -> None:
+    def __init__(self, out: bytes, wait: float | str | None, done: bool, parent: "_Node | None",
+                 key: bytes | None) -> None:
         self.out = out  # what the conversation wrote on reaching this node
-        self.wait = wait  # then how long it waited for the peer (None: no phase limit)
+        # Then how long it waited for the peer: seconds from reaching the node, None (no phase
+        # limit: the endpoint's deadline), or UNCHANGED (the deadline it had before).
+        self.wait = wait
         self.done = done
         self.children: dict[bytes, _Node] = {}
         self.parent = parent
@@ -64,7 +74,8 @@ class ConversationTree:
         self.size = 0
         self.bytes = 0
 
-    def add(self, parent: _Node | None, key: bytes | None, out: bytes, wait: float | None, done: bool) -> _Node | None:
+    def add(self, parent: _Node | None, key: bytes | None, out: bytes, wait: float | str | None,
+            done: bool) -> _Node | None:
         """The node after `key` (the root when `parent` is None); None when the tree is full.
         Connections that went live at once may add the same node: the first one stays."""
         known = self.root if parent is None else parent.children.get(key)
@@ -105,7 +116,7 @@ class EngineAttempt:
     (an _Attempt), or the NetError of a connect that failed (the conversation never began)."""
 
     __slots__ = ("link", "loop", "tree", "make", "deadline", "future", "tag", "open", "node", "recording",
-                 "session", "steps", "attempt", "connecting")
+                 "session", "steps", "attempt", "connecting", "phase", "reached", "replay_at")
 
     def __init__(self, link: pduio.PduLink, tree: ConversationTree, make: Make, deadline: float) -> None:
         self.link = link
@@ -122,6 +133,9 @@ class EngineAttempt:
         self.steps = None
         self.attempt = None
         self.connecting = True
+        self.phase: float | None = None  # the phase deadline while answered from the tree
+        self.reached: list[float] = []  # when this connection reached each node of its path
+        self.replay_at: float | None = None  # the clock the steps see while replayed
 
     def start(self, ip: str, port: int, connect_deadline: float, read_cap: int) -> None:
         """Raises ValueError for an address the engine cannot take (the caller uses asyncio)."""
@@ -167,29 +181,42 @@ class EngineAttempt:
 
     def _enter(self, node: _Node) -> None:
         """The tree knows what the conversation does here: do it without running it."""
+        now = self.loop.time()
         self.node = node
+        self.reached.append(now)
         if node.done:
             attempt = node.result.copy()
             self._end(node.out, attempt)
             return
-        wait = self.deadline if node.wait is None else min(self.deadline, self.loop.time() + node.wait)
-        self.link.send(self.tag, node.out, wait)
+        if node.wait is not UNCHANGED:
+            self.phase = None if node.wait is None else now + node.wait
+        self.link.send(self.tag, node.out, self.deadline if self.phase is None else min(self.deadline, self.phase))
+
+    def clock(self) -> float:
+        """The steps' clock: during a replay, when this connection reached each PDU, so that the
+        deadlines they set are this connection's own."""
+        return self.loop.time() if self.replay_at is None else self.replay_at
 
     def _go_live(self) -> None:
         """Start the steps, replaying the PDUs received so far (all of them in the tree)."""
-        self.session, self.steps, self.attempt = self.make()
-        out = self.session.begin(self.steps)
+        self.session, self.steps, self.attempt = self.make(self.clock)
         node = self.node
         if node is None:  # at the start: the tree is empty
-            self.node = self._remember(None, None, out)
+            out = self.session.begin(self.steps)
+            self.node = self._remember(None, None, out, None)
             self._after_step(out)
             return
-        path = node.path()
-        expected = self.tree.root
-        self._same(out, expected)
-        for key in path:
-            expected = expected.children[key]
-            self._same(self.session.feed(key), expected)
+        path, reached = node.path(), self.reached
+        try:
+            self.replay_at = reached[0]
+            expected = self.tree.root
+            self._same(self.session.begin(self.steps), expected)
+            for key, at in zip(path, reached[1:]):
+                self.replay_at = at
+                expected = expected.children[key]
+                self._same(self.session.feed(key), expected)
+        finally:
+            self.replay_at = None
 
     def _same(self, out: bytes, node: _Node) -> None:
         if out != node.out:
@@ -199,6 +226,7 @@ class EngineAttempt:
         if self.session is None:
             self._go_live()
         session = self.session
+        before = session.assoc.deadline
         if kind == pduio.PDU or kind == pduio.DATA:
             out, end = heard(session, value)
         elif kind == pduio.TIMEOUT:
@@ -210,7 +238,7 @@ class EngineAttempt:
         else:  # ERROR
             out, end = ended(session, OSError(value, os.strerror(value)))
         if kind == pduio.PDU and self.recording and self.node is not None and rememberable(value):
-            self.node = self._remember(self.node, value, out)
+            self.node = self._remember(self.node, value, out, before)
         else:
             self.recording = False  # timeouts, closes, errors and non-PDU bytes are never kept
         if end is not None:
@@ -218,10 +246,15 @@ class EngineAttempt:
         else:
             self._after_step(out)
 
-    def _remember(self, parent: _Node | None, key: bytes | None, out: bytes) -> _Node | None:
+    def _remember(self, parent: _Node | None, key: bytes | None, out: bytes, before: float | None) -> _Node | None:
+        """Add where the steps are now, after `key` (None: the start) changed the phase deadline
+        from `before`."""
         session = self.session
         phase = session.assoc.deadline
-        wait = None if phase is None else phase - self.loop.time()
+        if parent is not None and phase == before:
+            wait: float | str | None = UNCHANGED
+        else:
+            wait = None if phase is None else phase - self.loop.time()
         node = self.tree.add(parent, key, out, wait, session.done)
         if node is None:
             self.recording = False
