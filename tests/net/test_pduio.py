@@ -271,3 +271,121 @@ def test_ipv6_loopback_and_a_non_address():
         asyncio.run(main())
         thread.join(5)
     assert events == [(pduio.CONNECTED, None), (pduio.PDU, answer)]
+
+
+# ------------------------------------------------------------------ framing, fuzzed
+
+FRAME_MAX = 65536  # the longest PDU body the engine frames (_pduio.c frame_max); longer is raw
+
+
+def reference_framing(stream: bytes) -> tuple[list[bytes], bytes]:
+    """What the engine must hand over for `stream`, however it arrives: the whole PDUs from the
+    start, then everything else as DATA (a header with a type outside 1-7 or a body longer than
+    FRAME_MAX gives up framing for good; an incomplete PDU at the end is handed over raw)."""
+    pdus, at = [], 0
+    while len(stream) - at >= 6:
+        kind, length = stream[at], int.from_bytes(stream[at + 2 : at + 6], "big")
+        if not 1 <= kind <= 7 or length > FRAME_MAX or len(stream) - at - 6 < length:
+            break
+        pdus.append(stream[at : at + 6 + length])
+        at += 6 + length
+    return pdus, stream[at:]
+
+
+def random_stream(rng) -> bytes:
+    """PDUs of every type and of lengths up to and past the frame cap, now and then a header
+    that breaks framing (a bad type, a huge length) or a cut at the end."""
+    parts = []
+    for _ in range(rng.randint(0, 12)):
+        roll = rng.random()
+        if roll < 0.88:
+            length = rng.choice([0, 1, 4, rng.randint(0, 300), rng.randint(0, 20_000), FRAME_MAX])
+            parts.append(bytes([rng.randint(1, 7), rng.randint(0, 255)]) + length.to_bytes(4, "big")
+                         + rng.randbytes(length))
+        elif roll < 0.92:
+            kind = rng.choice([0, 8, 0x16, 0x48, 0xFF])  # 0x16: a TLS record; 0x48: "HTTP"
+            parts.append(bytes([kind]) + rng.randbytes(rng.randint(0, 200)))
+        elif roll < 0.97:
+            length = rng.choice([FRAME_MAX + 1, 1 << 24, 0xFFFFFFFF])
+            parts.append(bytes([rng.randint(1, 7), 0]) + length.to_bytes(4, "big") + rng.randbytes(rng.randint(0, 300)))
+        else:
+            parts.append(rng.randbytes(rng.randint(1, 5)))
+    stream = b"".join(parts)
+    if stream and rng.random() < 0.3:
+        stream = stream[: rng.randint(0, len(stream))]  # cut anywhere, a header too
+    return stream
+
+
+def test_framing_matches_the_reference_for_random_streams_in_random_pieces():
+    import random
+
+    rng = random.Random(20261127)
+    streams = [random_stream(rng) for _ in range(40)]
+    # Each stream goes out in random pieces (1 byte to 9 KB, some with a pause, so the engine
+    # sees cuts inside headers and bodies), then the peer closes.
+    pieces = []
+    for stream in streams:
+        cuts, at = [], 0
+        while at < len(stream):
+            size = rng.choice([1, 2, 5, 6, 7, rng.randint(1, 9000)])
+            cuts.append((stream[at : at + size], rng.random() < 0.3))
+            at += size
+        pieces.append(cuts)
+    events: dict[int, list] = {n: [] for n in range(len(streams))}
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        order: list[int] = []
+
+        async def serve(reader, writer):
+            n = order.pop(0)  # connections are accepted in the order they are made, one by one
+            writer.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for piece, pause in pieces[n]:
+                writer.write(piece)
+                await writer.drain()
+                if pause:
+                    await asyncio.sleep(0.002)
+            writer.close()
+
+        server = await asyncio.start_server(serve, HOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        link = pduio.PduLink(loop)
+        finished = loop.create_future()
+        open_ = set(range(len(streams)))
+        tags: dict[int, int] = {}
+        try:
+            for n in range(len(streams)):
+                connected = loop.create_future()
+                order.append(n)
+
+                def handler(kind, value, n=n, connected=connected):
+                    events[n].append((kind, value))
+                    if kind == pduio.CONNECTED:
+                        link.send(tags[n], b"", loop.time() + 20)  # read until then
+                        connected.set_result(None)
+                    if kind in (pduio.EOF, pduio.ERROR, pduio.TIMEOUT, pduio.CAP):
+                        open_.discard(n)
+                        if not open_ and not finished.done():
+                            finished.set_result(None)
+
+                tags[n] = link.connect(HOST, port, loop.time() + 20, 1 << 20, handler)
+                await asyncio.wait_for(connected, 5)
+                await asyncio.sleep(0.01)  # accepted before the next connect: `order` stays true
+            await asyncio.wait_for(finished, 30)
+        finally:
+            link.shutdown()
+            server.close()
+
+    asyncio.run(main())
+    raw_seen = 0
+    for n, stream in enumerate(streams):
+        got = events[n]
+        assert got[0] == (pduio.CONNECTED, None) and got[-1] == (pduio.EOF, None), (n, kinds(got))
+        pdus, rest = reference_framing(stream)
+        assert [v for k, v in got if k == pduio.PDU] == pdus, n
+        assert b"".join(v for k, v in got if k == pduio.DATA) == rest, n
+        # Every whole PDU comes before any raw byte: framing, once given up, stays given up.
+        middle = kinds(got)[1:-1]
+        assert middle == sorted(middle, key=lambda k: k == pduio.DATA), (n, middle)
+        raw_seen += bool(rest)
+    assert 5 <= raw_seen < len(streams)  # the random streams did exercise both paths
