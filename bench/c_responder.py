@@ -43,11 +43,13 @@ def build(out_dir: Path | None = None) -> Path:
 
 def build_c(source: Path, out_dir: Path | None = None, cflags: list[str] = CFLAGS) -> Path:
     """Compile one of bench/'s single-file C programs into `out_dir` (default bench/results/build),
-    again only when the source is newer; a warning fails the build like an error."""
+    again only when the source or a header beside it (bench/*.h) is newer; a warning fails the
+    build like an error."""
     out_dir = Path(out_dir) if out_dir is not None else DEFAULT_BUILD_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     binary = out_dir / source.stem
-    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+    newest = max(path.stat().st_mtime for path in [source, *source.parent.glob("*.h")])
+    if binary.exists() and binary.stat().st_mtime >= newest:
         return binary
     gcc = shutil.which("gcc")
     if gcc is None:

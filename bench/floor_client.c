@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nofile.h"
+
 #define TIMEOUT_MS 10000
 #define SWEEP_MS 500
 #define MAX_EVENTS 512
@@ -187,17 +189,6 @@ static void load_targets(const char *path) {
         n_targets++;
     }
     free(text);
-}
-
-static void raise_nofile(void) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && rl.rlim_max == RLIM_INFINITY) {
-            rl.rlim_cur = 1 << 20;
-            setrlimit(RLIMIT_NOFILE, &rl);
-        }
-    }
 }
 
 static void finish(struct slot *s, int error) {

@@ -46,6 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nofile.h"
+
 /* ---- limits and protocol constants ---------------------------------------------------- */
 
 #define PDATA_CAP (256u * 1024u)      /* largest P-DATA-TF body we take */
@@ -930,17 +932,6 @@ static struct endpoint *read_endpoints(size_t *count) {
     buf_free(&text);
     *count = n;
     return list;
-}
-
-static void raise_nofile(void) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && rl.rlim_max == RLIM_INFINITY) {
-            rl.rlim_cur = 1 << 20;
-            setrlimit(RLIMIT_NOFILE, &rl);
-        }
-    }
 }
 
 int main(int argc, char **argv) {
