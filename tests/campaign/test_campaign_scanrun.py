@@ -24,8 +24,10 @@ pytestmark = pytest.mark.timeout(180)
 BASE = f"127.53.{os.getpid() % 200}"
 
 
-def make_job() -> ScanJob:
-    options = ProbeOptions(timeouts=Timeouts.scaled(1.0), ae_guess=())
+def make_job(parameters: dict | None = None) -> ScanJob:
+    """A job for the lab; `parameters` (a scan's, from RunLoop) may say `find: false`."""
+    find = ((parameters or {}).get("probe") or {}).get("find", True)
+    options = ProbeOptions(timeouts=Timeouts.scaled(1.0), ae_guess=(), find=find)
     return ScanJob(plan=None, probe_for=ProbeSelector().probe_for, options=options, rate=500, concurrency=16,
                    stderr=Console(stderr=True, quiet=True), show_progress=False, show_summary=False,
                    event_loop="asyncio")
@@ -212,3 +214,31 @@ def test_run_loop_rescans_what_is_due_and_resumes_unfinished(repo):
     resumed = loop.resume_unfinished()
     assert resumed.scan_id == scan_id and resumed.status == "finished"
     assert repo.scan(scan_id)["counts"] == {"connection-refused": 2}
+
+
+def test_a_rescan_resumed_by_a_later_run_probes_as_it_started(repo):
+    """`run --no-find` must not finish a rescan that an earlier `run` started with C-FIND:
+    one scan would then hold records of two kinds of probe."""
+    ip, port = f"{BASE}.33", free_port(f"{BASE}.33")
+    server = PacsServer("open-archive", ip, port)
+    server.start()
+    try:
+        started_with = {"targets": [f"{ip}:{port}"], "ports": [], "seed": 9, "probe": {"find": True}}
+        plan = build_plan(repo, started_with)
+        scan_id = start_scan(repo, plan, started_with, kind="rescan")
+        repo.finish_scan(scan_id, "interrupted")  # stopped before probing anything
+        asked = []
+
+        def make(parameters):
+            asked.append(parameters)
+            return make_job(parameters)
+
+        loop = RunLoop(repo, make_job=make, build_plan=lambda p: build_plan(repo, p),
+                       parameters={"probe": {"find": False}}, log=lambda _: None)
+        outcome = loop.resume_unfinished()
+    finally:
+        server.stop()
+    assert outcome.scan_id == scan_id and outcome.status == "finished"
+    assert [p["probe"] for p in asked] == [{"find": True}]
+    (record,) = outcome.kept
+    assert record.dicom.find.allowed is True and record.dicom.find.studies > 0, record.dicom.find

@@ -173,7 +173,7 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
             report.print_changes(err, outcome)
         _attribute_after(repo, outcome, err, quiet=args.quiet)
 
-    loop = RunLoop(repo, make_job=lambda: _job(parameters, args, err, output=None)[1],
+    loop = RunLoop(repo, make_job=lambda stored: _job(stored, args, err, output=None)[1],
                    build_plan=lambda p: _plan_builder(repo, p), parameters=parameters, policy=policy,
                    batch=args.batch, tick=args.tick, log=(lambda _: None) if args.quiet else
                    (lambda text: err.print(text, highlight=False)), on_outcome=on_outcome)

@@ -30,7 +30,10 @@ def _now() -> datetime:
 @dataclass
 class RunLoop:
     repo: Repository
-    make_job: Callable[[], object]  # a fresh ScanJob (execute sets its plan)
+    # A fresh ScanJob that probes as a scan's stored parameters say (execute sets its plan): a
+    # rescan resumed by a later `run` keeps the probe settings it started with, whatever this
+    # run's are, so that one scan never mixes two ways of probing.
+    make_job: Callable[[dict], object]
     build_plan: Callable[[dict], ScanPlan]  # parameters -> plan, with today's blocklist and scope
     parameters: dict  # probe settings stored with every rescan, so that it can be resumed
     policy: RescanPolicy = field(default_factory=RescanPolicy)
@@ -41,8 +44,8 @@ class RunLoop:
     on_outcome: Callable[[ScanOutcome], None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def _execute(self, scan_id: int, plan: ScanPlan) -> ScanOutcome:
-        outcome = execute(self.repo, scan_id, plan, self.make_job(), policy=self.policy)
+    def _execute(self, scan_id: int, plan: ScanPlan, parameters: dict) -> ScanOutcome:
+        outcome = execute(self.repo, scan_id, plan, self.make_job(parameters), policy=self.policy)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         return outcome
@@ -64,7 +67,7 @@ class RunLoop:
                 self.repo.finish_scan(scan["id"], "abandoned")
                 continue
             self.log(f"resuming rescan {scan['id']} ({scan['plan_size'] - scan['done']} endpoints left)")
-            outcome = self._execute(scan["id"], plan)
+            outcome = self._execute(scan["id"], plan, scan["parameters"])
             if outcome.status != "finished":
                 return outcome
         return outcome
@@ -79,7 +82,7 @@ class RunLoop:
         plan = self.build_plan(parameters)
         scan_id = start_scan(self.repo, plan, parameters, kind="rescan", command="pacswatch run")
         self.log(f"rescan {scan_id}: {len(due)} services due")
-        return self._execute(scan_id, plan)
+        return self._execute(scan_id, plan, parameters)
 
     def cycle(self) -> ScanOutcome | None:
         outcome = self.resume_unfinished()
