@@ -1,6 +1,6 @@
 """The campaign commands: the database, resumable scans, `run`, queries, opt-out and scope.
 
-    pacswatch db upgrade|info            migrate / describe the database
+    pacswatch db upgrade|info|check      migrate / describe / check the database
     pacswatch scan ... [--resume ID]     every scan is stored; a cut-short one is resumed by ID
     pacswatch run [--once]               rescan what is due, until stopped
     pacswatch findings|history|stats|scans
@@ -72,12 +72,16 @@ def add_scan_options(scan: argparse.ArgumentParser) -> None:
 def add_commands(sub) -> None:
     from pacswatch.cli import _add_probe_options, _positive_float, _positive_int
 
-    db = sub.add_parser("db", help="the database: upgrade (migrate), info")
+    db = sub.add_parser("db", help="the database: upgrade (migrate), info, check")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     for name, text in (("upgrade", "migrate a PostgreSQL database to this version's schema (an SQLite file "
                                    "is migrated when opened, a copy kept beside it)"),
-                       ("info", "where the database is and its schema revision")):
+                       ("info", "where the database is and its schema revision"),
+                       ("check", "read the whole database and report damage and broken links (writes nothing); "
+                                 "exit 1 when something is wrong")):
         _database_option(db_sub.add_parser(name, help=text))
+    db_sub.choices["check"].add_argument("--quick", action="store_true",
+                                         help="SQLite: quick_check instead of the full integrity_check")
 
     run = sub.add_parser("run", help="rescan services as they fall due, until stopped")
     _database_option(run)
@@ -174,6 +178,8 @@ def dispatch(args: argparse.Namespace, err: Console | None = None) -> int | None
     from pacswatch.store.repository import Repository
 
     try:
+        if args.command == "db" and args.db_command == "check":
+            return _db_check(args)
         if args.command == "db":
             from pacswatch.store.engine import describe
 
@@ -192,6 +198,30 @@ def dispatch(args: argparse.Namespace, err: Console | None = None) -> int | None
     except StoreError as exc:
         err.print(f"[bold red]pacswatch {args.command}:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_STORE
+
+
+def _db_check(args: argparse.Namespace) -> int:
+    """`pacswatch db check`: 0 when sound, 1 when something is wrong (a database that does not
+    even open is reported by the caller, like every command's, with the same exit code)."""
+    from pacswatch.store.check import check_database
+    from pacswatch.store.repository import Repository
+
+    with Repository.open(args.database) as repo:
+        report = check_database(repo.engine, quick=args.quick)
+        url = repo.engine.url.render_as_string(hide_password=True)
+    print(f"checked {url}: {', '.join(report.checked)}")
+    for problem in report.problems:
+        print(f"problem: {problem}")
+        for example in problem.examples:
+            print(f"  {example}")
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.sound:
+        print("sound")
+    else:
+        salvage = " (SQLite: `sqlite3 FILE .recover` salvages what is readable)" if url.startswith("sqlite") else ""
+        print(f"{len(report.problems)} problem(s): restore the database from a backup{salvage}")
+    return 0 if report.sound else EXIT_STORE
 
 
 def _query(args: argparse.Namespace, repo) -> int:

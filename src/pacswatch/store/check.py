@@ -1,0 +1,131 @@
+"""`pacswatch db check`: whether a database that opens is also sound, without changing it.
+
+Opening already refuses what is not a usable pacswatch database (not SQLite, truncated, a
+damaged header or schema, a newer or foreign schema). What opening does not read can still be
+wrong: a damaged page deep in a table (a disk, a copy made while a scan wrote), or rows that
+break what the code assumes (edited by hand, restored in part). This reads everything once:
+
+- SQLite: `PRAGMA integrity_check` (or `quick_check` with `quick`) and `foreign_key_check`;
+- both backends: the links that the schema does not declare as foreign keys (a finding and its
+  service, each row's last observation, an event's observation) and the scans' progress (the
+  completed intervals inside the plan, `done` equal to what they count).
+
+A scan still marked running whose writer stopped updating it is not damage: it is reported as a
+note, with the command that resumes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+MAX_SHOWN = 5  # SQLite messages or row keys quoted per problem
+
+# (what is wrong, a query counting the rows where it is). The schema declares the scan of an
+# observation and the finding of an event as foreign keys; these links it does not.
+LINKS = (
+    ("findings without a service at their address",
+     "SELECT count(*) FROM findings f WHERE NOT EXISTS "
+     "(SELECT 1 FROM services s WHERE s.ip = f.ip AND s.port = f.port)"),
+    ("services whose last observation is missing",
+     "SELECT count(*) FROM services s WHERE s.last_observation_id IS NOT NULL AND NOT EXISTS "
+     "(SELECT 1 FROM observations o WHERE o.id = s.last_observation_id)"),
+    ("findings whose last observation is missing",
+     "SELECT count(*) FROM findings f WHERE f.last_observation_id IS NOT NULL AND NOT EXISTS "
+     "(SELECT 1 FROM observations o WHERE o.id = f.last_observation_id)"),
+    ("finding events whose observation is missing",
+     "SELECT count(*) FROM finding_events e WHERE e.observation_id IS NOT NULL AND NOT EXISTS "
+     "(SELECT 1 FROM observations o WHERE o.id = e.observation_id)"),
+    ("completed-work intervals outside their scan's plan",
+     "SELECT count(*) FROM scan_work w JOIN scans s ON s.id = w.scan_id "
+     "WHERE w.first_index < 0 OR w.last_index < w.first_index OR w.last_index >= s.plan_size"),
+    ("scans whose done count differs from their completed work",
+     "SELECT count(*) FROM scans s WHERE s.done <> COALESCE((SELECT sum(w.last_index - w.first_index + 1) "
+     "FROM scan_work w WHERE w.scan_id = s.id), 0) AND EXISTS (SELECT 1 FROM scan_work w WHERE w.scan_id = s.id)"),
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    what: str
+    count: int | None  # rows or messages; None: the check itself could not run
+    examples: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.what if self.count is None else f"{self.count} {self.what}"
+
+
+@dataclass
+class CheckReport:
+    checked: list[str]
+    problems: list[Problem]
+    notes: list[str]
+
+    @property
+    def sound(self) -> bool:
+        return not self.problems
+
+
+def check_database(engine: Engine, *, quick: bool = False, now: datetime | None = None,
+                   stale: timedelta = timedelta(seconds=30)) -> CheckReport:
+    """Read the whole database once and say what is wrong; writes nothing. A check that the
+    damage keeps from running is itself a problem, and the others still run."""
+    report = CheckReport([], [], [])
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            pragma = "quick_check" if quick else "integrity_check"
+            _run(conn, report, f"SQLite {pragma}", lambda: _sqlite_pages(conn, pragma))
+            _run(conn, report, "SQLite foreign_key_check", lambda: _sqlite_foreign_keys(conn))
+        for what, query in LINKS:
+            _run(conn, report, what, lambda query=query, what=what: _count(conn, what, query))
+        _run(conn, report, "scans marked running", lambda: _stalled_scans(conn, now or datetime.now(timezone.utc),
+                                                                          stale, report.notes))
+        conn.rollback()
+    return report
+
+
+def _run(conn: Connection, report: CheckReport, name: str, check) -> None:
+    report.checked.append(name)
+    try:
+        problem = check()
+    except DBAPIError as exc:
+        conn.rollback()  # PostgreSQL: the failed statement ended the transaction
+        problem = Problem(f"{name} could not run: {exc.orig}", None)
+    if problem is not None:
+        report.problems.append(problem)
+
+
+def _count(conn: Connection, what: str, query: str) -> Problem | None:
+    count = conn.execute(text(query)).scalar_one()
+    return Problem(what, count) if count else None
+
+
+def _sqlite_pages(conn: Connection, pragma: str) -> Problem | None:
+    messages = [row[0] for row in conn.exec_driver_sql(f"PRAGMA {pragma}")]
+    if messages == ["ok"]:
+        return None
+    return Problem(f"SQLite {pragma} found damage", len(messages), tuple(messages[:MAX_SHOWN]))
+
+
+def _sqlite_foreign_keys(conn: Connection) -> Problem | None:
+    violations = list(conn.exec_driver_sql("PRAGMA foreign_key_check"))
+    if not violations:
+        return None
+    shown = tuple(f"{table} row {rowid} -> {parent}" for table, rowid, parent, _ in violations[:MAX_SHOWN])
+    return Problem("rows whose foreign key points nowhere", len(violations), shown)
+
+
+def _stalled_scans(conn: Connection, now: datetime, stale: timedelta, notes: list[str]) -> None:
+    rows = conn.execute(text("SELECT id, updated_at, plan_size, done FROM scans WHERE status = 'running'"))
+    for scan_id, updated_at, plan_size, done in rows:
+        if isinstance(updated_at, str):  # SQLite through a raw query: the stored text
+            updated_at = datetime.fromisoformat(updated_at)
+        if updated_at.tzinfo is None:
+            updated_at = updated_at.replace(tzinfo=timezone.utc)
+        if now - updated_at > stale:
+            notes.append(f"scan {scan_id} is marked running but its writer stopped at {updated_at:%Y-%m-%d %H:%M:%SZ} "
+                         f"({done} of {plan_size} done): pacswatch scan --resume {scan_id}")
