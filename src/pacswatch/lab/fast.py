@@ -16,7 +16,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import resource
 import selectors
 import socket
 import subprocess
@@ -26,6 +25,7 @@ import time
 from typing import Iterable, Sequence
 
 from pacswatch.lab.acceptor import Acceptor
+from pacswatch.net.fdlimit import raise_soft_limit as raise_nofile_limit  # noqa: F401 (bench/ uses it from here)
 
 IDLE_TIMEOUT = 30.0  # an association quiet this long is aborted
 ARTIM = 5.0  # after A-RELEASE-RP the requestor closes; we wait this long (PS3.8 ARTIM)
@@ -47,16 +47,6 @@ def loopback_addresses(count: int, base: str = "127.50.0.0") -> list[str]:
             out.append(check_loopback(str(ipaddress.ip_address(value))))
         value += 1
     return out
-
-
-def raise_nofile_limit(needed: int | None = None) -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit (only when below `needed`, if given)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if (needed is None or soft < needed) and soft < target:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class FastProtocol(asyncio.Protocol):

@@ -21,6 +21,7 @@ import ssl
 from typing import Protocol
 
 from pacswatch.net.errors import NetError, map_os_error
+from pacswatch.net.fdlimit import SHORTAGE_WAIT, is_shortage
 from pacswatch.net.limits import RateLimiter
 from pacswatch.status import Status
 
@@ -346,7 +347,14 @@ async def open_connection(
     peer = _Peer()
     try:
         async with asyncio.timeout_at(deadline):
-            transport, _ = await loop.create_connection(lambda: peer, ip, port)
+            while True:
+                try:
+                    transport, _ = await loop.create_connection(lambda: peer, ip, port)
+                    break
+                except OSError as exc:
+                    if not is_shortage(exc):
+                        raise
+                    await asyncio.sleep(SHORTAGE_WAIT)  # no descriptor free: not the target's doing
     except TimeoutError:
         raise NetError(Status.CONNECTION_TIMEOUT, "connect timed out") from None
     except Exception as exc:

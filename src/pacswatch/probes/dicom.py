@@ -14,6 +14,7 @@ Per endpoint:
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import datetime, timezone
 
@@ -25,7 +26,8 @@ from pacswatch.dicom.errors import PeerProtocolError
 from pacswatch.dicom.identifiers import patient_query, study_query
 from pacswatch.dicom.names import abort_names, reject_names
 from pacswatch.fingerprint.dicom import identify
-from pacswatch.net.errors import NetError
+from pacswatch.net.errors import NetError, map_os_error
+from pacswatch.net.fdlimit import SHORTAGE_WAIT
 from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions
 from pacswatch.probes.dicom_engine import ConversationTree, EngineAttempt
@@ -199,10 +201,18 @@ class DicomProbe:
         run = EngineAttempt(link, self._tree(called_ae, opts), make, deadline)
         if ctx.limiter is not None:
             await ctx.limiter.acquire(loop)
-        try:
-            run.start(endpoint.ip, endpoint.port, connect_deadline, opts.read_cap)
-        except ValueError:
-            return None
+        while True:
+            try:
+                run.start(endpoint.ip, endpoint.port, connect_deadline, opts.read_cap)
+                break
+            except ValueError:
+                return None
+            except OSError as exc:  # no descriptor free (net/fdlimit.py): wait for one, not fail
+                if loop.time() + SHORTAGE_WAIT >= connect_deadline:
+                    attempt = _Attempt(called_ae)
+                    attempt.failure = detached(map_os_error(exc, connecting=True))
+                    return attempt
+                await asyncio.sleep(SHORTAGE_WAIT)
         try:
             result = await run.future
         except BaseException:  # our bug (reported on the record by run()) or a cancelled scan

@@ -29,6 +29,7 @@ from typing import Callable
 
 from pacswatch.net import pduio
 from pacswatch.net.errors import NetError, map_os_error
+from pacswatch.net.fdlimit import is_shortage
 from pacswatch.net.transport import ended, heard, over_cap, timed_out
 from pacswatch.probes.dicom_session import detached
 from pacswatch.status import Status
@@ -138,10 +139,13 @@ class EngineAttempt:
         self.replay_at: float | None = None  # the clock the steps see while replayed
 
     def start(self, ip: str, port: int, connect_deadline: float, read_cap: int) -> None:
-        """Raises ValueError for an address the engine cannot take (the caller uses asyncio)."""
+        """Raises ValueError for an address the engine cannot take (the caller uses asyncio), and
+        the OSError of a descriptor shortage (net/fdlimit.py: the caller waits and tries again)."""
         try:
             self.tag = self.link.connect(ip, port, connect_deadline, read_cap, self.on_event)
         except OSError as exc:
+            if is_shortage(exc):
+                raise
             self._failed(map_os_error(exc, connecting=True))
         else:
             self.open = True

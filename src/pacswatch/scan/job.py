@@ -17,6 +17,7 @@ from typing import IO, Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pacswatch.net.fdlimit import concurrency_that_fits
 from pacswatch.net.limits import RateLimiter
 from pacswatch.output import JsonLinesWriter, findings_table, host_table, summary_table, worst_per_host
 from pacswatch.probes.base import Probe, ProbeContext, ProbeOptions
@@ -54,7 +55,12 @@ class ScanJob:
     async def run_async(self) -> tuple[ScanStats, list[Record]]:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_quiet_peer_failures)
-        ctx = ProbeContext(self.options, RateLimiter(self.rate, burst=max(1, min(self.concurrency, int(self.rate)))))
+        # One socket per probe in flight: raise the open-file limit for it, or probe fewer at once
+        # (net/fdlimit.py), rather than report endpoints as failed for a shortage of our own.
+        concurrency, lowered = concurrency_that_fits(self.concurrency)
+        if lowered is not None:
+            self.stderr.print(f"[yellow]pacswatch:[/] {lowered}", highlight=False, soft_wrap=True)
+        ctx = ProbeContext(self.options, RateLimiter(self.rate, burst=max(1, min(concurrency, int(self.rate)))))
         stats = ScanStats(total=self.plan.size)
         kept: list[Record] = []  # only endpoints that answered: bounded by findings, not by scan size
         writer = JsonLinesWriter(self.output) if self.output is not None and self.output_format == "jsonl" else None
@@ -88,12 +94,12 @@ class ScanJob:
         if self.workers > 1:
             if self.worker_settings is None:
                 raise ValueError("--workers needs the scan's probe settings for its worker processes")
-            settings = dict(self.worker_settings, rate=self.rate, concurrency=self.concurrency, loop=self.event_loop)
+            settings = dict(self.worker_settings, rate=self.rate, concurrency=concurrency, loop=self.event_loop)
             scan = asyncio.ensure_future(
                 run_in_workers(self.plan, settings, self.workers, on_record=on_record, stats=stats, stop=stop))
         else:
             scan = asyncio.ensure_future(
-                run_scan(self.plan, self.probe_for, ctx, concurrency=self.concurrency, on_record=on_record,
+                run_scan(self.plan, self.probe_for, ctx, concurrency=concurrency, on_record=on_record,
                          stats=stats, stop=stop))
 
         def interrupt() -> None:

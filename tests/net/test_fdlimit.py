@@ -1,0 +1,93 @@
+"""A scan's concurrency and the open-file limit (net/fdlimit.py): the soft limit is raised as far
+as the hard one allows, and where even that is too low the scan probes fewer endpoints at once
+and says so. Before this, `--concurrency 1000` under a soft limit of 256 reported 94% of the
+endpoints as `error: Too many open files`, and counted them done."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from pacswatch.lab.fast import FastResponder, loopback_addresses
+from pacswatch.net.fdlimit import HEADROOM, fitting_concurrency
+
+PACSWATCH = [sys.executable, "-m", "pacswatch.cli"]
+
+
+def test_fitting_concurrency():
+    assert fitting_concurrency(1000, 1 << 20, 20) == 1000  # fits: unchanged
+    assert fitting_concurrency(1000, 256, 20) == 256 - 20 - HEADROOM
+    assert fitting_concurrency(50, 256, 20) == 50
+    assert fitting_concurrency(1000, 64, 30) == 1  # never zero: one probe at a time still works
+
+
+@pytest.fixture(scope="module")
+def responder():
+    with FastResponder(loopback_addresses(300, "127.47.3.0"), ports=[0], workers=0) as running:
+        yield running.endpoints
+
+
+def scan_under_limit(tmp_path, endpoints, soft: int, hard: int):
+    targets = tmp_path / "targets.txt"
+    targets.write_text("".join(f"{ip}:{port}\n" for ip, port in endpoints))
+    out = tmp_path / "out.jsonl"
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    done = subprocess.run([*PACSWATCH, "scan", f"@{targets}", "--concurrency", "500", "--rate", "100000",
+                           "--no-progress", "--no-attribute", "--output", str(out),
+                           "--database", str(tmp_path / "pacswatch.db")],
+                          preexec_fn=limit, capture_output=True, text=True, timeout=300)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    return done, records
+
+
+def test_a_low_soft_limit_is_raised_and_every_endpoint_probed(tmp_path, responder):
+    done, records = scan_under_limit(tmp_path, responder, soft=100, hard=4096)
+    assert done.returncode == 0, done.stderr
+    assert len(records) == len(responder)
+    assert {r["status"] for r in records} == {"success"}, {r.get("detail") for r in records}
+    assert "lowered" not in done.stderr
+
+
+def test_a_low_hard_limit_lowers_the_concurrency_with_a_warning_and_every_endpoint_is_probed(tmp_path, responder):
+    done, records = scan_under_limit(tmp_path, responder, soft=128, hard=128)
+    assert done.returncode == 0, done.stderr
+    assert "concurrency 500 lowered to" in done.stderr and "128" in done.stderr, done.stderr
+    assert len(records) == len(responder)
+    assert {r["status"] for r in records} == {"success"}, {r.get("detail") for r in records}
+
+
+PROBE_UNDER_LIMIT = r"""
+import asyncio, collections, json, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
+from pacswatch.probes.dicom import DicomProbe
+
+endpoints = json.loads(sys.argv[1])
+engine = sys.argv[2] == "engine"
+
+async def main():
+    ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(5.0), ae_guess=()), pdu_engine=engine)
+    probe = DicomProbe()
+    records = await asyncio.gather(*(probe.run(ctx, Endpoint(ip, port)) for ip, port in endpoints))
+    ctx.close()
+    return collections.Counter(f"{r.status} {r.detail}" for r in records)
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+@pytest.mark.parametrize("path", ["engine", "asyncio"])
+def test_probes_that_find_no_descriptor_free_wait_for_one_instead_of_failing(responder, path):
+    # 300 probes at once under a limit of 64 descriptors, past any concurrency cap: each connect
+    # that meets EMFILE waits for a descriptor to be freed and every endpoint is still probed.
+    done = subprocess.run([sys.executable, "-c", PROBE_UNDER_LIMIT, json.dumps(responder), path],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"success None": len(responder)}, done.stdout
