@@ -189,3 +189,31 @@ def test_probe_of_a_web_endpoint_shows_the_web_facts(demo_lab):
     result = run(["probe", f"{ep.ip}:{ep.port}", "--web", "--timeout", "2"])
     assert result.returncode == 0, result.stderr
     assert "Orthanc" in result.stdout and "studies" in result.stdout and "auth" in result.stdout
+
+
+def test_an_output_that_cannot_be_written_stops_the_scan_and_counts_nothing_it_lacks_as_done(tmp_path):
+    """A full disk (/dev/full): the scan stops with a clear error; the database counts done only
+    what reached the output (nothing here), so the resumed scan probes every endpoint and its
+    output gets them all."""
+    from pacswatch.lab.fast import FastResponder, loopback_addresses
+    from pacswatch.store import Repository
+
+    database = tmp_path / "pacswatch.db"
+    with FastResponder(loopback_addresses(120, "127.44.9.0"), ports=[0], workers=0) as responder:
+        targets = tmp_path / "targets.txt"
+        targets.write_text("".join(f"{ip}:{port}\n" for ip, port in responder.endpoints))
+        failed = run(["scan", f"@{targets}", "--concurrency", "50", "--rate", "100000", "--no-progress",
+                      "--no-attribute", "--output", "/dev/full", "--database", str(database)])
+        assert failed.returncode == 1, failed.stderr
+        assert "cannot write the output: No space left on device" in failed.stderr, failed.stderr
+        assert "pacswatch scan --resume 1" in failed.stderr
+        with Repository.open(str(database)) as repo:
+            scan = repo.scan(1)
+        assert scan["status"] == "interrupted" and scan["done"] == 0, scan
+        out = tmp_path / "out.jsonl"
+        resumed = run(["scan", "--resume", "1", "--no-progress", "--no-attribute", "--output", str(out),
+                       "--database", str(database)])
+        assert resumed.returncode == 0, resumed.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted((r["ip"], r["port"]) for r in records) == sorted(responder.endpoints)
+    assert {r["status"] for r in records} == {"success"}

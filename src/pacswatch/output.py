@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import time
 from collections import defaultdict
 from typing import IO, TYPE_CHECKING, Iterable
@@ -27,6 +28,16 @@ SEVERITY_ORDER = ("critical", "high", "medium", "low")
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 
 
+class OutputError(Exception):
+    """The records could not be written where the user asked (a full disk, a closed pipe). The
+    scan stops; what the output lacks is not counted done, so `--resume` probes it again."""
+
+    def __init__(self, error: OSError) -> None:
+        why = "its reader closed the pipe" if error.errno == errno.EPIPE else (error.strerror or str(error))
+        super().__init__(f"cannot write the output: {why}")
+        self.errno = error.errno
+
+
 class JsonLinesWriter:
     """One record per line. Flushed at most every `flush_interval` seconds and by `flush()`:
     a flush per record was a write system call per endpoint. An interrupted scan flushes on
@@ -36,10 +47,19 @@ class JsonLinesWriter:
         self.stream = stream
         self.flush_interval = flush_interval
         self._flushed = time.monotonic()
+        # The first failure, for good: a failed write discards the buffer, so a later flush of
+        # the (now empty) buffer would "succeed" and pass lost records for written ones.
+        self.failed: OutputError | None = None
 
     def write(self, record: Record) -> bool:
         """Write one record; True when this write flushed the stream."""
-        self.stream.write(record.model_dump_json(exclude_none=False) + "\n")
+        if self.failed is not None:
+            raise self.failed
+        try:
+            self.stream.write(record.model_dump_json(exclude_none=False) + "\n")
+        except OSError as exc:  # the buffer was full and its write failed
+            self.failed = OutputError(exc)
+            raise self.failed from exc
         now = time.monotonic()
         if now - self._flushed >= self.flush_interval:
             self.flush(now)
@@ -47,7 +67,13 @@ class JsonLinesWriter:
         return False
 
     def flush(self, now: float | None = None) -> None:
-        self.stream.flush()
+        if self.failed is not None:
+            raise self.failed
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            self.failed = OutputError(exc)
+            raise self.failed from exc
         self._flushed = time.monotonic() if now is None else now
 
 

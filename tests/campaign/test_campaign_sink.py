@@ -42,6 +42,8 @@ def test_batches_by_size_and_by_time_with_the_completed_indexes():
     time.sleep(0.5)  # released: written in batches of at most 3
     assert repo.batches == [([0, 1, 2], [0, 1, 2]), ([3], [0, 1, 2, 3])]
     sink.put(4, record(4))
+    sink.release()
+    sink.put(5, record(5))  # its output was never flushed: not done, not written
     sink.close()
     assert repo.batches == [([0, 1, 2], [0, 1, 2]), ([3], [0, 1, 2, 3]), ([4], [0, 1, 2, 3, 4])]
 

@@ -5,6 +5,8 @@ a ScanJob with its output, and the end-of-scan summary of changes."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from pacswatch.campaign import report
+from pacswatch.output import OutputError
 
 PROBE_FIELDS = ("timeout", "no_find", "find_limit", "no_ae_guess", "ae_guess", "calling_ae", "contact_url",
                 "tls_ports", "try_default_credentials")
@@ -93,6 +96,7 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
         parameters = scan_parameters(args)
         targets = targets_from_parameters(parameters)
     out_file = None
+    output_failed = False
     try:
         with Repository.open(args.database) as repo:
             if resuming:
@@ -124,9 +128,28 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
         err.print(f"[bold red]pacswatch scan:[/] {exc}; what it had in flight is not done: "
                   f"pacswatch scan --resume {scan_id}", highlight=False, soft_wrap=True)
         return 1
+    except OutputError as exc:
+        output_failed = True
+        err.print(f"[bold red]pacswatch scan:[/] {exc}; the records it lacks are not counted done: "
+                  f"pacswatch scan --resume {scan_id}", highlight=False, soft_wrap=True)
+        if out_file is None:  # stdout: nothing more can go there, not even at exit
+            _silence_stdout()
+        return 1
     finally:
         if out_file is not None:
-            out_file.close()
+            try:
+                out_file.close()
+            except OSError:  # its buffer holds what could not be written: reported above
+                if not output_failed:
+                    raise
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: the interpreter flushes it at exit and would complain again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _attribute_after(repo, outcome, err: Console, *, quiet: bool) -> None:

@@ -139,8 +139,10 @@ class StoreSink:
                 self._wake.set()
 
     def close(self) -> None:
-        """Write what is left and stop; raises the writer's error, if it had one."""
-        self.release()
+        """Write what was released and stop; raises the writer's error, if it had one. Records
+        put but never released are dropped: the output showing them was never flushed (a full
+        disk, a closed pipe), so they are not done, and a resumed scan probes them again."""
+        self._staged = []
         self._closing = True
         self._wake.set()
         self._thread.join()
