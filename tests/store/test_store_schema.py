@@ -206,3 +206,17 @@ def test_the_revision_list_is_the_migration_scripts_in_order():
     walked = tuple(reversed([rev.revision for rev in script.walk_revisions()]))
     assert REVISIONS == walked
     assert REVISIONS[-1] == script.get_current_head()
+
+
+@pytest.mark.parametrize("url, named", [
+    ("mysql://scanner:secret@127.0.0.1/pacs", "mysql+mysqldb"),
+    ("postgresql+psycopg2://scanner:secret@127.0.0.1/pacs", "postgresql+psycopg2"),
+    ("sqlite+aiosqlite:///pacswatch.db", "sqlite+aiosqlite"),
+])
+def test_a_database_url_pacswatch_does_not_use_is_one_clear_error(url, named, capsys):
+    from pacswatch.cli import main
+
+    assert main(["scans", "--database", url]) == 1
+    err = capsys.readouterr().err
+    assert f"not {named}" in err and "SQLite or PostgreSQL" in err, err
+    assert "secret" not in err and "Traceback" not in err

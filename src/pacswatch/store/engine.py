@@ -18,9 +18,16 @@ from urllib.parse import quote
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from pacswatch.store.errors import NotADatabase, NotPacswatch, SchemaTooNew, SchemaTooOld, StoreError
+from pacswatch.store.errors import (
+    NotADatabase,
+    NotPacswatch,
+    SchemaTooNew,
+    SchemaTooOld,
+    StoreError,
+    UnsupportedDatabase,
+)
 from pacswatch.store.tables import json_dumps
 
 ENV_URL = "PACSWATCH_DATABASE_URL"
@@ -47,7 +54,27 @@ def resolve_url(explicit: str | None = None) -> str:
         return f"sqlite:///{Path(url).expanduser().absolute()}"
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            url = "postgresql+psycopg://" + url[len(prefix):]
+            break
+    return _supported(url)
+
+
+# The backends and drivers pacswatch is built and tested for; anything else would fail later,
+# deep in SQLAlchemy or a driver import, with a traceback instead of a sentence.
+SUPPORTED = {"sqlite": ("pysqlite",), "postgresql": ("psycopg",)}
+
+
+def _supported(url: str) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UnsupportedDatabase(f"{url.split('@')[-1]!r} is not a database URL: give a file path (SQLite), "
+                                  "sqlite:///FILE or postgresql://USER@HOST/DATABASE") from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if driver not in SUPPORTED.get(backend, ()):
+        raise UnsupportedDatabase(f"pacswatch stores in SQLite or PostgreSQL (with psycopg 3), not {backend}+{driver} "
+                                  f"({parsed.render_as_string(hide_password=True)}): give a file path, "
+                                  "sqlite:///FILE or postgresql://USER@HOST/DATABASE")
     return url
 
 

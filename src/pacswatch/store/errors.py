@@ -27,5 +27,9 @@ class NotPacswatch(StoreError):
     """The database has tables but is not one of ours: we will not add tables to it."""
 
 
+class UnsupportedDatabase(StoreError):
+    """A database URL for a backend or driver pacswatch does not use (or no URL at all)."""
+
+
 class ScanNotResumable(StoreError):
     """`scan --resume ID` names a scan that is finished, unknown, running, or whose plan changed."""
