@@ -317,3 +317,16 @@ def test_damaged_or_newer_database_is_refused_untouched(tmp_path, damage):
         assert result.returncode == 1, (args, result.stderr)
         assert ("not an SQLite database" if damage == "garbage" else "newer than this pacswatch") in result.stderr
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+def test_history_of_a_name_that_does_not_resolve_says_which(tmp_path, monkeypatch, capsys):
+    import pacswatch.targets
+    from pacswatch.cli import main
+
+    def no_such_name(name):  # in place of the system resolver: no DNS query leaves this test
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(pacswatch.targets, "system_resolver", no_such_name)
+    assert main(["history", "pacs.example.org", "--database", str(tmp_path / "pacswatch.db")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resolve 'pacs.example.org' (Name or service not known)" in err, err

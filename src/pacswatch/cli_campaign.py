@@ -268,7 +268,11 @@ def _history(args: argparse.Namespace, repo, out: Console) -> int:
     spec = parse_spec(args.endpoint)
     if spec.span is not None:
         raise ValueError("history takes one host (HOST or HOST:PORT), not a network")
-    ips = [str(spec.ip)] if spec.ip is not None else list(system_resolver(spec.name))
+    try:
+        ips = [str(spec.ip)] if spec.ip is not None else list(system_resolver(spec.name))
+    except OSError as exc:  # socket.gaierror: say which name, not only errno -2
+        raise ValueError(f"cannot resolve {spec.name!r} ({exc.strerror or exc}): give an address, "
+                         "or a name this machine resolves") from None
     observations, events = [], []
     for ip in ips:
         observations += repo.observations(ip=ip, port=spec.port)
