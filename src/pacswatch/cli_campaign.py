@@ -203,11 +203,12 @@ def dispatch(args: argparse.Namespace, err: Console | None = None) -> int | None
 def _db_check(args: argparse.Namespace) -> int:
     """`pacswatch db check`: 0 when sound, 1 when something is wrong (a database that does not
     even open is reported by the caller, like every command's, with the same exit code)."""
+    from pacswatch.campaign.scanrun import STALE
     from pacswatch.store.check import check_database
     from pacswatch.store.repository import Repository
 
     with Repository.open(args.database) as repo:
-        report = check_database(repo.engine, quick=args.quick)
+        report = check_database(repo.engine, stale=STALE, quick=args.quick)
         url = repo.engine.url.render_as_string(hide_password=True)
     print(f"checked {url}: {', '.join(report.checked)}")
     for problem in report.problems:

@@ -70,10 +70,11 @@ class CheckReport:
         return not self.problems
 
 
-def check_database(engine: Engine, *, quick: bool = False, now: datetime | None = None,
-                   stale: timedelta = timedelta(seconds=30)) -> CheckReport:
+def check_database(engine: Engine, *, stale: timedelta, quick: bool = False,
+                   now: datetime | None = None) -> CheckReport:
     """Read the whole database once and say what is wrong; writes nothing. A check that the
-    damage keeps from running is itself a problem, and the others still run."""
+    damage keeps from running is itself a problem, and the others still run. A running scan
+    not updated for `stale` (campaign/scanrun.STALE) has lost its writer."""
     report = CheckReport([], [], [])
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
