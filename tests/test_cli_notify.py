@@ -145,3 +145,13 @@ def test_the_commands_in_order(setup, capsys, monkeypatch):
     assert fakedata.find_markers(everything) == []
     assert [p for p in planted if p in everything.lower()] == []
     assert violations() == []
+
+
+def test_csv_export_with_nothing_exposed_is_a_header_on_stdout(tmp_path, capsys):
+    from pacswatch.cli import main
+
+    assert main(["export", "csv", "--database", str(tmp_path / "empty.db")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("owner,contact,ip,port,") and out.count("\r\n") == 1, out  # the header only
+    assert main(["export", "csv", "--output", str(tmp_path / "csv"), "--database", str(tmp_path / "empty.db")]) == 0
+    assert "no exposed services: no file written" in capsys.readouterr().err

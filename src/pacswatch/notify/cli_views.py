@@ -9,6 +9,7 @@ from datetime import datetime
 
 from pacswatch.attribution.local import LocalOwner, validate
 from pacswatch.notify import cases as C
+from pacswatch.notify.csvexport import exposures_csv
 from pacswatch.notify.exports import intelmq_lines, per_owner_csv, write_per_owner
 from pacswatch.notify.store import NotifyStore
 
@@ -145,6 +146,12 @@ def export(args, engine, store: NotifyStore, now: datetime) -> int:
             sys.stdout.write(text)
         return 0
     tables = per_owner_csv(items, attributions)
+    if not tables:  # nothing exposed: on stdout the header alone, so that a pipeline still parses it
+        if args.output:
+            print("no exposed services: no file written", file=sys.stderr)
+        else:
+            sys.stdout.write(exposures_csv([], extra={"owner": "", "contact": ""}))
+        return 0
     if args.output:
         for path in write_per_owner(args.output, tables):
             print(path)
