@@ -25,8 +25,16 @@ SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE})
 SHORTAGE_WAIT = 0.02
 
 
-def is_shortage(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in SHORTAGE
+def is_shortage(exc: BaseException | None) -> bool:
+    """EMFILE or ENFILE, raised directly or as the cause of a library's own error (httpcore's
+    ConnectError wraps anyio's "All connection attempts failed", which wraps the OSError)."""
+    for _ in range(8):  # a short chain: a loop in it must not hang us
+        if exc is None:
+            return False
+        if isinstance(exc, OSError) and exc.errno in SHORTAGE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 # Descriptors kept for everything that is not a probe's socket: standard streams, the database
