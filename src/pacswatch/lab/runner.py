@@ -170,7 +170,8 @@ def _bind(start, ip: str, port: int):
     try:
         return start()
     except OSError as exc:
-        hint = " (is another lab running? pass port=0 for free ports)" if port else ""
+        # Ports are fixed only on the command line's lab; from Python, port=0 takes free ones.
+        hint = " (is another lab running? `pacswatch lab --base-ip 127.43.0.0` uses other addresses)" if port else ""
         raise OSError(exc.errno, f"lab could not listen on {ip}:{port}: {exc.strerror or exc}{hint}") from exc
 
 
