@@ -217,3 +217,20 @@ def test_an_output_that_cannot_be_written_stops_the_scan_and_counts_nothing_it_l
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted((r["ip"], r["port"]) for r in records) == sorted(responder.endpoints)
     assert {r["status"] for r in records} == {"success"}
+
+
+def test_probe_without_a_port_tries_the_default_dicom_ports_and_reports_those_that_answer():
+    from pacswatch.lab.fast import FastResponder
+    from pacswatch.targets.ports import DEFAULT_DICOM_PORTS
+
+    with FastResponder(["127.44.10.1"], ports=[11112], workers=0):
+        done = run(["probe", "127.44.10.1"])
+        as_json = run(["probe", "127.44.10.1", "--json"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("127.44.10.1:11112 over tcp: status success"), done.stdout
+    assert "no service on 127.44.10.1: 104 (connection-refused)" in done.stdout
+    records = json.loads(as_json.stdout)
+    assert sorted(r["port"] for r in records) == sorted(DEFAULT_DICOM_PORTS)
+    assert {r["port"] for r in records if r["service"] == "dicom"} == {11112}
+    network = run(["probe", "127.44.10.0/24"])
+    assert network.returncode == 2 and "for networks, use scan" in network.stderr

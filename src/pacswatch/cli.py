@@ -12,6 +12,7 @@ from pacswatch import cli_notify
 from pacswatch.cli_campaign import add_commands, add_database_option, add_scan_options, dispatch, optout_reason
 from pacswatch.identity import DEFAULT_CONTACT_URL
 from pacswatch.targets import PortError, TargetError
+from pacswatch.targets.ports import DEFAULT_DICOM_PORTS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -87,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe_options(scan)
     add_scan_options(scan)
 
-    probe = sub.add_parser("probe", help="probe one endpoint and print a full report")
+    probe = sub.add_parser("probe", help="probe one endpoint and print a full report (no port: the default "
+                                         "DICOM ports, a report for each that answers)")
     probe.add_argument("endpoint", metavar="HOST[:PORT]")
     probe.add_argument("--json", action="store_true", help="print the record as JSON")
     probe.add_argument("--web", action="store_true", help="probe the port as HTTP(S) even if it is not a web port")
@@ -162,21 +164,41 @@ def cmd_probe(args: argparse.Namespace, err: Console) -> int:
 
     options = probe_options(args)
     spec = parse_spec(args.endpoint)
-    targets = parse_targets([args.endpoint])
-    if spec.port is None:
-        raise ValueError("probe needs HOST:PORT (for many endpoints, use scan)")
-    ip = str(next(iter(targets.pinned)).ip)
+    if spec.span is not None:
+        raise ValueError("probe takes one host (HOST or HOST:PORT); for networks, use scan")
+    targets = parse_targets([args.endpoint])  # a name is resolved here; its first address is probed
+    if spec.port is not None:
+        ip = str(next(iter(targets.pinned)).ip)
+        ports: tuple[int, ...] = (spec.port,)
+    else:  # no port: the scan's default DICOM ports, and a full report for those that answer
+        ip = str(next(iter(targets.ranges()))[0])
+        ports = DEFAULT_DICOM_PORTS
     blocked = Blocklist.default().reason_for(ip) or optout_reason(args.database, ip)
     if blocked:
         raise ValueError(f"{ip} is blocked: {blocked}")
-    selector = ProbeSelector.from_args(str(spec.port) if args.web else None)
+    selector = ProbeSelector.from_args(",".join(map(str, ports)) if args.web else None)
     # The global rate limit holds here too: AE guessing may open a few dozen connections.
     ctx = ProbeContext(options, RateLimiter(DEFAULT_RATE, burst=10))
-    record = asyncio.run(selector.probe_for(spec.port).run(ctx, Endpoint(ip, spec.port)))
+
+    async def probe_all():
+        return await asyncio.gather(*(selector.probe_for(port).run(ctx, Endpoint(ip, port)) for port in ports))
+
+    records = asyncio.run(probe_all())
     if args.json:
-        sys.stdout.write(record.model_dump_json(indent=2) + "\n")
-    else:
-        print_report(Console(), record)
+        text = records[0].model_dump_json(indent=2) if len(records) == 1 else \
+            "[\n" + ",\n".join(r.model_dump_json(indent=2) for r in records) + "\n]"
+        sys.stdout.write(text + "\n")
+        return 0
+    console = Console()
+    answered = [r for r in records if len(records) == 1 or r.service is not None or r.severity is not None]
+    for number, record in enumerate(answered):
+        if number:
+            console.print()
+        print_report(console, record)
+    silent = [r for r in records if r not in answered]
+    if silent:
+        console.print(("" if not answered else "\n") + f"no service on {ip}: "
+                      + ", ".join(f"{r.port} ({r.status})" for r in silent), highlight=False)
     return 0
 
 
