@@ -234,3 +234,16 @@ def test_probe_without_a_port_tries_the_default_dicom_ports_and_reports_those_th
     assert {r["port"] for r in records if r["service"] == "dicom"} == {11112}
     network = run(["probe", "127.44.10.0/24"])
     assert network.returncode == 2 and "for networks, use scan" in network.stderr
+
+
+def test_output_dash_is_standard_output_not_a_file_named_dash(tmp_path):
+    from pacswatch.lab.fast import FastResponder
+
+    with FastResponder(["127.44.11.1"], ports=[0], workers=0) as responder:
+        ((ip, port),) = responder.endpoints
+        done = run(["scan", f"{ip}:{port}", "--quiet", "--no-attribute", "-o", "-",
+                    "--database", str(tmp_path / "pacswatch.db")], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (record,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (record["ip"], record["port"], record["status"]) == (ip, port, "success")
+    assert not (tmp_path / "-").exists()

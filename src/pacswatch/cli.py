@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--ports", default=None, metavar="LIST",
                       help="ports to scan, e.g. 104,11112,4000-4010 (default: the common DICOM and PACS web ports)")
     scan.add_argument("--web-ports", default=None, metavar="LIST", help="ports probed as HTTP(S) instead of DICOM")
-    scan.add_argument("--output", "-o", metavar="FILE", help="write records here (default stdout)")
+    scan.add_argument("--output", "-o", metavar="FILE", help="write records here (default, or -: stdout)")
     scan.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
     scan.add_argument("--rate", type=_positive_float, default=200.0, metavar="N",
                       help="new connections per second, all probes together (default 200)")
@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("scan", "export") and getattr(args, "output", None) == "-":
+        args.output = None  # "-" is standard output, as everywhere, not a file named "-"
     # Imported after parsing: --help and usage errors do without it.
     from pacswatch.output import stderr_console
 
