@@ -157,6 +157,7 @@ def cmd_probe(args: argparse.Namespace, err: Console) -> int:
 
     from rich.console import Console
 
+    from pacswatch.campaign.ingest import speaks
     from pacswatch.net.limits import RateLimiter
     from pacswatch.output import print_report
     from pacswatch.probes.base import Endpoint, ProbeContext
@@ -192,12 +193,13 @@ def cmd_probe(args: argparse.Namespace, err: Console) -> int:
         sys.stdout.write(text + "\n")
         return 0
     console = Console()
-    answered = [r for r in records if len(records) == 1 or r.service is not None or r.severity is not None]
+    # One port asked for: its report whatever it says. Several: a report for each that answered.
+    answered = [r for r in records if len(records) == 1 or speaks(r)]
+    silent = [r for r in records if len(records) > 1 and not speaks(r)]
     for number, record in enumerate(answered):
         if number:
             console.print()
         print_report(console, record)
-    silent = [r for r in records if r not in answered]
     if silent:
         console.print(("" if not answered else "\n") + f"no service on {ip}: "
                       + ", ".join(f"{r.port} ({r.status})" for r in silent), highlight=False)

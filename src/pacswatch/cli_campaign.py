@@ -208,7 +208,7 @@ def _db_check(args: argparse.Namespace) -> int:
     from pacswatch.store.repository import Repository
 
     with Repository.open(args.database) as repo:
-        report = check_database(repo.engine, stale=STALE, quick=args.quick)
+        report = check_database(repo, stale=STALE, quick=args.quick)
         url = repo.engine.url.render_as_string(hide_password=True)
     print(f"checked {url}: {', '.join(report.checked)}")
     for problem in report.problems:

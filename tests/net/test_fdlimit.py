@@ -63,18 +63,20 @@ def test_a_low_hard_limit_lowers_the_concurrency_with_a_warning_and_every_endpoi
     assert {r["status"] for r in records} == {"success"}, {r.get("detail") for r in records}
 
 
-PROBE_UNDER_LIMIT = r"""
+# Probes every endpoint of argv[1] (JSON [[ip, port], ...]) at once under a limit of 64
+# descriptors; argv[2]: "engine" or "asyncio" (DICOM on that I/O path) or "web" (HttpProbe).
+PROBES_UNDER_LIMIT = r"""
 import asyncio, collections, json, resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
 from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.http import HttpProbe
 
-endpoints = json.loads(sys.argv[1])
-engine = sys.argv[2] == "engine"
+endpoints, path = json.loads(sys.argv[1]), sys.argv[2]
 
 async def main():
-    ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(5.0), ae_guess=()), pdu_engine=engine)
-    probe = DicomProbe()
+    ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(5.0), ae_guess=()), pdu_engine=path == "engine")
+    probe = HttpProbe() if path == "web" else DicomProbe()
     records = await asyncio.gather(*(probe.run(ctx, Endpoint(ip, port)) for ip, port in endpoints))
     ctx.close()
     return collections.Counter(f"{r.status} {r.detail}" for r in records)
@@ -83,33 +85,19 @@ print(json.dumps(asyncio.run(main())))
 """
 
 
+def probes_under_limit(endpoints, path: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", PROBES_UNDER_LIMIT, json.dumps(endpoints), path],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 @pytest.mark.parametrize("path", ["engine", "asyncio"])
 def test_probes_that_find_no_descriptor_free_wait_for_one_instead_of_failing(responder, path):
     # 300 probes at once under a limit of 64 descriptors, past any concurrency cap: each connect
     # that meets EMFILE waits for a descriptor to be freed and every endpoint is still probed.
-    done = subprocess.run([sys.executable, "-c", PROBE_UNDER_LIMIT, json.dumps(responder), path],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"success None": len(responder)}, done.stdout
-
-
-WEB_PROBES_UNDER_LIMIT = r"""
-import asyncio, collections, json, resource, sys
-resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
-from pacswatch.probes.http import HttpProbe
-
-ip, port = sys.argv[1], int(sys.argv[2])
-
-async def main():
-    ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(5.0)))
-    probe = HttpProbe()
-    records = await asyncio.gather(*(probe.run(ctx, Endpoint(ip, port)) for _ in range(200)))
-    ctx.close()
-    return collections.Counter(f"{r.status} {r.detail}" for r in records)
-
-print(json.dumps(asyncio.run(main())))
-"""
+    counts = probes_under_limit(responder, path)
+    assert counts == {"success None": len(responder)}, counts
 
 
 def test_web_probes_that_find_no_descriptor_free_wait_for_one_instead_of_failing():
@@ -132,13 +120,10 @@ def test_web_probes_that_find_no_descriptor_free_wait_for_one_instead_of_failing
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        done = subprocess.run([sys.executable, "-c", WEB_PROBES_UNDER_LIMIT, "127.47.5.2", str(server.server_port)],
-                              capture_output=True, text=True, timeout=300)
+        counts = probes_under_limit([["127.47.5.2", server.server_port]] * 200, "web")
     finally:
         server.shutdown()
         server.server_close()
-    assert done.returncode == 0, done.stderr
-    counts = json.loads(done.stdout)
     assert not any("Too many open files" in key for key in counts), counts
     # All 200 succeed here; a few slow answers from the stdlib server on a loaded machine are
     # not what this test is about.

@@ -45,7 +45,7 @@ def filled(repo: Repository, count: int = 400) -> int:
 
 def test_a_sound_database_is_sound_and_left_as_it_was(repo):
     filled(repo)
-    report = check_database(repo.engine, stale=STALE)
+    report = check_database(repo, stale=STALE)
     assert report.sound and report.problems == [] and report.notes == [], report
     assert "findings without a service at their address" in report.checked
     if repo.backend == "sqlite":
@@ -60,7 +60,7 @@ def test_broken_links_and_progress_are_found_and_counted(repo):
         conn.execute(text("UPDATE scans SET done = done + 7 WHERE id = :id"), {"id": scan_id})
         conn.execute(text("INSERT INTO scan_work (scan_id, first_index, last_index) VALUES (:id, 5000, 5001)"),
                      {"id": scan_id})
-    report = check_database(repo.engine, stale=STALE)
+    report = check_database(repo, stale=STALE)
     found = {p.what: p.count for p in report.problems}
     assert found == {
         "findings without a service at their address": 2,
@@ -75,7 +75,7 @@ def test_a_scan_whose_writer_stopped_is_a_note_with_the_resume_command(repo):
     scan_id = filled(repo, 10)
     with repo.engine.begin() as conn:
         conn.execute(text("UPDATE scans SET status = 'running' WHERE id = :id"), {"id": scan_id})
-    report = check_database(repo.engine, stale=STALE, now=datetime.now(timezone.utc) + timedelta(hours=1))
+    report = check_database(repo, stale=STALE, now=datetime.now(timezone.utc) + timedelta(hours=1))
     assert report.sound, report.problems
     assert len(report.notes) == 1 and f"pacswatch scan --resume {scan_id}" in report.notes[0], report.notes
 

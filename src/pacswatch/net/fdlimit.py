@@ -10,9 +10,11 @@ and sets the limit.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
+from typing import Awaitable, Callable, TypeVar
 
 try:
     import resource
@@ -23,6 +25,7 @@ except ImportError:  # not POSIX: no limit to read or raise here
 # target: the probe waits this long for one to be freed and tries again, until its deadline.
 SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE})
 SHORTAGE_WAIT = 0.02
+T = TypeVar("T")
 
 
 def is_shortage(exc: BaseException | None) -> bool:
@@ -35,6 +38,18 @@ def is_shortage(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+async def connect_when_free(connect: Callable[[], Awaitable[T]]) -> T:
+    """`await connect()`, waiting for a descriptor and trying again while it fails for want of
+    one; the caller's deadline (a timeout around this, or the probe's) bounds the wait."""
+    while True:
+        try:
+            return await connect()
+        except Exception as exc:
+            if not is_shortage(exc):
+                raise
+        await asyncio.sleep(SHORTAGE_WAIT)
 
 
 # Descriptors kept for everything that is not a probe's socket: standard streams, the database

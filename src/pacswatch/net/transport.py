@@ -21,7 +21,7 @@ import ssl
 from typing import Protocol
 
 from pacswatch.net.errors import NetError, map_os_error
-from pacswatch.net.fdlimit import SHORTAGE_WAIT, is_shortage
+from pacswatch.net.fdlimit import connect_when_free
 from pacswatch.net.limits import RateLimiter
 from pacswatch.status import Status
 
@@ -347,14 +347,8 @@ async def open_connection(
     peer = _Peer()
     try:
         async with asyncio.timeout_at(deadline):
-            while True:
-                try:
-                    transport, _ = await loop.create_connection(lambda: peer, ip, port)
-                    break
-                except OSError as exc:
-                    if not is_shortage(exc):
-                        raise
-                    await asyncio.sleep(SHORTAGE_WAIT)  # no descriptor free: not the target's doing
+            # No descriptor free is not the target's doing: wait for one (net/fdlimit.py).
+            transport, _ = await connect_when_free(lambda: loop.create_connection(lambda: peer, ip, port))
     except TimeoutError:
         raise NetError(Status.CONNECTION_TIMEOUT, "connect timed out") from None
     except Exception as exc:

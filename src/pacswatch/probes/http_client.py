@@ -22,7 +22,7 @@ import httpcore
 import httpx
 
 from pacswatch.net.errors import NetError, map_os_error
-from pacswatch.net.fdlimit import SHORTAGE_WAIT, is_shortage
+from pacswatch.net.fdlimit import connect_when_free
 from pacswatch.net.limits import RateLimiter
 from pacswatch.record import TlsFacts
 from pacswatch.status import Status
@@ -114,18 +114,10 @@ class _LimitedBackend(httpcore.AsyncNetworkBackend):
         if self._limiter is not None:
             await self._limiter.acquire()
         self.connects += 1
-        while True:
-            try:
-                stream = await self._inner.connect_tcp(
-                    host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-                )
-                break
-            except httpcore.ConnectError as exc:
-                # No descriptor free (net/fdlimit.py): not the server's doing. Wait for one; the
-                # probe's deadline still bounds the wait.
-                if not is_shortage(exc):
-                    raise
-                await asyncio.sleep(SHORTAGE_WAIT)
+        # No descriptor free is not the server's doing: wait for one (net/fdlimit.py; httpcore's
+        # ConnectError carries the EMFILE as its cause). The probe's deadline bounds the wait.
+        stream = await connect_when_free(lambda: self._inner.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options))
         self.connected += 1
         return _Stream(stream, self)
 

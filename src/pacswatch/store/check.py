@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+
+from pacswatch.store.repository import Repository
 
 MAX_SHOWN = 5  # SQLite messages or row keys quoted per problem
 
@@ -70,20 +72,20 @@ class CheckReport:
         return not self.problems
 
 
-def check_database(engine: Engine, *, stale: timedelta, quick: bool = False,
+def check_database(repo: Repository, *, stale: timedelta, quick: bool = False,
                    now: datetime | None = None) -> CheckReport:
     """Read the whole database once and say what is wrong; writes nothing. A check that the
     damage keeps from running is itself a problem, and the others still run. A running scan
     not updated for `stale` (campaign/scanrun.STALE) has lost its writer."""
     report = CheckReport([], [], [])
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
+    with repo.engine.connect() as conn:
+        if repo.backend == "sqlite":
             pragma = "quick_check" if quick else "integrity_check"
             _run(conn, report, f"SQLite {pragma}", lambda: _sqlite_pages(conn, pragma))
             _run(conn, report, "SQLite foreign_key_check", lambda: _sqlite_foreign_keys(conn))
         for what, query in LINKS:
             _run(conn, report, what, lambda query=query, what=what: _count(conn, what, query))
-        _run(conn, report, "scans marked running", lambda: _stalled_scans(conn, now or datetime.now(timezone.utc),
+        _run(conn, report, "scans marked running", lambda: _stalled_scans(repo, now or datetime.now(timezone.utc),
                                                                           stale, report.notes))
         conn.rollback()
     return report
@@ -120,13 +122,9 @@ def _sqlite_foreign_keys(conn: Connection) -> Problem | None:
     return Problem("rows whose foreign key points nowhere", len(violations), shown)
 
 
-def _stalled_scans(conn: Connection, now: datetime, stale: timedelta, notes: list[str]) -> None:
-    rows = conn.execute(text("SELECT id, updated_at, plan_size, done FROM scans WHERE status = 'running'"))
-    for scan_id, updated_at, plan_size, done in rows:
-        if isinstance(updated_at, str):  # SQLite through a raw query: the stored text
-            updated_at = datetime.fromisoformat(updated_at)
-        if updated_at.tzinfo is None:
-            updated_at = updated_at.replace(tzinfo=timezone.utc)
-        if now - updated_at > stale:
-            notes.append(f"scan {scan_id} is marked running but its writer stopped at {updated_at:%Y-%m-%d %H:%M:%SZ} "
-                         f"({done} of {plan_size} done): pacswatch scan --resume {scan_id}")
+def _stalled_scans(repo: Repository, now: datetime, stale: timedelta, notes: list[str]) -> None:
+    for scan in repo.scans(None, statuses=("running",)):  # datetimes in UTC, as the repository gives them
+        if now - scan["updated_at"] > stale:
+            notes.append(f"scan {scan['id']} is marked running but its writer stopped at "
+                         f"{scan['updated_at']:%Y-%m-%d %H:%M:%SZ} ({scan['done']} of {scan['plan_size']} done): "
+                         f"pacswatch scan --resume {scan['id']}")
