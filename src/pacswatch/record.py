@@ -6,7 +6,8 @@ generated from them (`pacswatch schema`), and a test fails when the committed fi
 Nothing in here may hold data taken from a returned data set other than counts (DESIGN.md,
 first rule). Every string field is either ours (names, statuses, reasons), a protocol fact the
 server announces about itself (implementation UID, version name, certificate subject), or a
-value we chose (the called AE title we sent).
+value we chose (the called AE title we sent). The server's facts are `PeerText` (text.py):
+cleaned of control characters and capped in length as the record is built.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pacswatch import __version__
 from pacswatch.status import Status
+from pacswatch.text import PeerText
 
 SCANNER = f"pacswatch/{__version__}"
 
@@ -49,8 +51,8 @@ class _Model(BaseModel):
 
 
 class Product(_Model):
-    name: str
-    version: str | None = None
+    name: PeerText
+    version: PeerText | None = None
 
 
 class Reject(_Model):
@@ -67,8 +69,8 @@ class Association(_Model):
     called_ae: str | None = Field(None, description="The called AE title of the association reported here.")
     calling_ae: str | None = None
     reject: Reject | None = None
-    implementation_class_uid: str | None = None
-    implementation_version_name: str | None = None
+    implementation_class_uid: PeerText | None = None
+    implementation_version_name: PeerText | None = None
     max_pdu_length: int | None = None
     accepted_contexts: list[str] = Field(
         default_factory=list, description="Names of the abstract syntaxes the peer accepted."
@@ -80,13 +82,13 @@ class Find(_Model):
     studies: int | None = Field(None, description="Studies counted by a universal STUDY-level query.")
     patients: int | None = Field(None, description="Patients counted by a universal PATIENT-level query.")
     capped: bool = Field(False, description="A count reached --find-limit and was cancelled: 'at least'.")
-    refusal: str | None = Field(None, description="How a refused query was refused (status or abort).")
+    refusal: PeerText | None = Field(None, description="How a refused query was refused (status or abort).")
 
 
 class DicomFacts(_Model):
     association: Association
     accepts_any_called_ae: bool | None = None
-    called_ae_found: str | None = Field(
+    called_ae_found: PeerText | None = Field(
         None, description="The product-default called AE title that was accepted after a random one was refused."
     )
     promiscuous: bool | None = Field(None, description="A random 2.25 abstract syntax was accepted.")
@@ -101,15 +103,15 @@ class DicomFacts(_Model):
 
 class TlsFacts(_Model):
     handshake: bool
-    version: str | None = None
-    cipher: str | None = None
+    version: PeerText | None = None
+    cipher: PeerText | None = None
     self_signed: bool | None = None
     client_cert_required: bool = False
-    subject: str | None = None
-    issuer: str | None = None
+    subject: PeerText | None = None
+    issuer: PeerText | None = None
     not_after: datetime | None = None
     expired: bool | None = None
-    error: str | None = None
+    error: PeerText | None = None
 
 
 class DicomWeb(_Model):
@@ -118,20 +120,20 @@ class DicomWeb(_Model):
 
 
 class HttpFacts(_Model):
-    url: str
+    url: PeerText
     status_code: int | None = None
     product: Product | None = None
     auth: Literal["open", "auth-required", "default-credentials"] | None = None
-    realm: str | None = None
+    realm: PeerText | None = None
     patients: int | None = None
     studies: int | None = None
     series: int | None = None
     instances: int | None = None
     dicomweb: DicomWeb = Field(default_factory=DicomWeb)
     writable: bool | None = None
-    title: str | None = None
-    components: list[str] = Field(default_factory=list, description="Product parts recognised, e.g. 'Orthanc Explorer 2'.")
-    backends: list[str] = Field(
+    title: PeerText | None = None
+    components: list[PeerText] = Field(default_factory=list, description="Product parts recognised, e.g. 'Orthanc Explorer 2'.")
+    backends: list[PeerText] = Field(
         default_factory=list, description="Backends a viewer names (OHIF qidoRoot), reported, never followed off-host.")
     default_credentials_tried: bool = Field(False, description="The opt-in --try-default-credentials made a login attempt.")
     tls: TlsFacts | None = None
@@ -142,7 +144,7 @@ class Record(_Model):
     port: int
     transport: Literal["tcp", "tls"] = "tcp"
     status: Status
-    detail: str | None = Field(None, description="Why the status is what it is, for a person.")
+    detail: PeerText | None = Field(None, description="Why the status is what it is, for a person.")
     service: Literal["dicom", "http"] | None = None
     product: Product | None = None
     dicom: DicomFacts | None = None
