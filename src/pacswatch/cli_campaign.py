@@ -25,7 +25,7 @@ __all__ = ["add_commands", "add_database_option", "add_scan_options", "campaign_
 
 COMMANDS = ("db", "run", "findings", "history", "stats", "scans", "optout", "scope")
 SEVERITIES = ("critical", "high", "medium", "low")
-STATUSES = ("open", "fixed", "reopened")
+STATUSES = ("open", "fixed", "reopened", "opted-out")
 
 
 def _database_option(p: argparse.ArgumentParser) -> None:
@@ -103,7 +103,7 @@ def add_commands(sub) -> None:
     findings = sub.add_parser("findings", help="exposures and their lifecycle")
     _database_option(findings)
     findings.add_argument("--severity", action="append", default=[], metavar="LIST", help="critical,high,...")
-    findings.add_argument("--status", action="append", default=[], metavar="LIST", help="open,fixed,reopened")
+    findings.add_argument("--status", action="append", default=[], metavar="LIST", help="open,fixed,reopened,opted-out")
     findings.add_argument("--since", metavar="WHEN", help="seen or fixed since: a date, a time, or an age (7d)")
     _format_option(findings, ("table", "json", "csv"))
 

@@ -11,6 +11,7 @@ from pacswatch.campaign.lifecycle import (
     Look,
     advance,
     diff_scans,
+    opt_out,
     summarize,
 )
 
@@ -59,6 +60,34 @@ def test_an_older_look_cannot_undo_a_newer_one():
     assert advance(opened, Look("connection-refused", None, T0)) == (opened, ())
     fixed, _ = advance(opened, Look("connection-refused", None, T0 + 2 * H))
     assert advance(fixed, Look("success", "high", T0 + 1.5 * H)) == (fixed, ())
+
+
+def test_opt_out_closes_an_active_finding_and_a_blocked_look_keeps_it_closed():
+    opened, _ = run(Look("success", "critical", T0))
+    closed, events = opt_out(opened, T0 + H)
+    assert closed.status == "opted-out" and not closed.active and closed.fixed_at == T0 + H
+    assert [(e.kind, e.old_severity, e.new_severity, e.at) for e in events] == [("opted-out", "critical", None, T0 + H)]
+    # While the opt-out stands every scan of it is `blocked`: nothing changes, nothing reopens.
+    assert advance(closed, Look("blocked", None, T0 + 2 * H)) == (closed, ())
+    assert advance(closed, Look("connection-refused", None, T0 + 2 * H)) == (closed, ())
+    assert opt_out(closed, T0 + 3 * H) == (closed, ())  # already closed: no second event
+    # A look older than the opt-out (a resumed old scan) cannot undo it either.
+    assert advance(closed, Look("success", "critical", T0 + 0.5 * H)) == (closed, ())
+
+
+def test_a_lifted_opt_out_reopens_when_the_exposure_is_seen_again():
+    opened, _ = run(Look("success", "high", T0))
+    closed, _ = opt_out(opened, T0 + H)
+    again, events = advance(closed, Look("success", "high", T0 + 5 * H))
+    assert again.status == "reopened" and again.reopen_count == 1 and again.fixed_at is None
+    assert [e.kind for e in events] == ["reopened"]
+
+
+def test_opt_out_leaves_a_fixed_finding_fixed():
+    fixed, _ = run(Look("success", "high", T0), Look("connection-refused", None, T0 + H),
+                   Look("connection-refused", None, T0 + 2 * H))
+    assert fixed.status == "fixed"
+    assert opt_out(fixed, T0 + 3 * H) == (fixed, ())
 
 
 def test_summarize_counts_kinds_and_directions():

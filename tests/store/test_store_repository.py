@@ -144,6 +144,34 @@ def test_optout_and_scope_entries(repo):
     assert repo.remove_scope(s) and repo.scope_entries() == []
 
 
+def test_close_opted_out_closes_active_findings_in_the_networks(repo):
+    scan = new_scan(repo)
+    repo.ingest(scan, [(0, dicom("127.7.0.1", 104)), (1, dicom("127.7.0.2", 4242, "high")),
+                       (2, dicom("::ffff:127.7.1.5", 104, "medium")), (3, dicom("127.9.0.1", 104)),
+                       (4, dicom("::1", 104, "low"))])
+    at = T0 + timedelta(hours=1)
+    closed = repo.close_opted_out(["127.7.0.0/24", "::ffff:127.7.1.0/120"], at=at)
+    assert sorted((r["ip"], r["port"], r["severity"]) for r in closed) == [
+        ("127.7.0.1", 104, "critical"), ("127.7.0.2", 4242, "high"), ("::ffff:127.7.1.5", 104, "medium")]
+    by_ip = {f["ip"]: f for f in repo.findings()}
+    assert {ip: f["status"] for ip, f in by_ip.items()} == {
+        "127.7.0.1": "opted-out", "127.7.0.2": "opted-out", "::ffff:127.7.1.5": "opted-out",
+        "127.9.0.1": "open", "::1": "open"}
+    assert by_ip["127.7.0.1"]["fixed_at"] == at
+    events = repo.events(ip="127.7.0.1")
+    assert [(e["kind"], e["old_severity"], e["new_severity"], e["at"], e["scan_id"]) for e in events] == [
+        ("new", None, "critical", T0, scan), ("opted-out", "critical", None, at, None)]
+    # An IPv4 network also covers the mapped spelling of its addresses; and a second call
+    # closes nothing again (no second event).
+    assert [r["ip"] for r in repo.close_opted_out(["127.9.0.0/16"], at=at)] == ["127.9.0.1"]
+    assert repo.close_opted_out(["127.0.0.0/8"], at=at) == []
+    assert len(repo.events(ip="127.7.0.1")) == 2
+    # A later scan that is refused by the opt-out (blocked) does not reopen it.
+    repo.ingest(new_scan(repo), [(0, gone("127.7.0.1", 104, at + timedelta(hours=1), "blocked"))])
+    assert {f["ip"]: f["status"] for f in repo.findings()}["127.7.0.1"] == "opted-out"
+    assert repo.stats()["findings_by_status"] == {"opted-out": 4, "open": 1}
+
+
 def test_previous_scan_of_the_same_targets(repo):
     first = repo.create_scan(kind="scan", parameters={}, seed=1, fingerprint="a", targets_key="same", plan_size=1)
     repo.create_scan(kind="scan", parameters={}, seed=2, fingerprint="b", targets_key="other", plan_size=1)

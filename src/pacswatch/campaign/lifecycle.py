@@ -10,6 +10,12 @@ What counts as "a look": a record whose status proves something about the endpoi
 and then said nothing: an overloaded archive as often as a tarpit) prove nothing, so they never
 fix or change a finding. A refused or timed-out connection does: the service is gone, or
 firewalled, which is what the owner was asked to do.
+
+An owner who joins the opt-out list closes their active findings as `opted-out` (`opt_out`):
+the scan no longer contacts them, so their state would otherwise stay `open` forever, and
+notices would keep counting them. Scans of an opted-out address are `blocked` (inconclusive),
+so nothing reopens such a finding while the opt-out stands; once it is lifted, a look that
+finds the exposure again reopens it like a fixed one.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Iterable, Mapping
 
-OPEN, FIXED, REOPENED = "open", "fixed", "reopened"
-NEW, SEVERITY, FIX, REOPEN = "new", "severity", "fixed", "reopened"  # event kinds
+OPEN, FIXED, REOPENED, OPTED_OUT = "open", "fixed", "reopened", "opted-out"
+STATUSES = (OPEN, FIXED, REOPENED, OPTED_OUT)
+ACTIVE = (OPEN, REOPENED)  # exposed as far as we know; the others are closed
+NEW, SEVERITY, FIX, REOPEN, OPT_OUT = "new", "severity", "fixed", "reopened", "opted-out"  # event kinds
 INCONCLUSIVE = frozenset({"blocked", "error", "io-timeout"})
 SEVERITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
 
@@ -39,7 +47,7 @@ class FindingState:
 
     @property
     def active(self) -> bool:
-        return self.status != FIXED
+        return self.status in ACTIVE
 
     @property
     def changed_at(self) -> datetime:
@@ -80,15 +88,24 @@ def advance(state: FindingState | None, look: Look) -> tuple[FindingState | None
             return None, ()
         return FindingState(OPEN, sev, look.at, look.at), (Event(NEW, None, sev, look.at),)
     if sev is None:
-        if state.status == FIXED:
+        if not state.active:
             return state, ()
         return replace(state, status=FIXED, fixed_at=look.at), (Event(FIX, state.severity, None, look.at),)
-    if state.status == FIXED:
+    if not state.active:  # fixed, or opted out and since lifted (a standing opt-out is never looked at)
         reopened = replace(state, status=REOPENED, severity=sev, last_seen=look.at, fixed_at=None,
                            reopened_at=look.at, reopen_count=state.reopen_count + 1)
         return reopened, (Event(REOPEN, state.severity, sev, look.at),)
     events = (Event(SEVERITY, state.severity, sev, look.at),) if sev != state.severity else ()
     return replace(state, severity=sev, last_seen=look.at), events
+
+
+def opt_out(state: FindingState, at: datetime) -> tuple[FindingState, tuple[Event, ...]]:
+    """The finding closed because its owner opted out at `at` (fixed_at holds the closing
+    moment, so an older look cannot undo it); a closed finding is left as it is."""
+    if not state.active:
+        return state, ()
+    closed = replace(state, status=OPTED_OUT, fixed_at=max(at, state.last_seen))
+    return closed, (Event(OPT_OUT, state.severity, None, closed.fixed_at),)
 
 
 @dataclass(frozen=True)

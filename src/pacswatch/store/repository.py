@@ -26,8 +26,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from pacswatch import __version__
-from pacswatch.campaign.ingest import BatchPlan, plan_batch
-from pacswatch.campaign.lifecycle import Key
+from pacswatch.campaign.ingest import BatchPlan, finding_state, plan_batch
+from pacswatch.campaign.lifecycle import ACTIVE, Key, opt_out
 from pacswatch.campaign.schedule import RescanPolicy
 from pacswatch.campaign.work import IntervalSet
 from pacswatch.record import Record
@@ -45,6 +45,8 @@ from pacswatch.store.tables import (
     scope_entries,
     services,
 )
+from pacswatch.targets import BlockEntry, Blocklist
+from pacswatch.targets.parse import parse_address_range
 
 Row = dict[str, Any]
 
@@ -95,6 +97,19 @@ _NEXT_IDS = {t.name: select(func.nextval(func.pg_get_serial_sequence(t.name, "id
 _COUNTS = select(scans.c.counts).where(scans.c.id == bindparam("scan_id"))
 _FORGET_WORK = delete(scan_work).where(scan_work.c.scan_id == bindparam("scan_id"))
 _UPDATE_SCAN = update(scans).where(scans.c.id == bindparam("b_scan_id"))
+
+
+def networks_matcher(networks: Iterable[str]) -> Blocklist:
+    """A Blocklist of exactly `networks` (no defaults): its reason_for(ip) is not None for an
+    address inside one of them, an IPv4-mapped IPv6 address (::ffff:192.0.2.7) included.
+    A mapped IPv6 network (::ffff:192.0.2.0/120) is taken as the IPv4 network it spells."""
+    entries = []
+    for text in networks:
+        version, first, last = parse_address_range(str(text))
+        if version == 6 and first >> 32 == 0xFFFF and last >> 32 == 0xFFFF:
+            version, first, last = 4, first & 0xFFFF_FFFF, last & 0xFFFF_FFFF
+        entries.append(BlockEntry((version, first, last), str(text)))
+    return Blocklist(entries)
 
 
 class Repository:
@@ -397,6 +412,31 @@ class Repository:
     def remove_optout(self, entry_id: int) -> bool:
         with self._write() as conn:
             return conn.execute(delete(optouts).where(optouts.c.id == entry_id)).rowcount > 0
+
+    def close_opted_out(self, networks: Iterable[str], *, at: datetime | None = None) -> list[Row]:
+        """Close every active finding whose address lies in `networks` (addresses, CIDRs or
+        ranges, as the opt-out list holds them) as `opted-out`, with an event; the findings
+        closed now, with their id, ip, port and severity. An IPv4-mapped IPv6 address or
+        network counts as its IPv4 form. Idempotent: findings already closed are left alone."""
+        matcher = networks_matcher(networks)
+        at = at or now_utc()
+        closed: list[Row] = []
+        with self._write() as conn:
+            rows = [_row(r) for r in conn.execute(select(findings).where(findings.c.status.in_(ACTIVE))).mappings()]
+            for row in rows:
+                if matcher.reason_for(row["ip"]) is None:
+                    continue
+                state, events = opt_out(finding_state(row), at)
+                if not events:
+                    continue
+                conn.execute(update(findings).where(findings.c.id == row["id"])
+                             .values(status=state.status, fixed_at=state.fixed_at))
+                conn.execute(insert(finding_events), [
+                    {"finding_id": row["id"], "scan_id": None, "at": e.at, "kind": e.kind,
+                     "old_severity": e.old_severity, "new_severity": e.new_severity, "observation_id": None}
+                    for e in events])
+                closed.append({k: row[k] for k in ("id", "ip", "port", "severity")})
+        return closed
 
     def add_scope(self, cidr: str, note: str | None = None) -> int:
         with self._write() as conn:

@@ -137,11 +137,11 @@ findings = Table(
     Column("id", Integer, primary_key=True),
     Column("ip", String(45), nullable=False),
     Column("port", Integer, nullable=False),
-    Column("status", String(16), nullable=False),  # open | fixed | reopened
+    Column("status", String(16), nullable=False),  # open | fixed | reopened | opted-out
     Column("severity", String(8), nullable=False),  # the latest seen
     Column("first_seen", Moment, nullable=False),
     Column("last_seen", Moment, nullable=False),
-    Column("fixed_at", Moment),
+    Column("fixed_at", Moment),  # when it was closed: fixed, or opted out
     Column("reopened_at", Moment),
     Column("reopen_count", Integer, nullable=False, default=0),
     Column("reasons", JSON, nullable=False),
@@ -150,8 +150,8 @@ findings = Table(
     Index(None, "status", "severity"),
 )
 
-# The lifecycle as it happened: new, severity, fixed, reopened; the severity history of a
-# finding is its rows here.
+# The lifecycle as it happened: new, severity, fixed, reopened, opted-out (no scan, no
+# observation: the owner's request closed it); the severity history of a finding is its rows here.
 finding_events = Table(
     "finding_events", metadata,
     Column("id", BigId, primary_key=True),
