@@ -96,12 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe_options(probe)
     add_database_option(probe)  # its opt-out list applies here too
 
-    lab = sub.add_parser("lab", help="run the lab of simulated PACS on loopback until Ctrl-C")
+    lab_where = ("The lab binds loopback addresses in the /24 of --base-ip (default 127.42.0.0/24): "
+                 "simulated DICOM peers on .10 to .26, port 11112 (the TLS peers on port 2762), and "
+                 "web endpoints (Orthanc, DICOMweb, dcm4chee, OHIF, a login page) on .40, ports 8040 "
+                 "to 8049 (free ports when those are taken); .41 is the off-host address a viewer "
+                 "names and that must never be contacted. Synthetic patients only.")
+    lab = sub.add_parser("lab", help="run the lab of simulated PACS on loopback until Ctrl-C",
+                         description=lab_where + " It prints its endpoints at start and runs until Ctrl-C.")
     lab.add_argument("--base-ip", default="127.42.0.0", help="loopback /24 the lab uses (default 127.42.0.0)")
 
-    demo = sub.add_parser("demo", help="start the lab, scan it, print the findings")
-    demo.add_argument("--base-ip", default="127.42.0.0")
+    demo = sub.add_parser("demo", help="start the lab, scan it, print the findings",
+                          description=lab_where + " The demo scans it into a throw-away database "
+                                                  "(unless --database) and checks every finding.")
+    demo.add_argument("--base-ip", default="127.42.0.0", help="loopback /24 the lab uses (default 127.42.0.0)")
     demo.add_argument("--output", "-o", metavar="FILE", help="also write the records as JSON Lines")
+    demo.add_argument("--database", metavar="URL",
+                      help="store the demo scan here (default: a throw-away database, removed at the end)")
 
     sub.add_parser("schema", help="print the JSON Schema of the record")
     add_commands(sub)
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from pacswatch.lab.cli import run_demo_command
 
-            return run_demo_command(args.base_ip, args.output)
+            return run_demo_command(args.base_ip, args.output, database=args.database)
     except (TargetError, PortError, ValueError, OSError) as exc:
         err.print(f"[bold red]pacswatch {args.command}:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
         return EXIT_USAGE

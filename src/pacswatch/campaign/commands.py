@@ -169,11 +169,13 @@ def _attribute_after(repo, outcome, err: Console, *, quiet: bool) -> None:
 
 def _banner(err: Console, scan_id: int, plan, job, options, resumed: int | None) -> None:
     from pacswatch import __version__
+    from pacswatch.scan.job import runtime_description
 
     what = f"scan {scan_id}" if resumed is None else f"resuming scan {scan_id} ({resumed} of {plan.size} done)"
     err.print(f"pacswatch {__version__}: {what}: {plan.size} endpoints ({plan.distinct_ports} ports), seed {plan.seed}, "
-              f"rate {job.rate:g}/s, concurrency {job.concurrency}, calling AE {options.identity.calling_ae}",
-              highlight=False)
+              f"rate {job.rate:g}/s, concurrency {job.concurrency}, calling AE {options.identity.calling_ae}; "
+              f"{runtime_description(job.event_loop, job.workers)}",
+              highlight=False, markup=False)
     if options.try_default_credentials:
         err.print("[bold yellow]--try-default-credentials is on: documented default credentials will be tried "
                   "(login attempts), and this is recorded.[/]")

@@ -12,6 +12,7 @@ from pacswatch.lab.runner import DEFAULT_BASE_IP, DEFAULT_PORT, Lab, run_lab_for
 from pacswatch.lab.web import PACS_KINDS as WEB_PACS_KINDS
 from pacswatch.lab.web import start_web_lab
 from pacswatch.targets import ListPlan
+from pacswatch.text import clean
 
 # The web lab sits beside the DICOM lab in the same /24: .40 serves, .41 is the "other host"
 # that off-host redirects point at (and that must never be contacted).
@@ -29,7 +30,9 @@ def run_lab_command(base_ip: str = DEFAULT_BASE_IP, *, port: int = DEFAULT_PORT,
     """`pacswatch lab [--base-ip IP]`: run the DICOM and web labs until Ctrl-C (or SIGTERM)."""
     from pacswatch.lab.runner import format_table
 
-    web = start_web_lab(*_web_addresses(base_ip), kinds=WEB_PACS_KINDS)
+    # The same fixed web ports as the demo, so a second run (and a scan written down from the
+    # first) finds the same endpoints; free ones only when those are taken.
+    web = _start_demo_web_lab(base_ip)
     try:
         print(f"web endpoints (scan them with --web-ports {','.join(str(e.port) for e in web.endpoints)}):\n",
               file=sys.stdout)
@@ -66,10 +69,14 @@ def _start_demo_web_lab(base_ip: str):
 
 
 def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, *, timeout: float = 2.0,
-                     names: Iterable[str] | None = None, out: TextIO | None = None) -> int:
+                     names: Iterable[str] | None = None, out: TextIO | None = None,
+                     database: str | None = None) -> int:
     """`pacswatch demo`: start the lab, scan it with the real scanner (short timeouts, so the
     tarpit and the slow drip cost seconds), print the findings and how they compare with what
-    the lab knows. Returns 0 when every endpoint was reported as expected, 1 otherwise."""
+    the lab knows. Returns 0 when every endpoint was reported as expected, 1 otherwise.
+
+    The scan is stored in a throw-away database unless `database` is given: a demo must not
+    fill the operator's campaign with simulated findings (nor PACSWATCH_DATABASE_URL's)."""
     import tempfile
     from pathlib import Path
 
@@ -93,13 +100,20 @@ def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, 
             # lab's endpoints pinned as HOST:PORT; the web lab's free ports are its web ports.
             argv = ["scan", *(f"{e.ip}:{e.port}" for e in manifest),
                     "--web-ports", ",".join(str(e.port) for e in web.endpoints),
-                    "--timeout", str(timeout), "--concurrency", str(len(manifest)), "--output", str(path)]
+                    "--timeout", str(timeout), "--concurrency", str(len(manifest)), "--output", str(path),
+                    "--database", database or str(Path(tmp) / "demo.db"), "--no-attribute"]
             campaign_scan(build_parser().parse_args(argv), err)
             records = [Record.model_validate_json(line) for line in path.read_text().splitlines() if line]
         comparisons = compare(manifest, records)
     finally:
         lab.stop()
         web.stop()
+    blocked = [r for r in records if r.status == "blocked"]
+    if blocked:  # the database's opt-outs or scope cover the lab: one line, not a page of mismatches
+        print(f"pacswatch demo: {len(blocked)} of {len(manifest)} lab endpoints were not scanned, "
+              f"blocked by {database or 'the default blocklist'} ({clean(blocked[0].detail or 'blocked')}); "
+              f"run the demo without --database, or lift that opt-out or scope", file=out, flush=True)
+        return 1
     print("\nlab check: what the scanner reported against what the lab knows", file=out)
     print(format_comparisons(comparisons), file=out)
     good = sum(c.ok for c in comparisons)
