@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from pacswatch.record import DicomFacts, Product
+from pacswatch.text import version_or_none
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,15 @@ def _match(uid: str, fp: DicomFingerprint) -> bool:
 
 
 def _version(fp: DicomFingerprint, uid: str, version_name: str | None) -> str | None:
+    # Both come from the peer: what the patterns pick out is kept only if shaped like a version.
     if fp.version_pattern and version_name:
         m = re.match(fp.version_pattern, version_name)
         if m:
-            return ".".join(m.groups())
+            return version_or_none(".".join(m.groups()))
     if fp.uid_version_pattern:
         m = re.match(fp.uid_version_pattern, uid[len(fp.uid_prefix):])
         if m:
-            return m.group(1)
+            return version_or_none(m.group(1))
     return None
 
 

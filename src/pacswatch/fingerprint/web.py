@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from pacswatch.record import Product
+from pacswatch.text import version_or_none
 
 TITLE_CAP = 120  # a page title is reported, so keep it short
 
@@ -118,7 +119,7 @@ def match_page(text: str) -> PageMatch | None:
         version = None
         if marker.version:
             m = re.search(marker.version, title) or re.search(marker.version, text)
-            version = m.group(1) if m else None
+            version = version_or_none(m.group(1)) if m else None
         return PageMatch(Product(name=marker.product, version=version), marker.component,
                          marker.data_bearing, marker.login_form)
     return None
@@ -137,8 +138,8 @@ def orthanc_system(data: object) -> Product | None:
         return None
     if len(ORTHANC_SYSTEM_KEYS & data.keys()) < 3:
         return None
-    version = data["Version"].strip()[:32] or None
-    return Product(name="Orthanc", version=version)
+    # The peer's free text: only a string shaped like a version is kept as one.
+    return Product(name="Orthanc", version=version_or_none(data["Version"]))
 
 
 def orthanc_read_only(data: object) -> bool | None:
@@ -202,7 +203,11 @@ def login_redirect(location: str | None) -> str | None:
         if m:
             realm = m.group(1) if m.groups() else None
             return f'{name} realm "{realm[:80]}"' if realm else name
-    if LOGIN_PATH.search(urlsplit(location).path or ""):
+    try:
+        path = urlsplit(location).path
+    except ValueError:  # a peer's malformed URL ("http://[\\]/") names no login page
+        return None
+    if LOGIN_PATH.search(path or ""):
         return "login page"
     return None
 

@@ -21,6 +21,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import ssl
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -35,8 +36,16 @@ DCM4CHEE_AE = "DCM4CHEE"
 HEAD_CAP = 16 * 1024
 PACS_KINDS = ("orthanc-open", "orthanc-locked", "orthanc-default", "orthanc-open-tls", "dicomweb",
               "dcm4chee-open", "dcm4chee-secured", "ohif-offsite", "ohif-protected", "login-page")
+# Open Orthanc-like archives that send hostile text around their API: an unknown or unusable
+# charset (Python's "undefined" codec raises on every use; "idna" refuses errors="replace"), an
+# OHIF front page whose app-config names a qidoRoot with a control character, and a front-page
+# redirect whose Location is full of backslashes, a /system Version that is a message, not a
+# version. The finding must survive each of them.
+HOSTILE_TEXT_KINDS = ("charset-undefined", "charset-idna", "ohif-control-qido", "backslash-location",
+                      "version-text")
+VERSION_TEXT = "1\n\nURGENT: call +1555 now"
 HOSTILE_KINDS = ("endless-body", "slow-drip", "huge-headers", "redirect-loop", "redirect-offsite",
-                 "silent", "garbage")
+                 "silent", "garbage") + HOSTILE_TEXT_KINDS
 WEB_KINDS = PACS_KINDS + HOSTILE_KINDS
 LISTINGS = ("/patients", "/studies", "/series", "/instances")
 
@@ -71,6 +80,9 @@ def expected(kind: str) -> dict:
         "slow-drip": {"status": "io-timeout"}, "silent": {"status": "io-timeout"},
         "huge-headers": {"status": "protocol-error"}, "redirect-loop": {"status": "protocol-error"},
         "garbage": {"status": "protocol-error"},
+        **{hostile: {**orthanc, "http.auth": "open", "severity": "critical", **counts}
+           for hostile in HOSTILE_TEXT_KINDS},
+        "version-text": {**orthanc, "http.auth": "open", "severity": "critical", "product.version": None, **counts},
     }[kind]
 
 
@@ -210,6 +222,41 @@ def _ohif(backend: str, protected: bool):
     return respond
 
 
+def _with_charset(charset: str):
+    """The open Orthanc, every answer's Content-Type naming `charset`."""
+    def respond(req: _Req) -> bytes:
+        head, sep, body = _orthanc(req).partition(b"\r\n\r\n")
+        head = re.sub(rb"(Content-Type: [^\r]*)", rb"\1; charset=" + charset.encode(), head)
+        return head + sep + body
+    return respond
+
+
+def _ohif_control_qido(req: _Req) -> bytes:
+    """The open Orthanc behind an OHIF front page whose qidoRoot holds a control character."""
+    if req.path == "/":
+        return _page("OHIF Viewer", '<script src="/app-config.js"></script>')
+    if req.path == "/app-config.js":
+        config = "window.config = { dataSources: [{ configuration: { qidoRoot: '/dicom\x01web\x1b[31m' } }] };"
+        return _response(200, config.encode(), "application/javascript")
+    return _orthanc(req)
+
+
+def _backslash_location(req: _Req) -> bytes:
+    """The open Orthanc whose front page redirects to a Location of backslashes."""
+    if req.path == "/":
+        return _response(302, Location="http://[\\]/\\app\\explorer.html")
+    return _orthanc(req)
+
+
+def _version_text(req: _Req) -> bytes:
+    """The open Orthanc whose /system Version is a message for whoever reads the report."""
+    if req.path == "/system":
+        system = json.loads(_orthanc(req).partition(b"\r\n\r\n")[2])
+        body = json.dumps(system | {"Version": VERSION_TEXT}).encode()
+        return _response(200, body, "application/json")
+    return _orthanc(req)
+
+
 def _login_page(req: _Req) -> bytes:
     return _page("Sign in - Lab Intranet", '<form action="/login"></form>') if req.path == "/" else NOT_FOUND
 
@@ -316,6 +363,9 @@ class WebLab:
             "dicomweb": _dicomweb, "dcm4chee-open": _dcm4chee(False), "dcm4chee-secured": _dcm4chee(True),
             "ohif-offsite": _ohif(backend_offsite, False), "ohif-protected": _ohif("/dicom-web", True),
             "login-page": _login_page, "trap": lambda req: _page("trap: another host"),
+            "charset-undefined": _with_charset("undefined"), "charset-idna": _with_charset("idna"),
+            "ohif-control-qido": _ohif_control_qido, "backslash-location": _backslash_location,
+            "version-text": _version_text,
         }[kind]
 
     # ------------------------------------------------------------------ hostile peers

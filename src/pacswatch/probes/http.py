@@ -29,14 +29,14 @@ from pacswatch.net.errors import NetError
 from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
 from pacswatch.probes.base import Endpoint, ProbeContext, Timeouts
 from pacswatch.probes.http_client import (
-    ACCEPT_DICOM_JSON, ACCEPT_JSON, HEAD_TOO_LARGE, MAX_REDIRECTS, WebClient, WebResponse,
+    ACCEPT_DICOM_JSON, ACCEPT_JSON, HEAD_TOO_LARGE, MAX_REDIRECTS, WebClient, WebResponse, join_url,
 )
 from pacswatch.record import DicomWeb, HttpFacts, Product, Record, TlsFacts
 from pacswatch.status import Status
+from pacswatch.text import clean_optional
 
 WEB_PORTS = (80, 443, 8042, 8080, 8443)
 HTTPS_FIRST_PORTS = frozenset({443, 8443})
-_DETAIL_CAP = 600
 
 
 def endpoint_budget(timeouts: Timeouts) -> float:
@@ -98,6 +98,9 @@ class HttpProbe:
             record.status, record.detail = Status.IO_TIMEOUT, "endpoint deadline passed"
         except Exception as exc:  # our bug: report it on the record, never crash the scan
             record.status, record.detail = Status.ERROR, f"{type(exc).__name__}: {exc}"[:300]
+        # Notes and errors quote the peer (URLs, titles, httpx's messages): clean them here, once,
+        # as the record model does for the fields it validates (assignment is not validated).
+        record.detail = clean_optional(record.detail)
         record.severity, record.reasons = assess_http(record)
         record.elapsed_ms = int((loop.time() - started) * 1000)
         return record
@@ -167,7 +170,9 @@ class HttpProbe:
                     self._note_page(obs, page, front_page=False)
         if obs.product is not None and obs.product.name == "dcm4chee-arc":
             await self._dcm4chee(client, obs)
-        if obs.product is not None and obs.product.name == "OHIF Viewer" and front.ok:
+        # An OHIF front page is read for its backend also when the API behind it is recognised
+        # (Orthanc serves OHIF as a plugin): what the viewer names is reported either way.
+        if "OHIF Viewer" in obs.components and front.ok:
             await self._ohif(client, obs, front)
         await self._dicomweb(client, obs)
         _settle_auth(obs)
@@ -193,6 +198,9 @@ class HttpProbe:
         if page.offsite_location and not any(n.startswith("redirect to another") for n in obs.notes):
             where = fp.sanitize_url(page.offsite_location)
             obs.notes.append(f"redirect to another origin not followed: {where}")
+        if page.malformed_location:
+            # Reported as the peer's text (the record cleans it); the probe carries on.
+            obs.notes.append(f"redirect to a malformed URL not followed: {page.malformed_location[:120]}")
         if page.status in (401, 403):
             challenge = fp.www_authenticate(page.headers.get("www-authenticate"))
             obs.page_auth = obs.page_auth or ("auth-required", challenge)
@@ -287,7 +295,10 @@ class HttpProbe:
                 return
 
     async def _ohif(self, client: WebClient, obs: _Observation, front: WebResponse) -> None:
-        config_url = str(httpx.URL(front.url).join(fp.app_config_path(front.text())))
+        config_url = join_url(front.url, fp.app_config_path(front.text()))
+        if config_url is None:
+            obs.notes.append(f"OHIF app-config at a malformed URL not fetched: {fp.app_config_path(front.text())[:120]}")
+            return
         if not client.same_origin(config_url):
             obs.notes.append(f"OHIF app-config on another origin not fetched: {fp.sanitize_url(config_url)}")
             return
@@ -300,8 +311,8 @@ class HttpProbe:
             obs.notes.append("OHIF backend (qidoRoot): " + ", ".join(backends))
             obs.backends.extend(backends)
         for backend in backends:
-            joined = str(httpx.URL(front.url).join(backend))
-            if client.same_origin(joined):
+            joined = join_url(front.url, backend)
+            if joined is not None and client.same_origin(joined):
                 obs.qido_roots.append(httpx.URL(joined).path.rstrip("/"))
 
     async def _dicomweb(self, client: WebClient, obs: _Observation) -> None:
@@ -378,4 +389,4 @@ def _fill(record: Record, obs: _Observation, client: WebClient) -> None:
         tls=client.tls,
     )
     notes = list(dict.fromkeys(obs.notes))
-    record.detail = "; ".join(notes)[:_DETAIL_CAP] or None
+    record.detail = "; ".join(notes) or None

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import zlib
 from collections.abc import Callable
@@ -46,6 +47,7 @@ class WebResponse:
     truncated: bool = False
     redirects: int = 0
     offsite_location: str | None = None  # a redirect to another origin, not followed
+    malformed_location: str | None = None  # a redirect to no valid URL, not followed (peer's text)
     too_many_redirects: bool = False
 
     @property
@@ -61,10 +63,14 @@ class WebResponse:
         charset = "utf-8"
         kind = self.headers.get("content-type", "")
         if "charset=" in kind.lower():
-            charset = kind.lower().split("charset=", 1)[1].split(";")[0].strip() or "utf-8"
+            charset = kind.lower().split("charset=", 1)[1].split(";")[0].strip(" \t\"'") or "utf-8"
         try:
             return self.body.decode(charset, errors="replace")
-        except LookupError:  # a charset name Python does not know
+        except (LookupError, UnicodeError, ValueError, TypeError):
+            # The peer names the charset, and Python's codec registry holds more than charsets:
+            # unknown names (LookupError), "undefined" (raises on any use), "idna" (refuses
+            # errors="replace"), "base64"/"rot13" (not text encodings). UTF-8 with replacement
+            # decodes any bytes.
             return self.body.decode("utf-8", errors="replace")
 
 
@@ -174,8 +180,9 @@ class WebClient:
         self.tls: TlsFacts | None = None
         self._describe_tls = describe_tls
         self._backend = _LimitedBackend(limiter)
+        self._transport = _Transport(ssl_context, self._backend)
         self._client = httpx.AsyncClient(
-            transport=_Transport(ssl_context, self._backend),
+            transport=self._transport,
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
             trust_env=False,  # no proxies, netrc or certificates from the environment
@@ -203,17 +210,20 @@ class WebClient:
                   method: str = "GET") -> WebResponse:
         """GET `target` on this origin, following same-origin redirects; NetError on failure."""
         headers = {"Accept": accept}
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {token}"
         url = self.url(target)
         hops = 0
         while True:
-            response = await self._once(method, url, headers, auth)
+            response = await self._once(method, url, headers)
             response.redirects = hops
             location = response.headers.get("location")
             if response.status not in _REDIRECTS or not location or method != "GET":
                 return response
-            try:
-                next_url = str(httpx.URL(url).join(location))
-            except (httpx.InvalidURL, ValueError, TypeError):
+            next_url = join_url(url, location)
+            if next_url is None:
+                response.malformed_location = location  # a fact about the peer, not a failure
                 return response
             if not self.same_origin(next_url):
                 response.offsite_location = next_url
@@ -224,8 +234,7 @@ class WebClient:
             hops += 1
             url = next_url
 
-    async def _once(self, method: str, url: str, headers: dict[str, str],
-                    auth: tuple[str, str] | None) -> WebResponse:
+    async def _once(self, method: str, url: str, headers: dict[str, str]) -> WebResponse:
         loop = asyncio.get_running_loop()
         deadline = min(loop.time() + self.timeout, self.deadline)
         connects, connected = self._backend.connects, self._backend.connected
@@ -233,9 +242,12 @@ class WebClient:
         try:
             async with asyncio.timeout_at(deadline):
                 request = self._client.build_request(method, url, headers=headers)
-                response = await self._client.send(
-                    request, stream=True, auth=httpx.BasicAuth(*auth) if auth else None
-                )
+                # Straight to the transport, not through the client's send: the client parses a
+                # redirect's Location before handing the response back and raises on one it
+                # cannot parse (backslashes, a bad port), losing the whole answer. Redirects are
+                # followed by hand in get(), which judges the Location itself.
+                response = await self._transport.handle_async_request(request)
+                response.request = request
                 try:
                     body, truncated = await _read_capped(response)
                     self._note_tls(response)
@@ -251,7 +263,7 @@ class WebClient:
                            "no complete answer before the deadline") from None
         except Exception as exc:
             raise http_error(exc, tcp_established=self._backend.connected > connected) from None
-        return WebResponse(str(response.url), response.status_code, response.headers, body, truncated=truncated)
+        return WebResponse(url, response.status_code, response.headers, body, truncated=truncated)
 
     def _note_tls(self, response: httpx.Response) -> None:
         if self.tls is not None or self._describe_tls is None:
@@ -264,6 +276,15 @@ class WebClient:
             self.tls = self._describe_tls(ssl_object)
         except Exception as exc:  # a certificate too odd to describe is a fact, not a failed scan
             self.tls = TlsFacts(handshake=True, error=f"certificate not described: {type(exc).__name__}")
+
+
+def join_url(base: str, reference: str) -> str | None:
+    """`reference` (a peer's Location or link) resolved against `base`, or None when it makes no
+    valid URL: a peer's malformed URL is a fact to report, never an exception."""
+    try:
+        return str(httpx.URL(base).join(reference))
+    except (httpx.InvalidURL, ValueError, TypeError, UnicodeError):
+        return None
 
 
 async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
