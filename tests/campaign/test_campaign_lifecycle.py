@@ -19,10 +19,10 @@ T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 H = timedelta(hours=1)
 
 
-def run(*looks):
+def run(*looks, confirm=timedelta(0)):
     state, kinds = None, []
     for look in looks:
-        state, events = advance(state, look)
+        state, events = advance(state, look, confirm)
         kinds += [e.kind for e in events]
     return state, kinds
 
@@ -39,7 +39,7 @@ def test_nothing_exposed_and_no_finding_stays_nothing():
 def test_fixed_then_reopened_keeps_first_seen():
     state, kinds = run(Look("success", "high", T0), Look("connection-refused", None, T0 + H),
                        Look("connection-timeout", None, T0 + 2 * H), Look("success", "critical", T0 + 3 * H))
-    assert kinds == ["new", "fixed", "reopened"]
+    assert kinds == ["new", "missed", "fixed", "reopened"]  # two misses fix (one did before the two-miss rule)
     assert state.status == "reopened" and state.first_seen == T0 and state.reopen_count == 1
     assert state.severity == "critical" and state.fixed_at is None and state.reopened_at == T0 + 3 * H
 
@@ -58,8 +58,11 @@ def test_severity_change_is_an_event_and_same_severity_is_not():
 def test_an_older_look_cannot_undo_a_newer_one():
     opened, _ = run(Look("success", "high", T0 + H))
     assert advance(opened, Look("connection-refused", None, T0)) == (opened, ())
-    fixed, _ = advance(opened, Look("connection-refused", None, T0 + 2 * H))
-    assert advance(fixed, Look("success", "high", T0 + 1.5 * H)) == (fixed, ())
+    missed, _ = advance(opened, Look("connection-refused", None, T0 + 2 * H))
+    assert advance(missed, Look("success", "high", T0 + 1.5 * H)) == (missed, ())
+    fixed, _ = advance(missed, Look("connection-refused", None, T0 + 8 * H))
+    assert fixed.status == "fixed"
+    assert advance(fixed, Look("success", "high", T0 + 7 * H)) == (fixed, ())
 
 
 def test_opt_out_closes_an_active_finding_and_a_blocked_look_keeps_it_closed():

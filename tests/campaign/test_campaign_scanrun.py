@@ -14,6 +14,7 @@ from rich.console import Console
 
 from pacswatch.campaign.runloop import RunLoop
 from pacswatch.campaign.scanrun import execute, plan_from_parameters, start_scan
+from pacswatch.campaign.schedule import RescanPolicy
 from pacswatch.campaign.scope import campaign_blocklist, campaign_scope
 from pacswatch.lab.pacs import PacsServer
 from pacswatch.probes.base import ProbeOptions, Timeouts
@@ -38,10 +39,10 @@ def build_plan(repo, parameters):
                                 campaign_scope(parameters.get("scope"), repo.scope_entries()))
 
 
-def scan(repo, targets, seed=1):
+def scan(repo, targets, seed=1, policy=None):
     parameters = {"targets": targets, "ports": [], "seed": seed}
     plan = build_plan(repo, parameters)
-    return execute(repo, start_scan(repo, plan, parameters), plan, make_job())
+    return execute(repo, start_scan(repo, plan, parameters), plan, make_job(), policy=policy)
 
 
 def free_port(ip: str) -> int:
@@ -96,7 +97,7 @@ def kinds(outcome):
     return sorted((e["kind"], e["ip"]) for e in outcome.events)
 
 
-def test_lifecycle_over_three_scans_of_the_lab(repo):
+def test_lifecycle_over_four_scans_of_the_lab(repo):
     ips = {name: f"{BASE}.{n}" for n, name in ((10, "a"), (11, "b"), (12, "c"))}
     ports = {name: free_port(ip) for name, ip in ips.items()}
     targets = [f"{ips[n]}:{ports[n]}" for n in "abc"]
@@ -118,28 +119,35 @@ def test_lifecycle_over_three_scans_of_the_lab(repo):
 
         down("a")
         down("b")
-        second = scan(repo, targets, seed=2)  # a closed for good, b closed for now
-        assert kinds(second) == [("fixed", ips["a"]), ("fixed", ips["b"])]
-        assert second.previous["id"] == first.scan_id
+        # One miss fixes nothing (the two-miss rule; before it, this scan fixed both).
+        second = scan(repo, targets, seed=2)
+        assert kinds(second) == [("missed", ips["a"]), ("missed", ips["b"])]
+        assert second.previous["id"] == first.scan_id and second.changes.fixed == 0
 
         up("b", "echo-only")
         up("c", "find-empty")
-        third = scan(repo, targets, seed=3)
-        assert kinds(third) == [("new", ips["c"]), ("reopened", ips["b"])]
-        assert (third.changes.new, third.changes.fixed, third.changes.reopened) == (1, 0, 1)
+        no_wait = RescanPolicy(confirm_fixed_after=timedelta(0))  # any later second miss confirms
+        third = scan(repo, targets, seed=3, policy=no_wait)  # a missed again: fixed; b back
+        assert kinds(third) == [("fixed", ips["a"]), ("new", ips["c"]), ("seen-again", ips["b"])]
+        assert (third.changes.new, third.changes.fixed, third.changes.reopened) == (1, 1, 0)
+
+        up("a", "open-archive")
+        fourth = scan(repo, targets, seed=4)
+        assert kinds(fourth) == [("reopened", ips["a"])]
     finally:
         for name in list(servers):
             down(name)
 
     findings = {f["ip"]: f for f in repo.findings()}
-    assert findings[ips["a"]]["status"] == "fixed" and findings[ips["a"]]["severity"] == "critical"
-    assert findings[ips["b"]]["status"] == "reopened" and findings[ips["b"]]["reopen_count"] == 1
+    assert findings[ips["a"]]["status"] == "reopened" and findings[ips["a"]]["severity"] == "critical"
+    assert findings[ips["a"]]["reopen_count"] == 1
+    assert findings[ips["b"]]["status"] == "open" and findings[ips["b"]]["missed_since"] is None
     assert findings[ips["b"]]["first_seen"] < findings[ips["b"]]["last_seen"]
     assert findings[ips["c"]]["status"] == "open" and findings[ips["c"]]["severity"] == "high"
     # Counts reached the database; no identifier did (the lab's patients have names and IDs).
     assert findings[ips["a"]]["studies"] == 12 and findings[ips["a"]]["patients"] == 5
     history = repo.observations(ip=ips["b"], port=ports["b"])
-    assert [o["status"] for o in history] == ["success", "connection-refused", "success"]
+    assert [o["status"] for o in history] == ["success", "connection-refused", "success", "success"]
     if repo.backend == "sqlite":  # the synthetic patients the lab served are nowhere in the file
         from pathlib import Path
 
@@ -186,7 +194,8 @@ def test_run_loop_rescans_what_is_due_and_resumes_unfinished(repo):
         now = datetime.now(timezone.utc)
         clock = {"now": now}
         loop = RunLoop(repo, make_job=make_job, build_plan=lambda p: build_plan(repo, p), parameters={},
-                       clock=lambda: clock["now"], log=lambda _: None)
+                       policy=RescanPolicy(confirm_fixed_after=timedelta(0)), clock=lambda: clock["now"],
+                       log=lambda _: None)
         assert loop.cycle() is None  # critical: due in 12 hours, not yet
         clock["now"] = now + timedelta(hours=13)
         outcome = loop.cycle()
@@ -195,6 +204,10 @@ def test_run_loop_rescans_what_is_due_and_resumes_unfinished(repo):
     finally:
         server.stop()
     clock["now"] = now + timedelta(days=2)
+    outcome = loop.cycle()
+    # Two-miss rule (one rescan fixed it before): the miss asks for a confirmation rescan at
+    # once (confirm_fixed_after 0), which fixes it.
+    assert [e["kind"] for e in outcome.events] == ["missed"]
     outcome = loop.cycle()
     assert [e["kind"] for e in outcome.events] == ["fixed"]
     assert loop.cycle() is None  # next look in a week

@@ -27,12 +27,12 @@ def scan(endpoints: list[tuple[str, int]], *, web_ports: frozenset[int] = frozen
     return records
 
 
-def scan_and_store(repo: Repository, endpoints: list[tuple[str, int]], **kw) -> list[Record]:
+def scan_and_store(repo: Repository, endpoints: list[tuple[str, int]], policy=None, **kw) -> list[Record]:
     records = scan(endpoints, **kw)
     key = os.urandom(8).hex()
     scan_id = repo.create_scan(kind="scan", parameters={"test": True}, seed=1, fingerprint=key, targets_key="lab",
                                plan_size=len(endpoints))
-    repo.ingest(scan_id, list(enumerate(records)))
+    repo.ingest(scan_id, list(enumerate(records)), policy=policy)
     repo.finish_scan(scan_id, "finished")
     return records
 

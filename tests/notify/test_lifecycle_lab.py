@@ -16,6 +16,7 @@ from pacswatch.attribution.attributor import AttributionConfig
 from pacswatch.attribution.dns import ResolverConfig
 from pacswatch.attribution.local import LocalOwner
 from pacswatch.attribution.rdap import RdapConfig
+from pacswatch.campaign.schedule import RescanPolicy
 from pacswatch.lab import Lab
 from pacswatch.lab.web import start_web_lab
 from pacswatch.notify import cases as C
@@ -125,9 +126,15 @@ def test_notified_fixed_followup_escalation_stale(world):
     b_mail = next(r for r in smtp.received if r.rcpt_tos[0].startswith("security@")).message
     assert "DicomAlwaysAllowFind" in b_mail.get_body(("plain",)).get_content()
 
-    # Owner A closes the server; the rescan sees it refused: A is fixed. B is not, nothing is due yet.
+    # Owner A closes the server; two rescans see it refused: A is fixed. B is not, nothing is due yet.
+    # (The two-miss rule: the first rescan only marks A's findings missed; before it, one fixed them.)
     lab_a.stop()
-    scan_and_store(repo, targets, web_ports=web_ports)
+    no_wait = RescanPolicy(confirm_fixed_after=timedelta(0))
+    scan_and_store(repo, targets, web_ports=web_ports, policy=no_wait)
+    assert {f["status"] for f in repo.findings() if f["ip"] == a_ip} == {"open"}
+    assert all(f["missed_since"] is not None for f in repo.findings() if f["ip"] == a_ip)
+    scan_and_store(repo, targets, web_ports=web_ports, policy=no_wait)
+    assert {f["status"] for f in repo.findings() if f["ip"] == a_ip} == {"fixed"}
     second = notify(engine, config, dry_run=False, clock=clock)
     assert second.delivery.sent == []
     assert store.case(case_a.id).state == C.FIXED and store.case(case_b.id).state == C.NOTIFIED

@@ -164,7 +164,11 @@ def scripted_batches() -> list[tuple[int, list, bool]]:
     return [(1, list(enumerate(first)), False), (1, [], False), (2, list(enumerate(second)), False),
             (3, [(None, r) for r in third], False), (1, [(20 + i, r) for i, r in enumerate(stale)], False),
             (4, list(enumerate(wide)), False), (4, [(2000 + i, r) for i, r in enumerate(dead)], True),
-            (5, list(enumerate(wide[::5])), False)]
+            (5, list(enumerate(wide[::5])), False),
+            # A finding is fixed by a second miss (two-miss rule), then reopened; another fixed for good.
+            (6, list(enumerate([silent("127.1.0.4", 104, t3), silent("127.1.0.10", 104, t3)])), False),
+            (7, list(enumerate([dicom("127.1.0.4", 104, "high", t3 + timedelta(hours=1)),
+                                silent("127.1.0.10", 104, t3 + timedelta(hours=7))])), False)]
 
 
 def random_batches(seed: int) -> list[tuple[int, list, bool]]:
@@ -260,7 +264,8 @@ def test_the_scripted_batches_reach_every_kind_of_write(tmp_path, request):
     url = fresh_database("sqlite", tmp_path, request.config)
     store(url, scripted_batches(), bulk_ingest)
     with Repository.open(url) as repo:
-        assert {e["kind"] for e in repo.events()} == {"new", "severity", "fixed", "reopened"}
+        assert {e["kind"] for e in repo.events()} == {"new", "severity", "missed", "seen-again", "fixed",
+                                                      "reopened"}
         assert {f["status"] for f in repo.findings()} == {"open", "fixed", "reopened"}
         assert len(repo.services()) > 150
         assert {o["status"] for o in repo.observations(scan_id=4)} == {"success", "connection-refused"}  # keep-all

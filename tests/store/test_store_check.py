@@ -71,6 +71,26 @@ def test_broken_links_and_progress_are_found_and_counted(repo):
     assert not report.sound
 
 
+def test_findings_the_lifecycle_never_writes_are_found(repo):
+    filled(repo, 10)
+    missed = AT + timedelta(hours=1)
+    repo.ingest(filled(repo, 0), [(None, Record(ip="127.9.0.4", port=104, status="connection-refused",
+                                                 scanned_at=missed))])  # a real miss: sound
+    repo.close_opted_out(["127.9.0.5"], at=missed)  # a real opt-out: sound
+    assert check_database(repo, stale=STALE).sound
+    with repo.engine.begin() as conn:
+        conn.execute(text("UPDATE findings SET status = 'closed' WHERE ip = '127.9.0.1'"))
+        conn.execute(text("UPDATE findings SET status = 'fixed', fixed_at = :at, missed_since = :at "
+                          "WHERE ip = '127.9.0.2'"), {"at": missed})
+        conn.execute(text("UPDATE findings SET fixed_at = NULL WHERE ip = '127.9.0.5'"))
+    found = {p.what: p.count for p in check_database(repo, stale=STALE).problems}
+    assert found == {
+        "findings with a status pacswatch does not know": 1,
+        "closed findings still marked as missed (missed_since set)": 1,
+        "closed findings without the time they were closed (fixed_at)": 1,
+    }, found
+
+
 def test_a_scan_whose_writer_stopped_is_a_note_with_the_resume_command(repo):
     scan_id = filled(repo, 10)
     with repo.engine.begin() as conn:

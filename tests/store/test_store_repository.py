@@ -63,17 +63,18 @@ def test_lifecycle_new_severity_fixed_reopened(repo):
     ep = ("127.1.0.9", 11112)
     looks = [dicom(*ep, "high", T0), dicom(*ep, "critical", T0 + timedelta(hours=1)),
              gone(*ep, T0 + timedelta(hours=2), "io-timeout"),  # proves nothing
-             gone(*ep, T0 + timedelta(hours=3)), gone(*ep, T0 + timedelta(hours=4)),
-             dicom(*ep, "medium", T0 + timedelta(hours=5))]
+             gone(*ep, T0 + timedelta(hours=3)), gone(*ep, T0 + timedelta(hours=9)),
+             dicom(*ep, "medium", T0 + timedelta(hours=10))]
     for n, record in enumerate(looks):
         repo.ingest(new_scan(repo), [(0, record)])
     (finding,) = repo.findings()
     assert finding["status"] == "reopened" and finding["severity"] == "medium" and finding["reopen_count"] == 1
-    assert finding["first_seen"] == T0 and finding["last_seen"] == T0 + timedelta(hours=5)
-    assert finding["fixed_at"] is None
+    assert finding["first_seen"] == T0 and finding["last_seen"] == T0 + timedelta(hours=10)
+    assert finding["fixed_at"] is None and finding["missed_since"] is None
     events = [(e["kind"], e["old_severity"], e["new_severity"], e["scan_id"]) for e in repo.events()]
-    assert events == [("new", None, "high", 1), ("severity", "high", "critical", 2), ("fixed", "critical", None, 4),
-                      ("reopened", "critical", "medium", 6)]
+    # Two misses 6 h apart fix it (the two-miss rule; one miss fixed it before).
+    assert events == [("new", None, "high", 1), ("severity", "high", "critical", 2), ("missed", "critical", None, 4),
+                      ("fixed", "critical", None, 5), ("reopened", "critical", "medium", 6)]
     assert len(repo.observations(ip=ep[0], port=ep[1])) == 6  # a known service: every look is kept
 
 
@@ -81,7 +82,8 @@ def test_finding_filters(repo):
     scan = new_scan(repo)
     repo.ingest(scan, [(0, dicom("127.2.0.1", 104, "critical", T0)), (1, dicom("127.2.0.2", 104, "low", T0)),
                        (2, dicom("127.2.0.3", 104, "high", T0))])
-    repo.ingest(new_scan(repo), [(0, gone("127.2.0.3", 104, T0 + timedelta(days=3)))])
+    for days in (3, 4):  # two misses fix it
+        repo.ingest(new_scan(repo), [(0, gone("127.2.0.3", 104, T0 + timedelta(days=days)))])
     assert {f["ip"] for f in repo.findings(severities=["critical", "high"])} == {"127.2.0.1", "127.2.0.3"}
     assert [f["ip"] for f in repo.findings(statuses=["fixed"])] == ["127.2.0.3"]
     assert [f["ip"] for f in repo.findings(since=T0 + timedelta(days=1))] == ["127.2.0.3"]
@@ -94,13 +96,15 @@ def test_stats_now_and_over_time(repo):
                         (1, dicom("127.3.0.2", 4242, "high", studies=2, patients=1, product="DCMTK"))])
     second = new_scan(repo)
     repo.ingest(second, [(0, gone("127.3.0.1", 104, T0 + timedelta(days=1)))])
+    third = new_scan(repo)
+    repo.ingest(third, [(0, gone("127.3.0.1", 104, T0 + timedelta(days=2)))])  # the second miss fixes
     stats = repo.stats()
     assert stats["now"] == {"exposed_services": 1, "studies": 2, "patients": 1}
     assert stats["findings_by_severity"] == {"high": 1}
     assert stats["findings_by_status"] == {"open": 1, "fixed": 1}
     assert stats["exposed_by_product"] == {"DCMTK": 1} and stats["exposed_by_port"] == {"4242": 1}
     assert [(r["scan"], r["exposed_services"], r["studies"], r["patients"]) for r in stats["over_time"]] == \
-        [(first, 2, 12, 5), (second, 0, 0, 0)]
+        [(first, 2, 12, 5), (second, 0, 0, 0), (third, 0, 0, 0)]
 
 
 def test_due_services_follow_the_policy(repo):

@@ -63,7 +63,7 @@ def finding_state(row: Row | None) -> FindingState | None:
         return None
     return FindingState(row["status"], row["severity"], utc(row["first_seen"]), utc(row["last_seen"]),
                         row["fixed_at"] and utc(row["fixed_at"]), row["reopened_at"] and utc(row["reopened_at"]),
-                        row["reopen_count"] or 0)
+                        row["reopen_count"] or 0, row["missed_since"] and utc(row["missed_since"]))
 
 
 @dataclass
@@ -115,13 +115,13 @@ def plan_batch(items: Sequence[tuple[int | None, Record]], services: Mapping[Key
                        patients=obs["patients"], last_seen=look.at)
         elif look.conclusive:
             svc["severity"] = None  # gone; product and counts stay as last seen, for history
-        state, events = advance(states.get(key), look)
+        state, events = advance(states.get(key), look, policy.confirm_fixed_after)
         if state is not None and state != states.get(key):
             states[key] = state
             row = finding_rows.setdefault(key, {"ip": record.ip, "port": record.port})
             row.update(status=state.status, severity=state.severity, first_seen=state.first_seen,
                        last_seen=state.last_seen, fixed_at=state.fixed_at, reopened_at=state.reopened_at,
-                       reopen_count=state.reopen_count, _obs=position)
+                       reopen_count=state.reopen_count, missed_since=state.missed_since, _obs=position)
             if look.severity is not None:
                 row["reasons"] = list(record.reasons)
             row.setdefault("reasons", list(record.reasons))
@@ -136,7 +136,8 @@ def plan_batch(items: Sequence[tuple[int | None, Record]], services: Mapping[Key
         else:
             svc["next_due"] = policy.next_due(look.at, look.severity if look.conclusive else None,
                                               state.status if state else None,
-                                              state.severity if state else None, state.fixed_at if state else None)
+                                              state.severity if state else None, state.fixed_at if state else None,
+                                              state.missed_since if state else None)
         touched.add(key)
     for key in touched:
         (plan.services_new if key in new_svc else plan.services_changed).append(svc_rows[key])

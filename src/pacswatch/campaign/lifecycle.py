@@ -1,9 +1,15 @@
 """The finding lifecycle and the differences between scans, as pure functions.
 
 A finding is an exposure at one endpoint (address and port): it opens the first time a record
-there has a severity, becomes `fixed` when a later look finds nothing exposed, `reopened` when
+there has a severity, becomes `fixed` when later looks find nothing exposed, `reopened` when
 it comes back, and keeps its first sighting throughout (cisagov/cyhy-core's ticket manager
 works the same way: one ticket per exposure, reopened rather than duplicated).
+
+One miss does not fix a finding: a scan run while a site's link or a lab was down would close
+every finding there, critical ones included, and the owner's case with them. The first look
+that finds nothing exposed sets `missed_since` (an event `missed`, the finding stays open); a
+second miss at least `confirm_fixed_after` later fixes it; a sighting in between clears the
+miss (an event `seen-again`). With `confirm_fixed_after` zero, any later second miss fixes it.
 
 What counts as "a look": a record whose status proves something about the endpoint. `blocked`
 (we did not look), `error` (our own bug) and `io-timeout` (something accepted the connection
@@ -22,13 +28,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Iterable, Mapping
 
 OPEN, FIXED, REOPENED, OPTED_OUT = "open", "fixed", "reopened", "opted-out"
 STATUSES = (OPEN, FIXED, REOPENED, OPTED_OUT)
 ACTIVE = (OPEN, REOPENED)  # exposed as far as we know; the others are closed
-NEW, SEVERITY, FIX, REOPEN, OPT_OUT = "new", "severity", "fixed", "reopened", "opted-out"  # event kinds
+# Event kinds.
+NEW, SEVERITY, FIX, REOPEN, OPT_OUT = "new", "severity", "fixed", "reopened", "opted-out"
+MISS, SEEN_AGAIN = "missed", "seen-again"
+# The default wait between the miss that starts a confirmation and the one that fixes: long
+# enough for a restarted server or a restored link, shorter than the critical rescan interval.
+CONFIRM_FIXED_AFTER = timedelta(hours=6)
 INCONCLUSIVE = frozenset({"blocked", "error", "io-timeout"})
 SEVERITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
 
@@ -44,6 +55,7 @@ class FindingState:
     fixed_at: datetime | None = None
     reopened_at: datetime | None = None
     reopen_count: int = 0
+    missed_since: datetime | None = None  # active, and a look since then found nothing exposed
 
     @property
     def active(self) -> bool:
@@ -52,7 +64,7 @@ class FindingState:
     @property
     def changed_at(self) -> datetime:
         """The latest moment this state records: older looks cannot overrule it."""
-        return max(self.last_seen, self.fixed_at or self.last_seen)
+        return max(self.last_seen, self.fixed_at or self.last_seen, self.missed_since or self.last_seen)
 
 
 @dataclass(frozen=True)
@@ -76,8 +88,11 @@ class Event:
     at: datetime
 
 
-def advance(state: FindingState | None, look: Look) -> tuple[FindingState | None, tuple[Event, ...]]:
-    """The finding after `look`, and what happened to it (nothing, new, severity, fixed, reopened)."""
+def advance(state: FindingState | None, look: Look, confirm_fixed_after: timedelta = CONFIRM_FIXED_AFTER,
+            ) -> tuple[FindingState | None, tuple[Event, ...]]:
+    """The finding after `look`, and what happened to it (nothing, new, severity, missed, fixed,
+    seen-again, reopened). A finding is fixed by the second of two misses with no sighting
+    between them, the second at least `confirm_fixed_after` after the first."""
     if not look.conclusive and look.severity is None:
         return state, ()
     if state is not None and look.at < state.changed_at:
@@ -90,13 +105,23 @@ def advance(state: FindingState | None, look: Look) -> tuple[FindingState | None
     if sev is None:
         if not state.active:
             return state, ()
-        return replace(state, status=FIXED, fixed_at=look.at), (Event(FIX, state.severity, None, look.at),)
+        if state.missed_since is None:
+            return replace(state, missed_since=look.at), (Event(MISS, state.severity, None, look.at),)
+        # Strictly later: the same moment again is the same look (a batch's duplicate), not a second.
+        if look.at > state.missed_since and look.at - state.missed_since >= confirm_fixed_after:
+            fixed = replace(state, status=FIXED, fixed_at=look.at, missed_since=None)
+            return fixed, (Event(FIX, state.severity, None, look.at),)
+        return state, ()  # missed again, too soon to confirm: the confirmation rescan will tell
     if not state.active:  # fixed, or opted out and since lifted (a standing opt-out is never looked at)
         reopened = replace(state, status=REOPENED, severity=sev, last_seen=look.at, fixed_at=None,
                            reopened_at=look.at, reopen_count=state.reopen_count + 1)
         return reopened, (Event(REOPEN, state.severity, sev, look.at),)
-    events = (Event(SEVERITY, state.severity, sev, look.at),) if sev != state.severity else ()
-    return replace(state, severity=sev, last_seen=look.at), events
+    events: tuple[Event, ...] = ()
+    if state.missed_since is not None:
+        events += (Event(SEEN_AGAIN, state.severity, sev, look.at),)
+    if sev != state.severity:
+        events += (Event(SEVERITY, state.severity, sev, look.at),)
+    return replace(state, severity=sev, last_seen=look.at, missed_since=None), events
 
 
 def opt_out(state: FindingState, at: datetime) -> tuple[FindingState, tuple[Event, ...]]:
@@ -104,7 +129,7 @@ def opt_out(state: FindingState, at: datetime) -> tuple[FindingState, tuple[Even
     moment, so an older look cannot undo it); a closed finding is left as it is."""
     if not state.active:
         return state, ()
-    closed = replace(state, status=OPTED_OUT, fixed_at=max(at, state.last_seen))
+    closed = replace(state, status=OPTED_OUT, fixed_at=max(at, state.changed_at), missed_since=None)
     return closed, (Event(OPT_OUT, state.severity, None, closed.fixed_at),)
 
 
@@ -133,6 +158,59 @@ def summarize(kinds: Iterable[tuple[str, str | None, str | None]]) -> ChangeSumm
         elif kind in (NEW, FIX, REOPEN):
             counts[kind] += 1
     return ChangeSummary(counts["new"], counts["fixed"], counts["reopened"], counts["raised"], counts["lowered"])
+
+
+def span_text(delta: timedelta) -> str:
+    """A duration for people: '45 s', '30 min', '6 h', '6 h 30 min', '3 d'."""
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        hours, minutes = divmod(seconds // 60, 60)
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    return f"{seconds // 86400} d"
+
+
+def explain(events: Iterable[Mapping]) -> list[str]:
+    """Why each event of one finding happened, in words, for `pacswatch history`.
+
+    `events` are one finding's rows in time order, with kind, at, scan_id, old_severity,
+    new_severity and `look_status` (the status of the observation behind it, if any)."""
+    out: list[str] = []
+    missed: Mapping | None = None  # the miss that started the current confirmation
+    for e in events:
+        kind, scan = e["kind"], e.get("scan_id")
+        by = f"scan {scan}" if scan is not None else "no scan"
+        look = f" ({e['look_status']})" if e.get("look_status") else ""
+        if kind == NEW:
+            text = f"new {e['new_severity']} finding, seen by {by}"
+        elif kind == SEVERITY:
+            text = f"severity {e['old_severity']} -> {e['new_severity']}, seen by {by}"
+        elif kind == MISS:
+            text = f"missed by {by}{look}; still open until a second miss confirms it"
+            missed = e
+        elif kind == SEEN_AGAIN:
+            after = f", {span_text(e['at'] - missed['at'])} after the miss" if missed else ""
+            text = f"seen again by {by}{after}: the miss is cleared"
+            missed = None
+        elif kind == FIX and missed is not None:
+            text = (f"fixed after a second miss by {by}{look}, {span_text(e['at'] - missed['at'])} after "
+                    f"the first by scan {missed.get('scan_id')}")
+            missed = None
+        elif kind == FIX:  # recorded before a fix took two misses
+            text = f"fixed: missed by {by}{look}"
+        elif kind == REOPEN:
+            text = f"reopened: seen {e['new_severity']} again by {by}"
+            missed = None
+        elif kind == OPT_OUT:
+            text = "closed: the owner is on the opt-out list (not scanned since)"
+            missed = None
+        else:
+            text = kind
+        out.append(text)
+    return out
 
 
 @dataclass(frozen=True)

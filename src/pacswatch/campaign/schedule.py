@@ -6,6 +6,9 @@ without findings every 7 days, a down host every 90 days. Here "nothing open" (a
 went away, or answers without exposing anything) is looked at every 90 days, as the issue asks,
 and a finding fixed within the last 30 days is checked weekly, the role cyhy's priority decay
 plays: fixes get rolled back (a restored VM, a re-enabled port forward).
+
+A finding that one scan missed is looked at again when its miss can be confirmed
+(`missed_since + confirm_fixed_after`, campaign/lifecycle.py), if that comes before its pace.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Iterable, Mapping
+
+from pacswatch.campaign.lifecycle import ACTIVE, CONFIRM_FIXED_AFTER
 
 DEFAULT_INTERVALS: Mapping[str, timedelta] = MappingProxyType({
     "critical": timedelta(hours=12),
@@ -40,13 +45,26 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
+def parse_confirm_after(text: str) -> timedelta:
+    """--confirm-fixed-after: a duration like 6h or 30m, or 0 (any later second miss fixes)."""
+    if text.strip() in ("0", "0s", "0m", "0h", "0d"):
+        return timedelta(0)
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration like 6h, 30m or 0") from None
+
+
 @dataclass(frozen=True)
 class RescanPolicy:
     intervals: Mapping[str, timedelta] = field(default_factory=lambda: DEFAULT_INTERVALS)
     fixed_window: timedelta = timedelta(days=30)
+    # The lifecycle's rule, carried here because the policy travels with every batch to ingest.
+    confirm_fixed_after: timedelta = CONFIRM_FIXED_AFTER
 
     @classmethod
-    def from_overrides(cls, items: Iterable[str]) -> "RescanPolicy":
+    def from_overrides(cls, items: Iterable[str], confirm_fixed_after: timedelta = CONFIRM_FIXED_AFTER,
+                       ) -> "RescanPolicy":
         """From `critical=6h`-style items over the defaults (`pacswatch run --interval`)."""
         intervals = dict(DEFAULT_INTERVALS)
         for item in items:
@@ -55,7 +73,7 @@ class RescanPolicy:
             if not eq or name not in intervals:
                 raise ValueError(f"--interval takes CLASS=DURATION with CLASS one of {', '.join(CLASSES)}: {item!r}")
             intervals[name] = parse_duration(value)
-        return cls(MappingProxyType(intervals))
+        return cls(MappingProxyType(intervals), confirm_fixed_after=confirm_fixed_after)
 
     def interval(self, severity: str | None, finding_status: str | None = None,
                  finding_severity: str | None = None, fixed_at: datetime | None = None,
@@ -63,7 +81,7 @@ class RescanPolicy:
         """The wait before the next look, from what the last look and the finding say."""
         if severity is not None:
             return self.intervals[severity]
-        if finding_status in ("open", "reopened") and finding_severity:
+        if finding_status in ACTIVE and finding_severity:
             # The last look proved nothing (an io-timeout, say): keep the finding's pace.
             return self.intervals[finding_severity]
         if finding_status == "fixed" and fixed_at is not None and now is not None \
@@ -72,8 +90,16 @@ class RescanPolicy:
         return self.intervals["none"]
 
     def next_due(self, checked_at: datetime, severity: str | None, finding_status: str | None = None,
-                 finding_severity: str | None = None, fixed_at: datetime | None = None) -> datetime:
-        return checked_at + self.interval(severity, finding_status, finding_severity, fixed_at, checked_at)
+                 finding_severity: str | None = None, fixed_at: datetime | None = None,
+                 missed_since: datetime | None = None) -> datetime:
+        paced = checked_at + self.interval(severity, finding_status, finding_severity, fixed_at, checked_at)
+        if missed_since is not None:
+            confirm = missed_since + self.confirm_fixed_after
+            # Not when it is already past: then this look was not the one to confirm (it proved
+            # nothing), and an immediate rescan would only repeat it; the pace decides.
+            if confirm >= checked_at:
+                return min(confirm, paced)
+        return paced
 
 
 def due(next_due: datetime, now: datetime) -> bool:

@@ -7,8 +7,10 @@ break what the code assumes (edited by hand, restored in part). This reads every
 
 - SQLite: `PRAGMA integrity_check` (or `quick_check` with `quick`) and `foreign_key_check`;
 - both backends: the links that the schema does not declare as foreign keys (a finding and its
-  service, each row's last observation, an event's observation) and the scans' progress (the
-  completed intervals inside the plan, `done` equal to what they count).
+  service, each row's last observation, an event's observation), the scans' progress (the
+  completed intervals inside the plan, `done` equal to what they count), and the findings'
+  lifecycle fields (a known status; `missed_since` only on an active finding, `fixed_at` on
+  every closed one).
 
 A scan still marked running whose writer stopped updating it is not damage: it is reported as a
 note, with the command that resumes it.
@@ -23,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from pacswatch.campaign.lifecycle import ACTIVE, STATUSES
 from pacswatch.store.repository import Repository
 
 MAX_SHOWN = 5  # SQLite messages or row keys quoted per problem
@@ -48,6 +51,23 @@ LINKS = (
     ("scans whose done count differs from their completed work",
      "SELECT count(*) FROM scans s WHERE s.done <> COALESCE((SELECT sum(w.last_index - w.first_index + 1) "
      "FROM scan_work w WHERE w.scan_id = s.id), 0) AND EXISTS (SELECT 1 FROM scan_work w WHERE w.scan_id = s.id)"),
+)
+
+
+def _sql_list(values) -> str:
+    return ", ".join(f"'{v}'" for v in values)  # our own constants, not input
+
+
+# (what is wrong, a query counting the findings where it is): what campaign/lifecycle.py never
+# writes, so a row like this was edited by hand or written by something else.
+LIFECYCLE = (
+    ("findings with a status pacswatch does not know",
+     f"SELECT count(*) FROM findings WHERE status NOT IN ({_sql_list(STATUSES)})"),
+    ("closed findings still marked as missed (missed_since set)",
+     f"SELECT count(*) FROM findings WHERE status NOT IN ({_sql_list(ACTIVE)}) AND missed_since IS NOT NULL"),
+    ("closed findings without the time they were closed (fixed_at)",
+     f"SELECT count(*) FROM findings WHERE status IN ({_sql_list(s for s in STATUSES if s not in ACTIVE)}) "
+     "AND fixed_at IS NULL"),
 )
 
 
@@ -83,7 +103,7 @@ def check_database(repo: Repository, *, stale: timedelta, quick: bool = False,
             pragma = "quick_check" if quick else "integrity_check"
             _run(conn, report, f"SQLite {pragma}", lambda: _sqlite_pages(conn, pragma))
             _run(conn, report, "SQLite foreign_key_check", lambda: _sqlite_foreign_keys(conn))
-        for what, query in LINKS:
+        for what, query in (*LINKS, *LIFECYCLE):
             _run(conn, report, what, lambda query=query, what=what: _count(conn, what, query))
         _run(conn, report, "scans marked running", lambda: _stalled_scans(repo, now or datetime.now(timezone.utc),
                                                                           stale, report.notes))

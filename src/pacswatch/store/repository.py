@@ -324,8 +324,10 @@ class Repository:
 
     def events(self, *, finding_ids: Iterable[int] = (), scan_id: int | None = None, ip: str | None = None,
                port: int | None = None) -> list[Row]:
-        query = (select(finding_events, findings.c.ip, findings.c.port)
-                 .join(findings, findings.c.id == finding_events.c.finding_id))
+        # look_status: what the look behind the event said (connection-refused, ...), for history.
+        query = (select(finding_events, findings.c.ip, findings.c.port, observations.c.status.label("look_status"))
+                 .join(findings, findings.c.id == finding_events.c.finding_id)
+                 .join(observations, observations.c.id == finding_events.c.observation_id, isouter=True))
         if ip is not None:
             query = query.where(findings.c.ip == ip)
         if port is not None:

@@ -142,6 +142,9 @@ findings = Table(
     Column("first_seen", Moment, nullable=False),
     Column("last_seen", Moment, nullable=False),
     Column("fixed_at", Moment),  # when it was closed: fixed, or opted out
+    # Active but missed by a scan since then: a second miss `confirm_fixed_after` later fixes it
+    # (campaign/lifecycle.py), a sighting clears it.
+    Column("missed_since", Moment),
     Column("reopened_at", Moment),
     Column("reopen_count", Integer, nullable=False, default=0),
     Column("reasons", JSON, nullable=False),
