@@ -105,8 +105,8 @@ def test_the_commands_in_order(setup, capsys, monkeypatch):
     assert line["escalation"]["address"] == "abuse@isp.example.net"
     assert all({"source", "at"} <= set(f) for f in line["facts"])
 
-    code, out, _ = run(setup, capsys, "cases")
-    assert code == 0 and out.strip() == "no cases"
+    code, out, _ = run(setup, capsys, "cases")  # attribution opened the owner's case (state new)
+    assert code == 0 and "Lab Hospital" in out and "new" in out
     # sending needs a configuration that enables it: without one, nothing is sent
     code, _, err = run(setup, capsys, "notify", config=False)
     assert code == 2 and "sending is disabled" in err and setup["smtp"].received == []

@@ -299,6 +299,11 @@ def _entries(args: argparse.Namespace, repo, out: Console) -> int:
         else:
             entry = repo.add_scope(cidr, args.note)
         print(f"{args.command} entry {entry}: {cidr}")
+        if optout:  # its findings close now (history kept); notify checks the list again before sending
+            from pacswatch.notify.service import close_opted_out
+
+            closed = close_opted_out(repo.engine, datetime.now(timezone.utc))
+            print(f"{len(closed)} finding(s) closed as opted-out; no notice will name them or go to {args.contact}")
         return 0
     if args.action == "remove":
         removed = repo.remove_optout(args.entry) if optout else repo.remove_scope(args.entry)

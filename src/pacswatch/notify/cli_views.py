@@ -63,13 +63,15 @@ def owners(args, store: NotifyStore, now: datetime) -> int:
 
 def cases(store: NotifyStore, states: list[str], *, as_json: bool) -> int:
     items = store.cases(states or None)
+    opted = store.opted_out_services()  # case id -> its opted-out services
     if as_json:
         for c in items:
-            print(json.dumps({**asdict(c), "services": store.services_of(c.id)}, default=str))
+            print(json.dumps({**asdict(c), "services": store.services_of(c.id), "opted_out": opted.get(c.id, [])},
+                             default=str))
         return 0
-    rows = [("ID", "STATE", "OWNER", "SERVICES", "OPENED", "NOTIFIED", "FOLLOW-UPS", "UPDATED")]
-    rows += [(c.id, c.state, c.owner_name, len(store.services_of(c.id)), _when(c.opened_at), _when(c.notified_at),
-              c.followups, _when(c.updated_at)) for c in items]
+    rows = [("ID", "STATE", "OWNER", "SERVICES", "OPTED-OUT", "OPENED", "NOTIFIED", "FOLLOW-UPS", "UPDATED")]
+    rows += [(c.id, c.state, c.owner_name, len(store.services_of(c.id)), len(opted.get(c.id, [])),
+              _when(c.opened_at), _when(c.notified_at), c.followups, _when(c.updated_at)) for c in items]
     print(_table(rows) if items else "no cases")
     return 0
 
@@ -89,13 +91,16 @@ def case(store: NotifyStore, args, now: datetime) -> int:
         item = updated
     history = store.history(item.id)
     messages = store.messages(case_id=item.id)
+    opted = store.opted_out_services().get(item.id, [])
     if args.json:
-        print(json.dumps({**asdict(item), "services": store.services_of(item.id), "history": history,
+        print(json.dumps({**asdict(item), "services": store.services_of(item.id), "opted_out": opted,
+                          "history": history,
                           "messages": [{k: v for k, v in asdict(m).items() if k != "raw"} for m in messages]},
                          default=str, indent=2))
         return 0
     print(f"case {item.id}: {item.owner_name} ({item.owner_key}), {item.state}, round {item.round}")
-    print("services: " + ", ".join(f"{ip}:{port}" for ip, port in store.services_of(item.id)))
+    print("services: " + ", ".join(f"{ip}:{port}" + (" (opted out)" if (ip, port) in opted else "")
+                                   for ip, port in store.services_of(item.id)))
     print("\nhistory:")
     for e in history:
         move = f"{e['from_state'] or '-'} -> {e['to_state']}" if e["to_state"] else e["kind"]
@@ -119,6 +124,10 @@ def print_notify(result, *, dry_run: bool) -> None:
               "add one with `pacswatch owners add`")
     if plan.unattributed:
         print(f"{plan.unattributed} exposed service(s) not attributed yet: run `pacswatch attribute`")
+    for case_id, why in plan.suppressed:
+        print(f"case {case_id}: no notice: {why}")
+    for key, why in plan.cancelled:
+        print(f"message {key[:12]} {'would be ' if dry_run else ''}cancelled: {why}")
     if dry_run:
         print(f"dry run: {len(result.written)} message(s) written, nothing sent:")
         for path in result.written:

@@ -5,10 +5,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable
 
 from sqlalchemy.engine import Engine
 
@@ -17,10 +17,11 @@ from pacswatch.attribution.facts import utcnow
 from pacswatch.notify.config import Config
 from pacswatch.notify.delivery import DeliveryReport, deliver
 from pacswatch.notify.exposure import Exposure
+from pacswatch.notify.outbox import OutboxMessage
 from pacswatch.notify.render import Renderer
 from pacswatch.notify.smtp import DryRunTransport, SmtpTransport, Transport
 from pacswatch.notify.store import NotifyStore
-from pacswatch.notify.workflow import Planned, load_exposures, plan_pass
+from pacswatch.notify.workflow import Planned, load_exposures, open_cases, plan_pass
 
 
 def findings_exposures(engine: Engine, *, statuses: Iterable[str] = ()) -> dict[tuple[str, int], Exposure]:
@@ -29,11 +30,36 @@ def findings_exposures(engine: Engine, *, statuses: Iterable[str] = ()) -> dict[
     return load_exposures(engine, Repository(engine).findings(statuses=list(statuses)))
 
 
+def close_opted_out(engine: Engine, at: datetime) -> list[dict]:
+    """Close the findings under the opt-out list as `opted-out` (the campaign's lifecycle, kept
+    in the finding's history), with a line in the history of the case that holds each. Run by
+    `optout add` and again by every `attribute` and `notify` (idempotent), so that an opt-out
+    entered any other way is honoured too. Returns the findings closed now."""
+    from pacswatch.store.repository import Repository
+
+    repo = Repository(engine)
+    entries = repo.optouts()
+    if not entries:
+        return []
+    closed = repo.close_opted_out([e["cidr"] for e in entries], at=at)
+    store = NotifyStore(engine)
+    listed, where = store.optouts(), store.case_of_services()
+    for f in closed:
+        case_id = where.get((f["ip"], f["port"]))
+        if case_id is not None:
+            endpoint = f"[{f['ip']}]:{f['port']}" if ":" in f["ip"] else f"{f['ip']}:{f['port']}"
+            store.note(case_id, at, f"{endpoint} opted out ({listed.address_reason(f['ip'])}): finding closed as "
+                                    "opted-out, named in no further notice")
+    return closed
+
+
 async def attribute_async(engine: Engine, config: Config, *, ips: Iterable[str] | None = None, refresh: bool = False,
                           clock: Callable[[], datetime] = utcnow, **attributor_kwargs) -> dict:
     """Attribute `ips` (default: every address with an open or reopened finding); store each
-    decision with its facts. Returns ip -> (Attribution, changed)."""
+    decision with its facts, and open or update the owners' cases (state new: see
+    workflow.open_cases). Returns ip -> (Attribution, changed)."""
     store = NotifyStore(engine)
+    close_opted_out(engine, clock())  # an opted-out address is neither looked up nor put in a case
     if ips is None:
         ips = sorted({ip for ip, _ in findings_exposures(engine, statuses=("open", "reopened"))})
     async with Attributor(config.attribution, cache=store, local=store.owners(), clock=clock,
@@ -42,6 +68,8 @@ async def attribute_async(engine: Engine, config: Config, *, ips: Iterable[str] 
     at = clock()
     ordered = sorted(results.items())
     changed = store.save_attributions([decision for _, decision in ordered], at)
+    # Cases exist from attribution on, so `pacswatch cases` after a scan shows its owners.
+    open_cases(store, findings_exposures(engine), now=at, policy=config.settings.policy)
     return {ip: (decision[0], was) for (ip, decision), was in zip(ordered, changed)}
 
 
@@ -79,15 +107,25 @@ def notify(engine: Engine, config: Config, *, dry_run: bool, out_dir: str | None
     store = NotifyStore(engine)
     if not dry_run and transport is None:
         transport = SmtpTransport(config.smtp, envelope_from=config.settings.sender.from_addr)  # raises if disabled
+    close_opted_out(engine, clock())
     exposures = findings_exposures(engine)
     plan = plan_pass(store, exposures, now=clock(), settings=config.settings, renderer=Renderer(config.templates),
                      dry_run=dry_run)
     if dry_run:
         writer = DryRunTransport(out_dir or config.dry_run_dir)
-        waiting = {m.key: m for m in store.messages(states=["pending"])}
+        listed = store.optouts()
+        waiting: dict[str, OutboxMessage] = {}
+        for msg in store.messages(states=["pending"]):
+            why = store.veto(msg, listed)
+            if why is None:
+                waiting[msg.key] = msg
+            else:  # what the real pass cancels (and queues again as planned); a dry run only tells
+                plan.cancelled.append((msg.key, why))
         for msg in [*waiting.values(), *(m for m in plan.messages if m.key not in waiting)]:
             writer.send(msg)
         return NotifyResult(plan, None, writer.written)
+    # The store checks the opt-out list again as it claims each message (store.claim).
     report = deliver(store, transport, clock=clock, limits=config.settings.limits, backoff=config.settings.backoff,
                      lease=config.settings.lease)
+    plan.cancelled += store.cancelled
     return NotifyResult(plan, report, [])

@@ -6,10 +6,11 @@ on SQLite), so a claim on an outbox message is atomic between processes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, fields
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -18,17 +19,20 @@ from pacswatch.attribution.cache import CacheEntry
 from pacswatch.attribution.facts import Fact
 from pacswatch.attribution.local import LocalOwner
 from pacswatch.attribution.owner import Attribution
+from pacswatch.campaign.lifecycle import OPTED_OUT
 from pacswatch.notify import outbox as O
 from pacswatch.notify.cases import Case, Transition
+from pacswatch.notify.optout import OptOuts, named_addresses
 from pacswatch.store import notify_tables as T
 from pacswatch.store.repository import operator
+from pacswatch.store.tables import findings, optouts
 
 _CASE_FIELDS = [f.name for f in fields(Case)]
 _MSG_FIELDS = [f.name for f in fields(O.OutboxMessage)]
 
 
 def _utc(v):
-    return v.replace(tzinfo=timezone.utc) if isinstance(v, datetime) and v.tzinfo is None else v
+    return v.replace(tzinfo=UTC) if isinstance(v, datetime) and v.tzinfo is None else v
 
 
 def _row(mapping) -> dict[str, Any]:
@@ -48,6 +52,8 @@ def _msg(row) -> O.OutboxMessage:
 class NotifyStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Messages `claim` refused because of an opt-out, as (key, why), for the caller's report.
+        self.cancelled: list[tuple[str, str]] = []
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -198,6 +204,32 @@ class NotifyStore:
     def case_of_services(self) -> dict[tuple[str, int], int]:
         return {(r["ip"], r["port"]): r["case_id"] for r in self._all(select(T.case_services))}
 
+    def note(self, case_id: int, at: datetime, why: str) -> None:
+        """A line in a case's history that is neither a transition nor a message."""
+        with self.write() as conn:
+            conn.execute(insert(T.case_events), {"case_id": case_id, "at": at, "kind": "note", "from_state": None,
+                                                 "to_state": None, "why": why})
+
+    # ------------------------------------------------------------------ opt-outs (read here, decided in optout.py)
+
+    def optouts(self, conn: Connection | None = None) -> OptOuts:
+        query = select(optouts).order_by(optouts.c.id)
+        rows = [_row(r) for r in conn.execute(query).mappings()] if conn is not None else self._all(query)
+        return OptOuts.from_rows(rows)
+
+    def opted_out_services(self) -> dict[int, list[tuple[str, int]]]:
+        """Case id -> its services that are opted out: on the opt-out list now, or closed as
+        opted-out (a lifted opt-out leaves the finding so until a scan sees it again)."""
+        listed = self.optouts()
+        closed = {(r["ip"], r["port"]) for r in self._all(
+            select(findings.c.ip, findings.c.port).where(findings.c.status == OPTED_OUT))}
+        out: dict[int, list[tuple[str, int]]] = {}
+        for r in self._all(select(T.case_services).order_by(T.case_services.c.ip, T.case_services.c.port)):
+            key = (r["ip"], r["port"])
+            if key in closed or listed.address_reason(r["ip"]) is not None:
+                out.setdefault(r["case_id"], []).append(key)
+        return out
+
     # ------------------------------------------------------------------ outbox
 
     def enqueue(self, msg: O.OutboxMessage) -> bool:
@@ -239,12 +271,47 @@ class NotifyStore:
             return [_utc(v) for v in conn.execute(query).scalars()]
 
     def claim(self, msg: O.OutboxMessage, now: datetime) -> O.OutboxMessage | None:
-        """pending -> sending, only if still pending (another sender may have taken it)."""
+        """pending -> sending, only if still pending (another sender may have taken it) and
+        the opt-out list, read in the same transaction, lets it go: a message to an opted-out
+        contact, or naming an opted-out address, is cancelled instead (see `cancel`)."""
         claimed = O.claim(msg, now)
         with self.write() as conn:
+            why = self.veto(msg, self.optouts(conn), conn)
+            if why is not None:
+                if self.cancel(msg, now, why, conn=conn):
+                    self.cancelled.append((msg.key, why))
+                return None
             done = conn.execute(update(T.outbox).where(T.outbox.c.key == msg.key, T.outbox.c.state == O.PENDING)
                                 .values(state=claimed.state, claimed_at=now, attempts=claimed.attempts)).rowcount
         return claimed if done == 1 else None
+
+    def veto(self, msg: O.OutboxMessage, listed: OptOuts, conn: Connection | None = None) -> str | None:
+        """Why `msg` must not be sent under the opt-out list `listed`, or None. The addresses
+        it names are read from the message itself; one without its CSV is taken to name every
+        service of its case."""
+        if not listed:
+            return None
+        ips = named_addresses(msg.raw)
+        if ips is None:
+            query = select(T.case_services.c.ip).where(T.case_services.c.case_id == msg.case_id)
+            ips = list(conn.execute(query).scalars()) if conn is not None else [r["ip"] for r in self._all(query)]
+        return listed.veto(msg.recipient, ips)
+
+    def cancel(self, msg: O.OutboxMessage, at: datetime, why: str, *, conn: Connection | None = None) -> bool:
+        """Drop a pending message that must not go, with a line in its case's history saying why.
+        The row goes (not a state): its key is what the message is about, and the next pass must
+        be free to queue the notice again without what the opt-out removed."""
+        def run(c: Connection) -> bool:
+            gone = c.execute(delete(T.outbox).where(T.outbox.c.key == msg.key, T.outbox.c.state == O.PENDING)).rowcount
+            if gone:
+                c.execute(insert(T.case_events), {"case_id": msg.case_id, "at": at, "kind": "message",
+                                                  "from_state": None, "to_state": None,
+                                                  "why": f"{msg.kind} to {msg.recipient} cancelled, not sent: {why}"})
+            return gone == 1
+        if conn is not None:
+            return run(conn)
+        with self.write() as c:
+            return run(c)
 
     def defer(self, key: str, until: datetime, why: str) -> None:
         with self.write() as conn:

@@ -3,22 +3,26 @@
 
 It reads the campaign store's findings (open, reopened, fixed, with their times) and writes only
 the notify tables. The decisions are cases.review and owner.decide; here they are applied.
+The opt-out list (optout.py) holds over all of it: an opted-out address opens no case and is
+named in no notice, and an opted-out contact is never a recipient.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable
-
 from email.policy import SMTP
+from typing import Any
 
 from sqlalchemy import select
 
+from pacswatch.campaign.lifecycle import OPTED_OUT
 from pacswatch.notify import cases as C
 from pacswatch.notify import outbox as O
 from pacswatch.notify.exposure import Exposure, from_finding
+from pacswatch.notify.optout import OptOuts
 from pacswatch.notify.render import Renderer, Sender, build_email
 from pacswatch.notify.store import NotifyStore
 
@@ -47,6 +51,8 @@ class Planned:
     queued: list[str] = field(default_factory=list)
     no_contact: list[int] = field(default_factory=list)
     unattributed: int = 0
+    suppressed: list[tuple[int, str]] = field(default_factory=list)  # (case, why): its recipient opted out
+    cancelled: list[tuple[str, str]] = field(default_factory=list)  # (message key, why): queued, then opted out
 
 
 def load_exposures(engine, findings: Iterable[dict[str, Any]]) -> dict[tuple[str, int], Exposure]:
@@ -93,16 +99,17 @@ def build_message(case: C.Case, kind: str, exposures: list[Exposure], recipient:
     return O.OutboxMessage(key, case.id, kind, seq, case.round, recipient, rendered.subject, raw, now, now)
 
 
-def sync_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], now: datetime, plan: Planned) -> None:
+def sync_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], now: datetime, plan: Planned,
+               optouts: OptOuts | None = None) -> None:
     """Every exposed, attributed service into its owner's case (a new case when the owner has
-    none open or fixed; a closed case is never reused)."""
+    none open or fixed; a closed case is never reused). An opted-out address opens nothing."""
     attributions = store.attributions()
     by_owner: dict[str, C.Case] = {}
     for case in store.cases():
         if case.state != C.CLOSED:
             by_owner[case.owner_key] = case  # the latest per owner
     for (ip, port), e in sorted(exposures.items()):
-        if not e.exposed:
+        if not e.exposed or (optouts is not None and optouts.address_reason(ip) is not None):
             continue
         a = attributions.get(ip)
         if a is None:
@@ -116,31 +123,106 @@ def sync_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], n
         store.assign(ip, port, case.id, now)
 
 
-def plan_pass(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], *, now: datetime, settings: Settings,
-              renderer: Renderer | None = None, dry_run: bool = False) -> Planned:
-    """One pass: sync cases, review each, queue messages (dry run: build them, queue nothing)."""
-    renderer = renderer or Renderer()
+def opted_out(keys: Iterable[tuple[str, int]], exposures: dict[tuple[str, int], Exposure],
+              optouts: OptOuts) -> list[tuple[str, int]]:
+    """The services among `keys` that no notice may name: on the opt-out list, or closed as
+    opted-out (until a scan after a lifted opt-out sees them again)."""
+    return [k for k in keys if optouts.address_reason(k[0]) is not None
+            or (k in exposures and exposures[k].status == OPTED_OUT)]
+
+
+def _without_optouts(attribution: dict[str, Any], optouts: OptOuts) -> dict[str, Any]:
+    """An attribution whose opted-out contact or escalation address is taken out of the routes."""
+    return {**attribution, **{k: None for k in ("contact", "escalation")
+                              if optouts.recipient_reason(attribution.get(k)) is not None}}
+
+
+@dataclass(frozen=True)
+class CaseReview:
+    review: C.Review
+    members: list[Exposure]  # the services a notice may name (opted-out ones left out)
+    recipient: str | None  # for review.send, opt-outs applied
+    refused: str | None = None  # why the recipient the routes chose may not be mailed
+
+
+def review_case(store: NotifyStore, case: C.Case, exposures: dict[tuple[str, int], Exposure],
+                attributions: dict[str, dict[str, Any]], optouts: OptOuts, now: datetime,
+                policy: C.Policy) -> CaseReview:
+    """One case's review under the opt-out list: its opted-out services are not members (they
+    neither keep it open nor count as fixed); a case whose every service is opted out closes."""
+    keys = store.services_of(case.id)
+    excluded = opted_out(keys, exposures, optouts)
+    if keys and len(excluded) == len(keys):
+        closed, t = C.close(case, now, f"opted-out: every service of the case ({len(keys)}) is on the opt-out "
+                                       "list or closed as opted-out")
+        return CaseReview(C.Review(closed, (t,)), [], None)
+    members = [exposures[k] for k in keys if k in exposures and k not in excluded]
+    member_attributions = [attributions[ip] for ip in {e.ip for e in members} if ip in attributions]
+    contact, escalation = routes([_without_optouts(a, optouts) for a in member_attributions])
+    review = C.review(case, [service_view(e) for e in members], now, policy, can_escalate=escalation is not None)
+    if review.send is None:
+        return CaseReview(review, members, None)
+    recipient = escalation if review.send == C.ESCALATION else contact
+    refused = None
+    if recipient is None:
+        wanted_contact, wanted_escalation = routes(member_attributions)
+        wanted = wanted_escalation if review.send == C.ESCALATION else wanted_contact
+        refused = optouts.recipient_reason(wanted)
+    return CaseReview(review, members, recipient, refused)
+
+
+def open_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], *, now: datetime,
+               policy: C.Policy) -> Planned:
+    """What `attribute` does to cases: every attributed exposed service into its owner's case
+    (opened in state new), and each case reviewed as after a rescan (a fixed case exposed again
+    opens a new round, in state new). Nothing is queued: that is `notify`'s."""
     plan = Planned()
-    sync_cases(store, exposures, now, plan)
+    optouts = store.optouts()
+    sync_cases(store, exposures, now, plan, optouts)
     attributions = store.attributions()
     for case in store.cases():
         if case.state == C.CLOSED:
             continue
-        members = [exposures[k] for k in store.services_of(case.id) if k in exposures]
-        contact, escalation = routes([attributions[ip] for ip in {e.ip for e in members} if ip in attributions])
-        review = C.review(case, [service_view(e) for e in members], now, settings.policy,
-                          can_escalate=escalation is not None)
+        review = review_case(store, case, exposures, attributions, optouts, now, policy).review
+        if review.transitions:
+            store.save_case(review.case, review.transitions)
+            plan.transitions += [(case.id, t) for t in review.transitions]
+    return plan
+
+
+def plan_pass(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], *, now: datetime, settings: Settings,
+              renderer: Renderer | None = None, dry_run: bool = False) -> Planned:
+    """One pass: sync cases, review each, queue messages (dry run: build them, queue nothing).
+    The opt-out list is read once, here: a queued message it now forbids is cancelled first
+    (not in a dry run), so that the pass can queue the notice again without what it removed."""
+    renderer = renderer or Renderer()
+    plan = Planned()
+    optouts = store.optouts()
+    if optouts and not dry_run:
+        for msg in store.messages(states=[O.PENDING]):
+            why = store.veto(msg, optouts)
+            if why is not None and store.cancel(msg, now, why):
+                plan.cancelled.append((msg.key, why))
+    sync_cases(store, exposures, now, plan, optouts)
+    attributions = store.attributions()
+    for case in store.cases():
+        if case.state == C.CLOSED:
+            continue
+        checked = review_case(store, case, exposures, attributions, optouts, now, settings.policy)
+        review = checked.review
         if review.transitions:
             store.save_case(review.case, review.transitions)
             plan.transitions += [(case.id, t) for t in review.transitions]
         if review.send is None:
             continue
-        recipient = escalation if review.send == C.ESCALATION else contact
-        if recipient is None:
-            plan.no_contact.append(case.id)
+        if checked.recipient is None:
+            if checked.refused is not None:
+                plan.suppressed.append((case.id, checked.refused))
+            else:
+                plan.no_contact.append(case.id)
             continue
-        open_members = [e for e in members if e.exposed]
-        msg = build_message(review.case, review.send, open_members, recipient, settings=settings,
+        open_members = [e for e in checked.members if e.exposed]
+        msg = build_message(review.case, review.send, open_members, checked.recipient, settings=settings,
                             renderer=renderer, now=now)
         plan.messages.append(msg)
         if not dry_run and store.enqueue(msg):

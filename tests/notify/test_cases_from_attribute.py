@@ -1,0 +1,83 @@
+"""Cases exist from attribution on (issue 12, item 9): `pacswatch attribute`, and the attribution
+that follows every scan, open the owner's case in state `new`, so the hint printed after a scan
+(`pacswatch cases`) shows something before any `notify`. Real scans of the lab through the
+command line, the owner from the local contacts table; no DNS is configured (nothing but the
+table is asked)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from loopback_servers import violations
+
+from pacswatch.cli import main
+from pacswatch.lab import Lab
+
+pytestmark = pytest.mark.slow
+NET = os.getpid() % 200
+
+
+@pytest.fixture
+def lab():
+    with Lab(f"127.75.{NET}.0", port=0, names=["open-archive", "echo-only"]) as running:
+        yield running
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cases_json(capsys, db: str) -> list[dict]:
+    code, out, _ = cli(capsys, "cases", "--json", "--database", db)
+    assert code == 0
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def scan(capsys, lab, db: str, tmp_path, *extra: str) -> str:
+    targets = [f"{e.ip}:{e.port}" for e in lab.manifest]
+    code, _, err = cli(capsys, "scan", *targets, "--database", db, "--no-progress", "-o", str(tmp_path / "out.jsonl"),
+                       *extra)
+    assert code == 0, err
+    return err
+
+
+@pytest.fixture
+def owner(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("PACSWATCH_NOTIFY_CONFIG", raising=False)  # the defaults: no DNS, nothing sent
+    db = str(tmp_path / "pacswatch.db")
+    code, _, _ = cli(capsys, "owners", "add", f"127.75.{NET}.0/24", "--name", "Lab Hospital", "--contact",
+                     "it@lab-hospital.example.org", "--database", db)
+    assert code == 0
+    return db
+
+
+def test_the_attribution_after_a_scan_opens_a_new_case(lab, owner, capsys, tmp_path):
+    err = scan(capsys, lab, owner, tmp_path)
+    assert "attributed 2 exposed addresses" in err and "pacswatch cases" in err
+    (case,) = cases_json(capsys, owner)
+    assert (case["owner_name"], case["state"], case["round"]) == ("Lab Hospital", "new", 1)
+    assert sorted(map(tuple, case["services"])) == sorted(e.address for e in lab.manifest)
+    code, out, _ = cli(capsys, "case", str(case["id"]), "--database", owner)
+    assert code == 0 and "- -> new: exposed services attributed to Lab Hospital" in out
+
+    # A second scan and an explicit `attribute` update the same case: no second one.
+    scan(capsys, lab, owner, tmp_path)
+    assert cli(capsys, "attribute", "--database", owner)[0] == 0
+    assert [(c["id"], c["state"], len(c["services"])) for c in cases_json(capsys, owner)] == [(case["id"], "new", 2)]
+    assert violations() == []
+
+
+def test_attribute_opens_the_case_when_the_scan_did_not(lab, owner, capsys, tmp_path):
+    scan(capsys, lab, owner, tmp_path, "--no-attribute")
+    assert cases_json(capsys, owner) == []
+    code, out, _ = cli(capsys, "attribute", "--database", owner)
+    assert code == 0 and "Lab Hospital" in out
+    (case,) = cases_json(capsys, owner)
+    assert case["state"] == "new" and len(case["services"]) == 2
+    code, out, _ = cli(capsys, "cases", "--database", owner)
+    assert "Lab Hospital" in out and "new" in out
+    assert violations() == []
