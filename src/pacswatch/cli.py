@@ -39,6 +39,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _ae_option(check: str):
+    """An argparse type for AE titles (PS3.5 6.2): the value unchanged, or a clear error before
+    anything is sent. `check` names the function in probes/options.py, imported only on use."""
+    def parse(text: str) -> str:
+        from pacswatch.probes import options
+
+        try:
+            getattr(options, check)(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    parse.__name__ = "AE title"
+    return parse
+
+
 def _add_probe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=_positive_float, default=4.0, metavar="S",
                    help="connect and response timeout in seconds; the other deadlines derive from it (default 4)")
@@ -47,8 +63,10 @@ def _add_probe_options(p: argparse.ArgumentParser) -> None:
                    help="stop counting at N results with C-CANCEL and report 'at least N' (default 1000)")
     p.add_argument("--no-ae-guess", action="store_true",
                    help="do not retry rejected associations with product-default called AE titles")
-    p.add_argument("--ae-guess", metavar="LIST", help="comma-separated called AE titles to try (at most 32)")
-    p.add_argument("--calling-ae", default="PACSWATCH", help="our calling AE title (default PACSWATCH)")
+    p.add_argument("--ae-guess", metavar="LIST", type=_ae_option("ae_titles"),
+                   help="comma-separated called AE titles to try (at most 32)")
+    p.add_argument("--calling-ae", default="PACSWATCH", type=_ae_option("ae_title"),
+                   help="our calling AE title (default PACSWATCH)")
     p.add_argument("--contact-url", default=DEFAULT_CONTACT_URL, help="contact URL announced in the User-Agent")
     p.add_argument("--tls-ports", default="2762", metavar="LIST", help="ports where TLS is tried first (default 2762)")
     p.add_argument("--try-default-credentials", action="store_true",

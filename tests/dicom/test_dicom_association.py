@@ -15,6 +15,7 @@ from dicom_helpers import (
     established,
     pdata,
     probe_request,
+    probe_template,
     response,
 )
 from hypothesis import given, settings
@@ -56,6 +57,7 @@ from pacswatch.dicom.pdu import (
     PDataTF,
     PresentationContextAC,
     UserInformation,
+    ae_title_problem,
     decode_pdu,
     encode_pdu,
 )
@@ -605,3 +607,27 @@ def test_find_command_and_identifier_never_share_a_pdu_even_when_they_fit():
     pdus = Peer().read(wire)
     assert [[pdv.is_command for pdv in p.pdvs] for p in pdus] == [[True], [False]]
     assert DATA_SET_PRESENT == 0x0000
+
+
+@pytest.mark.parametrize("title", [
+    "", "   ", "ABCDEFGHIJKLMNOPQ", "PACS\x1b[31m", "A\nURGENT", "BACK\\SLASH", "DEL\x7f", "NUL\x00", "ÄRZTE",
+])
+def test_an_invalid_ae_title_is_never_encoded(title):
+    # PS3.5 6.2 (VR AE): 1-16 characters of the default repertoire, no backslash, no control
+    # characters, not only spaces. Ours go on the wire to every server scanned.
+    assert ae_title_problem(title) is not None
+    contexts = probe_request().contexts
+    for rq in (AAssociateRQ(title, "PACSWATCH", contexts, UserInformation(16384)),
+               AAssociateRQ("ANY-SCP", title, contexts, UserInformation(16384))):
+        with pytest.raises(LocalProtocolError, match="invalid AE title"):
+            encode_pdu(rq)
+    # The scan's request template splices called AE titles in without the encoder: it refuses too.
+    with pytest.raises(LocalProtocolError, match="invalid AE title"):
+        probe_template().build(title)
+
+
+@pytest.mark.parametrize("title", ["PACSWATCH", "ANY-SCP", " PACS", "A", "ABCDEFGHIJKLMNOP", "x_y.z~!"])
+def test_a_valid_ae_title_is_encoded_padded(title):
+    assert ae_title_problem(title) is None
+    encoded = probe_template().build(title)[1]
+    assert encoded[10:26] == title.encode("ascii").ljust(16, b" ")

@@ -60,3 +60,86 @@ def test_a_version_that_is_a_message_is_no_version(web_lab):
     assert record.product.name == "Orthanc" and record.product.version is None
     assert "URGENT" not in record.model_dump_json()
     assert VERSION_TEXT.startswith("1\n")  # it would pass a check of its first character alone
+
+
+# ---------------------------------------------------------------- AE titles we send
+
+
+@pytest.mark.parametrize("flag, value", [("--calling-ae", "PACS\x1b[31m"), ("--calling-ae", "A\nB"),
+                                         ("--ae-guess", "ANY-SCP,BACK\\SLASH"), ("--ae-guess", "ORTHANC,A\tB"),
+                                         ("--calling-ae", "SEVENTEEN-LETTERS")])
+def test_the_command_line_refuses_an_invalid_ae_title(flag, value, capsys):
+    from pacswatch.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["probe", "127.0.0.1:104", flag, value])
+    assert exit_.value.code == 2
+    assert f"argument {flag}: " in capsys.readouterr().err
+
+
+def test_an_invalid_calling_ae_is_never_sent():
+    # Options built without the command line (a stored scan, an API caller): the protocol core
+    # refuses to encode the title, and the probe reports our error without connecting.
+    from pacswatch.identity import Identity
+    from pacswatch.probes.dicom import DicomProbe
+
+    accepted = []
+
+    async def run() -> Record:
+        server = await asyncio.start_server(lambda r, w: accepted.append(w), "127.0.83.9", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            ctx = ProbeContext(options=ProbeOptions(identity=Identity(calling_ae="PACS\x1b[31m")))
+            return await DicomProbe().run(ctx, Endpoint("127.0.83.9", port))
+        finally:
+            server.close()
+            for writer in accepted:
+                writer.close()
+
+    record = asyncio.run(run())
+    assert record.status == "error" and "invalid AE title" in record.detail
+    assert "\x1b" not in record.detail
+    assert accepted == []
+
+
+# ---------------------------------------------------------------- a C-FIND that never ends
+
+FLOOD_IP = "127.0.83.20"
+
+
+@pytest.fixture(scope="module")
+def flood():
+    from pacswatch.lab.hostile import HostilePeers
+
+    peers = HostilePeers([("find-flood", FLOOD_IP, 0)], hold=60.0)
+    (port,) = peers.start()
+    yield Endpoint(FLOOD_IP, port)
+    peers.stop()
+
+
+@pytest.mark.parametrize("pdu_engine", [True, False], ids=["engine", "asyncio"])
+@pytest.mark.parametrize("limit", [1000, 40])
+def test_a_find_flood_that_ignores_cancel_is_an_open_query(flood, pdu_engine, limit):
+    # Pending responses to a random StudyInstanceUID prove that the query is allowed: the count
+    # so far is kept (at least `limit` studies), the association is aborted at the cap or the
+    # deadline, and the finding is critical instead of 'allowed: null'.
+    from pacswatch.probes.dicom import DicomProbe
+
+    timeouts = Timeouts.scaled(1.0)
+
+    async def run() -> tuple[Record, float]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ctx = ProbeContext(ProbeOptions(timeouts=timeouts, find_limit=limit), pdu_engine=pdu_engine)
+        record = await DicomProbe().run(ctx, flood)
+        return record, loop.time() - started
+
+    record, elapsed = asyncio.run(run())
+    find = record.dicom.find
+    assert record.status == "success", record.detail
+    assert find.allowed is True and find.capped is True and find.studies == limit
+    assert record.severity == "critical"
+    assert any(f"at least {limit} studies" in reason for reason in record.reasons)
+    assert record.dicom.released is None  # aborted, never released
+    assert "association aborted" in record.detail
+    assert elapsed < timeouts.release + timeouts.dimse + 1.0  # the cancel's grace, not the endpoint's

@@ -104,7 +104,9 @@ def scan(mode: str, probe: DicomProbe | None = None, *, pdu_engine: bool, **opti
 def test_a_peer_ignoring_c_cancel_is_cut_off_after_the_short_grace_not_the_dimse_timeout(pdu_engine):
     record, elapsed, _ = scan("flood-find", find_limit=3, pdu_engine=pdu_engine)
     find = record.dicom.find
-    assert find.allowed is False and find.refusal == "no final response", find
+    # Its pending responses to a random UID prove the query open: the count so far, at least.
+    assert find.allowed is True and find.capped is True and find.studies == 3, find
+    assert record.severity == "critical" and find.refusal is None
     # The grace deadline (0.4 s) is earlier than the one the timer was set for (5 s): the
     # conversation's one timer must move to it.
     assert elapsed < TIMEOUTS.release + 1.5 < TIMEOUTS.dimse, elapsed

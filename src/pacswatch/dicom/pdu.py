@@ -159,11 +159,31 @@ PDU = Union[AAssociateRQ, AAssociateAC, AAssociateRJ, PDataTF, AReleaseRQ, ARele
 
 # ---------------------------------------------------------------- encoding
 
+# PS3.5 6.2, VR AE: the Default Character Repertoire (G0: space to tilde) without backslash
+# (5CH) and without control characters; at most 16 characters; not only spaces.
+_AE_CHARACTERS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {"\\"}
+
+
+def ae_title_problem(title: str) -> str | None:
+    """Why `title` is not a valid AE title (PS3.5 6.2), or None when it is."""
+    if not title.strip(" "):
+        return "empty or only spaces"
+    if len(title) > 16:
+        return f"{len(title)} characters, at most 16"
+    bad = sorted(set(title) - _AE_CHARACTERS)
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:4])
+        return f"{shown} not allowed (printable ASCII only, no backslash, no control characters)"
+    return None
+
+
 def _ae(title: str) -> bytes:
-    raw = title.encode("ascii")
-    if not raw.strip(b" ") or len(raw) > 16:
-        raise LocalProtocolError(f"invalid AE title {title!r}: 1-16 characters, not all spaces")
-    return raw.ljust(16, b" ")
+    # Our AE titles go on the wire as given: one with a control character or a backslash would
+    # be sent to every server scanned, so it is refused here, in the one encoder, before any send.
+    problem = ae_title_problem(title)
+    if problem is not None:
+        raise LocalProtocolError(f"invalid AE title {title!r}: {problem}")
+    return title.encode("ascii").ljust(16, b" ")
 
 
 def _uid(uid: str) -> bytes:

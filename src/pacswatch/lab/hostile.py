@@ -13,6 +13,12 @@ socket and a coroutine per connection. Every connection ends when the client clo
                         P-DATA-TF with A-ABORT (as Orthanc refuses a C-FIND).
 - `http-not-dicom`      answers like an HTTP server: 400 Bad Request, then closes.
 - `reset`               accepts, then resets (RST) as soon as the request arrives.
+
+Not in the demo's lab, for the probe's tests (OPT_IN_KINDS):
+
+- `find-flood`          accepts (Verification and FIND), answers C-ECHO, then answers the first
+                        C-FIND with pending responses forever, ignoring C-CANCEL: a query that is
+                        open, hidden behind a peer that never finishes it.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ import os
 import socket
 import struct
 
+from pacswatch.dicom.dimse import DATA_SET_PRESENT, Command, CommandField, encode_command, fragment_message
 from pacswatch.dicom.errors import DicomError
+from pacswatch.dicom.identifiers import study_query
 from pacswatch.dicom.pdu import AAssociateRQ, PduFramer, encode_pdu
-from pacswatch.lab.acceptor import Acceptor, accept_echo_and_find, associate_ac
+from pacswatch.lab.acceptor import LAB_MAX_PDU, Acceptor, accept_echo_and_find, associate_ac
 from pacswatch.lab.loopthread import LoopThread
 
 HOSTILE_KINDS = (
@@ -38,6 +46,7 @@ HTTP_RESPONSE = (
     b"Content-Length: " + str(len(HTTP_BODY)).encode() + b"\r\nConnection: close\r\n\r\n" + HTTP_BODY
 )
 REQUEST_TIMEOUT = 10.0
+OPT_IN_KINDS = ("find-flood",)
 
 
 async def read_request(reader: asyncio.StreamReader, timeout: float = REQUEST_TIMEOUT) -> bytes:
@@ -81,12 +90,37 @@ async def drip(writer: asyncio.StreamWriter, reader: asyncio.StreamReader, data:
         closed.cancel()
 
 
+class _FloodingAcceptor(Acceptor):
+    """Answers C-ECHO as the lab's acceptor does; keeps the first C-FIND for the flood."""
+
+    __slots__ = ("find",)
+
+    def __init__(self) -> None:
+        super().__init__(accept_echo_and_find)
+        self.find: tuple[int, Command] | None = None
+
+    def _respond(self, context_id: int, rq: Command) -> bytes:
+        if rq.command_field == CommandField.C_FIND_RQ and self.find is None:
+            self.find = (context_id, rq)  # answered by the flood, never finally
+            return b""
+        return super()._respond(context_id, rq)  # C-CANCEL: nothing, as the acceptor does
+
+
+def pending_find_responses(context_id: int, rq: Command, count: int) -> bytes:
+    """`count` pending C-FIND responses to `rq`, each with a made-up identifier (no patient)."""
+    rsp = Command(CommandField.C_FIND_RSP, message_id_being_responded_to=rq.message_id,
+                  affected_sop_class_uid=rq.affected_sop_class_uid, status=0xFF00,
+                  data_set_type=DATA_SET_PRESENT)
+    pdus = fragment_message(context_id, encode_command(rsp), study_query("2.25.1"), LAB_MAX_PDU)
+    return b"".join(encode_pdu(p) for p in pdus) * count
+
+
 class HostilePeers:
     """Runs hostile peers on (kind, ip, port) triples; port 0 picks a free port."""
 
     def __init__(self, endpoints: list[tuple[str, str, int]], *, hold: float = 900.0, drip_interval: float = 1.0) -> None:
         for kind, _, _ in endpoints:
-            if kind not in HOSTILE_KINDS:
+            if kind not in HOSTILE_KINDS + OPT_IN_KINDS:
                 raise ValueError(f"unknown hostile kind {kind!r}")
         self.endpoints = list(endpoints)
         self.hold = hold
@@ -187,6 +221,29 @@ class HostilePeers:
         if writer.can_write_eof():
             writer.write_eof()
         await drain_until_closed(reader)
+
+    async def _find_flood(self, reader, writer) -> None:
+        acceptor = _FloodingAcceptor()
+        while acceptor.find is None:
+            data = await reader.read(65536)
+            if not data:
+                return
+            out, close = acceptor.receive(data)
+            if out:
+                writer.write(out)
+                await writer.drain()
+            if close:
+                return
+        # Pendings until the client goes away; what it sends (C-CANCEL, A-ABORT) is read and ignored.
+        burst = pending_find_responses(*acceptor.find, 64)
+        closed = asyncio.ensure_future(drain_until_closed(reader))
+        try:
+            while not closed.done() and not writer.is_closing():
+                writer.write(burst)
+                await writer.drain()
+                await asyncio.sleep(0)
+        finally:
+            closed.cancel()
 
     async def _reset(self, reader, writer) -> None:
         # Wait for the client's first bytes: a reset racing the client's own connect would read

@@ -37,6 +37,7 @@ from pacswatch.record import Association as AssociationFacts
 from pacswatch.record import DicomFacts, Find, Record, Reject, TlsFacts
 from pacswatch.status import Status
 from pacswatch.targets.ports import DEFAULT_DICOM_PORTS
+from pacswatch.text import clean_optional
 
 _CALLED_NEVER_VALID = "called-ae-not-recognized"
 
@@ -119,6 +120,9 @@ class DicomProbe:
         except Exception as exc:  # our bug: report it on the record, never crash the scan
             record.status = Status.ERROR
             record.detail = f"{type(exc).__name__}: {exc}"
+        # Details may quote the peer (a sniffed banner, an error's text): cleaned here, once, as
+        # the record model cleans the fields it validates (assignment is not validated).
+        record.detail = clean_optional(record.detail)
         record.severity, record.reasons = assess(record)
         record.elapsed_ms = int((loop.time() - started) * 1000)
         return record
@@ -366,7 +370,7 @@ class DicomProbe:
                 response = yield from session.request(by_syntax[uids.VERIFICATION], c_echo_rq(1), None, t.dimse)
                 attempt.echo = response.command.status == 0x0000
             if opts.find and (uids.STUDY_ROOT_FIND in by_syntax or uids.PATIENT_ROOT_FIND in by_syntax):
-                alive = yield from self._find(session, by_syntax, attempt.find, opts.find_limit, t.dimse, t.release)
+                alive = yield from self._find(session, by_syntax, attempt, opts.find_limit, t.dimse, t.release)
         except PeerAborted as exc:
             alive = False
             if attempt.echo is None and exc.phase == "DIMSE response":
@@ -380,8 +384,10 @@ class DicomProbe:
         if alive and not assoc.is_closed:
             attempt.released = yield from session.release(t.release)
 
-    def _find(self, session: Session, by_syntax: dict, find: Find, limit: int, timeout: float, grace: float) -> Steps:
+    def _find(self, session: Session, by_syntax: dict, attempt: _Attempt, limit: int, timeout: float,
+              grace: float) -> Steps:
         """Permission with a random UID, then counts. Returns whether the association is still usable."""
+        find = attempt.find
         study_ctx = by_syntax.get(uids.STUDY_ROOT_FIND)
         patient_ctx = by_syntax.get(uids.PATIENT_ROOT_FIND)
         if study_ctx is not None:
@@ -391,6 +397,20 @@ class DicomProbe:
             # Patient Root only: a random PatientID checks permission just as well.
             check = yield from session.find(patient_ctx, c_find_rq(3, uids.PATIENT_ROOT_FIND), self._check_patient,
                                             timeout, limit, grace)
+        if check.pending and check.final_status is None:
+            # Matches for a random UID, then no end (a flood that ignores C-CANCEL, an abort, a
+            # close): pending responses carry matches, so the query is allowed, and what came is
+            # a count of its level, at least. The association is gone (aborted by one side).
+            find.allowed = True
+            if study_ctx is not None:
+                find.studies = check.pending
+            else:
+                find.patients = check.pending
+            find.capped = True
+            if check.cut_off:
+                attempt.detail = (f"C-FIND matches for a random UID kept coming ({check.pending} counted, "
+                                  "C-CANCEL or the deadline ignored): association aborted")
+            return False
         if check.final_status is None:
             find.allowed = False
             find.refusal = "aborted" if check.aborted else "connection closed" if check.closed else "no final response"
@@ -405,6 +425,8 @@ class DicomProbe:
                                               timeout, limit, grace)
             find.studies, capped = _count(counted)
             find.capped |= capped
+            if counted.cut_off:
+                attempt.detail = "C-FIND matches kept coming past C-CANCEL or the deadline: association aborted"
             if counted.aborted or counted.closed or session.assoc.is_closed:
                 return False
         if patient_ctx is not None:
@@ -412,6 +434,8 @@ class DicomProbe:
                                               timeout, limit, grace)
             find.patients, capped = _count(counted)
             find.capped |= capped
+            if counted.cut_off:
+                attempt.detail = "C-FIND matches kept coming past C-CANCEL or the deadline: association aborted"
             if counted.aborted or counted.closed or session.assoc.is_closed:
                 return False
         return True

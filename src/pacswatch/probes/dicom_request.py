@@ -10,7 +10,7 @@ checks the splice against a full encoding.
 from __future__ import annotations
 
 from pacswatch.dicom import uids
-from pacswatch.dicom.pdu import AAssociateRQ, PresentationContextRQ, UserInformation, encode_pdu
+from pacswatch.dicom.pdu import AAssociateRQ, PresentationContextRQ, UserInformation, ae_title_problem, encode_pdu
 from pacswatch.identity import Identity
 
 _CALLED_AE = slice(10, 26)
@@ -42,8 +42,8 @@ class RequestTemplate:
 
     def _build(self, called_ae: str) -> tuple[AAssociateRQ, bytes]:
         request = AAssociateRQ(called_ae, self.calling_ae, self.contexts, self.user_info)
+        if ae_title_problem(called_ae) is not None:
+            return request, encode_pdu(request)  # the encoder raises, saying what is wrong with it
         field = called_ae.encode("ascii")
-        if not field.strip(b" ") or len(field) > 16:
-            return request, encode_pdu(request)  # the encoder says what is wrong with it
         encoded = self._encoded[: _CALLED_AE.start] + field.ljust(16, b" ") + self._encoded[_CALLED_AE.stop :]
         return request, encoded

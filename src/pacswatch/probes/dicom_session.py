@@ -61,9 +61,10 @@ def detached(exc: BaseException):
 class FindOutcome:
     final_status: int | None = None  # None: no final response (aborted, closed, or cut off by us)
     pending: int = 0
-    capped: bool = False
+    capped: bool = False  # `pending` is a lower bound: we cancelled at the limit or cut the peer off
     aborted: bool = False
     closed: bool = False
+    cut_off: bool = False  # we aborted the association: the peer kept answering past a deadline or cap
 
 
 class Session:
@@ -186,10 +187,13 @@ class Session:
             outcome.aborted = True
         except PeerClosed:
             outcome.closed = True
-        except NetError as exc:
-            if not (outcome.capped and exc.status is Status.IO_TIMEOUT):
+        except NetError:
+            if not outcome.pending:
                 raise
-            # The peer ignored our cancel: cut it off (reference 7.8) and keep the count.
+            # Matches came, then no end: the peer ignored our cancel, or flooded past the byte
+            # cap or the deadline. Cut it off (reference 7.8) and keep the count, a lower bound:
+            # the pending responses already prove that the query is allowed.
+            outcome.capped = outcome.cut_off = True
             self.abort()
         return outcome
 
