@@ -9,9 +9,9 @@ for what a routing-table dump answers locally. Lookups are longest-prefix matche
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -50,7 +50,7 @@ class AsnTable:
         return None
 
     @classmethod
-    def parse(cls, text: str) -> "AsnTable":
+    def parse(cls, text: str) -> AsnTable:
         rows = []
         for number, line in enumerate(text.splitlines(), 1):
             line = line.strip()
@@ -65,5 +65,5 @@ class AsnTable:
         return cls(rows)
 
     @classmethod
-    def load(cls, path: str | Path) -> "AsnTable":
+    def load(cls, path: str | Path) -> AsnTable:
         return cls.parse(Path(path).read_text(encoding="utf-8"))

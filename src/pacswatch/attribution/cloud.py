@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
 
 from pacswatch.attribution import facts as F
 
@@ -36,7 +36,7 @@ class CloudMatch:
 
 def _provider(entry: dict) -> Provider:
     return Provider(entry["name"], entry["abuse"], frozenset(int(a) for a in entry.get("asns", ())),
-                    tuple(re.compile(p, re.I) for p in entry.get("org_patterns", ())),
+                    tuple(re.compile(p, re.IGNORECASE) for p in entry.get("org_patterns", ())),
                     tuple(s.lower().lstrip(".") for s in entry.get("ptr_suffixes", ())))
 
 

@@ -19,9 +19,9 @@ provider or the network's abuse desk), used when the owner does not act (notify/
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable
 
 from pacswatch.attribution import facts as F
 from pacswatch.attribution.cloud import CloudMatch, Provider, recognise
@@ -88,7 +88,7 @@ def decide(ip: str, facts: Iterable[F.Fact], *, local: Iterable[LocalOwner] = ()
         reasons.append(f"PTR {unconfirmed[0]} is not forward-confirmed: not used to find the owner")
     if cloud:
         reasons.append(f"hosted at {cloud.provider} ({cloud.matched})")
-    base = dict(ip=ip, cloud=cloud.provider if cloud else None, facts_digest=digest(facts))
+    base = {"ip": ip, "cloud": cloud.provider if cloud else None, "facts_digest": digest(facts)}
     provider_route = _provider_contact(cloud) or rdap_abuse
 
     entry = best_match(local, ip, names)
