@@ -1,24 +1,39 @@
 """Gather facts for addresses (DNS, RDAP, the ASN table, security.txt), through the cache, and
 decide with owner.decide. The only part of attribution that does I/O; every decision is pure.
+
+Everything here is bounded, since the servers asked are chosen by the owners of what we found
+(their reverse zone, their registry entry, their web server): each lookup (PTR, RDAP,
+security.txt) has one overall deadline, each address one deadline for all of its lookups, and a
+pass runs at most `concurrency` addresses at once, so a pass over N addresses ends within
+ceil(N / concurrency) address deadlines whatever the servers do. A security.txt is only asked of
+an address that the blocklist, the opt-out list and the scope allow (`may_contact`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Self
 
-from pacswatch.attribution import facts as F
 from pacswatch.attribution import dns as D
+from pacswatch.attribution import facts as F
 from pacswatch.attribution import securitytxt
 from pacswatch.attribution.asn import AsnTable
 from pacswatch.attribution.cache import FactCache, MemoryCache, expiry
 from pacswatch.attribution.cloud import Provider, load_providers
 from pacswatch.attribution.local import LocalOwner
 from pacswatch.attribution.owner import Attribution, confirmed_names, decide
-from pacswatch.attribution.rdap import DEFAULT_BOOTSTRAP, RdapClient, RdapConfig, RdapError
+from pacswatch.attribution.rdap import (
+    DEFAULT_BOOTSTRAP,
+    RdapClient,
+    RdapConfig,
+    RdapError,
+)
+from pacswatch.targets import Blocklist
+from pacswatch.text import clean
 
 if TYPE_CHECKING:
     import httpx
@@ -34,6 +49,8 @@ class AttributionConfig:
     security_txt_scheme: str = "https"
     security_txt_port: int | None = None  # None: the scheme's default
     security_txt_ttl_s: int = 86400
+    security_txt_timeout: float = 10.0  # the deadline of one domain's lookup: A/AAAA, both paths, redirects
+    address_deadline_s: float = 60.0  # all the lookups of one address
     negative_ttl_s: int = 3600
     error_ttl_s: int = 600
     concurrency: int = 8
@@ -47,8 +64,12 @@ class Attributor:
     def __init__(self, config: AttributionConfig, *, cache: FactCache | None = None,
                  local: Iterable[LocalOwner] = (), http: httpx.AsyncClient | None = None,
                  asn_table: AsnTable | None = None, providers: tuple[Provider, ...] | None = None,
-                 clock: Callable[[], datetime] = F.utcnow) -> None:
+                 clock: Callable[[], datetime] = F.utcnow,
+                 may_contact: Callable[[str], str | None] | None = None) -> None:
+        """`may_contact(address)` says why an address must not be connected to (None: it may);
+        by default the default blocklist. Callers with a database pass its opt-outs and scope."""
         self.config = config
+        self.may_contact = may_contact or Blocklist.default().reason_for
         self.cache = cache if cache is not None else MemoryCache()
         self.local = list(local)
         self._http = http
@@ -60,7 +81,7 @@ class Attributor:
         self._resolver = None
         self._rdap: RdapClient | None = None
 
-    async def __aenter__(self) -> "Attributor":
+    async def __aenter__(self) -> Self:
         if self.dns_configured:
             self.resolver()  # a bad resolver configuration is the user's to fix: say so now
         return self
@@ -77,7 +98,7 @@ class Attributor:
             self._http = None
 
     @property
-    def http(self) -> "httpx.AsyncClient":
+    def http(self) -> httpx.AsyncClient:
         """Made on first use: attributing local and special addresses (a lab, a test range, an
         owners table) asks nothing over HTTP, and httpx costs a quarter second to load."""
         if self._http is None:
@@ -100,27 +121,50 @@ class Attributor:
         return self._resolver
 
     async def _cached(self, subject: str, group: str, fetch: Callable[[datetime], Awaitable[list[F.Fact]]],
-                      refresh: bool) -> list[F.Fact]:
+                      refresh: bool, deadline: float) -> list[F.Fact]:
         now = self.clock()
         if not refresh:
             entry = self.cache.get(subject, group, now)
             if entry is not None:
                 return list(entry.facts)
         try:
-            found = await fetch(now)
-        except (RdapError, ValueError) as exc:
-            found = [F.Fact(subject, F.ERROR, group, group, now, {"error": str(exc)[:300]}, self.config.error_ttl_s)]
+            async with asyncio.timeout(deadline):
+                found = await fetch(now)
+        except TimeoutError:
+            found = [self._error(subject, group, now, f"no answer within the lookup's {deadline:g} s deadline")]
+        # A registry's or a web server's answer of an unexpected shape is its error, not ours.
+        except (RdapError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            found = [self._error(subject, group, now, clean(exc, 300))]
         self.cache.put(subject, group, found, now, expiry(found, now, self.config.negative_ttl_s))
         return found
 
+    def _error(self, subject: str, group: str, now: datetime, error: str) -> F.Fact:
+        return F.Fact(subject, F.ERROR, group, group, now, {"error": error}, self.config.error_ttl_s)
+
     async def facts_for(self, ip: str, *, refresh: bool = False) -> list[F.Fact]:
-        cfg = self.config
+        """The facts about `ip`; what was learned before the address's deadline is kept, with an
+        error fact saying the rest was cut off."""
         out: list[F.Fact] = []
+        deadline = self.config.address_deadline_s
+        try:
+            async with asyncio.timeout(deadline):
+                await self._gather(ip, out, refresh)
+        except TimeoutError:
+            out.append(self._error(ip, "attribution", self.clock(),
+                                   f"stopped at the {deadline:g} s deadline of one address; the rest is asked next time"))
+        return out
+
+    async def _gather(self, ip: str, out: list[F.Fact], refresh: bool) -> None:
+        cfg = self.config
+        # The resolver's timeout bounds each query; a PTR lookup makes up to nine (PTR, then A and
+        # AAAA of up to four names), so its deadline allows two timeouts and no more.
+        dns_deadline = 2 * cfg.resolver.timeout
         if self.dns_configured:
             out += await self._cached(ip, "dns", lambda now: D.reverse_facts(
-                self.resolver(), ip, now=now, source=cfg.resolver.label(), ttl_s=cfg.resolver.ttl_s), refresh)
+                self.resolver(), ip, now=now, source=cfg.resolver.label(), ttl_s=cfg.resolver.ttl_s), refresh,
+                dns_deadline)
         if self._public_rdap_knows(ip):
-            out += await self._cached(ip, "rdap", lambda now: self.rdap.network(ip, now), refresh)
+            out += await self._cached(ip, "rdap", lambda now: self.rdap.network(ip, now), refresh, cfg.rdap.timeout)
         match = self.asn_table.lookup(ip)
         now = self.clock()
         if match is not None:
@@ -130,16 +174,16 @@ class Attributor:
                 out.append(F.Fact(ip, F.ASN_HOLDER, match.holder, src, now, {}, cfg.rdap.ttl_s))
         asn = F.first_value(out, F.ASN)
         if asn and not F.of_kind(out, F.ASN_HOLDER):
-            out += await self._cached(f"AS{asn}", "rdap", lambda now: self.rdap.autnum(asn, ip, now), refresh)
+            out += await self._cached(f"AS{asn}", "rdap", lambda now: self.rdap.autnum(asn, ip, now), refresh,
+                                      cfg.rdap.timeout)
         if cfg.security_txt:
             for name in confirmed_names(out):
                 for domain in securitytxt.candidate_domains(name):
                     found = await self._cached(domain, "security.txt", lambda now, d=domain: self._security_txt(d, now),
-                                               refresh)
+                                               refresh, cfg.security_txt_timeout)
                     out += found
                     if any(f.kind == F.SECURITY_TXT for f in found):
                         break  # the most specific domain with a file speaks for the host
-        return out
 
     def _public_rdap_knows(self, ip: str) -> bool:
         """No registry allocates loopback, private or documentation space: asking the public
@@ -151,24 +195,41 @@ class Attributor:
         return ipaddress.ip_address(ip).is_global
 
     async def _security_txt(self, domain: str, now: datetime) -> list[F.Fact]:
+        """The domain's security.txt as facts: a contact per kept Contact line, a NOTE for each
+        line dropped and each address not asked (blocked, opted out, out of scope), an ERROR for
+        each answer refused (too large, a stacked coding, a redirect elsewhere)."""
         cfg = self.config
-        addresses = await D.addresses(self.resolver(), domain)
-        for address in addresses[:2]:
-            got = await securitytxt.fetch(self.http, domain, address, scheme=cfg.security_txt_scheme,
-                                          port=cfg.security_txt_port)
-            if got is None:
+        notes: list[F.Fact] = []
+
+        def note(text: str, source: str = "security.txt") -> None:
+            notes.append(F.Fact(domain, F.NOTE, "security.txt", source, now, {"note": text}, cfg.security_txt_ttl_s))
+
+        for address in (await D.addresses(self.resolver(), domain))[:2]:
+            # Checked before connecting: the domain's owner chose this address, and may have chosen
+            # one we must not touch (an opted-out network, one outside the authorised scope).
+            reason = self.may_contact(address)
+            if reason is not None:
+                note(f"{domain} resolves to {address}, not asked: {reason}")
                 continue
-            url, text = got
+            got = await securitytxt.fetch(self.http, domain, address, scheme=cfg.security_txt_scheme,
+                                          port=cfg.security_txt_port, read_timeout=cfg.security_txt_timeout)
+            notes += [self._error(domain, "security.txt", now, text) for text in got.notes]
+            if got.text is None:
+                continue
             try:
-                parsed = securitytxt.parse(text)
+                parsed = securitytxt.parse(got.text)
             except securitytxt.SecurityTxtError as exc:
-                return [F.Fact(domain, F.ERROR, "security.txt", url, now, {"error": str(exc)}, cfg.error_ttl_s)]
-            detail = {"domain": domain, "url": url, "languages": list(parsed.languages),
-                      "policy": list(parsed.policy), "signed": parsed.signed,
+                return [*notes, F.Fact(domain, F.ERROR, "security.txt", got.url, now, {"error": clean(exc, 300)},
+                                       cfg.error_ttl_s)]
+            kept, dropped = securitytxt.checked_contacts(parsed.contacts)
+            for text in dropped:
+                note(text, f"security.txt:{got.url}")
+            detail = {"domain": domain, "url": got.url, "languages": [clean(x, 35) for x in parsed.languages],
+                      "policy": [clean(x) for x in parsed.policy], "signed": parsed.signed,
                       "expires": parsed.expires.isoformat() if parsed.expires else None}
-            return [F.Fact(domain, F.SECURITY_TXT, contact, f"security.txt:{url}", now, {**detail, "order": i},
-                           cfg.security_txt_ttl_s) for i, contact in enumerate(parsed.contacts)]
-        return []
+            return [F.Fact(domain, F.SECURITY_TXT, contact, f"security.txt:{got.url}", now, {**detail, "order": i},
+                           cfg.security_txt_ttl_s) for i, contact in enumerate(kept)] + notes
+        return notes
 
     async def attribute(self, ip: str, *, refresh: bool = False) -> tuple[Attribution, list[F.Fact]]:
         facts = await self.facts_for(ip, refresh=refresh)

@@ -9,11 +9,14 @@ the holder of the forward zone agrees; only confirmed names lead to an owner (ow
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from pacswatch.attribution import facts as F
+from pacswatch.attribution.entry import host_name
+from pacswatch.text import clean
 
 # dnspython is imported where a lookup is made, not here: the configuration (ResolverConfig) is
 # read after every scan (notify/config.py), which should not pay for a DNS stack it rarely uses.
@@ -106,7 +109,18 @@ async def reverse_facts(resolver: dns.asyncresolver.Resolver, ip: str, *, now: d
         return []
     except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
         return [F.Fact(ip, F.ERROR, "ptr", source, now, {"error": type(exc).__name__}, ttl_s=600)]
-    names = [r.target.to_text(omit_final_dot=True).lower() for r in answer][:max_names]
+    names: list[str] = []
+    out: list[F.Fact] = []
+    for record in list(answer)[:max_names]:
+        # dnspython shows a label's odd bytes as \DDD escapes; a name that is not a host name is
+        # kept (cleaned) to show, but never confirmed: it would become a query and a Host header.
+        shown = record.target.to_text(omit_final_dot=True)
+        name = host_name(shown)
+        if name is None:
+            out.append(F.Fact(ip, F.PTR, clean(shown), source, now,
+                              {"confirmed": False, "note": "not a host name: not used"}, ttl_s=ttl_s))
+        elif name not in names:
+            names.append(name)
     forward = {name: await addresses(resolver, name) for name in names}
     confirmed = confirm(ip, forward)
-    return [F.Fact(ip, F.PTR, name, source, now, {"confirmed": confirmed[name]}, ttl_s=ttl_s) for name in names]
+    return [F.Fact(ip, F.PTR, name, source, now, {"confirmed": confirmed[name]}, ttl_s=ttl_s) for name in names] + out

@@ -7,9 +7,10 @@ and fed back into the pure decision when any one of them changes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 # Fact kinds. The value's shape per kind is documented here, once.
 PTR = "ptr"  # value: host name (no trailing dot); detail: {"confirmed": bool}
@@ -24,13 +25,17 @@ SECURITY_TXT = "security.txt"  # value: contact URI; detail: {domain, url, expir
 LOCAL = "local"  # value: owner name; detail: {id, match, contacts, language, notes}
 CLOUD = "cloud"  # value: provider name; detail: {abuse, matched}
 ERROR = "error"  # value: what failed (the source); detail: {"error": text}, so gaps are visible
+# value: the source ("rdap", "security.txt", "ptr"); detail: {"note": text}: something a source
+# said that was dropped at entry (an e-mail address that is not exactly one address, a name that
+# is not a host name), so the provenance shows what was not used and why.
+NOTE = "note"
 
 KINDS = (PTR, RDAP_NETWORK, RDAP_ORG, RDAP_ABUSE, RDAP_CONTACT, RDAP_COUNTRY, ASN, ASN_HOLDER,
-         SECURITY_TXT, LOCAL, CLOUD, ERROR)
+         SECURITY_TXT, LOCAL, CLOUD, ERROR, NOTE)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -57,11 +62,11 @@ class Fact:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Fact":
+    def from_dict(cls, data: dict[str, Any]) -> Fact:
         at = data["at"]
         at = datetime.fromisoformat(at) if isinstance(at, str) else at
         if at.tzinfo is None:
-            at = at.replace(tzinfo=timezone.utc)
+            at = at.replace(tzinfo=UTC)
         return cls(data["subject"], data["kind"], data["value"], data["source"], at,
                    dict(data.get("detail") or {}), int(data.get("ttl_s", 86400)))
 

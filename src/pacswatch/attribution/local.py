@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+from pacswatch.attribution.entry import mailbox
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,11 @@ def validate(match: str, contacts: Iterable[str]) -> list[str]:
     contacts = list(contacts)
     if not contacts:
         problems.append("at least one contact e-mail address is needed")
-    problems += [f"{c!r} is not an e-mail address" for c in contacts if not _EMAIL.match(c)]
+    for contact in contacts:
+        try:
+            mailbox(contact)
+        except ValueError as exc:
+            problems.append(str(exc))  # says which address and why; the address shown cleaned
     return problems
 
 
@@ -64,9 +68,9 @@ def best_match(entries: Iterable[LocalOwner], ip: str, names: Iterable[str] = ()
             continue
         domain = entry.match.rstrip(".").lower()
         for name in names:
-            if name == domain or name.endswith("." + domain):
-                if domain_best is None or len(domain) > domain_best[0]:
-                    domain_best = (len(domain), entry)
+            matches = name == domain or name.endswith("." + domain)
+            if matches and (domain_best is None or len(domain) > domain_best[0]):
+                domain_best = (len(domain), entry)
     if best is not None:
         return best[1]
     return domain_best[1] if domain_best else None

@@ -9,19 +9,23 @@ honours 429 Retry-After once.
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pacswatch.attribution import facts as F
+from pacswatch.attribution import httpfetch
+from pacswatch.attribution.entry import mailbox
 from pacswatch.attribution.ratelimit import PerServerLimiter
+from pacswatch.text import clean
 
 if TYPE_CHECKING:
     import httpx
 
 DEFAULT_BOOTSTRAP = "https://data.iana.org/rdap/"
-MAX_BYTES = 1 << 20  # RDAP answers are a few kB; a megabyte is not an answer
+MAX_BYTES = 1 << 20  # RDAP answers are a few kB; a megabyte (decoded) is not an answer
 
 
 class RdapError(Exception):
@@ -32,7 +36,7 @@ class RdapError(Exception):
 class RdapConfig:
     bootstrap_url: str = DEFAULT_BOOTSTRAP
     server: str | None = None  # one RDAP base URL for everything: skips the bootstrap
-    timeout: float = 15.0
+    timeout: float = 15.0  # the deadline of one lookup (bootstrap, query, one 429 retry), not per read
     min_interval: float = 1.0  # seconds between requests to one server
     max_retry_after: float = 60.0
     ttl_s: int = 7 * 86400  # registry data changes slowly
@@ -88,48 +92,67 @@ def _entities(obj: dict, depth: int = 0):
             yield from _entities(entity, depth + 1)
 
 
+def _text(value: Any) -> str | None:
+    """A registry's string as one clean line (None stays None)."""
+    return None if value is None else clean(value)
+
+
 def parse_network(data: dict, *, subject: str, source: str, now: datetime, ttl_s: int) -> list[F.Fact]:
+    """Facts from an ip network object. Every string is cleaned here, where it enters; an e-mail
+    address that is not exactly one plain address is dropped with a NOTE fact saying so."""
     if data.get("objectClassName") != "ip network":
-        raise RdapError(f"not an RDAP ip network object: {data.get('objectClassName')!r}")
-    detail = {"handle": data.get("handle"), "start": data.get("startAddress"), "end": data.get("endAddress"),
-              "country": data.get("country"),
-              "cidr": [f"{c.get('v4prefix') or c.get('v6prefix')}/{c.get('length')}"
-                       for c in data.get("cidr0_cidrs", []) if isinstance(c, dict)]}
-    fact = lambda kind, value, **d: F.Fact(subject, kind, value, source, now, d, ttl_s)  # noqa: E731
-    out = [fact(F.RDAP_NETWORK, str(data.get("name") or data.get("handle") or "?"), **detail)]
+        raise RdapError(f"not an RDAP ip network object: '{clean(data.get('objectClassName'), 60)}'")
+    detail = {"handle": _text(data.get("handle")), "start": _text(data.get("startAddress")),
+              "end": _text(data.get("endAddress")), "country": _text(data.get("country")),
+              "cidr": [clean(f"{c.get('v4prefix') or c.get('v6prefix')}/{c.get('length')}", 64)
+                       for c in _list(data.get("cidr0_cidrs")) if isinstance(c, dict)]}
+    fact = lambda kind, value, **d: F.Fact(subject, kind, value, source, now, d, ttl_s)
+    out = [fact(F.RDAP_NETWORK, clean(data.get("name") or data.get("handle") or "?"), **detail)]
     if data.get("country"):
-        out.append(fact(F.RDAP_COUNTRY, str(data["country"])))
+        out.append(fact(F.RDAP_COUNTRY, clean(data["country"], 8)))
     seen: set[tuple[str, str]] = set()
     for entity in _entities(data):
-        roles = [str(r).lower() for r in entity.get("roles") or []]
+        roles = [clean(r, 40).lower() for r in _list(entity.get("roles"))]
+        handle = _text(entity.get("handle"))
         card = _vcard(entity)
-        emails = card.get("email", [])
         if "registrant" in roles and card.get("fn"):
-            if (F.RDAP_ORG, card["fn"][0]) not in seen:
-                seen.add((F.RDAP_ORG, card["fn"][0]))
-                out.append(fact(F.RDAP_ORG, card["fn"][0], handle=entity.get("handle")))
-        for email in emails:
+            org = clean(card["fn"][0])
+            if (F.RDAP_ORG, org) not in seen:
+                seen.add((F.RDAP_ORG, org))
+                out.append(fact(F.RDAP_ORG, org, handle=handle))
+        for raw in card.get("email", []):
+            try:
+                email = mailbox(raw).lower()
+            except ValueError as exc:
+                out.append(fact(F.NOTE, "rdap", note=f"contact of {handle or 'an entity'} dropped: {exc}"))
+                continue
             kind = F.RDAP_ABUSE if "abuse" in roles else F.RDAP_CONTACT
-            if (kind, email.lower()) not in seen:
-                seen.add((kind, email.lower()))
-                out.append(fact(kind, email.lower(), roles=roles, handle=entity.get("handle")))
-    # Abuse first: owner.py takes the first of each kind.
-    for asn in data.get("arin_originas0_originautnums") or []:
-        out.append(fact(F.ASN, str(int(asn)), via="rdap"))
+            if (kind, email) not in seen:
+                seen.add((kind, email))
+                out.append(fact(kind, email, roles=roles, handle=handle))
+    for asn in _list(data.get("arin_originas0_originautnums")):
+        if isinstance(asn, int) or (isinstance(asn, str) and asn.isdigit()):
+            out.append(fact(F.ASN, str(int(asn)), via="rdap"))
     return out
+
+
+def _list(value: Any) -> list:
+    """A JSON member that should be an array, or an empty one (a string would be iterated by
+    character)."""
+    return value if isinstance(value, list) else []
 
 
 def parse_autnum(data: dict, *, subject: str, source: str, now: datetime, ttl_s: int) -> list[F.Fact]:
     if data.get("objectClassName") != "autnum":
-        raise RdapError(f"not an RDAP autnum object: {data.get('objectClassName')!r}")
+        raise RdapError(f"not an RDAP autnum object: '{clean(data.get('objectClassName'), 60)}'")
     holder = data.get("name")
     for entity in _entities(data):
-        if "registrant" in (entity.get("roles") or []) and _vcard(entity).get("fn"):
+        if "registrant" in _list(entity.get("roles")) and _vcard(entity).get("fn"):
             holder = _vcard(entity)["fn"][0]
             break
     if not holder:
         return []
-    return [F.Fact(subject, F.ASN_HOLDER, str(holder), source, now, {"handle": data.get("handle")}, ttl_s)]
+    return [F.Fact(subject, F.ASN_HOLDER, clean(holder), source, now, {"handle": _text(data.get("handle"))}, ttl_s)]
 
 
 class RdapClient:
@@ -141,29 +164,33 @@ class RdapClient:
         self.requests: list[str] = []  # URLs asked, in order (reports; tests count them)
 
     async def _get_json(self, url: str) -> dict:
-        import httpx  # here, not at the top: RdapConfig is read after every scan (notify/config.py)
-
+        """The JSON object at `url`: bounded (httpfetch.py: decoded bytes capped while decoding,
+        same-origin redirects only); the caller's deadline bounds the whole lookup."""
         server = urlsplit(url).netloc
         for attempt in range(2):
             async with self.limiter.slot(server):
                 self.requests.append(url)
                 try:
-                    response = await self.client.get(url, timeout=self.config.timeout, headers={
-                        "Accept": "application/rdap+json", "User-Agent": self.config.user_agent})
-                except httpx.HTTPError as exc:
-                    raise RdapError(f"{url}: {type(exc).__name__}") from exc
-            if response.status_code == 429 and attempt == 0:
+                    response = await httpfetch.get(self.client, url, max_bytes=MAX_BYTES, read_timeout=self.config.timeout,
+                                                   headers={"Accept": "application/rdap+json",
+                                                            "User-Agent": self.config.user_agent})
+                except httpfetch.FetchError as exc:
+                    raise RdapError(f"{url}: {exc}") from exc
+            if response.status == 429 and attempt == 0:
                 wait = _retry_after(response.headers.get("retry-after"), self.config.max_retry_after)
                 self.limiter.hold_off(server, wait)
                 continue
-            if response.status_code == 404:
+            if response.status == 404:
                 raise RdapError(f"{url}: not found")
-            if response.status_code != 200 or len(response.content) > MAX_BYTES:
-                raise RdapError(f"{url}: HTTP {response.status_code}")
+            if response.status != 200:
+                raise RdapError(f"{url}: HTTP {response.status}")
             try:
-                return response.json()
-            except ValueError as exc:
+                data = json.loads(response.body)
+            except (ValueError, RecursionError) as exc:  # RecursionError: nesting a megabyte deep
                 raise RdapError(f"{url}: not JSON") from exc
+            if not isinstance(data, dict):
+                raise RdapError(f"{url}: not a JSON object")
+            return data
         raise RdapError(f"{url}: rate-limited (429)")
 
     async def _server_for(self, key: str, registry: str) -> str:

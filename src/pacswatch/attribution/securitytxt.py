@@ -2,21 +2,31 @@
 
 The file is fetched from the address our own resolver gave for the domain (attribution/dns.py),
 with the domain in the Host header (and as the TLS server name), so that no lookup goes through
-the system resolver and the tests can serve it from loopback.
+the system resolver and the tests can serve it from loopback; the attributor checks that address
+against the blocklist, opt-outs and scope before asking. The fetch is bounded (httpfetch.py), and
+each Contact is checked where it enters (checked_contacts).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from pacswatch.attribution import httpfetch
+from pacswatch.attribution.entry import mailbox
+from pacswatch.text import clean
 
 if TYPE_CHECKING:
     import httpx
 
 MAX_BYTES = 32 * 1024  # RFC 9116 files are a few hundred bytes; a large answer is not one
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):\s*(.*?)\s*$")
+# A URI shown to people: no space, quote or angle bracket (a second URI or markup hiding in it).
+_UNSAFE_URI = re.compile(r"[\s\"<>\\]")
 _MULTI = {"contact", "encryption", "acknowledgments", "canonical", "policy", "hiring"}
 
 
@@ -39,8 +49,10 @@ class SecurityTxt:
         return self.expires is not None and self.expires <= now
 
     def emails(self) -> list[str]:
-        """Contacts usable by e-mail, in the file's order (RFC 9116 2.5.3: first is preferred)."""
-        return [c[len("mailto:"):] for c in self.contacts if c.lower().startswith("mailto:")]
+        """Contacts usable by e-mail, each exactly one checked address, in the file's order
+        (RFC 9116 2.5.3: first is preferred)."""
+        kept, _notes = checked_contacts(self.contacts)
+        return [c[len("mailto:"):] for c in kept if c.startswith("mailto:")]
 
 
 def _strip_signature(text: str) -> tuple[str, bool]:
@@ -53,15 +65,15 @@ def _strip_signature(text: str) -> tuple[str, bool]:
     lines = body.splitlines()
     while lines and lines[0].strip():  # armor headers (Hash: SHA256) up to the blank line
         lines.pop(0)
-    return "\n".join(line[2:] if line.startswith("- ") else line for line in lines), True
+    return "\n".join(line.removeprefix("- ") for line in lines), True
 
 
 def _parse_expires(value: str) -> datetime:
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)  # Python 3.11 reads RFC 3339's "Z" too
     except ValueError as exc:
         raise SecurityTxtError(f"Expires is not an RFC 3339 date: {value!r}") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse(text: str) -> SecurityTxt:
@@ -106,31 +118,54 @@ def candidate_domains(host: str, *, max_levels: int = 3) -> list[str]:
     return [".".join(labels[i:]) for i in range(1, len(labels) - 1)][:max_levels]
 
 
-async def fetch(client: httpx.AsyncClient, domain: str, address: str, *, scheme: str = "https",
-                port: int | None = None, timeout: float = 10.0) -> tuple[str, str] | None:
-    """GET /.well-known/security.txt (then the legacy /security.txt, RFC 9116 3) from `address`
-    as `domain`. Returns (url, text) or None when neither answers 200 with text/plain."""
-    import httpx  # here, not at the top: owner.py (and so every scan's config) imports this module
+def checked_contacts(contacts: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The Contact values to keep, and a note for each one dropped (pure).
 
-    host = f"[{address}]" if ":" in address else address
-    netloc = f"{host}:{port}" if port else host
+    A `mailto:` line yields at most one mailbox: the address (before any `?subject=`, with %XX
+    decoded) must be exactly one plain e-mail address (entry.mailbox), so `mailto:a@x, b@y` is
+    dropped, never two recipients. An `https:` contact is kept cleaned (shown, never mailed);
+    anything else is dropped."""
+    kept: list[str] = []
+    notes: list[str] = []
+    for value in contacts:
+        lowered = value.lower()
+        if lowered.startswith("mailto:"):
+            address = unquote(value[len("mailto:"):].split("?", 1)[0])
+            try:
+                kept.append("mailto:" + mailbox(address))
+            except ValueError as exc:
+                notes.append(f"Contact '{clean(value, 120)}' dropped: {exc}")
+        elif lowered.startswith("https://") and not _UNSAFE_URI.search(value):
+            kept.append(clean(value))
+        else:
+            notes.append(f"Contact '{clean(value, 120)}' dropped: neither a mailto: address nor an https: URI")
+    return kept, notes
+
+
+@dataclass(frozen=True)
+class Fetched:
+    url: str  # where the file was found, named by the domain (not the address asked)
+    text: str | None  # None: no file at this address (every path answered something else)
+    notes: tuple[str, ...] = ()  # answers refused on the way (too large, a redirect elsewhere, ...)
+
+
+async def fetch(client: httpx.AsyncClient, domain: str, address: str, *, scheme: str = "https",
+                port: int | None = None, max_bytes: int = MAX_BYTES, read_timeout: float = 10.0) -> Fetched:
+    """GET /.well-known/security.txt (then the legacy /security.txt, RFC 9116 3) from `address`
+    as `domain`. A file is an answer 200 with text/plain; each refused answer leaves a note. The
+    caller bounds the whole by its deadline (httpfetch.py)."""
+    base = f"{scheme}://{domain}{':' + str(port) if port else ''}"
+    notes: list[str] = []
     for path in ("/.well-known/security.txt", "/security.txt"):
-        url = f"{scheme}://{netloc}{path}"
         try:
-            async with client.stream("GET", url, headers={"Host": domain}, timeout=timeout,
-                                     extensions={"sni_hostname": domain}) as response:
-                if response.status_code != 200:
-                    continue
-                if not response.headers.get("content-type", "").lower().startswith("text/plain"):
-                    continue  # RFC 9116 3: MUST be text/plain; an HTML error page is not a file
-                body = b""
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BYTES:
-                        break
-                if len(body) > MAX_BYTES:
-                    continue
-                return f"{scheme}://{domain}{':' + str(port) if port else ''}{path}", body.decode("utf-8", "replace")
-        except httpx.HTTPError:
+            got = await httpfetch.get(client, base + path, max_bytes=max_bytes, address=address,
+                                      read_timeout=read_timeout)
+        except httpfetch.FetchError as exc:
+            notes.append(f"{base}{path} from {address}: {exc}")
             continue
-    return None
+        if got.status != 200:
+            continue
+        if not got.content_type.lower().startswith("text/plain"):
+            continue  # RFC 9116 3: MUST be text/plain; an HTML error page is not a file
+        return Fetched(got.url, got.body.decode("utf-8", "replace"), tuple(notes))
+    return Fetched(base, None, tuple(notes))
