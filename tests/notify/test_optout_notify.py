@@ -23,6 +23,7 @@ from pacswatch.lab import Lab
 from pacswatch.notify import cases as C
 from pacswatch.notify.config import load
 from pacswatch.notify.delivery import deliver
+from pacswatch.notify.optout import OptOuts
 from pacswatch.notify.service import attribute, findings_exposures, notify
 from pacswatch.notify.smtp import SmtpTransport
 from pacswatch.notify.store import NotifyStore
@@ -212,3 +213,20 @@ def test_a_dry_run_writes_no_message_an_optout_forbids(database_url, smtp_server
             assert csv_ips(written.read_bytes()) == [echo.ip]
             assert store.messages(states=["pending"]) == [queued]  # a dry run changes no message
     assert smtp_server.received == [] and violations() == []
+
+
+def test_optout_addresses_and_contacts_compare_normalised():
+    """An opt-out written as an IPv4-mapped IPv6 address covers the IPv4 address and the other way
+    round; a contact matches whatever its case or display name."""
+    listed = OptOuts.from_rows([
+        {"id": 1, "cidr": "::ffff:192.0.2.9", "contact": "ticket 4711"},
+        {"id": 2, "cidr": "198.51.100.0/24", "contact": "Example SOC <Soc@Example.org>"},
+    ])
+    assert listed.address_reason("192.0.2.9") == "opt-out entry 1 (::ffff:192.0.2.9)"
+    assert "opt-out entry 2" in listed.address_reason("::ffff:198.51.100.7")
+    assert listed.address_reason("192.0.2.10") is None and listed.address_reason("203.0.113.9") is None
+    assert listed.recipient_reason("soc@example.ORG") == "soc@example.org asked not to be contacted (opt-out entry 2)"
+    assert listed.recipient_reason("Someone <soc@example.org>") is not None
+    assert listed.recipient_reason("it@example.org") is None and listed.recipient_reason("ticket 4711") is None
+    assert listed.veto("it@example.org", ["203.0.113.5", "192.0.2.9"]) == (
+        "it names 192.0.2.9, on the opt-out list (opt-out entry 1 (::ffff:192.0.2.9))")

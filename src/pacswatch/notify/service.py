@@ -44,7 +44,7 @@ def close_opted_out(engine: Engine, at: datetime) -> list[dict]:
     closed = repo.close_opted_out([e["cidr"] for e in entries], at=at)
     store = NotifyStore(engine)
     listed, where = store.optouts(), store.case_of_services()
-    for f in closed:
+    for f in sorted(closed, key=lambda f: (f["ip"], f["port"])):  # the case's history reads in order
         case_id = where.get((f["ip"], f["port"]))
         if case_id is not None:
             endpoint = f"[{f['ip']}]:{f['port']}" if ":" in f["ip"] else f"{f['ip']}:{f['port']}"
