@@ -7,6 +7,7 @@
     pacswatch case ID --ack NOTE | --close WHY      an owner answered / an operator closes it
     pacswatch notify [--dry-run [--out DIR]]        queue and send notices (sending must be enabled)
     pacswatch export intelmq|csv [--output PATH]    IntelMQ events (JSON lines) or per-owner CSV
+    pacswatch config init [-o FILE] | check         a commented sample configuration; check one
 
 cli.py calls `add_commands(subparsers)` and `dispatch(args)` (None: not one of these).
 """
@@ -14,9 +15,10 @@ cli.py calls `add_commands(subparsers)` and `dispatch(args)` (None: not one of t
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-COMMANDS = ("attribute", "owners", "cases", "case", "notify", "export")
+COMMANDS = ("attribute", "owners", "cases", "case", "notify", "export", "config")
 EXIT_USAGE, EXIT_STORE = 2, 1
 
 
@@ -79,6 +81,14 @@ def add_commands(sub) -> None:
                         "owner); default: standard output")
     export.add_argument("--all", action="store_true", help="fixed services too, not only open ones")
 
+    config = sub.add_parser("config", help="the attribution and notification configuration (TOML)")
+    config_actions = config.add_subparsers(dest="config_command", required=True)
+    init = config_actions.add_parser("init", help="write a commented sample configuration")
+    init.add_argument("--output", "-o", metavar="FILE", help="file to create (default: standard output); "
+                      "an existing file is not overwritten")
+    check = config_actions.add_parser("check", help="read a configuration and say what is wrong with it")
+    check.add_argument("--config", metavar="FILE", help="the file (default $PACSWATCH_NOTIFY_CONFIG)")
+
 
 def dispatch(args: argparse.Namespace, *, clock=None, transport=None, attributor_kwargs=None) -> int | None:
     """Run the command; None when it is not one of ours. `clock`, `transport` and
@@ -92,6 +102,8 @@ def dispatch(args: argparse.Namespace, *, clock=None, transport=None, attributor
     from pacswatch.store.repository import Repository
 
     clock = clock or utcnow
+    if args.command == "config":
+        return _config(args)
     try:
         config = configuration.load(args.config)
         with Repository.open(args.database) as repo:
@@ -119,6 +131,9 @@ def _run(args, engine, config, clock, transport, attributor_kwargs) -> int:
         views.print_attributions(results, store, as_json=args.json)
         return 0
     if args.command == "owners":
+        if args.owners_command == "add" and (problem := _owner_problem(args)):
+            print(f"pacswatch owners add: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         return views.owners(args, store, clock())
     if args.command == "cases":
         return views.cases(store, args.state, as_json=args.json)
@@ -143,3 +158,61 @@ def _override_attribution(config, args):
     if args.rdap_bootstrap:
         attribution = replace(attribution, rdap=replace(attribution.rdap, bootstrap_url=args.rdap_bootstrap))
     return replace(config, attribution=attribution)
+
+
+def _owner_problem(args) -> str | None:
+    """What makes an `owners add` entry unusable, or None. Its name is a notice's greeting and
+    its contacts become To headers: a line break there would end the header block, a comma
+    would add a recipient. So beyond the table's own checks (attribution/local.validate), no
+    control character anywhere and every contact exactly one plain address."""
+    from pacswatch.attribution.local import validate
+    from pacswatch.notify.address import AddressError, addr_spec, has_control
+    from pacswatch.text import clean
+
+    contacts = [*args.contact, *args.escalation]
+    problems = validate(args.match, contacts)
+    for option, value in (("--name", args.name), ("--language", args.language), ("--notes", args.notes)):
+        if value is not None and has_control(value):
+            problems.append(f'{option} "{clean(value)}" contains a control character or a line break')
+    for value in contacts:
+        if any(repr(value) in p for p in problems):
+            continue  # named already
+        try:
+            addr_spec(value)
+        except AddressError as exc:
+            problems.append(str(exc))
+    return "; ".join(problems) or None
+
+
+def _config(args) -> int:
+    from pacswatch.notify import config as configuration
+    from pacswatch.safefile import write_atomic
+
+    if args.config_command == "init":
+        text = configuration.sample()
+        if not args.output or args.output == "-":
+            sys.stdout.write(text)
+            return 0
+        if os.path.lexists(args.output):
+            print(f"pacswatch config init: {args.output} exists; not overwritten", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            write_atomic(args.output, text, mode=0o600)
+        except OSError as exc:
+            print(f"pacswatch config init: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"wrote {args.output}: edit [sender] and [smtp], then pacswatch config check --config {args.output}")
+        return 0
+    path = args.config or os.environ.get(configuration.ENV)
+    if not path:
+        print("pacswatch config check: no configuration named (--config FILE or $PACSWATCH_NOTIFY_CONFIG)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = configuration.load(path)
+    except ValueError as exc:
+        print(f"pacswatch config check: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    sending = "enabled" if config.smtp.enabled else "disabled (notify --dry-run only)"
+    print(f"{path}: valid; sending {sending}; sender {config.settings.sender.from_addr}")
+    return 0

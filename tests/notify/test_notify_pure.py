@@ -159,7 +159,8 @@ def test_notice_has_every_section_and_product_advice():
                     "NOT THE RIGHT CONTACT"):
         assert section in body
     for setting in ("DicomAlwaysAllowFind", "DicomCheckCalledAet", "AuthenticationEnabled", "AETable",
-                    "HostTable", "TLS", "echoscu", "curl -si http://192.0.2.12:8042/"):
+                    "HostTable", "TLS", "echoscu +tla -ic -aet VERIFY -aec ANY-SCP 192.0.2.11 11112",
+                    "--max-time 10 http://192.0.2.12:8042/system"):
         assert setting in body, setting
     assert "first seen 2025-03-01 09:00 UTC, last seen 2025-03-02 09:00 UTC" in body
     assert "12 studies, 5 patients" in body and "None" not in body

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from pacswatch.campaign import report
 from pacswatch.output import OutputError
+from pacswatch.safefile import open_stream
 
 PROBE_FIELDS = ("timeout", "no_find", "find_limit", "no_ae_guess", "ae_guess", "calling_ae", "contact_url",
                 "tls_ports", "try_default_credentials")
@@ -107,7 +108,8 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
             else:
                 plan = _plan_builder(repo, parameters, targets)
             # Appending on resume: the first run's records stay, the file ends up with them all.
-            out_file = open(args.output, "a" if resuming else "w", encoding="utf-8") if args.output else None  # noqa: SIM115
+            # Never through a symbolic link planted at the path (safefile.py).
+            out_file = open_stream(args.output, append=resuming) if args.output else None
             scan_id = args.resume if resuming else start_scan(
                 repo, plan, parameters, command=" ".join(["pacswatch", *sys.argv[1:]]))
             options, job = _job(parameters, args, err, output=out_file or sys.stdout, output_format=args.format)

@@ -8,6 +8,8 @@ DICOM PS3.15 Annex B (TLS profiles).
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -58,37 +60,104 @@ GENERIC_WEB = Advice("web", "Web viewers and APIs", (
     "Serve it over HTTPS only.",
 ))
 
+TLS_CLIENT_CERT = Advice("tls-client-cert", "DICOM over TLS with client certificates", (
+    "These ports already demand a client certificate before any DICOM is spoken, so an unknown caller "
+    "cannot query them. Keep it that way when you change the configuration.",
+    "Trust only the certificates (or the private CA) of the sites that must connect, not a public CA "
+    "bundle: any certificate a public CA signed would otherwise be let in.",
+    "Renew the server certificate before it expires, and allow the port on the firewall only for the "
+    "addresses of those sites.",
+))
+PROTECTED = Advice("protected", "Reachable but protected services", (
+    "These refuse unknown callers (an unknown AE title, or no login), so they show no data to us. "
+    "They are still reachable from the internet: if only known sites use them, allow only those "
+    "addresses on your firewall.",
+))
+
 _BY_PRODUCT = (("orthanc", ORTHANC), ("dcmtk", DCMTK), ("dcmqrscp", DCMTK), ("dcm4chee", DCM4CHEE))
 
 
 def advice_for(exposures: Iterable[Exposure]) -> list[Advice]:
-    """Product advice for the products seen, then the generic advice for the services seen."""
+    """Product advice for the products of the exposed services, then the generic advice for the
+    services seen, then what fits the protected ones. Advice that is already true is left out:
+    a TLS port that demands client certificates is not told to use client certificates."""
+    exposures = list(exposures)
+    exposed = [e for e in exposures if not e.protected]
     out: list[Advice] = []
     services: set[str] = set()
-    for e in exposures:
+    for e in exposed:
         name = (e.product or "").lower()
         for marker, advice in _BY_PRODUCT:
             if marker in name and advice not in out:
                 out.append(advice)
         if e.service:
             services.add(e.service)
-    if "dicom" in services or not services:
+    if "dicom" in services or (exposed and not services):
         out.append(GENERIC_DICOM)
     if "http" in services:
         out.append(GENERIC_WEB)
+    protected = [e for e in exposures if e.protected]
+    if any(e.client_cert_required for e in protected):
+        out.append(TLS_CLIENT_CERT)
+    if any(not e.client_cert_required for e in protected):
+        out.append(PROTECTED)
     return out
 
 
-def verify_steps(exposures: Iterable[Exposure]) -> list[str]:
-    """Commands the owner can run from outside their network to check the fix."""
-    steps: list[str] = []
+@dataclass(frozen=True)
+class Check:
+    """One way to verify the fix for a group of endpoints (one product on one port): a command
+    that succeeds today and must fail once the service is closed to unknown callers."""
+
+    title: str
+    command: str
+    today: str
+    after: str
+    others: tuple[str, ...] = ()  # the group's other endpoints: the same command, another address
+
+
+_AE_TITLE = re.compile(r"[A-Za-z0-9_.-]{1,16}")  # never let a stored string into a shell command
+
+
+def _command(e: Exposure, ip: str) -> tuple[str, str, str]:
+    host = f"[{ip}]" if ":" in ip else ip
+    if e.service == "http":
+        scheme = "https" if e.tls else "http"
+        path = "/system" if "orthanc" in (e.product or "").lower() else "/"
+        insecure = "k" if e.tls else ""  # their own certificate may be self-signed
+        return (f"curl -s{insecure} -o /dev/null -w '%{{http_code}}\\n' --max-time 10 {scheme}://{host}:{e.port}{path}",
+                "it prints 200 (the page or API answers without a login)",
+                "it must print 401 or 403, or 000 (no connection from outside your network)")
+    called = e.called_ae if e.called_ae and _AE_TITLE.fullmatch(e.called_ae) else "ANY-SCP"
+    tls = "+tla -ic " if e.tls else ""  # anonymous TLS: what an unknown caller can do
+    return (f"echoscu {tls}-aet VERIFY -aec {called} {ip} {e.port}",
+            "it succeeds: an unknown caller's association is accepted",
+            "it must fail (association rejected, or no connection from outside your network)")
+
+
+def verify_checks(exposures: Iterable[Exposure]) -> list[Check]:
+    """One check per product and port for the exposed services (protected ones are left out:
+    a check that already passes proves nothing)."""
+    groups: dict[tuple, list[Exposure]] = {}
     for e in exposures:
-        if e.service == "http":
-            scheme = "https" if e.tls else "http"
-            steps.append(f"curl -si {scheme}://{e.endpoint}/ should time out, be refused, or answer 401/403 "
-                         "without showing data.")
-        else:
-            tls = " +tls ... (with your certificates)" if e.tls else ""
-            steps.append(f"echoscu -aec ANY-SCP {e.ip} {e.port}{tls} should fail (connection refused or "
-                         "association rejected), and findscu with a wildcard query must return nothing.")
-    return list(dict.fromkeys(steps))
+        if e.protected or not _is_ip(e.ip):
+            continue
+        key = (e.product or "", e.service or "dicom", e.port, e.tls)
+        groups.setdefault(key, []).append(e)
+    checks = []
+    for (product, service, port, tls), items in groups.items():
+        items = sorted(items, key=lambda e: (e.ip, e.port))
+        first = items[0]
+        label = "web" if service == "http" else "DICOM"
+        title = f"{product or 'Unknown product'}, {label}{' over TLS' if tls else ''} on port {port}"
+        command, today, after = _command(first, first.ip)
+        checks.append(Check(title, command, today, after, tuple(e.ip for e in items[1:])))
+    return checks
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

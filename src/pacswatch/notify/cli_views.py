@@ -126,6 +126,8 @@ def print_notify(result, *, dry_run: bool) -> None:
         print(f"{plan.unattributed} exposed service(s) not attributed yet: run `pacswatch attribute`")
     for case_id, why in plan.suppressed:
         print(f"case {case_id}: no notice: {why}")
+    for case_id, why in getattr(plan, "bad_recipients", ()):
+        print(f"case {case_id}: recipient skipped: {why}")
     for key, why in plan.cancelled:
         print(f"message {key[:12]} {'would be ' if dry_run else ''}cancelled: {why}")
     if dry_run:
@@ -149,8 +151,9 @@ def export(args, engine, store: NotifyStore, now: datetime) -> int:
     if args.format == "intelmq":
         text = intelmq_lines(items, attributions, now=now)
         if args.output:
-            with open(args.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            from pacswatch.safefile import write_atomic  # never through a link planted at the path
+
+            write_atomic(args.output, text)
         else:
             sys.stdout.write(text)
         return 0

@@ -2,6 +2,11 @@
 PACSWATCH_NOTIFY_CONFIG). Every default is safe: nothing is sent (smtp.enabled = false), and
 DNS goes to a named resolver only (the system's only with `[attribution] system_resolver = true`).
 
+The file is read into a typed model (`ConfigFile`, pydantic, strict): a key we do not know, a
+value of the wrong type or out of range is one error naming the key (`ConfigError`), before
+anything runs. Strict matters: `enabled = "false"` is a string, and a string is true in Python;
+it used to send mail. `pacswatch config init` writes a commented sample (sample-config.toml.j2).
+
     [attribution]
     resolver = ["192.0.2.53"]            # or "192.0.2.53:5353"
     rdap_bootstrap = "https://data.iana.org/rdap/"
@@ -34,16 +39,21 @@ DNS goes to a named resolver only (the system's only with `[attribution] system_
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from pacswatch.attribution.attributor import AttributionConfig
 from pacswatch.attribution.dns import ResolverConfig
 from pacswatch.attribution.rdap import DEFAULT_BOOTSTRAP, RdapConfig
 from pacswatch.notify import outbox as O
+from pacswatch.notify.address import addr_spec, has_control
 from pacswatch.notify.cases import Policy
 from pacswatch.notify.render import DEFAULT_OPTOUT, Sender
 from pacswatch.notify.smtp import SmtpConfig
@@ -61,51 +71,180 @@ class Config:
     templates: str | None = None
 
 
-def _section(data: dict, name: str) -> dict[str, Any]:
-    value = data.get(name, {})
-    if not isinstance(value, dict):
-        raise ValueError(f"[{name}] must be a table")
+class ConfigError(ValueError):
+    """The configuration file is not valid: names the file and the key."""
+
+
+def _one_line(value: str) -> str:
+    # Goes into a mail header or the first lines of a notice: no line break, no control.
+    if has_control(value):
+        raise ValueError("must not contain control characters or line breaks")
     return value
 
 
-def from_dict(data: dict[str, Any]) -> Config:
-    a, n, s, m = (_section(data, k) for k in ("attribution", "notify", "sender", "smtp"))
-    resolvers = a.get("resolver", [])
-    resolvers = [resolvers] if isinstance(resolvers, str) else list(resolvers)
+def _address(value: str) -> str:
+    addr_spec(value)
+    return value
+
+
+def _tag(value: str) -> str:
+    # In every subject and in the attachment's file name.
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,40}", value):
+        raise ValueError("must be 1 to 40 letters, digits, '.', '_' or '-'")
+    return value
+
+
+OneLine = Annotated[str, AfterValidator(_one_line)]
+EmailAddress = Annotated[str, AfterValidator(_address)]
+Positive = Annotated[float, Field(gt=0)]
+Count = Annotated[int, Field(ge=0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Section(BaseModel):
+    # strict: no "false" for false, no "25" for 25; forbid: a misspelt key is an error, not a default.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+
+class AttributionSection(_Section):
+    resolver: OneLine | list[OneLine] = Field(default_factory=list)
+    dns_timeout: Positive = 5.0
+    system_resolver: bool = False
+    rdap_bootstrap: OneLine = DEFAULT_BOOTSTRAP
+    rdap_server: OneLine | None = None
+    rdap_timeout: Positive = 15.0
+    rdap_min_interval: Annotated[float, Field(ge=0)] = 1.0
+    asn_table: str | None = None
+    cloud_table: str | None = None
+    security_txt: bool = True
+    security_txt_scheme: Literal["https", "http"] = "https"
+    security_txt_port: Port | None = None
+    negative_ttl_hours: Annotated[float, Field(ge=0)] = 1.0
+    after_scans: bool = True
+    after_scans_max: Count = 200
+
+
+class NotifySection(_Section):
+    followup_days: Positive = 14
+    max_followups: Count = 1
+    escalate_days: Positive = 14
+    stale_days: Positive = 30
+    suppression_days: Annotated[float, Field(ge=0)] = 3
+    per_recipient_per_day: Count = 3
+    global_per_minute: Count = 60
+    retry_first_seconds: Positive = 60
+    retry_max_attempts: Annotated[int, Field(ge=1)] = 10
+    dry_run_dir: str = "pacswatch-outbox"
+    templates: str | None = None
+    list_protected: bool = True  # list services that refuse unknown callers, apart, in notices
+
+
+class SenderSection(_Section):
+    organisation: OneLine = Sender.organisation
+    from_: EmailAddress = Field(Sender.from_addr, alias="from")
+    reply_to: EmailAddress | None = None
+    tag: Annotated[str, AfterValidator(_tag)] = Sender.tag
+    optout: str = DEFAULT_OPTOUT
+    signature: str = Sender.signature
+
+
+class SmtpSection(_Section):
+    enabled: bool = False
+    host: OneLine | None = None
+    port: Port = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: OneLine | None = None
+    password_env: OneLine = "PACSWATCH_SMTP_PASSWORD"
+    timeout: Positive = 30.0
+    helo: OneLine | None = None
+    envelope_from: EmailAddress | None = None
+    cafile: str | None = None
+
+
+class ConfigFile(_Section):
+    attribution: AttributionSection = Field(default_factory=AttributionSection)
+    notify: NotifySection = Field(default_factory=NotifySection)
+    sender: SenderSection = Field(default_factory=SenderSection)
+    smtp: SmtpSection = Field(default_factory=SmtpSection)
+
+
+def _where(loc: tuple) -> str:
+    """A pydantic error location as the TOML key: ("smtp", "enabled") -> "[smtp] enabled"."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    # A union reports the branch it tried ("str", "list[str]"); the key is what the user wrote.
+    parts = [p for p in parts if not re.match(r"^(str|list\[|function-after\[|float|int|bool|none)", p)]
+    if not parts:
+        return "the file"
+    return f"[{parts[0]}]" + (f" {'.'.join(parts[1:])}" if len(parts) > 1 else "")
+
+
+def _message(error: dict) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "bool_type":
+        return f"must be true or false (without quotes), not {error['input']!r}"
+    if kind in ("model_type", "dict_type"):
+        return "must be a table"
+    text = error["msg"].removeprefix("Value error, ").replace("Input should", "should")
+    given = error.get("input")
+    if kind == "value_error" or isinstance(given, dict):  # ours (address.py quotes the value), or a table
+        return text
+    return f"{text}, not {given!r}"
+
+
+def validate(data: dict[str, Any], *, source: str = "the configuration") -> ConfigFile:
+    try:
+        return ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        seen: dict[str, str] = {}
+        for error in exc.errors():
+            seen.setdefault(_where(error["loc"]), _message(error))  # a union fails once per branch
+        problems = "; ".join(f"{key}: {why}" for key, why in seen.items())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def from_dict(data: dict[str, Any], *, source: str = "the configuration") -> Config:
+    f = validate(data, source=source)
+    a, n, s, m = f.attribution, f.notify, f.sender, f.smtp
+    resolvers = [a.resolver] if isinstance(a.resolver, str) else list(a.resolver)
     attribution = AttributionConfig(
-        resolver=ResolverConfig(tuple(resolvers), float(a.get("dns_timeout", 5.0)),
-                                bool(a.get("system_resolver", False))),
-        rdap=RdapConfig(bootstrap_url=a.get("rdap_bootstrap", DEFAULT_BOOTSTRAP), server=a.get("rdap_server"),
-                        timeout=float(a.get("rdap_timeout", 15.0)),
-                        min_interval=float(a.get("rdap_min_interval", 1.0))),
-        asn_table=a.get("asn_table"), cloud_table=a.get("cloud_table"),
-        security_txt=bool(a.get("security_txt", True)), security_txt_scheme=a.get("security_txt_scheme", "https"),
-        security_txt_port=a.get("security_txt_port"),
-        negative_ttl_s=int(a.get("negative_ttl_hours", 1) * 3600),
-        after_scans=bool(a.get("after_scans", True)), after_scans_max=int(a.get("after_scans_max", 200)),
+        resolver=ResolverConfig(tuple(resolvers), a.dns_timeout, a.system_resolver),
+        rdap=RdapConfig(bootstrap_url=a.rdap_bootstrap, server=a.rdap_server, timeout=a.rdap_timeout,
+                        min_interval=a.rdap_min_interval),
+        asn_table=a.asn_table, cloud_table=a.cloud_table, security_txt=a.security_txt,
+        security_txt_scheme=a.security_txt_scheme, security_txt_port=a.security_txt_port,
+        negative_ttl_s=int(a.negative_ttl_hours * 3600), after_scans=a.after_scans,
+        after_scans_max=a.after_scans_max,
     )
-    policy = Policy.days(n.get("followup_days", 14), int(n.get("max_followups", 1)), n.get("escalate_days", 14),
-                         n.get("stale_days", 30))
-    limits = O.RateLimits(per_recipient=int(n.get("per_recipient_per_day", 3)), per_recipient_window=timedelta(days=1),
-                          global_per_window=int(n.get("global_per_minute", 60)), global_window=timedelta(minutes=1),
-                          suppression=timedelta(days=float(n.get("suppression_days", 3))))
-    backoff = O.Backoff(first=timedelta(seconds=float(n.get("retry_first_seconds", 60))),
-                        max_attempts=int(n.get("retry_max_attempts", 10)))
-    sender = Sender(organisation=s.get("organisation", Sender.organisation), from_addr=s.get("from", Sender.from_addr),
-                    reply_to=s.get("reply_to"), tag=s.get("tag", "pacswatch"), optout=s.get("optout", DEFAULT_OPTOUT),
-                    signature=s.get("signature", Sender.signature))
-    smtp = SmtpConfig(enabled=bool(m.get("enabled", False)), host=m.get("host"), port=int(m.get("port", 587)),
-                      security=m.get("security", "starttls"), username=m.get("username"),
-                      password_env=m.get("password_env", "PACSWATCH_SMTP_PASSWORD"),
-                      timeout=float(m.get("timeout", 30.0)), helo=m.get("helo"),
-                      envelope_from=m.get("envelope_from"), cafile=m.get("cafile"))
-    return Config(attribution, Settings(policy, limits, backoff, sender), smtp,
-                  n.get("dry_run_dir", "pacswatch-outbox"), n.get("templates"))
+    policy = Policy.days(n.followup_days, n.max_followups, n.escalate_days, n.stale_days)
+    limits = O.RateLimits(per_recipient=n.per_recipient_per_day, per_recipient_window=timedelta(days=1),
+                          global_per_window=n.global_per_minute, global_window=timedelta(minutes=1),
+                          suppression=timedelta(days=n.suppression_days))
+    backoff = O.Backoff(first=timedelta(seconds=n.retry_first_seconds), max_attempts=n.retry_max_attempts)
+    sender = Sender(organisation=s.organisation, from_addr=s.from_, reply_to=s.reply_to, tag=s.tag,
+                    optout=s.optout, signature=s.signature, list_protected=n.list_protected)
+    smtp = SmtpConfig(enabled=m.enabled, host=m.host, port=m.port, security=m.security, username=m.username,
+                      password_env=m.password_env, timeout=m.timeout, helo=m.helo, envelope_from=m.envelope_from,
+                      cafile=m.cafile)
+    return Config(attribution, Settings(policy, limits, backoff, sender), smtp, n.dry_run_dir, n.templates)
 
 
 def load(path: str | None = None) -> Config:
     path = path or os.environ.get(ENV)
     if not path:
         return Config()
-    with open(Path(path).expanduser(), "rb") as fh:
-        return from_dict(tomllib.load(fh))
+    try:
+        with open(Path(path).expanduser(), "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration {path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration {path}: {exc.strerror or exc}") from None
+    return from_dict(data, source=f"configuration {path}")
+
+
+def sample() -> str:
+    """The commented sample configuration `pacswatch config init` writes (every value in it is
+    one the model accepts: a test loads it)."""
+    return resources.files("pacswatch.notify").joinpath("templates/sample-config.toml.j2").read_text("utf-8")

@@ -5,6 +5,11 @@ attribution, so they can carry no patient data.
 IntelMQ field names are those of its harmonisation (intelmq/etc/harmonization.conf);
 `classification.identifier` follows Shadowserver's name for the same finding where one exists
 ("accessible-dicom"), so that a CERT's existing rules for those reports match ours.
+
+A service that refuses unknown callers or asks for a login (severity low) is reachable, not
+shown vulnerable: it is classified `potentially-unwanted-accessible` (IntelMQ's type for a
+service that should not be public) with a `-protected` identifier, so a CERT's rules for
+`vulnerable-system` do not fire on it. Strings are written as they are: JSON escapes them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Iterable
 from pacswatch import __version__
 from pacswatch.notify.csvexport import exposures_csv
 from pacswatch.notify.exposure import Exposure
+from pacswatch.safefile import write_atomic
 
 FEED = "pacswatch"
 
@@ -26,6 +32,7 @@ def intelmq_event(e: Exposure, attribution: dict[str, Any] | None, *, now: datet
     a = attribution or {}
     facts = a.get("facts") or []
     app = "dicom" if e.service == "dicom" else ("https" if e.tls else "http") if e.service == "http" else None
+    identifier = "accessible-dicom" if e.service == "dicom" else "accessible-pacs-web"
     event: dict[str, Any] = {
         "feed.name": FEED,
         "feed.provider": FEED,
@@ -35,8 +42,8 @@ def intelmq_event(e: Exposure, attribution: dict[str, Any] | None, *, now: datet
         "source.port": e.port,
         "protocol.transport": "tcp",
         "classification.taxonomy": "vulnerable",
-        "classification.type": "vulnerable-system",
-        "classification.identifier": "accessible-dicom" if e.service == "dicom" else "accessible-pacs-web",
+        "classification.type": "potentially-unwanted-accessible" if e.protected else "vulnerable-system",
+        "classification.identifier": f"{identifier}-protected" if e.protected else identifier,
         "event_description.text": "; ".join(e.reasons)[:500] if e.reasons else "exposed medical imaging service",
         "extra.severity": e.severity,
         "extra.status": e.status,
@@ -95,7 +102,5 @@ def write_per_owner(folder: str | Path, tables: dict[str, str]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for key, text in tables.items():
-        path = folder / f"{_filename(key)}.csv"
-        path.write_text(text, encoding="utf-8", newline="")
-        paths.append(path)
+        paths.append(write_atomic(folder / f"{_filename(key)}.csv", text))
     return paths

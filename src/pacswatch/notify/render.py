@@ -15,10 +15,12 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from pacswatch.notify.advice import advice_for, verify_steps
+from pacswatch.notify.address import mailbox
+from pacswatch.notify.advice import advice_for, verify_checks
 from pacswatch.notify.cases import Case
 from pacswatch.notify.csvexport import exposures_csv
 from pacswatch.notify.exposure import Exposure
+from pacswatch.text import clean
 
 if TYPE_CHECKING:
     import jinja2
@@ -38,6 +40,9 @@ class Sender:
     optout: str = DEFAULT_OPTOUT
     signature: str = "Sent with pacswatch"
     language: str = "en"
+    # Services that refuse unknown callers or ask for a login (severity low): listed apart as
+    # "reachable but protected", or left out of notices when false.
+    list_protected: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,21 +77,27 @@ class Renderer:
 
     def render(self, kind: str, case: Case, exposures: Iterable[Exposure], *, sender: Sender,
                owner_name: str = "", followup_number: int = 0) -> Rendered:
-        exposures = sorted(exposures, key=lambda e: (-_RANK.get(e.severity or "", 0), e.ip, e.port))
-        worst = exposures[0].severity if exposures else None
+        ordered = sorted(exposures, key=lambda e: (-_RANK.get(e.severity or "", 0), e.ip, e.port))
+        # The subject and the summary count what is exposed (medium or worse); services that
+        # refuse unknown callers are listed apart, so the count is what the owner must fix.
+        exposed = [e for e in ordered if not e.protected]
+        protected = [e for e in ordered if e.protected] if sender.list_protected else []
+        listed = exposed + protected
+        worst = exposed[0].severity if exposed else None
         attachment_name = f"{sender.tag}-case-{case.id}.csv"
         context = {
-            "kind": kind, "case": case, "exposures": exposures, "owner_name": owner_name, "sender": sender,
-            "worst": worst, "advice": advice_for(exposures), "verify": verify_steps(exposures),
-            "totals": {"studies": sum(e.studies or 0 for e in exposures),
-                       "patients": sum(e.patients or 0 for e in exposures)},
+            "kind": kind, "case": case, "exposures": exposed, "protected": protected,
+            "owner_name": clean(owner_name), "sender": sender, "worst": worst,
+            "advice": advice_for(listed), "checks": verify_checks(exposed),
+            "totals": {"studies": sum(e.studies or 0 for e in exposed),
+                       "patients": sum(e.patients or 0 for e in exposed)},
             "followup_number": followup_number, "attachment_name": attachment_name,
         }
         env = self.env()
         subject = " ".join(env.get_template("subject.txt.j2").render(context).split())
         body = env.get_template(f"{kind}.txt.j2").render(context)
         body = "\n".join(line.rstrip() for line in body.splitlines()).strip("\n") + "\n"
-        return Rendered(subject, body, attachment_name, exposures_csv(exposures))
+        return Rendered(subject, body, attachment_name, exposures_csv(listed))
 
 
 def _wrap(text: str, width: int = 72, indent: str = "  ") -> str:
@@ -97,18 +108,23 @@ def _wrap(text: str, width: int = 72, indent: str = "  ") -> str:
 def build_email(rendered: Rendered, *, sender: Sender, recipient: str, key: str, at: datetime,
                 case_id: int | None, cc: Iterable[str] = ()) -> EmailMessage:
     """The message as it will be sent. The Message-ID is derived from the idempotency key, so a
-    retry is the same message to every receiving system (which may use it to drop duplicates)."""
+    retry is the same message to every receiving system (which may use it to drop duplicates).
+
+    Every address is validated as exactly one addr-spec (address.py) and every header holding
+    one is built from `email.headerregistry.Address`: an invalid recipient raises AddressError
+    (the caller skips that recipient), and an organisation name with a comma or a quote stays a
+    display name."""
     msg = EmailMessage()
-    domain = sender.from_addr.rpartition("@")[2] or "localhost"
-    msg["From"] = f"{sender.organisation} <{sender.from_addr}>"
-    msg["To"] = recipient
-    if cc := list(cc):
-        msg["Cc"] = ", ".join(cc)
+    sender_box = mailbox(sender.from_addr, sender.organisation)
+    msg["From"] = sender_box
+    msg["To"] = mailbox(recipient)
+    if cc := [mailbox(c) for c in cc]:
+        msg["Cc"] = cc
     if sender.reply_to:
-        msg["Reply-To"] = sender.reply_to
+        msg["Reply-To"] = mailbox(sender.reply_to)
     msg["Subject"] = rendered.subject
     msg["Date"] = format_datetime(at)
-    msg["Message-ID"] = f"<{key}@{domain}>"
+    msg["Message-ID"] = f"<{key}@{sender_box.domain}>"
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: keep vacation responders quiet
     msg["X-Pacswatch-Case"] = str(case_id)
     msg["X-Pacswatch-Key"] = key

@@ -13,10 +13,15 @@ import smtplib
 import socket
 import ssl
 from dataclasses import dataclass
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Protocol
 
+from pacswatch.notify.address import AddressError, addr_spec
 from pacswatch.notify.outbox import OutboxMessage, SendResult
+from pacswatch.safefile import write_atomic
+
+DEFAULT_FROM = "pacswatch@localhost"  # fine for a dry run; never a real sender
 
 
 class SendingDisabled(RuntimeError):
@@ -50,9 +55,25 @@ class Transport(Protocol):
     def send(self, message: OutboxMessage) -> SendResult: ...
 
 
+def check_sender(from_addr: str) -> None:
+    """Refuse to send real mail from the default or a local-only address: a notice from
+    pacswatch@localhost cannot be answered and is filtered as spam by most receivers."""
+    try:
+        addr_spec(from_addr)
+    except AddressError as exc:
+        raise SendingDisabled(f"[sender] from: {exc}") from None
+    domain = from_addr.rpartition("@")[2].lower()
+    if from_addr == DEFAULT_FROM or "." not in domain or domain.endswith((".localhost", ".local")):
+        raise SendingDisabled(f"the sender address is {from_addr!r}, which nobody can answer: set [sender] from "
+                              "(for example from = \"cert@example.org\") in the configuration before sending")
+
+
 class SmtpTransport:
     def __init__(self, config: SmtpConfig, *, envelope_from: str) -> None:
         config.check()
+        check_sender(envelope_from)  # the header From (the notice's sender)
+        if config.envelope_from:
+            check_sender(config.envelope_from)
         self.config = config
         self.envelope_from = config.envelope_from or envelope_from
 
@@ -61,6 +82,10 @@ class SmtpTransport:
 
     def send(self, message: OutboxMessage) -> SendResult:
         cfg = self.config
+        try:
+            addr_spec(message.recipient)  # a row from an older pacswatch may hold anything
+        except AddressError as exc:
+            return SendResult(False, True, f"not sent: {exc}")
         try:
             if cfg.security == "tls":
                 client = smtplib.SMTP_SSL(cfg.host, cfg.port, local_hostname=cfg.helo, timeout=cfg.timeout,
@@ -107,8 +132,9 @@ def _from_response(exc: smtplib.SMTPResponseException) -> SendResult:
 
 
 class DryRunTransport:
-    """Writes each message to `folder/<key>.eml` (atomically, so a reviewer never opens half a
-    file; named by key, so running twice rewrites rather than duplicates)."""
+    """Writes each message to `folder/case<ID>-<kind>-<key>.eml`, and beside it a `.txt` a person
+    can read (headers, body, attachment). Written atomically without following a link planted
+    at either name (safefile.py); named by key, so running twice rewrites rather than duplicates."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -117,8 +143,20 @@ class DryRunTransport:
     def send(self, message: OutboxMessage) -> SendResult:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"case{message.case_id}-{message.kind}-{message.key[:12]}.eml"
-        tmp = path.with_suffix(".eml.tmp")
-        tmp.write_bytes(message.raw)
-        os.replace(tmp, path)
+        write_atomic(path, message.raw)
+        write_atomic(path.with_suffix(".txt"), readable(message.raw))
         self.written.append(path)
         return SendResult(True, detail=f"written to {path}")
+
+
+def readable(raw: bytes) -> str:
+    """A message as a reviewer reads it: the headers that matter, the text body, and each text
+    attachment in full (decoded, as the recipient's mail program would show it)."""
+    msg = message_from_bytes(raw, policy=policy.default)
+    lines = [f"{name}: {msg[name]}" for name in ("From", "To", "Cc", "Reply-To", "Subject", "Date") if msg[name]]
+    body = msg.get_body(("plain",))
+    lines += ["", body.get_content().rstrip("\n") if body is not None else "(no text body)"]
+    for part in msg.iter_attachments():
+        if part.get_content_maintype() == "text":
+            lines += ["", f"----- attachment {part.get_filename()} -----", part.get_content().rstrip("\r\n")]
+    return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from pacswatch.campaign.lifecycle import OPTED_OUT
 from pacswatch.notify import cases as C
 from pacswatch.notify import outbox as O
+from pacswatch.notify.address import AddressError
 from pacswatch.notify.exposure import Exposure, from_finding
 from pacswatch.notify.optout import OptOuts
 from pacswatch.notify.render import Renderer, Sender, build_email
@@ -53,6 +54,7 @@ class Planned:
     unattributed: int = 0
     suppressed: list[tuple[int, str]] = field(default_factory=list)  # (case, why): its recipient opted out
     cancelled: list[tuple[str, str]] = field(default_factory=list)  # (message key, why): queued, then opted out
+    bad_recipients: list[tuple[int, str]] = field(default_factory=list)  # (case, why): not one usable address
 
 
 def load_exposures(engine, findings: Iterable[dict[str, Any]]) -> dict[tuple[str, int], Exposure]:
@@ -222,8 +224,12 @@ def plan_pass(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], *,
                 plan.no_contact.append(case.id)
             continue
         open_members = [e for e in checked.members if e.exposed]
-        msg = build_message(review.case, review.send, open_members, checked.recipient, settings=settings,
-                            renderer=renderer, now=now)
+        try:
+            msg = build_message(review.case, review.send, open_members, checked.recipient, settings=settings,
+                                renderer=renderer, now=now)
+        except AddressError as exc:  # a contact with a CR/LF or two addresses in one: skip it, say why
+            plan.bad_recipients.append((case.id, str(exc)))
+            continue
         plan.messages.append(msg)
         if not dry_run and store.enqueue(msg):
             plan.queued.append(msg.key)
