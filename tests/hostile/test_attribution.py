@@ -294,6 +294,30 @@ def test_a_dripping_server_is_left_at_the_lookups_deadline(dns_server, servers, 
     assert [f.detail["error"] for f in errors] == ["no answer within the lookup's 3 s deadline"]
 
 
+def test_addresses_that_share_a_domain_share_its_lookup(dns_server, servers):
+    """Three hosts of example.org attributed at once: one lookup of its security.txt, so the
+    dripping server gets one connection (not one per address) and all three end by its deadline."""
+    drip = servers(DripServer("127.0.0.1"))
+    ips = ["192.0.2.31", "192.0.2.32", "192.0.2.33"]
+    for ip in ips:
+        name = f"pacs{ip.rsplit('.', 1)[1]}.example.org"
+        dns_server.add_ptr(ip, name)
+        dns_server.add_a(name, ip)
+    dns_server.add_a("example.org", drip.host)
+    cfg = config(dns_server, port=drip.port, security_txt_timeout=3.0)
+
+    async def go():
+        async with Attributor(cfg) as attributor:
+            return await asyncio.wait_for(attributor.attribute_many(ips), 60)
+    started = time.monotonic()
+    results = asyncio.run(go())
+    elapsed = time.monotonic() - started
+    assert drip.connections == 1 and elapsed < 10, (drip.connections, elapsed)
+    for ip in ips:
+        errors = [f.detail["error"] for f in results[ip][1] if f.kind == F.ERROR]
+        assert errors == ["no answer within the lookup's 3 s deadline"]
+
+
 def test_one_address_is_bounded_by_its_own_deadline(dns_server, servers):
     """RDAP and security.txt both drip, each within its own 3 s deadline: the address's 4 s
     deadline ends the whole, and what was learned before (the PTR) is kept."""

@@ -80,6 +80,7 @@ class Attributor:
         self.clock = clock
         self._resolver = None
         self._rdap: RdapClient | None = None
+        self._pending: dict[tuple[str, str], asyncio.Future[list[F.Fact]]] = {}  # lookups under way
 
     async def __aenter__(self) -> Self:
         if self.dns_configured:
@@ -93,6 +94,11 @@ class Attributor:
         return bool(self.config.resolver.nameservers or self.config.resolver.system)
 
     async def __aexit__(self, *exc) -> None:
+        # A lookup left running by an address that hit its deadline ends here, before its client.
+        running = list(self._pending.values())
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         if self._own_http and self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -127,6 +133,19 @@ class Attributor:
             entry = self.cache.get(subject, group, now)
             if entry is not None:
                 return list(entry.facts)
+        # The addresses of one owner share domains and AS numbers: a lookup under way is awaited,
+        # not started again (a dripping server gets one connection, not one per address).
+        key = (subject, group)
+        task = self._pending.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._lookup(subject, group, fetch, now, deadline))
+            self._pending[key] = task
+            task.add_done_callback(lambda _task: self._pending.pop(key, None))
+        # Shielded: one address reaching its own deadline must not cancel what others await.
+        return list(await asyncio.shield(task))
+
+    async def _lookup(self, subject: str, group: str, fetch: Callable[[datetime], Awaitable[list[F.Fact]]],
+                      now: datetime, deadline: float) -> list[F.Fact]:
         try:
             async with asyncio.timeout(deadline):
                 found = await fetch(now)
