@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,16 +16,16 @@ _TESTS = Path(__file__).resolve().parents[1]
 if str(_TESTS / "notify") not in sys.path:
     sys.path.insert(0, str(_TESTS / "notify"))
 
-from pacswatch.notify import cases as C  # noqa: E402
-from pacswatch.notify.exports import write_per_owner  # noqa: E402
-from pacswatch.notify.exposure import Exposure  # noqa: E402
-from pacswatch.notify.render import Renderer, Sender  # noqa: E402
-from pacswatch.notify.smtp import DryRunTransport  # noqa: E402
-from pacswatch.notify.workflow import Settings, build_message  # noqa: E402
-from pacswatch.safefile import UnsafePath, open_stream, write_atomic  # noqa: E402
+from pacswatch.notify import cases as C
+from pacswatch.notify.exports import write_per_owner
+from pacswatch.notify.exposure import Exposure
+from pacswatch.notify.render import Renderer, Sender
+from pacswatch.notify.smtp import DryRunTransport
+from pacswatch.notify.workflow import Settings, build_message
+from pacswatch.safefile import UnsafePath, open_stream, write_atomic
 
 PACSWATCH = [sys.executable, "-m", "pacswatch.cli"]
-T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 SECRET = "the victim's file\n"
 
 
@@ -107,12 +107,12 @@ def test_export_and_scan_outputs_do_not_follow_a_link(tmp_path, victim):
     link = tmp_path / "events.jsonl"
     link.symlink_to(victim)
     export = subprocess.run([*PACSWATCH, "export", "intelmq", "-o", str(link), "--database", database],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, check=False)
     assert export.returncode == 2, export.stderr
     assert f"pacswatch export: refusing to write {link}: it is a symbolic link" in export.stderr
     # A closed loopback port: the scan would answer fast, but must stop before anything is sent.
     scan = subprocess.run([*PACSWATCH, "scan", "127.0.0.1", "--ports", "9", "--no-progress", "--no-attribute",
-                           "-o", str(link), "--database", database], capture_output=True, text=True, timeout=60)
+                           "-o", str(link), "--database", database], capture_output=True, text=True, timeout=60, check=False)
     assert scan.returncode == 2, scan.stderr
     assert f"refusing to write {link}: it is a symbolic link" in scan.stderr
     assert "Traceback" not in scan.stderr + export.stderr

@@ -23,16 +23,18 @@ for extra in (_TESTS, _TESTS / "attribution", _TESTS / "notify"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from lab_scan import scan_and_store  # noqa: E402
-from loopback_servers import loopback_only, violations  # noqa: E402
-from smtp_servers import SmtpServer  # noqa: E402
+from datetime import UTC
 
-from pacswatch.attribution.owner import Attribution, Contact  # noqa: E402
-from pacswatch.cli import main  # noqa: E402
-from pacswatch.lab import Lab  # noqa: E402
-from pacswatch.lab.web import VERSION_TEXT, start_web_lab  # noqa: E402
-from pacswatch.notify.store import NotifyStore  # noqa: E402
-from pacswatch.store.repository import Repository  # noqa: E402
+from lab_scan import scan_and_store
+from loopback_servers import loopback_only, violations
+from smtp_servers import SmtpServer
+
+from pacswatch.attribution.owner import Attribution, Contact
+from pacswatch.cli import main
+from pacswatch.lab import Lab
+from pacswatch.lab.web import VERSION_TEXT, start_web_lab
+from pacswatch.notify.store import NotifyStore
+from pacswatch.store.repository import Repository
 
 BASE = f"127.64.{os.getpid() % 200}"
 GOOD_CONTACT = "it@good-hospital.example.org"
@@ -88,17 +90,17 @@ def world(tmp_path_factory):
                 _now())
         good = _config(tmp / "notify.toml", smtp, sender='from = "notify@example.org"')
         default_sender = _config(tmp / "default-sender.toml", smtp, sender="")
-        yield dict(db=db, tmp=tmp, smtp=smtp, config=good, default_sender=default_sender, by_kind=by_kind,
-                   severities=severities)
+        yield {"db": db, "tmp": tmp, "smtp": smtp, "config": good, "default_sender": default_sender,
+               "by_kind": by_kind, "severities": severities}
         smtp.stop()
         web.stop()
         lab.stop()
 
 
 def _now():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def run(world, capsys, *argv: str, config: str | None = None) -> tuple[int, str, str]:

@@ -4,6 +4,7 @@ sample `pacswatch config init` writes is accepted as it is."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 
 import pytest
@@ -13,12 +14,17 @@ from pacswatch.notify import config as configuration
 
 
 def test_the_sample_configuration_is_accepted_as_written():
-    config = configuration.from_dict(tomllib.loads(configuration.sample()))
-    assert config.smtp.enabled is False and config.smtp.host == "smtp.example.org" and config.smtp.port == 587
-    assert config.settings.sender.from_addr == "notify@example.org"
-    assert config.settings.sender.organisation == "Example CERT" and config.settings.sender.list_protected
-    assert config.attribution.resolver.nameservers == ("192.0.2.53",)
-    assert config.settings.policy.followup_after.days == 14 and config.dry_run_dir == "pacswatch-outbox"
+    text = configuration.sample()
+    config = configuration.from_dict(tomllib.loads(text))
+    assert config.smtp.enabled is False and config.smtp.host is None and config.smtp.port == 587
+    assert config.attribution.resolver.nameservers == () and not config.attribution.resolver.system
+    assert config.settings.sender.list_protected and config.settings.policy.followup_after.days == 14
+    assert config.dry_run_dir == "pacswatch-outbox"
+    # As written it sends nothing and queries no one; the examples, uncommented, are accepted too.
+    assert config.settings.sender.from_addr == "pacswatch@localhost"
+    filled = configuration.from_dict(tomllib.loads(re.sub(r"(?m)^# (?=[a-z_]+ = )", "", text)))
+    assert filled.settings.sender.from_addr == "notify@example.org" and filled.smtp.host == "smtp.example.org"
+    assert filled.attribution.resolver.nameservers == ("192.0.2.53",) and filled.smtp.username == "notify"
 
 
 @pytest.mark.parametrize(("text", "error"), [

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from pacswatch.notify.exposure import Exposure
 
@@ -24,54 +24,54 @@ class Advice:
 
 
 ORTHANC = Advice("orthanc", "Orthanc", (
-    'Set "DicomAlwaysAllowFind": false, "DicomAlwaysAllowMove": false and "DicomAlwaysAllowStore": false, '
-    'and list the modalities that may connect in "DicomModalities" (each with its AE title, address and port).',
-    'Set "DicomCheckCalledAet": true, so that a caller must know this server\'s AE title, and '
-    '"DicomCheckModalityHost": true, so that a known AE title is accepted only from its own address.',
-    'For the REST API and Orthanc Explorer: "AuthenticationEnabled": true with accounts in "RegisteredUsers" '
-    '(never the sample accounts), and "RemoteAccessAllowed": false unless a reverse proxy in front needs it.',
-    'To encrypt DICOM traffic: "DicomTlsEnabled": true with "DicomTlsCertificate", "DicomTlsPrivateKey" and '
-    '"DicomTlsTrustedCertificates" (trusted client certificates), and "SslEnabled": true for HTTP.',
+    ('Set "DicomAlwaysAllowFind": false, "DicomAlwaysAllowMove": false and "DicomAlwaysAllowStore": false, '
+    'and list the modalities that may connect in "DicomModalities" (each with its AE title, address and port).'),
+    ('Set "DicomCheckCalledAet": true, so that a caller must know this server\'s AE title, and '
+    '"DicomCheckModalityHost": true, so that a known AE title is accepted only from its own address.'),
+    ('For the REST API and Orthanc Explorer: "AuthenticationEnabled": true with accounts in "RegisteredUsers" '
+    '(never the sample accounts), and "RemoteAccessAllowed": false unless a reverse proxy in front needs it.'),
+    ('To encrypt DICOM traffic: "DicomTlsEnabled": true with "DicomTlsCertificate", "DicomTlsPrivateKey" and '
+    '"DicomTlsTrustedCertificates" (trusted client certificates), and "SslEnabled": true for HTTP.'),
 ))
 DCMTK = Advice("dcmtk", "DCMTK (dcmqrscp, storescp)", (
-    "In dcmqrscp.cfg, restrict each storage area in the AETable to the peers that need it (its last column: "
+    ("In dcmqrscp.cfg, restrict each storage area in the AETable to the peers that need it (its last column: "
     "a list of peer AE titles or a HostTable entry, not ANY), and define those peers in the HostTable with "
-    "their addresses.",
-    "Run dcmqrscp and storescp as an unprivileged user, listening only on the internal interface the "
-    "modalities use.",
-    "Use the TLS options (+tls with a certificate and key, --require-peer-cert with the trusted peers' "
-    "certificates) so that only peers with certificates can connect.",
+    "their addresses."),
+    ("Run dcmqrscp and storescp as an unprivileged user, listening only on the internal interface the "
+    "modalities use."),
+    ("Use the TLS options (+tls with a certificate and key, --require-peer-cert with the trusted peers' "
+    "certificates) so that only peers with certificates can connect."),
 ))
 DCM4CHEE = Advice("dcm4chee", "dcm4chee", (
-    "Secure the archive's web UI and DICOMweb services with the Keycloak-based authentication of the secured "
-    "image (dcm4chee-arc-psql-secure) rather than the unsecured one.",
+    ("Secure the archive's web UI and DICOMweb services with the Keycloak-based authentication of the secured "
+    "image (dcm4chee-arc-psql-secure) rather than the unsecured one."),
     "Restrict the Archive's accepted calling AE titles (dcmAcceptedCallingAETitle) and network connections.",
 ))
 GENERIC_DICOM = Advice("dicom", "Any DICOM archive", (
-    "Do not expose the DICOM port (104, 11112 or other) to the internet: allow only the addresses of the "
-    "modalities and sites that need it, on the firewall in front of the server, or use a VPN.",
-    "Configure the archive to accept associations only from known AE titles and their addresses, and to "
-    "refuse C-FIND, C-MOVE and C-GET from unknown callers.",
+    ("Do not expose the DICOM port (104, 11112 or other) to the internet: allow only the addresses of the "
+    "modalities and sites that need it, on the firewall in front of the server, or use a VPN."),
+    ("Configure the archive to accept associations only from known AE titles and their addresses, and to "
+    "refuse C-FIND, C-MOVE and C-GET from unknown callers."),
     "Where remote sites must connect over the internet, use DICOM TLS (PS3.15 Annex B) with client certificates.",
 ))
 GENERIC_WEB = Advice("web", "Web viewers and APIs", (
-    "Put the web interface behind authentication (and a VPN or an allowlist of addresses), "
-    "and change any default or sample account's password.",
+    ("Put the web interface behind authentication (and a VPN or an allowlist of addresses), "
+    "and change any default or sample account's password."),
     "Serve it over HTTPS only.",
 ))
 
 TLS_CLIENT_CERT = Advice("tls-client-cert", "DICOM over TLS with client certificates", (
-    "These ports already demand a client certificate before any DICOM is spoken, so an unknown caller "
-    "cannot query them. Keep it that way when you change the configuration.",
-    "Trust only the certificates (or the private CA) of the sites that must connect, not a public CA "
-    "bundle: any certificate a public CA signed would otherwise be let in.",
-    "Renew the server certificate before it expires, and allow the port on the firewall only for the "
-    "addresses of those sites.",
+    ("These ports already demand a client certificate before any DICOM is spoken, so an unknown caller "
+    "cannot query them. Keep it that way when you change the configuration."),
+    ("Trust only the certificates (or the private CA) of the sites that must connect, not a public CA "
+    "bundle: any certificate a public CA signed would otherwise be let in."),
+    ("Renew the server certificate before it expires, and allow the port on the firewall only for the "
+    "addresses of those sites."),
 ))
 PROTECTED = Advice("protected", "Reachable but protected services", (
-    "These refuse unknown callers (an unknown AE title, or no login), so they show no data to us. "
+    ("These refuse unknown callers (an unknown AE title, or no login), so they show no data to us. "
     "They are still reachable from the internet: if only known sites use them, allow only those "
-    "addresses on your firewall.",
+    "addresses on your firewall."),
 ))
 
 _BY_PRODUCT = (("orthanc", ORTHANC), ("dcmtk", DCMTK), ("dcmqrscp", DCMTK), ("dcm4chee", DCM4CHEE))
@@ -142,10 +142,11 @@ def verify_checks(exposures: Iterable[Exposure]) -> list[Check]:
     for e in exposures:
         if e.protected or not _is_ip(e.ip):
             continue
-        key = (e.product or "", e.service or "dicom", e.port, e.tls)
+        # The called AE title is part of the command: a group shares one.
+        key = (e.product or "", e.service or "dicom", e.port, e.tls, e.called_ae)
         groups.setdefault(key, []).append(e)
     checks = []
-    for (product, service, port, tls), items in groups.items():
+    for (product, service, port, tls, _called), items in groups.items():
         items = sorted(items, key=lambda e: (e.ip, e.port))
         first = items[0]
         label = "web" if service == "http" else "DICOM"

@@ -4,9 +4,9 @@ back-off. The decisions are outbox.py's pure functions; this loop only applies t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
 
 from pacswatch.notify import outbox as O
 from pacswatch.notify.smtp import Transport
@@ -24,8 +24,9 @@ class DeliveryReport:
 
 
 def deliver(store: NotifyStore, transport: Transport, *, clock: Callable[[], datetime],
-            limits: O.RateLimits = O.RateLimits(), backoff: O.Backoff = O.Backoff(),
+            limits: O.RateLimits | None = None, backoff: O.Backoff | None = None,
             lease: timedelta = timedelta(minutes=15), max_messages: int = 1000) -> DeliveryReport:
+    limits, backoff = limits or O.RateLimits(), backoff or O.Backoff()
     report = DeliveryReport()
     now = clock()
     for msg in store.messages(states=[O.SENDING]):

@@ -13,7 +13,7 @@ older pacswatch may hold raw text), and a product version is kept only when it l
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pacswatch.record import Record
@@ -70,7 +70,7 @@ class Exposure:
 
 def _utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 

@@ -23,9 +23,9 @@ All functions here are pure: time is an argument; notify/store.py moves the rows
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Iterable
 
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 

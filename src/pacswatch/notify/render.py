@@ -8,12 +8,13 @@ which is what makes a retried message identical to the first try.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from pacswatch.notify.address import mailbox
 from pacswatch.notify.advice import advice_for, verify_checks

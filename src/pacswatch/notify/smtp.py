@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import smtplib
-import socket
 import ssl
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -116,7 +115,7 @@ class SmtpTransport:
             return SendResult(False, code >= 500, f"recipient refused: {code} {text!r}")
         except smtplib.SMTPResponseException as exc:
             return _from_response(exc)
-        except (smtplib.SMTPServerDisconnected, socket.timeout, TimeoutError, OSError, smtplib.SMTPException) as exc:
+        except (smtplib.SMTPServerDisconnected, TimeoutError, OSError, smtplib.SMTPException) as exc:
             # Dropped or stalled before the final reply: not delivered (RFC 5321 4.1.1.4), retry.
             return SendResult(False, False, f"{type(exc).__name__}: {exc}")
         finally:
