@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 
 from pacswatch import __version__
 from pacswatch import cli_notify
-from pacswatch.cli_campaign import add_commands, add_database_option, add_scan_options, dispatch, optout_reason
+from pacswatch.cli_campaign import (
+    add_commands,
+    add_database_option,
+    add_no_resolve_option,
+    add_scan_options,
+    dispatch,
+    optout_reason,
+)
 from pacswatch.identity import DEFAULT_CONTACT_URL
 from pacswatch.targets import PortError, TargetError
 from pacswatch.targets.ports import DEFAULT_DICOM_PORTS
@@ -112,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="print the record as JSON")
     probe.add_argument("--web", action="store_true", help="probe the port as HTTP(S) even if it is not a web port")
     _add_probe_options(probe)
-    add_database_option(probe)  # its opt-out list applies here too
+    add_database_option(probe)  # its opt-out list and scope apply here too
+    add_no_resolve_option(probe)
 
     lab_where = ("The lab binds loopback addresses in the /24 of --base-ip (default 127.42.0.0/24): "
                  "simulated DICOM peers on .10 to .26, port 11112 (the TLS peers on port 2762), and "
@@ -146,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
 
     err = stderr_console()
     try:
+        if getattr(args, "create_dirs", False):
+            from pacswatch.store.engine import create_database_directory
+
+            create_database_directory(args.database)
         if (code := dispatch(args, err)) is not None:
             return code
         if (code := cli_notify.dispatch(args)) is not None:
@@ -181,6 +193,14 @@ def cmd_scan(args: argparse.Namespace, err: Console) -> int:
 
 
 def cmd_probe(args: argparse.Namespace, err: Console) -> int:
+    try:
+        return _probe(args, err)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not the stack of every probe in flight
+        err.print("pacswatch probe: interrupted", highlight=False, markup=False)
+        return EXIT_INTERRUPTED
+
+
+def _probe(args: argparse.Namespace, err: Console) -> int:
     import asyncio
 
     from rich.console import Console
@@ -191,20 +211,21 @@ def cmd_probe(args: argparse.Namespace, err: Console) -> int:
     from pacswatch.probes.base import Endpoint, ProbeContext
     from pacswatch.probes.options import probe_options
     from pacswatch.probes.registry import ProbeSelector
-    from pacswatch.targets import Blocklist, parse_spec, parse_targets
+    from pacswatch.targets import parse_spec, parse_targets
 
     options = probe_options(args)
     spec = parse_spec(args.endpoint)
     if spec.span is not None:
         raise ValueError("probe takes one host (HOST or HOST:PORT); for networks, use scan")
-    targets = parse_targets([args.endpoint])  # a name is resolved here; its first address is probed
+    # A name is resolved here (unless --no-resolve); its first address is probed.
+    targets = parse_targets([args.endpoint], resolve=not args.no_resolve)
     if spec.port is not None:
         ip = str(next(iter(targets.pinned)).ip)
         ports: tuple[int, ...] = (spec.port,)
     else:  # no port: the scan's default DICOM ports, and a full report for those that answer
         ip = str(next(iter(targets.ranges()))[0])
         ports = DEFAULT_DICOM_PORTS
-    blocked = Blocklist.default().reason_for(ip) or optout_reason(args.database, ip)
+    blocked = optout_reason(args.database, ip)  # the blocklist, opt-outs and scope, as for a scan
     if blocked:
         raise ValueError(f"{ip} is blocked: {blocked}")
     selector = ProbeSelector.from_args(",".join(map(str, ports)) if args.web else None)

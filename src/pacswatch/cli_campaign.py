@@ -21,7 +21,8 @@ from rich.console import Console
 from pacswatch.campaign import report
 from pacswatch.campaign.commands import EXIT_STORE, campaign_scan, cmd_run
 
-__all__ = ["add_commands", "add_database_option", "add_scan_options", "campaign_scan", "dispatch", "optout_reason"]
+__all__ = ["add_commands", "add_database_option", "add_no_resolve_option", "add_scan_options", "campaign_scan",
+           "dispatch", "optout_reason"]
 
 COMMANDS = ("db", "run", "findings", "history", "stats", "scans", "optout", "scope")
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -31,26 +32,37 @@ STATUSES = ("open", "fixed", "reopened", "opted-out")
 def _database_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database", metavar="URL", help="SQLite path or URL, or postgresql://... (default: "
                    "$PACSWATCH_DATABASE_URL, else pacswatch.db in the user's data directory)")
+    p.add_argument("--create-dirs", action="store_true",
+                   help="create the directory of the SQLite file if it does not exist (else an error)")
 
 
 add_database_option = _database_option
 
 
 def optout_reason(database: str | None, ip) -> str | None:
-    """Why the opt-out list refuses `ip` (`pacswatch probe` honours it like every scan)."""
-    from pacswatch.campaign.scope import campaign_blocklist
+    """Why `ip` may not be contacted: the default blocklist, the opt-out list and the scope in
+    the database, the same check as every scan's (`pacswatch probe` honours them too)."""
+    from pacswatch.campaign.scope import scope_reason
     from pacswatch.store.errors import StoreError
     from pacswatch.store.repository import Repository
 
     try:
         with Repository.open(database) as repo:
-            return campaign_blocklist(repo.optouts()).reason_for(ip)
-    except StoreError as exc:  # unknown opt-outs: refuse rather than risk contacting one
-        raise ValueError(f"cannot read the opt-out list: {exc}") from exc
+            return scope_reason(repo, ip)
+    except StoreError as exc:  # unknown opt-outs or scope: refuse rather than risk contacting one
+        raise ValueError(f"cannot read the opt-out list and scope: {exc}") from exc
 
 
 def _format_option(p: argparse.ArgumentParser, choices=("table", "json")) -> None:
     p.add_argument("--format", choices=choices, default="table")
+
+
+def _no_resolve_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-resolve", action="store_true",
+                   help="look up no host name: every host must be given as an address")
+
+
+add_no_resolve_option = _no_resolve_option
 
 
 def add_scan_options(scan: argparse.ArgumentParser) -> None:
@@ -65,6 +77,7 @@ def add_scan_options(scan: argparse.ArgumentParser) -> None:
                       help="store every record, also of addresses where nothing answered")
     scan.add_argument("--no-attribute", action="store_true",
                       help="do not look up the owners of exposed addresses when the scan ends")
+    _no_resolve_option(scan)
     # None: a new scan takes 200, a resumed one what it was started with (unless given).
     scan.set_defaults(rate=None, concurrency=None)
 
@@ -110,6 +123,7 @@ def add_commands(sub) -> None:
     history = sub.add_parser("history", help="every observation and change of an endpoint or host")
     _database_option(history)
     history.add_argument("endpoint", metavar="HOST[:PORT]")
+    _no_resolve_option(history)
     _format_option(history)
 
     stats = sub.add_parser("stats", help="counts by severity, product, port; exposed studies and patients")
@@ -254,7 +268,7 @@ def _query(args: argparse.Namespace, repo) -> int:
                 out.print(table)
         return 0
     if args.command == "scans":
-        rows = repo.scans(args.limit)
+        rows = [_shown_scan(row) for row in repo.scans(args.limit)]
         if args.format == "json":
             report.write_json(sys.stdout, rows)
         else:
@@ -263,12 +277,24 @@ def _query(args: argparse.Namespace, repo) -> int:
     return _entries(args, repo, out)
 
 
+def _shown_scan(row: dict) -> dict:
+    """A scan as `scans` shows it: a dead scan is `stalled`, not `running`, and a command line
+    stored by an older pacswatch has its passwords masked."""
+    from pacswatch.campaign.scanrun import shown_status
+    from pacswatch.store.engine import mask_passwords
+
+    return {**row, "status": shown_status(row),
+            "command": mask_passwords(row["command"]) if row.get("command") else row.get("command")}
+
+
 def _history(args: argparse.Namespace, repo, out: Console) -> int:
     from pacswatch.targets import parse_spec, system_resolver
 
     spec = parse_spec(args.endpoint)
     if spec.span is not None:
         raise ValueError("history takes one host (HOST or HOST:PORT), not a network")
+    if spec.name is not None and args.no_resolve:
+        raise ValueError(f"{spec.name!r} is a host name, and --no-resolve forbids looking names up: give its address")
     try:
         ips = [str(spec.ip)] if spec.ip is not None else list(system_resolver(spec.name))
     except OSError as exc:  # socket.gaierror: say which name, not only errno -2

@@ -20,6 +20,7 @@ from pacswatch.safefile import open_stream
 PROBE_FIELDS = ("timeout", "no_find", "find_limit", "no_ae_guess", "ae_guess", "calling_ae", "contact_url",
                 "tls_ports", "try_default_credentials")
 EXIT_STORE = 1
+EXIT_INTERRUPTED = 130
 
 
 def _absolute(path: str) -> str:
@@ -46,15 +47,17 @@ def scan_parameters(args: argparse.Namespace) -> dict:
         "seed": args.seed if args.seed is not None else secrets.randbits(63),
         "probe": {k: getattr(args, k) for k in PROBE_FIELDS},
         "rate": args.rate or 200.0, "concurrency": args.concurrency or 200, "keep_all": bool(args.keep_all),
+        "no_resolve": bool(getattr(args, "no_resolve", False)),  # a resume looks up no name either
     }
 
 
 def _plan_builder(repo, parameters: dict, targets=None):
     from pacswatch.campaign.scanrun import plan_from_parameters
-    from pacswatch.campaign.scope import campaign_blocklist, campaign_scope
+    from pacswatch.campaign.scope import LiveBlocklist, campaign_scope
 
-    # Read now, not when the scan started: an opt-out added since applies to what is left.
-    blocklist = campaign_blocklist(repo.optouts(), parameters.get("exclude") or ())
+    # Read now, not when the scan started, and followed while it runs: an opt-out added since
+    # applies to what is left, one added during the scan to every endpoint it takes after.
+    blocklist = LiveBlocklist(repo, parameters.get("exclude") or ())
     scope = campaign_scope(parameters.get("scope"), repo.scope_entries())
     return plan_from_parameters(parameters, blocklist, scope, targets)
 
@@ -84,6 +87,7 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
     """`pacswatch scan`: a new scan, or `--resume ID`, stored in the database as it runs."""
     from pacswatch.campaign.scanrun import check_resumable, check_same_plan, execute, start_scan
     from pacswatch.scan.workers import WorkerFailed
+    from pacswatch.store.engine import masked_command
     from pacswatch.store.errors import StoreError
     from pacswatch.store.repository import Repository
 
@@ -98,6 +102,7 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
         targets = targets_from_parameters(parameters)
     out_file = None
     output_failed = False
+    scan_id = args.resume
     try:
         with Repository.open(args.database) as repo:
             if resuming:
@@ -111,7 +116,7 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
             # Never through a symbolic link planted at the path (safefile.py).
             out_file = open_stream(args.output, append=resuming) if args.output else None
             scan_id = args.resume if resuming else start_scan(
-                repo, plan, parameters, command=" ".join(["pacswatch", *sys.argv[1:]]))
+                repo, plan, parameters, command=masked_command(["pacswatch", *sys.argv[1:]]))
             options, job = _job(parameters, args, err, output=out_file or sys.stdout, output_format=args.format)
             if not args.quiet:
                 _banner(err, scan_id, plan, job, options, resumed=len(repo.completed(scan_id)) if resuming else None)
@@ -120,9 +125,13 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
                 report.print_changes(err, outcome)
             if outcome.status == "finished" and not args.no_attribute:
                 _attribute_after(repo, outcome, err, quiet=args.quiet)
-                if outcome.status != "finished":
-                    err.print(f"{outcome.remaining} endpoints left: pacswatch scan --resume {scan_id}", highlight=False)
-            return 130 if outcome.stats.interrupted else 0
+            if outcome.status != "finished":  # Ctrl-C, SIGTERM: say how to go on, even with --quiet
+                err.print(f"{outcome.remaining} endpoints left: pacswatch scan --resume {scan_id}", highlight=False)
+            return EXIT_INTERRUPTED if outcome.stats.interrupted else 0
+    except KeyboardInterrupt:  # Ctrl-C outside the probing (opening the database, attributing)
+        left = f": pacswatch scan --resume {scan_id}" if scan_id is not None else ""
+        err.print(f"pacswatch scan: interrupted{left}", highlight=False, markup=False)
+        return EXIT_INTERRUPTED
     except StoreError as exc:
         err.print(f"[bold red]pacswatch scan:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_STORE

@@ -18,9 +18,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 from pacswatch.campaign.lifecycle import ChangeSummary, summarize
 from pacswatch.campaign.schedule import RescanPolicy
@@ -30,8 +30,9 @@ from pacswatch.store.errors import ScanNotResumable, StoreError
 from pacswatch.store.repository import Repository, Row
 from pacswatch.targets import ScanPlan, TargetSet
 
-HEARTBEAT = 5.0  # seconds between liveness updates of a running scan
-STALE = timedelta(seconds=30)  # a "running" scan without a heartbeat this long is dead
+HEARTBEAT = 5.0  # seconds between liveness updates of a running scan (at most; each batch stored is one too)
+# A "running" scan without a heartbeat for three intervals is dead: `scans` shows it as stalled.
+STALE = timedelta(seconds=3 * HEARTBEAT)
 
 
 def targets_key(plan: ScanPlan) -> str:
@@ -64,7 +65,7 @@ def targets_from_parameters(parameters: dict) -> TargetSet:
     ports = tuple(parameters.get("ports") or ())
     parts = []
     if parameters.get("targets"):
-        parts.append(parse_targets(parameters["targets"]))
+        parts.append(parse_targets(parameters["targets"], resolve=not parameters.get("no_resolve")))
     if parameters.get("masscan") or parameters.get("zmap"):
         parts.append(imported_targets(parameters.get("masscan") or (), parameters.get("zmap") or (),
                                       ports[0] if len(ports) == 1 else None))
@@ -119,7 +120,7 @@ class StoreSink:
         self._closing = False
         self._thread = threading.Thread(target=self._run, name=f"pacswatch-store-{scan_id}", daemon=True)
 
-    def start(self) -> "StoreSink":
+    def start(self) -> StoreSink:
         self._thread.start()
         return self
 
@@ -209,11 +210,25 @@ def check_resumable(repo: Repository, scan_id: int, *, now: datetime | None = No
         raise ScanNotResumable(f"there is no scan {scan_id} in this database")
     if scan["status"] == "finished":
         raise ScanNotResumable(f"scan {scan_id} is finished: nothing to resume (start a new scan)")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if scan["status"] == "running" and scan["host"] == socket.gethostname() and scan["pid"] != os.getpid() \
             and _alive(scan["pid"]) and now - scan["updated_at"] < STALE:
         raise ScanNotResumable(f"scan {scan_id} is still running (pid {scan['pid']}); stop it first")
     return scan
+
+
+def shown_status(scan: Row, *, now: datetime | None = None, host: str | None = None) -> str:
+    """A scan's status as a person should read it: `stalled` for one marked running whose writer
+    is gone (no heartbeat for STALE, or, on this machine, its process no longer exists), since
+    only a process that is alive updates the row. `scan --resume ID` continues a stalled scan."""
+    if scan["status"] != "running":
+        return scan["status"]
+    now = now or datetime.now(UTC)
+    if now - scan["updated_at"] >= STALE:
+        return "stalled"
+    if scan.get("host") == (host or socket.gethostname()) and not _alive(scan.get("pid")):
+        return "stalled"
+    return "running"
 
 
 def _alive(pid: int | None) -> bool:

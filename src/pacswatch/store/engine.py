@@ -10,6 +10,7 @@ writes to the header, so it only happens after these checks pass.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import struct
 from dataclasses import dataclass
@@ -75,7 +76,33 @@ def _supported(url: str) -> str:
         raise UnsupportedDatabase(f"pacswatch stores in SQLite or PostgreSQL (with psycopg 3), not {backend}+{driver} "
                                   f"({parsed.render_as_string(hide_password=True)}): give a file path, "
                                   "sqlite:///FILE or postgresql://USER@HOST/DATABASE")
+    if backend == "sqlite" and (parsed.host or parsed.port or parsed.username):
+        # sqlite://tmp/x.db: "tmp" is read as a host, which SQLite has none of.
+        raise UnsupportedDatabase(
+            f"{mask_passwords(url)} has a host part ({parsed.host!r}), which an SQLite URL cannot have: write "
+            f"sqlite:///relative/path.db (three slashes, from the current directory) or "
+            f"sqlite:////absolute/path.db (four), or just the file path")
     return url
+
+
+# userinfo with a password in any URL (scheme://user:password@host), and password=... in a query
+# string or a libpq key=value string. Greedy up to the last "@": a password with a raw "@" in it
+# is invalid in a URL, but people type it, and it must not leak either.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<secret>\S*)@")
+_PARAM_PASSWORD = re.compile(r"(?P<head>\bpassword=)(?P<secret>[^&\s]*)", re.IGNORECASE)
+MASK = "***"
+
+
+def mask_passwords(text: str) -> str:
+    """`text` with every password in a URL or a password=... parameter replaced by ***:
+    for what is stored (a scan's command line) and every message that repeats a URL."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    return _PARAM_PASSWORD.sub(lambda m: f"{m['head']}{MASK}", text)
+
+
+def masked_command(argv: list[str]) -> str:
+    """A command line to store and show, with its passwords masked."""
+    return " ".join(mask_passwords(arg) for arg in argv)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -91,6 +118,47 @@ def sqlite_path(url: str) -> Path | None:
 def display_url(url: str) -> str:
     """The URL without its password, for messages and `db info`."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _url_path_text(url: str) -> str | None:
+    """The path as written after sqlite:/// (None for a bare path turned into a URL here)."""
+    prefix = "sqlite:///"
+    return url[len(prefix):] if url.startswith(prefix) else None
+
+
+def missing_directory(url: str, path: Path) -> str:
+    """The error for a database whose directory does not exist: where that is, and, for a
+    relative sqlite:/// URL, the absolute one the user may have meant."""
+    message = f"{path.parent} does not exist, so the database {path} cannot be there"
+    written = _url_path_text(url)
+    if written is not None and not written.startswith("/"):
+        message += (f"; sqlite:///{written} is a path relative to the current directory "
+                    f"({Path.cwd()}): for /{written} write sqlite:////{written} (four slashes)")
+    return message + "; create the directory, or pass --create-dirs"
+
+
+def _check_meant(url: str, path: Path) -> None:
+    """A relative sqlite:///tmp/x.db that would create a new file while /tmp/x.db exists was
+    almost surely meant as the absolute one: say so rather than start an empty database."""
+    written = _url_path_text(url)
+    if written is None or written.startswith("/") or path.exists():
+        return
+    absolute = Path("/" + written)
+    if absolute.is_file():
+        raise StoreError(f"sqlite:///{written} is the relative path {path}, which does not exist, while {absolute} "
+                         f"does: for that database write sqlite:////{written} (four slashes); for a new one here, "
+                         f"give the path {path}")
+
+
+def create_database_directory(url: str | None) -> None:
+    """--create-dirs: make the directory of an SQLite database file (PostgreSQL: nothing). A URL
+    that is wrong is left for opening the database to report, as for any command."""
+    try:
+        path = sqlite_path(resolve_url(url))
+    except StoreError:
+        return
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 # --- checks that never write -----------------------------------------------------------------
@@ -237,8 +305,12 @@ def open_database(url: str | None = None, *, upgrade: bool = False) -> Engine:
             _raise_for(state, where, upgrading=True)
             if state.kind == "old":
                 _keep_copy(path, state)
+        elif not path.parent.is_dir():
+            if path != default_sqlite_path():
+                raise StoreError(missing_directory(url, path))
+            path.parent.mkdir(parents=True, exist_ok=True)  # the user's data directory: ours to create
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _check_meant(url, path)
         engine = create_engine(url, json_serializer=json_dumps)
         _sqlite_pragmas(engine)
     else:

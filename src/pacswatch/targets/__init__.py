@@ -22,8 +22,18 @@ from pacswatch.targets.parse import (
 )
 from pacswatch.targets.permutation import Permutation
 from pacswatch.targets.plan import ListPlan, PlannedEndpoint, ScanPlan
-from pacswatch.targets.ports import DEFAULT_DICOM_PORTS, PortError, parse_port, parse_ports
-from pacswatch.targets.specfile import SpecLine, TargetError, TargetProblem, read_spec_file
+from pacswatch.targets.ports import (
+    DEFAULT_DICOM_PORTS,
+    PortError,
+    parse_port,
+    parse_ports,
+)
+from pacswatch.targets.specfile import (
+    SpecLine,
+    TargetError,
+    TargetProblem,
+    read_spec_file,
+)
 from pacswatch.targets.targetset import Endpoint, TargetSet
 
 __all__ = [
@@ -31,9 +41,9 @@ __all__ = [
     "DEFAULT_DICOM_PORTS",
     "DEFAULT_MAX_ADDRESSES",
     "BlockEntry",
-    "ListPlan",
     "Blocklist",
     "Endpoint",
+    "ListPlan",
     "Permutation",
     "PlannedEndpoint",
     "PortError",

@@ -12,6 +12,7 @@ import heapq
 from bisect import bisect_right
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from itertools import pairwise
 
 IPAddress = IPv4Address | IPv6Address
 # (version, first, last), inclusive at both ends, like the ranges people write.
@@ -45,14 +46,27 @@ def embedded_v4(version: int, value: int, *, nat64: bool = True) -> int | None:
     return None
 
 
+def canonical_span(span: Span) -> Span:
+    """A span inside ::ffff:0:0/96 as the IPv4 span it reaches (::ffff:10.0.0.0/104 is
+    10.0.0.0/8), so an entry matches a target however either was written; other spans as given."""
+    version, first, last = span
+    if version == 6 and first >> 32 == _V4MAPPED_PREFIX and last >> 32 == _V4MAPPED_PREFIX:
+        return 4, first & 0xFFFF_FFFF, last & 0xFFFF_FFFF
+    return span
+
+
+def mapped_v6(value: int) -> int:
+    """The IPv4-mapped IPv6 address (::ffff:a.b.c.d) of an IPv4 address, as an integer."""
+    return _V4MAPPED_PREFIX << 32 | value
+
+
 def merge(spans: Iterable[Span]) -> dict[int, tuple[list[int], list[int]]]:
     """Merge overlapping and adjacent spans: per family, the sorted starts and ends."""
     out: dict[int, tuple[list[int], list[int]]] = {4: ([], []), 6: ([], [])}
     for version, first, last in sorted(spans):
         starts, ends = out[version]
         if ends and first <= ends[-1] + 1:
-            if last > ends[-1]:
-                ends[-1] = last
+            ends[-1] = max(ends[-1], last)
         else:
             starts.append(first)
             ends.append(last)
@@ -113,7 +127,7 @@ def _segment(items: list[tuple[int, int, str]]) -> tuple[list[int], list[int], l
     ends: list[int] = []
     labels: list[str] = []
     nxt = 0
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in pairwise(points):
         while nxt < len(by_start) and items[by_start[nxt]][0] <= a:
             k = by_start[nxt]
             heapq.heappush(active, (items[k][1] - items[k][0], k, k))

@@ -21,6 +21,7 @@ from pacswatch.targets._intervals import (
     LabelledIndex,
     Span,
     embedded_v4,
+    mapped_v6,
     to_key,
 )
 from pacswatch.targets.parse import parse_address_range
@@ -114,6 +115,10 @@ class Blocklist:
             v4 = embedded_v4(version, value)
             if v4 is not None and (inner := self._index.label_for(4, v4)) is not None:
                 reason = f"embeds a blocked IPv4 address: {inner}"
+            elif version == 4:
+                # The other direction: an IPv6 entry that covers ::ffff:a.b.c.d covers a.b.c.d
+                # (entries inside ::ffff:0:0/96 are IPv4 already; this is for wider ones).
+                reason = self._index.label_for(6, mapped_v6(value))
         return reason
 
     def __len__(self) -> int:

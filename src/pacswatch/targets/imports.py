@@ -20,10 +20,11 @@ import csv
 import io
 import json
 import re
+from collections.abc import Iterable
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Iterable
 
+from pacswatch.targets.parse import canonical_ip
 from pacswatch.targets.ports import parse_port
 from pacswatch.targets.specfile import TargetError, TargetProblem
 from pacswatch.targets.targetset import Endpoint, TargetSet
@@ -42,7 +43,7 @@ def _read(path: str | Path) -> str:
 
 
 def _endpoint(ip_text: str, port: object) -> Endpoint:
-    ip = ip_address(str(ip_text).strip())
+    ip = canonical_ip(ip_address(str(ip_text).strip()))  # ::ffff:192.0.2.7 is 192.0.2.7, as in targets
     return Endpoint(ip, parse_port(str(port)))
 
 
@@ -50,7 +51,9 @@ def read_masscan_json(path: str | Path) -> list[Endpoint]:
     text = _read(path)
     try:
         entries = json.loads(_TRAILING_COMMA.sub("]", text.strip()) or "[]")
-        numbered = [(None, e) for e in (entries if isinstance(entries, list) else [entries])]
+        # A whole array: its entries are named by position (1-based), as there are no lines.
+        listed = entries if isinstance(entries, list) else [entries]
+        numbered = [(TargetProblem(f"{path} entry {i}", None, "", ""), e) for i, e in enumerate(listed, start=1)]
     except json.JSONDecodeError:
         numbered = []
         problems = []
@@ -59,25 +62,48 @@ def read_masscan_json(path: str | Path) -> list[Endpoint]:
             if line in ("", "[", "]") or _FINISHED.match(line):
                 continue
             try:
-                numbered.append((number, json.loads(line)))
+                numbered.append((TargetProblem(str(path), number, "", ""), json.loads(line)))
             except json.JSONDecodeError as exc:
                 problems.append(TargetProblem(str(path), number, line[:80], f"not a masscan JSON object: {exc.msg}"))
         if problems:
             raise TargetError(problems)
     out, problems = [], []
-    for number, entry in numbered:
+    for where, entry in numbered:
         if not isinstance(entry, dict) or "ip" not in entry:
             continue  # {"finished": 1} and other bookkeeping objects
-        for port in entry.get("ports") or []:
-            # Banner entries ("service" instead of "status") repeat an open port: skip them.
-            if port.get("status") != "open" or port.get("proto", "tcp") != "tcp":
-                continue
-            try:
-                out.append(_endpoint(entry["ip"], port.get("port")))
-            except ValueError as exc:
-                problems.append(TargetProblem(str(path), number, f"{entry['ip']}:{port.get('port')}", str(exc)))
+        try:
+            out.extend(_masscan_entry(entry))
+        except (TypeError, ValueError) as exc:
+            shown = json.dumps(entry)[:80]
+            problems.append(TargetProblem(where.source, where.line, shown, str(exc)))
     if problems:
         raise TargetError(problems)
+    return out
+
+
+def _masscan_entry(entry: dict) -> list[Endpoint]:
+    """The open TCP ports of one masscan object; TypeError or ValueError naming what is wrong.
+
+    The file comes from another program (or another person): every field is checked for its
+    type, so an odd one is a sentence naming the entry, not a traceback."""
+    if not isinstance(entry["ip"], str):
+        raise TypeError(f"'ip' is {json.dumps(entry['ip'])}, not an address in quotes")
+    ports = entry.get("ports")
+    if ports is None:
+        return []
+    if not isinstance(ports, list):
+        raise TypeError(f"'ports' is {json.dumps(ports)[:40]}, not a list of {{\"port\": N, ...}} objects")
+    out = []
+    for item in ports:
+        if not isinstance(item, dict):
+            raise TypeError(f"a 'ports' item is {json.dumps(item)[:40]}, not a {{\"port\": N, ...}} object")
+        # Banner entries ("service" instead of "status") repeat an open port: skip them.
+        if item.get("status") != "open" or item.get("proto", "tcp") != "tcp":
+            continue
+        port = item.get("port")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"'port' is {json.dumps(port)[:40]}, not a number from 1 to 65535")
+        out.append(_endpoint(entry["ip"], port))
     return out
 
 
@@ -120,10 +146,9 @@ def read_zmap_csv(path: str | Path, port: int | None = None) -> list[Endpoint]:
     out, problems = [], []
     header = [h.strip().lower() for h in next(csv.reader([lines[0][1]]))]
     has_header = not _is_address(header[0])
-    if not has_header or "sport" not in header:
-        if port is None:
-            raise TargetError([TargetProblem(str(path), None, "", "no port column (sport) in this ZMap output: "
-                                             "give the port ZMap scanned (--ports with one port)")])
+    if (not has_header or "sport" not in header) and port is None:
+        raise TargetError([TargetProblem(str(path), None, "", "no port column (sport) in this ZMap output: "
+                                         "give the port ZMap scanned (--ports with one port)")])
     if not has_header:
         for number, line in lines:
             try:

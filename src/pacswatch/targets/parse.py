@@ -23,15 +23,24 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
-from pacswatch.targets._intervals import IPAddress, Span
+from pacswatch.targets._intervals import IPAddress, Span, canonical_span
 from pacswatch.targets.ports import parse_port
-from pacswatch.targets.specfile import COMMAND_LINE, TargetError, TargetProblem, read_spec_file
+from pacswatch.targets.specfile import (
+    COMMAND_LINE,
+    TargetError,
+    TargetProblem,
+    read_spec_file,
+)
 from pacswatch.targets.targetset import Endpoint, TargetSet
 
 # Above this a scan is almost surely a typo (an IPv6 /64 is 2**64): fail early instead.
 DEFAULT_MAX_ADDRESSES = 2**32
 
 Resolver = Callable[[str], Iterable[str]]
+
+# RFC 6761 section 6.3: "localhost" is loopback and is never sent to DNS; the one name without a
+# dot that pacswatch resolves.
+LOCALHOST = "localhost"
 
 
 def system_resolver(name: str) -> list[str]:
@@ -82,9 +91,10 @@ def parse_spec(text: str) -> Spec:
         match = _BRACKETED.match(text)
         if not match:
             raise ValueError("expected [IPv6] or [IPv6]:PORT")
-        ip = _parse_ip(match.group(1))
+        ip = _parse_ip(match.group(1), canonical=False)
         if ip.version != 6:
             raise ValueError("brackets are for IPv6 addresses only")
+        ip = canonical_ip(ip)
         port = match.group(2)
         return Spec(ip=ip, port=None if port is None else parse_port(port))
     if text.count(":") == 1:  # IPv4:PORT or NAME:PORT; a bare IPv6 address has two or more
@@ -98,17 +108,57 @@ def parse_spec(text: str) -> Spec:
     if ":" in text:  # two or more colons: meant as IPv6, so say what is wrong with it as such
         return Spec(ip=_parse_ip(text))
     try:
-        return Spec(ip=ip_address(text))
+        return Spec(ip=canonical_ip(ip_address(text)))
     except ValueError:
         pass
+    if (reason := mistyped_address(text)) is not None:
+        raise ValueError(reason)
     return Spec(name=_check_name(text))
 
 
-def _parse_ip(text: str) -> IPAddress:
+def canonical_ip(ip: IPAddress) -> IPAddress:
+    """An IPv4-mapped IPv6 address (::ffff:192.0.2.7) as the IPv4 address it reaches, so that a
+    target, an opt-out, a scope entry and a record all spell one host one way."""
+    mapped = ip.ipv4_mapped if isinstance(ip, IPv6Address) else None
+    return mapped if mapped is not None else ip
+
+
+def _parse_ip(text: str, *, canonical: bool = True) -> IPAddress:
     try:
-        return ip_address(text)
+        ip = ip_address(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not an IPv4 or IPv6 address") from None
+        reason = mistyped_address(text)
+        raise ValueError(reason or f"{text!r} is not an IPv4 or IPv6 address") from None
+    return canonical_ip(ip) if canonical else ip
+
+
+_IPV4_CHARS = frozenset("0123456789./-")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF.:/-[]%")
+
+
+def mistyped_address(text: str) -> str | None:
+    """Why `text` is a mistyped address and not a host name, naming the character at fault; None
+    when it may be a name (or has no wrong character, so the address parser's reason is better).
+
+    Meant as an address: two or more colons (IPv6), or a leading digit with at most one
+    character that is not a digit, dot or slash, or four dot-separated parts of which three are
+    decimal (127.44.0.1O, 10.0.0.l). Such a text is never sent to a resolver, which would
+    answer for a name nobody meant.
+    """
+    if text.count(":") >= 2:
+        allowed, what = _IPV6_CHARS, "a hexadecimal digit, colon or dot"
+    else:
+        stray = sum(c not in _IPV4_CHARS for c in text)
+        labels = text.split(".")
+        ipv4_like = len(labels) == 4 and sum(part.isascii() and part.isdecimal() for part in labels) >= 3
+        if not text[:1].isdecimal() or not (stray <= 1 or ipv4_like):
+            return None
+        allowed, what = _IPV4_CHARS, "a digit or dot"
+    for position, char in enumerate(text, start=1):
+        if char not in allowed:
+            return (f"{text!r} is not an IPv4 or IPv6 address: {char!r} at position {position} is not {what} "
+                    "(it looks like an address, so it is not looked up as a host name)")
+    return None
 
 
 def _parse_network(text: str) -> Span:
@@ -120,9 +170,9 @@ def _parse_network(text: str) -> Span:
         try:
             loose = ip_network(text, strict=False)
         except ValueError:
-            raise ValueError(f"not a network: {exc}") from None
+            raise ValueError(mistyped_address(text) or f"not a network: {exc}") from None
         raise ValueError(f"host bits set; did you mean {loose}?") from None
-    return net.version, int(net.network_address), int(net.broadcast_address)
+    return canonical_span((net.version, int(net.network_address), int(net.broadcast_address)))
 
 
 def _looks_like_range(text: str) -> bool:
@@ -163,7 +213,7 @@ def _check_name(text: str) -> str:
             text = text.encode("idna").decode("ascii")
         except UnicodeError:
             raise ValueError("not a valid internationalised host name") from None
-    name = text[:-1] if text.endswith(".") else text
+    name = text.removesuffix(".")
     labels = name.split(".")
     if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
         raise ValueError("not an address, network, range or host name")
@@ -171,7 +221,15 @@ def _check_name(text: str) -> str:
         # No top-level domain is numeric (RFC 3696 section 2), so this is a mistyped address.
         # Refusing it also keeps getaddrinfo from reading "10.1" as 10.0.0.1 (inet_aton rules).
         raise ValueError(f"{text!r} is not a valid IPv4 address")
+    if len(labels) < 2 and name.lower() != LOCALHOST:
+        # A single label is completed by the resolver's search list: what it reaches depends on
+        # the machine, and "pacs" typed for an address would be sent to DNS.
+        raise ValueError(f"{text!r} is not an address, and as a host name it has no dot: give the address "
+                         "or the full name (pacs.example.org)")
     return text
+
+
+NO_RESOLVE_REASON = "a host name, and --no-resolve forbids looking names up: give its address"
 
 
 # --- many specs -----------------------------------------------------------------------------
@@ -182,11 +240,13 @@ def parse_targets(
     resolver: Resolver = system_resolver,
     *,
     max_addresses: int | None = DEFAULT_MAX_ADDRESSES,
+    resolve: bool = True,
 ) -> TargetSet:
     """Parse command-line specs (including @file) into a TargetSet, or raise TargetError.
 
     Syntax is checked for every spec first and all problems raised together; names are
     resolved only when the whole list is valid, so a rejected list sends no DNS queries.
+    `resolve=False` (--no-resolve) makes every host name a problem: nothing is looked up.
     """
     problems: list[TargetProblem] = []
     parsed: list[tuple[TargetProblem, Spec]] = []  # the problem each spec would be reported as
@@ -203,6 +263,9 @@ def parse_targets(
                 _parse_one(line.text, where, parsed, problems, in_file=True)
         else:
             _parse_one(raw, TargetProblem(COMMAND_LINE, position, raw, ""), parsed, problems)
+    if not resolve:
+        problems.extend(_at(where, NO_RESOLVE_REASON) for where, spec in parsed if spec.name is not None)
+        problems.sort(key=lambda p: (p.source != COMMAND_LINE, p.source, p.line or 0))
     if problems:
         raise TargetError(problems)
 

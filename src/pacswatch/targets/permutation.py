@@ -26,7 +26,7 @@ _ROUNDS = 4  # even, so the unequal halves come back to their starting widths
 class Permutation:
     """`p[i]` for i in [0, n) visits every value in [0, n) exactly once, in seeded order."""
 
-    __slots__ = ("_n", "_seed", "_a", "_b", "_w", "_keys", "_mults")
+    __slots__ = ("_a", "_b", "_keys", "_mults", "_n", "_seed", "_w")
 
     def __init__(self, n: int, seed: int) -> None:
         if n < 0:

@@ -43,7 +43,7 @@ class ScanPlan:
     `Blocklist()`. `scope=None` means no scope is configured (everything not blocked is allowed).
     """
 
-    __slots__ = ("_targets", "_ports", "_seed", "_blocklist", "_scope", "_extra", "_grid", "_perm")
+    __slots__ = ("_blocklist", "_extra", "_grid", "_perm", "_ports", "_scope", "_seed", "_targets")
 
     def __init__(
         self,

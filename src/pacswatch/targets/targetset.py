@@ -11,7 +11,13 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, summarize_address_range
+from ipaddress import (
+    IPv4Address,
+    IPv4Network,
+    IPv6Address,
+    IPv6Network,
+    summarize_address_range,
+)
 from types import MappingProxyType
 
 from pacswatch.targets._intervals import IntervalIndex, IPAddress, Span, to_key
@@ -42,7 +48,14 @@ class TargetSet:
     """Addresses (IPv4 first, then IPv6, each ascending) and pinned endpoints."""
 
     __slots__ = (
-        "_versions", "_starts", "_ends", "_offsets", "_size", "_index", "_pinned", "_hostnames",
+        "_ends",
+        "_hostnames",
+        "_index",
+        "_offsets",
+        "_pinned",
+        "_size",
+        "_starts",
+        "_versions",
     )
 
     def __init__(
