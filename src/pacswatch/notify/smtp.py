@@ -20,8 +20,6 @@ from pacswatch.notify.address import AddressError, addr_spec
 from pacswatch.notify.outbox import OutboxMessage, SendResult
 from pacswatch.safefile import write_atomic
 
-DEFAULT_FROM = "pacswatch@localhost"  # fine for a dry run; never a real sender
-
 
 class SendingDisabled(RuntimeError):
     """The configuration does not allow sending (the default)."""
@@ -55,14 +53,14 @@ class Transport(Protocol):
 
 
 def check_sender(from_addr: str) -> None:
-    """Refuse to send real mail from the default or a local-only address: a notice from
-    pacswatch@localhost cannot be answered and is filtered as spam by most receivers."""
+    """Refuse to send real mail from a local-only address, the default pacswatch@localhost among
+    them (fine for a dry run): such a notice cannot be answered, and receivers filter it."""
     try:
         addr_spec(from_addr)
     except AddressError as exc:
         raise SendingDisabled(f"[sender] from: {exc}") from None
     domain = from_addr.rpartition("@")[2].lower()
-    if from_addr == DEFAULT_FROM or "." not in domain or domain.endswith((".localhost", ".local")):
+    if "." not in domain or domain.endswith((".localhost", ".local")):
         raise SendingDisabled(f"the sender address is {from_addr!r}, which nobody can answer: set [sender] from "
                               "(for example from = \"cert@example.org\") in the configuration before sending")
 
