@@ -181,6 +181,22 @@ def test_notify_sends_to_the_one_valid_recipient_and_skips_the_others_with_a_not
     assert _lines_starting(csv_text, "URGENT") == [] and "1555" not in csv_text
 
 
+def test_a_queued_message_with_a_bad_recipient_is_never_sent(world, capsys):
+    # An outbox row written by an older pacswatch, before recipients were checked.
+    from pacswatch.notify import outbox as O
+
+    with Repository.open(world["db"]) as repo:
+        store = NotifyStore(repo.engine)
+        case = next(c for c in store.cases() if c.owner_key == "rdap:CRLF")
+        now = _now()
+        old = O.OutboxMessage("0" * 32, case.id, "initial", 1, case.round, CRLF_CONTACT, "old notice",
+                              b"Subject: old notice\r\n\r\nbody\r\n", now, now)
+        assert store.enqueue(old)
+    code, out, _ = run(world, capsys, "notify")
+    assert code == 0 and "sent 0, retrying 1" in out and "not sent: control character in e-mail address" in out, out
+    assert len(world["smtp"].received) == 1 and world["smtp"].handler.data_attempts == 1
+
+
 def test_the_notice_counts_what_is_exposed_and_lists_the_protected_apart(world):
     (received,) = world["smtp"].received
     msg = received.message
