@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from pacswatch.attribution.attributor import Attributor
 from pacswatch.attribution.facts import utcnow
+from pacswatch.notify.cases import OPEN_STATES
 from pacswatch.notify.config import Config
 from pacswatch.notify.delivery import DeliveryReport, deliver
 from pacswatch.notify.exposure import Exposure
@@ -89,7 +90,9 @@ def attribute_after_scan(engine: Engine, config: Config, records) -> str | None:
     more = f"; {left} more: pacswatch attribute" if left > 0 else ""
     no_dns = "" if (cfg.resolver.nameservers or cfg.resolver.system) else \
         " without DNS (no [attribution] resolver configured: PTR and security.txt skipped)"
-    return f"attributed {len(todo)} exposed addresses{no_dns} (pacswatch cases, pacswatch case ID){more}"
+    cases = len(NotifyStore(engine).cases(list(OPEN_STATES)))
+    return (f"attributed {len(todo)} exposed addresses{no_dns}; {cases} open case(s): pacswatch cases, "
+            f"pacswatch case ID{more}")
 
 
 @dataclass
