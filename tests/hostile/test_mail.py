@@ -141,6 +141,8 @@ def test_dry_run_writes_a_readable_txt_beside_each_eml(world, capsys):
     assert code == 0, out
     emls = sorted(out_dir.glob("*.eml"))
     assert len(emls) == 1  # the two other cases have no usable recipient
+    eml = message_from_bytes(emls[0].read_bytes(), policy=policy.default)
+    assert list(eml.keys()) == HEADERS and [a.addr_spec for a in eml["To"].addresses] == [GOOD_CONTACT]
     txt = emls[0].with_suffix(".txt").read_text()
     assert txt.startswith('From: "Example, CERT" <notify@example.org>\nTo: it@good-hospital.example.org\n')
     assert "WHAT WE SAW" in txt and "----- attachment pacswatch-case-" in txt
