@@ -143,3 +143,68 @@ def test_a_find_flood_that_ignores_cancel_is_an_open_query(flood, pdu_engine, li
     assert record.dicom.released is None  # aborted, never released
     assert "association aborted" in record.detail
     assert elapsed < timeouts.release + timeouts.dimse + 1.0  # the cancel's grace, not the endpoint's
+
+
+# ---------------------------------------------------------------- a web server on a DICOM port
+
+DETECT_IP, DETECT_TRAP_IP = "127.0.83.30", "127.0.83.32"
+
+
+@pytest.fixture(scope="module")
+def web_on_dicom_ports():
+    """Web servers on ports the DICOM probe is sent to: one answering its request with HTTP 400
+    (lab/hostile.py), open Orthancs (plain and in TLS) that wait for a request head that never
+    ends, and the intranet login page."""
+    from pacswatch.lab.hostile import HostilePeers
+
+    peers = HostilePeers([("http-not-dicom", DETECT_IP, 0), ("tarpit", DETECT_IP, 0)], hold=30.0)
+    http_400, tarpit = peers.start()
+    lab = start_web_lab(DETECT_IP, DETECT_TRAP_IP, kinds=("orthanc-open", "orthanc-open-tls", "login-page"))
+    ports = {e.kind: e.port for e in lab.endpoints} | {"http-not-dicom": http_400, "tarpit": tarpit}
+    yield ports, lab
+    lab.stop()
+    peers.stop()
+
+
+def dicom_scan(port: int, pdu_engine: bool) -> tuple[Record, float]:
+    from pacswatch.probes.dicom import DicomProbe
+
+    async def run() -> tuple[Record, float]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(1.0)), pdu_engine=pdu_engine)
+        return await DicomProbe().run(ctx, Endpoint(DETECT_IP, port)), loop.time() - started
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("pdu_engine", [True, False], ids=["engine", "asyncio"])
+@pytest.mark.parametrize("kind, how", [("http-not-dicom", "in HTTP"), ("orthanc-open", "said nothing"),
+                                       ("orthanc-open-tls", "said nothing"), ("login-page", "said nothing")])
+def test_a_web_server_on_a_dicom_port_is_reported_as_http(web_on_dicom_ports, kind, how, pdu_engine):
+    ports, lab = web_on_dicom_ports
+    record, elapsed = dicom_scan(ports[kind], pdu_engine)
+    assert record.status == "success" and record.service == "http", record.detail
+    assert record.dicom is None and record.detail.startswith(("answered the DICOM association request in HTTP"
+                                                              if how == "in HTTP" else "said nothing to DICOM"))
+    if kind.startswith("orthanc-open"):
+        # The web probe's whole finding: product, counts, severity.
+        assert record.product.name == "Orthanc" and record.severity == "critical"
+        assert record.http.patients == expected(kind)["http.patients"]
+        assert record.transport == ("tls" if kind.endswith("tls") else "tcp")
+    if kind == "login-page":
+        assert record.http.auth == "auth-required" and record.severity is None
+    if how == "in HTTP":
+        assert elapsed < 1.0  # no DICOM timeout waited for
+    else:  # the association's timeout (2 s here), then one short GET
+        assert elapsed < Timeouts.scaled(1.0).association + 1.5
+    assert lab.trap_hits() == []
+
+
+@pytest.mark.parametrize("pdu_engine", [True, False], ids=["engine", "asyncio"])
+def test_a_silent_port_that_is_not_http_stays_a_timeout_and_the_check_is_bounded(web_on_dicom_ports, pdu_engine):
+    ports, _ = web_on_dicom_ports
+    record, elapsed = dicom_scan(ports["tarpit"], pdu_engine)
+    assert record.status == "io-timeout" and record.service is None and record.http is None
+    timeouts = Timeouts.scaled(1.0)
+    assert elapsed < timeouts.association + min(timeouts.http, 2.0) + 0.5

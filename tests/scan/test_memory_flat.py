@@ -6,7 +6,8 @@ one of the lies of reference section 7: an A-ASSOCIATE-AC header claiming ~4 GB,
 header claiming ~4 GB, a P-DATA-TF of exactly the 1 MiB cap sent in full (the scanner may hold
 that much, then must refuse it: no P-DATA before the AC), a short AC whose item overruns it,
 random bytes, or an HTTP answer. The scanner runs the full DICOM probe through run_scan in this
-process, 500 at once; every record must be a protocol-error, the RSS growth between the 2,000th
+process, 500 at once; every record must be a protocol-error (the HTTP answers: a web server,
+found by the web probe the DICOM probe hands them to), the RSS growth between the 2,000th
 and the 10,000th record must be small, and no connection may ever have buffered more than the
 caps (instrumented at the framer and the connection).
 
@@ -233,8 +234,11 @@ def test_memory_stays_flat_over_10000_hostile_endpoints(monkeypatch):
     samples: dict[int, int] = {}
 
     def on_record(index, record):
+        kind = kinds[(record.ip, record.port)]
         statuses[record.status] = statuses.get(record.status, 0) + 1
-        if record.status != Status.PROTOCOL_ERROR and len(wrong) < 10:
+        # An HTTP answer gets the web probe (probes/detect.py), which finds a web server there.
+        expected = Status.SUCCESS if kind == "http" else Status.PROTOCOL_ERROR
+        if (record.status != expected or (kind == "http") != (record.service == "http")) and len(wrong) < 10:
             wrong.append(f"{kinds[(record.ip, record.port)]} {record.ip}:{record.port}: {record.status} {record.detail}")
         done = sum(statuses.values())
         if done in (2_000, 10_000):
@@ -254,7 +258,8 @@ def test_memory_stays_flat_over_10000_hostile_endpoints(monkeypatch):
     finally:
         responder.stop()
 
-    assert statuses == {Status.PROTOCOL_ERROR: 10_000}, (statuses, wrong)
+    http = sum(1 for kind in kinds.values() if kind == "http")
+    assert statuses == {Status.PROTOCOL_ERROR: 10_000 - http, Status.SUCCESS: http} and not wrong, (statuses, wrong)
     highest = max(samples.values())
     report = (f"baseline {baseline / MiB:.0f} MiB, at 2,000 {samples[2_000] / MiB:.0f} MiB, "
               f"at 10,000 {samples[10_000] / MiB:.0f} MiB, highest {highest / MiB:.0f} MiB; "

@@ -86,8 +86,10 @@ SPECS: tuple[Spec, ...] = (
          {"status": "success", "severity": "medium", "service": "dicom", "dicom.association.accepted": True,
           "dicom.echo": False, "dicom.find.studies": None, "dicom.store_accepted": False,
           "dicom.association.implementation_class_uid": LAB_IMPLEMENTATION_UID}),
+    # Service detection (probes/detect.py): an HTTP answer to the association request gets the
+    # web probe, which finds a web server with nothing PACS-related (no severity).
     Spec("http-not-dicom", HOSTILE, 23, "answers like an HTTP server (400 Bad Request)",
-         {"status": "protocol-error", "severity": None}),
+         {"status": "success", "service": "http", "severity": None, "dicom": None}),
     Spec("reset", HOSTILE, 24, "accepts, then resets the connection (RST) when the request arrives",
          {"status": "protocol-error", **_NOT_DICOM}),
     Spec("fast-responder", FAST, 25, "the benchmark acceptor: all contexts but the control, echo and FIND succeed, 0 results",

@@ -74,7 +74,7 @@ def expected(kind: str) -> dict:
         "dcm4chee-secured": {**web, "product.name": "dcm4chee-arc", "http.auth": "auth-required", "severity": "medium"},
         "ohif-offsite": {**web, "product.name": "OHIF Viewer", "http.auth": None, "severity": "low"},
         "ohif-protected": {**web, "product.name": "OHIF Viewer", "http.auth": "auth-required", "severity": "medium"},
-        "login-page": {**web, "product": None, "severity": None},
+        "login-page": {**web, "product": None, "severity": None, "http.auth": "auth-required"},
         "endless-body": {**web, "product": None, "severity": None},
         "redirect-offsite": {**web, "product": None, "severity": None},
         "slow-drip": {"status": "io-timeout"}, "silent": {"status": "io-timeout"},
@@ -258,7 +258,10 @@ def _version_text(req: _Req) -> bytes:
 
 
 def _login_page(req: _Req) -> bytes:
-    return _page("Sign in - Lab Intranet", '<form action="/login"></form>') if req.path == "/" else NOT_FOUND
+    """An intranet unrelated to PACS: / sends the browser to its sign-in page."""
+    if req.path == "/":
+        return _response(302, Location="/login")
+    return _page("Sign in - Lab Intranet", '<form action="/login"></form>') if req.path == "/login" else NOT_FOUND
 
 
 class WebLab:

@@ -10,6 +10,8 @@ Per endpoint:
    data); if permitted, count studies and patients by universal queries on unique keys only,
    cancelling at the limit; then release (abort if the release is ignored).
 4. TLS on TLS ports, or when a plain association meets a TLS alert or a silent close.
+5. A port that answers in HTTP, or says nothing, is checked for a web server (probes/detect.py):
+   when HTTP answers, the web probe's record replaces the DICOM one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from pacswatch.assess import assess
 from pacswatch.dicom import uids
@@ -30,6 +33,7 @@ from pacswatch.net.errors import NetError, map_os_error
 from pacswatch.net.fdlimit import SHORTAGE_WAIT
 from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions
+from pacswatch.probes.detect import answers_http, speaks_http
 from pacswatch.probes.dicom_engine import ConversationTree, EngineAttempt
 from pacswatch.probes.dicom_request import RequestTemplate
 from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session, Steps, detached
@@ -39,7 +43,15 @@ from pacswatch.status import Status
 from pacswatch.targets.ports import DEFAULT_DICOM_PORTS
 from pacswatch.text import clean_optional
 
+if TYPE_CHECKING:
+    from pacswatch.probes.http import HttpProbe
+
 _CALLED_NEVER_VALID = "called-ae-not-recognized"
+# What a failed DICOM attempt makes worth trying next on the same port.
+NEXT_TLS = "tls"  # a TLS alert or a silent close: DICOM inside TLS
+NEXT_WEB = "web"  # an HTTP response: the web probe
+NEXT_WEB_CHECK = "web-check"  # nothing said (a timeout, or a silent close TLS did not explain): one GET
+_NOTHING: frozenset[str] = frozenset()
 
 
 def random_ae() -> str:
@@ -65,6 +77,7 @@ class _Attempt:
         self.released: bool | None = None
         self.detail: str | None = None
         self.by_syntax: dict[str, int] = {}
+        self.heard = b""  # the peer's first bytes, when the association failed
 
     def copy(self) -> "_Attempt":
         """For a memo hit (probes/dicom_engine.py): the record takes `find`, the rest is read only."""
@@ -80,6 +93,9 @@ class DicomProbe:
 
     def __init__(self) -> None:
         self._tls: ScannerTlsContext | None = None
+        # The web probe for ports that answer in HTTP; made on first use (the HTTP stack is a
+        # fifth of the CLI's start-up, and most scans never need it here).
+        self._web: HttpProbe | None = None
         # Made up once per probe (per scan): no server is configured with this control class,
         # this called AE title or this study, so they tell promiscuous servers, servers that
         # accept any called AE and servers that let anyone query apart as well as fresh ones per
@@ -116,7 +132,12 @@ class DicomProbe:
         deadline = started + ctx.options.timeouts.endpoint
         record = _blank(endpoint, tls=endpoint.port in ctx.options.tls_ports)
         try:
-            record = await self._probe(ctx, endpoint, record, deadline)
+            record, next_try = await self._probe(ctx, endpoint, record, deadline)
+            if next_try & {NEXT_WEB, NEXT_WEB_CHECK}:
+                web = await self._as_web(ctx, endpoint, record, next_try, deadline)
+                if web is not None:
+                    web.elapsed_ms = int((loop.time() - started) * 1000)
+                    return web  # assessed and cleaned by the web probe
         except Exception as exc:  # our bug: report it on the record, never crash the scan
             record.status = Status.ERROR
             record.detail = f"{type(exc).__name__}: {exc}"
@@ -127,22 +148,46 @@ class DicomProbe:
         record.elapsed_ms = int((loop.time() - started) * 1000)
         return record
 
-    async def _probe(self, ctx: ProbeContext, endpoint: Endpoint, record: Record, deadline: float) -> Record:
+    async def _probe(
+        self, ctx: ProbeContext, endpoint: Endpoint, record: Record, deadline: float
+    ) -> tuple[Record, frozenset[str]]:
         """Try the port's usual transport; when the answer hints at the other one (a TLS alert
         or a silent close on a plain port, a failed handshake on a TLS port), try that too and
-        keep whichever attempt found a service."""
+        keep whichever attempt found a service. Also returns what is worth trying after DICOM
+        (NEXT_WEB, NEXT_WEB_CHECK) for the attempt kept."""
         tls_first = record.transport == "tls"
-        other_worth_trying = await self._probe_dicom(ctx, endpoint, record, deadline, tls=tls_first)
-        if not (other_worth_trying and ctx.options.try_tls_fallback):
-            return record
+        next_try = await self._probe_dicom(ctx, endpoint, record, deadline, tls=tls_first)
+        if not (NEXT_TLS in next_try and ctx.options.try_tls_fallback):
+            return record, next_try - {NEXT_TLS}
         other = _blank(endpoint, tls=not tls_first)
-        await self._probe_dicom(ctx, endpoint, other, deadline, tls=not tls_first)
+        other_next = await self._probe_dicom(ctx, endpoint, other, deadline, tls=not tls_first)
         found = other.service is not None or (other.tls is not None and other.tls.handshake)
         if found:
             if tls_first and record.tls is not None:
                 other.tls = record.tls  # keep the failed handshake's facts: TLS was tried first
-            return other
-        return record
+            return other, other_next - {NEXT_TLS}
+        return record, next_try - {NEXT_TLS}
+
+    async def _as_web(
+        self, ctx: ProbeContext, endpoint: Endpoint, record: Record, next_try: frozenset[str], deadline: float
+    ) -> Record | None:
+        """The web probe's record for a port that answered in HTTP (or, asked once, answers a
+        GET); None when it does not, or when the web probe found no web service either."""
+        if NEXT_WEB not in next_try:
+            tls = self._tls_context().context if record.transport == "tls" else None
+            if not await answers_http(ctx, endpoint, deadline, tls):
+                return None
+        if self._web is None:
+            from pacswatch.probes.http import HttpProbe
+
+            self._web = HttpProbe()
+        web = await self._web.run(ctx, endpoint, https_first=record.transport == "tls")
+        if web.status != Status.SUCCESS:
+            return None  # the DICOM record says what happened first
+        heard = "answered the DICOM association request in HTTP" if NEXT_WEB in next_try else \
+            "said nothing to DICOM and answered an HTTP request"
+        web.detail = clean_optional(f"{heard}: probed as a web port" + (f"; {web.detail}" if web.detail else ""))
+        return web
 
     # ------------------------------------------------------------ associations
 
@@ -249,6 +294,7 @@ class DicomProbe:
             event = yield from session.associate(opts.timeouts.association)
         except (NetError, PeerProtocolError, PeerAborted) as exc:
             attempt.failure = detached(exc)
+            attempt.heard = session.first_bytes
             if isinstance(exc, PeerProtocolError):
                 session.abort(exc.abort_reason, source=2)
             return
@@ -260,14 +306,15 @@ class DicomProbe:
 
     async def _probe_dicom(
         self, ctx: ProbeContext, endpoint: Endpoint, record: Record, deadline: float, tls: bool
-    ) -> bool:
-        """Fill the record from DICOM (over TLS or not). Returns True when the peer closed or
-        answered with TLS before saying anything DICOM, so TLS is worth a try."""
+    ) -> frozenset[str]:
+        """Fill the record from DICOM (over TLS or not). Returns what is worth trying next when
+        the peer said nothing DICOM: NEXT_TLS (it closed, or answered with TLS), NEXT_WEB (it
+        answered in HTTP), NEXT_WEB_CHECK (it said nothing)."""
         opts = ctx.options
         first_ae = self.called_ae
         attempt = await self._attempt(ctx, endpoint, first_ae, deadline, tls, record)
         if attempt.failure is not None:
-            return self._record_failure(record, attempt.failure, tls)
+            return self._record_failure(record, attempt, tls)
 
         record.service = "dicom"
         facts = DicomFacts(association=AssociationFacts(accepted=False, called_ae=first_ae,
@@ -283,7 +330,7 @@ class DicomProbe:
                 record.status = Status.REJECTED
                 record.detail = f"association rejected: {facts.association.reject.reason}"
                 record.product = identify(facts, endpoint.port)
-                return False
+                return _NOTHING
             # Found by guessing: the facts below are that association's.
             facts.called_ae_found = attempt.called_ae
             facts.association.reject = None
@@ -295,7 +342,7 @@ class DicomProbe:
             record.detail = attempt.detail
         record.status = Status.SUCCESS
         record.product = identify(facts, endpoint.port)
-        return False
+        return _NOTHING
 
     async def _guess_called_ae(
         self, ctx: ProbeContext, endpoint: Endpoint, deadline: float, tls: bool, record: Record
@@ -314,18 +361,21 @@ class DicomProbe:
                 break  # the peer now says something else (busy, gone): stop knocking
         return last
 
-    def _record_failure(self, record: Record, failure, tls: bool) -> bool:
+    def _record_failure(self, record: Record, attempt: _Attempt, tls: bool) -> frozenset[str]:
+        failure = attempt.failure
         if isinstance(failure, PeerAborted):
             record.service = "dicom"  # an A-ABORT PDU is DICOM speaking
             source, reason = abort_names(failure.source, failure.reason)
             record.status = Status.REJECTED
             record.detail = f"peer sent A-ABORT ({source}, {reason}) instead of answering the association"
             record.dicom = DicomFacts(association=AssociationFacts(accepted=False))
-            return False
+            return _NOTHING
         if isinstance(failure, PeerProtocolError):
             record.status = Status.PROTOCOL_ERROR
             record.detail = str(failure)
-            return "looks like TLS" in str(failure)
+            if speaks_http(attempt.heard):
+                return frozenset({NEXT_WEB})
+            return frozenset({NEXT_TLS}) if "looks like TLS" in str(failure) else _NOTHING
         record.status = failure.status
         record.detail = failure.detail
         if tls:
@@ -335,10 +385,18 @@ class DicomProbe:
                 record.service = "dicom"
                 record.status = Status.REJECTED
                 record.detail = "TLS listener demands a client certificate; the DICOM service behind it is not visible"
-                return False
-            # No TLS here: plain DICOM on a TLS port is a finding of its own.
-            return record.tls is None or not record.tls.handshake
-        return isinstance(failure, PeerClosed) and failure.silent
+                return _NOTHING
+            if record.tls is None or not record.tls.handshake:
+                return frozenset({NEXT_TLS})  # no TLS here: plain DICOM on a TLS port is a finding of its own
+            if failure.status is Status.IO_TIMEOUT and not attempt.heard:
+                return frozenset({NEXT_WEB_CHECK})  # HTTPS waiting for the end of a request head
+            return _NOTHING
+        if isinstance(failure, PeerClosed) and failure.silent:
+            # A TLS listener, or a web server dropping what is not HTTP: TLS first, then a GET.
+            return frozenset({NEXT_TLS, NEXT_WEB_CHECK})
+        if failure.status is Status.IO_TIMEOUT and not attempt.heard:
+            return frozenset({NEXT_WEB_CHECK})  # a web server waits for the end of a request head
+        return _NOTHING
 
     # ------------------------------------------------------------ on an accepted association
 

@@ -85,7 +85,9 @@ class HttpProbe:
             self._tls = ScannerTlsContext()
         return self._tls
 
-    async def run(self, ctx: ProbeContext, endpoint: Endpoint) -> Record:
+    async def run(self, ctx: ProbeContext, endpoint: Endpoint, *, https_first: bool | None = None) -> Record:
+        """`https_first` overrides the port's default order of schemes (the DICOM probe, having
+        heard HTTP inside TLS, asks for HTTPS first)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         record = Record(ip=endpoint.ip, port=endpoint.port, status=Status.ERROR)
@@ -93,7 +95,7 @@ class HttpProbe:
         try:
             # The clients hold every request to `deadline`; this guard only catches our own bugs.
             async with asyncio.timeout_at(deadline + 2.0):
-                await self._probe(ctx, endpoint, record, deadline)
+                await self._probe(ctx, endpoint, record, deadline, https_first)
         except TimeoutError:
             record.status, record.detail = Status.IO_TIMEOUT, "endpoint deadline passed"
         except Exception as exc:  # our bug: report it on the record, never crash the scan
@@ -105,8 +107,11 @@ class HttpProbe:
         record.elapsed_ms = int((loop.time() - started) * 1000)
         return record
 
-    async def _probe(self, ctx: ProbeContext, endpoint: Endpoint, record: Record, deadline: float) -> None:
-        schemes = ("https", "http") if endpoint.port in self.https_ports else ("http", "https")
+    async def _probe(self, ctx: ProbeContext, endpoint: Endpoint, record: Record, deadline: float,
+                     https_first: bool | None) -> None:
+        if https_first is None:
+            https_first = endpoint.port in self.https_ports
+        schemes = ("https", "http") if https_first else ("http", "https")
         first: NetError | None = None
         for scheme in schemes:
             client = self._client(ctx, endpoint, scheme, deadline)
