@@ -59,3 +59,14 @@ def test_a_case_with_only_protected_services_says_so():
     assert "Any DICOM archive" not in initial.body  # its advice is already true for them
     followup = Renderer().render(C.FOLLOWUP, CASE, [REFUSING], sender=Sender(), followup_number=1)
     assert "still finds 1 medical\n  imaging service on your network reachable" in followup.body
+
+
+def test_a_default_account_is_checked_with_that_account():
+    # Without the account, curl gets 401 today: a check that already passes proves nothing.
+    default = Exposure("192.0.2.21", 8042, service="http", product="Orthanc", severity="critical",
+                       http_auth="default-credentials")
+    (check,) = verify_checks([default])
+    assert check.command == ("curl -s -o /dev/null -w '%{http_code}\\n' --max-time 10 -u orthanc:orthanc "
+                             "http://192.0.2.21:8042/system")
+    assert check.today == "it prints 200 (the documented account orthanc:orthanc is accepted)"
+    assert len(verify_checks([default, WEB])) == 2  # one login, one without: two checks

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pacswatch.fingerprint.web import ORTHANC_DEFAULT_CREDENTIALS
 from pacswatch.notify.exposure import Exposure
 
 
@@ -125,7 +126,14 @@ def _command(e: Exposure, ip: str) -> tuple[str, str, str]:
         scheme = "https" if e.tls else "http"
         path = "/system" if "orthanc" in (e.product or "").lower() else "/"
         insecure = "k" if e.tls else ""  # their own certificate may be self-signed
-        return (f"curl -s{insecure} -o /dev/null -w '%{{http_code}}\\n' --max-time 10 {scheme}://{host}:{e.port}{path}",
+        curl = f"curl -s{insecure} -o /dev/null -w '%{{http_code}}\\n' --max-time 10"
+        if e.http_auth == "default-credentials":  # a login is asked; the documented one opens it
+            user, password = ORTHANC_DEFAULT_CREDENTIALS
+            return (f"{curl} -u {user}:{password} {scheme}://{host}:{e.port}{path}",
+                    f"it prints 200 (the documented account {user}:{password} is accepted)",
+                    ("it must print 401 (the account is removed or its password changed), or 000 (no "
+                    "connection from outside your network)"))
+        return (f"{curl} {scheme}://{host}:{e.port}{path}",
                 "it prints 200 (the page or API answers without a login)",
                 "it must print 401 or 403, or 000 (no connection from outside your network)")
     called = e.called_ae if e.called_ae and _AE_TITLE.fullmatch(e.called_ae) else "ANY-SCP"
@@ -142,11 +150,11 @@ def verify_checks(exposures: Iterable[Exposure]) -> list[Check]:
     for e in exposures:
         if e.protected or not _is_ip(e.ip):
             continue
-        # The called AE title is part of the command: a group shares one.
-        key = (e.product or "", e.service or "dicom", e.port, e.tls, e.called_ae)
+        # The called AE title and the login are part of the command: a group shares them.
+        key = (e.product or "", e.service or "dicom", e.port, e.tls, e.called_ae, e.http_auth)
         groups.setdefault(key, []).append(e)
     checks = []
-    for (product, service, port, tls, _called), items in groups.items():
+    for (product, service, port, tls, _called, _auth), items in groups.items():
         items = sorted(items, key=lambda e: (e.ip, e.port))
         first = items[0]
         label = "web" if service == "http" else "DICOM"
