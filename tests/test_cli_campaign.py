@@ -231,12 +231,15 @@ def test_findings_history_stats_scans(database_url, tmp_path):
         assert result.returncode == 0, result.stderr
         assert "2 new, 0 fixed, 0 reopened" in result.stderr
     result = run(["scan", *endpoints, "--no-progress", "--timeout", "1"], database_url)  # now closed
-    assert "0 new, 2 fixed" in result.stderr and "since scan 1 of the same targets" in result.stderr
+    # One miss fixes nothing (the two-miss rule); the second, 0 s or more later here, does.
+    assert "0 new, 0 fixed" in result.stderr and "since scan 1 of the same targets" in result.stderr
+    result = run(["scan", *endpoints, "--no-progress", "--timeout", "1", "--confirm-fixed-after", "0"], database_url)
+    assert "0 new, 2 fixed" in result.stderr and "since scan 2 of the same targets" in result.stderr
 
     data = json.loads(run(["findings", "--format", "json"], database_url).stdout)
     assert {(f["ip"], f["status"], f["severity"]) for f in data} == {(f"{NET}.50", "fixed", "high"),
                                                                      (f"{NET}.51", "fixed", "high")}
-    assert [h["kind"] for h in data[0]["history"]] == ["new", "fixed"]
+    assert [h["kind"] for h in data[0]["history"]] == ["new", "missed", "fixed"]
     assert run(["findings", "--status", "open", "--format", "json"], database_url).stdout.strip() == "[]"
     csv_out = run(["findings", "--severity", "high,critical", "--since", "1d", "--format", "csv"], database_url).stdout
     assert csv_out.splitlines()[0].startswith("id,ip,port,severity,status") and len(csv_out.splitlines()) == 3
@@ -246,14 +249,14 @@ def test_findings_history_stats_scans(database_url, tmp_path):
     history = run(["history", endpoints[0]], database_url)
     assert history.returncode == 0 and "connection-refused" in history.stdout and "fixed" in history.stdout
     data = json.loads(run(["history", endpoints[0].split(":")[0], "--format", "json"], database_url).stdout)
-    assert [o["status"] for o in data["observations"]] == ["success", "connection-refused"]
+    assert [o["status"] for o in data["observations"]] == ["success", "connection-refused", "connection-refused"]
 
     stats = json.loads(run(["stats", "--format", "json"], database_url).stdout)
     assert stats["findings_by_status"] == {"fixed": 2} and stats["now"]["exposed_services"] == 0
-    assert [s["exposed_services"] for s in stats["over_time"]] == [2, 0]
+    assert [s["exposed_services"] for s in stats["over_time"]] == [2, 0, 0]
     assert "Exposure now" in run(["stats"], database_url).stdout
     scans = json.loads(run(["scans", "--format", "json"], database_url).stdout)
-    assert [(s["id"], s["status"]) for s in scans] == [(2, "finished"), (1, "finished")]
+    assert [(s["id"], s["status"]) for s in scans] == [(3, "finished"), (2, "finished"), (1, "finished")]
 
 
 def test_run_once_rescans_what_is_due(sqlite_url, tmp_path):

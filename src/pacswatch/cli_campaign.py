@@ -77,9 +77,17 @@ def add_scan_options(scan: argparse.ArgumentParser) -> None:
                       help="store every record, also of addresses where nothing answered")
     scan.add_argument("--no-attribute", action="store_true",
                       help="do not look up the owners of exposed addresses when the scan ends")
+    _confirm_option(scan)
     _no_resolve_option(scan)
     # None: a new scan takes 200, a resumed one what it was started with (unless given).
     scan.set_defaults(rate=None, concurrency=None)
+
+
+def _confirm_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--confirm-fixed-after", metavar="DURATION", default=None,
+                   help="a finding missed by one scan is fixed only when a second scan misses it at least this "
+                        "much later, e.g. 6h, 30m; 0: the next miss (default: [campaign] confirm_fixed_after in "
+                        "the notify config, else 6h)")
 
 
 def add_commands(sub) -> None:
@@ -111,6 +119,13 @@ def add_commands(sub) -> None:
     run.add_argument("--scope", metavar="FILE")
     run.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     run.add_argument("--quiet", "-q", action="store_true")
+    _confirm_option(run)
+    run.add_argument("--now", nargs="?", const="", default=None, metavar="SELECTOR",
+                     help="rescan at once the known services at SELECTOR (an address, HOST:PORT, CIDR or range; "
+                          "none: every one that --severity names), then exit (with --forever, go on as run)")
+    run.add_argument("--severity", action="append", default=[], metavar="LIST",
+                     help="with --now: only services whose open finding has this severity (critical,high,...)")
+    run.add_argument("--forever", action="store_true", help="with --now: after the rescan, run as usual until stopped")
     _add_probe_options(run)
 
     findings = sub.add_parser("findings", help="exposures and their lifecycle")
@@ -304,12 +319,19 @@ def _history(args: argparse.Namespace, repo, out: Console) -> int:
     for ip in ips:
         observations += repo.observations(ip=ip, port=spec.port)
         events += repo.events(ip=ip, port=spec.port)
+    # Why each finding changed, in words (missed by scan 12, fixed after a second miss ...).
+    from pacswatch.campaign.lifecycle import explain_all
+
+    events = [{**e, "why": why} for e, why in zip(events, explain_all(events))]
     if args.format == "json":
         report.write_json(sys.stdout, {"observations": observations, "events": events})
     elif not observations:
         out.print(f"nothing recorded for {args.endpoint}")
     else:
         out.print(report.history_table(f"History of {args.endpoint}", observations, events))
+        for e in sorted(events, key=lambda e: (e["at"], e["id"])):
+            out.print(f"{report.when(e['at'])}  {report.endpoint(e['ip'], e['port'])}  {e['why']}",
+                      highlight=False, markup=False)
     return 0
 
 

@@ -86,12 +86,14 @@ def _job(parameters: dict, args: argparse.Namespace, err: Console, **kw):
 def campaign_scan(args: argparse.Namespace, err: Console) -> int:
     """`pacswatch scan`: a new scan, or `--resume ID`, stored in the database as it runs."""
     from pacswatch.campaign.scanrun import check_resumable, check_same_plan, execute, start_scan
+    from pacswatch.campaign.schedule import POLICY_SETTING, RescanPolicy
     from pacswatch.scan.workers import WorkerFailed
     from pacswatch.store.engine import masked_command
     from pacswatch.store.errors import StoreError
     from pacswatch.store.repository import Repository
 
     resuming = args.resume is not None
+    confirm = _confirm_fixed_after(args)  # a bad value fails before the database is opened
     if resuming and (args.targets or args.import_masscan or args.import_zmap):
         raise ValueError(f"--resume {args.resume} takes no targets: scan {args.resume} keeps the ones it started with")
     parameters = targets = None
@@ -120,7 +122,9 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
             options, job = _job(parameters, args, err, output=out_file or sys.stdout, output_format=args.format)
             if not args.quiet:
                 _banner(err, scan_id, plan, job, options, resumed=len(repo.completed(scan_id)) if resuming else None)
-            outcome = execute(repo, scan_id, plan, job, keep_all=bool(parameters.get("keep_all")))
+            # The intervals the last `run` set for this installation (its services' schedule).
+            policy = RescanPolicy.from_json(repo.setting(POLICY_SETTING), confirm)
+            outcome = execute(repo, scan_id, plan, job, policy=policy, keep_all=bool(parameters.get("keep_all")))
             if not args.quiet:
                 report.print_changes(err, outcome)
             if outcome.status == "finished" and not args.no_attribute:
@@ -192,12 +196,33 @@ def _banner(err: Console, scan_id: int, plan, job, options, resumed: int | None)
                   "(login attempts), and this is recorded.[/]")
 
 
+def _confirm_fixed_after(args: argparse.Namespace):
+    """How long a missed finding waits for the miss that fixes it (campaign/lifecycle.py):
+    --confirm-fixed-after, else [campaign] confirm_fixed_after in the notify config, else None
+    (the default)."""
+    from pacswatch.campaign.schedule import parse_confirm_after
+
+    text, where = getattr(args, "confirm_fixed_after", None), "--confirm-fixed-after"
+    if text is None:
+        from pacswatch.notify import config as notify_config
+
+        text, where = notify_config.load(None).confirm_fixed_after, "[campaign] confirm_fixed_after"
+    try:
+        return None if text is None else parse_confirm_after(text)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
 def cmd_run(args: argparse.Namespace, err: Console) -> int:
-    from pacswatch.campaign.runloop import RunLoop
+    from pacswatch.campaign.runloop import RunLoop, parse_selector
     from pacswatch.campaign.schedule import RescanPolicy
     from pacswatch.store.repository import Repository
 
-    policy = RescanPolicy.from_overrides(args.interval)
+    if args.now is None and (args.severity or args.forever):
+        raise ValueError("--severity and --forever go with --now")
+    selector = parse_selector(args.now, args.severity) if args.now is not None else None
+    confirm = _confirm_fixed_after(args)
+    policy = RescanPolicy.from_overrides(args.interval, *(() if confirm is None else (confirm,)))
     parameters = {"web_ports": args.web_ports, "exclude": [_absolute(p) for p in args.exclude],
                   "scope": _absolute(args.scope) if args.scope else None,
                   "probe": {k: getattr(args, k) for k in PROBE_FIELDS}, "rate": args.rate,
@@ -214,7 +239,19 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
                    batch=args.batch, tick=args.tick, log=(lambda _: None) if args.quiet else
                    (lambda text: err.print(text, highlight=False)), on_outcome=on_outcome)
     try:
-        interrupted = loop.forever(once=args.once)
+        loop.replan()  # services scheduled under other intervals follow this run's at once
+        if selector is None:
+            interrupted = loop.forever(once=args.once)
+        else:
+            outcomes = loop.rescan_now(selector)
+            if not outcomes:
+                err.print(f"pacswatch run: no known service matches --now {args.now or ''} "
+                          f"{' '.join('--severity ' + s for s in args.severity)}".rstrip()
+                          + " (pacswatch scan looks at new ones)", highlight=False, markup=False)
+                return 1
+            interrupted = outcomes[-1].stats.interrupted
+            if args.forever and not interrupted:
+                interrupted = loop.forever(once=args.once)
     except KeyboardInterrupt:
         interrupted = True
     finally:

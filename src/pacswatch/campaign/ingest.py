@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 from pacswatch.campaign.lifecycle import FindingState, Key, Look, advance
-from pacswatch.campaign.schedule import RescanPolicy
+from pacswatch.campaign.schedule import RescanPolicy, due_after
 from pacswatch.record import Record
 
 Row = dict[str, Any]
@@ -130,14 +130,7 @@ def plan_batch(items: Sequence[tuple[int | None, Record]], services: Mapping[Key
             plan.events.append({"_key": key, "_obs": position, "scan_id": scan_id, "at": event.at,
                                 "kind": event.kind, "old_severity": event.old_severity,
                                 "new_severity": event.new_severity})
-        state = states.get(key)
-        if look.status == "blocked":  # opted out or out of scope: not worth a rescan soon
-            svc["next_due"] = look.at + policy.intervals["none"]
-        else:
-            svc["next_due"] = policy.next_due(look.at, look.severity if look.conclusive else None,
-                                              state.status if state else None,
-                                              state.severity if state else None, state.fixed_at if state else None,
-                                              state.missed_since if state else None)
+        svc["next_due"] = due_after(policy, look.at, look.status, look.severity, states.get(key))
         touched.add(key)
     for key in touched:
         (plan.services_new if key in new_svc else plan.services_changed).append(svc_rows[key])

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 OPEN, FIXED, REOPENED, OPTED_OUT = "open", "fixed", "reopened", "opted-out"
 STATUSES = (OPEN, FIXED, REOPENED, OPTED_OUT)
@@ -142,10 +142,12 @@ class ChangeSummary:
     reopened: int = 0
     raised: int = 0
     lowered: int = 0
+    missed: int = 0  # open findings a look missed once (not fixed yet)
+    seen_again: int = 0  # missed ones seen again before a second miss
 
     @property
     def total(self) -> int:
-        return self.new + self.fixed + self.reopened + self.raised + self.lowered
+        return self.new + self.fixed + self.reopened + self.raised + self.lowered + self.missed + self.seen_again
 
 
 def summarize(kinds: Iterable[tuple[str, str | None, str | None]]) -> ChangeSummary:
@@ -155,9 +157,10 @@ def summarize(kinds: Iterable[tuple[str, str | None, str | None]]) -> ChangeSumm
         if kind == SEVERITY:
             up = SEVERITY_RANK.get(new or "", 0) > SEVERITY_RANK.get(old or "", 0)
             counts["raised" if up else "lowered"] += 1
-        elif kind in (NEW, FIX, REOPEN):
+        elif kind in (NEW, FIX, REOPEN, MISS, SEEN_AGAIN):
             counts[kind] += 1
-    return ChangeSummary(counts["new"], counts["fixed"], counts["reopened"], counts["raised"], counts["lowered"])
+    return ChangeSummary(counts[NEW], counts[FIX], counts[REOPEN], counts["raised"], counts["lowered"],
+                         counts[MISS], counts[SEEN_AGAIN])
 
 
 def span_text(delta: timedelta) -> str:
@@ -210,6 +213,19 @@ def explain(events: Iterable[Mapping]) -> list[str]:
         else:
             text = kind
         out.append(text)
+    return out
+
+
+def explain_all(events: Sequence[Mapping]) -> list[str]:
+    """`explain` for the events of several findings (one host's ports), in their given order:
+    each event is explained among its own finding's events (by finding_id)."""
+    by_finding: dict[object, list[int]] = {}
+    for position, e in enumerate(events):
+        by_finding.setdefault(e.get("finding_id"), []).append(position)
+    out = [""] * len(events)
+    for positions in by_finding.values():
+        for position, text in zip(positions, explain([events[p] for p in positions])):
+            out[position] = text
     return out
 
 

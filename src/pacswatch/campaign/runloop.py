@@ -3,8 +3,13 @@
 Each cycle first finishes rescans that a previous run left unfinished (stopped, crashed), then
 takes up to `batch` services whose next look is due (schedule.RescanPolicy set it when they
 were last seen) and rescans them as one scan of pinned endpoints, under the current opt-out
-list, scope and rate limits. All state is in the database, so the process can be stopped and
-started at any time: what was done is not redone, what was due is still due.
+list, scope and rate limits (the plan is built by the same code as `scan`'s). All state is in
+the database, so the process can be stopped and started at any time: what was done is not
+redone, what was due is still due.
+
+A run says what it does: one line per pass (what was due, what was probed, what changed, when
+the next service falls due), and, at start, how many services it re-planned because its
+intervals differ from those that scheduled them. `rescan_now` looks at chosen services at once.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterable, Mapping, Sequence
 
-from pacswatch.campaign.report import endpoint
+from pacswatch.campaign.lifecycle import ACTIVE, SEVERITY_RANK, span_text
+from pacswatch.campaign.report import endpoint, when
 from pacswatch.campaign.scanrun import ScanOutcome, check_resumable, check_same_plan, execute, start_scan
-from pacswatch.campaign.schedule import RescanPolicy
+from pacswatch.campaign.schedule import POLICY_SETTING, RescanPolicy
 from pacswatch.store.errors import ScanNotResumable
 from pacswatch.store.repository import Repository
 from pacswatch.targets import ScanPlan
@@ -25,6 +31,78 @@ from pacswatch.targets import ScanPlan
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+_NOT_YET = object()  # no idle line said yet
+
+
+@dataclass(frozen=True)
+class Selector:
+    """What `run --now` rescans: services in `matcher` (a Blocklist of the networks named, or
+    None for any address), on `port` if given, whose active finding has one of `severities`
+    (any, or none at all, when empty)."""
+
+    matcher: object | None = None  # has reason_for(ip) -> str | None, like Blocklist
+    port: int | None = None
+    severities: frozenset[str] = frozenset()
+
+    def matches(self, service: Mapping, finding: Mapping | None) -> bool:
+        if self.matcher is not None and self.matcher.reason_for(service["ip"]) is None:
+            return False
+        if self.port is not None and service["port"] != self.port:
+            return False
+        if self.severities:
+            return finding is not None and finding["status"] in ACTIVE and finding["severity"] in self.severities
+        return True
+
+
+def parse_selector(text: str, severities: Iterable[str] = ()) -> Selector:
+    """`run --now [SELECTOR] [--severity LIST]`: SELECTOR is an address, ADDRESS:PORT, a CIDR or
+    a range ('' for any address); LIST items are comma-separated severities. ValueError with a
+    reason otherwise. Names are refused: services are stored by address, and looking a name up
+    to choose what to rescan would send a query the operator did not ask for."""
+    from pacswatch.targets import BlockEntry, Blocklist, parse_spec
+
+    chosen = frozenset(v.strip().lower() for item in severities for v in item.split(",") if v.strip())
+    if unknown := sorted(chosen - set(SEVERITY_RANK)):
+        raise ValueError(f"unknown severity {', '.join(unknown)}: choose from {', '.join(SEVERITY_RANK)}")
+    if not text.strip():
+        if not chosen:
+            raise ValueError("run --now needs a SELECTOR (an address, ADDRESS:PORT, CIDR or range), --severity, or both")
+        return Selector(severities=chosen)
+    spec = parse_spec(text)
+    if spec.name is not None:
+        raise ValueError(f"run --now takes addresses, CIDRs and ranges, not a host name ({spec.name!r})")
+    span = spec.span if spec.span is not None else (spec.ip.version, int(spec.ip), int(spec.ip))
+    return Selector(Blocklist([BlockEntry(span, text.strip())]), spec.port, chosen)
+
+
+def select_services(services: Iterable[Mapping], findings: Iterable[Mapping], selector: Selector) -> list[Mapping]:
+    """The services `selector` names, in the order given."""
+    by_key = {(f["ip"], f["port"]): f for f in findings}
+    return [s for s in services if selector.matches(s, by_key.get((s["ip"], s["port"])))]
+
+
+def pass_line(at: datetime, due: int, outcome: ScanOutcome | None, next_due: datetime | None) -> str:
+    """One line for one pass of `run`: what was due, probed and changed, and when the next
+    service falls due."""
+    parts = [f"pass {when(at)}: {due} due"]
+    if outcome is not None:
+        stats = outcome.stats
+        statuses = ", ".join(f"{n} {status}" for status, n in sorted(stats.by_status.items(), key=lambda kv: -kv[1]))
+        parts.append(f"{stats.done} probed" + (f" ({statuses})" if statuses else "")
+                     + f" by rescan {outcome.scan_id}" + (" (resumed)" if outcome.extra.get("resumed") else "")
+                     + ("" if outcome.status == "finished" else f", {outcome.status}"))
+        parts.append(f"changes: {change_words(outcome.changes)}")
+    parts.append(f"next due {when(next_due)}" if next_due is not None else "nothing scheduled")
+    return "; ".join(parts)
+
+
+def change_words(changes) -> str:
+    words = [(changes.new, "new"), (changes.missed, "missed once (open until confirmed)"),
+             (changes.fixed, "fixed"), (changes.seen_again, "seen again after a miss"),
+             (changes.reopened, "reopened"), (changes.raised, "severity up"), (changes.lowered, "severity down")]
+    return ", ".join(f"{n} {word}" for n, word in words if n) or "none"
 
 
 @dataclass
@@ -44,11 +122,25 @@ class RunLoop:
     on_outcome: Callable[[ScanOutcome], None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def _execute(self, scan_id: int, plan: ScanPlan, parameters: dict) -> ScanOutcome:
+    def _execute(self, scan_id: int, plan: ScanPlan, parameters: dict, **extra) -> ScanOutcome:
         outcome = execute(self.repo, scan_id, plan, self.make_job(parameters), policy=self.policy)
+        outcome.extra.update(extra)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         return outcome
+
+    def replan(self) -> int:
+        """When this run's policy differs from the one that scheduled the services (kept in the
+        database), schedule every service again under this one, keep it, and say how many moved."""
+        current = self.policy.to_json()
+        if RescanPolicy.from_json(self.repo.setting(POLICY_SETTING)).to_json() == current:
+            return 0
+        changed = self.repo.replan(self.policy)
+        self.repo.set_setting(POLICY_SETTING, current)
+        self.log(f"intervals changed: re-planned {changed} service(s) under this run's "
+                 f"({', '.join(f'{k} {span_text(v)}' for k, v in self.policy.intervals.items())}; "
+                 f"a miss is confirmed after {span_text(self.policy.confirm_fixed_after)})")
+        return changed
 
     def resume_unfinished(self) -> ScanOutcome | None:
         """Finish rescans left by an earlier run; the outcome of the last one, if any."""
@@ -66,23 +158,43 @@ class RunLoop:
                 self.log(f"rescan {scan['id']} abandoned: {exc}")
                 self.repo.finish_scan(scan["id"], "abandoned")
                 continue
-            self.log(f"resuming rescan {scan['id']} ({scan['plan_size'] - scan['done']} endpoints left)")
-            outcome = self._execute(scan["id"], plan, scan["parameters"])
+            left = scan["plan_size"] - scan["done"]
+            self.log(f"resuming rescan {scan['id']} ({left} endpoints left)")
+            outcome = self._execute(scan["id"], plan, scan["parameters"], due=left, resumed=True)
             if outcome.status != "finished":
                 return outcome
         return outcome
+
+    def _rescan(self, services: Sequence[Mapping], command: str, why: str = "due") -> ScanOutcome:
+        parameters = {**self.parameters, "targets": [endpoint(s["ip"], s["port"]) for s in services], "ports": [],
+                      "masscan": [], "zmap": [], "seed": secrets.randbits(63)}
+        # The same plan as `scan`'s: today's opt-out list, blocklist and scope refuse what they
+        # must (a `blocked` record), so nothing is contacted that a scan would not contact.
+        plan = self.build_plan(parameters)
+        scan_id = start_scan(self.repo, plan, parameters, kind="rescan", command=command)
+        self.log(f"rescan {scan_id}: {len(services)} services {why}")
+        return self._execute(scan_id, plan, parameters, due=len(services))
 
     def rescan_due(self) -> ScanOutcome | None:
         """One rescan of up to `batch` due services; None when nothing is due."""
         due = self.repo.services(due_before=self.clock(), limit=self.batch)
         if not due:
             return None
-        parameters = {**self.parameters, "targets": [endpoint(s["ip"], s["port"]) for s in due], "ports": [],
-                      "masscan": [], "zmap": [], "seed": secrets.randbits(63)}
-        plan = self.build_plan(parameters)
-        scan_id = start_scan(self.repo, plan, parameters, kind="rescan", command="pacswatch run")
-        self.log(f"rescan {scan_id}: {len(due)} services due")
-        return self._execute(scan_id, plan, parameters)
+        return self._rescan(due, "pacswatch run")
+
+    def rescan_now(self, selector: Selector) -> list[ScanOutcome]:
+        """Rescan at once every known service `selector` names (in rescans of up to `batch`),
+        whatever their next look; [] when none matches. Stops at an interrupted rescan."""
+        findings = self.repo.findings(statuses=ACTIVE) if selector.severities else []
+        chosen = select_services(self.repo.services(), findings, selector)
+        outcomes = []
+        for start in range(0, len(chosen), self.batch):
+            outcome = self._rescan(chosen[start:start + self.batch], "pacswatch run --now", "asked for (--now)")
+            outcomes.append(outcome)
+            self.log(self.line(outcome))
+            if outcome.status != "finished":
+                break
+        return outcomes
 
     def cycle(self) -> ScanOutcome | None:
         outcome = self.resume_unfinished()
@@ -90,10 +202,28 @@ class RunLoop:
             return outcome
         return self.rescan_due() or outcome
 
+    def next_due(self) -> datetime | None:
+        upcoming = self.repo.services(limit=1)
+        return upcoming[0]["next_due"] if upcoming else None
+
+    def line(self, outcome: ScanOutcome | None) -> str:
+        due = outcome.extra.get("due", 0) if outcome is not None else 0
+        return pass_line(self.clock(), due, outcome, self.next_due())
+
     def forever(self, *, once: bool = False) -> bool:
-        """Cycle until stopped; True if a scan was interrupted (Ctrl-C, SIGTERM)."""
+        """Cycle until stopped; True if a scan was interrupted (Ctrl-C, SIGTERM). One line per
+        pass that probed something; an idle pass says so once, not every tick."""
+        idle_said: object = _NOT_YET
         while not self.stop.is_set():
             outcome = self.cycle()
+            if outcome is not None:
+                self.log(self.line(outcome))
+                idle_said = _NOT_YET
+            else:
+                next_due = self.next_due()
+                if next_due != idle_said or once:
+                    self.log(pass_line(self.clock(), 0, None, next_due))
+                    idle_said = next_due
             if outcome is not None and outcome.stats.interrupted:
                 return True
             if once:

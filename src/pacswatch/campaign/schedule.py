@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
-from pacswatch.campaign.lifecycle import ACTIVE, CONFIRM_FIXED_AFTER
+from pacswatch.campaign.lifecycle import ACTIVE, CONFIRM_FIXED_AFTER, INCONCLUSIVE, FindingState
 
 DEFAULT_INTERVALS: Mapping[str, timedelta] = MappingProxyType({
     "critical": timedelta(hours=12),
@@ -30,6 +30,7 @@ DEFAULT_INTERVALS: Mapping[str, timedelta] = MappingProxyType({
     "none": timedelta(days=90),  # nothing open
 })
 CLASSES = tuple(DEFAULT_INTERVALS)
+POLICY_SETTING = "rescan_policy"  # the database's settings entry: the policy that scheduled its services
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])\Z")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -75,6 +76,26 @@ class RescanPolicy:
             intervals[name] = parse_duration(value)
         return cls(MappingProxyType(intervals), confirm_fixed_after=confirm_fixed_after)
 
+    def to_json(self) -> dict:
+        """What the database keeps of it (settings "rescan_policy"), in seconds."""
+        return {"intervals": {k: v.total_seconds() for k, v in self.intervals.items()},
+                "fixed_window": self.fixed_window.total_seconds(),
+                "confirm_fixed_after": self.confirm_fixed_after.total_seconds()}
+
+    @classmethod
+    def from_json(cls, value: Mapping | None, confirm_fixed_after: timedelta | None = None) -> "RescanPolicy":
+        """The policy `to_json` kept (the defaults for None or a class it lacks); with
+        `confirm_fixed_after`, that wait instead of the kept one."""
+        value = value or {}
+        intervals = dict(DEFAULT_INTERVALS)
+        intervals.update({k: timedelta(seconds=v) for k, v in (value.get("intervals") or {}).items()
+                          if k in intervals})
+        window = timedelta(seconds=value["fixed_window"]) if "fixed_window" in value else cls.fixed_window
+        if confirm_fixed_after is None:
+            confirm_fixed_after = timedelta(seconds=value.get("confirm_fixed_after",
+                                                              CONFIRM_FIXED_AFTER.total_seconds()))
+        return cls(MappingProxyType(intervals), window, confirm_fixed_after)
+
     def interval(self, severity: str | None, finding_status: str | None = None,
                  finding_severity: str | None = None, fixed_at: datetime | None = None,
                  now: datetime | None = None) -> timedelta:
@@ -100,6 +121,19 @@ class RescanPolicy:
             if confirm >= checked_at:
                 return min(confirm, paced)
         return paced
+
+
+def due_after(policy: RescanPolicy, checked_at: datetime, status: str, severity: str | None,
+              finding: FindingState | None) -> datetime:
+    """When to look again at a service whose last look (at `checked_at`) had `status` and
+    `severity`, its finding now being `finding`. Ingest sets it after each look; `run` sets it
+    again for every service when the intervals it is given differ from those that set it."""
+    if status == "blocked":  # opted out or out of scope: not worth a rescan soon
+        return checked_at + policy.intervals["none"]
+    if finding is None:
+        return policy.next_due(checked_at, severity if status not in INCONCLUSIVE else None)
+    return policy.next_due(checked_at, severity if status not in INCONCLUSIVE else None, finding.status,
+                           finding.severity, finding.fixed_at, finding.missed_since)
 
 
 def due(next_due: datetime, now: datetime) -> bool:

@@ -69,6 +69,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     dry_run_dir: str = "pacswatch-outbox"
     templates: str | None = None
+    confirm_fixed_after: str | None = None  # [campaign]; scan and run parse it (campaign/schedule.py)
 
 
 class ConfigError(ValueError):
@@ -161,7 +162,14 @@ class SmtpSection(_Section):
     cafile: str | None = None
 
 
+class CampaignSection(_Section):
+    # How long a finding one scan missed stays open before a second miss may fix it: "6h", "30m",
+    # "0". Parsed (and refused with its key) by `scan` and `run`, which own that rule.
+    confirm_fixed_after: OneLine | None = None
+
+
 class ConfigFile(_Section):
+    campaign: CampaignSection = Field(default_factory=CampaignSection)
     attribution: AttributionSection = Field(default_factory=AttributionSection)
     notify: NotifySection = Field(default_factory=NotifySection)
     sender: SenderSection = Field(default_factory=SenderSection)
@@ -227,7 +235,8 @@ def from_dict(data: dict[str, Any], *, source: str = "the configuration") -> Con
     smtp = SmtpConfig(enabled=m.enabled, host=m.host, port=m.port, security=m.security, username=m.username,
                       password_env=m.password_env, timeout=m.timeout, helo=m.helo, envelope_from=m.envelope_from,
                       cafile=m.cafile)
-    return Config(attribution, Settings(policy, limits, backoff, sender), smtp, n.dry_run_dir, n.templates)
+    return Config(attribution, Settings(policy, limits, backoff, sender), smtp, n.dry_run_dir, n.templates,
+                  f.campaign.confirm_fixed_after)
 
 
 def load(path: str | None = None) -> Config:

@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from pacswatch import __version__
 from pacswatch.campaign.ingest import BatchPlan, finding_state, plan_batch
 from pacswatch.campaign.lifecycle import ACTIVE, Key, opt_out
-from pacswatch.campaign.schedule import RescanPolicy
+from pacswatch.campaign.schedule import RescanPolicy, due_after
 from pacswatch.campaign.work import IntervalSet
 from pacswatch.record import Record
 from pacswatch.store.bulk import BulkStatement
@@ -44,6 +44,7 @@ from pacswatch.store.tables import (
     scans,
     scope_entries,
     services,
+    settings,
 )
 from pacswatch.targets import BlockEntry, Blocklist
 from pacswatch.targets.parse import parse_address_range
@@ -354,6 +355,40 @@ class Repository:
         if due_before is not None:
             query = query.where(services.c.next_due <= due_before)
         return self._all(query.order_by(services.c.next_due, services.c.id).limit(limit))
+
+    def replan(self, policy: RescanPolicy) -> int:
+        """Every service's next look as `policy` sets it (schedule.due_after, from its last look
+        and its finding), where that differs from the one stored: a `run` with other intervals
+        than those that scheduled a service applies them at once. The number changed."""
+        query = (select(services.c.id, services.c.last_checked, services.c.status, services.c.severity,
+                        services.c.next_due, findings.c.status.label("f_status"),
+                        findings.c.severity.label("f_severity"), findings.c.first_seen, findings.c.last_seen,
+                        findings.c.fixed_at, findings.c.reopened_at, findings.c.reopen_count,
+                        findings.c.missed_since)
+                 .join(findings, (findings.c.ip == services.c.ip) & (findings.c.port == services.c.port),
+                       isouter=True))
+        with self._write() as conn:
+            changed = []
+            for row in (_row(r) for r in conn.execute(query).mappings()):
+                finding = None if row["f_status"] is None else finding_state(
+                    {**row, "status": row["f_status"], "severity": row["f_severity"]})
+                next_due = due_after(policy, row["last_checked"], row["status"], row["severity"], finding)
+                if next_due != row["next_due"]:
+                    changed.append({"b_id": row["id"], "next_due": next_due})
+            if changed:
+                conn.execute(update(services).where(services.c.id == bindparam("b_id"))
+                             .values(next_due=bindparam("next_due")), changed)
+        return len(changed)
+
+    def setting(self, name: str) -> Any:
+        """The value stored under `name` (JSON), or None."""
+        rows = self._all(select(settings.c.value).where(settings.c.name == name))
+        return rows[0]["value"] if rows else None
+
+    def set_setting(self, name: str, value: Any) -> None:
+        with self._write() as conn:  # replace: one statement pair, portable across both backends
+            conn.execute(delete(settings).where(settings.c.name == name))
+            conn.execute(insert(settings), {"name": name, "value": value, "updated_at": now_utc()})
 
     def severities(self, scan_id: int) -> dict[Key, str | None]:
         """Endpoint -> severity as scan `scan_id` saw it (the last look wins), for diff_scans."""

@@ -188,3 +188,12 @@ scope_entries = Table(
     Column("added_at", Moment, nullable=False),
     Column("added_by", String(200)),
 )
+
+# Small named values of this installation (JSON), e.g. "rescan_policy": the intervals that
+# scheduled the services' next looks, so that `run` knows when it is given others.
+settings = Table(
+    "settings", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", Moment, nullable=False),
+)
