@@ -63,6 +63,13 @@ async def attribute_async(engine: Engine, config: Config, *, ips: Iterable[str] 
     close_opted_out(engine, clock())  # an opted-out address is neither looked up nor put in a case
     if ips is None:
         ips = sorted({ip for ip, _ in findings_exposures(engine, statuses=("open", "reopened"))})
+    # A security.txt is fetched only from an address the blocklist, the opt-outs and the scope
+    # allow, read when the fetch is made (attributor.py).
+    from pacswatch.campaign.scope import scope_reason
+    from pacswatch.store.repository import Repository
+
+    repo = Repository(engine)
+    attributor_kwargs.setdefault("may_contact", lambda address: scope_reason(repo, address))
     async with Attributor(config.attribution, cache=store, local=store.owners(), clock=clock,
                           **attributor_kwargs) as attributor:
         results = await attributor.attribute_many(list(ips), refresh=refresh)
