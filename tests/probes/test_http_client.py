@@ -79,3 +79,35 @@ def test_ipv6_origin_is_bracketed():
             await client.aclose()
 
     assert asyncio.run(go()) == ("http://[::1]:80/system", True)
+
+
+def test_cookies_go_back_to_the_origin_and_a_bad_location_is_kept_as_a_fact():
+    # Requests go straight to the transport (the client's send parsed a Location and raised on
+    # a malformed one); cookies must still come back, or a cookie-check redirect loops.
+    async def handle(reader, writer):
+        head = (await reader.readuntil(b"\r\n\r\n")).lower()
+        if head.startswith(b"get /bad "):
+            writer.write(b"HTTP/1.1 302 Found\r\nLocation: http://[\\]/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        elif b"cookie: seen=1" in head:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        else:
+            writer.write(b"HTTP/1.1 302 Found\r\nLocation: /\r\nSet-Cookie: seen=1; Path=/\r\n"
+                         b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.86.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        client = WebClient("http", "127.0.86.1", port, user_agent="test", timeout=2.0, deadline=loop.time() + 5,
+                           ssl_context=ScannerTlsContext().context)
+        try:
+            return await client.get("/"), await client.get("/bad")
+        finally:
+            await client.aclose()
+            server.close()
+
+    page, bad = asyncio.run(main())
+    assert page.status == 200 and page.body == b"ok" and page.redirects == 1
+    assert bad.status == 302 and bad.malformed_location == "http://[\\]/"

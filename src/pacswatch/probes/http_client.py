@@ -248,6 +248,7 @@ class WebClient:
                 # followed by hand in get(), which judges the Location itself.
                 response = await self._transport.handle_async_request(request)
                 response.request = request
+                self._keep_cookies(response)
                 try:
                     body, truncated = await _read_capped(response)
                     self._note_tls(response)
@@ -264,6 +265,14 @@ class WebClient:
         except Exception as exc:
             raise http_error(exc, tcp_established=self._backend.connected > connected) from None
         return WebResponse(url, response.status_code, response.headers, body, truncated=truncated)
+
+    def _keep_cookies(self, response: httpx.Response) -> None:
+        """Cookies set by the origin go back to it on the next request, as the client's send
+        did: some servers and load balancers redirect to the same page until a cookie returns."""
+        try:
+            self._client.cookies.extract_cookies(response)
+        except Exception:  # a Set-Cookie too odd to parse is not kept; the answer still counts
+            pass
 
     def _note_tls(self, response: httpx.Response) -> None:
         if self.tls is not None or self._describe_tls is None:
