@@ -50,12 +50,13 @@ def test_a_mistyped_address_names_the_character_and_is_not_looked_up(spec, char,
     assert resolver.asked == []
 
 
-@pytest.mark.parametrize("spec", ["pacs", "PACS01", "archive_1"])
-def test_a_name_without_a_dot_is_refused_without_a_lookup(spec):
+@pytest.mark.parametrize("spec,reason", [("pacs", "no dot"), ("PACS01", "no dot"), ("archive_1", "no dot"),
+                                         ("1-2.3-4", "a name has a letter"), ("12-34.5-6", "a name has a letter")])
+def test_a_name_without_a_dot_or_a_letter_is_refused_without_a_lookup(spec, reason):
     resolver = RecordingResolver()
     with pytest.raises(TargetError) as info:
         parse_targets([spec], resolver=resolver)
-    assert "no dot" in str(info.value)
+    assert reason in str(info.value)
     assert resolver.asked == []
 
 

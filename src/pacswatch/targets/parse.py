@@ -226,6 +226,9 @@ def _check_name(text: str) -> str:
         # the machine, and "pacs" typed for an address would be sent to DNS.
         raise ValueError(f"{text!r} is not an address, and as a host name it has no dot: give the address "
                          "or the full name (pacs.example.org)")
+    if not any(char.isalpha() for char in name):
+        # Digits, dots and hyphens only (1-2.3-4): no real name looks like that, a typo might.
+        raise ValueError(f"{text!r} is neither an address nor a host name (a name has a letter)")
     return text
 
 
