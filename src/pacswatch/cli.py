@@ -17,6 +17,7 @@ from pacswatch.cli_campaign import (
     dispatch,
     optout_reason,
 )
+from pacswatch.cli_types import at_least, integer, positive
 from pacswatch.identity import DEFAULT_CONTACT_URL
 from pacswatch.targets import PortError, TargetError
 from pacswatch.targets.ports import DEFAULT_DICOM_PORTS
@@ -32,18 +33,13 @@ DEFAULT_RATE = 200.0  # new connections per second
 EXIT_INTERRUPTED = 130
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
+# Kept for callers of the old names; every option names its own type (cli_types.py).
+_positive_float = positive("number", float)
+_positive_int = positive("whole number")
+DEFAULT_TOP = 25  # rows of the end-of-scan table on a terminal
+# The web probe's default ports (probes/registry.py DEFAULT_WEB_PORTS), for --help: importing
+# the probes to build the parser would load the scan's stack for every usage error.
+DEFAULT_WEB_PORTS_TEXT = "8042, 80, 443, 8080, 8443"
 
 
 def _ae_option(check: str):
@@ -63,10 +59,10 @@ def _ae_option(check: str):
 
 
 def _add_probe_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timeout", type=_positive_float, default=4.0, metavar="S",
+    p.add_argument("--timeout", type=positive("timeout", float), default=4.0, metavar="S",
                    help="connect and response timeout in seconds; the other deadlines derive from it (default 4)")
     p.add_argument("--no-find", action="store_true", help="do not send C-FIND (permission check and counts)")
-    p.add_argument("--find-limit", type=_positive_int, default=1000, metavar="N",
+    p.add_argument("--find-limit", type=positive("limit"), default=1000, metavar="N",
                    help="stop counting at N results with C-CANCEL and report 'at least N' (default 1000)")
     p.add_argument("--no-ae-guess", action="store_true",
                    help="do not retry rejected associations with product-default called AE titles")
@@ -89,21 +85,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     scan = sub.add_parser("scan", help="scan targets", description=(
         "TARGET is an IPv4/IPv6 address, a CIDR, a range (a-b), a host name, HOST:PORT, or @FILE."))
-    scan.add_argument("targets", nargs="*", metavar="TARGET")
+    scan.add_argument("targets", nargs="*", metavar="TARGET", help="what to scan (see above); none with --resume "
+                      "or --import-masscan/--import-zmap")
     scan.add_argument("--ports", default=None, metavar="LIST",
-                      help="ports to scan, e.g. 104,11112,4000-4010 (default: the common DICOM and PACS web ports)")
-    scan.add_argument("--web-ports", default=None, metavar="LIST", help="ports probed as HTTP(S) instead of DICOM")
-    scan.add_argument("--output", "-o", metavar="FILE", help="write records here (default, or -: stdout)")
-    scan.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
-    scan.add_argument("--rate", type=_positive_float, default=200.0, metavar="N",
+                      help="ports to scan, e.g. 104,11112,4000-4010 (default: the DICOM ports "
+                           f"{', '.join(map(str, DEFAULT_DICOM_PORTS))} and the web ports {DEFAULT_WEB_PORTS_TEXT})")
+    scan.add_argument("--web-ports", default=None, metavar="LIST", help="ports probed as HTTP(S) instead of DICOM "
+                      f"(default {DEFAULT_WEB_PORTS_TEXT})")
+    scan.add_argument("--output", "-o", metavar="FILE", help="write the records to FILE; - or none: standard output")
+    scan.add_argument("--format", choices=("jsonl", "table"), default=None,
+                      help="jsonl: one JSON record per endpoint; table: the endpoints that answered, most severe "
+                           "first (default: table on a terminal, jsonl to a file or a pipe)")
+    scan.add_argument("--open", action="store_true", dest="open_only",
+                      help="output only endpoints that answered (every endpoint is still stored and counted)")
+    scan.add_argument("--top", type=at_least("row count", 0), default=DEFAULT_TOP, metavar="N",
+                      help=f"tables shown on a terminal stop at the N most severe endpoints, with the command that "
+                           f"lists the rest (default {DEFAULT_TOP}; 0: all)")
+    scan.add_argument("--rate", type=positive("rate", float), default=200.0, metavar="N",
                       help="new connections per second, all probes together (default 200)")
-    scan.add_argument("--concurrency", type=_positive_int, default=200, metavar="N",
+    scan.add_argument("--concurrency", type=positive("concurrency"), default=200, metavar="N",
                       help="endpoints probed at once (default 200)")
     scan.add_argument("--exclude", action="append", default=[], metavar="FILE",
                       help="never scan what this file lists (addresses, CIDRs, ranges); repeatable")
     scan.add_argument("--scope", metavar="FILE", help="refuse anything outside the networks this file lists")
-    scan.add_argument("--seed", type=int, help="seed of the random scan order (default: random)")
-    scan.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+    scan.add_argument("--seed", type=integer("seed"), help="seed of the random scan order (default: random)")
+    scan.add_argument("--workers", type=positive("number of workers"), default=1, metavar="N",
                       help="probe in N processes (one core each); rate and concurrency are shared out "
                            "(default 1)")
     scan.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
@@ -115,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = sub.add_parser("probe", help="probe one endpoint and print a full report (no port: the default "
                                          "DICOM ports, a report for each that answers)")
-    probe.add_argument("endpoint", metavar="HOST[:PORT]")
+    probe.add_argument("endpoint", metavar="HOST[:PORT]", help="an address or a name; without a port, the "
+                       "default DICOM ports")
     probe.add_argument("--json", action="store_true", help="print the record as JSON")
     probe.add_argument("--web", action="store_true", help="probe the port as HTTP(S) even if it is not a web port")
     _add_probe_options(probe)
@@ -149,8 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("scan", "export") and getattr(args, "output", None) == "-":
         args.output = None  # "-" is standard output, as everywhere, not a file named "-"
+    if args.command == "scan" and args.format is None:
+        # A person at a terminal gets a table of what answered; a file or a pipe gets JSON Lines.
+        args.format = "table" if args.output is None and sys.stdout.isatty() else "jsonl"
     # Imported after parsing: --help and usage errors do without it.
-    from pacswatch.output import stderr_console
+    from pacswatch.output import error_line, stderr_console
 
     err = stderr_console()
     try:
@@ -180,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_demo_command(args.base_ip, args.output, database=args.database)
     except (TargetError, PortError, ValueError, OSError) as exc:
-        err.print(f"[bold red]pacswatch {args.command}:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
+        err.print(error_line(f"pacswatch {args.command}:", exc), highlight=False, soft_wrap=True)
         return EXIT_USAGE
     return EXIT_USAGE
 
@@ -203,11 +213,9 @@ def cmd_probe(args: argparse.Namespace, err: Console) -> int:
 def _probe(args: argparse.Namespace, err: Console) -> int:
     import asyncio
 
-    from rich.console import Console
-
     from pacswatch.campaign.ingest import speaks
     from pacswatch.net.limits import RateLimiter
-    from pacswatch.output import print_report
+    from pacswatch.output import print_report, stdout_console
     from pacswatch.probes.base import Endpoint, ProbeContext
     from pacswatch.probes.options import probe_options
     from pacswatch.probes.registry import ProbeSelector
@@ -241,7 +249,7 @@ def _probe(args: argparse.Namespace, err: Console) -> int:
             "[\n" + ",\n".join(r.model_dump_json(indent=2) for r in records) + "\n]"
         sys.stdout.write(text + "\n")
         return 0
-    console = Console()
+    console = stdout_console()
     # One port asked for: its report whatever it says. Several: a report for each that answered.
     answered = [r for r in records if len(records) == 1 or speaks(r)]
     silent = [r for r in records if len(records) > 1 and not speaks(r)]
@@ -251,7 +259,7 @@ def _probe(args: argparse.Namespace, err: Console) -> int:
         print_report(console, record)
     if silent:
         console.print(("" if not answered else "\n") + f"no service on {ip}: "
-                      + ", ".join(f"{r.port} ({r.status})" for r in silent), highlight=False)
+                      + ", ".join(f"{r.port} ({r.status})" for r in silent), highlight=False, markup=False)
     return 0
 
 

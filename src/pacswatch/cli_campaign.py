@@ -20,6 +20,8 @@ from rich.console import Console
 
 from pacswatch.campaign import report
 from pacswatch.campaign.commands import EXIT_STORE, campaign_scan, cmd_run
+from pacswatch.cli_types import positive
+from pacswatch.output import error_line, stdout_console
 
 __all__ = ["add_commands", "add_database_option", "add_no_resolve_option", "add_scan_options", "campaign_scan",
            "dispatch", "optout_reason"]
@@ -54,7 +56,8 @@ def optout_reason(database: str | None, ip) -> str | None:
 
 
 def _format_option(p: argparse.ArgumentParser, choices=("table", "json")) -> None:
-    p.add_argument("--format", choices=choices, default="table")
+    p.add_argument("--format", choices=choices, default="table",
+                   help="table: for a person (default); " + "; ".join(f"{c}: for programs" for c in choices[1:]))
 
 
 def _no_resolve_option(p: argparse.ArgumentParser) -> None:
@@ -67,7 +70,7 @@ add_no_resolve_option = _no_resolve_option
 
 def add_scan_options(scan: argparse.ArgumentParser) -> None:
     _database_option(scan)
-    scan.add_argument("--resume", type=int, metavar="ID", help="continue scan ID where it stopped (same targets, "
+    scan.add_argument("--resume", type=positive("scan ID"), metavar="ID", help="continue scan ID where it stopped (same targets, "
                       "ports, seed and probe options; nothing done is probed again)")
     scan.add_argument("--import-masscan", action="append", default=[], metavar="FILE",
                       help="probe the open ports in masscan -oJ or -oL output; repeatable")
@@ -91,7 +94,7 @@ def _confirm_option(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub) -> None:
-    from pacswatch.cli import _add_probe_options, _positive_float, _positive_int
+    from pacswatch.cli import _add_probe_options
 
     db = sub.add_parser("db", help="the database: upgrade (migrate), info, check")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -107,18 +110,23 @@ def add_commands(sub) -> None:
     run = sub.add_parser("run", help="rescan services as they fall due, until stopped")
     _database_option(run)
     run.add_argument("--once", action="store_true", help="one cycle, then exit")
-    run.add_argument("--tick", type=_positive_float, default=60.0, metavar="S",
+    run.add_argument("--tick", type=positive("tick", float), default=60.0, metavar="S",
                      help="seconds between looks for due services when none is due (default 60)")
-    run.add_argument("--batch", type=_positive_int, default=1000, metavar="N", help="services per rescan (default 1000)")
+    run.add_argument("--batch", type=positive("batch size"), default=1000, metavar="N",
+                     help="services per rescan (default 1000)")
     run.add_argument("--interval", action="append", default=[], metavar="CLASS=DURATION",
                      help="rescan interval, e.g. critical=6h; classes critical, high, medium, low, fixed, none")
-    run.add_argument("--rate", type=_positive_float, default=200.0, metavar="N")
-    run.add_argument("--concurrency", type=_positive_int, default=200, metavar="N")
-    run.add_argument("--web-ports", default=None, metavar="LIST")
-    run.add_argument("--exclude", action="append", default=[], metavar="FILE")
-    run.add_argument("--scope", metavar="FILE")
-    run.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
-    run.add_argument("--quiet", "-q", action="store_true")
+    run.add_argument("--rate", type=positive("rate", float), default=200.0, metavar="N",
+                     help="new connections per second, all probes together (default 200)")
+    run.add_argument("--concurrency", type=positive("concurrency"), default=200, metavar="N",
+                     help="endpoints probed at once (default 200)")
+    run.add_argument("--web-ports", default=None, metavar="LIST", help="ports probed as HTTP(S) instead of DICOM")
+    run.add_argument("--exclude", action="append", default=[], metavar="FILE",
+                     help="never scan what this file lists (addresses, CIDRs, ranges); repeatable")
+    run.add_argument("--scope", metavar="FILE", help="refuse anything outside the networks this file lists")
+    run.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                     help="event loop: uvloop when installed (auto), or the standard one")
+    run.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     _confirm_option(run)
     run.add_argument("--now", nargs="?", const="", default=None, metavar="SELECTOR",
                      help="rescan at once the known services at SELECTOR (an address, HOST:PORT, CIDR or range; "
@@ -133,11 +141,13 @@ def add_commands(sub) -> None:
     findings.add_argument("--severity", action="append", default=[], metavar="LIST", help="critical,high,...")
     findings.add_argument("--status", action="append", default=[], metavar="LIST", help="open,fixed,reopened,opted-out")
     findings.add_argument("--since", metavar="WHEN", help="seen or fixed since: a date, a time, or an age (7d)")
+    findings.add_argument("--scan", type=positive("scan ID"), metavar="ID",
+                          help="only endpoints scan ID looked at (what a scan's table left out)")
     _format_option(findings, ("table", "json", "csv"))
 
     history = sub.add_parser("history", help="every observation and change of an endpoint or host")
     _database_option(history)
-    history.add_argument("endpoint", metavar="HOST[:PORT]")
+    history.add_argument("endpoint", metavar="HOST[:PORT]", help="an address or a name, with or without a port")
     _no_resolve_option(history)
     _format_option(history)
 
@@ -147,30 +157,30 @@ def add_commands(sub) -> None:
 
     scans = sub.add_parser("scans", help="the scans in the database (IDs for --resume)")
     _database_option(scans)
-    scans.add_argument("--limit", type=_positive_int, default=50)
+    scans.add_argument("--limit", type=positive("limit"), default=50, metavar="N",
+                       help="the N most recent scans (default 50)")
     _format_option(scans)
 
     for name, text in (("optout", "owners who asked not to be scanned: never contacted"),
                        ("scope", "networks this installation is authorised to scan")):
         parser = sub.add_parser(name, help=text)
         actions = parser.add_subparsers(dest="action", required=True)
-        add = actions.add_parser("add")
-        add.add_argument("cidr", metavar="CIDR")
+        add = actions.add_parser("add", help="add a network")
+        add.add_argument("cidr", metavar="CIDR", help="an address or a network, e.g. 198.51.100.0/24")
         if name == "optout":
             add.add_argument("--contact", required=True, help="who asked (e-mail, ticket)")
             add.add_argument("--requested", metavar="DATE", help="when they asked (default: now)")
-        add.add_argument("--note")
+        add.add_argument("--note", help="free text kept with the entry")
         _database_option(add)
-        listing = actions.add_parser("list")
+        listing = actions.add_parser("list", help="show the entries")
         _database_option(listing)
         _format_option(listing)
-        remove = actions.add_parser("remove")
-        remove.add_argument("entry", type=int, metavar="ID")
+        remove = actions.add_parser("remove", help="remove an entry")
+        remove.add_argument("entry", type=positive("entry ID"), metavar="ID", help="the entry's ID (see list)")
         _database_option(remove)
 
 
-def _stdout() -> Console:
-    return Console() if sys.stdout.isatty() else Console(width=200, no_color=True)
+_stdout = stdout_console
 
 
 def _moment(text: str) -> datetime:
@@ -225,7 +235,7 @@ def dispatch(args: argparse.Namespace, err: Console | None = None) -> int | None
         with Repository.open(args.database) as repo:
             return _query(args, repo)
     except StoreError as exc:
-        err.print(f"[bold red]pacswatch {args.command}:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(error_line(f"pacswatch {args.command}:", exc), highlight=False, soft_wrap=True)
         return EXIT_STORE
 
 
@@ -260,6 +270,10 @@ def _query(args: argparse.Namespace, repo) -> int:
         rows = repo.findings(severities=_choices(args.severity, SEVERITIES, "severity"),
                              statuses=_choices(args.status, STATUSES, "status"),
                              since=_moment(args.since) if args.since else None)
+        if args.scan is not None:  # the endpoints that scan looked at
+            seen = {(o["ip"], o["port"]) for o in repo.observations(scan_id=args.scan)}
+            rows = [r for r in rows if (r["ip"], r["port"]) in seen]
+        rows = report.by_severity(rows)
         if args.format == "table":
             out.print(report.findings_table(rows))
         elif args.format == "csv":
@@ -326,7 +340,7 @@ def _history(args: argparse.Namespace, repo, out: Console) -> int:
     if args.format == "json":
         report.write_json(sys.stdout, {"observations": observations, "events": events})
     elif not observations:
-        out.print(f"nothing recorded for {args.endpoint}")
+        out.print(f"nothing recorded for {args.endpoint}", highlight=False, markup=False)
     else:
         out.print(report.history_table(f"History of {args.endpoint}", observations, events))
         for e in sorted(events, key=lambda e: (e["at"], e["id"])):

@@ -30,6 +30,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub) -> None:
+    from pacswatch.cli_types import positive
     from pacswatch.notify.cases import STATES
 
     p = sub.add_parser("attribute", help="find the owner and contact of exposed services (PTR, RDAP, ASN, "
@@ -46,28 +47,29 @@ def add_commands(sub) -> None:
     actions = owners.add_subparsers(dest="owners_command", required=True)
     add = actions.add_parser("add", help="add an entry (it takes precedence over public sources)")
     _common(add)
-    add.add_argument("match", metavar="CIDR|DOMAIN")
-    add.add_argument("--name", required=True)
+    add.add_argument("match", metavar="CIDR|DOMAIN", help="the addresses (CIDR) or PTR domain this owner runs")
+    add.add_argument("--name", required=True, help="the owner's name, as notices greet it")
     add.add_argument("--contact", action="append", required=True, help="e-mail address; repeatable, first preferred")
     add.add_argument("--escalation", action="append", default=[], help="who to tell when the owner does not act")
-    add.add_argument("--language")
-    add.add_argument("--notes")
-    _common(actions.add_parser("list"))
-    remove = actions.add_parser("remove")
+    add.add_argument("--language", help="language of the notices to this owner (e.g. en)")
+    add.add_argument("--notes", help="free text kept with the entry")
+    _common(actions.add_parser("list", help="show the table"))
+    remove = actions.add_parser("remove", help="remove an entry")
     _common(remove)
-    remove.add_argument("id", type=int)
+    remove.add_argument("id", type=positive("owner ID"), metavar="ID", help="the entry's ID (see owners list)")
 
     cases = sub.add_parser("cases", help="cases (one per owner) and their states")
     _common(cases)
-    cases.add_argument("--state", action="append", default=[], choices=STATES)
-    cases.add_argument("--json", action="store_true")
+    cases.add_argument("--state", action="append", default=[], choices=STATES,
+                       help="only cases in this state; repeatable")
+    cases.add_argument("--json", action="store_true", help="one JSON object per case")
 
     case = sub.add_parser("case", help="one case: services, history, messages")
     _common(case)
-    case.add_argument("id", type=int)
+    case.add_argument("id", type=positive("case ID"), metavar="ID", help="the case's ID (see cases)")
     case.add_argument("--ack", metavar="NOTE", help="the owner acknowledged (stops escalation)")
     case.add_argument("--close", metavar="WHY", help="close the case")
-    case.add_argument("--json", action="store_true")
+    case.add_argument("--json", action="store_true", help="the case, its history and messages as JSON")
 
     notify = sub.add_parser("notify", help="queue and send notices; --dry-run writes them to a folder instead")
     _common(notify)
@@ -76,7 +78,8 @@ def add_commands(sub) -> None:
 
     export = sub.add_parser("export", help="IntelMQ events (JSON lines) or per-owner CSV of exposed services")
     _common(export)
-    export.add_argument("format", choices=("intelmq", "csv"))
+    export.add_argument("format", choices=("intelmq", "csv"), help="intelmq: IntelMQ events, one JSON per "
+                        "line; csv: exposed services per owner")
     export.add_argument("--output", "-o", metavar="PATH", help="file (intelmq) or folder (csv: one file per "
                         "owner); default: standard output")
     export.add_argument("--all", action="store_true", help="fixed services too, not only open ones")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import errno
+import heapq
+import ipaddress
+import sys
 import time
 from collections import defaultdict
-from typing import IO, TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import IO, TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:  # annotations only: the campaign commands' tables need no probe or pydantic model
     from pacswatch.record import Record
@@ -24,8 +29,55 @@ def stderr_console() -> Console:
     return console
 
 
+def stdout_console() -> Console:
+    """The console for what a command prints on stdout: colours on a terminal; wide and plain
+    for a pipe or a file, so a table does not wrap every row."""
+    return Console() if sys.stdout.isatty() else Console(width=200, no_color=True)
+
+
 SEVERITY_ORDER = ("critical", "high", "medium", "low")
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+
+
+# Every string shown on a terminal goes through one of these two: Rich reads markup (`[/]`,
+# `[link=...]`) in a plain str given to print() or add_row(), and a peer's text, or a database
+# written before text.py cleaned at entry, may hold both markup and terminal escapes.
+def shown(value: object) -> Text:
+    """A value as terminal text: cleaned (no escape sequence, no line break) and never markup."""
+    # Imported here: text.py loads pydantic, which building the parser (--help) must not.
+    from pacswatch.text import clean
+
+    return Text("" if value is None else clean(value, limit=4096))
+
+
+def error_line(prefix: str, error: object) -> Text:
+    """"pacswatch scan: what went wrong": the prefix in bold red, the message as text (it may
+    quote a target, a file name or a peer, and `[/]` in it is not markup)."""
+    return Text(prefix, style="bold red").append(" ").append_text(shown(error))
+
+
+def severity_text(severity: str | None) -> Text:
+    """A severity in its colour; "-" when there is none."""
+    if not severity:
+        return Text("-")
+    text = shown(severity)
+    text.stylize(SEVERITY_STYLE.get(severity, ""))
+    return text
+
+
+def address_key(ip: str, port: int | None = None) -> tuple:
+    """Numeric address order (IPv4 before IPv6), then port: 10.0.0.9 before 10.0.0.10. A value
+    that is not an address (a damaged row) sorts last, by its text."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return (7, 0, str(ip), port or 0)
+    return (address.version, int(address), "", port or 0)
+
+
+def severity_rank(severity: str | None) -> int:
+    """0 for critical ... 3 for low, 4 for none: the sort key of "most severe first"."""
+    return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else len(SEVERITY_ORDER)
 
 
 class OutputError(Exception):
@@ -60,6 +112,16 @@ class JsonLinesWriter:
         except OSError as exc:  # the buffer was full and its write failed
             self.failed = OutputError(exc)
             raise self.failed from exc
+        now = time.monotonic()
+        if now - self._flushed >= self.flush_interval:
+            self.flush(now)
+            return True
+        return False
+
+    def flush_due(self) -> bool:
+        """Flush if `flush_interval` has passed since the last flush (a record left out of the
+        output, by `scan --open`, still lets the records before it be counted done); True when
+        it flushed."""
         now = time.monotonic()
         if now - self._flushed >= self.flush_interval:
             self.flush(now)
@@ -120,23 +182,40 @@ def _facts(record: Record) -> str:
     return ", ".join(parts)
 
 
+def worst_first(records: Iterable[Record], top: int | None = None) -> tuple[list[Record], int]:
+    """Endpoints that answered something, most severe first, then by address and port: the first
+    `top` (all when None), and how many more there were. A heap, so a scan with 10,000 findings
+    does not sort them all to show 25."""
+    answered = [r for r in records if r.service is not None or r.severity is not None]
+
+    def key(r: Record) -> tuple:
+        return (severity_rank(r.severity), address_key(r.ip, r.port))
+
+    if top is None or top >= len(answered):
+        return sorted(answered, key=key), 0
+    return heapq.nsmallest(top, answered, key=key), len(answered) - top
+
+
 def findings_table(records: Iterable[Record], title: str = "Endpoints") -> Table:
-    """Endpoints that answered something, worst first."""
-    rows = [r for r in records if r.service is not None or r.severity is not None]
-    rows.sort(key=lambda r: (-(_rank(r.severity)), r.ip, r.port))
+    """Endpoints that answered something, in the order given (see `worst_first`)."""
     table = Table(title=title, show_lines=False)
     for column in ("endpoint", "severity", "status", "product"):
         table.add_column(column, no_wrap=True)
     table.add_column("facts")
-    for r in rows:
-        sev = r.severity or "-"
-        table.add_row(endpoint_label(r), f"[{SEVERITY_STYLE.get(sev, '')}]{sev}[/]" if r.severity else "-",
-                      str(r.status), _product(r), _facts(r))
+    for r in records:
+        table.add_row(endpoint_label(r), severity_text(r.severity), str(r.status), shown(_product(r)),
+                      shown(_facts(r)))
     return table
 
 
-def _rank(severity: str | None) -> int:
-    return 4 - SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else 0
+def more_line(more: int, scan_id: int | None) -> Text:
+    """What follows a table cut at --top: how many rows it left out and the command showing them."""
+    command = f"pacswatch findings --scan {scan_id}" if scan_id is not None else "pacswatch findings"
+    return Text(f"... and {more} more: {command}")
+
+
+def _rank(severity: str | None) -> int:  # higher is worse, 0 for none
+    return len(SEVERITY_ORDER) - severity_rank(severity)
 
 
 def summary_table(stats: ScanStats, elapsed: float, per_host: dict[str, str] | None = None) -> Table:
@@ -147,7 +226,7 @@ def summary_table(stats: ScanStats, elapsed: float, per_host: dict[str, str] | N
     table.add_row("endpoints done", f"{stats.done} / {stats.total}")
     table.add_row("elapsed", f"{elapsed:.1f} s ({rate:.0f} endpoints/s)")
     for sev in SEVERITY_ORDER:
-        table.add_row(f"[{SEVERITY_STYLE[sev]}]{sev}[/]", str(stats.by_severity.get(sev, 0)))
+        table.add_row(severity_text(sev), str(stats.by_severity.get(sev, 0)))
     for status, n in sorted(stats.by_status.items(), key=lambda kv: -kv[1]):
         table.add_row(f"status {status}", str(n))
     if per_host:
@@ -164,31 +243,38 @@ def worst_per_host(records: Iterable[Record]) -> dict[str, str]:
     return worst
 
 
-def host_table(records: Iterable[Record]) -> Table:
-    """One row per host: its endpoints with findings and its worst severity."""
+def host_table(records: Iterable[Record], top: int | None = None) -> Table:
+    """One row per host: its endpoints with findings and its worst severity (the `top` worst
+    hosts, all when None)."""
     by_host: dict[str, list[Record]] = defaultdict(list)
     for r in records:
         if r.severity:
             by_host[r.ip].append(r)
-    table = Table(title="Hosts with findings")
+    title = "Hosts with findings" + (f" (the worst {top} of {len(by_host)})" if top is not None and len(by_host) > top else "")
+    table = Table(title=title)
     for column in ("host", "worst", "endpoints"):
         table.add_column(column)
-    for host, recs in sorted(by_host.items(), key=lambda kv: -max(_rank(r.severity) for r in kv[1])):
+    ordered = sorted(by_host.items(), key=lambda kv: (-max(_rank(r.severity) for r in kv[1]), address_key(kv[0])))
+    for host, recs in ordered[:top] if top is not None else ordered:
         worst = max(recs, key=lambda r: _rank(r.severity)).severity
         endpoints = ", ".join(f"{r.port}/{r.service or '?'} {r.severity}" for r in sorted(recs, key=lambda r: r.port))
-        table.add_row(host, f"[{SEVERITY_STYLE[worst]}]{worst}[/]", endpoints)
+        table.add_row(shown(host), severity_text(worst), shown(endpoints))
     return table
 
 
 def print_report(console: Console, record: Record) -> None:
     """The full report of one endpoint, for a person (`pacswatch probe`)."""
     sev = record.severity or "none"
-    console.print(f"[bold]{endpoint_label(record)}[/] over {record.transport}: status [bold]{record.status}[/]"
-                  + (f" ({record.detail})" if record.detail else ""))
-    console.print(f"severity: [{SEVERITY_STYLE.get(sev, 'bold')}]{sev}[/]   product: {_product(record) or 'unknown'}"
-                  f"   took {record.elapsed_ms} ms")
+    head = Text.assemble((endpoint_label(record), "bold"), f" over {record.transport}: status ",
+                         (str(record.status), "bold"))
+    if record.detail:
+        head.append(" (").append_text(shown(record.detail)).append(")")
+    console.print(head, highlight=False)
+    console.print(Text.assemble("severity: ", (sev, SEVERITY_STYLE.get(sev, "bold")), "   product: ",
+                                shown(_product(record) or "unknown"), f"   took {record.elapsed_ms} ms"),
+                  highlight=False)
     for reason in record.reasons:
-        console.print(f"  • {reason}")
+        console.print(Text("  • ").append_text(shown(reason)), highlight=False)
     d = record.dicom
     if d is not None:
         a = d.association
@@ -241,7 +327,7 @@ def _facts_table(console: Console, title: str, rows) -> None:
     table.add_column("value")
     for name, value in rows:
         if value is not None:
-            table.add_row(name, str(value))
+            table.add_row(name, shown(value))
     console.print(table)
 
 

@@ -34,7 +34,7 @@ from pacswatch.campaign.scope import (
 from pacswatch.store import Repository
 from pacswatch.targets import Blocklist, Scope, TargetError
 from pacswatch.targets.blocklist import load_exclude_file
-from pacswatch.targets.imports import read_masscan_json
+from pacswatch.targets.imports import read_masscan_json, read_zmap_csv
 
 PACSWATCH = [sys.executable, "-m", "pacswatch.cli"]
 SECOND = os.getpid() % 200 + 20  # this session's 127.6x.N.0/24 networks
@@ -305,6 +305,29 @@ def test_masscan_entries_with_odd_ports_are_named(tmp_path, ports):
         read_masscan_json(path)
     (problem,) = info.value.problems
     assert problem.source == f"{path} entry 2" and "127.0.0.2" in problem.text
+
+
+def test_masscan_json_nested_too_deeply_is_a_bad_line_not_a_crash(tmp_path):
+    path = tmp_path / "masscan.json"
+    path.write_text('{"ip": "127.0.0.1", "ports": [{"port": 104, "status": "open"}]}\n' + "[" * 100_000 + "\n")
+    with pytest.raises(TargetError) as info:
+        read_masscan_json(path)
+    (problem,) = info.value.problems
+    assert problem.line == 2 and "nested too deeply" in problem.reason
+
+
+@pytest.mark.parametrize("line,reason", [
+    ('"' + "x" * 200_000 + '",104', "field larger than field limit"),  # over the csv module's limit
+    ('"127.0.0.2,104', "not a CSV line"),                              # an unclosed quote
+    ("127.0.0.2", "fewer fields than the header names"),
+])
+def test_zmap_csv_lines_that_break_the_csv_reader_are_named(tmp_path, line, reason):
+    path = tmp_path / "zmap.csv"
+    path.write_text(f"saddr,sport\n127.0.0.1,104\n{line}\n127.0.0.3,104\n")
+    with pytest.raises(TargetError) as info:
+        read_zmap_csv(path)
+    (problem,) = info.value.problems  # the next line is not swallowed by the bad one
+    assert problem.line == 3 and reason in problem.reason
 
 
 def test_a_bad_masscan_file_scans_nothing(cli, tarpits, tmp_path):

@@ -290,11 +290,12 @@ def test_missing_and_undecodable_files(tmp_path) -> None:
         parse(f"@{bad}")
 
 
-def test_empty_file_is_an_empty_set(tmp_path) -> None:
+def test_an_empty_file_is_an_error_not_an_empty_set(tmp_path) -> None:
+    # A list naming nothing is a wrong file, not a request to scan nothing (issue 12).
     path = tmp_path / "empty.txt"
     path.write_text("# nothing yet\n\n")
-    ts = parse(f"@{path}")
-    assert ts.size == 0 and not ts
+    with pytest.raises(TargetError, match="empty.txt: no targets in it"):
+        parse(f"@{path}")
 
 
 # --- properties -----------------------------------------------------------------------------

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from pacswatch.campaign import report
-from pacswatch.output import OutputError
+from pacswatch.output import OutputError, error_line, shown
 from pacswatch.safefile import open_stream
 
 PROBE_FIELDS = ("timeout", "no_find", "find_limit", "no_ae_guess", "ae_guess", "calling_ae", "contact_url",
@@ -119,14 +120,15 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
             out_file = open_stream(args.output, append=resuming) if args.output else None
             scan_id = args.resume if resuming else start_scan(
                 repo, plan, parameters, command=masked_command(["pacswatch", *sys.argv[1:]]))
-            options, job = _job(parameters, args, err, output=out_file or sys.stdout, output_format=args.format)
+            options, job = _job(parameters, args, err, output=out_file or sys.stdout, output_format=args.format,
+                                open_only=args.open_only, top=args.top or None, scan_id=scan_id)
             if not args.quiet:
                 _banner(err, scan_id, plan, job, options, resumed=len(repo.completed(scan_id)) if resuming else None)
             # The intervals the last `run` set for this installation (its services' schedule).
             policy = RescanPolicy.from_json(repo.setting(POLICY_SETTING), confirm)
             outcome = execute(repo, scan_id, plan, job, policy=policy, keep_all=bool(parameters.get("keep_all")))
             if not args.quiet:
-                report.print_changes(err, outcome)
+                report.print_changes(err, outcome, top=args.top or None)
             if outcome.status == "finished" and not args.no_attribute:
                 _attribute_after(repo, outcome, err, quiet=args.quiet)
             if outcome.status != "finished":  # Ctrl-C, SIGTERM: say how to go on, even with --quiet
@@ -137,16 +139,16 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
         err.print(f"pacswatch scan: interrupted{left}", highlight=False, markup=False)
         return EXIT_INTERRUPTED
     except StoreError as exc:
-        err.print(f"[bold red]pacswatch scan:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(error_line("pacswatch scan:", exc), highlight=False, soft_wrap=True)
         return EXIT_STORE
     except WorkerFailed as exc:
-        err.print(f"[bold red]pacswatch scan:[/] {exc}; what it had in flight is not done: "
-                  f"pacswatch scan --resume {scan_id}", highlight=False, soft_wrap=True)
+        err.print(error_line("pacswatch scan:", f"{exc}; what it had in flight is not done: "
+                             f"pacswatch scan --resume {scan_id}"), highlight=False, soft_wrap=True)
         return 1
     except OutputError as exc:
         output_failed = True
-        err.print(f"[bold red]pacswatch scan:[/] {exc}; the records it lacks are not counted done: "
-                  f"pacswatch scan --resume {scan_id}", highlight=False, soft_wrap=True)
+        err.print(error_line("pacswatch scan:", f"{exc}; the records it lacks are not counted done: "
+                             f"pacswatch scan --resume {scan_id}"), highlight=False, soft_wrap=True)
         if out_file is None:  # stdout: nothing more can go there, not even at exit
             _silence_stdout()
         return 1
@@ -176,7 +178,8 @@ def _attribute_after(repo, outcome, err: Console, *, quiet: bool) -> None:
     try:
         line = attribute_after_scan(repo.engine, notify_config.load(None), outcome.kept)
     except Exception as exc:  # noqa: BLE001 - any failure of a follow-up step
-        err.print(f"[yellow]attribution after the scan failed: {exc}[/] (run: pacswatch attribute)", highlight=False)
+        err.print(Text.assemble(("attribution after the scan failed: ", "yellow"), shown(exc),
+                                " (run: pacswatch attribute)"), highlight=False)
         return
     if line and not quiet:
         err.print(line, highlight=False, markup=False)
@@ -237,7 +240,7 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
     loop = RunLoop(repo, make_job=lambda stored: _job(stored, args, err, output=None)[1],
                    build_plan=lambda p: _plan_builder(repo, p), parameters=parameters, policy=policy,
                    batch=args.batch, tick=args.tick, log=(lambda _: None) if args.quiet else
-                   (lambda text: err.print(text, highlight=False)), on_outcome=on_outcome)
+                   (lambda text: err.print(text, highlight=False, markup=False)), on_outcome=on_outcome)
     try:
         loop.replan()  # services scheduled under other intervals follow this run's at once
         if selector is None:

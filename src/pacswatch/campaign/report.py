@@ -1,20 +1,27 @@
 """Rendering campaign data for people (rich tables) and programs (JSON, CSV).
 
 Rows come from the repository as dicts; nothing here reads the database or decides anything.
+Every value shown goes into a table as `rich.text.Text`, cleaned (output.shown): a database
+written before text.py may hold a peer's markup or terminal escapes.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import IO, Any, Iterable, Mapping, Sequence
+from typing import IO, Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from pacswatch.output import SEVERITY_STYLE
+from pacswatch.output import (
+    address_key,
+    severity_rank,
+    severity_text,
+    shown,
+)
 
 FINDING_COLUMNS = ("id", "ip", "port", "severity", "status", "service", "transport", "product", "product_version",
                    "studies", "patients", "first_seen", "last_seen", "fixed_at", "reopen_count")
@@ -32,8 +39,29 @@ def endpoint(ip: str, port: int | None) -> str:
     return host if port is None else f"{host}:{port}"
 
 
-def _sev(value: str | None) -> str:
-    return f"[{SEVERITY_STYLE.get(value, '')}]{value}[/]" if value else "-"
+_sev = severity_text
+
+
+def _product(row: Mapping) -> Text:
+    return shown(" ".join(str(p) for p in (row.get("product"), row.get("product_version")) if p))
+
+
+def _count(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def by_severity(rows: Iterable[Mapping], severity: str = "severity") -> list[Mapping]:
+    """Most severe first, then numeric address order, then port (10.0.0.9 before 10.0.0.10)."""
+    return sorted(rows, key=lambda r: (severity_rank(r.get(severity)), address_key(r["ip"], r.get("port"))))
+
+
+# Columns that identify a row: never wrapped or cut on a narrow terminal (the others wrap).
+_KEEP = ("id", "endpoint", "severity", "status", "state")
+
+
+def _add_columns(table: Table, columns: Iterable[str]) -> None:
+    for column in columns:
+        table.add_column(column, no_wrap=column in _KEEP)
 
 
 def _jsonable(value: Any) -> Any:
@@ -51,38 +79,40 @@ def write_json(out: IO[str], value: Any) -> None:
 
 
 def write_csv(out: IO[str], rows: Iterable[Mapping], columns: Sequence[str]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([when(row.get(c)) if isinstance(row.get(c), datetime) else
-                         ("" if row.get(c) is None else row.get(c)) for c in columns])
-    out.write(buffer.getvalue())
+    """CSV through the one writer (notify/csvexport.py): a product name such as `=2+5` from a
+    peer, or a TAB first, cannot run as a formula in the spreadsheet that opens it."""
+    # Imported here: the tables and JSON need no record model.
+    from pacswatch.notify.csvexport import csv_text
+
+    out.write(csv_text(columns, ([when(r.get(c)) if isinstance(r.get(c), datetime) else r.get(c) for c in columns]
+                                 for r in rows), line_end="\n"))
 
 
 def findings_table(rows: Sequence[Mapping]) -> Table:
     table = Table(title=f"Findings ({len(rows)})")
-    for column in ("id", "endpoint", "severity", "status", "product", "studies", "patients", "first seen",
-                   "last seen", "fixed at"):
-        table.add_column(column)
+    _add_columns(table, ("id", "endpoint", "severity", "status", "product", "studies", "patients", "first seen",
+                         "last seen", "fixed at"))
     for r in rows:
-        product = " ".join(p for p in (r.get("product"), r.get("product_version")) if p)
-        table.add_row(str(r["id"]), endpoint(r["ip"], r["port"]), _sev(r["severity"]), r["status"], product,
-                      "" if r.get("studies") is None else str(r["studies"]),
-                      "" if r.get("patients") is None else str(r["patients"]),
+        table.add_row(str(r["id"]), shown(endpoint(r["ip"], r["port"])), _sev(r["severity"]), shown(r["status"]),
+                      _product(r), _count(r.get("studies")), _count(r.get("patients")),
                       when(r["first_seen"]), when(r["last_seen"]), when(r.get("fixed_at")))
     return table
 
 
 def changes_table(events: Sequence[Mapping], title: str) -> Table:
     table = Table(title=title)
-    for column in ("endpoint", "change", "severity"):
-        table.add_column(column)
+    _add_columns(table, ("endpoint", "change", "severity"))
     for e in events:
         old, new = e.get("old_severity"), e.get("new_severity")
-        severity = f"{_sev(old)} → {_sev(new)}" if old and new and old != new else _sev(new or old)
-        table.add_row(endpoint(e["ip"], e["port"]), CHANGE_WORDS.get(e["kind"], e["kind"]), severity)
+        severity = Text.assemble(_sev(old), " → ", _sev(new)) if old and new and old != new else _sev(new or old)
+        table.add_row(shown(endpoint(e["ip"], e["port"])), shown(CHANGE_WORDS.get(e["kind"], e["kind"])), severity)
     return table
+
+
+def _change_key(event: Mapping) -> tuple:
+    """Changes most severe first (the worse of old and new), then by address and port."""
+    worst = min(severity_rank(event.get("new_severity")), severity_rank(event.get("old_severity")))
+    return (worst, address_key(event["ip"], event.get("port")))
 
 
 def summary_line(changes) -> str:
@@ -92,7 +122,7 @@ def summary_line(changes) -> str:
     return ", ".join(parts)
 
 
-def print_changes(console: Console, outcome) -> None:
+def print_changes(console: Console, outcome, top: int | None = 200) -> None:
     """The end-of-scan summary of what changed since the last look at these targets."""
     previous = outcome.previous
     since = (f"since scan {previous['id']} of the same targets ({when(previous['created_at'])})" if previous
@@ -100,24 +130,26 @@ def print_changes(console: Console, outcome) -> None:
     console.print(f"scan {outcome.scan_id} {outcome.status}: changes {since}: {summary_line(outcome.changes)}",
                   highlight=False)
     if outcome.events:
-        console.print(changes_table(outcome.events[:200], f"Changes in scan {outcome.scan_id}"))
-        if len(outcome.events) > 200:
-            console.print(f"... and {len(outcome.events) - 200} more: pacswatch findings --since ...")
+        # Cut at `top` rows (None: all), most severe first: a scan of a large range may change thousands.
+        events = sorted(outcome.events, key=_change_key)
+        top = len(events) if top is None else top
+        console.print(changes_table(events[:top], f"Changes in scan {outcome.scan_id}"))
+        if len(events) > top:
+            console.print(f"... and {len(events) - top} more: pacswatch findings --scan {outcome.scan_id}",
+                          highlight=False, markup=False)
 
 
 def history_table(title: str, observations: Sequence[Mapping], events: Sequence[Mapping]) -> Table:
     """Observations and lifecycle events of one endpoint (or host), in time order."""
-    table = Table(title=title)
-    for column in ("when", "endpoint", "scan", "status", "severity", "product", "studies", "patients", "finding"):
-        table.add_column(column)
+    table = Table(title=shown(title))  # it names what the operator typed
+    _add_columns(table, ("when", "endpoint", "scan", "status", "severity", "product", "studies", "patients", "finding"))
     by_obs = {}
     for e in events:
         by_obs.setdefault(e.get("observation_id"), []).append(CHANGE_WORDS.get(e["kind"], e["kind"]))
     for o in observations:
-        product = " ".join(p for p in (o.get("product"), o.get("product_version")) if p)
-        table.add_row(when(o["scanned_at"]), endpoint(o["ip"], o["port"]), str(o["scan_id"]), o["status"],
-                      _sev(o["severity"]), product, "" if o["studies"] is None else str(o["studies"]),
-                      "" if o["patients"] is None else str(o["patients"]), ", ".join(by_obs.get(o["id"], [])))
+        table.add_row(when(o["scanned_at"]), shown(endpoint(o["ip"], o["port"])), str(o["scan_id"]), shown(o["status"]),
+                      _sev(o["severity"]), _product(o), _count(o["studies"]), _count(o["patients"]),
+                      shown(", ".join(by_obs.get(o["id"], []))))
     return table
 
 
@@ -125,7 +157,7 @@ def stats_tables(stats: Mapping) -> list[Table]:
     now = stats["now"]
     head = Table(title="Exposure now")
     for column in ("exposed services", "studies", "patients", *stats["findings_by_status"].keys()):
-        head.add_column(column)
+        head.add_column(shown(column))
     head.add_row(str(now["exposed_services"]), str(now["studies"]), str(now["patients"]),
                  *(str(v) for v in stats["findings_by_status"].values()))
     tables = [head]
@@ -135,26 +167,49 @@ def stats_tables(stats: Mapping) -> list[Table]:
         table = Table(title=title, min_width=len(title) + 4)
         table.add_column(title.split(" by ")[1])
         table.add_column("count", justify="right")
-        for name, count in sorted(stats[key].items(), key=lambda kv: -kv[1]):
-            table.add_row(_sev(name) if key == "findings_by_severity" else name, str(count))
+        if key == "findings_by_severity":  # in severity order, as everywhere
+            ordered = sorted(stats[key].items(), key=lambda kv: severity_rank(kv[0]))
+        else:
+            ordered = sorted(stats[key].items(), key=lambda kv: (-kv[1], str(kv[0])))
+        for name, count in ordered:
+            table.add_row(_sev(name) if key == "findings_by_severity" else shown(name), str(count))
         tables.append(table)
     over = Table(title="Over time (per scan)")
     for column in ("scan", "when", "kind", "exposed", "studies", "patients"):
         over.add_column(column)
     for r in stats["over_time"]:
-        over.add_row(str(r["scan"]), when(r["at"]), r["kind"], str(r["exposed_services"]), str(r["studies"]),
-                     str(r["patients"]))
+        over.add_row(str(r["scan"]), when(r["at"]), shown(r["kind"]), str(r["exposed_services"]),
+                     str(r["studies"]), str(r["patients"]))
     tables.append(over)
     return tables
 
 
+def targets_summary(parameters: Mapping | None, width: int = 60) -> str:
+    """What a scan was asked to scan, in one short cell: its targets and imported files, ports
+    when few, cut at `width` characters with how many more."""
+    parameters = parameters or {}
+    parts = [str(t) for t in parameters.get("targets") or ()]
+    parts += [f"masscan {p}" for p in parameters.get("masscan") or ()]
+    parts += [f"zmap {p}" for p in parameters.get("zmap") or ()]
+    text = ""
+    for shown_count, part in enumerate(parts):
+        candidate = f"{text} {part}".strip()
+        if len(candidate) > width and text:
+            return f"{text} (+{len(parts) - shown_count} more)"
+        text = candidate
+    ports = parameters.get("ports") or ()
+    if text and 0 < len(ports) <= 4:
+        text += " ports " + ",".join(str(p) for p in ports)
+    return text
+
+
 def scans_table(rows: Sequence[Mapping]) -> Table:
     table = Table(title="Scans")
-    for column in ("id", "kind", "status", "done", "size", "started", "updated", "by"):
-        table.add_column(column)
+    _add_columns(table, ("id", "kind", "status", "targets", "done", "size", "started", "updated", "by"))
     for r in rows:
-        table.add_row(str(r["id"]), r["kind"], r["status"], str(r["done"]), str(r["plan_size"]), when(r["created_at"]),
-                      when(r["updated_at"]), r.get("operator") or "")
+        table.add_row(str(r["id"]), shown(r["kind"]), shown(r["status"]), shown(targets_summary(r.get("parameters"))),
+                      str(r["done"]), str(r["plan_size"]), when(r["created_at"]), when(r["updated_at"]),
+                      shown(r.get("operator") or ""))
     return table
 
 
@@ -163,5 +218,5 @@ def entries_table(title: str, rows: Sequence[Mapping], columns: Sequence[str]) -
     for column in columns:
         table.add_column(column)
     for r in rows:
-        table.add_row(*(when(r.get(c)) for c in columns))
+        table.add_row(*(shown(when(r.get(c))) for c in columns))
     return table

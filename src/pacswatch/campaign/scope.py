@@ -104,8 +104,6 @@ def scope_reason(repo, ip, *, scope_file: str | None = None, exclude_files: Sequ
     return reason
 
 
-
-
 # PostgreSQL has no cheap "has anything changed" question; the list is read again this often.
 POLL_SECONDS = 1.0
 
@@ -186,7 +184,3 @@ class LiveBlocklist:
         if self._changed():
             self._refresh()
         return self._current.reason_for(ip)
-
-    @property
-    def entries(self):
-        return self._current.entries

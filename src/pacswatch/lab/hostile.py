@@ -14,7 +14,13 @@ socket and a coroutine per connection. Every connection ends when the client clo
 - `http-not-dicom`      answers like an HTTP server: 400 Bad Request, then closes.
 - `reset`               accepts, then resets (RST) as soon as the request arrives.
 
-Not in the demo's lab, for the probe's tests (OPT_IN_KINDS):
+Not in the demo's lab, for the tests of what people see (TEXT_KINDS):
+
+- `hostile-text`        a working acceptor (echo, find) whose implementation version name is
+                        Rich markup and a terminal escape (HOSTILE_VERSION_NAME): what reaches a
+                        terminal or a spreadsheet from it must be shown, never interpreted.
+
+Not in the demo's lab either, for the probe's tests (OPT_IN_KINDS):
 
 - `find-flood`          accepts (Verification and FIND), answers C-ECHO, then answers the first
                         C-FIND with pending responses forever, ignoring C-CANCEL: a query that is
@@ -28,6 +34,7 @@ import contextlib
 import os
 import socket
 import struct
+from dataclasses import replace
 
 from pacswatch.dicom.dimse import DATA_SET_PRESENT, Command, CommandField, encode_command, fragment_message
 from pacswatch.dicom.errors import DicomError
@@ -46,7 +53,11 @@ HTTP_RESPONSE = (
     b"Content-Length: " + str(len(HTTP_BODY)).encode() + b"\r\nConnection: close\r\n\r\n" + HTTP_BODY
 )
 REQUEST_TIMEOUT = 10.0
+TEXT_KINDS = ("hostile-text",)
 OPT_IN_KINDS = ("find-flood",)
+# 13 bytes of ASCII (the item holds at most 16): a Rich closing tag, then an OSC "set the window
+# title" sequence ended by BEL.
+HOSTILE_VERSION_NAME = "[/]\x1b]0;pwned\x07"
 
 
 async def read_request(reader: asyncio.StreamReader, timeout: float = REQUEST_TIMEOUT) -> bytes:
@@ -120,7 +131,7 @@ class HostilePeers:
 
     def __init__(self, endpoints: list[tuple[str, str, int]], *, hold: float = 900.0, drip_interval: float = 1.0) -> None:
         for kind, _, _ in endpoints:
-            if kind not in HOSTILE_KINDS + OPT_IN_KINDS:
+            if kind not in HOSTILE_KINDS + TEXT_KINDS + OPT_IN_KINDS:
                 raise ValueError(f"unknown hostile kind {kind!r}")
         self.endpoints = list(endpoints)
         self.hold = hold
@@ -220,6 +231,25 @@ class HostilePeers:
         await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
+        await drain_until_closed(reader)
+
+    async def _hostile_text(self, reader, writer) -> None:
+        acceptor = Acceptor()
+        while acceptor.state != "done":
+            data = await reader.read(65536)
+            if not data:
+                return
+            was_idle = acceptor.state == "idle"
+            out, close = acceptor.receive(data)
+            if was_idle and out[:1] == b"\x02":  # the A-ASSOCIATE-AC: the hostile name in its user info
+                (ac,) = PduFramer(1 << 16).feed(out)
+                out = encode_pdu(replace(ac, user_info=replace(ac.user_info,
+                                                               implementation_version_name=HOSTILE_VERSION_NAME)))
+            if out:
+                writer.write(out)
+                await writer.drain()
+            if close:
+                return
         await drain_until_closed(reader)
 
     async def _find_flood(self, reader, writer) -> None:

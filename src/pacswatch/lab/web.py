@@ -48,6 +48,12 @@ HOSTILE_KINDS = ("endless-body", "slow-drip", "huge-headers", "redirect-loop", "
                  "silent", "garbage") + HOSTILE_TEXT_KINDS
 WEB_KINDS = PACS_KINDS + HOSTILE_KINDS
 LISTINGS = ("/patients", "/studies", "/series", "/instances")
+# Not in the demo's lab, for the tests of what people see: an open Orthanc whose /system Version
+# is Rich markup and whose page title holds a terminal escape, and a locked one whose realm is
+# markup (HTTP clients refuse a control character in a header, so no escape there).
+TERMINAL_KINDS = ("markup-orthanc", "markup-realm")
+MARKUP_TEXT = "[/]\x1b]0;pwned\x07[bold]"
+MARKUP_REALM = "[/]pwned[bold]"
 
 _ARCHIVE = make_archive()
 _COUNTS = {"patients": _ARCHIVE.patient_count, "studies": _ARCHIVE.study_count,
@@ -81,6 +87,8 @@ def expected(kind: str) -> dict:
         "huge-headers": {"status": "protocol-error"}, "redirect-loop": {"status": "protocol-error"},
         "garbage": {"status": "protocol-error"},
         **{hostile: {**orthanc, "http.auth": "open", "severity": "critical", **counts}
+        "markup-orthanc": {**web, "http.auth": "open", "severity": "critical", **counts},
+        "markup-realm": {**web, "http.auth": "auth-required"},
            for hostile in HOSTILE_TEXT_KINDS},
         "version-text": {**orthanc, "http.auth": "open", "severity": "critical", "product.version": None, **counts},
     }[kind]
@@ -261,6 +269,20 @@ def _login_page(req: _Req) -> bytes:
     """An intranet unrelated to PACS: / sends the browser to its sign-in page."""
     if req.path == "/":
         return _response(302, Location="/login")
+def _markup_orthanc(req: _Req) -> bytes:
+    """The open Orthanc, with markup and an escape in its /system Version and its page title."""
+    if req.path == "/system":
+        system = json.loads(_orthanc(req).partition(b"\r\n\r\n")[2])
+        return _response(200, json.dumps(system | {"Version": "[/]"}).encode(), "application/json")
+    if req.path == "/app/explorer.html":
+        return _page(f"Orthanc Explorer {MARKUP_TEXT}")
+    return _orthanc(req)
+
+
+def _markup_realm(req: _Req) -> bytes:
+    return _response(401, b"", WWW_Authenticate=f'Basic realm="{MARKUP_REALM}"')
+
+
     return _page("Sign in - Lab Intranet", '<form action="/login"></form>') if req.path == "/login" else NOT_FOUND
 
 
@@ -270,7 +292,7 @@ class WebLab:
     def __init__(self, kinds: tuple[str, ...] = WEB_KINDS, ip: str = "127.0.0.1",
                  other_ip: str | None = None, *, hold: float = 60.0, drip_interval: float = 0.2,
                  tls_context: ssl.SSLContext | None = None, base_port: int = 0) -> None:
-        if set(kinds) - set(WEB_KINDS) or ("orthanc-open-tls" in kinds and tls_context is None):
+        if set(kinds) - set(WEB_KINDS + TERMINAL_KINDS) or ("orthanc-open-tls" in kinds and tls_context is None):
             raise ValueError(f"unknown lab web kinds, or orthanc-open-tls without a tls_context: {kinds}")
         self.kinds, self.ip = kinds, ip
         self.other_ip = other_ip or _other_ip(ip)
@@ -377,6 +399,7 @@ class WebLab:
         await _forever(writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n",
                        b"<p>" + b"x" * 65536 + b"</p>")
 
+            "markup-orthanc": _markup_orthanc, "markup-realm": _markup_realm,
     async def _huge_headers(self, req: _Req, writer) -> None:
         await _forever(writer, b"HTTP/1.1 200 OK\r\n", b"X-Huge: " + b"h" * 8000 + b"\r\n")
 

@@ -1,4 +1,9 @@
-"""What the owner and notification commands print (cli_notify.py parses, this shows)."""
+"""What the owner and notification commands print (cli_notify.py parses, this shows).
+
+Names, contacts, reasons and errors come from owners' infrastructure (RDAP, PTR, security.txt),
+from SMTP servers or from the operator: every one is cleaned (`text.clean`) on its way to the
+terminal, and tables get them as `rich.text.Text`, never as markup.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,29 @@ import sys
 from dataclasses import asdict
 from datetime import datetime
 
+from rich.table import Table
+
 from pacswatch.attribution.local import LocalOwner, validate
 from pacswatch.notify import cases as C
 from pacswatch.notify.csvexport import exposures_csv
 from pacswatch.notify.exports import intelmq_lines, per_owner_csv, write_per_owner
 from pacswatch.notify.store import NotifyStore
+from pacswatch.output import shown, stdout_console
+from pacswatch.text import clean
 
 
 def _when(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else "-"
 
 
-def _table(rows: list[tuple]) -> str:
-    if not rows:
-        return ""
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """A table on stdout like the campaign commands' (colour on a terminal, wide in a pipe)."""
+    table = Table(title=title)
+    for column in columns:  # what identifies a row is never wrapped on a narrow terminal
+        table.add_column(column, no_wrap=column in ("id", "address", "state"))
+    for row in rows:
+        table.add_row(*(shown(cell) for cell in row))
+    stdout_console().print(table)
 
 
 def print_attributions(results: dict, store: NotifyStore, *, as_json: bool) -> None:
@@ -31,11 +43,11 @@ def print_attributions(results: dict, store: NotifyStore, *, as_json: bool) -> N
         for ip, (a, changed) in results.items():
             print(json.dumps({**a.to_dict(), "changed": changed, "facts": stored[ip]["facts"]}, default=str))
         return
-    rows = [("ADDRESS", "OWNER", "CONTACT", "CONF", "ESCALATION", "WHY")]
-    for ip, (a, _changed) in results.items():
-        rows.append((ip, a.owner_name, a.contact.address if a.contact else "-", f"{a.confidence:.2f}",
-                     a.escalation.address if a.escalation else "-", a.reasons[0] if a.reasons else ""))
-    print(_table(rows))
+    rows = [(ip, a.owner_name, a.contact.address if a.contact else "-", f"{a.confidence:.2f}",
+             a.escalation.address if a.escalation else "-", a.reasons[0] if a.reasons else "")
+            for ip, (a, _changed) in results.items()]
+    if rows:
+        _print_table("Owners", ("address", "owner", "contact", "confidence", "escalation", "why"), rows)
 
 
 def owners(args, store: NotifyStore, now: datetime) -> int:
@@ -46,7 +58,7 @@ def owners(args, store: NotifyStore, now: datetime) -> int:
             return 2
         entry = LocalOwner(args.match, args.name, tuple(args.contact), args.language, args.notes,
                            escalation=tuple(args.escalation))
-        print(f"owner {store.add_owner(entry, now)} added: {args.match} -> {args.name}")
+        print(f"owner {store.add_owner(entry, now)} added: {clean(args.match)} -> {clean(args.name)}")
         return 0
     if args.owners_command == "remove":
         if not store.remove_owner(args.id):
@@ -54,10 +66,12 @@ def owners(args, store: NotifyStore, now: datetime) -> int:
             return 1
         print(f"owner {args.id} removed")
         return 0
-    rows = [("ID", "MATCH", "NAME", "CONTACTS", "ESCALATION", "LANG", "NOTES")]
-    rows += [(o.id, o.match, o.name, ", ".join(o.contacts), ", ".join(o.escalation) or "-", o.language or "-",
-              o.notes or "") for o in store.owners()]
-    print(_table(rows))
+    rows = [(o.id, o.match, o.name, ", ".join(o.contacts), ", ".join(o.escalation) or "-", o.language or "-",
+             o.notes or "") for o in store.owners()]
+    if not rows:
+        print("no owners")
+        return 0
+    _print_table("Local contacts", ("id", "match", "name", "contacts", "escalation", "language", "notes"), rows)
     return 0
 
 
@@ -69,10 +83,13 @@ def cases(store: NotifyStore, states: list[str], *, as_json: bool) -> int:
             print(json.dumps({**asdict(c), "services": store.services_of(c.id), "opted_out": opted.get(c.id, [])},
                              default=str))
         return 0
-    rows = [("ID", "STATE", "OWNER", "SERVICES", "OPTED-OUT", "OPENED", "NOTIFIED", "FOLLOW-UPS", "UPDATED")]
-    rows += [(c.id, c.state, c.owner_name, len(store.services_of(c.id)), len(opted.get(c.id, [])),
-              _when(c.opened_at), _when(c.notified_at), c.followups, _when(c.updated_at)) for c in items]
-    print(_table(rows) if items else "no cases")
+    if not items:
+        print("no cases")
+        return 0
+    rows = [(c.id, c.state, c.owner_name, len(store.services_of(c.id)), len(opted.get(c.id, [])),
+             _when(c.opened_at), _when(c.notified_at), c.followups, _when(c.updated_at)) for c in items]
+    _print_table("Cases", ("id", "state", "owner", "services", "opted out", "opened", "notified", "follow-ups",
+                           "updated"), rows)
     return 0
 
 
@@ -98,19 +115,19 @@ def case(store: NotifyStore, args, now: datetime) -> int:
                           "messages": [{k: v for k, v in asdict(m).items() if k != "raw"} for m in messages]},
                          default=str, indent=2))
         return 0
-    print(f"case {item.id}: {item.owner_name} ({item.owner_key}), {item.state}, round {item.round}")
-    print("services: " + ", ".join(f"{ip}:{port}" + (" (opted out)" if (ip, port) in opted else "")
+    print(f"case {item.id}: {clean(item.owner_name)} ({clean(item.owner_key)}), {item.state}, round {item.round}")
+    print("services: " + ", ".join(f"{clean(ip)}:{port}" + (" (opted out)" if (ip, port) in opted else "")
                                    for ip, port in store.services_of(item.id)))
     print("\nhistory:")
     for e in history:
         move = f"{e['from_state'] or '-'} -> {e['to_state']}" if e["to_state"] else e["kind"]
-        print(f"  {_when(e['at'])}  {move}: {e['why']}")
+        print(f"  {_when(e['at'])}  {clean(move)}: {clean(e['why'], limit=1000)}")
     if messages:
         print("\nmessages:")
         for m in messages:
             sent = f"  sent {_when(m.sent_at)}" if m.sent_at else ""
-            error = f"  last error: {m.last_error}" if m.last_error and m.state != "sent" else ""
-            print(f"  {m.kind:<10} {m.recipient:<32} {m.state:<8} attempts {m.attempts}{sent}{error}")
+            error = f"  last error: {clean(m.last_error)}" if m.last_error and m.state != "sent" else ""
+            print(f"  {m.kind:<10} {clean(m.recipient):<32} {m.state:<8} attempts {m.attempts}{sent}{error}")
     return 0
 
 
@@ -118,28 +135,28 @@ def print_notify(result, *, dry_run: bool) -> None:
     plan = result.plan
     print(f"cases: {len(plan.created)} new; {len(plan.transitions)} state change(s)")
     for case_id, t in plan.transitions:
-        print(f"  case {case_id}: {t.from_state} -> {t.to_state}: {t.why}")
+        print(f"  case {case_id}: {t.from_state} -> {t.to_state}: {clean(t.why, limit=1000)}")
     if plan.no_contact:
         print(f"no contact known for case(s) {', '.join(map(str, plan.no_contact))}: "
               "add one with `pacswatch owners add`")
     if plan.unattributed:
         print(f"{plan.unattributed} exposed service(s) not attributed yet: run `pacswatch attribute`")
     for case_id, why in plan.suppressed:
-        print(f"case {case_id}: no notice: {why}")
+        print(f"case {case_id}: no notice: {clean(why, limit=1000)}")
     for case_id, why in getattr(plan, "bad_recipients", ()):
-        print(f"case {case_id}: recipient skipped: {why}")
+        print(f"case {case_id}: recipient skipped: {clean(why, limit=1000)}")
     for key, why in plan.cancelled:
-        print(f"message {key[:12]} {'would be ' if dry_run else ''}cancelled: {why}")
+        print(f"message {key[:12]} {'would be ' if dry_run else ''}cancelled: {clean(why, limit=1000)}")
     if dry_run:
         print(f"dry run: {len(result.written)} message(s) written, nothing sent:")
         for path in result.written:
-            print(f"  {path}")
+            print(f"  {clean(path, limit=4096)}")
         return
     d = result.delivery
     print(f"queued {len(plan.queued)}; sent {len(d.sent)}, retrying {len(d.retrying)}, failed {len(d.failed)}, "
           f"deferred {len(d.deferred)}")
-    for key, error in d.errors.items():
-        print(f"  {key[:12]}: {error}")
+    for key, error in d.errors.items():  # an SMTP server's words
+        print(f"  {clean(key[:12])}: {clean(error, limit=1000)}")
 
 
 def export(args, engine, store: NotifyStore, now: datetime) -> int:
@@ -166,7 +183,7 @@ def export(args, engine, store: NotifyStore, now: datetime) -> int:
         return 0
     if args.output:
         for path in write_per_owner(args.output, tables):
-            print(path)
+            print(clean(path, limit=4096))
     else:
         for i, text in enumerate(tables.values()):
             sys.stdout.write(text if i == 0 else text.split("\r\n", 1)[1])

@@ -11,15 +11,31 @@ import asyncio
 import gc
 import signal
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Callable
+from typing import IO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
 from pacswatch.net.fdlimit import concurrency_that_fits
 from pacswatch.net.limits import RateLimiter
-from pacswatch.output import JsonLinesWriter, findings_table, host_table, summary_table, worst_per_host
+from pacswatch.output import (
+    JsonLinesWriter,
+    findings_table,
+    host_table,
+    more_line,
+    summary_table,
+    worst_first,
+    worst_per_host,
+)
 from pacswatch.probes.base import Probe, ProbeContext, ProbeOptions
 from pacswatch.record import Record
 from pacswatch.scan.runner import ScanStats, run_scan
@@ -34,7 +50,13 @@ class ScanJob:
     rate: float = 200.0
     concurrency: int = 200
     output: IO[str] | None = None
-    output_format: str = "jsonl"
+    output_format: str = "jsonl"  # jsonl | table
+    # Only endpoints that answered go to the JSON Lines output (`scan --open`); all are stored.
+    open_only: bool = False
+    # The end-of-scan tables shown to a person stop at this many rows (None: all), with a line
+    # naming how many more and the command that lists them (`findings --scan scan_id`).
+    top: int | None = 25
+    scan_id: int | None = None
     stderr: Console = field(default_factory=lambda: Console(stderr=True))
     show_progress: bool | None = None
     show_summary: bool = True
@@ -59,7 +81,7 @@ class ScanJob:
         # (net/fdlimit.py), rather than report endpoints as failed for a shortage of our own.
         concurrency, lowered = concurrency_that_fits(self.concurrency)
         if lowered is not None:
-            self.stderr.print(f"[yellow]pacswatch:[/] {lowered}", highlight=False, soft_wrap=True)
+            self.stderr.print(Text.assemble(("pacswatch:", "yellow"), " ", lowered), highlight=False, soft_wrap=True)
         ctx = ProbeContext(self.options, RateLimiter(self.rate, burst=max(1, min(concurrency, int(self.rate)))))
         stats = ScanStats(total=self.plan.size)
         kept: list[Record] = []  # only endpoints that answered: bounded by findings, not by scan size
@@ -76,10 +98,16 @@ class ScanJob:
             nonlocal shown
             if self.on_record is not None:
                 self.on_record(index, record)
-            flushed = writer.write(record) if writer is not None else True
+            answered = record.service is not None or record.severity is not None
+            if writer is None:
+                flushed = True
+            elif answered or not self.open_only:
+                flushed = writer.write(record)
+            else:  # left out of the output: the records written before it may still be due a flush
+                flushed = writer.flush_due()
             if flushed and self.on_flush is not None:
                 self.on_flush()
-            if record.service is not None or record.severity is not None:
+            if answered:
                 kept.append(record)
             if show:
                 now = loop.time()
@@ -131,14 +159,35 @@ class ScanJob:
                         pass
         elapsed = loop.time() - stats.started
         if self.output is not None and self.output_format == "table":
-            Console(file=self.output, width=160).print(findings_table(kept))
+            if _is_terminal(self.output):  # a person reads it: the worst `top`, in colour
+                self._print_endpoints(Console(file=self.output), kept, self.top)
+            else:  # a file or a pipe asked for a table: every row
+                Console(file=self.output, width=160).print(findings_table(worst_first(kept)[0]))
         if self.show_summary:
             if kept and self.output_format != "table":
-                self.stderr.print(findings_table(kept))
+                self._print_endpoints(self.stderr, kept, self.top)
             if len({r.ip for r in kept}) < len(kept):
-                self.stderr.print(host_table(kept))
+                self.stderr.print(host_table(kept, self.top))
             self.stderr.print(summary_table(stats, elapsed, worst_per_host(kept)))
         return stats, kept
+
+    def _print_endpoints(self, console: Console, kept: list[Record], top: int | None) -> None:
+        """The endpoints that answered, most severe first, cut at `top` rows: rendering every
+        row of a large scan cost as much CPU as the scan."""
+        if not kept:
+            console.print("no endpoint answered", highlight=False, markup=False)
+            return
+        rows, more = worst_first(kept, top)
+        console.print(findings_table(rows))
+        if more:
+            console.print(more_line(more, self.scan_id), highlight=False)
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
 
 
 def _quiet_peer_failures(loop: asyncio.AbstractEventLoop, context: dict) -> None:
@@ -150,6 +199,24 @@ def _quiet_peer_failures(loop: asyncio.AbstractEventLoop, context: dict) -> None
             isinstance(exc, RuntimeError) and "handler is closed" in str(exc)):
         return
     loop.default_exception_handler(context)
+
+
+def runtime_description(event_loop: str, workers: int) -> str:
+    """What a scan's speed depends on, for its first line: the event loop that `run_event_loop`
+    will pick, whether the C PDU engine is on, and how many processes probe."""
+    from pacswatch.net import pduio
+
+    loop_name = "asyncio"
+    if event_loop in ("auto", "uvloop"):
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            loop_name = "uvloop"
+    engine = "C PDU engine" if pduio.available() else "no C PDU engine"
+    where = f"{workers} worker processes" if workers > 1 else "one process"
+    return f"event loop {loop_name}, {engine}, {where}"
 
 
 def _findings_text(stats: ScanStats) -> str:
@@ -174,7 +241,7 @@ def run_event_loop(coro, kind: str = "auto"):
             import uvloop
         except ImportError:
             if kind == "uvloop":
-                raise ValueError("--loop uvloop needs the uvloop package (pip install 'pacswatch[fast]')") from None
+                raise ValueError("--loop uvloop needs the uvloop package (pip install uvloop)") from None
         else:
             return uvloop.run(coro)
     return asyncio.run(coro)

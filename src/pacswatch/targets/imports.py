@@ -17,7 +17,6 @@ Every bad line is reported at once (TargetError), as for target files.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from collections.abc import Iterable
@@ -47,10 +46,19 @@ def _endpoint(ip_text: str, port: object) -> Endpoint:
     return Endpoint(ip, parse_port(str(port)))
 
 
+def _json(text: str) -> object:
+    """json.loads, with nesting too deep for the parser as a JSONDecodeError like any other bad
+    JSON (Python's parser recurses: '[' * 100000 is a RecursionError, not a decode error)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text[:20], 0) from None
+
+
 def read_masscan_json(path: str | Path) -> list[Endpoint]:
     text = _read(path)
     try:
-        entries = json.loads(_TRAILING_COMMA.sub("]", text.strip()) or "[]")
+        entries = _json(_TRAILING_COMMA.sub("]", text.strip()) or "[]")
         # A whole array: its entries are named by position (1-based), as there are no lines.
         listed = entries if isinstance(entries, list) else [entries]
         numbered = [(TargetProblem(f"{path} entry {i}", None, "", ""), e) for i, e in enumerate(listed, start=1)]
@@ -62,7 +70,7 @@ def read_masscan_json(path: str | Path) -> list[Endpoint]:
             if line in ("", "[", "]") or _FINISHED.match(line):
                 continue
             try:
-                numbered.append((TargetProblem(str(path), number, "", ""), json.loads(line)))
+                numbered.append((TargetProblem(str(path), number, "", ""), _json(line)))
             except json.JSONDecodeError as exc:
                 problems.append(TargetProblem(str(path), number, line[:80], f"not a masscan JSON object: {exc.msg}"))
         if problems:
@@ -144,7 +152,10 @@ def read_zmap_csv(path: str | Path, port: int | None = None) -> list[Endpoint]:
     if not lines:
         return []
     out, problems = [], []
-    header = [h.strip().lower() for h in next(csv.reader([lines[0][1]]))]
+    try:
+        header = [h.strip().lower() for h in _csv_line(lines[0][1])]
+    except csv.Error as exc:
+        raise TargetError([TargetProblem(str(path), lines[0][0], lines[0][1][:80], f"not a CSV line: {exc}")]) from None
     has_header = not _is_address(header[0])
     if (not has_header or "sport" not in header) and port is None:
         raise TargetError([TargetProblem(str(path), None, "", "no port column (sport) in this ZMap output: "
@@ -159,20 +170,33 @@ def read_zmap_csv(path: str | Path, port: int | None = None) -> list[Endpoint]:
         address = "saddr" if "saddr" in header else "ip" if "ip" in header else None
         if address is None:
             raise TargetError([TargetProblem(str(path), lines[0][0], lines[0][1], "no saddr column in the header")])
-        reader = csv.DictReader(io.StringIO("\n".join(line for _, line in lines)), fieldnames=header)
-        next(reader)  # the header itself
-        for (number, line), row in zip(lines[1:], reader):
+        for number, line in lines[1:]:
+            # One line at a time, so that a bad line is named by its number and cannot run on
+            # into the next (an unclosed quote), and a huge field is one problem, not a crash.
+            try:
+                row = dict(zip(header, _csv_line(line), strict=False))
+            except csv.Error as exc:
+                problems.append(TargetProblem(str(path), number, line.strip()[:80], f"not a CSV line: {exc}"))
+                continue
             if "success" in row and str(row["success"]).strip().lower() not in _TRUE:
                 continue
             if "classification" in row and row["classification"] and row["classification"].strip() != "synack":
                 continue
             try:
+                if row.get(address) is None or ("sport" in header and row.get("sport") is None):
+                    raise ValueError(f"fewer fields than the header names ({len(row)} of {len(header)})")
                 out.append(_endpoint(row[address], row["sport"] if "sport" in header else port))
-            except (ValueError, TypeError) as exc:
-                problems.append(TargetProblem(str(path), number, line.strip(), str(exc)))
+            except ValueError as exc:
+                problems.append(TargetProblem(str(path), number, line.strip()[:80], str(exc)))
     if problems:
         raise TargetError(problems)
     return out
+
+
+def _csv_line(line: str) -> list[str]:
+    """The fields of one CSV line; csv.Error for a bad one (a field over the csv module's
+    131,072-character limit, a stray quote)."""
+    return next(csv.reader([line], strict=True), [])
 
 
 def _is_address(text: str) -> bool:

@@ -261,6 +261,9 @@ def parse_targets(
             except TargetError as exc:
                 problems.extend(exc.problems)
                 continue
+            if not lines:  # a list that names nothing is a mistake (a wrong file), not "scan nothing"
+                problems.append(TargetProblem(path, None, "", "no targets in it (empty, or only comments)"))
+                continue
             for line in lines:
                 where = TargetProblem(path, line.line, line.text, "")
                 _parse_one(line.text, where, parsed, problems, in_file=True)

@@ -1,0 +1,50 @@
+"""argparse types for the numeric options of every command.
+
+argparse names a bad value by its type function's `__name__` ("invalid _positive_float value:
+'abc'"), so each type here is made with the name a person reads: `--rate abc` says
+"argument --rate: invalid rate: 'abc' is not a number". NaN and infinities are refused too:
+float() takes "nan" and "inf", and a rate of NaN would pass every `<= 0` check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+class _Invalid(argparse.ArgumentTypeError):
+    pass
+
+
+def _number(name: str, convert: type, minimum: float | None, *, inclusive: bool) -> Callable[[str], float]:
+    kind = "a whole number" if convert is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise _Invalid(f"invalid {name}: {text!r} is not {kind}") from None
+        if not math.isfinite(value):
+            raise _Invalid(f"invalid {name}: {text!r} is not {kind}")
+        if minimum is not None and (value < minimum or (value == minimum and not inclusive)):
+            raise _Invalid(f"invalid {name}: must be {'at least' if inclusive else 'greater than'} {minimum:g}")
+        return value
+
+    parse.__name__ = name  # what argparse calls it in an error it words itself
+    return parse
+
+
+def positive(name: str, convert: type = int) -> Callable[[str], float]:
+    """A number greater than 0 (an int unless `convert` is float)."""
+    return _number(name, convert, 0, inclusive=False)
+
+
+def at_least(name: str, minimum: int, convert: type = int) -> Callable[[str], float]:
+    """A number of at least `minimum`."""
+    return _number(name, convert, minimum, inclusive=True)
+
+
+def integer(name: str) -> Callable[[str], int]:
+    """Any whole number (a seed)."""
+    return _number(name, int, None, inclusive=True)

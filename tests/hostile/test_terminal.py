@@ -1,0 +1,153 @@
+"""Hostile text on its way to a person (issue 11): Rich markup and terminal escapes sent by peers
+really started on loopback (a DICOM acceptor whose implementation version name is
+`[/]\\x1b]0;pwned\\x07`, an Orthanc-like web server with `[/]` as its /system Version and an
+escape in its page title, a realm of markup), and the same text planted raw in a database as
+an older pacswatch would have stored it. The real CLI must exit 0, print no escape byte and no
+traceback, show the text literally, and write CSV cells no spreadsheet will run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from pacswatch.lab.hostile import HOSTILE_VERSION_NAME, HostilePeers
+from pacswatch.lab.web import TERMINAL_KINDS, start_web_lab
+
+PACSWATCH = [sys.executable, "-m", "pacswatch.cli"]
+NET = f"127.94.{os.getpid() % 200}"
+WEB_IP, TRAP_IP, DICOM_IP = f"{NET}.1", f"{NET}.2", f"{NET}.3"
+ESC = "\x1b"
+# What an older pacswatch may have stored from a peer: markup, an OSC title sequence, a formula.
+RAW_PRODUCT = "[/]\x1b]0;pwned\x07[link=http://192.0.2.1]Orthanc"
+FORMULA = "=2+5+cmd|' /C calc'!A0"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def run(*args: str, db: str) -> subprocess.CompletedProcess:
+    # No notify configuration: nothing resolves names or asks RDAP (loopback is never sent there).
+    env = {k: v for k, v in os.environ.items() if k != "PACSWATCH_NOTIFY_CONFIG"}
+    return subprocess.run([*PACSWATCH, *args, "--database", db], capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
+def assert_clean(result: subprocess.CompletedProcess) -> None:
+    """Exit 0, no escape byte anywhere, no traceback."""
+    assert result.returncode == 0, result.stderr
+    assert ESC not in result.stdout and ESC not in result.stderr, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "MarkupError" not in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def peers():
+    web = start_web_lab(WEB_IP, TRAP_IP, kinds=TERMINAL_KINDS)
+    dicom = HostilePeers([("hostile-text", DICOM_IP, 0)], hold=60)
+    (dicom_port,) = dicom.start()
+    try:
+        yield {"web": {e.kind: f"{e.ip}:{e.port}" for e in web.endpoints}, "dicom": f"{DICOM_IP}:{dicom_port}",
+               "web_ports": ",".join(str(e.port) for e in web.endpoints)}
+    finally:
+        dicom.stop()
+        web.stop()
+
+
+@pytest.fixture(scope="module")
+def scanned(peers, tmp_path_factory):
+    """One real scan of the three peers into a database of its own."""
+    db = str(tmp_path_factory.mktemp("terminal") / "hostile.db")
+    result = run("scan", peers["dicom"], *peers["web"].values(), "--web-ports", peers["web_ports"], "--timeout", "2",
+                 "--no-progress", db=db)
+    return db, result
+
+
+def test_a_scan_of_hostile_peers_finishes_and_prints_no_escape(scanned):
+    db, result = scanned
+    assert_clean(result)
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {r["status"] for r in records} == {"success"} and len(records) == 3
+    (scan,) = json.loads(run("scans", "--format", "json", db=db).stdout)
+    assert scan["status"] == "finished"
+    for command in (["findings"], ["history", DICOM_IP], ["history", WEB_IP], ["stats"], ["scans"]):
+        assert_clean(run(*command, db=db))
+
+
+def test_probe_shows_a_peers_markup_and_escapes_as_text(peers, tmp_path):
+    db = str(tmp_path / "probe.db")
+    dicom = run("probe", peers["dicom"], "--timeout", "2", db=db)
+    assert_clean(dicom)
+    # Shown literally: the markup as typed, the escape as a visible \x1b.
+    assert "[/]\\x1b]0;pwned\\x07" in dicom.stdout, dicom.stdout
+    assert HOSTILE_VERSION_NAME.startswith("[/]\x1b")
+    for kind, endpoint in peers["web"].items():
+        web = run("probe", endpoint, "--web", "--timeout", "2", db=db)
+        assert_clean(web)
+        assert "[/]" in web.stdout, (kind, web.stdout)
+
+
+def test_markup_in_the_operators_calling_ae_neither_crashes_nor_leaves_the_scan_running(peers, tmp_path):
+    db = str(tmp_path / "ae.db")
+    result = run("scan", peers["dicom"], "--calling-ae", "[/]", "--timeout", "2", "--no-progress", db=db)
+    assert_clean(result)
+    assert "calling AE [/]" in result.stderr
+    (scan,) = json.loads(run("scans", "--format", "json", db=db).stdout)
+    assert scan["status"] == "finished"
+
+
+def plant_raw_text(db: str) -> None:
+    """Write what an older pacswatch stored: raw peer text in products, versions and reasons."""
+    with sqlite3.connect(db) as conn:
+        for table in ("services", "observations"):
+            conn.execute(f"update {table} set product = ?, product_version = ? where severity = 'critical'",  # noqa: S608
+                         (RAW_PRODUCT, FORMULA))
+            conn.execute(f"update {table} set product = ?, product_version = ? where severity = 'high'",  # noqa: S608
+                         (FORMULA, "\t=1+1"))
+        conn.execute("update findings set reasons = ?", (json.dumps([RAW_PRODUCT]),))
+
+
+def csv_cells(text: str) -> list[list[str]]:
+    rows = list(csv.reader(io.StringIO(text)))
+    assert len(rows) >= 2, text
+    return rows
+
+
+def test_a_database_written_before_cleaning_is_shown_and_exported_safely(scanned, tmp_path):
+    db = str(tmp_path / "old.db")
+    shutil.copy(scanned[0], db)
+    plant_raw_text(db)
+    for command in (["findings"], ["findings", "--format", "json"], ["history", DICOM_IP], ["history", WEB_IP],
+                    ["stats"], ["scans"]):
+        result = run(*command, db=db)
+        assert_clean(result)
+    table = run("findings", db=db).stdout
+    assert "[/]" in table and "\\x1b]0;pwned\\x07" in table  # the text, shown as text
+    for command in (["findings", "--format", "csv"], ["export", "csv"]):
+        result = run(*command, db=db)
+        assert_clean(result)
+        rows = csv_cells(result.stdout)
+        cells = [cell for row in rows[1:] for cell in row]
+        assert not [c for c in cells if c.startswith(FORMULA_STARTS)], rows
+        assert "'" + FORMULA in cells, rows  # neutralised, not dropped
+    # A leading TAB is neutralised too (the export keeps only versions that look like one).
+    assert "'\\x09=1+1" in csv_cells(run("findings", "--format", "csv", db=db).stdout)[2], rows
+
+
+def test_owner_names_with_markup_and_escapes_are_shown_as_text(scanned, tmp_path):
+    db = str(tmp_path / "owners.db")
+    shutil.copy(scanned[0], db)
+    added = run("owners", "add", f"{NET}.0/24", "--name", "[/][bold]Lab Hospital", "--contact",
+                "soc@lab-hospital.example.org", db=db)
+    assert added.returncode == 0, added.stderr
+    with sqlite3.connect(db) as conn:  # as an RDAP answer or an older pacswatch could have left it
+        conn.execute("update owners set name = name || ?", ("\x1b]0;pwned\x07",))
+    for command in (["owners", "list"], ["attribute"], ["cases"]):
+        result = run(*command, db=db)
+        assert_clean(result)
+    listed = run("owners", "list", db=db).stdout
+    assert "[/][bold]Lab Hospital\\x1b]0;pwned\\x07" in listed.replace("\n", ""), listed
