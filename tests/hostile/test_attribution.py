@@ -334,6 +334,37 @@ def test_one_address_is_bounded_by_its_own_deadline(dns_server, servers):
         "stopped at the 4 s deadline of one address; the rest is asked next time")
 
 
+def test_the_attribution_after_a_scan_ends_by_its_deadline(dns_server, servers, tmp_path):
+    """Two exposed hosts whose domains drip (each lookup allowed 30 s) and one that answers at
+    once: the pass after the scan stops at its 2 s deadline, keeps the one it finished, and
+    leaves the other two to `pacswatch attribute`."""
+    from dataclasses import replace
+
+    from pacswatch.notify.config import Config
+    from pacswatch.notify.service import attribute_after_scan
+    from pacswatch.notify.store import NotifyStore
+    from pacswatch.record import Record
+    from pacswatch.store.repository import Repository
+
+    drip = servers(DripServer("127.0.0.1"))
+    for ip, domain in (("192.0.2.41", "d41.example"), ("192.0.2.42", "d42.example")):
+        dns_server.add_ptr(ip, f"pacs.{domain}")
+        dns_server.add_a(f"pacs.{domain}", ip)
+        dns_server.add_a(domain, drip.host)
+    attribution = replace(config(dns_server, port=drip.port), security_txt_timeout=30.0, address_deadline_s=30.0,
+                          after_scans_deadline_s=2.0)
+    records = [Record(ip=ip, port=104, status="success", service="dicom", severity="critical")
+               for ip in ("192.0.2.41", "192.0.2.42", "192.0.2.43")]
+    started = time.monotonic()
+    with Repository.open(str(tmp_path / "after.db")) as repo:
+        line = attribute_after_scan(repo.engine, Config(attribution=attribution), records)
+        stored = NotifyStore(repo.engine).attributions()
+    elapsed = time.monotonic() - started
+    assert elapsed < 10, elapsed  # 30 s or more without the pass deadline
+    assert "attributed 1 exposed addresses" in line and line.endswith("; 2 more: pacswatch attribute"), line
+    assert set(stored) == {"192.0.2.43"}
+
+
 # ----------------------------------------------------------------------------- redirects
 
 

@@ -58,6 +58,8 @@ class AttributionConfig:
     # scan, so a large scan does not sit for hours behind RDAP's rate limits (the rest: `attribute`).
     after_scans: bool = True
     after_scans_max: int = 200
+    # ... and they are done by then: the addresses left are attributed by the next `attribute`.
+    after_scans_deadline_s: float = 300.0
 
 
 class Attributor:
@@ -254,8 +256,10 @@ class Attributor:
         facts = await self.facts_for(ip, refresh=refresh)
         return decide(ip, facts, local=self.local, providers=self.providers, now=self.clock()), facts
 
-    async def attribute_many(self, ips: Iterable[str], *, refresh: bool = False
+    async def attribute_many(self, ips: Iterable[str], *, refresh: bool = False, deadline: float | None = None
                              ) -> dict[str, tuple[Attribution, list[F.Fact]]]:
+        """Attributions of `ips`, `concurrency` at a time. With a `deadline` (seconds), the
+        addresses not done by then are stopped and left out of the result."""
         sem = asyncio.Semaphore(self.config.concurrency)
         results: dict[str, tuple[Attribution, list[F.Fact]]] = {}
 
@@ -263,5 +267,16 @@ class Attributor:
             async with sem:
                 results[ip] = await self.attribute(ip, refresh=refresh)
 
-        await asyncio.gather(*(one(ip) for ip in dict.fromkeys(ips)))
+        tasks = [asyncio.ensure_future(one(ip)) for ip in dict.fromkeys(ips)]
+        if not tasks:
+            return results
+        try:
+            await asyncio.wait(tasks, timeout=deadline)
+        finally:
+            for task in tasks:
+                task.cancel()  # the unfinished ones; a finished task ignores it
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):  # our own error (a database, a bug), raised as before
+                raise outcome
         return results

@@ -55,7 +55,8 @@ def close_opted_out(engine: Engine, at: datetime) -> list[dict]:
 
 
 async def attribute_async(engine: Engine, config: Config, *, ips: Iterable[str] | None = None, refresh: bool = False,
-                          clock: Callable[[], datetime] = utcnow, **attributor_kwargs) -> dict:
+                          clock: Callable[[], datetime] = utcnow, deadline: float | None = None,
+                          **attributor_kwargs) -> dict:
     """Attribute `ips` (default: every address with an open or reopened finding); store each
     decision with its facts, and open or update the owners' cases (state new: see
     workflow.open_cases). Returns ip -> (Attribution, changed)."""
@@ -72,7 +73,7 @@ async def attribute_async(engine: Engine, config: Config, *, ips: Iterable[str] 
     attributor_kwargs.setdefault("may_contact", lambda address: scope_reason(repo, address))
     async with Attributor(config.attribution, cache=store, local=store.owners(), clock=clock,
                           **attributor_kwargs) as attributor:
-        results = await attributor.attribute_many(list(ips), refresh=refresh)
+        results = await attributor.attribute_many(list(ips), refresh=refresh, deadline=deadline)
     at = clock()
     ordered = sorted(results.items())
     changed = store.save_attributions([decision for _, decision in ordered], at)
@@ -92,13 +93,15 @@ def attribute_after_scan(engine: Engine, config: Config, records) -> str | None:
     ips = list(dict.fromkeys(r.ip for r in records if r.severity))
     if not cfg.after_scans or not ips:
         return None
-    todo, left = ips[: cfg.after_scans_max], len(ips) - cfg.after_scans_max
-    attribute(engine, config, ips=todo)
+    todo = ips[: cfg.after_scans_max]
+    # Bounded as a whole: what the deadline leaves undone (with the rest) is `attribute`'s.
+    done = attribute(engine, config, ips=todo, deadline=cfg.after_scans_deadline_s)
+    left = len(ips) - len(done)
     more = f"; {left} more: pacswatch attribute" if left > 0 else ""
     no_dns = "" if (cfg.resolver.nameservers or cfg.resolver.system) else \
         " without DNS (no [attribution] resolver configured: PTR and security.txt skipped)"
     cases = len(NotifyStore(engine).cases(list(OPEN_STATES)))
-    return (f"attributed {len(todo)} exposed addresses{no_dns}; {cases} open case(s): pacswatch cases, "
+    return (f"attributed {len(done)} exposed addresses{no_dns}; {cases} open case(s): pacswatch cases, "
             f"pacswatch case ID{more}")
 
 
