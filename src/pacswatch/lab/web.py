@@ -47,13 +47,13 @@ VERSION_TEXT = "1\n\nURGENT: call +1555 now"
 HOSTILE_KINDS = ("endless-body", "slow-drip", "huge-headers", "redirect-loop", "redirect-offsite",
                  "silent", "garbage") + HOSTILE_TEXT_KINDS
 WEB_KINDS = PACS_KINDS + HOSTILE_KINDS
-LISTINGS = ("/patients", "/studies", "/series", "/instances")
 # Not in the demo's lab, for the tests of what people see: an open Orthanc whose /system Version
 # is Rich markup and whose page title holds a terminal escape, and a locked one whose realm is
 # markup (HTTP clients refuse a control character in a header, so no escape there).
 TERMINAL_KINDS = ("markup-orthanc", "markup-realm")
 MARKUP_TEXT = "[/]\x1b]0;pwned\x07[bold]"
 MARKUP_REALM = "[/]pwned[bold]"
+LISTINGS = ("/patients", "/studies", "/series", "/instances")
 
 _ARCHIVE = make_archive()
 _COUNTS = {"patients": _ARCHIVE.patient_count, "studies": _ARCHIVE.study_count,
@@ -86,9 +86,9 @@ def expected(kind: str) -> dict:
         "slow-drip": {"status": "io-timeout"}, "silent": {"status": "io-timeout"},
         "huge-headers": {"status": "protocol-error"}, "redirect-loop": {"status": "protocol-error"},
         "garbage": {"status": "protocol-error"},
-        **{hostile: {**orthanc, "http.auth": "open", "severity": "critical", **counts}
         "markup-orthanc": {**web, "http.auth": "open", "severity": "critical", **counts},
         "markup-realm": {**web, "http.auth": "auth-required"},
+        **{hostile: {**orthanc, "http.auth": "open", "severity": "critical", **counts}
            for hostile in HOSTILE_TEXT_KINDS},
         "version-text": {**orthanc, "http.auth": "open", "severity": "critical", "product.version": None, **counts},
     }[kind]
@@ -265,10 +265,6 @@ def _version_text(req: _Req) -> bytes:
     return _orthanc(req)
 
 
-def _login_page(req: _Req) -> bytes:
-    """An intranet unrelated to PACS: / sends the browser to its sign-in page."""
-    if req.path == "/":
-        return _response(302, Location="/login")
 def _markup_orthanc(req: _Req) -> bytes:
     """The open Orthanc, with markup and an escape in its /system Version and its page title."""
     if req.path == "/system":
@@ -283,6 +279,10 @@ def _markup_realm(req: _Req) -> bytes:
     return _response(401, b"", WWW_Authenticate=f'Basic realm="{MARKUP_REALM}"')
 
 
+def _login_page(req: _Req) -> bytes:
+    """An intranet unrelated to PACS: / sends the browser to its sign-in page."""
+    if req.path == "/":
+        return _response(302, Location="/login")
     return _page("Sign in - Lab Intranet", '<form action="/login"></form>') if req.path == "/login" else NOT_FOUND
 
 
@@ -388,6 +388,7 @@ class WebLab:
             "dicomweb": _dicomweb, "dcm4chee-open": _dcm4chee(False), "dcm4chee-secured": _dcm4chee(True),
             "ohif-offsite": _ohif(backend_offsite, False), "ohif-protected": _ohif("/dicom-web", True),
             "login-page": _login_page, "trap": lambda req: _page("trap: another host"),
+            "markup-orthanc": _markup_orthanc, "markup-realm": _markup_realm,
             "charset-undefined": _with_charset("undefined"), "charset-idna": _with_charset("idna"),
             "ohif-control-qido": _ohif_control_qido, "backslash-location": _backslash_location,
             "version-text": _version_text,
@@ -399,7 +400,6 @@ class WebLab:
         await _forever(writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n",
                        b"<p>" + b"x" * 65536 + b"</p>")
 
-            "markup-orthanc": _markup_orthanc, "markup-realm": _markup_realm,
     async def _huge_headers(self, req: _Req, writer) -> None:
         await _forever(writer, b"HTTP/1.1 200 OK\r\n", b"X-Huge: " + b"h" * 8000 + b"\r\n")
 
