@@ -106,6 +106,7 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
     out_file = None
     output_failed = False
     scan_id = args.resume
+    outcome = None
     try:
         with Repository.open(args.database) as repo:
             if resuming:
@@ -135,8 +136,12 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
                 err.print(f"{outcome.remaining} endpoints left: pacswatch scan --resume {scan_id}", highlight=False)
             return EXIT_INTERRUPTED if outcome.stats.interrupted else 0
     except KeyboardInterrupt:  # Ctrl-C outside the probing (opening the database, attributing)
-        left = f": pacswatch scan --resume {scan_id}" if scan_id is not None else ""
-        err.print(f"pacswatch scan: interrupted{left}", highlight=False, markup=False)
+        if outcome is not None and outcome.status == "finished":  # only the owners were left to look up
+            err.print("pacswatch scan: interrupted after the scan finished; owners: pacswatch attribute",
+                      highlight=False, markup=False)
+        else:
+            left = f": pacswatch scan --resume {scan_id}" if scan_id is not None else ""
+            err.print(f"pacswatch scan: interrupted{left}", highlight=False, markup=False)
         return EXIT_INTERRUPTED
     except StoreError as exc:
         err.print(error_line("pacswatch scan:", exc), highlight=False, soft_wrap=True)
