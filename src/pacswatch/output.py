@@ -51,8 +51,8 @@ def shown(value: object) -> Text:
 
 
 def error_line(prefix: str, error: object) -> Text:
-    """"pacswatch scan: what went wrong": the prefix in bold red, the message as text (it may
-    quote a target, a file name or a peer, and `[/]` in it is not markup)."""
+    """An error for a person, e.g. `pacswatch scan: ...`: the prefix in bold red, the message as
+    text (it may quote a target, a file name or a peer, and `[/]` in it is not markup)."""
     return Text(prefix, style="bold red").append(" ").append_text(shown(error))
 
 
@@ -250,8 +250,8 @@ def host_table(records: Iterable[Record], top: int | None = None) -> Table:
     for r in records:
         if r.severity:
             by_host[r.ip].append(r)
-    title = "Hosts with findings" + (f" (the worst {top} of {len(by_host)})" if top is not None and len(by_host) > top else "")
-    table = Table(title=title)
+    cut = top is not None and len(by_host) > top
+    table = Table(title="Hosts with findings" + (f" (the worst {top} of {len(by_host)})" if cut else ""))
     for column in ("host", "worst", "endpoints"):
         table.add_column(column)
     ordered = sorted(by_host.items(), key=lambda kv: (-max(_rank(r.severity) for r in kv[1]), address_key(kv[0])))

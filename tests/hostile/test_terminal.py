@@ -34,8 +34,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 def run(*args: str, db: str) -> subprocess.CompletedProcess:
     # No notify configuration: nothing resolves names or asks RDAP (loopback is never sent there).
     env = {k: v for k, v in os.environ.items() if k != "PACSWATCH_NOTIFY_CONFIG"}
-    return subprocess.run([*PACSWATCH, *args, "--database", db], capture_output=True, text=True, timeout=120,
-                          env=env)
+    return subprocess.run([*PACSWATCH, *args, "--database", db], check=False, capture_output=True, text=True,
+                          timeout=120, env=env)
 
 
 def assert_clean(result: subprocess.CompletedProcess) -> None:
@@ -104,10 +104,9 @@ def plant_raw_text(db: str) -> None:
     """Write what an older pacswatch stored: raw peer text in products, versions and reasons."""
     with sqlite3.connect(db) as conn:
         for table in ("services", "observations"):
-            conn.execute(f"update {table} set product = ?, product_version = ? where severity = 'critical'",  # noqa: S608
-                         (RAW_PRODUCT, FORMULA))
-            conn.execute(f"update {table} set product = ?, product_version = ? where severity = 'high'",  # noqa: S608
-                         (FORMULA, "\t=1+1"))
+            update = f"update {table} set product = ?, product_version = ? where severity = ?"
+            conn.execute(update, (RAW_PRODUCT, FORMULA, "critical"))
+            conn.execute(update, (FORMULA, "\t=1+1", "high"))
         conn.execute("update findings set reasons = ?", (json.dumps([RAW_PRODUCT]),))
 
 
