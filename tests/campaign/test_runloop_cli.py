@@ -163,9 +163,12 @@ def test_confirm_fixed_after_from_the_flag_and_the_config_and_history_says_why(d
     code, _, err = cli(capsys, "scan", target, "--database", db, "--no-progress", "--no-attribute",
                        "--confirm-fixed-after", "0")
     assert code == 0, err
+    assert "0 new, 0 fixed, 0 reopened, 1 missed once (still open), 0 seen again" in " ".join(err.split()), err
     with Repository.open(db) as repo:
         (finding,) = repo.findings()
     assert finding["status"] == "open" and finding["missed_since"] is not None  # one miss fixes nothing
+    code, out, _ = cli(capsys, "findings", "--format", "csv", "--database", db)
+    assert out.splitlines()[0].endswith(",reopen_count,missed_since") and out.splitlines()[1].endswith("Z"), out
 
     config = tmp_path / "notify.toml"
     config.write_text('[campaign]\nconfirm_fixed_after = "0"\n')
@@ -188,3 +191,21 @@ def test_confirm_fixed_after_from_the_flag_and_the_config_and_history_says_why(d
     assert code == 2 and "--confirm-fixed-after: '6' is not a duration" in err, err
     with Repository.open(db) as repo:
         assert len(repo.scans()) == 3  # refused before a scan was started
+
+
+def test_an_idle_run_says_when_the_next_service_is_due_once_not_every_tick(tmp_path):
+    import threading
+
+    from pacswatch.campaign.runloop import RunLoop
+
+    with Repository.open(str(tmp_path / "idle.db")) as repo:
+        scan_id = repo.create_scan(kind="scan", parameters={}, seed=1, fingerprint="f", targets_key="k", plan_size=1)
+        repo.ingest(scan_id, [(0, exposed("127.0.0.1", 104))])  # due 12 h after its look
+        lines: list[str] = []
+        loop = RunLoop(repo, make_job=None, build_plan=None, parameters={}, tick=0.01, log=lines.append)
+        runner = threading.Thread(target=loop.forever)
+        runner.start()
+        time.sleep(0.5)  # dozens of idle ticks
+        loop.stop.set()
+        runner.join(10)
+    assert len(lines) == 1 and re.fullmatch(r"pass \S+ \S+: 0 due; next due \S+ \S+", lines[0]), lines

@@ -253,9 +253,9 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
         else:
             outcomes = loop.rescan_now(selector)
             if not outcomes:
-                err.print(f"pacswatch run: no known service matches --now {args.now or ''} "
-                          f"{' '.join('--severity ' + s for s in args.severity)}".rstrip()
-                          + " (pacswatch scan looks at new ones)", highlight=False, markup=False)
+                asked = " ".join(["--now", *([args.now] if args.now else []), *(f"--severity {s}" for s in args.severity)])
+                err.print(f"pacswatch run: no known service matches {asked} (pacswatch scan looks at new ones)",
+                          highlight=False, markup=False)
                 return 1
             interrupted = outcomes[-1].stats.interrupted
             if args.forever and not interrupted:

@@ -24,8 +24,9 @@ from pacswatch.output import (
 )
 
 FINDING_COLUMNS = ("id", "ip", "port", "severity", "status", "service", "transport", "product", "product_version",
-                   "studies", "patients", "first_seen", "last_seen", "fixed_at", "reopen_count")
-CHANGE_WORDS = {"new": "new", "fixed": "fixed", "reopened": "reopened", "severity": "severity changed"}
+                   "studies", "patients", "first_seen", "last_seen", "fixed_at", "reopen_count", "missed_since")
+CHANGE_WORDS = {"new": "new", "fixed": "fixed", "reopened": "reopened", "severity": "severity changed",
+                "missed": "missed (open until a second miss)", "seen-again": "seen again", "opted-out": "opted out"}
 
 
 def when(value: Any) -> str:
@@ -119,6 +120,8 @@ def summary_line(changes) -> str:
     parts = [f"{changes.new} new", f"{changes.fixed} fixed", f"{changes.reopened} reopened"]
     if changes.raised or changes.lowered:
         parts.append(f"{changes.raised} severity up, {changes.lowered} down")
+    if changes.missed or changes.seen_again:  # the two-miss rule: open findings waiting for a second miss
+        parts.append(f"{changes.missed} missed once (still open), {changes.seen_again} seen again")
     return ", ".join(parts)
 
 

@@ -86,7 +86,7 @@ def select_services(services: Iterable[Mapping], findings: Iterable[Mapping], se
 def pass_line(at: datetime, due: int, outcome: ScanOutcome | None, next_due: datetime | None) -> str:
     """One line for one pass of `run`: what was due, probed and changed, and when the next
     service falls due."""
-    parts = [f"pass {when(at)}: {due} due"]
+    parts = [f"pass {when(at)}: {due} {outcome.extra.get('why', 'due') if outcome is not None else 'due'}"]
     if outcome is not None:
         stats = outcome.stats
         statuses = ", ".join(f"{n} {status}" for status, n in sorted(stats.by_status.items(), key=lambda kv: -kv[1]))
@@ -173,7 +173,7 @@ class RunLoop:
         plan = self.build_plan(parameters)
         scan_id = start_scan(self.repo, plan, parameters, kind="rescan", command=command)
         self.log(f"rescan {scan_id}: {len(services)} services {why}")
-        return self._execute(scan_id, plan, parameters, due=len(services))
+        return self._execute(scan_id, plan, parameters, due=len(services), why=why)
 
     def rescan_due(self) -> ScanOutcome | None:
         """One rescan of up to `batch` due services; None when nothing is due."""
@@ -206,24 +206,21 @@ class RunLoop:
         upcoming = self.repo.services(limit=1)
         return upcoming[0]["next_due"] if upcoming else None
 
-    def line(self, outcome: ScanOutcome | None) -> str:
+    def line(self, outcome: ScanOutcome | None, next_due: datetime | None = None) -> str:
         due = outcome.extra.get("due", 0) if outcome is not None else 0
-        return pass_line(self.clock(), due, outcome, self.next_due())
+        return pass_line(self.clock(), due, outcome, next_due or self.next_due())
 
     def forever(self, *, once: bool = False) -> bool:
         """Cycle until stopped; True if a scan was interrupted (Ctrl-C, SIGTERM). One line per
-        pass that probed something; an idle pass says so once, not every tick."""
-        idle_said: object = _NOT_YET
+        pass that probed something; an idle pass only when the next due time is news."""
+        said: object = _NOT_YET  # the next due time the last line gave
         while not self.stop.is_set():
             outcome = self.cycle()
-            if outcome is not None:
-                self.log(self.line(outcome))
-                idle_said = _NOT_YET
-            else:
-                next_due = self.next_due()
-                if next_due != idle_said or once:
-                    self.log(pass_line(self.clock(), 0, None, next_due))
-                    idle_said = next_due
+            next_due = self.next_due()
+            if outcome is not None or next_due != said or once:
+                self.log(self.line(outcome, next_due) if outcome is not None
+                         else pass_line(self.clock(), 0, None, next_due))
+                said = next_due
             if outcome is not None and outcome.stats.interrupted:
                 return True
             if once:
