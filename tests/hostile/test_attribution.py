@@ -393,6 +393,17 @@ def test_a_same_origin_redirect_is_followed(dns_server, servers):
     assert [path for _, path in web.requests] == ["/.well-known/security.txt", "/files/security.txt"]
 
 
+def test_a_malformed_location_is_a_note_and_the_next_path_is_tried(dns_server, servers):
+    web = servers(Redirecting("127.0.0.1"))
+    web.redirects["/.well-known/security.txt"] = "http://[oops/"
+    web.moved["/security.txt"] = VALID_FILE
+    confirmed_host(dns_server, web.host)
+    attribution, facts = attribute(config(dns_server, port=web.port))
+    assert attribution.contact.address == "security@example.org"
+    assert notes_and_errors(facts) == [f"http://example.org:{web.port}/.well-known/security.txt from 127.0.0.1: "
+                                       "redirect to a malformed Location not followed: 'http://[oops/'"]
+
+
 def test_an_rdap_redirect_to_another_origin_is_not_followed(servers):
     canary = servers(RdapServer("127.0.0.2"))
     canary.networks["203.0.113.0/24"] = rdap_network("203.0.113.0/24", "CANARY", handle="NET-C", abuse="c@example.net")

@@ -156,8 +156,13 @@ async def get(client: httpx.AsyncClient, url: str, *, max_bytes: int, address: s
                     location = response.headers.get("location")
                     if not location:
                         raise FetchError(f"HTTP {response.status_code} without a Location")
-                    target = urljoin(url, location)
-                    if not same_origin(url, target):
+                    try:
+                        target = urljoin(url, location)
+                        same = same_origin(url, target)
+                    except ValueError:  # "http://[oops/", a port past 65535
+                        raise FetchError(f"redirect to a malformed Location not followed: "
+                                         f"'{clean(location, 120)}'") from None
+                    if not same:
                         raise FetchError(f"redirect to another origin not followed: {clean(target, 120)}")
                     url = target
                     continue
@@ -165,6 +170,8 @@ async def get(client: httpx.AsyncClient, url: str, *, max_bytes: int, address: s
                 async for chunk in response.aiter_raw():
                     body.feed(chunk)
                 return Fetched(url, response.status_code, response.headers, body.body())
-        except httpx.HTTPError as exc:
+        # InvalidURL is not an HTTPError: a URL httpx refuses (from a bootstrap file, a same-origin
+        # Location) is the server's mistake too.
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise FetchError(f"{type(exc).__name__}: {clean(exc, 120) or 'no detail'}") from exc
     raise FetchError(f"more than {max_redirects} redirects")
