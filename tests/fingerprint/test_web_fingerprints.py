@@ -217,3 +217,13 @@ def test_a_keycloak_redirect_can_name_dcm4chee():
     assert fp.product_from_redirect(location).name == "dcm4chee-arc"
     assert fp.login_redirect(location) == 'Keycloak realm "dcm4che"'
     assert fp.product_from_redirect("https://sso.example/realms/x/protocol/openid-connect/auth?client_id=intranet") is None
+
+
+@pytest.mark.parametrize("value, count", [
+    (0, 0), (12, 12), (fp.MAX_COUNT, fp.MAX_COUNT), (fp.MAX_COUNT + 1, None), (10**30, None), (-1, None),
+    (True, None), (3.0, None), ("12", None), (None, None),
+])
+def test_a_count_is_a_whole_number_an_archive_could_hold(value, count):
+    assert fp.count_or_none(value) == count
+    assert fp.orthanc_counts({"CountPatients": value}).get("patients") == count
+    assert fp.dcm4chee_count({"count": value}) == count

@@ -149,22 +149,33 @@ def orthanc_read_only(data: object) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+# A count no archive holds: JSON's largest exact integer. Above it a peer's number is not a count,
+# and it would not fit the store's 64-bit columns either (SQLite raises on a larger int).
+MAX_COUNT = 2**53 - 1
+
+
+def count_or_none(value: object) -> int | None:
+    """A peer's count if it is a whole number from 0 to MAX_COUNT, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
+        return value
+    return None
+
+
 def orthanc_counts(data: object) -> dict[str, int]:
     """The four counts of Orthanc's /statistics; nothing else from the answer is kept."""
     if not isinstance(data, dict):
         return {}
     out = {}
     for field, key in ORTHANC_COUNT_KEYS.items():
-        value = data.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = count_or_none(data.get(key))
+        if value is not None:
             out[field] = value
     return out
 
 
 def dcm4chee_count(data: object) -> int | None:
     """dcm4chee-arc's QIDO count endpoints answer {"count": N}."""
-    value = data.get("count") if isinstance(data, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return count_or_none(data.get("count")) if isinstance(data, dict) else None
 
 
 def dcm4chee_ae_titles(data: object) -> list[str]:
