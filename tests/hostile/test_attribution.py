@@ -400,8 +400,8 @@ def test_a_malformed_location_is_a_note_and_the_next_path_is_tried(dns_server, s
     confirmed_host(dns_server, web.host)
     attribution, facts = attribute(config(dns_server, port=web.port))
     assert attribution.contact.address == "security@example.org"
-    assert notes_and_errors(facts) == [f"http://example.org:{web.port}/.well-known/security.txt from 127.0.0.1: "
-                                       "redirect to a malformed Location not followed: 'http://[oops/'"]
+    assert notes_and_errors(facts) == [(f"http://example.org:{web.port}/.well-known/security.txt from 127.0.0.1: "
+                                        "redirect to a malformed Location not followed: 'http://[oops/'")]
 
 
 def test_an_rdap_redirect_to_another_origin_is_not_followed(servers):
