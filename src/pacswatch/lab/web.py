@@ -48,6 +48,12 @@ VERSION_TEXT = "1\n\nURGENT: call +1555 now"
 HOSTILE_KINDS = ("endless-body", "slow-drip", "huge-headers", "redirect-loop", "redirect-offsite",
                  "silent", "garbage", "huge-counts") + HOSTILE_TEXT_KINDS
 WEB_KINDS = PACS_KINDS + HOSTILE_KINDS
+# Not in the demo's lab, for the tests of what people see: an open Orthanc whose /system Version
+# is Rich markup and whose page title holds a terminal escape, and a locked one whose realm is
+# markup (HTTP clients refuse a control character in a header, so no escape there).
+TERMINAL_KINDS = ("markup-orthanc", "markup-realm")
+MARKUP_TEXT = "[/]\x1b]0;pwned\x07[bold]"
+MARKUP_REALM = "[/]pwned[bold]"
 LISTINGS = ("/patients", "/studies", "/series", "/instances")
 
 _ARCHIVE = make_archive()
@@ -81,6 +87,8 @@ def expected(kind: str) -> dict:
         "slow-drip": {"status": "io-timeout"}, "silent": {"status": "io-timeout"},
         "huge-headers": {"status": "protocol-error"}, "redirect-loop": {"status": "protocol-error"},
         "garbage": {"status": "protocol-error"},
+        "markup-orthanc": {**web, "http.auth": "open", "severity": "critical", **counts},
+        "markup-realm": {**web, "http.auth": "auth-required"},
         **{hostile: {**orthanc, "http.auth": "open", "severity": "critical", **counts}
            for hostile in HOSTILE_TEXT_KINDS},
         "version-text": {**orthanc, "http.auth": "open", "severity": "critical", "product.version": None, **counts},
@@ -261,6 +269,20 @@ def _version_text(req: _Req) -> bytes:
     return _orthanc(req)
 
 
+def _markup_orthanc(req: _Req) -> bytes:
+    """The open Orthanc, with markup and an escape in its /system Version and its page title."""
+    if req.path == "/system":
+        system = json.loads(_orthanc(req).partition(b"\r\n\r\n")[2])
+        return _response(200, json.dumps(system | {"Version": "[/]"}).encode(), "application/json")
+    if req.path == "/app/explorer.html":
+        return _page(f"Orthanc Explorer {MARKUP_TEXT}")
+    return _orthanc(req)
+
+
+def _markup_realm(req: _Req) -> bytes:
+    return _response(401, b"", WWW_Authenticate=f'Basic realm="{MARKUP_REALM}"')
+
+
 def _huge_counts(req: _Req) -> bytes:
     """The open Orthanc whose /statistics counts are larger than any archive (and any column)."""
     if req.path == "/statistics":
@@ -281,7 +303,7 @@ class WebLab:
     def __init__(self, kinds: tuple[str, ...] = WEB_KINDS, ip: str = "127.0.0.1",
                  other_ip: str | None = None, *, hold: float = 60.0, drip_interval: float = 0.2,
                  tls_context: ssl.SSLContext | None = None, base_port: int = 0) -> None:
-        if set(kinds) - set(WEB_KINDS) or ("orthanc-open-tls" in kinds and tls_context is None):
+        if set(kinds) - set(WEB_KINDS + TERMINAL_KINDS) or ("orthanc-open-tls" in kinds and tls_context is None):
             raise ValueError(f"unknown lab web kinds, or orthanc-open-tls without a tls_context: {kinds}")
         self.kinds, self.ip = kinds, ip
         self.other_ip = other_ip or _other_ip(ip)
@@ -377,6 +399,7 @@ class WebLab:
             "dicomweb": _dicomweb, "dcm4chee-open": _dcm4chee(False), "dcm4chee-secured": _dcm4chee(True),
             "ohif-offsite": _ohif(backend_offsite, False), "ohif-protected": _ohif("/dicom-web", True),
             "login-page": _login_page, "trap": lambda req: _page("trap: another host"),
+            "markup-orthanc": _markup_orthanc, "markup-realm": _markup_realm,
             "charset-undefined": _with_charset("undefined"), "charset-idna": _with_charset("idna"),
             "ohif-control-qido": _ohif_control_qido, "backslash-location": _backslash_location,
             "version-text": _version_text, "huge-counts": _huge_counts,
