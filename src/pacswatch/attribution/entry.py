@@ -42,8 +42,7 @@ def host_name(value: object) -> str | None:
     least two labels). dnspython shows odd bytes in a label as `\\DDD`; such a name is not used."""
     if not isinstance(value, str):
         return None
-    name = value.lower()
-    name = name.removesuffix(".")
+    name = value.lower().removesuffix(".")
     labels = name.split(".")
     if len(name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
         return None

@@ -25,9 +25,11 @@ SECURITY_TXT = "security.txt"  # value: contact URI; detail: {domain, url, expir
 LOCAL = "local"  # value: owner name; detail: {id, match, contacts, language, notes}
 CLOUD = "cloud"  # value: provider name; detail: {abuse, matched}
 ERROR = "error"  # value: what failed (the source); detail: {"error": text}, so gaps are visible
-# value: the source ("rdap", "security.txt", "ptr"); detail: {"note": text}: something a source
-# said that was dropped at entry (an e-mail address that is not exactly one address, a name that
-# is not a host name), so the provenance shows what was not used and why.
+# value: the source ("rdap", "security.txt"); detail: {"note": text}: something a source said that
+# was dropped at entry (an e-mail address that is not exactly one address, a Contact that is not
+# mailto: or https:) or an address not asked (blocked, opted out, out of scope), so the provenance
+# shows what was not used and why. (A PTR name that is not a host name stays a PTR fact, with
+# detail {"confirmed": False, "note": ...}.)
 NOTE = "note"
 
 KINDS = (PTR, RDAP_NETWORK, RDAP_ORG, RDAP_ABUSE, RDAP_CONTACT, RDAP_COUNTRY, ASN, ASN_HOLDER,
