@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -64,6 +63,7 @@ def scanned(peers, tmp_path_factory):
     db = str(tmp_path_factory.mktemp("terminal") / "hostile.db")
     result = run("scan", peers["dicom"], *peers["web"].values(), "--web-ports", peers["web_ports"], "--timeout", "2",
                  "--no-progress", db=db)
+    assert result.returncode == 0, result.stderr  # the tests below build on its database
     return db, result
 
 
@@ -100,6 +100,12 @@ def test_markup_in_the_operators_calling_ae_neither_crashes_nor_leaves_the_scan_
     assert scan["status"] == "finished"
 
 
+def copy_database(source: str, target: str) -> None:
+    """A copy of the scan's SQLite database, its WAL included (a file copy could miss both)."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+
+
 def plant_raw_text(db: str) -> None:
     """Write what an older pacswatch stored: raw peer text in products, versions and reasons."""
     with sqlite3.connect(db) as conn:
@@ -118,7 +124,7 @@ def csv_cells(text: str) -> list[list[str]]:
 
 def test_a_database_written_before_cleaning_is_shown_and_exported_safely(scanned, tmp_path):
     db = str(tmp_path / "old.db")
-    shutil.copy(scanned[0], db)
+    copy_database(scanned[0], db)
     plant_raw_text(db)
     for command in (["findings"], ["findings", "--format", "json"], ["history", DICOM_IP], ["history", WEB_IP],
                     ["stats"], ["scans"]):
@@ -139,7 +145,7 @@ def test_a_database_written_before_cleaning_is_shown_and_exported_safely(scanned
 
 def test_owner_names_with_markup_and_escapes_are_shown_as_text(scanned, tmp_path):
     db = str(tmp_path / "owners.db")
-    shutil.copy(scanned[0], db)
+    copy_database(scanned[0], db)
     added = run("owners", "add", f"{NET}.0/24", "--name", "[/][bold]Lab Hospital", "--contact",
                 "soc@lab-hospital.example.org", db=db)
     assert added.returncode == 0, added.stderr
