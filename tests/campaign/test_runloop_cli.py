@@ -86,6 +86,12 @@ def test_run_says_what_each_pass_did_and_replans_when_the_intervals_change(db, l
     assert by_ip[archive.ip]["next_due"] <= by_ip[archive.ip]["last_checked"] + timedelta(seconds=1)
     assert by_ip[echo.ip]["next_due"] == by_ip[echo.ip]["last_checked"] + timedelta(days=4)
 
+    # A scan schedules with the intervals the last run set for this installation.
+    assert cli(capsys, "scan", address(archive), "--database", db, "-q", "--no-attribute")[0] == 0
+    with Repository.open(db) as repo:
+        service = {s["ip"]: s for s in repo.services()}[archive.ip]
+    assert service["next_due"] == service["last_checked"] + timedelta(seconds=1)
+
     # Back to the default intervals: the archive is scheduled 12 h after its last look again.
     code, _, err = cli(capsys, "run", "--once", "--database", db)
     assert "intervals changed: re-planned 1 service(s)" in err, err

@@ -193,3 +193,17 @@ def test_the_repository_clears_a_miss_when_the_service_answers_again(repo):
     assert [e["kind"] for e in repo.events(ip=ep[0])] == ["new", "missed", "seen-again"]
     assert repo.events(scan_id=back)[0]["kind"] == "seen-again"
     assert repo.services()[0]["next_due"] == T0 + 2 * H + 12 * H  # back to the critical pace
+
+
+def test_an_opt_out_closes_a_missed_finding_without_its_miss(repo):
+    from pacswatch.campaign.scanrun import STALE
+    from pacswatch.store.check import check_database
+
+    ep = ("127.61.0.3", 104)
+    scan(repo, exposed(*ep, T0))
+    scan(repo, refused(*ep, T0 + H))
+    assert repo.findings()[0]["missed_since"] == T0 + H
+    (closed,) = repo.close_opted_out(["127.61.0.0/24"], at=T0 + 2 * H)
+    (finding,) = repo.findings()
+    assert finding["status"] == "opted-out" and finding["missed_since"] is None and finding["fixed_at"] == T0 + 2 * H
+    assert check_database(repo, stale=STALE).sound

@@ -206,8 +206,8 @@ def _banner(err: Console, scan_id: int, plan, job, options, resumed: int | None)
 
 def _confirm_fixed_after(args: argparse.Namespace):
     """How long a missed finding waits for the miss that fixes it (campaign/lifecycle.py):
-    --confirm-fixed-after, else [campaign] confirm_fixed_after in the notify config, else None
-    (the default)."""
+    --confirm-fixed-after, else [campaign] confirm_fixed_after in the notify config, else 6 h."""
+    from pacswatch.campaign.lifecycle import CONFIRM_FIXED_AFTER
     from pacswatch.campaign.schedule import parse_confirm_after
 
     text, where = getattr(args, "confirm_fixed_after", None), "--confirm-fixed-after"
@@ -216,7 +216,7 @@ def _confirm_fixed_after(args: argparse.Namespace):
 
         text, where = notify_config.load(None).confirm_fixed_after, "[campaign] confirm_fixed_after"
     try:
-        return None if text is None else parse_confirm_after(text)
+        return CONFIRM_FIXED_AFTER if text is None else parse_confirm_after(text)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
 
@@ -230,7 +230,7 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
         raise ValueError("--severity and --forever go with --now")
     selector = parse_selector(args.now, args.severity) if args.now is not None else None
     confirm = _confirm_fixed_after(args)
-    policy = RescanPolicy.from_overrides(args.interval, *(() if confirm is None else (confirm,)))
+    policy = RescanPolicy.from_overrides(args.interval, confirm)
     parameters = {"web_ports": args.web_ports, "exclude": [_absolute(p) for p in args.exclude],
                   "scope": _absolute(args.scope) if args.scope else None,
                   "probe": {k: getattr(args, k) for k in PROBE_FIELDS}, "rate": args.rate,

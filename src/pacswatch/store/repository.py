@@ -467,7 +467,7 @@ class Repository:
                 if not events:
                     continue
                 conn.execute(update(findings).where(findings.c.id == row["id"])
-                             .values(status=state.status, fixed_at=state.fixed_at))
+                             .values(status=state.status, fixed_at=state.fixed_at, missed_since=state.missed_since))
                 conn.execute(insert(finding_events), [
                     {"finding_id": row["id"], "scan_id": None, "at": e.at, "kind": e.kind,
                      "old_severity": e.old_severity, "new_severity": e.new_severity, "observation_id": None}
