@@ -185,3 +185,19 @@ def test_previous_scan_of_the_same_targets(repo):
     repo.finish_scan(third, "finished")
     assert repo.scan(third)["finished_at"] is not None
     assert [s["id"] for s in repo.scans(kind="scan", statuses=["running"])] == [2, first]
+
+
+def test_replan_moves_next_looks_to_another_policy_and_settings_keep_it(repo):
+    scan = new_scan(repo)
+    repo.ingest(scan, [(0, dicom("127.10.0.1", 104, "critical")), (1, dicom("127.10.0.2", 104, "low"))])
+    repo.ingest(new_scan(repo), [(0, gone("127.10.0.3", 104, T0))])  # never a service: nothing to plan
+    assert repo.replan(RescanPolicy()) == 0  # the policy that scheduled them
+    faster = RescanPolicy.from_overrides(["critical=1h"])
+    assert repo.replan(faster) == 1
+    due = {s["ip"]: s["next_due"] for s in repo.services()}
+    assert due == {"127.10.0.1": T0 + timedelta(hours=1), "127.10.0.2": T0 + timedelta(days=6)}
+    assert repo.replan(faster) == 0
+    assert repo.setting("rescan_policy") is None
+    repo.set_setting("rescan_policy", faster.to_json())
+    repo.set_setting("rescan_policy", faster.to_json())  # replaced, not added
+    assert RescanPolicy.from_json(repo.setting("rescan_policy")) == faster
