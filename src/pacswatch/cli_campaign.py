@@ -129,7 +129,7 @@ def add_commands(sub) -> None:
     run.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     _confirm_option(run)
     run.add_argument("--now", nargs="?", const="", default=None, metavar="SELECTOR",
-                     help="rescan at once the known services at SELECTOR (an address, HOST:PORT, CIDR or range; "
+                     help="rescan at once the known services at SELECTOR (an address, ADDRESS:PORT, CIDR or range; "
                           "none: every one that --severity names), then exit (with --forever, go on as run)")
     run.add_argument("--severity", action="append", default=[], metavar="LIST",
                      help="with --now: only services whose open finding has this severity (critical,high,...)")

@@ -162,10 +162,17 @@ class SmtpSection(_Section):
     cafile: str | None = None
 
 
+def _confirm_after(value: str) -> str:
+    from pacswatch.campaign.schedule import parse_confirm_after
+
+    parse_confirm_after(value)  # refused here, with its key, as `scan` and `run` would refuse it
+    return value
+
+
 class CampaignSection(_Section):
     # How long a finding one scan missed stays open before a second miss may fix it: "6h", "30m",
-    # "0". Parsed (and refused with its key) by `scan` and `run`, which own that rule.
-    confirm_fixed_after: OneLine | None = None
+    # "0" (campaign/lifecycle.py); `scan` and `run` read it.
+    confirm_fixed_after: Annotated[str, AfterValidator(_confirm_after)] | None = None
 
 
 class ConfigFile(_Section):
