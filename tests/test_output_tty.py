@@ -226,3 +226,17 @@ def test_scans_shows_the_targets(lab, tmp_path):
     assert run(["scan", first, "--database", db, "--quiet", "--timeout", "2"]).returncode == 0
     listed = run(["scans", "--database", db])
     assert listed.returncode == 0 and first in listed.stdout, listed.stdout
+
+
+def test_a_scan_started_without_main_still_writes_json_lines(lab, tmp_path):
+    # `pacswatch demo` runs campaign_scan with the parser's arguments, not through main(): the
+    # default format is decided where the scan is, or its records file stays empty.
+    from pacswatch.campaign.commands import campaign_scan
+    from pacswatch.cli import build_parser
+    from pacswatch.output import stderr_console
+
+    out = tmp_path / "records.jsonl"
+    args = build_parser().parse_args(["scan", endpoints(lab)[0], "--output", str(out), "--quiet", "--timeout", "2",
+                                      "--no-attribute", "--database", str(tmp_path / "direct.db")])
+    assert campaign_scan(args, stderr_console()) == 0
+    assert json.loads(out.read_text())["severity"] == "critical"

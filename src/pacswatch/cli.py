@@ -156,9 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("scan", "export") and getattr(args, "output", None) == "-":
         args.output = None  # "-" is standard output, as everywhere, not a file named "-"
-    if args.command == "scan" and args.format is None:
-        # A person at a terminal gets a table of what answered; a file or a pipe gets JSON Lines.
-        args.format = "table" if args.output is None and sys.stdout.isatty() else "jsonl"
     # Imported after parsing: --help and usage errors do without it.
     from pacswatch.output import error_line, stderr_console
 

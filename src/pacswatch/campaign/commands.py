@@ -121,7 +121,7 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
             out_file = open_stream(args.output, append=resuming) if args.output else None
             scan_id = args.resume if resuming else start_scan(
                 repo, plan, parameters, command=masked_command(["pacswatch", *sys.argv[1:]]))
-            options, job = _job(parameters, args, err, output=out_file or sys.stdout, output_format=args.format,
+            options, job = _job(parameters, args, err, output=out_file or sys.stdout, output_format=_format(args),
                                 open_only=args.open_only, top=args.top or None, scan_id=scan_id)
             if not args.quiet:
                 _banner(err, scan_id, plan, job, options, resumed=len(repo.completed(scan_id)) if resuming else None)
@@ -164,6 +164,14 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
             except OSError:  # its buffer holds what could not be written: reported above
                 if not output_failed:
                     raise
+
+
+def _format(args: argparse.Namespace) -> str:
+    """--format, or by default: a table for a person at a terminal, JSON Lines for a file or a
+    pipe. Decided here, not in the parser, for every caller (`pacswatch demo` scans through here)."""
+    if args.format is not None:
+        return args.format
+    return "table" if not args.output and sys.stdout.isatty() else "jsonl"
 
 
 def _silence_stdout() -> None:
