@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from test_cli_campaign import NET, Listeners
@@ -85,7 +85,7 @@ def test_ctrl_c_in_probe_is_one_line_and_exit_130(tmp_path, tarpit):
         wait_for(lambda: pit.counts[port] >= 1, "the probe did not connect", proc)
         time.sleep(0.3)  # inside the association wait
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -165,7 +165,7 @@ def test_a_killed_scan_is_stalled_at_once_and_its_resume_reprobes_at_most_the_pr
 
 
 def test_stalled_is_decided_by_the_heartbeat_on_another_machine():
-    now = datetime(2026, 12, 6, 8, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
     row = {"status": "running", "host": "scanner-2", "pid": 1, "updated_at": now - timedelta(seconds=2)}
     assert STALE == timedelta(seconds=3 * HEARTBEAT)
     assert shown_status(row, now=now, host="here") == "running"

@@ -254,11 +254,19 @@ def test_an_optout_added_during_a_scan_is_never_contacted_after_the_add(cli, tar
             proc.kill()
     assert proc.returncode == 130, stderr
     assert len(pits.accepted) > before + 4, "the scan did not go on after the opt-out"
-    # No connection to an opted-out address after the add. The margin is our accept thread's
-    # delay (it polls every 10 ms), not a window the scan is allowed.
+    # No opted-out address is contacted after the add, but for the endpoints in flight at that
+    # moment (at most --concurrency), which finish: a DICOM probe may connect twice (a TLS try
+    # after the plain association times out). The margin is our accept thread's delay (it polls
+    # every 10 ms), not a window the scan is allowed.
     opted_out = {f"{net}.{i}" for i in range(128, 256)}
-    late = [(round(t - after_add, 3), ip) for t, ip in pits.accepted if ip in opted_out and t > after_add + 0.1]
+    first_contact: dict[str, float] = {}
+    for t, ip in pits.accepted:
+        first_contact.setdefault(ip, t)
+    late = sorted((round(t - after_add, 3), ip) for ip, t in first_contact.items()
+                  if ip in opted_out and t > after_add + 0.1)
     assert late == []
+    in_flight = {ip for t, ip in pits.accepted if ip in opted_out and t > after_add + 0.1}
+    assert len(in_flight) <= 4
     # ... and the scan did reach opted-out addresses after the add: it reported them blocked.
     blocked = [json.loads(line) for line in out.read_text().splitlines() if '"blocked"' in line]
     assert blocked and all("opt-out list" in r["detail"] and r["ip"] in opted_out for r in blocked)
