@@ -156,3 +156,9 @@ def test_owner_names_with_markup_and_escapes_are_shown_as_text(scanned, tmp_path
         assert_clean(result)
     listed = run("owners", "list", db=db).stdout
     assert "[/][bold]Lab Hospital\\x1b]0;pwned\\x07" in listed.replace("\n", ""), listed
+    # `attribute` opened a case for that owner: its page names the owner, as text.
+    cases = [json.loads(line) for line in run("cases", "--json", db=db).stdout.splitlines()]
+    (case_id,) = [c["id"] for c in cases if "Lab Hospital" in c["owner_name"]]
+    case = run("case", str(case_id), db=db)
+    assert_clean(case)
+    assert "[/][bold]Lab Hospital\\x1b]0;pwned\\x07" in case.stdout, case.stdout
