@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from test_cli_campaign import NET, Listeners
@@ -92,6 +93,32 @@ def test_ctrl_c_in_probe_is_one_line_and_exit_130(tmp_path, tarpit):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines() == ["pacswatch probe: interrupted"], stderr
+
+
+def test_ctrl_c_while_a_long_target_list_is_read_is_one_line(tmp_path):
+    targets = tmp_path / "targets.txt"
+    targets.write_text("\n".join(f"127.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}:104" for i in range(300_000)))
+    size = targets.stat().st_size
+    proc = subprocess.Popen(PACSWATCH + ["scan", f"@{targets}", "--no-progress", "--database",
+                                         f"sqlite:///{tmp_path / 't.db'}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+    def reading() -> bool:  # the file has been read: parsing it (seconds) has begun
+        io = dict(line.split(": ") for line in Path(f"/proc/{proc.pid}/io").read_text().splitlines())
+        return int(io["rchar"]) >= size
+
+    try:
+        wait_for(reading, "the scan did not read its targets", proc)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    expected = "pacswatch scan: interrupted while reading the targets; nothing was scanned"
+    assert stderr.strip().splitlines() == [expected], stderr
+    assert not (tmp_path / "t.db").exists()
 
 
 def test_ctrl_c_in_scan_names_the_resume_command_and_the_resume_finishes(tmp_path, tarpit):

@@ -101,8 +101,13 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
     if not resuming:  # bad input fails before the database is opened
         from pacswatch.campaign.scanrun import targets_from_parameters
 
-        parameters = scan_parameters(args)
-        targets = targets_from_parameters(parameters)
+        try:  # a long target file, or names resolving slowly: Ctrl-C here is one line too
+            parameters = scan_parameters(args)
+            targets = targets_from_parameters(parameters)
+        except KeyboardInterrupt:
+            err.print("pacswatch scan: interrupted while reading the targets; nothing was scanned",
+                      highlight=False, markup=False)
+            return EXIT_INTERRUPTED
     out_file = None
     output_failed = False
     scan_id = args.resume
