@@ -5,59 +5,29 @@ sort orders of findings, changes and stats; help text and type names of every op
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import re
 import socket
-import struct
 import subprocess
-import sys
-import termios
-import time
 
 import pytest
+from ptyrun import PACSWATCH, plain
+from ptyrun import run_on_terminal as _run_on_terminal
 
 from pacswatch.lab.runner import Lab
 
-PACSWATCH = [sys.executable, "-m", "pacswatch.cli"]
-SGR = re.compile(r"\x1b\[[0-9;]*m")  # Rich's colours: allowed on a terminal, stripped to read the text
 # One lab per module; these four answer with four different severities.
 KINDS = {"open-archive": "critical", "find-empty": "high", "echo-only": "medium", "ae-restricted": "low"}
 
 
+def run_on_terminal(args, **kw) -> tuple[int, str, str]:
+    code, shown, stderr = _run_on_terminal(args, **kw)
+    return code, plain(shown), stderr
+
+
 def run(args, **kw):
     return subprocess.run(PACSWATCH + args, check=False, capture_output=True, text=True, timeout=120, **kw)
-
-
-def run_on_terminal(args, *, columns: int = 200, timeout: float = 120) -> tuple[int, str, str]:
-    """Run the CLI with stdout on a pseudo-terminal (stderr on a pipe): (exit code, what the
-    terminal showed, colours stripped, stderr)."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR", "TERM")}
-    env["TERM"] = "xterm-256color"
-    proc = subprocess.Popen(PACSWATCH + args, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
-                            env=env)
-    os.close(slave)
-    shown = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            shown += chunk
-        stderr = proc.stderr.read().decode()
-        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-    return code, SGR.sub("", shown.decode().replace("\r\n", "\n")), stderr
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,14 @@ import sys
 
 import pytest
 
+_TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _TESTS not in sys.path:  # tests/: the pty helper shared with tests/test_output_tty.py
+    sys.path.insert(0, _TESTS)
+from ptyrun import PACSWATCH, plain, run_on_terminal
+
 from pacswatch.lab.hostile import HOSTILE_VERSION_NAME, HostilePeers
 from pacswatch.lab.web import TERMINAL_KINDS, start_web_lab
 
-PACSWATCH = [sys.executable, "-m", "pacswatch.cli"]
 NET = f"127.94.{os.getpid() % 200}"
 WEB_IP, TRAP_IP, DICOM_IP = f"{NET}.1", f"{NET}.2", f"{NET}.3"
 ESC = "\x1b"
@@ -89,6 +93,22 @@ def test_probe_shows_a_peers_markup_and_escapes_as_text(peers, tmp_path):
         web = run("probe", endpoint, "--web", "--timeout", "2", db=db)
         assert_clean(web)
         assert "[/]" in web.stdout, (kind, web.stdout)
+
+
+def test_on_a_terminal_a_peers_escape_is_shown_never_sent(peers, scanned):
+    """On a real (pseudo-)terminal Rich colours its output; a peer's OSC sequence must still not
+    get through: only colour (SGR) sequences, and the peer's text shown literally."""
+    db, _ = scanned
+    for args in (["probe", peers["dicom"], "--timeout", "2"], ["probe", peers["web"]["markup-orthanc"], "--web",
+                                                                "--timeout", "2"],
+                 ["scan", peers["dicom"], *peers["web"].values(), "--web-ports", peers["web_ports"], "--timeout",
+                  "2", "--no-progress", "--no-attribute"], ["findings"], ["history", DICOM_IP]):
+        code, shown, stderr = run_on_terminal([*args, "--database", db])
+        assert code == 0, stderr
+        assert ESC not in plain(shown) and "\x07" not in shown, (args, shown)  # no OSC, no BEL
+        assert "Traceback" not in stderr and ESC not in stderr, stderr
+    code, shown, _ = run_on_terminal(["probe", peers["dicom"], "--timeout", "2", "--database", db])
+    assert "[/]\\x1b]0;pwned\\x07" in plain(shown), shown
 
 
 def test_markup_in_the_operators_calling_ae_neither_crashes_nor_leaves_the_scan_running(peers, tmp_path):
