@@ -111,6 +111,23 @@ def test_on_a_terminal_a_peers_escape_is_shown_never_sent(peers, scanned):
     assert "[/]\\x1b]0;pwned\\x07" in plain(shown), shown
 
 
+def test_a_certificate_subject_of_markup_and_escapes_is_shown_as_text(tmp_path):
+    from pacswatch.lab.certs import make_certificates
+    from pacswatch.lab.web import WebLab
+
+    certs = make_certificates([f"{NET}.4"], server_name="[/]\x1b]0;pwned\x07 lab")
+    lab = WebLab(("orthanc-open-tls",), f"{NET}.4", TRAP_IP,
+                 tls_context=certs.server_context(require_client_cert=False)).start()
+    try:
+        (endpoint,) = lab.endpoints
+        result = run("probe", f"{endpoint.ip}:{endpoint.port}", "--web", "--timeout", "2", db=str(tmp_path / "tls.db"))
+    finally:
+        lab.stop()
+        certs.cleanup()
+    assert_clean(result)
+    assert "[/]\\x1b]0" in result.stdout and "pwned\\x07 lab" in result.stdout, result.stdout  # subject, issuer
+
+
 def test_markup_in_the_operators_calling_ae_neither_crashes_nor_leaves_the_scan_running(peers, tmp_path):
     db = str(tmp_path / "ae.db")
     result = run("scan", peers["dicom"], "--calling-ae", "[/]", "--timeout", "2", "--no-progress", db=db)

@@ -94,13 +94,14 @@ class LabCertificates:
             pass
 
 
-def make_certificates(ips: list[str]) -> LabCertificates:
+def make_certificates(ips: list[str], server_name: str = "pacswatch-lab-server") -> LabCertificates:
+    """`server_name` is the server certificate's common name (a test may make it hostile)."""
     directory = Path(tempfile.mkdtemp(prefix="pacswatch-lab-"))
     os.chmod(directory, 0o700)
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server_name = _name("pacswatch-lab-server")
+    subject = _name(server_name)
     sans = [x509.DNSName("localhost")] + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-    server = _cert(server_name, server_key, server_name, server_key, ca=False,
+    server = _cert(subject, server_key, subject, server_key, ca=False,
                    usage=ExtendedKeyUsageOID.SERVER_AUTH, sans=sans)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("pacswatch-lab-client-ca")
