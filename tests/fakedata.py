@@ -1,7 +1,7 @@
 """Fake patients for the interop tests, made of strings nobody else would write.
 
 Every identifying value below is invented and distinctive, so a test can plant these patients in
-real servers, scan them, and grep everything pacswatch wrote for `LEAK_MARKERS` (DESIGN.md: "No
+real servers, scan them, and grep everything pacswatch wrote for `LEAK_MARKERS` (docs/design.md: "No
 patient data is kept"). UIDs are fixed (under 2.25, with a recognisable prefix) so the markers are
 the same in every run and the servers' contents are reproducible.
 

@@ -8,7 +8,7 @@ medium    a viewer or admin page is served without credentials while its API ask
 low       a PACS-related web interface that asks for a login, or whose API could not be checked
 None      nothing PACS-related (an unrelated web server), or the endpoint did not answer
 
-A static page is not exposure by itself (reference section 5): only the API decides critical and
+A static page is not exposure by itself (docs/dicom-reference.md §5.1): only the API decides critical and
 high. Reasons are short sentences for a person, with counts and product facts, never data.
 """
 

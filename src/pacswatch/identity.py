@@ -1,4 +1,4 @@
-"""How the scanner announces itself (DESIGN.md: honest identity). All of it is configurable."""
+"""How the scanner announces itself (docs/design.md: honest identity). All of it is configurable."""
 
 from __future__ import annotations
 

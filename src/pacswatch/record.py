@@ -3,7 +3,7 @@
 These models are the single source of the record's shape. `schema/record.schema.json` is
 generated from them (`pacswatch schema`), and a test fails when the committed file differs.
 
-Nothing in here may hold data taken from a returned data set other than counts (DESIGN.md,
+Nothing in here may hold data taken from a returned data set other than counts (docs/design.md,
 first rule). Every string field is either ours (names, statuses, reasons), a protocol fact the
 server announces about itself (implementation UID, version name, certificate subject), or a
 value we chose (the called AE title we sent). The server's facts are `PeerText` (text.py):

@@ -1,4 +1,4 @@
-"""The one status vocabulary every probe reports (DESIGN.md, "Rules that hold everywhere")."""
+"""The one status vocabulary every probe reports (docs/design.md, "Rules that hold everywhere")."""
 
 from enum import Enum
 

@@ -157,7 +157,7 @@ def test_ac_with_no_accepted_context_is_still_an_association():
     assert isinstance(event, AssociationAccepted)
     assert assoc.accepted == {} and assoc.state is State.ESTABLISHED
     assert not event.ac.contexts[0].accepted
-    # The caller releases (reference 7.6).
+    # The caller releases (docs/dicom-reference.md §7.6).
     assert decode_pdu(assoc.release(now=0.0, timeout=2.0)) == AReleaseRQ()
 
 

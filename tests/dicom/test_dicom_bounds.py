@@ -1,4 +1,4 @@
-"""Bounds (reference section 7.3-7.5): a peer's length is never trusted. Headers are refused
+"""Bounds (docs/dicom-reference.md §7.3-7.5): a peer's length is never trusted. Headers are refused
 before their body is buffered, every item must fit its parent, item counts are capped, and a
 peer that is not speaking DICOM is named in the error."""
 

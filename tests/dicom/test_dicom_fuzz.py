@@ -1,5 +1,5 @@
 """Property and mutation fuzzing: whatever a peer sends, the core yields PDUs/events or raises
-PeerProtocolError, and nothing else (DESIGN.md: hostile peers are normal). No IndexError,
+PeerProtocolError, and nothing else (docs/design.md: hostile peers are normal). No IndexError,
 struct.error, UnicodeDecodeError, KeyError, MemoryError, LocalProtocolError or hang.
 
 Inputs come in three flavours: arbitrary bytes (mostly rejected at the first header), structured

@@ -163,7 +163,7 @@ GOLDEN_ABORT_USER = H("07 00 00000004 00 00 00 00")  # A-ABORT, source 0 service
 
 # ---------------------------------------------------------------- P-DATA-TF (PS3.8 9.3.5, E.2)
 
-# The reference's C-ECHO-RQ, MessageID 1, on PC 1: 80 bytes.
+# The C-ECHO-RQ of docs/dicom-reference.md §2.2, MessageID 1, on PC 1: 80 bytes.
 GOLDEN_ECHO = b"".join([
     H("04 00 0000004A"),                         # PDU type 0x04 P-DATA-TF, reserved, length 74
     H("00000046"),                               # PDV item length 70 (PC-ID + MCH + 68)
@@ -187,7 +187,7 @@ GOLDEN_FIND_COMMAND = b"".join([
     H("0000 0007 02000000 0000"),                # (0000,0700) Priority 0 medium
     H("0000 0008 02000000 0000"),                # (0000,0800) CommandDataSetType 0x0000: present
 ])
-# ... and the identifier in its own PDU, MCH 0x02 (data set, last). The reference's 22 bytes.
+# ... and the identifier in its own PDU, MCH 0x02 (data set, last). The 22 bytes of docs/dicom-reference.md §2.3.
 GOLDEN_STUDY_IDENTIFIER = b"".join([
     H("0800 5200 06000000"), b"STUDY ",          # (0008,0052) CS QueryRetrieveLevel "STUDY", space pad
     H("2000 0D00 00000000"),                     # (0020,000D) UI StudyInstanceUID, empty: universal
@@ -254,7 +254,7 @@ def test_accept_golden_drives_the_state_machine():
 
 def test_accept_with_nul_padded_uids_and_rejected_context_keeping_its_transfer_syntax():
     # pynetdicom keeps the proposed transfer syntax in a rejected context's item; some stacks pad
-    # UIDs with NUL to an even length. Both are legal: accept both (reference section 1).
+    # UIDs with NUL to an even length. Both are legal: accept both (docs/dicom-reference.md §1.3).
     body = b"".join([
         H("0001 0000"), b"ANY-SCP         ", b"PACSWATCH       ", bytes(32),
         H("10 00 0016"), b"1.2.840.10008.3.1.1.1\x00",  # application context, NUL padded to 22

@@ -1,5 +1,5 @@
 """names.py: the numbers PS3.8 puts on the wire, named; unknown values become "unknown(n)" and
-never raise (reference section 1: servers use these loosely)."""
+never raise (docs/dicom-reference.md §1.5: servers use these loosely)."""
 
 from __future__ import annotations
 

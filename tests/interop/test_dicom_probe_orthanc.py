@@ -69,7 +69,7 @@ def test_default_orthanc_refuses_find_with_abort(run_probe, orthanc_default):
     assert r.status == "success", describe(r)
     assert d.association.accepted and d.accepts_any_called_ae is True
     assert d.echo is True
-    # Orthanc's refusal of a FIND is an A-ABORT (reference section 3).
+    # Orthanc's refusal of a FIND is an A-ABORT (docs/dicom-reference.md §3.1).
     assert d.find.allowed is False, describe(r)
     assert d.find.refusal and "abort" in d.find.refusal, describe(r)
     assert d.find.studies is None and d.find.patients is None

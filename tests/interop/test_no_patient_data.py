@@ -1,4 +1,4 @@
-"""DESIGN.md, first rule: no patient data is kept.
+"""docs/design.md, first rule: no patient data is kept.
 
 Plant fake patients in real servers, scan them all with the real command line, then search
 everything pacswatch wrote (stdout, stderr, the output file, and every file under the HOME,

@@ -1,8 +1,8 @@
-"""Memory stays flat over 10,000 hostile endpoints (DESIGN.md: "Hostile peers are normal").
+"""Memory stays flat over 10,000 hostile endpoints (docs/design.md: "Hostile peers are normal").
 
 A cheap hostile responder (this file run as a script, in its own process so that its memory is
 not ours) listens on 100 loopback addresses x 100 ports and answers every A-ASSOCIATE-RQ with
-one of the lies of reference section 7: an A-ASSOCIATE-AC header claiming ~4 GB, a P-DATA-TF
+one of the lies of docs/dicom-reference.md §7: an A-ASSOCIATE-AC header claiming ~4 GB, a P-DATA-TF
 header claiming ~4 GB, a P-DATA-TF of exactly the 1 MiB cap sent in full (the scanner may hold
 that much, then must refuse it: no P-DATA before the AC), a short AC whose item overruns it,
 random bytes, or an HTTP answer. The scanner runs the full DICOM probe through run_scan in this

@@ -56,13 +56,14 @@ def by_severity(rows: Iterable[Mapping], severity: str = "severity") -> list[Map
     return sorted(rows, key=lambda r: (severity_rank(r.get(severity)), address_key(r["ip"], r.get("port"))))
 
 
-# Columns that identify a row: never wrapped or cut on a narrow terminal (the others wrap).
+# Columns that identify a row: never wrapped on a narrow terminal. The others wrap, and a word
+# too long for its column (a product name) folds onto the next line rather than being cut.
 _KEEP = ("id", "endpoint", "severity", "status", "state")
 
 
 def _add_columns(table: Table, columns: Iterable[str]) -> None:
     for column in columns:
-        table.add_column(column, no_wrap=column in _KEEP)
+        table.add_column(column, no_wrap=column in _KEEP, overflow="fold")
 
 
 def _jsonable(value: Any) -> Any:

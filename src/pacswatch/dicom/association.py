@@ -11,7 +11,7 @@ Only the requestor's side, and only the states a prober passes through:
 Time is an argument: each call that starts a phase takes `now` and sets `deadline`, the instant
 by which the peer must have answered. The I/O edge reads until that deadline and calls
 `abort()` when it passes. Received data sets are counted and dropped here, before anything
-else can see them: identifiers may hold patient data (DESIGN.md, first rule).
+else can see them: identifiers may hold patient data (docs/design.md, first rule).
 """
 
 from __future__ import annotations

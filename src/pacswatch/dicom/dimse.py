@@ -166,7 +166,7 @@ def fragment_message(
     """Split a message into P-DATA-TF PDUs no larger than the peer's maximum length.
 
     The command and the data set travel in separate PDUs: some SCPs drop the connection when
-    both share one (reference section 1). A max length of 0 means the peer set no limit.
+    both share one (docs/dicom-reference.md §1.6). A max length of 0 means the peer set no limit.
     """
     if max_pdu_length and max_pdu_length < 8:
         raise LocalProtocolError(f"peer maximum PDU length {max_pdu_length} leaves no room for data")

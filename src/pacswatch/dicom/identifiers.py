@@ -1,7 +1,7 @@
 """The few C-FIND identifiers the probe sends, encoded in Implicit VR Little Endian.
 
 Hand-encoded rather than built with pydicom: they are two or three elements, and this runs once
-per endpoint in the hot path. Only unique keys are asked for (reference section 3): never
+per endpoint in the hot path. Only unique keys are asked for (docs/dicom-reference.md §3.2): never
 PatientName or anything else a server would fill in for us.
 """
 

@@ -4,7 +4,7 @@ Every PDU has a 6-byte header: type (1), reserved (1), length (4, big-endian) of
 (PS3.8 9.3.1). Items inside A-ASSOCIATE PDUs have a 4-byte header: type (1), reserved (1),
 length (2) (PS3.8 9.3.2). Every length is checked against its parent before use, and the framer
 refuses a length above the cap for its PDU type before buffering a byte of the body, so a peer
-claiming 4 GB costs nothing (shared/docs reference 7.3).
+claiming 4 GB costs nothing (docs/dicom-reference.md §7.3).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ SUB_USER_IDENTITY_RQ = 0x58
 SUB_USER_IDENTITY_AC = 0x59
 
 HEADER_LENGTH = 6
-# Caps per PDU type on the announced length (reference 7.3). P-DATA-TF's cap is the framer's.
+# Caps per PDU type on the announced length (docs/dicom-reference.md §7.3). P-DATA-TF's cap is the framer's.
 FIXED_LENGTH = {A_ASSOCIATE_RJ: 4, A_RELEASE_RQ: 4, A_RELEASE_RP: 4, A_ABORT: 4}
 MAX_ASSOCIATE_LENGTH = 64 * 1024
 # Peers may send many items; more than this is abuse, not DICOM.
@@ -281,7 +281,7 @@ def remember(cache: dict, key, value) -> None:
 
 
 def _text(raw: bytes) -> str:
-    # Peers pad UIDs with NUL and AE titles with spaces; either may be present (reference 1).
+    # Peers pad UIDs with NUL and AE titles with spaces; either may be present (docs/dicom-reference.md §1.3).
     # Non-ASCII bytes are replaced, never raised on: the value is a fact to report, not to trust.
     # The same few UIDs arrive from every peer: they are decoded once (a bounded cache).
     text = _TEXTS.get(raw)
@@ -358,7 +358,7 @@ def _decode_associate(pdu_type: int, data: bytes, pos: int, end: int) -> AAssoci
             application_context = _text(data[start:stop])
         elif item_type == ITEM_USER_INFORMATION:
             user_info = _decode_user_info(data, start, stop)
-        # Unknown item types are skipped by their length (reference 7.5).
+        # Unknown item types are skipped by their length (docs/dicom-reference.md §7.5).
     if application_context is None:
         raise PeerProtocolError("A-ASSOCIATE without an application context item", abort_reason=6)
     cls = AAssociateRQ if pdu_type == A_ASSOCIATE_RQ else AAssociateAC

@@ -1,6 +1,6 @@
 """DICOM fingerprints: implementation class UID prefixes and version names → product.
 
-Only confirmed prefixes are listed (shared/docs reference section 4); an unknown UID is reported
+Only confirmed prefixes are listed (docs/dicom-reference.md §4.1); an unknown UID is reported
 verbatim on the record and gives no product. Orthanc uses DCMTK's network stack and keeps its
 UID, so it is told apart by its default AE title or port (a weaker hint, said in the reasons).
 """

@@ -1,6 +1,6 @@
 """Web fingerprints: tables (data) of HTTP markers → product, and the small parsers around them.
 
-Every marker here was confirmed in the product's own source (reference section 5 and the files
+Every marker here was confirmed in the product's own source (docs/dicom-reference.md §5 and the files
 named in `source`); products whose markers could not be confirmed (MedDream, PostDICOM) are left
 out rather than guessed. Matchers are pure: text in, facts out, no I/O, and they never keep
 anything from a response except the product facts they return.

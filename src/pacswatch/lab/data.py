@@ -1,7 +1,7 @@
 """The lab archive: obviously synthetic patients and studies, and C-FIND matching over them.
 
 The values are fake but the lab treats them as patient data: a test plants them in the lab's
-servers, scans, then searches every output for `planted_strings()` (DESIGN.md, first rule).
+servers, scans, then searches every output for `planted_strings()` (docs/design.md, first rule).
 Everything is derived from fixed seeds, so two labs hold the same archive and counts are known.
 """
 

@@ -3,7 +3,7 @@
 `expected` maps dotted paths into a record's JSON (`Record.model_dump(mode="json")`, e.g.
 `dicom.find.studies`) to a value. A plain value must be equal; `{"one_of": [...]}` accepts any
 listed value; `{"at_least": n}` a number >= n. A path through a null object reads as null.
-Paths not listed are not checked. The decisions for the hostile peers (DESIGN.md leaves them
+Paths not listed are not checked. The decisions for the hostile peers (docs/design.md leaves them
 open) are documented next to each entry.
 """
 

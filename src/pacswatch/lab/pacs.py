@@ -16,7 +16,7 @@ The kinds (the manifest's `expected` says what a scanner should conclude from ea
 - `tls-client-cert` the open archive inside TLS that demands a client certificate.
 
 The open archive answers with PatientName and PatientID even when not asked, as some real
-servers do (reference section 3): a scanner must drop what it did not ask for.
+servers do (docs/dicom-reference.md §3.3): a scanner must drop what it did not ask for.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Raw asyncio servers in one event loop in one thread (like lab/hostile.py), answering with
 `Connection: close` and logging each request (kind, method, target, whether credentials came)
 so a test can prove what a scanner did and did not ask for. The answers copy the shapes the
-products document (reference section 5); `lab.endpoints` is a manifest of LabEndpoint.
+products document (docs/dicom-reference.md §5); `lab.endpoints` is a manifest of LabEndpoint.
 Orthanc-like kinds: open, locked (only alice:lab-secret), default (orthanc:orthanc opens it, as
 Orthanc >= 1.5.8's default user), open inside TLS (self-signed). Also a bare DICOMweb service
 (QIDO-RS 204, OPTIONS allows POST), dcm4chee-arc open and secured (ui2 page served, REST 401

@@ -1,4 +1,4 @@
-"""Transport failures, each carrying the status of DESIGN.md's closed vocabulary."""
+"""Transport failures, each carrying the status of the closed vocabulary (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 We never verify: the point is to describe the server, including expired or self-signed
 certificates. The context accepts old protocol versions and ciphers (OpenSSL 3 needs
-`@SECLEVEL=0` for TLS 1.0/1.1, reference section 6) so that weak servers are described, not
+`@SECLEVEL=0` for TLS 1.0/1.1, docs/dicom-reference.md §6.3) so that weak servers are described, not
 missed. Whether the server asked for a client certificate is learnt from the handshake itself
-(a CertificateRequest message), with the alerts of reference 6 as a fallback.
+(a CertificateRequest message), with the alerts of docs/dicom-reference.md §6.2 as a fallback.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """TCP and TLS connections with absolute deadlines and byte caps.
 
 Deadlines are absolute loop times, not per-read timeouts: a peer that drips one byte a second
-cannot stretch a phase (shared/docs reference section 7.2). Every read is capped by the bytes
+cannot stretch a phase (docs/dicom-reference.md §7.2). Every read is capped by the bytes
 left in the connection's budget, so a peer can never make us buffer more than `read_cap`.
 
 The connection is a plain asyncio Protocol rather than StreamReader/StreamWriter: a probe

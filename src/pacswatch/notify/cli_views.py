@@ -30,8 +30,8 @@ def _when(value) -> str:
 def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
     """A table on stdout like the campaign commands' (colour on a terminal, wide in a pipe)."""
     table = Table(title=title)
-    for column in columns:  # what identifies a row is never wrapped on a narrow terminal
-        table.add_column(column, no_wrap=column in ("id", "address", "state"))
+    for column in columns:  # what identifies a row is never wrapped; a long address folds, never cut
+        table.add_column(column, no_wrap=column in ("id", "address", "state"), overflow="fold")
     for row in rows:
         table.add_row(*(shown(cell) for cell in row))
     stdout_console().print(table)

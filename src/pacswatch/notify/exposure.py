@@ -2,7 +2,7 @@
 
 Built from a Record (a scan) or from the store's findings joined with services; either way the
 fields are the allowlist below, so nothing from a returned data set can reach a message, a CSV
-or an IntelMQ event (DESIGN.md, first rule): there is no free-form field to carry it.
+or an IntelMQ event (docs/design.md, first rule): there is no free-form field to carry it.
 
 The peer's own text is made safe here, once, for every way out (notice, CSV, IntelMQ): the
 product name and the reasons are cleaned to one line (`text.clean`; a database written by an

@@ -67,7 +67,7 @@ class ProbeOptions:
     find_limit: int = 1000
     ae_guess: tuple[str, ...] = DEFAULT_AE_GUESSES
     max_pdu: int = 16384
-    # Hard caps on what one peer may make us read (reference section 7).
+    # Hard caps on what one peer may make us read (docs/dicom-reference.md §7.12).
     max_received_pdu: int = 1 << 20
     read_cap: int = 4 << 20
     # Ports where TLS is tried first; others fall back to TLS only on an alert or close.

@@ -229,7 +229,7 @@ class DicomProbe:
             return attempt
         if isinstance(exc, NetError) and tls and is_client_cert_error(exc.detail) and record.tls:
             # TLS 1.3: the certificate_required alert arrives on the first read, after the
-            # client believed the handshake was complete (reference section 6).
+            # client believed the handshake was complete (docs/dicom-reference.md §6.2).
             record.tls.client_cert_required = True
         conn.abort()
         return attempt

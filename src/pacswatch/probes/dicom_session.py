@@ -191,7 +191,7 @@ class Session:
             if not outcome.pending:
                 raise
             # Matches came, then no end: the peer ignored our cancel, or flooded past the byte
-            # cap or the deadline. Cut it off (reference 7.8) and keep the count, a lower bound:
+            # cap or the deadline. Cut it off (docs/dicom-reference.md §7.8) and keep the count, a lower bound:
             # the pending responses already prove that the query is allowed.
             outcome.capped = outcome.cut_off = True
             self.abort()

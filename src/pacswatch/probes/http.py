@@ -1,6 +1,6 @@
 """The web probe: PACS web APIs, DICOMweb and viewers, measured without taking patient data.
 
-Per endpoint, a handful of GETs (reference section 5): the front page, Orthanc's /system, the
+Per endpoint, a handful of GETs (docs/dicom-reference.md §5): the front page, Orthanc's /system, the
 product pages in fingerprint/web.py while nothing is recognised, then only count endpoints
 (Orthanc /statistics, dcm4chee-arc .../count) and one QIDO-RS search for a random
 StudyInstanceUID, which can match nothing. Study, patient and instance listings are never asked

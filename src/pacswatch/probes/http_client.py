@@ -1,7 +1,7 @@
 """An HTTP client for one origin (scheme, IP, port) with the scanner's rules built in.
 
 - Absolute deadlines per request and per endpoint: httpx's timeouts are per read, so a peer
-  dripping one byte a second would never trip them (reference section 7.2).
+  dripping one byte a second would never trip them (docs/dicom-reference.md §7.2).
 - Bodies are streamed and cut at BODY_CAP; no compression is asked for, and a compressed body
   sent anyway is inflated only up to the cap (a small gzip bomb cannot grow in memory).
 - Redirects are followed by hand, same origin only, at most MAX_REDIRECTS: a redirect to

@@ -1,7 +1,7 @@
 """The database tables (SQLAlchemy Core). Migrations in `migrations/versions` create these; a test
 fails when the two disagree (tests/store/test_store_schema.py).
 
-No column may hold a value taken from a returned data set (DESIGN.md, first rule): observations
+No column may hold a value taken from a returned data set (docs/design.md, first rule): observations
 keep the record's JSON, which carries counts and protocol facts only, and the indexed columns
 are copies of record fields.
 """
@@ -79,7 +79,7 @@ scans = Table(
 )
 
 # Completed work as merged index intervals: workers take plan indexes in order, so the set stays
-# about `concurrency` intervals long however large the scan (DESIGN.md: resume from the seed plus
+# about `concurrency` intervals long however large the scan (docs/design.md: resume from the seed plus
 # the index of completed work).
 scan_work = Table(
     "scan_work", metadata,

@@ -1,6 +1,6 @@
 """What must never be scanned (Blocklist) and what may be (Scope).
 
-DESIGN.md, "Scope first": every target passes the blocklist and the configured scope before any
+docs/design.md, "Scope first": every target passes the blocklist and the configured scope before any
 packet is sent. Both answer with a reason rather than a bool, because a refusal is reported to
 the user (status `blocked`), never silently dropped.
 

@@ -3,7 +3,7 @@
 Why a permutation: scanning addresses in order hammers one network at a time (and looks like an
 attack on it); a random order spreads the load across owners. Why computed: n can be 2**32
 addresses times 20 ports, far too many to shuffle in memory. Why seeded: a scan resumes from
-(seed, index of completed work), which needs the same order again (DESIGN.md, style notes).
+(seed, index of completed work), which needs the same order again (docs/design.md, style notes).
 
 Construction: a 4-round Feistel network over the smallest power of two 2**b >= n, with "cycle
 walking" to stay inside [0, n) (Black and Rogaway, "Ciphers with Arbitrary Finite Domains",

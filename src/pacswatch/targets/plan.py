@@ -7,7 +7,7 @@ them in the order of a Permutation of that numbering, and `PlannedEndpoint.index
 position in that order, so resuming is "same inputs, same seed, start at k" (iter_from).
 
 Refused endpoints are yielded too, tagged with the reason, because a refusal is a result the
-user must see (status `blocked`), never a silent gap in the output (DESIGN.md, "Scope first").
+user must see (status `blocked`), never a silent gap in the output (docs/design.md, "Scope first").
 """
 
 from __future__ import annotations

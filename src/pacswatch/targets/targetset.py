@@ -2,7 +2,7 @@
 
 A TargetSet never lists its addresses: 10.0.0.0/8 is one range of 16,777,216. It maps an index in
 [0, size) to an address by bisecting cumulative range sizes, which is what the scan plan needs to
-walk the addresses in a random permutation (DESIGN.md: "a random permutation for the scan order").
+walk the addresses in a random permutation (docs/design.md: "a random permutation for the scan order").
 Overlapping specs are merged, so an address named twice is scanned once.
 """
 
