@@ -20,8 +20,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "responder.c"
@@ -72,12 +72,22 @@ class CResponder:
     loopback; ports must be fixed (1-65535). `coalesce_us` > 0 makes the responder pause that
     long after each batch of events (fewer wake-ups, less CPU, up to that much more latency per
     exchange; see responder.c).
+
+    `behaviour`, when given, maps each endpoint (ip, port) to be bound to its responder.c
+    fields `PROFILE DELAY_MS STUDIES PATIENTS`; then only those endpoints are bound (an endpoint
+    left out is a closed port) and `addresses` and `ports` are ignored.
     """
 
-    def __init__(self, addresses: Iterable[str], ports: Iterable[int] = (11112,), *, threads: int = 1,
-                 backlog: int = 128, coalesce_us: int = 0, binary: Path | None = None) -> None:
-        ports = list(ports)
-        self.requested = [(check_loopback(ip), int(port)) for ip in addresses for port in ports]
+    def __init__(self, addresses: Iterable[str] = (), ports: Iterable[int] = (11112,), *, threads: int = 1,
+                 backlog: int = 128, coalesce_us: int = 0, binary: Path | None = None,
+                 behaviour: Mapping[tuple[str, int], str] | None = None) -> None:
+        if behaviour is not None:
+            self.requested = [(check_loopback(ip), int(port)) for ip, port in behaviour]
+            self.lines = [f"{ip} {port} {behaviour[ip, port]}\n" for ip, port in self.requested]
+        else:
+            ports = list(ports)
+            self.requested = [(check_loopback(ip), int(port)) for ip in addresses for port in ports]
+            self.lines = [f"{ip} {port}\n" for ip, port in self.requested]
         for _, port in self.requested:
             if not 1 <= port <= 65535:
                 raise ValueError(f"the C responder needs a fixed port (1-65535), not {port}")
@@ -112,7 +122,7 @@ class CResponder:
                  "--coalesce-us", str(self.coalesce_us)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, close_fds=True,
             )
-            spec = "".join(f"{ip} {port}\n" for ip, port in self.requested) + "END\n"
+            spec = "".join(self.lines) + "END\n"
             with contextlib.suppress(BrokenPipeError):  # it refused the list: its stderr says why
                 self.process.stdin.write(spec.encode("ascii"))
                 self.process.stdin.flush()

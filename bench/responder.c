@@ -10,8 +10,14 @@
  *
  *   responder [--threads T] [--backlog N] [--coalesce-us U]  < endpoints
  *
- * stdin: lines `IP PORT` up to an empty line, a line `END` or EOF; every IP must be in
- * 127.0.0.0/8 (anything else: exit 2 before any socket exists). One listening socket per
+ * stdin: lines `IP PORT [PROFILE DELAY_MS STUDIES PATIENTS]` up to an empty line, a line `END`
+ * or EOF; every IP must be in 127.0.0.0/8 (anything else: exit 2 before any socket exists).
+ * Without the optional fields an endpoint behaves as described above (profile `accept`, no
+ * delay). PROFILE names a row of PROFILES below (products that answer differently, rejections,
+ * silence, hostile peers; bench/internet_mix.py draws a mix of them); DELAY_MS (0-1000) holds
+ * every reply of that endpoint back that long, like a round trip to a distant host; STUDIES and
+ * PATIENTS are how many matches a universal C-FIND of that level gets (a query naming a study or
+ * patient matches nothing). One listening socket per
  * endpoint, shared round robin among T threads, each with its own epoll. After binding every
  * endpoint it prints `READY <count>`. It stops (exit 0) when stdin reaches EOF: the parent
  * closed the pipe or died, so no orphans.
@@ -61,6 +67,8 @@
 #define ARTIM_MS 5000                 /* after A-RELEASE-RP (or A-ABORT) wait this long for the close */
 #define SWEEP_MS 1000
 #define MAX_EVENTS 256
+#define MAX_DELAY_MS 1000             /* per-endpoint reply delay: 0..this */
+#define MAX_MATCHES 10000             /* C-FIND matches per level, per endpoint */
 
 #define OUR_MAX_PDU 16384u
 static const char APPLICATION_CONTEXT[] = "1.2.840.10008.3.1.1.1";
@@ -80,6 +88,58 @@ enum { RESULT_ACCEPT = 0, RESULT_ABSTRACT_NOT_SUPPORTED = 3, RESULT_TRANSFER_NOT
 
 #define NO_DATA_SET 0x0101
 #define C_CANCEL_RQ 0x0FFF
+#define C_FIND_RQ 0x0020
+#define STATUS_PENDING 0xFF00
+
+/* ---- behaviour profiles ---------------------------------------------------------------------- */
+
+/* What an endpoint does with an A-ASSOCIATE-RQ. */
+enum { A_ACCEPT, A_REJECT, A_SILENT, A_GARBAGE, A_ABORT, A_DRIP };
+
+/* Kinds of abstract syntax a profile accepts (a bitmask). */
+enum { CL_VERIFY = 1, CL_FIND = 2, CL_MOVE = 4, CL_GET = 8, CL_WORKLIST = 16, CL_STORAGE = 32,
+       CL_OTHER = 64, CL_CONTROL = 128 };
+#define CL_ALL_BUT_CONTROL (CL_VERIFY | CL_FIND | CL_MOVE | CL_GET | CL_WORKLIST | CL_STORAGE | CL_OTHER)
+
+/* Products as their associations look on the wire. The implementation class UIDs and version
+ * names follow each product's own scheme (the prefixes pacswatch's fingerprint table knows);
+ * the accepted classes follow each product's usual default configuration. */
+struct profile {
+    const char *name;
+    int action;
+    unsigned classes;        /* A_ACCEPT, A_DRIP: which abstract syntaxes are accepted */
+    const char *impl_uid, *impl_version;
+    uint32_t max_pdu;
+    const char *called_ae;   /* A_ACCEPT: only this called AE title is accepted (NULL: any) */
+    uint8_t rj_result, rj_source, rj_reason; /* A_REJECT, and a wrong called AE: PS3.8 9.3.4 */
+};
+
+static const struct profile PROFILES[] = {
+    {"accept", A_ACCEPT, CL_ALL_BUT_CONTROL, IMPLEMENTATION_UID, IMPLEMENTATION_VERSION, OUR_MAX_PDU, NULL, 0, 0, 0},
+    /* Orthanc (DCMTK inside): Q/R and storage, no worklist by default */
+    {"orthanc", A_ACCEPT, CL_VERIFY | CL_FIND | CL_MOVE | CL_GET | CL_STORAGE,
+     "1.2.276.0.7230010.3.0.3.6.9", "OFFIS_DCMTK_369", 16384, NULL, 0, 0, 0},
+    /* DCMTK storescp: verification and storage only */
+    {"dcmtk-storescp", A_ACCEPT, CL_VERIFY | CL_STORAGE, "1.2.276.0.7230010.3.0.3.6.8", "OFFIS_DCMTK_368",
+     16384, NULL, 0, 0, 0},
+    /* dcm4chee-arc with its default AE title: everything, called AE checked */
+    {"dcm4chee", A_ACCEPT, CL_ALL_BUT_CONTROL, "1.2.40.0.13.1.3", "dcm4che-5.31.0", 16384, "DCM4CHEE", 1, 1, 7},
+    /* a pynetdicom echoscp */
+    {"pynetdicom-echo", A_ACCEPT, CL_VERIFY, "1.2.826.0.1.3680043.9.3811.2.0.2", "PYNETDICOM_202", 16382,
+     NULL, 0, 0, 0},
+    /* Conquest, accepting any abstract syntax (promiscuous) */
+    {"conquest", A_ACCEPT, CL_ALL_BUT_CONTROL | CL_CONTROL, "1.2.826.0.1.3680043.2.135.1066.101", "1.5.0c",
+     32768, NULL, 0, 0, 0},
+    {"reject-called", A_REJECT, 0, NULL, NULL, 0, NULL, 1, 1, 7},   /* called AE not recognized */
+    {"reject-calling", A_REJECT, 0, NULL, NULL, 0, NULL, 1, 1, 3},  /* calling AE not recognized */
+    {"reject-busy", A_REJECT, 0, NULL, NULL, 0, NULL, 2, 3, 2},     /* transient, local limit exceeded */
+    {"silent", A_SILENT, 0, NULL, NULL, 0, NULL, 0, 0, 0},          /* accepts TCP, never answers */
+    {"garbage", A_GARBAGE, 0, NULL, NULL, 0, NULL, 0, 0, 0},        /* answers with bytes that are no PDU */
+    {"abort", A_ABORT, 0, NULL, NULL, 0, NULL, 0, 0, 0},            /* answers the request with A-ABORT */
+    /* an A-ASSOCIATE-AC's header at once, then its body one byte per delay */
+    {"drip", A_DRIP, CL_ALL_BUT_CONTROL, IMPLEMENTATION_UID, IMPLEMENTATION_VERSION, OUR_MAX_PDU, NULL, 0, 0, 0},
+};
+#define N_PROFILES (sizeof PROFILES / sizeof PROFILES[0])
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -168,9 +228,17 @@ static size_t buf_item(struct buf *b, uint8_t type, const void *value, size_t n)
 
 enum { K_LISTENER = 1, K_CONN, K_STDIN, K_STOP };
 
+/* How one endpoint behaves: a profile, a reply delay, its C-FIND matches. */
+struct behaviour {
+    const struct profile *profile;
+    int delay_ms;
+    uint32_t studies, patients;
+};
+
 struct listener {
     int kind;
     int fd;
+    struct behaviour how;
 };
 
 enum { ST_IDLE, ST_OPEN, ST_RELEASED, ST_CLOSING };
@@ -200,6 +268,19 @@ struct conn {
     uint8_t pending_ctx;
     struct command pending_cmd;
     uint8_t accepted[32]; /* bitmap of accepted presentation context ids */
+    struct behaviour how; /* the endpoint's, copied at accept */
+    struct buf ds;        /* the data set of a pending C-FIND (for its unique keys) */
+    struct buf held;      /* replies waiting for their delay */
+    size_t held_sent;     /* A_DRIP: bytes of `held` already let out */
+    int64_t due;          /* when `held` goes out (while queued) */
+    struct conn *qprev, *qnext; /* in its worker's queue for how.delay_ms, while `held` waits */
+};
+
+/* Replies wait in one FIFO queue per delay value: every connection of a queue waits the same
+ * time, so the queue is ordered by due time as it is appended to, and the earliest due time of
+ * all is the first of one of the queues. Cheaper than a heap, and no sleep anywhere. */
+struct delay_queue {
+    struct conn *first, *last;
 };
 
 struct worker {
@@ -214,6 +295,8 @@ struct worker {
     int told_nofile;
     uint8_t *rbuf;        /* READ_CHUNK bytes */
     struct buf reply;     /* what one read's PDUs answer, sent with one send() */
+    struct delay_queue *queues; /* MAX_DELAY_MS + 1 of them, by delay */
+    int min_delay, max_delay;   /* the range of delays in use (no queue outside it is scanned) */
     pthread_t thread;
 };
 
@@ -223,14 +306,46 @@ static struct { int kind; } stdin_tag = {K_STDIN}, stop_tag = {K_STOP};
 
 /* ---- connections ---------------------------------------------------------------------------- */
 
+static int queued(const struct worker *w, const struct conn *c) {
+    return c->qprev != NULL || w->queues[c->how.delay_ms].first == c;
+}
+
+static void unqueue(struct worker *w, struct conn *c) {
+    struct delay_queue *q = &w->queues[c->how.delay_ms];
+    if (c->qprev)
+        c->qprev->qnext = c->qnext;
+    else
+        q->first = c->qnext;
+    if (c->qnext)
+        c->qnext->qprev = c->qprev;
+    else
+        q->last = c->qprev;
+    c->qprev = c->qnext = NULL;
+}
+
+static void enqueue(struct worker *w, struct conn *c) {
+    struct delay_queue *q = &w->queues[c->how.delay_ms];
+    c->due = w->now + c->how.delay_ms;
+    c->qprev = q->last;
+    c->qnext = NULL;
+    if (q->last)
+        q->last->qnext = c;
+    else
+        q->first = c;
+    q->last = c;
+}
+
 static void conn_close(struct worker *w, struct conn *c) {
-    (void)w;
+    if (queued(w, c))
+        unqueue(w, c);
     close(c->fd); /* also removes it from the epoll set */
     c->prev->next = c->next;
     c->next->prev = c->prev;
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->cmd);
+    buf_free(&c->ds);
+    buf_free(&c->held);
     free(c);
 }
 
@@ -335,8 +450,83 @@ static int next_item(struct items *it, uint8_t *type, const uint8_t **value, siz
     return 1;
 }
 
+static int uid_equals(const uint8_t *p, size_t n, const char *uid) {
+    size_t k = strlen(uid);
+    return n == k && memcmp(p, uid, k) == 0;
+}
+
+static int uid_starts(const uint8_t *p, size_t n, const char *prefix) {
+    size_t k = strlen(prefix);
+    return n > k && memcmp(p, prefix, k) == 0;
+}
+
+/* Which kind of abstract syntax a UID is (PS3.4 annexes: Q/R classes end in .1 FIND, .2 MOVE,
+ * .3 GET). */
+static unsigned classify(const uint8_t *p, size_t n) {
+    static const char QR[] = "1.2.840.10008.5.1.4.1.2.";
+    if (n >= 5 && memcmp(p, "2.25.", 5) == 0)
+        return CL_CONTROL;
+    if (uid_equals(p, n, "1.2.840.10008.1.1"))
+        return CL_VERIFY;
+    if (uid_equals(p, n, "1.2.840.10008.5.1.4.31"))
+        return CL_WORKLIST;
+    if (uid_starts(p, n, "1.2.840.10008.5.1.4.1.1."))
+        return CL_STORAGE;
+    if (uid_starts(p, n, QR) && n >= 2 && p[n - 2] == '.') {
+        switch (p[n - 1]) {
+        case '1': return CL_FIND;
+        case '2': return CL_MOVE;
+        case '3': return CL_GET;
+        default: break;
+        }
+    }
+    return CL_OTHER;
+}
+
+static void reject_association(struct worker *w, struct conn *c) {
+    const struct profile *p = c->how.profile;
+    const uint8_t rj[] = {PDU_ASSOCIATE_RJ, 0, 0, 0, 0, 4, 0, p->rj_result, p->rj_source, p->rj_reason};
+    buf_put(&w->reply, rj, sizeof rj);
+    c->state = ST_CLOSING; /* the acceptor closes after an A-ASSOCIATE-RJ */
+    c->deadline = w->now + ARTIM_MS;
+}
+
+/* A hostile answer: 64 bytes that start no PDU (type 0xEE), then the close. */
+static void send_garbage(struct worker *w, struct conn *c) {
+    uint8_t junk[64];
+    uint32_t x = 0x9E3779B9u;
+    for (size_t i = 0; i < sizeof junk; i++) { /* xorshift32: the same bytes every time */
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        junk[i] = (uint8_t)x;
+    }
+    junk[0] = 0xEE;
+    buf_put(&w->reply, junk, sizeof junk);
+    c->state = ST_CLOSING;
+    c->deadline = w->now + ARTIM_MS;
+}
+
+/* The called AE title (PS3.8 9.3.2: 16 bytes, space padded) is `want`? */
+static int called_ae_is(const uint8_t *body, const char *want) {
+    size_t n = 16;
+    const uint8_t *p = body + 4;
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == 0))
+        n--;
+    while (n > 0 && *p == ' ') {
+        p++;
+        n--;
+    }
+    return n == strlen(want) && memcmp(p, want, n) == 0;
+}
+
 /* Returns 0, or -1 when the request is malformed (abort, reason 6). */
 static int answer_associate(struct worker *w, struct conn *c, const uint8_t *body, size_t n) {
+    const struct profile *prof = c->how.profile;
+    if (prof->called_ae != NULL && !called_ae_is(body, prof->called_ae)) {
+        reject_association(w, c);
+        return 0;
+    }
     struct buf *r = &w->reply;
     size_t start = r->len;
     /* Header and fixed fields: protocol version echoed, reserved, the called and calling AE
@@ -392,7 +582,7 @@ static int answer_associate(struct worker *w, struct conn *c, const uint8_t *bod
             uint8_t result;
             const void *ts = IMPLICIT_VR_LE;
             size_t ts_len = sizeof IMPLICIT_VR_LE - 1;
-            if (abstract_len >= 5 && memcmp(abstract, "2.25.", 5) == 0) {
+            if (!(classify(abstract, uid_length(abstract, abstract_len)) & prof->classes)) {
                 result = RESULT_ABSTRACT_NOT_SUPPORTED; /* the proposed first syntax, PS3.8 */
                 ts = first_ts;
                 ts_len = first_ts_len;
@@ -434,9 +624,9 @@ static int answer_associate(struct worker *w, struct conn *c, const uint8_t *bod
     buf_u8(r, 0x51);
     buf_u8(r, 0);
     buf_be16(r, 4);
-    buf_be32(r, OUR_MAX_PDU);
-    buf_item(r, 0x52, IMPLEMENTATION_UID, sizeof IMPLEMENTATION_UID - 1);
-    buf_item(r, 0x55, IMPLEMENTATION_VERSION, sizeof IMPLEMENTATION_VERSION - 1);
+    buf_be32(r, prof->max_pdu);
+    buf_item(r, 0x52, prof->impl_uid, strlen(prof->impl_uid));
+    buf_item(r, 0x55, prof->impl_version, strlen(prof->impl_version));
     put_be16_at(r->p + at, (uint16_t)(r->len - at - 2));
     put_be32_at(r->p + start + 2, (uint32_t)(r->len - start - 6));
     c->state = ST_OPEN;
@@ -506,10 +696,28 @@ static void element_us(struct buf *b, uint16_t element, uint16_t value) {
     buf_le16(b, value);
 }
 
-/* The response to `rq` as P-DATA-TF PDU(s) on context `ctx`, fragmented to the peer's max. */
-static void respond(struct worker *w, struct conn *c, uint8_t ctx, const struct command *rq) {
-    if (rq->field == C_CANCEL_RQ)
-        return; /* no response of its own (PS3.7 9.3.2.3) */
+/* `p` as P-DATA-TF PDU(s) on context `ctx`, fragmented to the peer's max; `command` marks a
+ * command set (else a data set). */
+static void put_message(struct worker *w, struct conn *c, uint8_t ctx, int command, const uint8_t *p, size_t n) {
+    /* A PDV adds 6 bytes (length, context, header) inside the PDU's variable field. */
+    size_t chunk = (c->peer_max >= 8) ? c->peer_max - 6 : n;
+    struct buf *r = &w->reply;
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t k = n - off < chunk ? n - off : chunk;
+        int last = off + k >= n;
+        buf_u8(r, PDU_DATA_TF);
+        buf_u8(r, 0);
+        buf_be32(r, (uint32_t)(k + 6));
+        buf_be32(r, (uint32_t)(k + 2));
+        buf_u8(r, ctx);
+        buf_u8(r, (uint8_t)((command ? 0x01 : 0x00) | (last ? 0x02 : 0x00)));
+        buf_put(r, p + off, k);
+    }
+}
+
+/* The response command set to `rq` with `status`; `with_data_set`: a data set follows. */
+static void put_response(struct worker *w, struct conn *c, uint8_t ctx, const struct command *rq, uint16_t status,
+                         int with_data_set) {
     uint8_t set[UID_MAX + 96];
     struct buf b = {set, 0, sizeof set}; /* fits: never grows, never freed */
     size_t uid_padded = rq->uid_len + (rq->uid_len & 1);
@@ -529,23 +737,81 @@ static void respond(struct worker *w, struct conn *c, uint8_t ctx, const struct 
     element_us(&b, 0x0100, (uint16_t)(rq->field | 0x8000));
     if (rq->has_message_id)
         element_us(&b, 0x0120, rq->message_id);
-    element_us(&b, 0x0800, NO_DATA_SET);
-    element_us(&b, 0x0900, 0x0000);
+    element_us(&b, 0x0800, with_data_set ? 0x0000 : NO_DATA_SET);
+    element_us(&b, 0x0900, status);
+    put_message(w, c, ctx, 1, b.p, b.len);
+}
 
-    /* A PDV adds 6 bytes (length, context, header) inside the PDU's variable field. */
-    size_t chunk = (c->peer_max >= 8) ? c->peer_max - 6 : b.len;
-    struct buf *r = &w->reply;
-    for (size_t off = 0; off < b.len; off += chunk) {
-        size_t k = b.len - off < chunk ? b.len - off : chunk;
-        int last = off + k >= b.len;
-        buf_u8(r, PDU_DATA_TF);
-        buf_u8(r, 0);
-        buf_be32(r, (uint32_t)(k + 6));
-        buf_be32(r, (uint32_t)(k + 2));
-        buf_u8(r, ctx);
-        buf_u8(r, last ? 0x03 : 0x01);
-        buf_put(r, b.p + off, k);
+/* Does the C-FIND identifier name a study or a patient (a non-empty StudyInstanceUID or
+ * PatientID)? Then it matches nothing here; an empty key is a universal match. */
+static int names_a_key(const uint8_t *p, size_t n) {
+    size_t pos = 0;
+    while (n - pos >= 8) {
+        uint16_t group = le16(p + pos), element = le16(p + pos + 2);
+        uint32_t length = le32(p + pos + 4);
+        pos += 8;
+        if (length > n - pos)
+            return 0;
+        if ((group == 0x0020 && element == 0x000D) || (group == 0x0010 && element == 0x0020)) {
+            for (uint32_t i = 0; i < length; i++)
+                if (p[pos + i] != ' ' && p[pos + i] != 0)
+                    return 1;
+        }
+        pos += length;
     }
+    return 0;
+}
+
+static void element_text(struct buf *b, uint16_t group, uint16_t element, const char *text, uint8_t pad) {
+    size_t n = strlen(text);
+    buf_le16(b, group);
+    buf_le16(b, element);
+    buf_le32(b, (uint32_t)(n + (n & 1)));
+    buf_put(b, text, n);
+    if (n & 1)
+        buf_u8(b, pad);
+}
+
+/* A C-FIND's answers: one pending response with a made-up identifier (a 2.25 study UID or a
+ * "PW<n>" patient ID: nothing about anyone) per match, then success. */
+static void answer_find(struct worker *w, struct conn *c, uint8_t ctx, const struct command *rq) {
+    static const char STUDY_ROOT[] = "1.2.840.10008.5.1.4.1.2.2.1", PATIENT_ROOT[] = "1.2.840.10008.5.1.4.1.2.1.1";
+    uint32_t matches = 0;
+    int study = uid_equals(rq->uid, rq->uid_len, STUDY_ROOT);
+    if (!names_a_key(c->ds.p, c->ds.len)) {
+        if (study)
+            matches = c->how.studies;
+        else if (uid_equals(rq->uid, rq->uid_len, PATIENT_ROOT))
+            matches = c->how.patients;
+    }
+    for (uint32_t i = 0; i < matches; i++) {
+        uint8_t space[96];
+        struct buf b = {space, 0, sizeof space}; /* fits: never grows, never freed */
+        char key[32];
+        put_response(w, c, ctx, rq, STATUS_PENDING, 1);
+        if (study) {
+            element_text(&b, 0x0008, 0x0052, "STUDY", ' ');
+            snprintf(key, sizeof key, "2.25.%u", i + 1);
+            element_text(&b, 0x0020, 0x000D, key, 0);
+        } else {
+            element_text(&b, 0x0008, 0x0052, "PATIENT", ' ');
+            snprintf(key, sizeof key, "PW%u", i + 1);
+            element_text(&b, 0x0010, 0x0020, key, ' ');
+        }
+        put_message(w, c, ctx, 0, b.p, b.len);
+    }
+    put_response(w, c, ctx, rq, 0x0000, 0);
+}
+
+/* The response(s) to `rq` on context `ctx`. */
+static void respond(struct worker *w, struct conn *c, uint8_t ctx, const struct command *rq) {
+    if (rq->field == C_CANCEL_RQ)
+        return; /* no response of its own (PS3.7 9.3.2.3) */
+    if (rq->field == C_FIND_RQ)
+        answer_find(w, c, ctx, rq);
+    else
+        put_response(w, c, ctx, rq, 0x0000, 0);
+    c->ds.len = 0;
 }
 
 static void handle_pdata(struct worker *w, struct conn *c, const uint8_t *body, size_t n) {
@@ -597,10 +863,17 @@ static void handle_pdata(struct worker *w, struct conn *c, const uint8_t *body, 
             } else {
                 respond(w, c, ctx, &cmd);
             }
-        } else { /* data set fragment: dropped unread */
+        } else { /* data set fragment: kept for a C-FIND (its keys), else dropped unread */
             if (!c->pending) {
                 abort_association(w, c, 2, R_UNEXPECTED_PARAMETER);
                 return;
+            }
+            if (c->pending_cmd.field == C_FIND_RQ) {
+                if (c->ds.len + dlen > COMMAND_CAP) {
+                    abort_association(w, c, 2, R_UNEXPECTED_PARAMETER);
+                    return;
+                }
+                buf_put(&c->ds, data, dlen);
             }
             if (header & 0x02) {
                 c->pending = 0;
@@ -617,6 +890,10 @@ static void handle_pdu(struct worker *w, struct conn *c, uint8_t type, const uin
     case PDU_ASSOCIATE_RQ:
         if (c->state != ST_IDLE)
             abort_association(w, c, 2, R_UNEXPECTED_PDU);
+        else if (c->how.profile->action == A_REJECT)
+            reject_association(w, c);
+        else if (c->how.profile->action == A_ABORT)
+            abort_association(w, c, 2, R_NOT_SPECIFIED);
         else if (answer_associate(w, c, body, n) < 0)
             abort_association(w, c, 2, R_INVALID_PARAMETER);
         break;
@@ -698,11 +975,16 @@ static void conn_readable(struct worker *w, struct conn *c) {
     }
     if (c->state == ST_CLOSING)
         return; /* drained and dropped while our A-ABORT goes out */
+    int action = c->how.profile->action;
+    if (action == A_SILENT || (action == A_DRIP && c->state != ST_IDLE))
+        return; /* read and dropped: this endpoint says nothing (more) */
     size_t n = (size_t)got;
     if (c->state == ST_IDLE || c->state == ST_OPEN)
         c->deadline = w->now + IDLE_MS;
     w->reply.len = 0;
-    if (c->in.len == 0) {
+    if (action == A_GARBAGE) {
+        send_garbage(w, c);
+    } else if (c->in.len == 0) {
         size_t used = handle_bytes(w, c, w->rbuf, n);
         if (used < n && (c->state == ST_IDLE || c->state == ST_OPEN))
             buf_put(&c->in, w->rbuf + used, n - used);
@@ -716,12 +998,57 @@ static void conn_readable(struct worker *w, struct conn *c) {
         c->in.len = 0;
     if (c->in.cap > READ_CHUNK && c->in.len == 0)
         buf_free(&c->in); /* a big PDU is done: give its room back */
+    if (w->reply.len > 0 && c->how.delay_ms > 0) {
+        /* Held back like the answer of a distant host; joins what is already waiting. */
+        buf_put(&c->held, w->reply.p, w->reply.len);
+        if (!queued(w, c))
+            enqueue(w, c);
+        if (action == A_DRIP)
+            c->state = ST_OPEN; /* what it says next is dropped (above) */
+        return;
+    }
     if (w->reply.len > 0 && conn_write(w, c, w->reply.p, w->reply.len) < 0) {
         conn_close(w, c);
         return;
     }
     if (c->state == ST_CLOSING && c->out.len == 0)
         conn_close(w, c);
+}
+
+/* A connection's delay is over: let its held replies out (A_DRIP: the first PDU header, then
+ * one byte per delay). */
+static void release_held(struct worker *w, struct conn *c) {
+    size_t n = c->held.len - c->held_sent;
+    if (c->how.profile->action == A_DRIP)
+        n = c->held_sent == 0 ? (n < 6 ? n : 6) : 1;
+    if (conn_write(w, c, c->held.p + c->held_sent, n) < 0) {
+        conn_close(w, c);
+        return;
+    }
+    c->held_sent += n;
+    if (c->held_sent < c->held.len) {
+        enqueue(w, c);
+        return;
+    }
+    c->held.len = c->held_sent = 0;
+    if (c->state == ST_CLOSING && c->out.len == 0)
+        conn_close(w, c);
+}
+
+/* Let out every reply whose delay is over; returns ms until the next one is due (-1: none). */
+static int run_delays(struct worker *w) {
+    int wait = -1;
+    for (int d = w->min_delay; d <= w->max_delay; d++) {
+        struct delay_queue *q = &w->queues[d];
+        while (q->first != NULL && q->first->due <= w->now) {
+            struct conn *c = q->first;
+            unqueue(w, c);
+            release_held(w, c); /* may enqueue it again (drip), at the end: the loop stops there */
+        }
+        if (q->first != NULL && (wait < 0 || q->first->due - w->now < wait))
+            wait = (int)(q->first->due - w->now);
+    }
+    return wait;
 }
 
 static void conn_event(struct worker *w, struct conn *c, uint32_t events) {
@@ -760,6 +1087,7 @@ static void accept_one(struct worker *w, struct listener *l) {
     }
     c->kind = K_CONN;
     c->fd = fd;
+    c->how = l->how;
     c->state = ST_IDLE;
     c->deadline = w->now + IDLE_MS;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
@@ -797,6 +1125,9 @@ static void *worker_run(void *arg) {
     int64_t next_sweep = w->now + SWEEP_MS;
     while (!w->stop) {
         int timeout = (int)(next_sweep - w->now);
+        int due = run_delays(w);
+        if (due >= 0 && due < timeout)
+            timeout = due;
         if (timeout < 0)
             timeout = 0;
         int n = epoll_wait(w->epfd, events, MAX_EVENTS, timeout);
@@ -842,11 +1173,12 @@ static void *worker_run(void *arg) {
 struct endpoint {
     struct in_addr ip;
     uint16_t port;
+    struct behaviour how;
 };
 
 static void usage(void) {
     fprintf(stderr, "usage: responder [--threads T] [--backlog N] [--coalesce-us U] "
-                    "< endpoints (lines 'IP PORT', then END)\n");
+                    "< endpoints (lines 'IP PORT [PROFILE DELAY_MS STUDIES PATIENTS]', then END)\n");
     exit(2);
 }
 
@@ -869,10 +1201,28 @@ static int parse_line(char *line, size_t lineno, struct endpoint *out) {
     if (ip == NULL || strcmp(ip, "END") == 0)
         return 0;
     char *port = strtok_r(NULL, " \t\r\n", &save);
+    char *profile = strtok_r(NULL, " \t\r\n", &save);
+    char *delay = strtok_r(NULL, " \t\r\n", &save);
+    char *studies = strtok_r(NULL, " \t\r\n", &save);
+    char *patients = strtok_r(NULL, " \t\r\n", &save);
     char *extra = strtok_r(NULL, " \t\r\n", &save);
-    if (port == NULL || extra != NULL) {
-        fprintf(stderr, "responder: line %zu: expected 'IP PORT'\n", lineno);
+    if (port == NULL || (profile != NULL && patients == NULL) || extra != NULL) {
+        fprintf(stderr, "responder: line %zu: expected 'IP PORT [PROFILE DELAY_MS STUDIES PATIENTS]'\n", lineno);
         exit(2);
+    }
+    out->how = (struct behaviour){&PROFILES[0], 0, 0, 0};
+    if (profile != NULL) {
+        size_t i = 0;
+        while (i < N_PROFILES && strcmp(PROFILES[i].name, profile) != 0)
+            i++;
+        if (i == N_PROFILES) {
+            fprintf(stderr, "responder: line %zu: no profile '%s'\n", lineno, profile);
+            exit(2);
+        }
+        out->how.profile = &PROFILES[i];
+        out->how.delay_ms = (int)number(delay, 0, MAX_DELAY_MS, "DELAY_MS");
+        out->how.studies = (uint32_t)number(studies, 0, MAX_MATCHES, "STUDIES");
+        out->how.patients = (uint32_t)number(patients, 0, MAX_MATCHES, "PATIENTS");
     }
     if (inet_pton(AF_INET, ip, &out->ip) != 1) {
         fprintf(stderr, "responder: line %zu: not an IPv4 address: '%s'\n", lineno, ip);
@@ -977,6 +1327,14 @@ int main(int argc, char **argv) {
         }
         listeners[i].kind = K_LISTENER;
         listeners[i].fd = fd;
+        listeners[i].how = endpoints[i].how;
+    }
+    int min_delay = MAX_DELAY_MS, max_delay = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (endpoints[i].how.delay_ms < min_delay)
+            min_delay = endpoints[i].how.delay_ms;
+        if (endpoints[i].how.delay_ms > max_delay)
+            max_delay = endpoints[i].how.delay_ms;
     }
     free(endpoints);
 
@@ -994,7 +1352,10 @@ int main(int argc, char **argv) {
         w->rbuf = malloc(READ_CHUNK);
         w->listeners = calloc(per, sizeof *w->listeners);
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
-        if (w->rbuf == NULL || w->listeners == NULL || w->epfd < 0) {
+        w->queues = calloc(MAX_DELAY_MS + 1, sizeof *w->queues);
+        w->min_delay = min_delay;
+        w->max_delay = max_delay;
+        if (w->rbuf == NULL || w->listeners == NULL || w->queues == NULL || w->epfd < 0) {
             fprintf(stderr, "responder: start-up failed: %s\n", strerror(errno));
             return 1;
         }
@@ -1035,6 +1396,7 @@ int main(int argc, char **argv) {
     for (long t = 0; t < threads; t++) {
         free(workers[t].rbuf);
         free(workers[t].listeners);
+        free(workers[t].queues);
         buf_free(&workers[t].reply);
     }
     free(workers);
