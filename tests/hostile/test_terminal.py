@@ -82,6 +82,20 @@ def test_a_scan_of_hostile_peers_finishes_and_prints_no_escape(scanned):
         assert_clean(run(*command, db=db))
 
 
+def test_a_peers_text_is_cleaned_in_the_record_itself(peers, scanned, tmp_path):
+    """Cleaned where it enters, not only where it is shown: the JSON record and the database hold
+    the visible escape, never the raw control characters (assigned fields skip PeerText's
+    validation, so the probe must clean them itself)."""
+    db, result = scanned
+    by_port = {f"{r['ip']}:{r['port']}": r for r in map(json.loads, result.stdout.splitlines())}
+    name = by_port[peers["dicom"]]["dicom"]["association"]["implementation_version_name"]
+    assert name == "[/]\\x1b]0;pwned\\x07", name
+    probed = json.loads(run("probe", peers["dicom"], "--json", "--timeout", "2", db=str(tmp_path / "j.db")).stdout)
+    assert probed["dicom"]["association"]["implementation_version_name"] == name
+    with open(db, "rb") as f:
+        assert b"\x1b]0;pwned" not in f.read()  # no raw ESC in any page of the database
+
+
 def test_probe_shows_a_peers_markup_and_escapes_as_text(peers, tmp_path):
     db = str(tmp_path / "probe.db")
     dicom = run("probe", peers["dicom"], "--timeout", "2", db=db)

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from pacswatch.record import TlsFacts
+from pacswatch.text import clean
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -86,10 +87,11 @@ def describe_certificate(facts: TlsFacts, der: bytes, now: datetime) -> None:
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError as exc:
-        facts.error = f"unparseable certificate: {exc}"
+        facts.error = clean(f"unparseable certificate: {exc}")
         return
-    facts.subject = cert.subject.rfc4514_string()
-    facts.issuer = cert.issuer.rfc4514_string()
+    # Assigned, so not validated as PeerText: cleaned here, where the peer's names enter.
+    facts.subject = clean(cert.subject.rfc4514_string())
+    facts.issuer = clean(cert.issuer.rfc4514_string())
     facts.not_after = cert.not_valid_after_utc
     facts.expired = cert.not_valid_after_utc < now
     facts.self_signed = cert.subject == cert.issuer and _signed_by_own_key(cert)

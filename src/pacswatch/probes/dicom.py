@@ -404,8 +404,10 @@ class DicomProbe:
         info = attempt.accepted.ac.user_info
         by_syntax = attempt.by_syntax
         facts.association.accepted = True
-        facts.association.implementation_class_uid = info.implementation_class_uid
-        facts.association.implementation_version_name = info.implementation_version_name
+        # Assignment skips the model's PeerText validation (validate_assignment costs ~1 us a
+        # field on the hot path), so the peer's two strings are cleaned here, where they enter.
+        facts.association.implementation_class_uid = clean_optional(info.implementation_class_uid)
+        facts.association.implementation_version_name = clean_optional(info.implementation_version_name)
         facts.association.max_pdu_length = info.max_length
         facts.association.accepted_contexts = [uids.NAMES.get(s, "control") for s in by_syntax]
         facts.promiscuous = self.control_uid in by_syntax
