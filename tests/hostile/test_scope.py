@@ -379,3 +379,40 @@ def test_the_lookup_recorder_sees_a_lookup(cli):
     result = cli.run("history", "pacs.example.org")
     assert result.returncode == 2
     assert cli.lookups() == ["socket.getaddrinfo pacs.example.org"]
+
+
+# --- the last word, right before each connect -------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", [True, False], ids=["pdu-engine", "asyncio"])
+@pytest.mark.parametrize("web", [False, True], ids=["dicom", "web"])
+def test_an_address_refused_at_connect_time_is_never_contacted(tarpits, engine, web):
+    """The scan's live opt-out list is asked again by the rate limiter after each token, right
+    before the connect: a probe taken before an opt-out (in flight, or waiting for its token)
+    does not connect after it. A canary records every connection; the control run connects."""
+    import asyncio
+
+    from pacswatch.net.limits import RateLimiter
+    from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions
+    from pacswatch.probes.registry import ProbeSelector
+
+    canary = tarpits(["127.0.0.93"])
+    endpoint = Endpoint("127.0.0.93", canary.port)
+    selector = ProbeSelector.from_args(str(canary.port) if web else None)
+    from pacswatch.probes.base import Timeouts
+
+    options = ProbeOptions(timeouts=Timeouts.scaled(0.5))  # the control waits out the tarpit
+
+    async def probe(refuse):
+        ctx = ProbeContext(options, RateLimiter(0, refuse=refuse), pdu_engine=engine)
+        try:
+            return await selector.probe_for(endpoint.port).run(ctx, endpoint)
+        finally:
+            ctx.close()
+
+    refused = asyncio.run(probe(lambda ip: "on the opt-out list (entry 7)" if ip == "127.0.0.93" else None))
+    assert refused.status == "blocked", refused
+    assert "opt-out list (entry 7)" in (refused.detail or "")
+    assert canary.accepted == []
+    asyncio.run(asyncio.wait_for(probe(lambda ip: None), 30))  # control: the same probe connects
+    assert canary.accepted, "the control probe should have connected"

@@ -258,6 +258,10 @@ def execute(repo: Repository, scan_id: int, plan: ScanPlan, job, *, policy: Resc
     done = repo.completed(scan_id)
     remaining = RemainingPlan(plan, done)
     job.plan = remaining
+    # The plan checks each endpoint as the scan takes it; the same list is asked again right
+    # before each connect, so an opt-out added mid-scan also stops probes already under way.
+    blocklist = getattr(plan, "blocklist", None)
+    job.refuse = blocklist.reason_for if blocklist is not None else None
     sink = StoreSink(repo, scan_id, done, policy=policy, keep_all=keep_all, batch=batch,
                      flush_interval=flush_interval)
     downstream = job.on_record

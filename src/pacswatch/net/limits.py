@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
+
+from pacswatch.net.errors import NetError
+from pacswatch.status import Status
 
 
 class RateLimiter:
@@ -10,16 +14,29 @@ class RateLimiter:
 
     The bucket holds at most `burst` tokens so an idle period cannot turn into a flood.
     A rate of 0 or less means no limit (used only by tests and the lab).
+
+    Every new connection of every probe takes a token here, so this is also where the last
+    word on an address is asked: `refuse(ip)` (the scan's live opt-out list) runs after the
+    token, right before the connect, and a reason raises a `blocked` NetError. An address opted
+    out while the scan runs is then never contacted again, not even by a probe already in
+    flight (its TLS try or AE guess) or one that was waiting for its token.
     """
 
-    def __init__(self, rate: float, burst: int | None = None) -> None:
+    def __init__(self, rate: float, burst: int | None = None,
+                 refuse: Callable[[str], str | None] | None = None) -> None:
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else max(1, int(rate / 10) or 1))
+        self.refuse = refuse
         self._tokens = self.burst
         self._last: float | None = None
         self._lock = asyncio.Lock()
 
-    async def acquire(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    async def acquire(self, loop: asyncio.AbstractEventLoop | None = None, ip: str | None = None) -> None:
+        await self._token(loop)
+        if self.refuse is not None and ip is not None and (reason := self.refuse(ip)):
+            raise NetError(Status.BLOCKED, f"not contacted: {reason}")
+
+    async def _token(self, loop: asyncio.AbstractEventLoop | None) -> None:
         if self.rate <= 0:
             return
         loop = loop or asyncio.get_running_loop()

@@ -343,7 +343,7 @@ async def open_connection(
     # system call, and a probe used to make half a dozen.
     loop = asyncio.get_running_loop()
     if limiter is not None:
-        await limiter.acquire(loop)
+        await limiter.acquire(loop, ip)
     peer = _Peer()
     try:
         async with asyncio.timeout_at(deadline):

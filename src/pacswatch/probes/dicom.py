@@ -249,7 +249,12 @@ class DicomProbe:
 
         run = EngineAttempt(link, self._tree(called_ae, opts), make, deadline)
         if ctx.limiter is not None:
-            await ctx.limiter.acquire(loop)
+            try:
+                await ctx.limiter.acquire(loop, endpoint.ip)
+            except NetError as exc:  # opted out since the scan took this endpoint: no connect
+                attempt = _Attempt(called_ae)
+                attempt.failure = detached(exc)
+                return attempt
         while True:
             try:
                 run.start(endpoint.ip, endpoint.port, connect_deadline, opts.read_cap)

@@ -118,7 +118,7 @@ class _LimitedBackend(httpcore.AsyncNetworkBackend):
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         if self._limiter is not None:
-            await self._limiter.acquire()
+            await self._limiter.acquire(ip=host)  # the host is the address we scan, never a name
         self.connects += 1
         # No descriptor free is not the server's doing: wait for one (net/fdlimit.py; httpcore's
         # ConnectError carries the EMFILE as its cause). The probe's deadline bounds the wait.
@@ -325,6 +325,8 @@ def http_error(exc: BaseException, *, tcp_established: bool = False) -> NetError
     that maps OS errors); httpx's own classes decide when there is none. httpx reports TCP
     connect and TLS handshake failures alike as ConnectError: `tcp_established` (a new TCP
     connection completed during the request) tells them apart."""
+    if isinstance(exc, NetError):  # ours already (a refused connect): its status stands
+        return exc
     root = _root_cause(exc)
     connect_phase = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
     handshake = connect_phase and tcp_established

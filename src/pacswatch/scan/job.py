@@ -57,6 +57,9 @@ class ScanJob:
     # naming how many more and the command that lists them (`findings --scan scan_id`).
     top: int | None = 25
     scan_id: int | None = None
+    # Asked right before every connect (net/limits.py): a reason means the address may no longer
+    # be contacted (the scan's live opt-out list). Probes in worker processes are not asked.
+    refuse: Callable[[str], str | None] | None = None
     stderr: Console = field(default_factory=lambda: Console(stderr=True))
     show_progress: bool | None = None
     show_summary: bool = True
@@ -82,7 +85,8 @@ class ScanJob:
         concurrency, lowered = concurrency_that_fits(self.concurrency)
         if lowered is not None:
             self.stderr.print(Text.assemble(("pacswatch:", "yellow"), " ", lowered), highlight=False, soft_wrap=True)
-        ctx = ProbeContext(self.options, RateLimiter(self.rate, burst=max(1, min(concurrency, int(self.rate)))))
+        ctx = ProbeContext(self.options, RateLimiter(self.rate, burst=max(1, min(concurrency, int(self.rate))),
+                                                     refuse=self.refuse))
         stats = ScanStats(total=self.plan.size)
         kept: list[Record] = []  # only endpoints that answered: bounded by findings, not by scan size
         writer = JsonLinesWriter(self.output) if self.output is not None and self.output_format == "jsonl" else None

@@ -81,6 +81,11 @@ class ScanPlan:
         return len(self._perm)
 
     @property
+    def blocklist(self) -> Blocklist:
+        """What refuses endpoints (a campaign's LiveBlocklist follows the opt-out list)."""
+        return self._blocklist
+
+    @property
     def seed(self) -> int:
         return self._seed
 
