@@ -169,7 +169,7 @@ def _owner_problem(args) -> str | None:
     would add a recipient. The table's own check (attribution/local.validate) takes each contact
     as exactly one plain address; here, no control character in the other fields either."""
     from pacswatch.attribution.local import validate
-    from pacswatch.notify.address import has_control
+    from pacswatch.mailaddr import has_control
     from pacswatch.text import clean
 
     problems = validate(args.match, [*args.contact, *args.escalation])

@@ -468,7 +468,7 @@ def test_a_contact_line_with_two_addresses_gives_no_recipient(dns_server, server
     attribution, facts = attribute(config(dns_server, port=web.port))
     assert attribution.contact is None
     assert [f.value for f in F.of_kind(facts, F.SECURITY_TXT)] == ["https://example.org/report"]
-    [note] = notes_and_errors(facts)  # the reason's wording is notify/address.py's
+    [note] = notes_and_errors(facts)  # the reason's wording is mailaddr.py's
     assert note.startswith("Contact 'mailto:a@example.org, b@example.org' dropped: not exactly one")
 
 
@@ -504,7 +504,7 @@ def test_rdap_text_is_cleaned_and_a_crlf_contact_is_dropped_with_a_note(servers)
     assert F.of_kind(facts, F.RDAP_ABUSE) == []
     assert [f.value for f in F.of_kind(facts, F.RDAP_CONTACT)] == ["noc@example.net"]
     assert attribution.contact.address == "noc@example.net" and attribution.owner_name == "Evil\\x1b[2J Org\\x0d\\x0aX: y"
-    [note] = notes_and_errors(facts)  # the reason's wording is notify/address.py's
+    [note] = notes_and_errors(facts)  # the reason's wording is mailaddr.py's
     assert note.startswith("contact of NET\\x1b]8;;x\\x07-ABUSE dropped: control character in e-mail address ")
     assert "abuse@example.net" in note and "Bcc: victim@example.org" in note
     strings = [f.value for f in facts] + [str(v) for f in facts for v in f.detail.values()]

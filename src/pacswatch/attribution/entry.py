@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from email.utils import parseaddr
 
-from pacswatch.notify.address import AddressError, addr_spec
+from pacswatch.mailaddr import AddressError, addr_spec
 from pacswatch.text import clean
 
 
@@ -21,7 +21,7 @@ def mailbox(value: object) -> str:
     not (the note holds the value cleaned).
 
     Two readings must agree: `email.utils.parseaddr` must see the whole text as one address with
-    no display name, and the strict addr-spec check (notify/address.py, the one that guards
+    no display name, and the strict addr-spec check (mailaddr.py, the one that guards
     headers) must accept it. "a@x, b@y", "Name <a@x>" and "a@x\\r\\nBcc: c@y" all fail."""
     try:
         address = addr_spec(value)  # refuses a value that is not a string, too

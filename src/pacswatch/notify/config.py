@@ -52,8 +52,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pacswatch.attribution.attributor import AttributionConfig
 from pacswatch.attribution.dns import ResolverConfig
 from pacswatch.attribution.rdap import DEFAULT_BOOTSTRAP, RdapConfig
+from pacswatch.mailaddr import addr_spec, has_control
 from pacswatch.notify import outbox as O
-from pacswatch.notify.address import addr_spec, has_control
 from pacswatch.notify.cases import Policy
 from pacswatch.notify.render import DEFAULT_OPTOUT, Sender
 from pacswatch.notify.smtp import SmtpConfig

@@ -16,7 +16,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pacswatch.notify.address import mailbox
+from pacswatch.mailaddr import mailbox
 from pacswatch.notify.advice import advice_for, verify_checks
 from pacswatch.notify.cases import Case
 from pacswatch.notify.csvexport import exposures_csv

@@ -16,7 +16,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Protocol
 
-from pacswatch.notify.address import AddressError, addr_spec
+from pacswatch.mailaddr import AddressError, addr_spec
 from pacswatch.notify.outbox import OutboxMessage, SendResult
 from pacswatch.safefile import write_atomic
 

@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import select
 
 from pacswatch.campaign.lifecycle import OPTED_OUT
+from pacswatch.mailaddr import AddressError
 from pacswatch.notify import cases as C
 from pacswatch.notify import outbox as O
-from pacswatch.notify.address import AddressError
 from pacswatch.notify.exposure import Exposure, from_finding
 from pacswatch.notify.optout import OptOuts
 from pacswatch.notify.render import Renderer, Sender, build_email

@@ -5,6 +5,9 @@ operator's typing), and it ends up in a To header and an RCPT TO command. A CR o
 the header block or the SMTP command; a comma adds a recipient. So an address is accepted only
 when the whole text is exactly one plain addr-spec (RFC 5322 3.4.1, dot-atom local part, a host
 name domain), and headers are built by `email.headerregistry.Address`, never by formatting.
+
+A leaf (it imports only `text`): attribution checks the contacts it finds with the same rule
+that notify applies to the recipients it sends to.
 """
 
 from __future__ import annotations
