@@ -457,6 +457,21 @@ def test_the_refusal_is_a_note_in_the_provenance(dns_server, servers):
                                         "(entry 1, 127.0.0.77, asked 2026-01-01)")]
 
 
+def test_a_domain_resolving_to_link_local_or_the_metadata_service_is_not_asked(dns_server):
+    """The default blocklist refuses link-local addresses (the cloud metadata service among them):
+    a domain's owner who points its name there gets no request from us. The loopback guard would
+    refuse the connection anyway (and record it as a violation); the fact must say 'not asked'."""
+    dns_server.add_ptr(HOST_IP, HOST_NAME)
+    dns_server.add_a(HOST_NAME, HOST_IP)
+    dns_server.add_a("example.org", "169.254.169.254")
+    dns_server.add_a("example.org", "fe80::1")
+    _attribution, facts = attribute(config(dns_server, port=80))
+    notes = notes_and_errors(facts)
+    assert len(notes) == 2, notes
+    assert any(n.startswith("example.org resolves to 169.254.169.254, not asked: 169.254.0.0/16") for n in notes)
+    assert any(n.startswith("example.org resolves to fe80::1, not asked: fe80::/10") for n in notes)
+
+
 # ----------------------------------------------------------------------------- what enters
 
 

@@ -29,6 +29,11 @@ DEFAULT = Blocklist.default()
         ("::", "unspecified"),
         ("ff02::1", "IPv6 multicast"),
         ("2001:db8::1", "RFC 3849"),
+        ("169.254.169.254", "cloud metadata"),
+        ("169.254.0.1", "IPv4 link-local"),
+        ("fe80::1", "IPv6 link-local"),
+        ("fd00:ec2::254", "cloud metadata"),
+        ("::ffff:169.254.169.254", "embeds a blocked IPv4 address: 169.254.0.0/16"),
         ("::ffff:192.0.2.5", "embeds a blocked IPv4 address: 192.0.2.0/24"),
         ("64:ff9b::c000:205", "embeds a blocked IPv4 address: 192.0.2.0/24"),  # NAT64
     ],
@@ -41,7 +46,7 @@ def test_default_blocks(ip: str, fragment: str) -> None:
 @pytest.mark.parametrize(
     "ip",
     ["127.0.0.5", "127.255.255.254", "10.1.2.3", "172.16.0.1", "192.168.1.1", "192.0.1.255",
-     "192.0.3.0", "223.255.255.255", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "64:ff9b::7f00:1", "2001:db9::1"],
+     "192.0.3.0", "223.255.255.255", "::1", "fd00::1", "fd00:ec2::253", "::ffff:127.0.0.1", "64:ff9b::7f00:1", "2001:db9::1"],
 )
 def test_loopback_and_private_are_not_blocked_by_default(ip: str) -> None:
     assert DEFAULT.reason_for(ip) is None

@@ -48,6 +48,15 @@ def test_blocked_endpoints_are_tagged_not_dropped() -> None:
     assert all(e.blocked_reason is None for e in got if e.ip in ("127.0.0.1", "::1"))
 
 
+def test_link_local_and_the_metadata_service_are_blocked_by_default() -> None:
+    # The plan's tag is what keeps the scan from connecting: checked here, with no traffic.
+    plan = ScanPlan(targets("169.254.169.254", "169.254.0.0/31", "[fe80::1]:104", "fd00:ec2::254"), [104], seed=1)
+    tags = {e.ip: e.blocked_reason for e in plan}
+    assert set(tags) == {"169.254.169.254", "169.254.0.0", "169.254.0.1", "fe80::1", "fd00:ec2::254"}
+    assert all(reason and "link-local" in reason for ip, reason in tags.items() if ip != "fd00:ec2::254")
+    assert "metadata" in tags["fd00:ec2::254"]
+
+
 def test_without_blocklist_nothing_is_tagged() -> None:
     plan = ScanPlan(targets("192.0.2.0/30"), [104], seed=1, blocklist=Blocklist())
     assert [e.blocked for e in plan] == [False] * 4

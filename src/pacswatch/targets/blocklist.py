@@ -5,7 +5,8 @@ packet is sent. Both answer with a reason rather than a bool, because a refusal 
 the user (status `blocked`), never silently dropped.
 
 Loopback and private ranges are deliberately absent from the defaults: a hospital scanning its
-own 10.0.0.0/8 is a main use, and the lab and the tests run on 127.0.0.0/8.
+own 10.0.0.0/8 is a main use, and the lab and the tests run on 127.0.0.0/8. Link-local ranges are
+not: they are unroutable and hold the cloud metadata service.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ from pacswatch.targets.specfile import TargetError, TargetProblem, read_spec_fil
 # real server: sending to them is at best wasted and at worst a multicast/broadcast storm.
 DEFAULT_BLOCKS: tuple[tuple[str, str], ...] = (
     ("0.0.0.0/8", "'this network', not a destination (RFC 1122 section 3.2.1.3)"),
+    # Link-local: no server is published there, and from a cloud host 169.254.169.254 is the
+    # instance metadata service (credentials), which a target list or a hostile DNS answer for
+    # a security.txt domain must never make us ask.
+    ("169.254.0.0/16", "IPv4 link-local, incl. the cloud metadata service 169.254.169.254 (RFC 3927)"),
     ("224.0.0.0/4", "IPv4 multicast (RFC 5771)"),
     ("240.0.0.0/4", "reserved for future use (RFC 1112 section 4)"),
     ("255.255.255.255/32", "limited broadcast (RFC 919)"),
@@ -38,6 +43,8 @@ DEFAULT_BLOCKS: tuple[tuple[str, str], ...] = (
     ("198.51.100.0/24", "documentation range TEST-NET-2 (RFC 5737)"),
     ("203.0.113.0/24", "documentation range TEST-NET-3 (RFC 5737)"),
     ("::/128", "IPv6 unspecified address (RFC 4291)"),
+    ("fe80::/10", "IPv6 link-local (RFC 4291)"),
+    ("fd00:ec2::254/128", "the cloud metadata service's IPv6 address (AWS IMDS)"),
     ("ff00::/8", "IPv6 multicast (RFC 4291)"),
     ("2001:db8::/32", "IPv6 documentation range (RFC 3849)"),
 )
