@@ -25,6 +25,20 @@ def test_the_sample_configuration_is_accepted_as_written():
     filled = configuration.from_dict(tomllib.loads(re.sub(r"(?m)^# (?=[a-z_]+ = )", "", text)))
     assert filled.settings.sender.from_addr == "notify@example.org" and filled.smtp.host == "smtp.example.org"
     assert filled.attribution.resolver.nameservers == ("192.0.2.53",) and filled.smtp.username == "notify"
+    assert config.confirm_fixed_after is None and filled.confirm_fixed_after == "6h"
+    assert "[campaign]" in text
+
+
+def test_the_attribution_deadlines_can_be_set():
+    text = "[attribution]\nsecurity_txt_timeout = 2.5\naddress_deadline = 20\nafter_scans_deadline = 90.0\n"
+    attribution = configuration.from_dict(tomllib.loads(text)).attribution
+    assert (attribution.security_txt_timeout, attribution.address_deadline_s,
+            attribution.after_scans_deadline_s) == (2.5, 20, 90.0)
+    # Unset, they are the attributor's own defaults, as the sample says.
+    default = configuration.from_dict({}).attribution
+    sample = configuration.from_dict(tomllib.loads(configuration.sample())).attribution
+    assert (sample.security_txt_timeout, sample.address_deadline_s, sample.after_scans_deadline_s) == (
+        default.security_txt_timeout, default.address_deadline_s, default.after_scans_deadline_s)
 
 
 @pytest.mark.parametrize(("text", "error"), [
@@ -42,6 +56,7 @@ def test_the_sample_configuration_is_accepted_as_written():
     ('[sender]\norganisation = "Example\\r\\nBcc: x@example.org"\n',
      "[sender] organisation: must not contain control characters or line breaks"),
     ('[sender]\ntag = "a b"\n', "[sender] tag: must be 1 to 40 letters, digits"),
+    ("[attribution]\naddress_deadline = 0\n", "[attribution] address_deadline: should be greater than 0, not 0"),
 ])
 def test_a_bad_value_is_one_error_naming_the_key(text, error):
     with pytest.raises(configuration.ConfigError) as raised:

@@ -120,6 +120,11 @@ class AttributionSection(_Section):
     security_txt: bool = True
     security_txt_scheme: Literal["https", "http"] = "https"
     security_txt_port: Port | None = None
+    # Deadlines in seconds: one domain's security.txt lookup, every lookup of one address, and
+    # the attribution after a scan (what is left then is `pacswatch attribute`'s).
+    security_txt_timeout: Positive = AttributionConfig.security_txt_timeout
+    address_deadline: Positive = AttributionConfig.address_deadline_s
+    after_scans_deadline: Positive = AttributionConfig.after_scans_deadline_s
     negative_ttl_hours: Annotated[float, Field(ge=0)] = 1.0
     after_scans: bool = True
     after_scans_max: Count = 200
@@ -229,7 +234,8 @@ def from_dict(data: dict[str, Any], *, source: str = "the configuration") -> Con
                         min_interval=a.rdap_min_interval),
         asn_table=a.asn_table, cloud_table=a.cloud_table, security_txt=a.security_txt,
         security_txt_scheme=a.security_txt_scheme, security_txt_port=a.security_txt_port,
-        negative_ttl_s=int(a.negative_ttl_hours * 3600), after_scans=a.after_scans,
+        security_txt_timeout=a.security_txt_timeout, address_deadline_s=a.address_deadline,
+        after_scans_deadline_s=a.after_scans_deadline, negative_ttl_s=int(a.negative_ttl_hours * 3600), after_scans=a.after_scans,
         after_scans_max=a.after_scans_max,
     )
     policy = Policy.days(n.followup_days, n.max_followups, n.escalate_days, n.stale_days)
