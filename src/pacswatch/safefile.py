@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -70,15 +71,51 @@ def write_atomic(path: str | Path, data: bytes | str, *, mode: int = 0o644) -> P
 
 def open_stream(path: str | Path, *, append: bool = False, encoding: str = "utf-8") -> IO[str]:
     """A text file for writing bit by bit (scan's `-o FILE`), opened without following a link:
-    truncated, or appended to with `append`."""
+    truncated, or appended to with `append`. A link to something that is not a file (/dev/stdout,
+    /dev/null, /proc/self/fd/N: a terminal, a pipe, a device) is followed: writing there
+    overwrites nothing, and a planted link has nothing to gain."""
+    own = _own_descriptor(path)
+    if own is not None:
+        # /dev/stdout is the shell's redirection, perhaps to a file: write where it points,
+        # sharing its offset (`-o /dev/stdout >> log` appends), as '-' does.
+        return os.fdopen(os.dup(own), "a" if append else "w", encoding=encoding)
     path = Path(path)
     flags = os.O_WRONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
     try:
         fd = os.open(path, flags, 0o644)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # what O_NOFOLLOW says when the last component is a link
-            raise UnsafePath(f"refusing to write {path}: it is a symbolic link (remove it, or choose another "
-                             "path; '-' is standard output)") from None
-        raise
+        if exc.errno != errno.ELOOP:  # ELOOP: what O_NOFOLLOW says when the last component is a link
+            raise
+        fd = _open_link_to_stream(path, append)
     return os.fdopen(fd, "a" if append else "w", encoding=encoding)
+
+
+_STANDARD = {"/dev/stdout": 1, "/dev/stderr": 2}
+_OWN_FD = re.compile(r"/(?:dev/fd|proc/self/fd)/([0-9]+)")
+
+
+def _own_descriptor(path: str | Path) -> int | None:
+    """The descriptor a path names when it is one of this process's own (/dev/stdout,
+    /dev/fd/N, /proc/self/fd/N): the kernel's names, which no one can plant in a shared folder."""
+    text = os.fspath(path)
+    if text in _STANDARD:
+        return _STANDARD[text]
+    match = _OWN_FD.fullmatch(text)
+    return int(match.group(1)) if match else None
+
+
+def _open_link_to_stream(path: Path, append: bool) -> int:
+    """Open the link at `path` only if it leads to an existing non-regular file. Opened without
+    O_CREAT (a dangling link creates nothing) or O_TRUNC (nothing is cut before the check), then
+    checked on the descriptor itself: a link swapped to a file meanwhile is still refused."""
+    refused = UnsafePath(f"refusing to write {path}: it is a symbolic link to a file or to nothing (remove it, "
+                         "or choose another path; '-' is standard output)")
+    try:
+        fd = os.open(path, os.O_WRONLY | _CLOEXEC | (os.O_APPEND if append else 0))
+    except FileNotFoundError:
+        raise refused from None
+    if stat.S_ISREG(os.fstat(fd).st_mode) or stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise refused
+    return fd
 

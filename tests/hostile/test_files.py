@@ -117,3 +117,38 @@ def test_export_and_scan_outputs_do_not_follow_a_link(tmp_path, victim):
     assert f"refusing to write {link}: it is a symbolic link" in scan.stderr
     assert "Traceback" not in scan.stderr + export.stderr
     assert _unchanged(victim) and link.is_symlink()
+
+
+def test_a_link_to_something_that_is_not_a_file_is_written_through(tmp_path, victim):
+    # /dev/stdout is a link (to /proc/self/fd/1): refusing every link refused `-o /dev/stdout`.
+    # What a planted link gains is a file overwritten; a link to a device, a pipe or our own
+    # descriptor overwrites nothing, and is followed. A link to a file or to nothing is refused.
+    database = str(tmp_path / "pacswatch.db")
+    scan = [*PACSWATCH, "scan", "127.0.0.1", "--ports", "9", "--no-progress", "--no-attribute", "--quiet",
+            "--database", database]
+    piped = subprocess.run([*scan, "-o", "/dev/stdout"], capture_output=True, text=True, timeout=60, check=False)
+    assert piped.returncode == 0, piped.stderr
+    assert '"status":"connection-refused"' in piped.stdout.replace(" ", "")
+    # stdout sent to a file by the shell (`>> log`): appended there, at the shell's offset.
+    log = tmp_path / "log.jsonl"
+    log.write_text("earlier line\n")
+    with log.open("a") as appended:
+        done = subprocess.run([*scan, "-o", "/dev/stdout"], stdout=appended, stderr=subprocess.PIPE, text=True,
+                              timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0] == "earlier line" and len(lines) == 2 and "connection-refused" in lines[1]
+    to_null = tmp_path / "null.jsonl"
+    to_null.symlink_to("/dev/null")
+    assert subprocess.run([*scan, "-o", str(to_null)], capture_output=True, timeout=60, check=False).returncode == 0
+    with open_stream(to_null) as out:  # and the module itself
+        out.write("nothing\n")
+    dangling = tmp_path / "dangling.jsonl"
+    dangling.symlink_to(tmp_path / "victim" / "new_file")
+    with pytest.raises(UnsafePath, match="symbolic link to a file or to nothing"):
+        open_stream(dangling)
+    to_file = tmp_path / "to_file.jsonl"
+    to_file.symlink_to(victim)
+    with pytest.raises(UnsafePath, match="symbolic link to a file or to nothing"):
+        open_stream(to_file)
+    assert not (tmp_path / "victim" / "new_file").exists() and _unchanged(victim)
