@@ -118,4 +118,3 @@ def _open_link_to_stream(path: Path, append: bool) -> int:
         os.close(fd)
         raise refused
     return fd
-
