@@ -52,7 +52,7 @@ class Planned:
     queued: list[str] = field(default_factory=list)
     no_contact: list[int] = field(default_factory=list)
     unattributed: int = 0
-    suppressed: list[tuple[int, str]] = field(default_factory=list)  # (case, why): its recipient opted out
+    suppressed: list[tuple[int, str]] = field(default_factory=list)  # (case, why): no notice (opted out, nothing to say)
     cancelled: list[tuple[str, str]] = field(default_factory=list)  # (message key, why): queued, then opted out
     bad_recipients: list[tuple[int, str]] = field(default_factory=list)  # (case, why): not one usable address
 
@@ -224,6 +224,12 @@ def plan_pass(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], *,
                 plan.no_contact.append(case.id)
             continue
         open_members = [e for e in checked.members if e.exposed]
+        if not settings.sender.list_protected and all(e.protected for e in open_members):
+            # The notice would list nothing ("0 services"): every service refuses unknown callers
+            # or asks for a login, and the configuration leaves those out of notices.
+            plan.suppressed.append((case.id, f"its {len(open_members)} service(s) all refuse unknown callers or "
+                                             "ask for a login, and [notify] list_protected = false leaves them out"))
+            continue
         try:
             msg = build_message(review.case, review.send, open_members, checked.recipient, settings=settings,
                                 renderer=renderer, now=now)
