@@ -247,3 +247,23 @@ def test_output_dash_is_standard_output_not_a_file_named_dash(tmp_path):
     (record,) = [json.loads(line) for line in done.stdout.splitlines()]
     assert (record["ip"], record["port"], record["status"]) == (ip, port, "success")
     assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("url, says", [
+    ("https://cert:s3cret@example.org/scanning", "names a user or password"),
+    ("https://example.org/a b", "a space or a control character"),
+    ("ftp://example.org/", "is not an http://, https:// or mailto: address"),
+])
+def test_a_contact_url_with_a_password_or_not_a_web_address_is_refused(tmp_path, url, says):
+    # The contact URL is sent in every request's User-Agent and stored with the scan's
+    # parameters (which `scans --format json` prints): a password there is a mistake to stop.
+    database = str(tmp_path / "pacswatch.db")
+    refused = run(["scan", "127.0.0.1", "--ports", "9", "--contact-url", url, "--database", database])
+    assert refused.returncode == 2, refused.stderr
+    assert "argument --contact-url: invalid contact URL" in refused.stderr and says in refused.stderr
+    assert "s3cret" not in refused.stderr and not os.path.exists(database)
+    taken = run(["scan", "127.0.0.1", "--ports", "9", "--no-progress", "--no-attribute", "--quiet", "--database",
+                 database, "--contact-url", "mailto:cert@example.org"])
+    assert taken.returncode == 0, taken.stderr
+    (scan,) = json.loads(run(["scans", "--database", database, "--format", "json"]).stdout)
+    assert scan["parameters"]["probe"]["contact_url"] == "mailto:cert@example.org"

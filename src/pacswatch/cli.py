@@ -17,7 +17,7 @@ from pacswatch.cli_campaign import (
     dispatch,
     optout_reason,
 )
-from pacswatch.cli_types import at_least, integer, positive
+from pacswatch.cli_types import at_least, contact_url, integer, positive
 from pacswatch.identity import DEFAULT_CONTACT_URL
 from pacswatch.targets import PortError, TargetError
 from pacswatch.targets.ports import DEFAULT_DICOM_PORTS
@@ -70,7 +70,8 @@ def _add_probe_options(p: argparse.ArgumentParser) -> None:
                    help="comma-separated called AE titles to try (at most 32)")
     p.add_argument("--calling-ae", default="PACSWATCH", type=_ae_option("ae_title"),
                    help="our calling AE title (default PACSWATCH)")
-    p.add_argument("--contact-url", default=DEFAULT_CONTACT_URL, help="contact URL announced in the User-Agent")
+    p.add_argument("--contact-url", default=DEFAULT_CONTACT_URL, type=contact_url, metavar="URL",
+                   help="contact URL (http, https or mailto) announced in the User-Agent; no user or password")
     p.add_argument("--tls-ports", default="2762", metavar="LIST", help="ports where TLS is tried first (default 2762)")
     p.add_argument("--try-default-credentials", action="store_true",
                    help="INTRUSIVE: try documented default web credentials (a login attempt); off by default")

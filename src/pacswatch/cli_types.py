@@ -48,3 +48,25 @@ def at_least(name: str, minimum: int, convert: type = int) -> Callable[[str], fl
 def integer(name: str) -> Callable[[str], int]:
     """Any whole number (a seed)."""
     return _number(name, int, None, inclusive=True)
+
+
+def contact_url(text: str) -> str:
+    """--contact-url: announced in every request's User-Agent, so it is public and one header
+    line. A user name or password in it is a mistake (it would be sent to every server scanned
+    and stored with the scan's parameters), and so is a space or a control character."""
+    from urllib.parse import urlsplit
+
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise _Invalid("invalid contact URL: it has a space or a control character")
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise _Invalid(f"invalid contact URL: {exc}") from None
+    if "@" in parts.netloc:
+        raise _Invalid("invalid contact URL: it names a user or password (user@host), which every server "
+                       "scanned would be sent; give a public page")
+    if parts.scheme == "mailto" and "@" in parts.path:
+        return text
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _Invalid(f"invalid contact URL: {text!r} is not an http://, https:// or mailto: address")
+    return text
