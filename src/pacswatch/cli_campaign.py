@@ -81,9 +81,17 @@ def add_scan_options(scan: argparse.ArgumentParser) -> None:
     scan.add_argument("--no-attribute", action="store_true",
                       help="do not look up the owners of exposed addresses when the scan ends")
     _confirm_option(scan)
+    _notify_config_option(scan)
     _no_resolve_option(scan)
     # None: a new scan takes 200, a resumed one what it was started with (unless given).
     scan.set_defaults(rate=None, concurrency=None)
+
+
+def _notify_config_option(p: argparse.ArgumentParser) -> None:
+    # The same option as the notify commands': the resolver that attributes what a scan found
+    # exposed and [campaign] confirm_fixed_after are read from it.
+    p.add_argument("--config", metavar="FILE", help="attribution and notification settings (TOML; default "
+                   "$PACSWATCH_NOTIFY_CONFIG): [attribution] and [campaign] are read")
 
 
 def _confirm_option(p: argparse.ArgumentParser) -> None:
@@ -128,6 +136,7 @@ def add_commands(sub) -> None:
                      help="event loop: uvloop when installed (auto), or the standard one")
     run.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     _confirm_option(run)
+    _notify_config_option(run)
     run.add_argument("--now", nargs="?", const="", default=None, metavar="SELECTOR",
                      help="rescan at once the known services at SELECTOR (an address, ADDRESS:PORT, CIDR or range; "
                           "none: every one that --severity names), then exit (with --forever, go on as run)")

@@ -199,6 +199,19 @@ def test_confirm_fixed_after_from_the_flag_and_the_config_and_history_says_why(d
         assert len(repo.scans()) == 3  # refused before a scan was started
 
 
+def test_scan_and_run_read_the_notify_config_named_by_config(db, capsys, tmp_path, monkeypatch):
+    # README names the notify config "by --config or PACSWATCH_NOTIFY_CONFIG"; scan and run
+    # refused --config. The flag wins over the variable; a bad file is refused before any scan.
+    monkeypatch.setenv("PACSWATCH_NOTIFY_CONFIG", str(tmp_path / "absent.toml"))
+    config = tmp_path / "notify.toml"
+    config.write_text('[campaign]\nconfirm_fixed_after = "soon"\n')
+    for command in (["scan", f"{BASE}.9:104"], ["run", "--now", f"{BASE}.9"]):
+        code, _, err = cli(capsys, *command, "--database", db, "-q", "--config", str(config))
+        assert code == 2 and "[campaign] confirm_fixed_after: 'soon' is not a duration" in err, err
+    with Repository.open(db) as repo:
+        assert repo.scans() == []
+
+
 def test_an_idle_run_says_when_the_next_service_is_due_once_not_every_tick(tmp_path):
     import threading
 

@@ -136,7 +136,7 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
             if not args.quiet:
                 report.print_changes(err, outcome, top=args.top or None)
             if outcome.status == "finished" and not args.no_attribute:
-                _attribute_after(repo, outcome, err, quiet=args.quiet)
+                _attribute_after(repo, outcome, err, quiet=args.quiet, config=args.config)
             if outcome.status != "finished":  # Ctrl-C, SIGTERM: say how to go on, even with --quiet
                 err.print(f"{outcome.remaining} endpoints left: pacswatch scan --resume {scan_id}", highlight=False)
             return EXIT_INTERRUPTED if outcome.stats.interrupted else 0
@@ -187,14 +187,14 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-def _attribute_after(repo, outcome, err: Console, *, quiet: bool) -> None:
+def _attribute_after(repo, outcome, err: Console, *, quiet: bool, config: str | None) -> None:
     """Owners of what the scan found exposed. A failure here is reported, never fatal: the
     scan's records are stored already, and `pacswatch attribute` can be run again later."""
     from pacswatch.notify import config as notify_config
     from pacswatch.notify.service import attribute_after_scan
 
     try:
-        line = attribute_after_scan(repo.engine, notify_config.load(None), outcome.kept)
+        line = attribute_after_scan(repo.engine, notify_config.load(config), outcome.kept)
     except Exception as exc:  # noqa: BLE001 - any failure of a follow-up step
         err.print(Text.assemble(("attribution after the scan failed: ", "yellow"), shown(exc),
                                 " (run: pacswatch attribute)"), highlight=False)
@@ -227,7 +227,7 @@ def _confirm_fixed_after(args: argparse.Namespace):
     if text is None:
         from pacswatch.notify import config as notify_config
 
-        text, where = notify_config.load(None).confirm_fixed_after, "[campaign] confirm_fixed_after"
+        text, where = notify_config.load(args.config).confirm_fixed_after, "[campaign] confirm_fixed_after"
     try:
         return CONFIRM_FIXED_AFTER if text is None else parse_confirm_after(text)
     except ValueError as exc:
@@ -253,7 +253,7 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
     def on_outcome(outcome) -> None:
         if not args.quiet:
             report.print_changes(err, outcome)
-        _attribute_after(repo, outcome, err, quiet=args.quiet)
+        _attribute_after(repo, outcome, err, quiet=args.quiet, config=args.config)
 
     loop = RunLoop(repo, make_job=lambda stored: _job(stored, args, err, output=None)[1],
                    build_plan=lambda p: _plan_builder(repo, p), parameters=parameters, policy=policy,
