@@ -33,6 +33,16 @@ def test_one_check_per_product_port_and_called_ae_and_none_for_protected():
     assert checks[0].others == ("192.0.2.11",) and checks[0].title == "Orthanc, DICOM on port 104"
 
 
+def test_servers_checked_with_the_same_called_ae_are_one_check():
+    # One server was found behind the default title ANY-SCP, the other takes any title: both are
+    # checked with -aec ANY-SCP, so one heading and one command, not the same one twice.
+    guessed = Exposure("192.0.2.14", 104, service="dicom", product="Orthanc", severity="critical",
+                       called_ae="ANY-SCP")
+    (check,) = verify_checks([*OPEN, guessed])
+    assert check.command == "echoscu -aet VERIFY -aec ANY-SCP 192.0.2.10 104"
+    assert check.others == ("192.0.2.11", "192.0.2.14")
+
+
 def test_a_stored_called_ae_that_is_not_an_ae_title_never_reaches_the_command():
     hostile = from_finding({"ip": "192.0.2.13", "port": 104, "service": "dicom", "severity": "high"},
                            {"dicom": {"called_ae_found": "X; rm -rf ~"}})

@@ -120,6 +120,12 @@ class Check:
 _AE_TITLE = re.compile(r"[A-Za-z0-9_.-]{1,16}")  # never let a stored string into a shell command
 
 
+def _called_ae(e: Exposure) -> str:
+    """The called AE title a check uses: the product default the scan needed, else ANY-SCP
+    (the server took a random title, so it takes this one too)."""
+    return e.called_ae if e.called_ae and _AE_TITLE.fullmatch(e.called_ae) else "ANY-SCP"
+
+
 def _command(e: Exposure, ip: str) -> tuple[str, str, str]:
     host = f"[{ip}]" if ":" in ip else ip
     if e.service == "http":
@@ -136,7 +142,7 @@ def _command(e: Exposure, ip: str) -> tuple[str, str, str]:
         return (f"{curl} {scheme}://{host}:{e.port}{path}",
                 "it prints 200 (the page or API answers without a login)",
                 "it must print 401 or 403, or 000 (no connection from outside your network)")
-    called = e.called_ae if e.called_ae and _AE_TITLE.fullmatch(e.called_ae) else "ANY-SCP"
+    called = _called_ae(e)
     tls = "+tla -ic " if e.tls else ""  # anonymous TLS: what an unknown caller can do
     return (f"echoscu {tls}-aet VERIFY -aec {called} {ip} {e.port}",
             "it succeeds: an unknown caller's association is accepted",
@@ -150,8 +156,11 @@ def verify_checks(exposures: Iterable[Exposure]) -> list[Check]:
     for e in exposures:
         if e.protected or not _is_ip(e.ip):
             continue
-        # The called AE title and the login are part of the command: a group shares them.
-        key = (e.product or "", e.service or "dicom", e.port, e.tls, e.called_ae, e.http_auth)
+        # The called AE title and the login are part of the command: a group shares them. The
+        # title is the one the command uses, so a server found behind ANY-SCP and one that takes
+        # any title (checked with ANY-SCP too) are one group, not two with the same heading.
+        called = _called_ae(e) if e.service != "http" else None
+        key = (e.product or "", e.service or "dicom", e.port, e.tls, called, e.http_auth)
         groups.setdefault(key, []).append(e)
     checks = []
     for (product, service, port, tls, _called, _auth), items in groups.items():
