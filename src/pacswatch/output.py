@@ -8,7 +8,7 @@ import ipaddress
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import IO, TYPE_CHECKING
 
 from rich.console import Console
@@ -164,8 +164,11 @@ def _facts(record: Record) -> str:
         if d.echo:
             parts.append("echo")
         if d.find.allowed:
+            # Only the counts known: a flood that was cut off counted studies, never patients.
             more = "≥" if d.find.capped else ""
-            parts.append(f"find: {more}{d.find.studies} studies, {more}{d.find.patients} patients")
+            counts = [f"{more}{n} {what}" for n, what in ((d.find.studies, "studies"), (d.find.patients, "patients"))
+                      if n is not None]
+            parts.append(f"find: {', '.join(counts)}" if counts else "find allowed")
         elif d.find.allowed is False:
             parts.append("find refused")
         if d.store_accepted:
@@ -182,18 +185,20 @@ def _facts(record: Record) -> str:
     return ", ".join(parts)
 
 
-def worst_first(records: Iterable[Record], top: int | None = None) -> tuple[list[Record], int]:
+def worst_first(records: Iterable[Record], top: int | None = None) -> tuple[list[Record], list[Record]]:
     """Endpoints that answered something, most severe first, then by address and port: the first
-    `top` (all when None), and how many more there were. A heap, so a scan with 10,000 findings
-    does not sort them all to show 25."""
+    `top` (all when None), and the others, unsorted. A heap, so a scan with 10,000 findings does
+    not sort them all to show 25."""
     answered = [r for r in records if r.service is not None or r.severity is not None]
 
     def key(r: Record) -> tuple:
         return (severity_rank(r.severity), address_key(r.ip, r.port))
 
     if top is None or top >= len(answered):
-        return sorted(answered, key=key), 0
-    return heapq.nsmallest(top, answered, key=key), len(answered) - top
+        return sorted(answered, key=key), []
+    first = heapq.nsmallest(top, answered, key=key)
+    chosen = {id(r) for r in first}
+    return first, [r for r in answered if id(r) not in chosen]
 
 
 def findings_table(records: Iterable[Record], title: str = "Endpoints") -> Table:
@@ -208,10 +213,17 @@ def findings_table(records: Iterable[Record], title: str = "Endpoints") -> Table
     return table
 
 
-def more_line(more: int, scan_id: int | None) -> Text:
-    """What follows a table cut at --top: how many rows it left out and the command showing them."""
+def more_line(left_out: Sequence[Record], scan_id: int | None) -> Text:
+    """What follows a table cut at --top: how many rows it left out and the command showing them.
+    `findings` lists findings only, so the rows without a severity (a web server that is not a
+    PACS) are counted apart: the command's count and this line's agree."""
     command = f"pacswatch findings --scan {scan_id}" if scan_id is not None else "pacswatch findings"
-    return Text(f"... and {more} more: {command}")
+    with_finding = sum(1 for r in left_out if r.severity is not None)
+    without = len(left_out) - with_finding
+    parts = [f"{with_finding} more: {command}"] if with_finding else []
+    if without:
+        parts.append(f"{without} more that answered without a finding (-o FILE keeps them)")
+    return Text("... and " + ", and ".join(parts))
 
 
 def _rank(severity: str | None) -> int:  # higher is worse, 0 for none

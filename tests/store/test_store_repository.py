@@ -176,6 +176,25 @@ def test_close_opted_out_closes_active_findings_in_the_networks(repo):
     assert repo.stats()["findings_by_status"] == {"opted-out": 4, "open": 1}
 
 
+def test_findings_say_when_their_counts_were_capped_even_after_a_miss(repo):
+    capped = dicom("127.10.0.1", 104, studies=1000, patients=None)
+    capped.dicom.find.capped = True
+    repo.ingest(new_scan(repo), [(0, capped), (1, dicom("127.10.0.2", 104))])
+    repo.ingest(new_scan(repo), [(0, gone("127.10.0.1", 104, T0 + timedelta(hours=1)))])  # counts stay
+    by_ip = {f["ip"]: f for f in repo.findings()}
+    assert (by_ip["127.10.0.1"]["studies"], by_ip["127.10.0.1"]["capped"]) == (1000, True)
+    assert not by_ip["127.10.0.2"]["capped"]
+
+
+def test_stats_do_not_count_an_opted_out_service_as_exposed(repo):
+    repo.ingest(new_scan(repo), [(0, dicom("127.11.0.1", 104, studies=10, patients=4)),
+                                 (1, dicom("127.11.1.1", 104, "high", studies=2, patients=1, product="DCMTK"))])
+    repo.close_opted_out(["127.11.0.0/24"], at=T0 + timedelta(hours=1))
+    stats = repo.stats()
+    assert stats["now"] == {"exposed_services": 1, "studies": 2, "patients": 1}
+    assert stats["exposed_by_product"] == {"DCMTK": 1} and stats["findings_by_status"] == {"opted-out": 1, "open": 1}
+
+
 def test_previous_scan_of_the_same_targets(repo):
     first = repo.create_scan(kind="scan", parameters={}, seed=1, fingerprint="a", targets_key="same", plan_size=1)
     repo.create_scan(kind="scan", parameters={}, seed=2, fingerprint="b", targets_key="other", plan_size=1)

@@ -24,7 +24,8 @@ from pacswatch.output import (
 )
 
 FINDING_COLUMNS = ("id", "ip", "port", "severity", "status", "service", "transport", "product", "product_version",
-                   "studies", "patients", "first_seen", "last_seen", "fixed_at", "reopen_count", "missed_since")
+                   "studies", "patients", "first_seen", "last_seen", "fixed_at", "reopen_count", "missed_since",
+                   "capped")
 CHANGE_WORDS = {"new": "new", "fixed": "fixed", "reopened": "reopened", "severity": "severity changed",
                 "missed": "missed (open until a second miss)", "seen-again": "seen again", "opted-out": "opted out"}
 
@@ -47,8 +48,11 @@ def _product(row: Mapping) -> Text:
     return shown(" ".join(str(p) for p in (row.get("product"), row.get("product_version")) if p))
 
 
-def _count(value: Any) -> str:
-    return "" if value is None else str(value)
+def _count(value: Any, capped: Any = False) -> str:
+    """A count; '≥N' when the query was cancelled at --find-limit (there are at least N)."""
+    if value is None:
+        return ""
+    return f"≥{value}" if capped else str(value)
 
 
 def by_severity(rows: Iterable[Mapping], severity: str = "severity") -> list[Mapping]:
@@ -96,7 +100,7 @@ def findings_table(rows: Sequence[Mapping]) -> Table:
                          "last seen", "fixed at"))
     for r in rows:
         table.add_row(str(r["id"]), shown(endpoint(r["ip"], r["port"])), _sev(r["severity"]), shown(r["status"]),
-                      _product(r), _count(r.get("studies")), _count(r.get("patients")),
+                      _product(r), _count(r.get("studies"), r.get("capped")), _count(r.get("patients"), r.get("capped")),
                       when(r["first_seen"]), when(r["last_seen"]), when(r.get("fixed_at")))
     return table
 
@@ -151,8 +155,9 @@ def history_table(title: str, observations: Sequence[Mapping], events: Sequence[
     for e in events:
         by_obs.setdefault(e.get("observation_id"), []).append(CHANGE_WORDS.get(e["kind"], e["kind"]))
     for o in observations:
+        capped = ((o.get("record") or {}).get("dicom") or {}).get("find", {}).get("capped")
         table.add_row(when(o["scanned_at"]), shown(endpoint(o["ip"], o["port"])), str(o["scan_id"]), shown(o["status"]),
-                      _sev(o["severity"]), _product(o), _count(o["studies"]), _count(o["patients"]),
+                      _sev(o["severity"]), _product(o), _count(o["studies"], capped), _count(o["patients"], capped),
                       shown(", ".join(by_obs.get(o["id"], []))))
     return table
 

@@ -181,10 +181,10 @@ class ScanJob:
         if not kept:
             console.print("no endpoint answered", highlight=False, markup=False)
             return
-        rows, more = worst_first(kept, top)
+        rows, left_out = worst_first(kept, top)
         console.print(findings_table(rows))
-        if more:
-            console.print(more_line(more, self.scan_id), highlight=False)
+        if left_out:
+            console.print(more_line(left_out, self.scan_id), highlight=False)
 
 
 def _is_terminal(stream: IO[str]) -> bool:

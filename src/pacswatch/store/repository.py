@@ -310,9 +310,15 @@ class Repository:
 
     def findings(self, *, severities: Iterable[str] = (), statuses: Iterable[str] = (),
                  since: datetime | None = None) -> list[Row]:
-        """Findings with their service's product and transport, worst and newest first."""
+        """Findings with their service's product and transport, worst and newest first; `capped`
+        when its counts stopped at --find-limit ('at least'), as the record of the look that
+        counted them (the service's last answer: a later miss keeps the counts) says."""
+        capped = (select(observations.c.record[("dicom", "find", "capped")].as_boolean())
+                  .where(observations.c.ip == services.c.ip, observations.c.port == services.c.port,
+                         observations.c.scanned_at == services.c.last_seen)
+                  .order_by(observations.c.id.desc()).limit(1).scalar_subquery())
         query = (select(findings, services.c.product, services.c.product_version, services.c.service,
-                        services.c.transport, services.c.studies, services.c.patients)
+                        services.c.transport, services.c.studies, services.c.patients, capped.label("capped"))
                  .join(services, (services.c.ip == findings.c.ip) & (services.c.port == findings.c.port),
                        isouter=True))
         if severities := list(severities):
@@ -396,7 +402,11 @@ class Repository:
         return {(r["ip"], r["port"]): r["severity"] for r in rows}
 
     def stats(self, *, history: int = 20) -> dict[str, Any]:
-        exposed = services.c.severity.is_not(None)
+        # An opted-out service is no longer the campaign's to count as exposed (its owner asked
+        # to be left alone; it is not rescanned): it is counted apart, in findings_by_status.
+        opted_out = (select(findings.c.id).where(findings.c.ip == services.c.ip, findings.c.port == services.c.port,
+                                                 findings.c.status == "opted-out").exists())
+        exposed = services.c.severity.is_not(None) & ~opted_out
         active = findings.c.status.in_(("open", "reopened"))
         with self._read() as conn:
             def pairs(query) -> dict:

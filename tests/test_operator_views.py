@@ -1,0 +1,85 @@
+"""What an operator reads after a scan agrees with what was measured: counts cut at --find-limit
+say 'at least' everywhere they are shown (the scan's table, findings, history), the line under a
+table cut at --top counts what `findings --scan` lists, and `stats` does not count an opted-out
+service as exposed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+from ptyrun import PACSWATCH, plain, run_on_terminal
+
+from pacswatch.lab.hostile import HostilePeers
+from pacswatch.lab.runner import Lab
+
+FLOOD_IP = f"127.94.{os.getpid() % 200}.20"
+
+
+def run(args, **kw):
+    return subprocess.run(PACSWATCH + args, check=False, capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.fixture(scope="module")
+def flood():
+    """A C-FIND SCP that answers every query with pendings and ignores C-CANCEL: the count
+    of studies stops at the limit, and patients are never counted."""
+    peers = HostilePeers([("find-flood", FLOOD_IP, 0)], hold=60.0)
+    (port,) = peers.start()
+    yield f"{FLOOD_IP}:{port}"
+    peers.stop()
+
+
+def test_a_capped_count_reads_at_least_and_an_unknown_count_is_not_shown(flood, tmp_path):
+    db = str(tmp_path / "flood.db")
+    code, shown, stderr = run_on_terminal(["scan", flood, "--database", db, "--no-progress", "--no-attribute",
+                                           "--timeout", "1", "--find-limit", "40"])
+    shown = plain(shown)
+    assert code == 0, stderr
+    assert "find: ≥40 studies" in shown and "None" not in shown, shown
+    table = run(["findings", "--database", db])
+    assert re.search(r"│ ≥40 +│", table.stdout), table.stdout
+    (finding,) = json.loads(run(["findings", "--database", db, "--format", "json"]).stdout)
+    assert (finding["studies"], finding["patients"], finding["capped"]) == (40, None, True)
+    history = run(["history", flood, "--database", db, "--no-resolve"])
+    assert "≥40" in history.stdout, history.stdout
+
+
+def test_stats_count_an_opted_out_service_apart_not_as_exposed(flood, tmp_path):
+    db = str(tmp_path / "optout.db")
+    scan = run(["scan", flood, "--database", db, "--quiet", "--no-attribute", "--timeout", "1", "--find-limit", "40"])
+    assert scan.returncode == 0, scan.stderr
+    before = json.loads(run(["stats", "--database", db, "--format", "json"]).stdout)
+    assert before["now"] == {"exposed_services": 1, "studies": 40, "patients": 0}
+    assert run(["optout", "add", f"{FLOOD_IP}/32", "--contact", "it@example.org", "--database", db]).returncode == 0
+    after = json.loads(run(["stats", "--database", db, "--format", "json"]).stdout)
+    assert after["now"] == {"exposed_services": 0, "studies": 0, "patients": 0}
+    assert after["findings_by_status"] == {"opted-out": 1}
+    assert after["exposed_by_port"] == {} and after["exposed_by_product"] == {}
+
+
+@pytest.fixture(scope="module")
+def lab():
+    base = f"127.95.{os.getpid() % 200}.0"
+    with Lab(base, port=0, names=["open-archive", "echo-only", "http-not-dicom"]) as running:
+        yield running
+
+
+def test_the_line_under_a_cut_table_counts_what_findings_lists(lab, tmp_path):
+    # One row shown; of the two left out, one is a finding (echo-only) and one a web server on a
+    # DICOM port with no severity, which `findings --scan` does not list: counted apart.
+    db = str(tmp_path / "top.db")
+    targets = [f"{ip}:{port}" for ip, port in (lab.endpoint(k).address for k in ("open-archive", "echo-only",
+                                                                                  "http-not-dicom"))]
+    code, shown, stderr = run_on_terminal(["scan", *targets, "--database", db, "--no-progress", "--no-attribute",
+                                           "--top", "1", "--timeout", "2"])
+    shown = plain(shown)
+    assert code == 0, stderr
+    scan_id = json.loads(run(["scans", "--database", db, "--format", "json"]).stdout)[0]["id"]
+    assert (f"... and 1 more: pacswatch findings --scan {scan_id}, and 1 more that answered without a finding"
+            in shown), shown
+    listed = json.loads(run(["findings", "--database", db, "--scan", str(scan_id), "--format", "json"]).stdout)
+    assert [r["severity"] for r in listed] == ["critical", "medium"]
