@@ -87,7 +87,7 @@ def _counts(facts: HttpFacts) -> str:
 
 def _tls_reasons(facts: HttpFacts) -> list[str]:
     tls = facts.tls
-    out = []
+    out: list[str] = []
     if tls is None or not tls.handshake:
         return out
     if tls.version in ("TLSv1", "TLSv1.1", "SSLv3"):

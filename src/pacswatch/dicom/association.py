@@ -228,7 +228,8 @@ class Association:
                 event = self._on_pdu(pdu)
                 if event is not None:
                     events.append(event)
-                if self.state is State.CLOSED:
+                # mypy keeps the state narrowed by the test above across _on_pdu, which changes it
+                if self.state is State.CLOSED:  # type: ignore[comparison-overlap]
                     break  # nothing after an abort, a rejection or a release matters
         except PeerProtocolError:
             self.state = State.CLOSED

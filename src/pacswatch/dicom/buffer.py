@@ -40,13 +40,13 @@ class Reader:
 
     def u16(self, what: str = "u16") -> int:
         self._need(2, what)
-        (value,) = _U16_BE.unpack_from(self.data, self.pos)
+        value: int = _U16_BE.unpack_from(self.data, self.pos)[0]
         self.pos += 2
         return value
 
     def u32(self, what: str = "u32") -> int:
         self._need(4, what)
-        (value,) = _U32_BE.unpack_from(self.data, self.pos)
+        value: int = _U32_BE.unpack_from(self.data, self.pos)[0]
         self.pos += 4
         return value
 

@@ -10,7 +10,7 @@ claiming 4 GB costs nothing (docs/dicom-reference.md §7.3).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union, cast
 
 from pacswatch.dicom.buffer import Reader, Writer
 from pacswatch.dicom.errors import LocalProtocolError, PeerProtocolError
@@ -273,7 +273,7 @@ _TEXTS: dict[bytes, str] = {}
 _ACCEPTS: dict[bytes, "AAssociateAC"] = {}
 
 
-def remember(cache: dict, key, value) -> None:
+def remember(cache: dict[Any, Any], key: object, value: object) -> None:
     """Put into one of the codec's decode caches (here and in dimse.py): emptied when full."""
     if len(cache) >= _CACHE_MAX:
         cache.clear()
@@ -298,7 +298,7 @@ def _spans(data: bytes, pos: int, end: int, what: str) -> list[tuple[int, int, i
     every A-ASSOCIATE-AC and was the scanner's hottest Python code. The checks are the same: a
     header must fit, and a value must fit in its parent.
     """
-    spans = []
+    spans: list[tuple[int, int, int]] = []
     while pos < end:
         if len(spans) >= MAX_ITEMS:
             raise PeerProtocolError(f"{what}: more than {MAX_ITEMS} items", abort_reason=6)
@@ -315,7 +315,7 @@ def _spans(data: bytes, pos: int, end: int, what: str) -> list[tuple[int, int, i
 
 
 def _decode_user_info(data: bytes, pos: int, end: int) -> UserInformation:
-    values: dict = {}
+    values: dict[str, Any] = {}
     roles = []
     other = []
     for sub_type, start, stop in _spans(data, pos, end, "user information"):
@@ -347,7 +347,7 @@ def _decode_associate(pdu_type: int, data: bytes, pos: int, end: int) -> AAssoci
     called = _text(data[pos + 4 : pos + 20])
     calling = _text(data[pos + 20 : pos + 36])
     application_context = None
-    contexts: list = []
+    contexts: list[Any] = []
     user_info = UserInformation()
     for item_type, start, stop in _spans(data, pos + 68, end, "A-ASSOCIATE"):
         if item_type == ITEM_PRESENTATION_CONTEXT_AC and pdu_type == A_ASSOCIATE_AC:
@@ -392,7 +392,7 @@ def _decode_context_ac(data: bytes, pos: int, end: int) -> PresentationContextAC
 
 
 def _decode_pdata(data: bytes, pos: int, end: int) -> PDataTF:
-    pdvs = []
+    pdvs: list[PDV] = []
     while pos < end:
         if len(pdvs) >= MAX_ITEMS:
             raise PeerProtocolError("P-DATA-TF with too many PDV items", abort_reason=6)
@@ -431,7 +431,8 @@ def decode_pdu(data: bytes) -> PDU:
         # Servers of one product answer one scan's request with the same bytes: decode them once.
         ac = _ACCEPTS.get(data)
         if ac is None:
-            ac = _decode_associate(pdu_type, data, HEADER_LENGTH, end)
+            # an A-ASSOCIATE-AC's type byte decodes to an AAssociateAC
+            ac = cast(AAssociateAC, _decode_associate(pdu_type, data, HEADER_LENGTH, end))
             remember(_ACCEPTS, data, ac)
         return ac
     if pdu_type == A_ASSOCIATE_RQ:

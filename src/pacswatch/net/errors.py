@@ -40,7 +40,7 @@ def map_os_error(exc: BaseException, *, connecting: bool) -> NetError:
             return NetError(Status.CONNECTION_REFUSED, "connection reset during connect")
         return NetError(Status.PROTOCOL_ERROR, "connection reset by peer")
     if getattr(exc, "errno", None) in _UNREACHABLE:
-        return NetError(Status.CONNECTION_TIMEOUT, f"unreachable: {exc.strerror}")
+        return NetError(Status.CONNECTION_TIMEOUT, f"unreachable: {getattr(exc, 'strerror', None)}")
     if isinstance(exc, OSError):
         return NetError(Status.ERROR, f"os error {exc.errno}: {exc.strerror}")
     return NetError(Status.ERROR, f"{type(exc).__name__}: {exc}")

@@ -19,7 +19,7 @@ from typing import Awaitable, Callable, TypeVar
 try:
     import resource
 except ImportError:  # not POSIX: no limit to read or raise here
-    resource = None
+    resource = None  # type: ignore[assignment]  # checked before every use
 
 # A connect that fails for want of a descriptor (ours or the system's) says nothing about the
 # target: the probe waits this long for one to be freed and tries again, until its deadline.

@@ -30,7 +30,7 @@ from typing import Callable
 try:
     from pacswatch.net import _pduio
 except ImportError:  # not built (no C compiler, not Linux): probes use asyncio's transports
-    _pduio = None
+    _pduio = None  # type: ignore[assignment]  # checked before every use
 
 Handler = Callable[[int, object], None]
 

@@ -45,17 +45,18 @@ class ScannerTlsContext:
             ctx.set_ciphers("ALL:@SECLEVEL=0")
         except (ValueError, ssl.SSLError):  # a build without the old protocols: describe what we can
             pass
-        self._asked: weakref.WeakSet = weakref.WeakSet()
+        self._asked: weakref.WeakSet[object] = weakref.WeakSet()
         # _msg_callback is CPython's hook for handshake tracing; without it we fall back to alerts.
         if hasattr(ctx, "_msg_callback"):
-            ctx._msg_callback = self._on_message  # type: ignore[attr-defined]
+            ctx._msg_callback = self._on_message
         self.context = ctx
 
-    def _on_message(self, conn, direction, version, content_type, msg_type, data) -> None:
+    def _on_message(self, conn: object, direction: str, version: int, content_type: int, msg_type: int,
+                    data: bytes) -> None:
         if direction == "read" and content_type == _HANDSHAKE and msg_type == _CERTIFICATE_REQUEST:
             self._asked.add(conn)
 
-    def client_cert_requested(self, ssl_object) -> bool:
+    def client_cert_requested(self, ssl_object: ssl.SSLObject | None) -> bool:
         return ssl_object is not None and ssl_object in self._asked
 
 
@@ -64,7 +65,8 @@ def is_client_cert_error(detail: str) -> bool:
     return any(marker in upper for marker in _CLIENT_CERT_ALERTS)
 
 
-def tls_facts(ssl_object, *, client_cert_required: bool = False, now: datetime | None = None) -> TlsFacts:
+def tls_facts(ssl_object: ssl.SSLObject, *, client_cert_required: bool = False,
+              now: datetime | None = None) -> TlsFacts:
     """Describe a completed handshake from its SSLObject."""
     now = now or datetime.now(timezone.utc)
     cipher = ssl_object.cipher()
@@ -104,9 +106,12 @@ def _signed_by_own_key(cert: x509.Certificate) -> bool:
     key = cert.public_key()
     try:
         if isinstance(key, rsa.RSAPublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm)
+            # A None hash algorithm raises, caught below: not called self-signed.
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
+                       cert.signature_hash_algorithm)  # type: ignore[arg-type]
         elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+            key.verify(cert.signature, cert.tbs_certificate_bytes,
+                       ec.ECDSA(cert.signature_hash_algorithm))  # type: ignore[arg-type]
         elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
             key.verify(cert.signature, cert.tbs_certificate_bytes)
         else:

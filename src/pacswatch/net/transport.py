@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar, cast
 
 from pacswatch.net.errors import NetError, map_os_error
 from pacswatch.net.fdlimit import connect_when_free
@@ -26,6 +27,7 @@ from pacswatch.net.limits import RateLimiter
 from pacswatch.status import Status
 
 READ_CHUNK = 65536
+_T = TypeVar("_T")
 
 
 class Conversation(Protocol):
@@ -79,14 +81,14 @@ class _Peer(asyncio.Protocol):
         self.buffered = 0
         self.eof = False
         self.error: BaseException | None = None
-        self.waiter: asyncio.Future | None = None
+        self.waiter: asyncio.Future[None] | None = None
         self.paused = False
         self.reading_paused = False
-        self.drain_waiter: asyncio.Future | None = None
+        self.drain_waiter: asyncio.Future[None] | None = None
         self.driver: "_Driver | None" = None  # set while a conversation runs (push mode)
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a TCP connection's transport
 
     def data_received(self, data: bytes) -> None:
         if self.driver is not None:
@@ -138,7 +140,7 @@ class _Driver:
         self.conn = conn
         self.conversation = conversation
         self.loop = conn._loop
-        self.future: asyncio.Future = self.loop.create_future()
+        self.future: asyncio.Future[None] = self.loop.create_future()
         self.timer: asyncio.TimerHandle | None = None
         self.armed_for = 0.0
 
@@ -149,7 +151,7 @@ class _Driver:
             data, peer.chunks, peer.buffered = b"".join(peer.chunks), [], 0
             if peer.reading_paused and not peer.eof:  # pull mode's back-pressure: push mode has none
                 peer.reading_paused = False
-                peer.transport.resume_reading()
+                self.conn._transport.resume_reading()
             self.received(data)
         elif peer.eof:
             self.lost(peer.error)
@@ -187,7 +189,7 @@ class _Driver:
             self.armed_for = self.conversation.deadline
             self.timer = self.loop.call_at(self.armed_for, self._expired)
 
-    def _react(self, reaction, value) -> None:
+    def _react(self, reaction: Callable[[Conversation, _T], tuple[bytes, NetError | None]], value: _T) -> None:
         """Tell the conversation what happened (a reaction above), write its answer, and end
         it or follow its deadline."""
         if self.future.done():
@@ -230,7 +232,7 @@ class _Driver:
                 self.future.set_exception(exc)
 
 
-def _expire(future: asyncio.Future) -> None:
+def _expire(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
 
@@ -250,7 +252,8 @@ class Connection:
 
     @property
     def ssl_object(self) -> ssl.SSLObject | None:
-        return self._transport.get_extra_info("ssl_object")
+        ssl_object: ssl.SSLObject | None = self._transport.get_extra_info("ssl_object")
+        return ssl_object
 
     async def _wait(self, waiter_attr: str, deadline: float) -> bool:
         """Wait for the protocol to wake us; False when the deadline came first."""
@@ -363,7 +366,9 @@ async def open_connection(
             raise NetError(Status.TLS_ERROR, "handshake failed: the peer closed the connection first")
         try:
             async with asyncio.timeout_at(deadline):
-                transport = await loop.start_tls(transport, peer, ssl_context, server_hostname=server_hostname or None)
+                # typed `Transport | None`; asyncio and uvloop return the new transport or raise
+                transport = cast(asyncio.Transport, await loop.start_tls(
+                    transport, peer, ssl_context, server_hostname=server_hostname or None))
         except TimeoutError:
             transport.abort()
             raise NetError(Status.TLS_ERROR, "TLS handshake timed out") from None

@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
 from pacswatch.targets.parse import canonical_ip
 from pacswatch.targets.ports import parse_port
@@ -74,7 +75,8 @@ def read_masscan_json(path: str | Path) -> list[Endpoint]:
             except json.JSONDecodeError as exc:
                 problems.append(TargetProblem(str(path), number, line[:80], f"not a masscan JSON object: {exc.msg}"))
         if problems:
-            raise TargetError(problems)
+            # the problems name each bad line; the whole-file JSON error is not their cause
+            raise TargetError(problems) from None
     out, problems = [], []
     for where, entry in numbered:
         if not isinstance(entry, dict) or "ip" not in entry:
@@ -89,7 +91,7 @@ def read_masscan_json(path: str | Path) -> list[Endpoint]:
     return out
 
 
-def _masscan_entry(entry: dict) -> list[Endpoint]:
+def _masscan_entry(entry: dict[str, Any]) -> list[Endpoint]:
     """The open TCP ports of one masscan object; TypeError or ValueError naming what is wrong.
 
     The file comes from another program (or another person): every field is checked for its

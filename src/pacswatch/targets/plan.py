@@ -13,7 +13,7 @@ user must see (status `blocked`), never a silent gap in the output (docs/design.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from pacswatch.targets.blocklist import Blocklist, Scope
@@ -162,7 +162,7 @@ class ListPlan:
     """A plan over a given list of (address, port) in that order, nothing blocked: for the lab,
     whose endpoints are its own loopback servers, and for tests."""
 
-    def __init__(self, endpoints) -> None:
+    def __init__(self, endpoints: Iterable[tuple[str, int]]) -> None:
         self.items = [PlannedEndpoint(i, ip, port) for i, (ip, port) in enumerate(endpoints)]
         self.size = len(self.items)
 
