@@ -136,7 +136,7 @@ static const struct profile PROFILES[] = {
     {"silent", A_SILENT, 0, NULL, NULL, 0, NULL, 0, 0, 0},          /* accepts TCP, never answers */
     {"garbage", A_GARBAGE, 0, NULL, NULL, 0, NULL, 0, 0, 0},        /* answers with bytes that are no PDU */
     {"abort", A_ABORT, 0, NULL, NULL, 0, NULL, 0, 0, 0},            /* answers the request with A-ABORT */
-    /* an A-ASSOCIATE-AC's header at once, then its body one byte per delay */
+    /* after the delay an A-ASSOCIATE-AC's header, then its body one byte per delay */
     {"drip", A_DRIP, CL_ALL_BUT_CONTROL, IMPLEMENTATION_UID, IMPLEMENTATION_VERSION, OUR_MAX_PDU, NULL, 0, 0, 0},
 };
 #define N_PROFILES (sizeof PROFILES / sizeof PROFILES[0])
@@ -1003,8 +1003,6 @@ static void conn_readable(struct worker *w, struct conn *c) {
         buf_put(&c->held, w->reply.p, w->reply.len);
         if (!queued(w, c))
             enqueue(w, c);
-        if (action == A_DRIP)
-            c->state = ST_OPEN; /* what it says next is dropped (above) */
         return;
     }
     if (w->reply.len > 0 && conn_write(w, c, w->reply.p, w->reply.len) < 0) {
