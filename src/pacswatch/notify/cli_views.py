@@ -157,6 +157,12 @@ def print_notify(result, *, dry_run: bool) -> None:
           f"deferred {len(d.deferred)}")
     for key, error in d.errors.items():  # an SMTP server's words
         print(f"  {clean(key[:12])}: {clean(error, limit=1000)}")
+    # Nothing sends a message later by itself: say when the next `pacswatch notify` will try it.
+    for m in getattr(result, "waiting", ()):
+        why = f" after {m.attempts} failed attempt(s)" if m.attempts else ""
+        why += f" ({clean(m.last_error, limit=300)})" if m.last_error else ""
+        print(f"waiting: case {m.case_id} {m.kind} to {clean(m.recipient)}{why}; next try from "
+              f"{_when(m.next_attempt_at)} UTC (run pacswatch notify again then)")
 
 
 def export(args, engine, store: NotifyStore, now: datetime) -> int:

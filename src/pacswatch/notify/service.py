@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -110,6 +110,7 @@ class NotifyResult:
     plan: Planned
     delivery: DeliveryReport | None
     written: list[Path]
+    waiting: list[OutboxMessage] = field(default_factory=list)  # still pending after this pass
 
 
 def notify(engine: Engine, config: Config, *, dry_run: bool, out_dir: str | None = None,
@@ -141,4 +142,4 @@ def notify(engine: Engine, config: Config, *, dry_run: bool, out_dir: str | None
     report = deliver(store, transport, clock=clock, limits=config.settings.limits, backoff=config.settings.backoff,
                      lease=config.settings.lease)
     plan.cancelled += store.cancelled
-    return NotifyResult(plan, report, [])
+    return NotifyResult(plan, report, [], store.messages(states=["pending"]))
