@@ -184,8 +184,11 @@ def test_empty_file_is_a_new_database(tmp_path):
 
 
 def test_unreachable_postgres_is_a_clear_error():
-    with pytest.raises(StoreError, match="cannot open the database"):
+    with pytest.raises(StoreError, match="cannot open the database") as raised:
         open_database("postgresql://nobody@127.0.0.1:9/none?connect_timeout=2")
+    # One line: libpq's message has a newline and a tab, which an error line shows as \x0a\x09.
+    assert "\n" not in str(raised.value) and "\t" not in str(raised.value)
+    assert "Connection refused Is the server running" in str(raised.value)
 
 
 def test_url_resolution(monkeypatch, tmp_path):

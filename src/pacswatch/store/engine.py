@@ -285,6 +285,12 @@ def _sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("pacswatch_write") else "BEGIN")
 
 
+def _one_line(error: object) -> str:
+    """A driver's message on one line: libpq's spans lines (a newline and a tab before 'Is the
+    server running'), which an error line would show as escapes."""
+    return " ".join(str(error).split())
+
+
 def open_database(url: str | None = None, *, upgrade: bool = False) -> Engine:
     """An Engine on a database that is safe to use at the schema this pacswatch ships.
 
@@ -334,10 +340,10 @@ def open_database(url: str | None = None, *, upgrade: bool = False) -> Engine:
         raise
     except OperationalError as exc:
         engine.dispose()
-        raise StoreError(f"cannot open the database {where}: {exc.orig}") from exc
+        raise StoreError(f"cannot open the database {where}: {_one_line(exc.orig)}") from exc
     except DBAPIError as exc:
         engine.dispose()
-        raise NotADatabase(f"{where} cannot be used: {exc.orig}") from exc
+        raise NotADatabase(f"{where} cannot be used: {_one_line(exc.orig)}") from exc
     return engine
 
 
