@@ -83,3 +83,10 @@ def test_the_line_under_a_cut_table_counts_what_findings_lists(lab, tmp_path):
             in shown), shown
     listed = json.loads(run(["findings", "--database", db, "--scan", str(scan_id), "--format", "json"]).stdout)
     assert [r["severity"] for r in listed] == ["critical", "medium"]
+
+
+def test_findings_of_a_scan_that_does_not_exist_is_an_error_not_an_empty_table(tmp_path):
+    db = str(tmp_path / "empty.db")
+    result = run(["findings", "--database", db, "--scan", "99"])
+    assert result.returncode == 2, result.stdout
+    assert "there is no scan 99 in this database" in result.stderr and result.stdout == ""

@@ -280,6 +280,8 @@ def _query(args: argparse.Namespace, repo) -> int:
                              statuses=_choices(args.status, STATUSES, "status"),
                              since=_moment(args.since) if args.since else None)
         if args.scan is not None:  # the endpoints that scan looked at
+            if repo.scan(args.scan) is None:  # a mistyped ID is not 'no findings'
+                raise ValueError(f"there is no scan {args.scan} in this database (pacswatch scans lists them)")
             seen = {(o["ip"], o["port"]) for o in repo.observations(scan_id=args.scan)}
             rows = [r for r in rows if (r["ip"], r["port"]) in seen]
         rows = report.by_severity(rows)
