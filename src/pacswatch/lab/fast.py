@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 from pacswatch.lab.acceptor import Acceptor
 from pacswatch.net.fdlimit import raise_soft_limit as raise_nofile_limit  # noqa: F401 (bench/ uses it from here)
@@ -40,7 +40,7 @@ def check_loopback(ip: str) -> str:
 
 def loopback_addresses(count: int, base: str = "127.50.0.0") -> list[str]:
     """`count` loopback addresses from `base` on, skipping .0 and .255 in the last octet."""
-    out = []
+    out: list[str] = []
     value = int(ipaddress.ip_address(check_loopback(base)))
     while len(out) < count:
         if value & 0xFF not in (0, 255):
@@ -53,12 +53,12 @@ class FastProtocol(asyncio.Protocol):
     __slots__ = ("transport", "acceptor", "last", "timer", "loop")
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport  # set by connection_made, asyncio's first call
         self.acceptor = Acceptor()
         self.timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -82,7 +82,8 @@ class FastProtocol(asyncio.Protocol):
         if close:
             self.transport.close()  # after the buffered A-ABORT is flushed
         elif self.acceptor.released:
-            self.timer.cancel()
+            if self.timer is not None:  # set by connection_made
+                self.timer.cancel()
             self.timer = self.loop.call_later(ARTIM, self.transport.abort)
 
     def eof_received(self) -> bool:
@@ -208,7 +209,7 @@ class FastResponder:
         self.backlog = backlog
         self.use_uvloop = use_uvloop
         self.endpoints: list[tuple[str, int]] = []
-        self._processes: list[subprocess.Popen] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -235,14 +236,17 @@ class FastResponder:
         raise_nofile_limit(len(self.requested) + 1024)
         loop = _new_loop(self.use_uvloop)
         self._loop = loop
-        result: dict = {}
+        result: dict[str, Any] = {}
         ready = threading.Event()
+
+        def on_ready(bound: list[tuple[str, int]]) -> None:
+            result.setdefault("bound", bound)
+            ready.set()
 
         async def main() -> None:
             self._stop = asyncio.Event()
             try:
-                await serve(self.requested, self.backlog, lambda b: (result.setdefault("bound", b), ready.set()),
-                            self._stop)
+                await serve(self.requested, self.backlog, on_ready, self._stop)
             except Exception as exc:
                 result["error"] = exc
                 ready.set()
@@ -265,6 +269,7 @@ class FastResponder:
             )
             self._processes.append(process)
             spec = {"endpoints": chunk, "backlog": self.backlog, "uvloop": self.use_uvloop}
+            assert process.stdin is not None  # stdin=PIPE
             process.stdin.write(json.dumps(spec).encode() + b"\n")
             process.stdin.flush()
         bound: dict[tuple[str, int], tuple[str, int]] = {}
@@ -278,7 +283,8 @@ class FastResponder:
         return [bound[e] for e in self.requested]
 
     @staticmethod
-    def _read_answer(process: subprocess.Popen, deadline: float) -> dict:
+    def _read_answer(process: subprocess.Popen[bytes], deadline: float) -> dict[str, Any]:
+        assert process.stdout is not None  # stdout=PIPE
         with selectors.DefaultSelector() as selector:
             selector.register(process.stdout, selectors.EVENT_READ)
             if not selector.select(max(0.0, deadline - time.monotonic())):
@@ -286,7 +292,8 @@ class FastResponder:
         line = process.stdout.readline()
         if not line:
             raise OSError(f"fast responder worker {process.pid} exited with {process.wait()}")
-        return json.loads(line)
+        answer: dict[str, Any] = json.loads(line)
+        return answer
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._loop is not None:
@@ -300,12 +307,14 @@ class FastResponder:
         deadline = time.monotonic() + timeout
         for process in self._processes:
             with contextlib.suppress(OSError):
-                process.stdin.close()  # EOF on stdin: the worker stops
+                if process.stdin is not None:  # stdin=PIPE
+                    process.stdin.close()  # EOF on stdin: the worker stops
         for process in self._processes:
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(2.0)
-            process.stdout.close()
+            if process.stdout is not None:  # stdout=PIPE
+                process.stdout.close()
         self._processes.clear()

@@ -39,7 +39,7 @@ from dataclasses import replace
 from pacswatch.dicom.dimse import DATA_SET_PRESENT, Command, CommandField, encode_command, fragment_message
 from pacswatch.dicom.errors import DicomError
 from pacswatch.dicom.identifiers import study_query
-from pacswatch.dicom.pdu import AAssociateRQ, PduFramer, encode_pdu
+from pacswatch.dicom.pdu import AAssociateAC, AAssociateRQ, PduFramer, encode_pdu
 from pacswatch.lab.acceptor import LAB_MAX_PDU, Acceptor, accept_echo_and_find, associate_ac
 from pacswatch.lab.loopthread import LoopThread
 
@@ -175,6 +175,7 @@ class HostilePeers:
     def _wrap(self, handler):
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
+            assert task is not None  # asyncio runs each connection's handler as a task
             self._tasks.add(task)
             self._writers.add(writer)
             try:
@@ -243,6 +244,7 @@ class HostilePeers:
             out, close = acceptor.receive(data)
             if was_idle and out[:1] == b"\x02":  # the A-ASSOCIATE-AC: the hostile name in its user info
                 (ac,) = PduFramer(1 << 16).feed(out)
+                assert isinstance(ac, AAssociateAC)  # its type byte, checked above
                 out = encode_pdu(replace(ac, user_info=replace(ac.user_info,
                                                                implementation_version_name=HOSTILE_VERSION_NAME)))
             if out:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, Callable, Coroutine, TypeVar
 
 T = TypeVar("T")
 
@@ -17,7 +17,7 @@ class LoopThread:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
 
-    def start(self, setup: Callable[[], Awaitable[T]], timeout: float) -> T:
+    def start(self, setup: Callable[[], Coroutine[Any, Any, T]], timeout: float) -> T:
         """Start the loop and run `setup()` on it; on failure, stop the loop and re-raise."""
         loop = asyncio.new_event_loop()
         self.loop = loop
@@ -29,7 +29,7 @@ class LoopThread:
             self.stop(None, timeout)
             raise
 
-    def stop(self, teardown: Callable[[], Awaitable[object]] | None, timeout: float) -> None:
+    def stop(self, teardown: Callable[[], Coroutine[Any, Any, object]] | None, timeout: float) -> None:
         """Run `teardown()` on the loop (best effort: stopping must not fail), then end it."""
         loop, thread = self.loop, self.thread
         if loop is None:

@@ -196,7 +196,7 @@ class Comparison:
 def compare(manifest: Iterable[LabEndpoint], records: Iterable[Any]) -> list[Comparison]:
     """Match records to endpoints by (ip, port); with several records for one endpoint (one per
     probe), the one that fits best is judged. Records for addresses outside the lab are ignored."""
-    by_address: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    by_address: dict[tuple[object, object], list[Mapping[str, Any]]] = {}
     for record in records:
         data = _as_dict(record)
         by_address.setdefault((data.get("ip"), data.get("port")), []).append(data)

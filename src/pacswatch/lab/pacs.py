@@ -28,7 +28,7 @@ import socketserver
 import ssl
 import threading
 import time
-from typing import Iterator
+from typing import Iterator, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
@@ -229,7 +229,7 @@ class PacsServer:
 
     def start(self) -> int:
         ae = build_ae(self.kind)
-        handlers = [
+        handlers: list[evt.EventHandlerType] = [
             (evt.EVT_C_FIND, find_handler(self.archive, self.pending_delay, self._stopping)),
             (evt.EVT_C_MOVE, _refuse_move),
             (evt.EVT_C_GET, _refuse_get),
@@ -237,7 +237,7 @@ class PacsServer:
         ]
         server = ae.make_server((self.ip, self.port), ssl_context=self.ssl_context, evt_handlers=handlers,
                                 server_class=LabAssociationServer)
-        self._ae, self._server = ae, server
+        self._ae, self._server = ae, cast(LabAssociationServer, server)  # made by server_class
         self.port = server.server_address[1]
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                   name=f"pacswatch-lab-{self.kind}", daemon=True)

@@ -72,14 +72,16 @@ class Lab:
         if self._quiet is not None:
             self._quiet.install()
         tls_ips = [ip for spec, ip in self._planned if spec.tls]
+        certificates = None
         if tls_ips:
-            self.certificates = make_certificates(tls_ips)
+            self.certificates = certificates = make_certificates(tls_ips)
         ports: dict[str, int] = {}
         for spec, ip in self._planned:
             if spec.family not in (HOSTILE, FAST):
                 ssl_context = None
                 if spec.kind in TLS_KINDS:
-                    ssl_context = self.certificates.server_context(require_client_cert=spec.kind == "tls-client-cert")
+                    assert certificates is not None  # made above for every TLS endpoint
+                    ssl_context = certificates.server_context(require_client_cert=spec.kind == "tls-client-cert")
                 server = PacsServer(spec.kind, ip, self.tls_port if spec.tls else self.port, ssl_context=ssl_context,
                                     pending_delay=self.pending_delay, quiet=self._quiet)
                 self._pacs.append(server)

@@ -25,10 +25,14 @@ import re
 import ssl
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
 
 from pacswatch.lab.data import make_archive
 from pacswatch.lab.loopthread import LoopThread
 from pacswatch.lab.manifest import LabEndpoint
+
+if TYPE_CHECKING:  # imported where used: it loads cryptography
+    from pacswatch.lab.certs import LabCertificates
 
 ORTHANC_REALM = 'Basic realm="Orthanc Secure Area"'
 LAB_USER = ("alice", "lab-secret")
@@ -65,7 +69,7 @@ def expected(kind: str) -> dict:
     """What a scanner with default options should conclude about `kind`: dotted paths into the
     record's JSON, as in lab/manifest.py (so its check_record and compare work on web records)."""
     counts = {"http.patients": _COUNTS["patients"], "http.studies": _COUNTS["studies"]}
-    web = {"status": "success", "service": "http"}
+    web: dict[str, Any] = {"status": "success", "service": "http"}
     orthanc = {**web, "product.name": "Orthanc"}
     locked = {**orthanc, "http.auth": "auth-required", "severity": "low", "http.realm": 'Basic "Orthanc Secure Area"'}
     return {
@@ -317,7 +321,8 @@ class WebLab:
         self._runner = LoopThread("pacswatch-lab-web")
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task] = set()
-        self._certs = None  # lab certificates to remove at stop (start_web_lab makes them)
+        # lab certificates to remove at stop (start_web_lab makes them)
+        self._certs: LabCertificates | None = None
 
     def start(self, timeout: float = 10.0) -> "WebLab":
         try:
@@ -360,6 +365,7 @@ class WebLab:
     def _wrap(self, kind: str):
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
+            assert task is not None  # asyncio runs each connection's handler as a task
             self._tasks.add(task)
             try:
                 async with asyncio.timeout(self.hold):

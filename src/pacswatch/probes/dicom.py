@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from pacswatch.assess import assess
 from pacswatch.dicom import uids
-from pacswatch.dicom.association import Association, AssociationRejected
+from pacswatch.dicom.association import Association, AssociationAccepted, AssociationRejected
 from pacswatch.dicom.dimse import c_echo_rq, c_find_rq
 from pacswatch.dicom.errors import PeerProtocolError
 from pacswatch.dicom.identifiers import patient_query, study_query
@@ -69,7 +69,7 @@ class _Attempt:
 
     def __init__(self, called_ae: str) -> None:
         self.called_ae = called_ae
-        self.accepted = None  # AssociationAccepted
+        self.accepted: AssociationAccepted | None = None
         self.rejected: AssociationRejected | None = None
         self.failure: NetError | PeerProtocolError | PeerAborted | None = None
         self.echo: bool | None = None
@@ -214,6 +214,7 @@ class DicomProbe:
             return attempt
         if tls and tls_ctx is not None and record.tls is None:
             ssl_object = conn.ssl_object
+            assert ssl_object is not None  # a connection made with a TLS context has one
             record.tls = tls_facts(ssl_object, client_cert_required=tls_ctx.client_cert_requested(ssl_object))
         session, steps = self._new_conversation(opts, request, encoded, deadline, loop.time, attempt)
         try:
@@ -223,11 +224,11 @@ class DicomProbe:
         except BaseException:  # our bug (reported on the record by run()) or a cancelled scan
             conn.abort()
             raise
-        exc = attempt.failure
-        if exc is None:
+        failure = attempt.failure
+        if failure is None:
             await conn.close()
             return attempt
-        if isinstance(exc, NetError) and tls and is_client_cert_error(exc.detail) and record.tls:
+        if isinstance(failure, NetError) and tls and is_client_cert_error(failure.detail) and record.tls:
             # TLS 1.3: the certificate_required alert arrives on the first read, after the
             # client believed the handshake was complete (docs/dicom-reference.md §6.2).
             record.tls.client_cert_required = True
@@ -368,6 +369,7 @@ class DicomProbe:
 
     def _record_failure(self, record: Record, attempt: _Attempt, tls: bool) -> frozenset[str]:
         failure = attempt.failure
+        assert failure is not None  # called only for an attempt that failed
         if isinstance(failure, PeerAborted):
             record.service = "dicom"  # an A-ABORT PDU is DICOM speaking
             source, reason = abort_names(failure.source, failure.reason)
@@ -406,6 +408,7 @@ class DicomProbe:
     # ------------------------------------------------------------ on an accepted association
 
     def _accepted_facts(self, attempt: _Attempt, facts: DicomFacts) -> None:
+        assert attempt.accepted is not None  # called for an accepted association
         info = attempt.accepted.ac.user_info
         by_syntax = attempt.by_syntax
         facts.association.accepted = True
@@ -449,7 +452,7 @@ class DicomProbe:
         if alive and not assoc.is_closed:
             attempt.released = yield from session.release(t.release)
 
-    def _find(self, session: Session, by_syntax: dict, attempt: _Attempt, limit: int, timeout: float,
+    def _find(self, session: Session, by_syntax: dict[str, int], attempt: _Attempt, limit: int, timeout: float,
               grace: float) -> Steps:
         """Permission with a random UID, then counts. Returns whether the association is still usable."""
         find = attempt.find
@@ -460,6 +463,7 @@ class DicomProbe:
                                             timeout, limit, grace)
         else:
             # Patient Root only: a random PatientID checks permission just as well.
+            assert patient_ctx is not None  # _explore calls with one of the two accepted
             check = yield from session.find(patient_ctx, c_find_rq(3, uids.PATIENT_ROOT_FIND), self._check_patient,
                                             timeout, limit, grace)
         if check.pending and check.final_status is None:

@@ -14,7 +14,7 @@ deadline, whichever comes first (`deadline`, which the connection's one timer fo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Generator
+from typing import Callable, Generator, TypeVar
 
 from pacswatch.dicom.association import (
     Aborted,
@@ -32,8 +32,10 @@ from pacswatch.dicom.pdu import sniff
 from pacswatch.net.errors import NetError
 from pacswatch.status import Status
 
-# A step of the conversation: yields to wait for bytes, gets them (b"" at end of stream).
-Steps = Generator[None, bytes, object]
+_R = TypeVar("_R")
+# A step of the conversation: yields to wait for bytes, gets them (b"" at end of stream), and
+# returns its outcome (`Steps[FindOutcome]`; a bare `Steps` returns anything).
+Steps = Generator[None, bytes, _R]
 
 
 class PeerAborted(Exception):
@@ -113,7 +115,7 @@ class Session:
     def send(self, data: bytes) -> None:
         self._outbox.append(data)
 
-    def next_event(self, phase: str) -> Steps:
+    def next_event(self, phase: str) -> Steps[Event]:
         """The next event from the peer; raises NetError (incl. timeouts) or PeerProtocolError."""
         while not self._events:
             try:
@@ -141,7 +143,7 @@ class Session:
             return PeerClosed(phase, silent=True)
         return exc
 
-    def associate(self, timeout: float) -> Steps:
+    def associate(self, timeout: float) -> Steps[AssociationAccepted | AssociationRejected]:
         self.send(self.assoc.request(self.now(), timeout))
         event = yield from self.next_event("association")
         if isinstance(event, Aborted):
@@ -150,7 +152,8 @@ class Session:
             return event
         raise PeerProtocolError(f"unexpected {type(event).__name__} while associating", abort_reason=2)
 
-    def request(self, context_id: int, command: Command, data_set: bytes | None, timeout: float) -> Steps:
+    def request(self, context_id: int, command: Command, data_set: bytes | None,
+                timeout: float) -> Steps[DimseMessage]:
         """Send a request and return its (single, non-pending) response."""
         self.send(self.assoc.send(context_id, command, data_set, self.now(), timeout))
         while True:
@@ -160,7 +163,7 @@ class Session:
 
     def find(
         self, context_id: int, command: Command, identifier: bytes, timeout: float, limit: int, grace: float
-    ) -> Steps:
+    ) -> Steps[FindOutcome]:
         """C-FIND: count pending responses (their identifiers were dropped unread by the state
         machine); at `limit` send C-CANCEL and give the peer `grace` seconds to finish."""
         outcome = FindOutcome()
@@ -181,6 +184,7 @@ class Session:
                 outcome.pending += 1
                 if outcome.pending >= limit:
                     outcome.capped = True
+                    assert command.message_id is not None  # our own C-FIND-RQ carries one
                     self.send(self.assoc.send_no_reply(context_id, c_cancel_rq(command.message_id)))
                     self.assoc.deadline = self.now() + grace
         except PeerAborted:
@@ -197,7 +201,7 @@ class Session:
             self.abort()
         return outcome
 
-    def _dimse_event(self, phase: str) -> Steps:
+    def _dimse_event(self, phase: str) -> Steps[DimseMessage]:
         while True:
             event = yield from self.next_event(phase)
             if isinstance(event, DimseMessage):
@@ -208,7 +212,7 @@ class Session:
                 self.send(self.assoc.release_response())
                 raise PeerClosed(phase, silent=False)
 
-    def release(self, timeout: float) -> Steps:
+    def release(self, timeout: float) -> Steps[bool]:
         """Orderly release; True when the peer confirmed. A peer that ignores it is aborted."""
         try:
             self.send(self.assoc.release(self.now(), timeout))

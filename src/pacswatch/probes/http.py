@@ -74,7 +74,7 @@ class _Failed:
 
 class HttpProbe:
     name = "http"
-    default_ports = WEB_PORTS
+    default_ports: tuple[int, ...] = WEB_PORTS
 
     def __init__(self, https_ports: frozenset[int] | set[int] = HTTPS_FIRST_PORTS) -> None:
         self.https_ports = frozenset(https_ports)
