@@ -231,4 +231,6 @@ def test_default_configuration_sends_nothing_and_dry_run_writes_eml(engine, smtp
     dry.send(msg)  # twice: one file
     files = list((tmp_path / "out").glob("*.eml"))
     assert len(files) == 1 and files[0].read_bytes() == msg.raw
+    review = files[0].with_suffix(".txt").read_bytes()  # for a person: one kind of line end, LF
+    assert b"\r" not in review and review.startswith(b"From: ") and b"\n\nHello " in review
     assert smtp_server.received == []

@@ -156,4 +156,5 @@ def readable(raw: bytes) -> str:
     for part in msg.iter_attachments():
         if part.get_content_maintype() == "text":
             lines += ["", f"----- attachment {part.get_filename()} -----", part.get_content().rstrip("\r\n")]
-    return "\n".join(lines) + "\n"
+    # The message travels with CRLF line ends (SMTP); the review file is a plain text file.
+    return "\n".join(lines).replace("\r\n", "\n") + "\n"
