@@ -80,6 +80,33 @@ def test_damaged_sqlite_file_is_refused_and_left_untouched(tmp_path, damage):
     assert snapshot(path) == before
 
 
+def test_a_read_only_database_folder_is_named_as_such_not_as_damage(tmp_path):
+    # A backup on a read-only mount (as root, whom file modes do not stop) or a folder the user
+    # cannot write: SQLite's WAL mode cannot open it even to read. Not "not a usable database".
+    import subprocess
+    import sys
+
+    folder = tmp_path / "backup"
+    folder.mkdir()
+    path = _sqlite_db(folder)
+    before = snapshot(path)
+    opening = f"from pacswatch.store import open_database; open_database({str(path)!r})"
+    if os.geteuid() == 0:  # a private mount namespace with the folder bound read-only
+        command = ["unshare", "-m", "sh", "-c", 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && '
+                   'exec "$2" -c "$3"', "sh", str(folder), sys.executable, opening]
+    else:
+        folder.chmod(0o555)
+        command = [sys.executable, "-c", opening]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        folder.chmod(0o755)
+    assert result.returncode != 0
+    assert f"cannot open {path}: the file or its folder is read-only" in result.stderr, result.stderr
+    assert "not a usable SQLite database" not in result.stderr
+    assert snapshot(path) == before
+
+
 def test_truncated_to_less_than_a_header(tmp_path):
     path = _sqlite_db(tmp_path)
     path.write_bytes(path.read_bytes()[:40])

@@ -245,6 +245,13 @@ def _readonly_sqlite_state(path: Path) -> SchemaState:
         with engine.connect() as conn:
             return schema_state(conn)
     except DBAPIError as exc:
+        if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+            # Not damage: SQLite in WAL mode writes FILE-wal and FILE-shm beside the file, even
+            # to read, so a read-only file or folder (a backup, a read-only mount) cannot open.
+            raise StoreError(
+                f"cannot open {path}: the file or its folder is read-only, and SQLite (WAL mode) writes "
+                f"{path.name}-wal and {path.name}-shm beside it even to read; copy it somewhere writable "
+                "(the database was left untouched)") from exc
         raise NotADatabase(f"{path} is not a usable SQLite database ({exc.orig}); it was left untouched") from exc
     finally:
         engine.dispose()
