@@ -198,6 +198,8 @@ def test_intelmq_event_uses_harmonised_fields():
     assert event["extra.studies"] == 12 and event["extra.product"] == "Orthanc"
     assert json.loads(json.dumps(event)) == event
     assert intelmq_event(EXPOSURES[2], None, now=T0)["protocol.application"] == "http"
+    two = Exposure("192.0.2.13", 104, service="dicom", severity="high", reasons=("Accepts any caller.", "C-FIND is allowed."))
+    assert intelmq_event(two, None, now=T0)["event_description.text"] == "Accepts any caller. C-FIND is allowed."
 
 
 def test_csv_has_header_and_rows():

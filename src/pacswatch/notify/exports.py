@@ -45,7 +45,8 @@ def intelmq_event(e: Exposure, attribution: dict[str, Any] | None, *, now: datet
         "classification.taxonomy": "vulnerable",
         "classification.type": "potentially-unwanted-accessible" if e.protected else "vulnerable-system",
         "classification.identifier": f"{identifier}-protected" if e.protected else identifier,
-        "event_description.text": "; ".join(e.reasons)[:500] if e.reasons else "exposed medical imaging service",
+        # The reasons are sentences, each ending with its full stop.
+        "event_description.text": " ".join(e.reasons)[:500] if e.reasons else "exposed medical imaging service",
         "extra.severity": e.severity,
         "extra.status": e.status,
         "extra.product": e.product,
