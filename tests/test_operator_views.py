@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import time
 
 import pytest
 from ptyrun import PACSWATCH, plain, run_on_terminal
@@ -64,7 +66,7 @@ def test_stats_count_an_opted_out_service_apart_not_as_exposed(flood, tmp_path):
 @pytest.fixture(scope="module")
 def lab():
     base = f"127.95.{os.getpid() % 200}.0"
-    with Lab(base, port=0, names=["open-archive", "echo-only", "http-not-dicom"]) as running:
+    with Lab(base, port=0, names=["open-archive", "echo-only", "http-not-dicom", "tarpit"]) as running:
         yield running
 
 
@@ -90,3 +92,28 @@ def test_findings_of_a_scan_that_does_not_exist_is_an_error_not_an_empty_table(t
     result = run(["findings", "--database", db, "--scan", "99"])
     assert result.returncode == 2, result.stdout
     assert "there is no scan 99 in this database" in result.stderr and result.stdout == ""
+
+
+def test_db_check_calls_a_killed_scan_stalled_at_once_as_scans_does(lab, tmp_path):
+    # `scans` says stalled as soon as the scan's process is gone (on this machine); db check
+    # said nothing about it for 15 s (the heartbeat rule alone), then a note: the same scan.
+    db = str(tmp_path / "killed.db")
+    ip, port = lab.endpoint("tarpit").address
+    scan = subprocess.Popen(PACSWATCH + ["scan", f"{ip}:{port}", "--database", db, "--quiet", "--no-attribute",
+                                         "--timeout", "30"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            listed = run(["scans", "--database", db, "--format", "json"])
+            if listed.returncode == 0 and json.loads(listed.stdout or "[]"):
+                break
+            time.sleep(0.2)
+    finally:
+        scan.send_signal(signal.SIGKILL)
+        scan.wait()
+    (row,) = json.loads(run(["scans", "--database", db, "--format", "json"]).stdout)
+    assert row["status"] == "stalled"
+    check = run(["db", "check", "--database", db])
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"note: scan {row['id']} is marked running but its writer stopped" in check.stdout, check.stdout
+    assert f"pacswatch scan --resume {row['id']}" in check.stdout

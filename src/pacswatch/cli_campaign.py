@@ -251,12 +251,13 @@ def dispatch(args: argparse.Namespace, err: Console | None = None) -> int | None
 def _db_check(args: argparse.Namespace) -> int:
     """`pacswatch db check`: 0 when sound, 1 when something is wrong (a database that does not
     even open is reported by the caller, like every command's, with the same exit code)."""
-    from pacswatch.campaign.scanrun import STALE
+    from pacswatch.campaign.scanrun import STALE, shown_status
     from pacswatch.store.check import check_database
     from pacswatch.store.repository import Repository
 
-    with Repository.open(args.database) as repo:
-        report = check_database(repo, stale=STALE, quick=args.quick)
+    with Repository.open(args.database) as repo:  # stalled as `scans` says it: the same scan, the same word
+        report = check_database(repo, stale=STALE, quick=args.quick,
+                                stalled=lambda scan: shown_status(scan) == "stalled")
         url = repo.engine.url.render_as_string(hide_password=True)
     print(f"checked {url}: {', '.join(report.checked)}")
     for problem in report.problems:
@@ -336,7 +337,11 @@ def _history(args: argparse.Namespace, repo, out: Console) -> int:
     if spec.name is not None and args.no_resolve:
         raise ValueError(f"{spec.name!r} is a host name, and --no-resolve forbids looking names up: give its address")
     try:
-        ips = [str(spec.ip)] if spec.ip is not None else list(system_resolver(spec.name))
+        if spec.ip is not None:
+            ips = [str(spec.ip)]
+        else:
+            assert spec.name is not None  # parse_spec gives an address or a name
+            ips = list(system_resolver(spec.name))
     except OSError as exc:  # socket.gaierror: say which name, not only errno -2
         raise ValueError(f"cannot resolve {spec.name!r} ({exc.strerror or exc}): give an address, "
                          "or a name this machine resolves") from None

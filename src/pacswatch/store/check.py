@@ -18,6 +18,7 @@ note, with the command that resumes it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -93,10 +94,11 @@ class CheckReport:
 
 
 def check_database(repo: Repository, *, stale: timedelta, quick: bool = False,
-                   now: datetime | None = None) -> CheckReport:
+                   now: datetime | None = None, stalled: Callable[[dict], bool] | None = None) -> CheckReport:
     """Read the whole database once and say what is wrong; writes nothing. A check that the
     damage keeps from running is itself a problem, and the others still run. A running scan
-    not updated for `stale` (campaign/scanrun.STALE) has lost its writer."""
+    not updated for `stale` (campaign/scanrun.STALE) has lost its writer; `stalled`, when given,
+    decides instead (the command passes the rule `scans` shows: on this machine, a process gone)."""
     report = CheckReport([], [], [])
     with repo.engine.connect() as conn:
         if repo.backend == "sqlite":
@@ -105,8 +107,9 @@ def check_database(repo: Repository, *, stale: timedelta, quick: bool = False,
             _run(conn, report, "SQLite foreign_key_check", lambda: _sqlite_foreign_keys(conn))
         for what, query in (*LINKS, *LIFECYCLE):
             _run(conn, report, what, lambda query=query, what=what: _count(conn, what, query))
-        _run(conn, report, "scans marked running", lambda: _stalled_scans(repo, now or datetime.now(timezone.utc),
-                                                                          stale, report.notes))
+        at = now or datetime.now(timezone.utc)
+        is_stalled = stalled or (lambda scan: at - scan["updated_at"] > stale)
+        _run(conn, report, "scans marked running", lambda: _stalled_scans(repo, is_stalled, report.notes))
         conn.rollback()
     return report
 
@@ -142,9 +145,9 @@ def _sqlite_foreign_keys(conn: Connection) -> Problem | None:
     return Problem("rows whose foreign key points nowhere", len(violations), shown)
 
 
-def _stalled_scans(repo: Repository, now: datetime, stale: timedelta, notes: list[str]) -> None:
+def _stalled_scans(repo: Repository, stalled: Callable[[dict], bool], notes: list[str]) -> None:
     for scan in repo.scans(None, statuses=("running",)):  # datetimes in UTC, as the repository gives them
-        if now - scan["updated_at"] > stale:
+        if stalled(scan):
             notes.append(f"scan {scan['id']} is marked running but its writer stopped at "
                          f"{scan['updated_at']:%Y-%m-%d %H:%M:%SZ} ({scan['done']} of {scan['plan_size']} done): "
                          f"pacswatch scan --resume {scan['id']}")
