@@ -134,6 +134,14 @@ def test_rdap_requests_are_spaced_per_server_and_429_is_honoured(dns_server, rda
     assert sum(attributor.rdap.limiter.waited.values()) > 0
 
 
+def test_the_rdap_bootstrap_is_fetched_once_for_addresses_attributed_at_once(dns_server, rdap_server, web_server):
+    world(dns_server, rdap_server, web_server)
+    ips = [f"192.0.2.{n}" for n in range(40, 48)]  # eight: the attributor's concurrency
+    results, _attributor = run(attribute(config(dns_server, rdap_server, web_server), ips))
+    assert all(results[ip][0].contact.address == "abuse@example.net" for ip in ips)
+    assert [p for _, p in rdap_server.requests if p.startswith("/bootstrap/ipv4")] == ["/bootstrap/ipv4.json"]
+
+
 def test_silent_dns_and_missing_rdap_are_recorded_not_fatal(dns_server, rdap_server, web_server):
     world(dns_server, rdap_server, web_server)
     dns_server.silent = True

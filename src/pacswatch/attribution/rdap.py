@@ -8,6 +8,7 @@ honours 429 Retry-After once.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 from dataclasses import dataclass
@@ -161,6 +162,7 @@ class RdapClient:
         self.client = client
         self.limiter = limiter or PerServerLimiter(config.min_interval)
         self._bootstrap: dict[str, dict] = {}
+        self._bootstrap_locks: dict[str, asyncio.Lock] = {}
         self.requests: list[str] = []  # URLs asked, in order (reports; tests count them)
 
     async def _get_json(self, url: str) -> dict:
@@ -196,9 +198,13 @@ class RdapClient:
     async def _server_for(self, key: str, registry: str) -> str:
         if self.config.server:
             return self.config.server.rstrip("/") + "/"
-        if registry not in self._bootstrap:
-            base = self.config.bootstrap_url.rstrip("/") + "/"
-            self._bootstrap[registry] = await self._get_json(base + f"{registry}.json")
+        # One fetch per registry: the addresses attributed at once wait for it instead of each
+        # asking IANA for the same file (8 fetches, 1 s apart under the per-server spacing, ate
+        # into the first lookups' deadlines). A failed fetch is tried again by the next waiter.
+        async with self._bootstrap_locks.setdefault(registry, asyncio.Lock()):
+            if registry not in self._bootstrap:
+                base = self.config.bootstrap_url.rstrip("/") + "/"
+                self._bootstrap[registry] = await self._get_json(base + f"{registry}.json")
         server = pick_server(self._bootstrap[registry], key)
         if server is None:
             raise RdapError(f"no RDAP server for {key} in the {registry} bootstrap")
