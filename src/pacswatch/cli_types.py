@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import Any
 
 
 class _Invalid(argparse.ArgumentTypeError):
     pass
 
 
-def _number(name: str, convert: type, minimum: float | None, *, inclusive: bool) -> Callable[[str], float]:
+def _number(name: str, convert: type, minimum: float | None, *, inclusive: bool) -> Callable[[str], Any]:
     kind = "a whole number" if convert is int else "a number"
 
     def parse(text: str):

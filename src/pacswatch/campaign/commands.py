@@ -120,6 +120,7 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
                 plan = _plan_builder(repo, parameters)
                 check_same_plan(scan, plan)
             else:
+                assert parameters is not None  # read above, before the database was opened
                 plan = _plan_builder(repo, parameters, targets)
             # Appending on resume: the first run's records stay, the file ends up with them all.
             # Never through a symbolic link planted at the path (safefile.py).

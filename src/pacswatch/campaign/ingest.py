@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, overload
 
 from pacswatch.campaign.lifecycle import FindingState, Key, Look, advance
 from pacswatch.campaign.schedule import RescanPolicy, due_after
@@ -58,6 +58,10 @@ def observation_row(record: Record, scan_id: int, index: int | None) -> Row:
     }
 
 
+@overload
+def finding_state(row: Row) -> FindingState: ...
+@overload
+def finding_state(row: None) -> None: ...
 def finding_state(row: Row | None) -> FindingState | None:
     if row is None:
         return None

@@ -129,8 +129,9 @@ def opt_out(state: FindingState, at: datetime) -> tuple[FindingState, tuple[Even
     moment, so an older look cannot undo it); a closed finding is left as it is."""
     if not state.active:
         return state, ()
-    closed = replace(state, status=OPTED_OUT, fixed_at=max(at, state.changed_at), missed_since=None)
-    return closed, (Event(OPT_OUT, state.severity, None, closed.fixed_at),)
+    fixed_at = max(at, state.changed_at)
+    closed = replace(state, status=OPTED_OUT, fixed_at=fixed_at, missed_since=None)
+    return closed, (Event(OPT_OUT, state.severity, None, fixed_at),)
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ def diff_scans(before: Mapping[Key, str | None], after: Mapping[Key, str | None]
             appeared.append(key)
         elif now is None and was is not None:
             disappeared.append(key)
-        elif now is not None and now != was:
+        elif now is not None and was is not None and now != was:  # was is set here (see the first test)
             changed.append((key, was, now))
         elif now is not None:
             same += 1

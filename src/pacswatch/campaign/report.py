@@ -151,7 +151,7 @@ def history_table(title: str, observations: Sequence[Mapping], events: Sequence[
     """Observations and lifecycle events of one endpoint (or host), in time order."""
     table = Table(title=shown(title))  # it names what the operator typed
     _add_columns(table, ("when", "endpoint", "scan", "status", "severity", "product", "studies", "patients", "finding"))
-    by_obs = {}
+    by_obs: dict[object, list[str]] = {}
     for e in events:
         by_obs.setdefault(e.get("observation_id"), []).append(CHANGE_WORDS.get(e["kind"], e["kind"]))
     for o in observations:

@@ -26,7 +26,7 @@ from pacswatch.campaign.scanrun import ScanOutcome, check_resumable, check_same_
 from pacswatch.campaign.schedule import POLICY_SETTING, RescanPolicy
 from pacswatch.store.errors import ScanNotResumable
 from pacswatch.store.repository import Repository
-from pacswatch.targets import ScanPlan
+from pacswatch.targets import Blocklist, ScanPlan
 
 
 def _now() -> datetime:
@@ -42,7 +42,7 @@ class Selector:
     None for any address), on `port` if given, whose active finding has one of `severities`
     (any, or none at all, when empty)."""
 
-    matcher: object | None = None  # has reason_for(ip) -> str | None, like Blocklist
+    matcher: Blocklist | None = None  # the networks named; None: any address
     port: int | None = None
     severities: frozenset[str] = frozenset()
 
@@ -61,7 +61,7 @@ def parse_selector(text: str, severities: Iterable[str] = ()) -> Selector:
     a range ('' for any address); LIST items are comma-separated severities. ValueError with a
     reason otherwise. Names are refused: services are stored by address, and looking a name up
     to choose what to rescan would send a query the operator did not ask for."""
-    from pacswatch.targets import BlockEntry, Blocklist, parse_spec
+    from pacswatch.targets import BlockEntry, parse_spec
 
     chosen = frozenset(v.strip().lower() for item in severities for v in item.split(",") if v.strip())
     if unknown := sorted(chosen - set(SEVERITY_RANK)):
@@ -73,7 +73,11 @@ def parse_selector(text: str, severities: Iterable[str] = ()) -> Selector:
     spec = parse_spec(text)
     if spec.name is not None:
         raise ValueError(f"run --now takes addresses, CIDRs and ranges, not a host name ({spec.name!r})")
-    span = spec.span if spec.span is not None else (spec.ip.version, int(spec.ip), int(spec.ip))
+    if spec.span is not None:
+        span = spec.span
+    else:
+        assert spec.ip is not None  # parse_spec gives an address where it gives no span
+        span = (spec.ip.version, int(spec.ip), int(spec.ip))
     return Selector(Blocklist([BlockEntry(span, text.strip())]), spec.port, chosen)
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pacswatch.campaign.lifecycle import ChangeSummary, summarize
 from pacswatch.campaign.schedule import RescanPolicy
@@ -28,7 +29,10 @@ from pacswatch.campaign.work import IntervalSet
 from pacswatch.record import Record
 from pacswatch.store.errors import ScanNotResumable, StoreError
 from pacswatch.store.repository import Repository, Row
-from pacswatch.targets import ScanPlan, TargetSet
+from pacswatch.targets import Endpoint, ScanPlan, TargetSet
+
+if TYPE_CHECKING:  # the scan package is imported when a scan runs, not by every command
+    from pacswatch.scan.runner import ScanStats
 
 HEARTBEAT = 5.0  # seconds between liveness updates of a running scan (at most; each batch stored is one too)
 # A "running" scan without a heartbeat for three intervals is dead: `scans` shows it as stalled.
@@ -48,7 +52,9 @@ def targets_key(plan: ScanPlan) -> str:
 
 def merge_targets(*sets: TargetSet) -> TargetSet:
     """One TargetSet with every range, pinned endpoint and host name of `sets`."""
-    spans, pinned, names = [], [], {}
+    spans: list[tuple[int, int, int]] = []
+    pinned: list[Endpoint] = []
+    names: dict[tuple[int, int], list[str]] = {}
     for targets in sets:
         spans.extend((first.version, int(first), int(last)) for first, last in targets.ranges())
         pinned.extend(targets.pinned)
@@ -188,7 +194,7 @@ class StoreSink:
 class ScanOutcome:
     scan_id: int
     status: str  # finished | interrupted
-    stats: object  # ScanStats
+    stats: ScanStats
     kept: list[Record]
     changes: ChangeSummary
     events: list[Row]

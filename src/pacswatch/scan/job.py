@@ -11,9 +11,9 @@ import asyncio
 import gc
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -38,13 +38,22 @@ from pacswatch.output import (
 )
 from pacswatch.probes.base import Probe, ProbeContext, ProbeOptions
 from pacswatch.record import Record
-from pacswatch.scan.runner import ScanStats, run_scan
+from pacswatch.scan.runner import PlannedLike, ScanStats, run_scan
 from pacswatch.scan.workers import run_in_workers
+
+
+class Plan(Protocol):
+    """What a scan probes (targets/plan.py's ScanPlan and ListPlan): its endpoints and their count."""
+
+    @property
+    def size(self) -> int: ...
+
+    def __iter__(self) -> Iterator[PlannedLike]: ...
 
 
 @dataclass
 class ScanJob:
-    plan: object  # a ScanPlan: iterable of PlannedEndpoint with .size
+    plan: Plan | None  # set before run (campaign/commands.py makes the job first)
     probe_for: Callable[[int], Probe]
     options: ProbeOptions = field(default_factory=ProbeOptions)
     rate: float = 200.0
@@ -87,7 +96,10 @@ class ScanJob:
             self.stderr.print(Text.assemble(("pacswatch:", "yellow"), " ", lowered), highlight=False, soft_wrap=True)
         ctx = ProbeContext(self.options, RateLimiter(self.rate, burst=max(1, min(concurrency, int(self.rate))),
                                                      refuse=self.refuse))
-        stats = ScanStats(total=self.plan.size)
+        plan = self.plan
+        if plan is None:
+            raise ValueError("a scan job runs only once its plan is set")
+        stats = ScanStats(total=plan.size)
         kept: list[Record] = []  # only endpoints that answered: bounded by findings, not by scan size
         writer = JsonLinesWriter(self.output) if self.output is not None and self.output_format == "jsonl" else None
         show = self.stderr.is_terminal if self.show_progress is None else self.show_progress
@@ -128,10 +140,10 @@ class ScanJob:
                 raise ValueError("--workers needs the scan's probe settings for its worker processes")
             settings = dict(self.worker_settings, rate=self.rate, concurrency=concurrency, loop=self.event_loop)
             scan = asyncio.ensure_future(
-                run_in_workers(self.plan, settings, self.workers, on_record=on_record, stats=stats, stop=stop))
+                run_in_workers(plan, settings, self.workers, on_record=on_record, stats=stats, stop=stop))
         else:
             scan = asyncio.ensure_future(
-                run_scan(self.plan, self.probe_for, ctx, concurrency=concurrency, on_record=on_record,
+                run_scan(plan, self.probe_for, ctx, concurrency=concurrency, on_record=on_record,
                          stats=stats, stop=stop))
 
         def interrupt() -> None:

@@ -32,6 +32,9 @@ class _Worker:
     def __init__(self, number: int, process: asyncio.subprocess.Process) -> None:
         self.number = number
         self.process = process
+        assert process.stdin is not None and process.stdout is not None  # made with PIPE
+        self.stdin: asyncio.StreamWriter = process.stdin
+        self.stdout: asyncio.StreamReader = process.stdout
         self.in_flight = 0
         self.stderr = b""
 
@@ -77,11 +80,11 @@ async def run_in_workers(
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=RECORD_LINE_LIMIT)
             worker = _Worker(number, process)
             pool.append(worker)
-            process.stdin.write(json.dumps(share).encode() + b"\n")
+            worker.stdin.write(json.dumps(share).encode() + b"\n")
             tasks.append(asyncio.ensure_future(worker.read_stderr()))
 
         async def collect(worker: _Worker) -> None:
-            stream = worker.process.stdout
+            stream = worker.stdout
             while line := await stream.readline():
                 index, _, data = line.partition(b"\t")
                 record = Record.model_validate_json(data)
@@ -116,9 +119,9 @@ async def run_in_workers(
 
         async def send(worker: _Worker, line: bytes, drain: bool) -> None:
             try:
-                worker.process.stdin.write(line)
+                worker.stdin.write(line)
                 if drain:
-                    await worker.process.stdin.drain()
+                    await worker.stdin.drain()
             except (BrokenPipeError, ConnectionResetError):  # it died: say which and why
                 raise await worker.failure() from None
 
@@ -127,9 +130,9 @@ async def run_in_workers(
         # The first failure (a worker died, or our own bug) ends the scan; so does the end of
         # every worker's records.
         done, _ = await asyncio.wait([feeder, *collectors], return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if task.exception() is not None:
-                raise task.exception()
+        for finished in done:
+            if (error := finished.exception()) is not None:
+                raise error
         await asyncio.gather(*collectors)
     finally:
         for task in tasks:
