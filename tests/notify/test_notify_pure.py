@@ -37,6 +37,15 @@ def test_new_case_asks_for_a_first_notice():
     assert C.review(case, [view(True, T0)], T0, POLICY).send == C.INITIAL
 
 
+def test_a_case_left_without_services_closes():
+    # Its services moved to a closer owner's case: it must not stay 'new' (or notified) forever.
+    new, _ = C.open_case("local:1", "Example Hospital", T0)
+    for case in (new, notified_case()):
+        review = C.review(case, [], T0 + DAY, POLICY)
+        assert review.case.state == C.CLOSED and review.send is None
+        assert review.transitions[0].why == "no services left: they now belong to other owners' cases"
+
+
 def test_fixed_needs_a_rescan_after_the_notice():
     case = notified_case()
     # closed, but seen closed before we wrote: not verified yet

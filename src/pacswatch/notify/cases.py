@@ -164,6 +164,11 @@ def review(case: Case, services: Iterable[ServiceView], now: datetime, policy: P
             case, t = move(case, NEW, now, f"{s.ip}:{s.port} exposed again (seen {s.checked_at:%Y-%m-%d %H:%M} UTC)")
             return Review(case, (t,), INITIAL, "exposed again after a fix: a new first notice")
         return Review(case)
+    if not services:
+        # Its services were all attributed to another owner since (an operator added a closer
+        # owner entry, a registry changed): nothing is left to tell this owner.
+        case, t = move(case, CLOSED, now, "no services left: they now belong to other owners' cases")
+        return Review(case, (t,))
     # "Verified closed by a rescan": every service looked at after the owner was told (or, for
     # a case not yet notified, after it was opened) and found closed.
     since = case.notified_at or case.opened_at

@@ -116,8 +116,8 @@ def case(store: NotifyStore, args, now: datetime) -> int:
                          default=str, indent=2))
         return 0
     print(f"case {item.id}: {clean(item.owner_name)} ({clean(item.owner_key)}), {item.state}, round {item.round}")
-    print("services: " + ", ".join(f"{clean(ip)}:{port}" + (" (opted out)" if (ip, port) in opted else "")
-                                   for ip, port in store.services_of(item.id)))
+    print("services: " + (", ".join(f"{clean(ip)}:{port}" + (" (opted out)" if (ip, port) in opted else "")
+                                    for ip, port in store.services_of(item.id)) or "none"))
     print("\nhistory:")
     for e in history:
         move = f"{e['from_state'] or '-'} -> {e['to_state']}" if e["to_state"] else e["kind"]
