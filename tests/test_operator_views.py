@@ -117,3 +117,17 @@ def test_db_check_calls_a_killed_scan_stalled_at_once_as_scans_does(lab, tmp_pat
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"note: scan {row['id']} is marked running but its writer stopped" in check.stdout, check.stdout
     assert f"pacswatch scan --resume {row['id']}" in check.stdout
+
+
+def test_a_target_file_with_many_bad_lines_is_listed_one_a_line_and_cut(tmp_path):
+    # The bad lines were joined with newlines that the one-line error cleaning turned into
+    # '\x0a' (a 4 KB line, cut); now one line each, the first 20, then how many more.
+    targets = tmp_path / "targets.txt"
+    targets.write_text("127.0.0.1\x1b[2J\n" + "".join(f"127.0.0.{n}O\n" for n in range(25)))
+    result = run(["scan", f"@{targets}", "--database", str(tmp_path / "t.db")])
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == "pacswatch scan: 26 bad target specs:", result.stderr
+    assert len(lines) == 22 and all(line.startswith(f"  {targets} line ") for line in lines[1:21])
+    assert lines[21] == "  ... and 6 more"
+    assert "\\x0a" not in result.stderr and "\x1b" not in result.stderr and "\\x1b[2J" in lines[1]

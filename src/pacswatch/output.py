@@ -50,10 +50,23 @@ def shown(value: object) -> Text:
     return Text("" if value is None else clean(value, limit=4096))
 
 
+MAX_ERROR_DETAILS = 20  # a wrong file of 100,000 lines is recognised from its first few
+
+
 def error_line(prefix: str, error: object) -> Text:
     """An error for a person, e.g. `pacswatch scan: ...`: the prefix in bold red, the message as
-    text (it may quote a target, a file name or a peer, and `[/]` in it is not markup)."""
-    return Text(prefix, style="bold red").append(" ").append_text(shown(error))
+    text (it may quote a target, a file name or a peer, and `[/]` in it is not markup). An error
+    with `details` (every bad line of a target file) shows its `head`, then one cleaned detail a
+    line, at most MAX_ERROR_DETAILS: a newline inside a message is escaped, never a new line."""
+    details = getattr(error, "details", ())
+    if not details:
+        return Text(prefix, style="bold red").append(" ").append_text(shown(error))
+    text = Text(prefix, style="bold red").append(" ").append_text(shown(error.head))
+    for detail in details[:MAX_ERROR_DETAILS]:
+        text.append("\n  ").append_text(shown(detail))
+    if len(details) > MAX_ERROR_DETAILS:
+        text.append(f"\n  ... and {len(details) - MAX_ERROR_DETAILS} more")
+    return text
 
 
 def severity_text(severity: str | None) -> Text:

@@ -36,11 +36,14 @@ class TargetError(ValueError):
 
     def __init__(self, problems: Iterable[TargetProblem]) -> None:
         self.problems = tuple(problems)
+        # `head` and `details`: what a terminal shows one per line (output.error_line), each
+        # cleaned on its own; the message joins them for a log or a test.
+        self.details = tuple(str(p) for p in self.problems) if len(self.problems) > 1 else ()
         if len(self.problems) == 1:
-            message = f"bad target spec: {self.problems[0]}"
+            self.head = message = f"bad target spec: {self.problems[0]}"
         else:
-            lines = "\n  ".join(str(p) for p in self.problems)
-            message = f"{len(self.problems)} bad target specs:\n  {lines}"
+            self.head = f"{len(self.problems)} bad target specs:"
+            message = "\n  ".join((self.head, *self.details))
         super().__init__(message)
 
 
