@@ -12,6 +12,7 @@ an address that the blocklist, the opt-out list and the scope allow (`may_contac
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -200,7 +201,7 @@ class Attributor:
         if cfg.security_txt:
             for name in confirmed_names(out):
                 for domain in securitytxt.candidate_domains(name):
-                    found = await self._cached(domain, "security.txt", lambda now, d=domain: self._security_txt(d, now),
+                    found = await self._cached(domain, "security.txt", functools.partial(self._security_txt, domain),
                                                refresh, cfg.security_txt_timeout)
                     out += found
                     if any(f.kind == F.SECURITY_TXT for f in found):

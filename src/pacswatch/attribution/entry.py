@@ -27,7 +27,7 @@ def mailbox(value: object) -> str:
         address = addr_spec(value)  # refuses a value that is not a string, too
     except AddressError as exc:
         raise ValueError(str(exc)) from exc
-    name, parsed = parseaddr(value)
+    name, parsed = parseaddr(str(value))  # a string: addr_spec refused anything else
     if name or parsed != address:
         raise ValueError(f"not exactly one plain e-mail address: '{clean(value, 80)}'")
     return address

@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pacswatch.attribution import facts as F
 from pacswatch.attribution.cloud import CloudMatch, Provider, recognise
@@ -88,7 +89,7 @@ def decide(ip: str, facts: Iterable[F.Fact], *, local: Iterable[LocalOwner] = ()
         reasons.append(f"PTR {unconfirmed[0]} is not forward-confirmed: not used to find the owner")
     if cloud:
         reasons.append(f"hosted at {cloud.provider} ({cloud.matched})")
-    base = {"ip": ip, "cloud": cloud.provider if cloud else None, "facts_digest": digest(facts)}
+    base: dict[str, Any] = {"ip": ip, "cloud": cloud.provider if cloud else None, "facts_digest": digest(facts)}
     provider_route = _provider_contact(cloud) or rdap_abuse
 
     entry = best_match(local, ip, names)
@@ -115,22 +116,22 @@ def decide(ip: str, facts: Iterable[F.Fact], *, local: Iterable[LocalOwner] = ()
                            language=langs[0] if langs else None, **base)
 
     if cloud is not None:
-        route = _provider_contact(cloud)
+        desk = _provider_contact(cloud)
         customer = names[0] if names else None
         reasons.insert(0, f"provider abuse desk of {cloud.provider}: the customer is not known otherwise")
         return Attribution(owner_key=f"cloud:{cloud.provider}",
                            owner_name=f"{cloud.provider} customer" + (f" ({customer})" if customer else ""),
-                           contact=route, escalation=None, confidence=LOW + 0.1, reasons=tuple(reasons), **base)
+                           contact=desk, escalation=None, confidence=LOW + 0.1, reasons=tuple(reasons), **base)
 
     org = F.first_value(facts, F.RDAP_ORG) or F.first_value(facts, F.ASN_HOLDER) or network or "unknown"
     key = _network_key(facts) or f"ip:{ip}"
-    for route, confidence, why in ((rdap_abuse, MEDIUM, "RDAP abuse contact of the network"),
-                                   (rdap_other, LOW, "RDAP contact of the network (no abuse role listed)")):
-        if route is not None:
-            reasons.insert(0, f"{why}: {route.address}")
-            others = tuple(c for c in (rdap_other,) if c is not None and c != route)
+    for rdap_route, confidence, why in ((rdap_abuse, MEDIUM, "RDAP abuse contact of the network"),
+                                        (rdap_other, LOW, "RDAP contact of the network (no abuse role listed)")):
+        if rdap_route is not None:
+            reasons.insert(0, f"{why}: {rdap_route.address}")
+            others = tuple(c for c in (rdap_other,) if c is not None and c != rdap_route)
             # A confirmed name raises trust that the network's contact is the right one.
-            return Attribution(owner_key=key, owner_name=org, contact=route, escalation=None,
+            return Attribution(owner_key=key, owner_name=org, contact=rdap_route, escalation=None,
                                confidence=confidence + (0.05 if names else 0.0), reasons=tuple(reasons),
                                others=others, **base)
     reasons.insert(0, "no contact found in any source")

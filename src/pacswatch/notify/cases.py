@@ -89,6 +89,14 @@ class Case:
     round: int = 1  # incremented when a fixed case opens again: messages of a new round are new
 
     @property
+    def stored_id(self) -> int:
+        """The id of a case the store gave back (only open_case's new case, before
+        NotifyStore.create_case, has none)."""
+        if self.id is None:
+            raise ValueError("this case was never stored: it has no id")
+        return self.id
+
+    @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
 

@@ -80,13 +80,13 @@ def cases(store: NotifyStore, states: list[str], *, as_json: bool) -> int:
     opted = store.opted_out_services()  # case id -> its opted-out services
     if as_json:
         for c in items:
-            print(json.dumps({**asdict(c), "services": store.services_of(c.id), "opted_out": opted.get(c.id, [])},
-                             default=str))
+            print(json.dumps({**asdict(c), "services": store.services_of(c.stored_id),
+                              "opted_out": opted.get(c.stored_id, [])}, default=str))
         return 0
     if not items:
         print("no cases")
         return 0
-    rows = [(c.id, c.state, c.owner_name, len(store.services_of(c.id)), len(opted.get(c.id, [])),
+    rows = [(c.stored_id, c.state, c.owner_name, len(store.services_of(c.stored_id)), len(opted.get(c.stored_id, [])),
              _when(c.opened_at), _when(c.notified_at), c.followups, _when(c.updated_at)) for c in items]
     _print_table("Cases", ("id", "state", "owner", "services", "opted out", "opened", "notified", "follow-ups",
                            "updated"), rows)
@@ -106,18 +106,18 @@ def case(store: NotifyStore, args, now: datetime) -> int:
             return 1
         store.save_case(updated, (t,))
         item = updated
-    history = store.history(item.id)
+    history = store.history(item.stored_id)
     messages = store.messages(case_id=item.id)
-    opted = store.opted_out_services().get(item.id, [])
+    opted = store.opted_out_services().get(item.stored_id, [])
     if args.json:
-        print(json.dumps({**asdict(item), "services": store.services_of(item.id), "opted_out": opted,
+        print(json.dumps({**asdict(item), "services": store.services_of(item.stored_id), "opted_out": opted,
                           "history": history,
                           "messages": [{k: v for k, v in asdict(m).items() if k != "raw"} for m in messages]},
                          default=str, indent=2))
         return 0
     print(f"case {item.id}: {clean(item.owner_name)} ({clean(item.owner_key)}), {item.state}, round {item.round}")
     print("services: " + (", ".join(f"{clean(ip)}:{port}" + (" (opted out)" if (ip, port) in opted else "")
-                                    for ip, port in store.services_of(item.id)) or "none"))
+                                    for ip, port in store.services_of(item.stored_id)) or "none"))
     print("\nhistory:")
     for e in history:
         move = f"{e['from_state'] or '-'} -> {e['to_state']}" if e["to_state"] else e["kind"]

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from pacswatch.attribution.attributor import AttributionConfig
 from pacswatch.attribution.dns import ResolverConfig
@@ -198,7 +199,7 @@ def _where(loc: tuple) -> str:
     return f"[{parts[0]}]" + (f" {'.'.join(parts[1:])}" if len(parts) > 1 else "")
 
 
-def _message(error: dict) -> str:
+def _message(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown key"

@@ -82,7 +82,7 @@ def from_record(record: Record, *, first_seen: datetime | None = None, status: s
         studies, patients = dicom.find.studies, dicom.find.patients
     if http is not None and studies is None:
         studies, patients = http.studies, http.patients
-    severity = record.severity.value if hasattr(record.severity, "value") else record.severity
+    severity = getattr(record.severity, "value", record.severity)
     tls_facts = record.tls or (http.tls if http else None)
     return Exposure(
         ip=record.ip, port=record.port, transport=record.transport, service=record.service,

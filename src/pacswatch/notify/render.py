@@ -119,8 +119,8 @@ def build_email(rendered: Rendered, *, sender: Sender, recipient: str, key: str,
     sender_box = mailbox(sender.from_addr, sender.organisation)
     msg["From"] = sender_box
     msg["To"] = mailbox(recipient)
-    if cc := [mailbox(c) for c in cc]:
-        msg["Cc"] = cc
+    if cc_boxes := [mailbox(c) for c in cc]:
+        msg["Cc"] = cc_boxes
     if sender.reply_to:
         msg["Reply-To"] = mailbox(sender.reply_to)
     msg["Subject"] = rendered.subject

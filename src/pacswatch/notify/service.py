@@ -139,6 +139,7 @@ def notify(engine: Engine, config: Config, *, dry_run: bool, out_dir: str | None
             writer.send(msg)
         return NotifyResult(plan, None, writer.written)
     # The store checks the opt-out list again as it claims each message (store.claim).
+    assert transport is not None  # made above when not given, for a real pass
     report = deliver(store, transport, clock=clock, limits=config.settings.limits, backoff=config.settings.backoff,
                      lease=config.settings.lease)
     plan.cancelled += store.cancelled

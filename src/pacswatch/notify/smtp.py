@@ -83,6 +83,8 @@ class SmtpTransport:
             addr_spec(message.recipient)  # a row from an older pacswatch may hold anything
         except AddressError as exc:
             return SendResult(False, True, f"not sent: {exc}")
+        assert cfg.host is not None  # config.check() in __init__ refuses a missing host
+        client: smtplib.SMTP
         try:
             if cfg.security == "tls":
                 client = smtplib.SMTP_SSL(cfg.host, cfg.port, local_hostname=cfg.helo, timeout=cfg.timeout,

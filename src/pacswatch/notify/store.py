@@ -154,7 +154,7 @@ class NotifyStore:
         def run(c: Connection) -> None:
             c.execute(update(T.cases).where(T.cases.c.id == case.id).values(**values))
             for t in transitions:
-                self._event(c, case.id, t)
+                self._event(c, case.stored_id, t)
             if note:
                 c.execute(insert(T.case_events), {"case_id": case.id, "at": at or case.updated_at, "kind": "note",
                                                   "from_state": None, "to_state": None, "why": note})
@@ -339,6 +339,7 @@ class NotifyStore:
         row = conn.execute(select(T.cases).where(T.cases.c.id == msg.case_id)).mappings().first()
         if row is None:
             return
+        assert msg.sent_at is not None  # called for a message just marked sent
         case, transitions = sent(_case(row), msg.kind, msg.sent_at, msg.recipient)
         self.save_case(case, transitions, conn=conn)
 

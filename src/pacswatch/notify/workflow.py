@@ -64,7 +64,7 @@ def load_exposures(engine, findings: Iterable[dict[str, Any]]) -> dict[tuple[str
 
     findings = list(findings)
     ids = [f["last_observation_id"] for f in findings if f.get("last_observation_id")]
-    records: dict[int, dict] = {}
+    records: dict[object, dict] = {}
     with engine.connect() as conn:
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
@@ -87,18 +87,19 @@ def routes(attributions: list[dict[str, Any]]) -> tuple[str | None, str | None]:
 
 
 def service_view(e: Exposure) -> C.ServiceView:
+    assert e.last_seen is not None  # an exposure comes from a finding or a record: both were seen
     return C.ServiceView(e.ip, e.port, e.exposed, e.last_seen, e.severity)
 
 
 def build_message(case: C.Case, kind: str, exposures: list[Exposure], recipient: str, *, settings: Settings,
                   renderer: Renderer, now: datetime) -> O.OutboxMessage:
     seq = case.followups + 1 if kind == C.FOLLOWUP else 1
-    key = O.message_key(case.id, case.round, kind, seq, recipient)
+    key = O.message_key(case.stored_id, case.round, kind, seq, recipient)
     rendered = renderer.render(kind, case, exposures, sender=settings.sender, owner_name=case.owner_name,
                                followup_number=seq)
     email = build_email(rendered, sender=settings.sender, recipient=recipient, key=key, at=now, case_id=case.id)
     raw = email.as_bytes(policy=SMTP_POLICY)
-    return O.OutboxMessage(key, case.id, kind, seq, case.round, recipient, rendered.subject, raw, now, now)
+    return O.OutboxMessage(key, case.stored_id, kind, seq, case.round, recipient, rendered.subject, raw, now, now)
 
 
 def sync_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], now: datetime, plan: Planned,
@@ -107,6 +108,7 @@ def sync_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], n
     none open or fixed; a closed case is never reused). An opted-out address opens nothing."""
     attributions = store.attributions()
     by_owner: dict[str, C.Case] = {}
+    case: C.Case | None
     for case in store.cases():
         if case.state != C.CLOSED:
             by_owner[case.owner_key] = case  # the latest per owner
@@ -121,8 +123,8 @@ def sync_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], n
         if case is None:
             case = store.create_case(*C.open_case(a["owner_key"], a["owner_name"], now))
             by_owner[a["owner_key"]] = case
-            plan.created.append(case.id)
-        store.assign(ip, port, case.id, now)
+            plan.created.append(case.stored_id)
+        store.assign(ip, port, case.stored_id, now)
 
 
 def opted_out(keys: Iterable[tuple[str, int]], exposures: dict[tuple[str, int], Exposure],
@@ -152,7 +154,7 @@ def review_case(store: NotifyStore, case: C.Case, exposures: dict[tuple[str, int
                 policy: C.Policy) -> CaseReview:
     """One case's review under the opt-out list: its opted-out services are not members (they
     neither keep it open nor count as fixed); a case whose every service is opted out closes."""
-    keys = store.services_of(case.id)
+    keys = store.services_of(case.stored_id)
     excluded = opted_out(keys, exposures, optouts)
     if keys and len(excluded) == len(keys):
         closed, t = C.close(case, now, f"opted-out: every service of the case ({len(keys)}) is on the opt-out "
@@ -188,7 +190,7 @@ def open_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], *
         review = review_case(store, case, exposures, attributions, optouts, now, policy).review
         if review.transitions:
             store.save_case(review.case, review.transitions)
-            plan.transitions += [(case.id, t) for t in review.transitions]
+            plan.transitions += [(case.stored_id, t) for t in review.transitions]
     return plan
 
 
@@ -214,27 +216,27 @@ def plan_pass(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], *,
         review = checked.review
         if review.transitions:
             store.save_case(review.case, review.transitions)
-            plan.transitions += [(case.id, t) for t in review.transitions]
+            plan.transitions += [(case.stored_id, t) for t in review.transitions]
         if review.send is None:
             continue
         if checked.recipient is None:
             if checked.refused is not None:
-                plan.suppressed.append((case.id, checked.refused))
+                plan.suppressed.append((case.stored_id, checked.refused))
             else:
-                plan.no_contact.append(case.id)
+                plan.no_contact.append(case.stored_id)
             continue
         open_members = [e for e in checked.members if e.exposed]
         if not settings.sender.list_protected and all(e.protected for e in open_members):
             # The notice would list nothing ("0 services"): every service refuses unknown callers
             # or asks for a login, and the configuration leaves those out of notices.
-            plan.suppressed.append((case.id, f"its {len(open_members)} service(s) all refuse unknown callers or "
+            plan.suppressed.append((case.stored_id, f"its {len(open_members)} service(s) all refuse unknown callers or "
                                              "ask for a login, and [notify] list_protected = false leaves them out"))
             continue
         try:
             msg = build_message(review.case, review.send, open_members, checked.recipient, settings=settings,
                                 renderer=renderer, now=now)
         except AddressError as exc:  # a contact with a CR/LF or two addresses in one: skip it, say why
-            plan.bad_recipients.append((case.id, str(exc)))
+            plan.bad_recipients.append((case.stored_id, str(exc)))
             continue
         plan.messages.append(msg)
         if not dry_run and store.enqueue(msg):

@@ -8,7 +8,12 @@ the probes' stack loads when options are built, not when a flag is parsed.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pacswatch.dicom.pdu import ae_title_problem
+
+if TYPE_CHECKING:
+    from pacswatch.probes.base import ProbeOptions
 
 MAX_AE_GUESSES = 32
 
@@ -31,7 +36,7 @@ def ae_titles(text: str) -> tuple[str, ...]:
     return titles
 
 
-def probe_options(args):
+def probe_options(args: Any) -> ProbeOptions:
     """`args`: an argparse Namespace (or any object) with the probe flags' attributes."""
     from pacswatch.identity import Identity
     from pacswatch.probes.base import DEFAULT_AE_GUESSES, ProbeOptions, Timeouts

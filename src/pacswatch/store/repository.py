@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import JSON, Integer, String, bindparam, delete, func, insert, literal_column, or_, select, update
+from sqlalchemy import (JSON, ColumnElement, Integer, String, bindparam, delete, func, insert, literal_column, or_,
+                        select, update)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -78,6 +79,8 @@ def _by_key_query(table, backend: str):
     not as an IN list, which Core expands into new SQL for every batch and SQLite caps in
     length; and on the whole key, since by address alone a multi-port scan reads (and Core
     converts) every other port's row of the batch's addresses too."""
+    ip: ColumnElement[Any]
+    port: ColumnElement[Any]
     if backend == "postgresql":
         keys = (func.unnest(bindparam("ips", type_=ARRAY(String)), bindparam("ports", type_=ARRAY(Integer)))
                 .table_valued("ip", "port").render_derived().alias("k"))
