@@ -131,3 +131,14 @@ def test_a_target_file_with_many_bad_lines_is_listed_one_a_line_and_cut(tmp_path
     assert len(lines) == 22 and all(line.startswith(f"  {targets} line ") for line in lines[1:21])
     assert lines[21] == "  ... and 6 more"
     assert "\\x0a" not in result.stderr and "\x1b" not in result.stderr and "\\x1b[2J" in lines[1]
+
+
+def test_a_scan_of_endpoints_seen_before_by_other_targets_does_not_call_itself_the_first(lab, tmp_path):
+    db = str(tmp_path / "first.db")
+    archive, echo = (f"{ip}:{port}" for ip, port in (lab.endpoint(k).address for k in ("open-archive", "echo-only")))
+    first = run(["scan", archive, echo, "--database", db, "--no-progress", "--no-attribute", "--timeout", "2"])
+    assert "changes (no earlier scan of the same targets; each endpoint against its last look): 2 new" in first.stderr
+    again = run(["scan", archive, "--database", db, "--no-progress", "--no-attribute", "--timeout", "2"])
+    assert again.returncode == 0, again.stderr
+    assert "first scan" not in again.stderr
+    assert "(no earlier scan of the same targets; each endpoint against its last look): 0 new" in again.stderr

@@ -134,7 +134,9 @@ def print_changes(console: Console, outcome, top: int | None = 200) -> None:
     """The end-of-scan summary of what changed since the last look at these targets."""
     previous = outcome.previous
     since = (f"since scan {previous['id']} of the same targets ({when(previous['created_at'])})" if previous
-             else "(first scan of these targets)")
+             # Changes are each endpoint's against its own last look, whichever scan made it: an
+             # endpoint seen before by a scan of other targets (a range, a rescan) is not new.
+             else "(no earlier scan of the same targets; each endpoint against its last look)")
     console.print(f"scan {outcome.scan_id} {outcome.status}: changes {since}: {summary_line(outcome.changes)}",
                   highlight=False)
     if outcome.events:
