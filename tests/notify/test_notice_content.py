@@ -80,3 +80,22 @@ def test_a_default_account_is_checked_with_that_account():
                              "http://192.0.2.21:8042/system")
     assert check.today == "it prints 200 (the documented account orthanc:orthanc is accepted)"
     assert len(verify_checks([default, WEB])) == 2  # one login, one without: two checks
+
+
+def test_a_notice_about_many_services_lists_the_first_ones_and_counts_the_rest():
+    # 60 open servers and 30 that refuse unknown callers: the body lists 25 of each, in address
+    # order (192.0.2.9 before 192.0.2.10), says how many more; the CSV holds all 90.
+    many = [Exposure(f"192.0.2.{n}", 104, service="dicom", product="Orthanc", severity="high") for n in range(60, 0, -1)]
+    refusing = [Exposure(f"198.51.100.{n}", 104, service="dicom", severity="low") for n in range(1, 31)]
+    rendered = Renderer().render(C.INITIAL, CASE, [*many, *refusing], sender=Sender())
+    body = rendered.body
+    assert rendered.subject.startswith("60 exposed medical imaging services")
+    listed = [line.split()[1] for line in body.splitlines() if line.startswith("  - 192.0.2.")]
+    assert listed == [f"192.0.2.{n}:104" for n in range(1, 26)]
+    assert "  - and 35 more like these, each in the attached pacswatch-case-5.csv" in body
+    assert "  - and 5 more like these, each in the attached pacswatch-case-5.csv" in body
+    (same,) = [line for line in body.split("\n\n") if "The same for" in line]
+    same = " ".join(same.split())
+    assert "-aec ANY-SCP 192.0.2.1 104" in same and "The same for 192.0.2.2, 192.0.2.3, 192.0.2.4," in same
+    assert same.endswith("192.0.2.26 and 34 more, in the attached pacswatch-case-5.csv.")
+    assert len(rendered.attachment.splitlines()) == 1 + 90

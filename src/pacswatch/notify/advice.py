@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from pacswatch.fingerprint.web import ORTHANC_DEFAULT_CREDENTIALS
 from pacswatch.notify.exposure import Exposure
+from pacswatch.output import address_key
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def verify_checks(exposures: Iterable[Exposure]) -> list[Check]:
         groups.setdefault(key, []).append(e)
     checks = []
     for (product, service, port, tls, _called, _auth), items in groups.items():
-        items = sorted(items, key=lambda e: (e.ip, e.port))
+        items = sorted(items, key=lambda e: address_key(e.ip, e.port))  # 127.0.0.9 before 127.0.0.10
         first = items[0]
         label = "web" if service == "http" else "DICOM"
         title = f"{product or 'Unknown product'}, {label}{' over TLS' if tls else ''} on port {port}"

@@ -21,12 +21,16 @@ from pacswatch.notify.advice import advice_for, verify_checks
 from pacswatch.notify.cases import Case
 from pacswatch.notify.csvexport import exposures_csv
 from pacswatch.notify.exposure import Exposure
+from pacswatch.output import address_key
 from pacswatch.text import clean
 
 if TYPE_CHECKING:
     import jinja2
 
 _RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
+# Services a notice lists one by one (exposed, then protected); the rest are counted, and every
+# one is in the attached CSV: a notice about 500 services was 3,500 lines no one reads.
+MAX_LISTED = 25
 DEFAULT_OPTOUT = ("If this is not your network, or you do not want these messages, reply with "
                   "\"opt out\" and the addresses or ranges; we will stop scanning and writing "
                   "about them.")
@@ -78,7 +82,7 @@ class Renderer:
 
     def render(self, kind: str, case: Case, exposures: Iterable[Exposure], *, sender: Sender,
                owner_name: str = "", followup_number: int = 0) -> Rendered:
-        ordered = sorted(exposures, key=lambda e: (-_RANK.get(e.severity or "", 0), e.ip, e.port))
+        ordered = sorted(exposures, key=lambda e: (-_RANK.get(e.severity or "", 0), address_key(e.ip, e.port)))
         # The subject and the summary count what is exposed (medium or worse); services that
         # refuse unknown callers are listed apart, so the count is what the owner must fix.
         exposed = [e for e in ordered if not e.protected]
@@ -92,7 +96,7 @@ class Renderer:
             "advice": advice_for(listed), "checks": verify_checks(exposed),
             "totals": {"studies": sum(e.studies or 0 for e in exposed),
                        "patients": sum(e.patients or 0 for e in exposed)},
-            "followup_number": followup_number, "attachment_name": attachment_name,
+            "followup_number": followup_number, "attachment_name": attachment_name, "max_listed": MAX_LISTED,
         }
         env = self.env()
         subject = " ".join(env.get_template("subject.txt.j2").render(context).split())
