@@ -49,7 +49,7 @@ def test_scan_reports_web_servers_found_on_ports_scanned_as_dicom(web_ports_host
     assert code == 0
     records = {r["port"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert sorted(records) == [LOGIN_PORT, ORTHANC_HTTP_PORT]
-    for port, record in records.items():
+    for record in records.values():
         assert record["status"] == "success" and record["service"] == "http", record
         assert record["http"]["auth"] == "auth-required", record
         assert record["dicom"] is None

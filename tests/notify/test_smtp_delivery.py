@@ -56,7 +56,10 @@ def queued(engine, clock, recipient="it@example.org") -> tuple[NotifyStore, O.Ou
     return store, msg
 
 
-def run(store, transport, clock, limits=O.RateLimits(), rounds=1):
+DEFAULT_LIMITS = O.RateLimits()
+
+
+def run(store, transport, clock, limits=DEFAULT_LIMITS, rounds=1):
     reports = []
     for _ in range(rounds):
         reports.append(deliver(store, transport, clock=clock, limits=limits, backoff=FAST))
@@ -99,7 +102,7 @@ def test_refusal_is_retried_then_delivered_once(engine, smtp_server, where, repl
     store, msg = queued(engine, clock)
     (smtp_server.handler.rcpt_replies if where == "rcpt" else smtp_server.handler.data_replies).append(reply)
     first, second, third = run(store, smtp(smtp_server.port), clock, rounds=3)
-    assert first.retrying == [msg.key] and reply[:3] in first.errors[msg.key]
+    assert first.retrying == [msg.key] and reply in first.errors[msg.key]  # as the relay wrote it, no b'...'
     assert second.sent == [msg.key] and third.sent == []
     assert len(smtp_server.received) == 1
     assert store.message(msg.key).attempts == 2

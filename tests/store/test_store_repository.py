@@ -65,7 +65,7 @@ def test_lifecycle_new_severity_fixed_reopened(repo):
              gone(*ep, T0 + timedelta(hours=2), "io-timeout"),  # proves nothing
              gone(*ep, T0 + timedelta(hours=3)), gone(*ep, T0 + timedelta(hours=9)),
              dicom(*ep, "medium", T0 + timedelta(hours=10))]
-    for n, record in enumerate(looks):
+    for record in looks:
         repo.ingest(new_scan(repo), [(0, record)])
     (finding,) = repo.findings()
     assert finding["status"] == "reopened" and finding["severity"] == "medium" and finding["reopen_count"] == 1
