@@ -108,11 +108,11 @@ class SmtpTransport:
             refused = client.sendmail(self.envelope_from, [message.recipient], message.raw)
             if refused:
                 code, text = refused[message.recipient]
-                return SendResult(False, code >= 500, f"{code} {text!r}")
+                return SendResult(False, code >= 500, f"{code} {_reply_text(text)}")
             return SendResult(True, detail="250 accepted")
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
-            return SendResult(False, code >= 500, f"recipient refused: {code} {text!r}")
+            return SendResult(False, code >= 500, f"recipient refused: {code} {_reply_text(text)}")
         except smtplib.SMTPResponseException as exc:
             return _from_response(exc)
         except (smtplib.SMTPServerDisconnected, TimeoutError, OSError, smtplib.SMTPException) as exc:
@@ -125,9 +125,13 @@ class SmtpTransport:
                 client.close()
 
 
+def _reply_text(value: bytes | str) -> str:
+    """A relay's reply text as it reads, not as Python's bytes repr (b'5.1.1 ...')."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def _from_response(exc: smtplib.SMTPResponseException) -> SendResult:
-    text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-    return SendResult(False, exc.smtp_code >= 500, f"{exc.smtp_code} {text}")
+    return SendResult(False, exc.smtp_code >= 500, f"{exc.smtp_code} {_reply_text(exc.smtp_error)}")
 
 
 class DryRunTransport:
