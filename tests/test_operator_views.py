@@ -142,3 +142,20 @@ def test_a_scan_of_endpoints_seen_before_by_other_targets_does_not_call_itself_t
     assert again.returncode == 0, again.stderr
     assert "first scan" not in again.stderr
     assert "(no earlier scan of the same targets; each endpoint against its last look): 0 new" in again.stderr
+
+
+def test_findings_say_which_open_finding_was_missed_once(tmp_path):
+    # A server switched off: the first miss leaves the finding open until a second miss
+    # confirms it (two-miss rule); the findings table says so instead of a bare 'open'.
+    ip = f"127.94.{os.getpid() % 200}.21"
+    peers = HostilePeers([("find-flood", ip, 0)], hold=60.0)
+    (port,) = peers.start()
+    db = str(tmp_path / "missed.db")
+    scan = ["scan", f"{ip}:{port}", "--database", db, "--quiet", "--no-attribute", "--timeout", "1"]
+    try:
+        assert run(scan).returncode == 0
+    finally:
+        peers.stop()
+    assert run(scan).returncode == 0  # connection refused now: missed once
+    table = run(["findings", "--database", db]).stdout
+    assert "open, missed once" in table, table

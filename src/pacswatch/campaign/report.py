@@ -99,7 +99,10 @@ def findings_table(rows: Sequence[Mapping]) -> Table:
     _add_columns(table, ("id", "endpoint", "severity", "status", "product", "studies", "patients", "first seen",
                          "last seen", "fixed at"))
     for r in rows:
-        table.add_row(str(r["id"]), shown(endpoint(r["ip"], r["port"])), _sev(r["severity"]), shown(r["status"]),
+        # An open finding missed once waits for a second miss to be fixed (two-miss rule): say so,
+        # or a server switched off reads as still exposed with nothing to show why.
+        status = f"{r['status']}, missed once" if r.get("missed_since") else r["status"]
+        table.add_row(str(r["id"]), shown(endpoint(r["ip"], r["port"])), _sev(r["severity"]), shown(status),
                       _product(r), _count(r.get("studies"), r.get("capped")), _count(r.get("patients"), r.get("capped")),
                       when(r["first_seen"]), when(r["last_seen"]), when(r.get("fixed_at")))
     return table
