@@ -61,7 +61,7 @@ def error_line(prefix: str, error: object) -> Text:
     details = getattr(error, "details", ())
     if not details:
         return Text(prefix, style="bold red").append(" ").append_text(shown(error))
-    text = Text(prefix, style="bold red").append(" ").append_text(shown(error.head))
+    text = Text(prefix, style="bold red").append(" ").append_text(shown(getattr(error, "head", error)))
     for detail in details[:MAX_ERROR_DETAILS]:
         text.append("\n  ").append_text(shown(detail))
     if len(details) > MAX_ERROR_DETAILS:
