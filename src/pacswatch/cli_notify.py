@@ -20,6 +20,7 @@ import sys
 
 COMMANDS = ("attribute", "owners", "cases", "case", "notify", "export", "config")
 EXIT_USAGE, EXIT_STORE = 2, 1
+EXIT_INTERRUPTED = 130  # as cli.py's: 128 + SIGINT
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -143,8 +144,14 @@ def _run(args, engine, config, clock, transport, attributor_kwargs) -> int:
     if args.command == "case":
         return views.case(store, args, clock())
     if args.command == "notify":
-        result = service.notify(engine, config, dry_run=args.dry_run, out_dir=args.out, clock=clock,
-                                transport=transport)
+        try:
+            result = service.notify(engine, config, dry_run=args.dry_run, out_dir=args.out, clock=clock,
+                                    transport=transport)
+        except KeyboardInterrupt:  # Ctrl-C: what happened to the messages, not a stack trace
+            minutes = int(config.settings.lease.total_seconds() // 60)
+            print("pacswatch notify: interrupted; every message sent is recorded, and one being sent is tried "
+                  f"again by a pass at least {minutes} min from now (pacswatch notify)", file=sys.stderr)
+            return EXIT_INTERRUPTED
         views.print_notify(result, dry_run=args.dry_run)
         return 0 if result.delivery is None or not result.delivery.failed else 1
     if args.command == "export":

@@ -43,3 +43,50 @@ def test_a_message_waiting_for_its_retry_is_named_with_its_next_try(database_url
             assert line.startswith("waiting: case 1 initial to it@g.example.org after 1 failed attempt(s) (connect:")
             assert "Connection refused" in line and "UTC (run pacswatch notify again then)" in line
     assert violations() == []
+
+
+def test_ctrl_c_while_the_relay_hangs_stops_at_once_and_the_next_pass_names_the_message(database_url, smtp_server,
+                                                                                        tmp_path, capsys):
+    """Ctrl-C while the relay sits on RCPT: notify stops within a second (no QUIT that waits out
+    the 30 s timeout), says what happened to the messages, exits 130; the message it was sending
+    is named by the next pass as in flight, with when it will be tried again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    smtp_server.handler.rcpt_delays.append(60)
+    with Lab(f"127.78.{NET}.0", port=0, names=["open-archive"]) as lab:
+        config = tmp_path / "notify.toml"
+        config.write_text(f'[sender]\nfrom = "notify@example.org"\n\n[smtp]\nenabled = true\nhost = "127.0.0.1"\n'
+                          f'port = {smtp_server.port}\nsecurity = "none"\ntimeout = 30\n')
+        assert cli(capsys, "owners", "add", f"127.78.{NET}.0/24", "--name", "Hospital H", "--contact",
+                   "it@h.example.org", "--database", database_url)[0] == 0
+        with Repository.open(database_url) as repo:
+            scan_and_store(repo, lab_endpoints(lab.manifest))
+            attribute(repo.engine, load(str(config)))
+        proc = subprocess.Popen([sys.executable, "-m", "pacswatch.cli", "notify", "--database", database_url,
+                                 "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while smtp_server.handler.connections == 0:  # the relay has the connection, and sits on RCPT
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            started = time.monotonic()
+            _, stderr = proc.communicate(timeout=20)
+            stopped_in = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+        assert stopped_in < 3, stopped_in
+        assert stderr.strip().startswith("pacswatch notify: interrupted; every message sent is recorded"), stderr
+        code, out = cli(capsys, "notify", "--database", database_url, "--config", str(config))
+        assert code == 0 and smtp_server.received == []
+        (line,) = [x for x in out.splitlines() if x.startswith("in flight:")]
+        assert line.startswith("in flight: case 1 initial to it@h.example.org")
+        assert "by a pass that did not finish; next try from" in line
+    assert violations() == []

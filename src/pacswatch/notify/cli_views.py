@@ -158,11 +158,16 @@ def print_notify(result, *, dry_run: bool) -> None:
     for key, error in d.errors.items():  # an SMTP server's words
         print(f"  {clean(key[:12])}: {clean(error, limit=1000)}")
     # Nothing sends a message later by itself: say when the next `pacswatch notify` will try it.
-    for m in getattr(result, "waiting", ()):
+    for m, next_try in getattr(result, "waiting", ()):
+        if m.state == "sending":  # claimed by a pass that stopped (Ctrl-C, a crash) before it was told the outcome
+            print(f"in flight: case {m.case_id} {m.kind} to {clean(m.recipient)} since {_when(m.claimed_at)} UTC, "
+                  f"by a pass that did not finish; next try from {_when(next_try)} UTC (run pacswatch notify "
+                  "again then)")
+            continue
         why = f" after {m.attempts} failed attempt(s)" if m.attempts else ""
         why += f" ({clean(m.last_error, limit=300)})" if m.last_error else ""
         print(f"waiting: case {m.case_id} {m.kind} to {clean(m.recipient)}{why}; next try from "
-              f"{_when(m.next_attempt_at)} UTC (run pacswatch notify again then)")
+              f"{_when(next_try)} UTC (run pacswatch notify again then)")
 
 
 def export(args, engine, store: NotifyStore, now: datetime) -> int:

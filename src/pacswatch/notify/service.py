@@ -110,7 +110,9 @@ class NotifyResult:
     plan: Planned
     delivery: DeliveryReport | None
     written: list[Path]
-    waiting: list[OutboxMessage] = field(default_factory=list)  # still pending after this pass
+    # Not sent after this pass, each with when the next pass may try it: pending ones when their
+    # retry is due, one left 'sending' by an interrupted pass when its lease ends.
+    waiting: list[tuple[OutboxMessage, datetime]] = field(default_factory=list)
 
 
 def notify(engine: Engine, config: Config, *, dry_run: bool, out_dir: str | None = None,
@@ -143,4 +145,7 @@ def notify(engine: Engine, config: Config, *, dry_run: bool, out_dir: str | None
     report = deliver(store, transport, clock=clock, limits=config.settings.limits, backoff=config.settings.backoff,
                      lease=config.settings.lease)
     plan.cancelled += store.cancelled
-    return NotifyResult(plan, report, [], store.messages(states=["pending"]))
+    lease = config.settings.lease
+    waiting = [(m, m.claimed_at + lease if m.state == "sending" and m.claimed_at else m.next_attempt_at)
+               for m in store.messages(states=["pending", "sending"])]
+    return NotifyResult(plan, report, [], waiting)

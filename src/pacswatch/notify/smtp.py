@@ -95,6 +95,7 @@ class SmtpTransport:
             return _from_response(exc)
         except (OSError, smtplib.SMTPException) as exc:
             return SendResult(False, False, f"connect: {type(exc).__name__}: {exc}")
+        interrupted = False
         try:
             client.ehlo()
             if cfg.security == "starttls":
@@ -118,11 +119,18 @@ class SmtpTransport:
         except (smtplib.SMTPServerDisconnected, TimeoutError, OSError, smtplib.SMTPException) as exc:
             # Dropped or stalled before the final reply: not delivered (RFC 5321 4.1.1.4), retry.
             return SendResult(False, False, f"{type(exc).__name__}: {exc}")
+        except BaseException:  # Ctrl-C or SIGTERM mid-transaction
+            interrupted = True
+            raise
         finally:
-            try:
-                client.quit()
-            except (smtplib.SMTPException, OSError):
+            if interrupted:
+                # No QUIT: it would wait up to the timeout for a relay that may be why we are stuck.
                 client.close()
+            else:
+                try:
+                    client.quit()
+                except (smtplib.SMTPException, OSError):
+                    client.close()
 
 
 def _reply_text(value: bytes | str) -> str:
