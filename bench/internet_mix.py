@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """pacswatch against nmap's dicom-ping on loopback endpoints that behave like the internet.
 
-    python bench/internet_mix.py [--endpoints 10000] [--concurrency 3000] [--equal 1000]
+    python bench/internet_mix.py [--endpoints 10000] [--concurrency 4000] [--equal 1000]
 
 bench/dicom_vs_nmap.py measures a fleet where every peer answers alike: the memo's best case.
 Real scans meet many products, silent hosts, refusals and round trips of 20-300 ms. This
@@ -233,8 +233,8 @@ def print_table(runs: list[Run]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--endpoints", type=int, default=10_000)
-    parser.add_argument("--concurrency", type=int, default=3000,
-                        help="each tool's fastest setting: pacswatch --concurrency, nmap parallelism (default 3000)")
+    parser.add_argument("--concurrency", type=int, default=4000,
+                        help="each tool's fast setting: pacswatch --concurrency, nmap parallelism (default 4000)")
     parser.add_argument("--equal", type=int, default=1000, help="the equal parallelism of the second pair (0: none)")
     parser.add_argument("--timeout", type=float, default=2.0,
                         help="pacswatch --timeout T; nmap --script-timeout 2T (default 2)")
