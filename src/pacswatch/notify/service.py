@@ -146,6 +146,6 @@ def notify(engine: Engine, config: Config, *, dry_run: bool, out_dir: str | None
                      lease=config.settings.lease)
     plan.cancelled += store.cancelled
     lease = config.settings.lease
-    waiting = [(m, m.claimed_at + lease if m.state == "sending" and m.claimed_at else m.next_attempt_at)
-               for m in store.messages(states=["pending", "sending"])]
-    return NotifyResult(plan, report, [], waiting)
+    queued = [(m, m.claimed_at + lease if m.state == "sending" and m.claimed_at else m.next_attempt_at)
+              for m in store.messages(states=["pending", "sending"])]
+    return NotifyResult(plan, report, [], queued)
