@@ -75,11 +75,7 @@ class Profile:
     reject_reason: str | None = None
     counts: bool = False  # its universal C-FIND matches are drawn per endpoint
     nmap_dicom: bool = False  # dicom-ping sees an A-ASSOCIATE-AC or -RJ type byte
-
-    @property
-    def answers(self) -> bool:
-        """Said something on the association (as opposed to silence or a refused connection)."""
-        return self.status not in ("io-timeout-silent", "connection-refused")
+    answers: bool = True  # says something to an A-ASSOCIATE-RQ (not silent, not a closed port)
 
 
 QR = frozenset({"verification", "find", "move", "get", "storage"})
@@ -93,8 +89,8 @@ PROFILES = {
     "reject-called": Profile("rejected", reject_reason="called-ae-not-recognized", nmap_dicom=True),
     "reject-calling": Profile("rejected", reject_reason="calling-ae-not-recognized", nmap_dicom=True),
     "reject-busy": Profile("rejected", reject_reason="local-limit-exceeded", nmap_dicom=True),
-    "silent": Profile("io-timeout-silent"),
-    "closed": Profile("connection-refused"),
+    "silent": Profile("io-timeout", answers=False),
+    "closed": Profile("connection-refused", answers=False),
     "garbage": Profile("protocol-error"),
     "abort": Profile("rejected"),
     "drip": Profile("io-timeout", nmap_dicom=True),
@@ -153,9 +149,8 @@ def expected_kinds(profile: Profile) -> set[str]:
 def pacswatch_wrong(record: dict, end: Endpoint) -> str | None:
     """Why the record is not what the mix gave this endpoint; None when it is right."""
     p = PROFILES[end.profile]
-    status = "io-timeout" if p.status == "io-timeout-silent" else p.status
-    if record["status"] != status:
-        return f"status {record['status']}, not {status}"
+    if record["status"] != p.status:
+        return f"status {record['status']}, not {p.status}"
     d = record.get("dicom") or {}
     a = d.get("association") or {}
     if end.profile == "abort":
@@ -163,7 +158,7 @@ def pacswatch_wrong(record: dict, end: Endpoint) -> str | None:
     if p.reject_reason is not None:
         reason = (a.get("reject") or {}).get("reason")
         return None if reason == p.reject_reason else f"reject reason {reason}"
-    if status != "success":
+    if p.status != "success":
         return None
     kinds = {context_kind(c) for c in a.get("accepted_contexts", [])}
     find = d.get("find") or {}
@@ -254,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     for v in args.variants.split(","):
         if v and v not in VARIANTS:
             raise SystemExit(f"unknown variant {v!r}")
-    nmap_profiles = {"tuned": ("tuned", []), "tuned-t4": ("tuned", ["-T4"])}
+    for v in args.nmap_profiles.split(","):
+        if v and v not in ("tuned", "tuned-t4"):
+            raise SystemExit(f"unknown nmap profile {v!r}")
     if shutil.which("nmap") is None:
         raise SystemExit("nmap is not installed")
     kind = "nmap-ports" if os.geteuid() == 0 else "grid"  # binding port 104 needs root
@@ -300,11 +297,12 @@ def main(argv: list[str] | None = None) -> int:
                 run.correct, run.check = check_pacswatch_mix(output, mix)
             else:
                 xml = work / f"{name}.xml"
-                profile, extra = nmap_profiles[variant]
+                tuned = NMAP_PROFILES["tuned"](concurrency, len(addresses))
+                if variant == "tuned-t4":  # the same parallelism under the -T4 template
+                    tuned = ["-T4" if arg == "-T5" else arg for arg in tuned]
                 cmd = ["nmap", "-sT", "-Pn", "-n", "-p", ",".join(map(str, ports)),
                        "--script", "dicom-ping" if kind == "nmap-ports" else "+dicom-ping",
-                       *NMAP_PROFILES[profile](concurrency, len(addresses)), *extra, "--script-timeout", slow,
-                       "-iL", str(targets), "-oX", str(xml)]
+                       *tuned, "--script-timeout", slow, "-iL", str(targets), "-oX", str(xml)]
                 check_nmap_command(cmd, targets)
                 run = Run(tool, variant, n, cmd)
                 print(f"running: {' '.join(cmd)}", flush=True)
