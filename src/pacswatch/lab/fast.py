@@ -53,7 +53,7 @@ class FastProtocol(asyncio.Protocol):
     __slots__ = ("transport", "acceptor", "last", "timer", "loop")
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport  # set by connection_made, asyncio's first call
+        self.transport: asyncio.Transport | None = None  # set by connection_made
         self.acceptor = Acceptor()
         self.timer: asyncio.TimerHandle | None = None
 
@@ -70,21 +70,23 @@ class FastProtocol(asyncio.Protocol):
     def _check_idle(self) -> None:
         idle = self.loop.time() - self.last
         if idle >= IDLE_TIMEOUT:
+            assert self.transport is not None  # the timer starts in connection_made
             self.transport.abort()
         else:
             self.timer = self.loop.call_later(IDLE_TIMEOUT - idle, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None and self.timer is not None  # both set by connection_made
         self.last = self.loop.time()
         out, close = self.acceptor.receive(data)
         if out:
-            self.transport.write(out)
+            transport.write(out)
         if close:
-            self.transport.close()  # after the buffered A-ABORT is flushed
+            transport.close()  # after the buffered A-ABORT is flushed
         elif self.acceptor.released:
-            if self.timer is not None:  # set by connection_made
-                self.timer.cancel()
-            self.timer = self.loop.call_later(ARTIM, self.transport.abort)
+            self.timer.cancel()
+            self.timer = self.loop.call_later(ARTIM, transport.abort)
 
     def eof_received(self) -> bool:
         return False  # close our side too
