@@ -27,8 +27,11 @@ def scan(endpoints: list[tuple[str, int]], *, web_ports: frozenset[int] = frozen
     return records
 
 
-def scan_and_store(repo: Repository, endpoints: list[tuple[str, int]], policy=None, **kw) -> list[Record]:
+def scan_and_store(repo: Repository, endpoints: list[tuple[str, int]], policy=None, *, shift=None, **kw) -> list[Record]:
+    """`shift` (a timedelta) moves the records' times, for a rescan on a later day of a test's clock."""
     records = scan(endpoints, **kw)
+    if shift is not None:
+        records = [r.model_copy(update={"scanned_at": r.scanned_at + shift}) for r in records]
     key = os.urandom(8).hex()
     scan_id = repo.create_scan(kind="scan", parameters={"test": True}, seed=1, fingerprint=key, targets_key="lab",
                                plan_size=len(endpoints))

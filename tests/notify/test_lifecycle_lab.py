@@ -147,7 +147,10 @@ def test_notified_fixed_followup_escalation_stale(world):
     assert smtp.received[-1].rcpt_tos == ["security@hospital-b.example.org"]
     assert str(smtp.received[-1].message["Subject"]).strip().startswith("Reminder:")
 
+    # No escalation without a rescan since the reminder: it would say what no scan has seen.
     clock.offset = timedelta(days=30)
+    assert notify(engine, config, dry_run=False, clock=clock).delivery.sent == []
+    scan_and_store(repo, targets, web_ports=web_ports, policy=no_wait, shift=timedelta(days=29))
     fourth = notify(engine, config, dry_run=False, clock=clock)
     assert len(fourth.delivery.sent) == 1 and store.case(case_b.id).escalated_at is not None
     assert smtp.received[-1].rcpt_tos == ["abuse@isp.example.net"]

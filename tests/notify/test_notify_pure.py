@@ -58,6 +58,17 @@ def test_fixed_needs_a_rescan_after_the_notice():
     assert C.review(case, half, T0 + DAY, POLICY).case.state == C.NOTIFIED
 
 
+def test_no_reminder_or_escalation_without_a_rescan_since_the_last_message():
+    # A reminder says "our latest scan still finds ...": not when nothing was looked at since.
+    case = notified_case()
+    review = C.review(case, [view(True, T0)], T0 + 15 * DAY, POLICY)
+    assert review.send is None and review.why == "a reminder waits for a rescan that finds the services still exposed"
+    assert C.review(case, [view(True, T0 + 14 * DAY)], T0 + 15 * DAY, POLICY).send == C.FOLLOWUP
+    case, _ = C.sent(case, C.FOLLOWUP, T0 + 15 * DAY, "it@example.org")
+    assert C.review(case, [view(True, T0 + 14 * DAY)], T0 + 30 * DAY, POLICY).send is None
+    assert C.review(case, [view(True, T0 + 29 * DAY)], T0 + 30 * DAY, POLICY).send == C.ESCALATION
+
+
 def test_followup_then_escalation_then_stale():
     case = notified_case()
     assert C.review(case, [view(True, T0 + DAY)], T0 + 13 * DAY, POLICY).send is None

@@ -133,8 +133,10 @@ def test_an_optout_stops_every_notice_naming_it_or_going_to_its_contact(labs, da
     code, out = cli(capsys, "stats", "--format", "json", "--database", db)
     assert json.loads(out)["findings_by_status"]["opted-out"] == 1
 
-    # Weeks later: C is reminded; still nothing to the opted-out contact or about its address.
+    # Weeks later, after a rescan of C: C is reminded; still nothing to the opted-out contact or
+    # about its address.
     with Repository.open(db) as repo:
+        scan_and_store(repo, lab_endpoints(lab_c.manifest), shift=timedelta(days=14))
         later = notify(repo.engine, load(config), dry_run=False,
                        clock=lambda: datetime.now(UTC) + timedelta(days=15))
         assert len(later.delivery.sent) == 1
@@ -178,7 +180,9 @@ def test_an_optout_added_after_queueing_stops_the_send(database_url, smtp_server
             assert archive.ip not in message_text(received.content)
             assert store.case(case.id).state == C.NOTIFIED
 
-            # A reminder queued, then the recipient asks (about another network): it is not sent.
+            # After a rescan (of the service not opted out), a reminder queued, then the recipient
+            # asks (about another network): it is not sent.
+            scan_and_store(repo, [echo.address], shift=timedelta(days=14))
             later = now + timedelta(days=15)
             plan = plan_pass(store, findings_exposures(repo.engine), now=later, settings=config.settings)
             assert len(plan.queued) == 1

@@ -193,10 +193,17 @@ def review(case: Case, services: Iterable[ServiceView], now: datetime, policy: P
         return Review(case)
     last = case.last_notice_at or case.notified_at or case.opened_at
     quiet = now - last
+    # A reminder or an escalation says "our latest scan still finds": only true when a look
+    # after the last message saw a service exposed. Without a rescan since, it waits for one.
+    seen_since = any(s.checked_at >= last for s in exposed)
     if case.followups < policy.max_followups and quiet >= policy.followup_after:
+        if not seen_since:
+            return Review(case, (), None, "a reminder waits for a rescan that finds the services still exposed")
         return Review(case, (), FOLLOWUP, f"still exposed {quiet.days} days after the last notice")
     if (case.state != ACKNOWLEDGED and can_escalate and case.escalated_at is None
             and case.followups >= policy.max_followups and quiet >= policy.escalate_after):
+        if not seen_since:
+            return Review(case, (), None, "an escalation waits for a rescan that finds the services still exposed")
         return Review(case, (), ESCALATION, f"no fix {quiet.days} days after {case.followups} follow-up(s)")
     done_escalating = case.escalated_at is not None or not can_escalate or case.state == ACKNOWLEDGED
     if case.followups >= policy.max_followups and done_escalating and quiet >= policy.stale_after:
