@@ -43,8 +43,10 @@ def test_the_attribution_deadlines_can_be_set():
 
 @pytest.mark.parametrize(("text", "error"), [
     ('[smtp]\nenabled = "false"\n', '[smtp] enabled: must be true or false (without quotes), not \'false\''),
-    ("[smtp]\nenabeld = true\n", "[smtp] enabeld: unknown key"),
+    ("[smtp]\nenabeld = true\n", "[smtp] enabeld: unknown key (did you mean enabled?)"),
     ("[mail]\nhost = 'x'\n", "[mail]: unknown key"),
+    ("[notfy]\nfollowup_days = 3\n", "[notfy]: unknown key (did you mean notify?)"),
+    ('[sender]\nfrm = "a@example.org"\n', "[sender] frm: unknown key (did you mean from?)"),
     ('[smtp]\nport = "25"\n', "[smtp] port: should be a valid integer, not '25'"),
     ("[smtp]\nport = 70000\n", "[smtp] port: should be less than or equal to 65535, not 70000"),
     ('[smtp]\nsecurity = "ssl"\n', "[smtp] security: should be 'starttls', 'tls' or 'none', not 'ssl'"),
@@ -63,6 +65,12 @@ def test_a_bad_value_is_one_error_naming_the_key(text, error):
         configuration.from_dict(tomllib.loads(text), source="configuration x.toml")
     assert str(raised.value).startswith("configuration x.toml: ")
     assert error in str(raised.value)
+
+
+def test_an_unknown_key_like_no_known_one_gets_no_suggestion():
+    with pytest.raises(configuration.ConfigError) as raised:
+        configuration.from_dict(tomllib.loads("[smtp]\nxyzzy = 1\n"), source="x.toml")
+    assert str(raised.value) == "x.toml: [smtp] xyzzy: unknown key"
 
 
 def test_several_problems_are_named_together():

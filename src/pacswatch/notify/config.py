@@ -38,6 +38,7 @@ it used to send mail. `pacswatch config init` writes a commented sample (sample-
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -199,10 +200,24 @@ def _where(loc: tuple) -> str:
     return f"[{parts[0]}]" + (f" {'.'.join(parts[1:])}" if len(parts) > 1 else "")
 
 
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys the TOML accepts where `loc` points: the sections at the top, a section's keys
+    (by their TOML names: `from`, not `from_`) inside one."""
+    if len(loc) == 1:
+        return list(ConfigFile.model_fields)
+    field = ConfigFile.model_fields.get(str(loc[0]))
+    section = field.annotation if field is not None else None
+    if not (isinstance(section, type) and issubclass(section, BaseModel)):
+        return []
+    return [f.alias or name for name, f in section.model_fields.items()]
+
+
 def _message(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
-        return "unknown key"
+        # A typo is the usual cause: name the key that was probably meant.
+        close = difflib.get_close_matches(str(error["loc"][-1]), _known_keys(error["loc"]), n=1)
+        return f"unknown key (did you mean {close[0]}?)" if close else "unknown key"
     if kind == "bool_type":
         return f"must be true or false (without quotes), not {error['input']!r}"
     if kind in ("model_type", "dict_type"):
