@@ -41,7 +41,7 @@ class CountingLimiter:
     def __init__(self) -> None:
         self.acquired = 0
 
-    async def acquire(self) -> None:
+    async def acquire(self, loop=None, ip=None) -> None:  # RateLimiter.acquire's signature
         self.acquired += 1
 
 
