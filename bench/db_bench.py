@@ -31,7 +31,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from pacswatch.campaign.work import IntervalSet
+from pacswatch.findings.work import IntervalSet
 from pacswatch.record import Association, DicomFacts, Find, Product, Record
 from pacswatch.store import Repository
 

@@ -38,7 +38,7 @@ def test_mypy_is_strict_on_the_strict_packages(tmp_path):
 def test_mypy_keeps_its_defaults_elsewhere(tmp_path):
     # An untyped function is fine outside the strict packages (`strict = true` in an override
     # would have made it an error everywhere).
-    for module in ("pacswatch/status.py", "pacswatch/campaign/schedule.py"):
+    for module in ("pacswatch/status.py", "pacswatch/findings/schedule.py"):
         result = mypy_with_an_untyped_function(module, tmp_path)
         assert result.returncode == 0, (module, result.stdout, result.stderr)
         assert "Success: no issues found in 1 source file" in result.stdout

@@ -13,12 +13,12 @@ from pacswatch.cli_campaign import (
     add_commands,
     add_database_option,
     add_no_resolve_option,
+    add_probe_options,
     add_scan_options,
     dispatch,
     optout_reason,
 )
-from pacswatch.cli_types import at_least, contact_url, integer, positive
-from pacswatch.identity import DEFAULT_CONTACT_URL
+from pacswatch.cli_types import at_least, integer, positive
 from pacswatch.targets import PortError, TargetError
 from pacswatch.targets.ports import DEFAULT_DICOM_PORTS
 
@@ -40,41 +40,6 @@ DEFAULT_TOP = 25  # rows of the end-of-scan table on a terminal
 # The web probe's default ports (probes/registry.py DEFAULT_WEB_PORTS), for --help: importing
 # the probes to build the parser would load the scan's stack for every usage error.
 DEFAULT_WEB_PORTS_TEXT = "8042, 80, 443, 8080, 8443"
-
-
-def _ae_option(check: str):
-    """An argparse type for AE titles (PS3.5 6.2): the value unchanged, or a clear error before
-    anything is sent. `check` names the function in probes/options.py, imported only on use."""
-    def parse(text: str) -> str:
-        from pacswatch.probes import options
-
-        try:
-            getattr(options, check)(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return text
-
-    parse.__name__ = "AE title"
-    return parse
-
-
-def _add_probe_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timeout", type=positive("timeout", float), default=4.0, metavar="S",
-                   help="connect and response timeout in seconds; the other deadlines derive from it (default 4)")
-    p.add_argument("--no-find", action="store_true", help="do not send C-FIND (permission check and counts)")
-    p.add_argument("--find-limit", type=positive("limit"), default=1000, metavar="N",
-                   help="stop counting at N results with C-CANCEL and report 'at least N' (default 1000)")
-    p.add_argument("--no-ae-guess", action="store_true",
-                   help="do not retry rejected associations with product-default called AE titles")
-    p.add_argument("--ae-guess", metavar="LIST", type=_ae_option("ae_titles"),
-                   help="comma-separated called AE titles to try (at most 32)")
-    p.add_argument("--calling-ae", default="PACSWATCH", type=_ae_option("ae_title"),
-                   help="our calling AE title (default PACSWATCH)")
-    p.add_argument("--contact-url", default=DEFAULT_CONTACT_URL, type=contact_url, metavar="URL",
-                   help="contact URL (http, https or mailto) announced in the User-Agent; no user or password")
-    p.add_argument("--tls-ports", default="2762", metavar="LIST", help="ports where TLS is tried first (default 2762)")
-    p.add_argument("--try-default-credentials", action="store_true",
-                   help="INTRUSIVE: try documented default web credentials (a login attempt); off by default")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="event loop: uvloop when installed (auto), or the standard one")
     scan.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     scan.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
-    _add_probe_options(scan)
+    add_probe_options(scan)
     add_scan_options(scan)
 
     probe = sub.add_parser("probe", help="probe one endpoint and print a full report (no port: the default "
@@ -126,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "default DICOM ports")
     probe.add_argument("--json", action="store_true", help="print the record as JSON")
     probe.add_argument("--web", action="store_true", help="probe the port as HTTP(S) even if it is not a web port")
-    _add_probe_options(probe)
+    add_probe_options(probe)
     add_database_option(probe)  # its opt-out list and scope apply here too
     add_no_resolve_option(probe)
 
@@ -180,13 +145,13 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(record_schema_text())
             return 0
         if args.command == "lab":
-            from pacswatch.lab.cli import run_lab_command
+            from pacswatch.cli_lab import run_lab_command
 
             return run_lab_command(args.base_ip)
         if args.command == "demo":
-            from pacswatch.lab.cli import run_demo_command
+            from pacswatch.cli_lab import run_demo_command
 
-            return run_demo_command(args.base_ip, args.output, database=args.database)
+            return run_demo_command(scan_from_argv, args.base_ip, args.output, database=args.database)
     except (TargetError, PortError, ValueError, OSError) as exc:
         err.print(error_line(f"pacswatch {args.command}:", exc), highlight=False, soft_wrap=True)
         return EXIT_USAGE
@@ -200,6 +165,14 @@ def cmd_scan(args: argparse.Namespace, err: Console) -> int:
     return campaign_scan(args, err)
 
 
+def scan_from_argv(argv: list[str]) -> int:
+    """`pacswatch scan ARGV...` in this process, through this parser: how the demo scans its lab
+    (cli_lab.py, which gets it passed in rather than importing this module back)."""
+    from pacswatch.output import stderr_console
+
+    return cmd_scan(build_parser().parse_args(argv), stderr_console())
+
+
 def cmd_probe(args: argparse.Namespace, err: Console) -> int:
     try:
         return _probe(args, err)
@@ -211,7 +184,7 @@ def cmd_probe(args: argparse.Namespace, err: Console) -> int:
 def _probe(args: argparse.Namespace, err: Console) -> int:
     import asyncio
 
-    from pacswatch.campaign.ingest import speaks
+    from pacswatch.findings.ingest import speaks
     from pacswatch.net.limits import RateLimiter
     from pacswatch.output import print_report, stdout_console
     from pacswatch.probes.base import Endpoint, ProbeContext

@@ -20,11 +20,12 @@ from rich.console import Console
 
 from pacswatch.campaign import report
 from pacswatch.campaign.commands import EXIT_STORE, campaign_scan, cmd_run
-from pacswatch.cli_types import positive
+from pacswatch.cli_types import contact_url, positive
+from pacswatch.identity import DEFAULT_CONTACT_URL
 from pacswatch.output import error_line, stdout_console
 
-__all__ = ["add_commands", "add_database_option", "add_no_resolve_option", "add_scan_options", "campaign_scan",
-           "dispatch", "optout_reason"]
+__all__ = ["add_commands", "add_database_option", "add_no_resolve_option", "add_probe_options", "add_scan_options",
+           "campaign_scan", "dispatch", "optout_reason"]
 
 COMMANDS = ("db", "run", "findings", "history", "stats", "scans", "optout", "scope")
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -101,9 +102,43 @@ def _confirm_option(p: argparse.ArgumentParser) -> None:
                         "the notify config, else 6h)")
 
 
-def add_commands(sub) -> None:
-    from pacswatch.cli import _add_probe_options
+def _ae_option(check: str):
+    """An argparse type for AE titles (PS3.5 6.2): the value unchanged, or a clear error before
+    anything is sent. `check` names the function in probes/options.py, imported only on use."""
+    def parse(text: str) -> str:
+        from pacswatch.probes import options
 
+        try:
+            getattr(options, check)(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    parse.__name__ = "AE title"
+    return parse
+
+
+def add_probe_options(p: argparse.ArgumentParser) -> None:
+    """The probe's options, for `scan`, `probe` (cli.py) and `run`."""
+    p.add_argument("--timeout", type=positive("timeout", float), default=4.0, metavar="S",
+                   help="connect and response timeout in seconds; the other deadlines derive from it (default 4)")
+    p.add_argument("--no-find", action="store_true", help="do not send C-FIND (permission check and counts)")
+    p.add_argument("--find-limit", type=positive("limit"), default=1000, metavar="N",
+                   help="stop counting at N results with C-CANCEL and report 'at least N' (default 1000)")
+    p.add_argument("--no-ae-guess", action="store_true",
+                   help="do not retry rejected associations with product-default called AE titles")
+    p.add_argument("--ae-guess", metavar="LIST", type=_ae_option("ae_titles"),
+                   help="comma-separated called AE titles to try (at most 32)")
+    p.add_argument("--calling-ae", default="PACSWATCH", type=_ae_option("ae_title"),
+                   help="our calling AE title (default PACSWATCH)")
+    p.add_argument("--contact-url", default=DEFAULT_CONTACT_URL, type=contact_url, metavar="URL",
+                   help="contact URL (http, https or mailto) announced in the User-Agent; no user or password")
+    p.add_argument("--tls-ports", default="2762", metavar="LIST", help="ports where TLS is tried first (default 2762)")
+    p.add_argument("--try-default-credentials", action="store_true",
+                   help="INTRUSIVE: try documented default web credentials (a login attempt); off by default")
+
+
+def add_commands(sub) -> None:
     db = sub.add_parser("db", help="the database: upgrade (migrate), info, check")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     for name, text in (("upgrade", "migrate a PostgreSQL database to this version's schema (an SQLite file "
@@ -143,7 +178,7 @@ def add_commands(sub) -> None:
     run.add_argument("--severity", action="append", default=[], metavar="LIST",
                      help="with --now: only services whose open finding has this severity (critical,high,...)")
     run.add_argument("--forever", action="store_true", help="with --now: after the rescan, run as usual until stopped")
-    _add_probe_options(run)
+    add_probe_options(run)
 
     findings = sub.add_parser("findings", help="exposures and their lifecycle")
     _database_option(findings)
@@ -193,7 +228,7 @@ _stdout = stdout_console
 
 
 def _moment(text: str) -> datetime:
-    from pacswatch.campaign.schedule import parse_duration
+    from pacswatch.findings.schedule import parse_duration
 
     try:
         return datetime.now(timezone.utc) - parse_duration(text)
@@ -350,7 +385,7 @@ def _history(args: argparse.Namespace, repo, out: Console) -> int:
         observations += repo.observations(ip=ip, port=spec.port)
         events += repo.events(ip=ip, port=spec.port)
     # Why each finding changed, in words (missed by scan 12, fixed after a second miss ...).
-    from pacswatch.campaign.lifecycle import explain_all
+    from pacswatch.findings.lifecycle import explain_all
 
     events = [{**e, "why": why} for e, why in zip(events, explain_all(events))]
     if args.format == "json":

@@ -127,9 +127,15 @@ def _run(args, engine, config, clock, transport, attributor_kwargs) -> int:
 
     store = NotifyStore(engine)
     if args.command == "attribute":
+        from pacswatch.campaign.scope import contact_check
+        from pacswatch.store.repository import Repository
+
         config = _override_attribution(config, args)
+        # The campaign's scope check, passed down: notify sits below the campaign (a test may
+        # give its own in attributor_kwargs).
+        kwargs = {"may_contact": contact_check(Repository(engine)), **attributor_kwargs}
         results = service.attribute(engine, config, ips=args.ips or None, refresh=args.refresh, clock=clock,
-                                    **attributor_kwargs)
+                                    **kwargs)
         if not results:
             print("no addresses to attribute (no open findings)", file=sys.stderr)
         views.print_attributions(results, store, as_json=args.json)

@@ -8,8 +8,8 @@ import ipaddress
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import IO, TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Protocol
 
 from rich.console import Console
 from rich.table import Table
@@ -17,7 +17,6 @@ from rich.text import Text
 
 if TYPE_CHECKING:  # annotations only: the campaign commands' tables need no probe or pydantic model
     from pacswatch.record import Record
-    from pacswatch.scan.runner import ScanStats
 
 
 def stderr_console() -> Console:
@@ -243,7 +242,23 @@ def _rank(severity: str | None) -> int:  # higher is worse, 0 for none
     return len(SEVERITY_ORDER) - severity_rank(severity)
 
 
-def summary_table(stats: ScanStats, elapsed: float, per_host: dict[str, str] | None = None) -> Table:
+class ScanCounts(Protocol):
+    """What the summary reads of a scan's counts: scan/runner.py's ScanStats, described here
+    rather than imported, since scan renders through this module (output sits below scan)."""
+
+    @property
+    def total(self) -> int: ...
+    @property
+    def done(self) -> int: ...
+    @property
+    def interrupted(self) -> bool: ...
+    @property
+    def by_status(self) -> Mapping[str, int]: ...
+    @property
+    def by_severity(self) -> Mapping[str, int]: ...
+
+
+def summary_table(stats: ScanCounts, elapsed: float, per_host: dict[str, str] | None = None) -> Table:
     table = Table(title="Scan summary" + (" (interrupted)" if stats.interrupted else ""), show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")

@@ -15,6 +15,7 @@ from pacswatch.attribution.cache import MemoryCache
 from pacswatch.attribution.dns import ResolverConfig
 from pacswatch.attribution.local import LocalOwner
 from pacswatch.attribution.rdap import RdapConfig
+from pacswatch.campaign.scope import contact_check
 
 from loopback_servers import rdap_autnum, rdap_network, violations
 
@@ -181,7 +182,7 @@ def test_a_finished_scan_attributes_its_exposed_addresses_up_to_the_cap(dns_serv
                for ip, sev in (("192.0.2.10", "critical"), ("192.0.2.20", "low"), ("198.51.100.5", "high"),
                                ("198.51.100.9", None))]
     with Repository.open(str(tmp_path / "after.db")) as repo:
-        line = attribute_after_scan(repo.engine, cfg, records)
+        line = attribute_after_scan(repo.engine, cfg, records, may_contact=contact_check(repo))
         stored = NotifyStore(repo.engine).attributions()
     assert line is not None and "attributed 2" in line and "1 more" in line
     # The first two exposed addresses, in the scan's order; never the one with no finding.
@@ -205,7 +206,7 @@ def test_without_a_resolver_the_local_table_still_attributes_and_no_dns_is_sent(
     with Repository.open(str(tmp_path / "none.db")) as repo:
         store = NotifyStore(repo.engine)
         store.add_owner(LocalOwner("127.46.0.0/24", "Lab Hospital", ("soc@example.org",)), datetime.now(timezone.utc))
-        line = attribute_after_scan(repo.engine, Config(), records)
+        line = attribute_after_scan(repo.engine, Config(), records, may_contact=contact_check(repo))
         stored = store.attributions()
     assert line is not None and "attributed 1" in line and "without DNS" in line
     assert stored["127.46.0.10"]["contact"] == "soc@example.org"

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from pacswatch.campaign.runloop import RunLoop
 from pacswatch.campaign.scanrun import execute, plan_from_parameters, start_scan
-from pacswatch.campaign.schedule import RescanPolicy
+from pacswatch.findings.schedule import RescanPolicy
 from pacswatch.campaign.scope import campaign_blocklist, campaign_scope
 from pacswatch.lab.pacs import PacsServer
 from pacswatch.probes.base import ProbeOptions, Timeouts
@@ -219,7 +219,7 @@ def test_run_loop_rescans_what_is_due_and_resumes_unfinished(repo):
     scan_id = start_scan(repo, plan, parameters, kind="rescan")
     repo.finish_scan(scan_id, "interrupted")
     first = plan[0]
-    from pacswatch.campaign.work import IntervalSet
+    from pacswatch.findings.work import IntervalSet
     from pacswatch.record import Record
 
     work = IntervalSet([(0, 0)])

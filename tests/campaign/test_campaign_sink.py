@@ -7,8 +7,8 @@ import time
 import pytest
 
 from pacswatch.campaign.scanrun import RemainingPlan, StoreSink
-from pacswatch.campaign.schedule import RescanPolicy
-from pacswatch.campaign.work import IntervalSet
+from pacswatch.findings.schedule import RescanPolicy
+from pacswatch.findings.work import IntervalSet
 from pacswatch.record import Record
 from pacswatch.store.errors import StoreError
 from pacswatch.targets import ScanPlan, parse_targets

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pacswatch.campaign.lifecycle import FindingState, Look, advance, explain
-from pacswatch.campaign.schedule import RescanPolicy, parse_confirm_after
+from pacswatch.findings.lifecycle import FindingState, Look, advance, explain
+from pacswatch.findings.schedule import RescanPolicy, parse_confirm_after
 from pacswatch.record import Association, DicomFacts, Find, Record
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)

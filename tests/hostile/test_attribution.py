@@ -41,6 +41,7 @@ from pacswatch.attribution.attributor import AttributionConfig, Attributor
 from pacswatch.attribution.dns import ResolverConfig
 from pacswatch.attribution.rdap import RdapConfig
 from pacswatch.attribution.securitytxt import checked_contacts
+from pacswatch.campaign.scope import contact_check
 
 VALID_FILE = "Contact: mailto:security@example.org\nExpires: 2099-01-01T00:00:00Z\n"
 HOST_IP, HOST_NAME = "192.0.2.10", "pacs.radiology.example.org"  # the exposed server: never contacted
@@ -357,7 +358,8 @@ def test_the_attribution_after_a_scan_ends_by_its_deadline(dns_server, servers, 
                for ip in ("192.0.2.41", "192.0.2.42", "192.0.2.43")]
     started = time.monotonic()
     with Repository.open(str(tmp_path / "after.db")) as repo:
-        line = attribute_after_scan(repo.engine, Config(attribution=attribution), records)
+        line = attribute_after_scan(repo.engine, Config(attribution=attribution), records,
+                                    may_contact=contact_check(repo))
         stored = NotifyStore(repo.engine).attributions()
     elapsed = time.monotonic() - started
     assert elapsed < 10, elapsed  # 30 s or more without the pass deadline
@@ -437,12 +439,12 @@ def test_no_security_txt_fetch_from_an_address_opted_out_or_out_of_scope(dns_ser
             repo.add_optout("127.0.0.64/26", "soc@example.org")
         else:
             repo.add_scope("127.0.0.0/26")  # HOST_IP is not contacted; the canary is outside
-        results = asyncio.run(attribute_async(repo.engine, cfg, ips=[HOST_IP]))
+        results = asyncio.run(attribute_async(repo.engine, cfg, may_contact=contact_check(repo), ips=[HOST_IP]))
     attribution, _changed = results[HOST_IP]
     assert canary.requests == [] and attribution.contact is None
     # The control: the same world without the refusal does reach the canary.
     with Repository.open(str(tmp_path / "open.db")) as repo:
-        results = asyncio.run(attribute_async(repo.engine, cfg, ips=[HOST_IP]))
+        results = asyncio.run(attribute_async(repo.engine, cfg, may_contact=contact_check(repo), ips=[HOST_IP]))
     assert results[HOST_IP][0].contact.address == "security@example.org" and canary.requests
 
 

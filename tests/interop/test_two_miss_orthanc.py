@@ -14,8 +14,8 @@ import pytest
 from loopback import free_port
 from servers import OrthancServer
 
-from pacswatch.campaign.lifecycle import explain
-from pacswatch.campaign.schedule import RescanPolicy
+from pacswatch.findings.lifecycle import explain
+from pacswatch.findings.schedule import RescanPolicy
 from pacswatch.store.repository import Repository
 
 pytestmark = pytest.mark.timeout(300)

@@ -4,7 +4,8 @@ import asyncio
 import io
 import json
 
-from pacswatch.lab.cli import _lab_plan, run_demo_command, start_demo_lab
+from pacswatch.cli import scan_from_argv
+from pacswatch.cli_lab import _lab_plan, run_demo_command, start_demo_lab
 from pacswatch.lab.demo import run_demo
 
 from labhelpers import fresh_base, record_from_expected
@@ -47,7 +48,7 @@ def test_demo_command_scans_the_lab_with_the_real_scanner(tmp_path):
     """End to end through pacswatch's own scanner: a failure here names the disagreeing fact."""
     out = io.StringIO()
     output = tmp_path / "records.jsonl"
-    rc = run_demo_command(fresh_base(), str(output), names=["open-archive", "echo-only", "reset"], out=out)
+    rc = run_demo_command(scan_from_argv, fresh_base(), str(output), names=["open-archive", "echo-only", "reset"], out=out)
     assert rc == 0, out.getvalue()
     text = output.read_text()
     # Three DICOM endpoints plus the web lab's PACS-like endpoints, which the demo always adds.

@@ -16,7 +16,8 @@ from pacswatch.attribution.attributor import AttributionConfig
 from pacswatch.attribution.dns import ResolverConfig
 from pacswatch.attribution.local import LocalOwner
 from pacswatch.attribution.rdap import RdapConfig
-from pacswatch.campaign.schedule import RescanPolicy
+from pacswatch.campaign.scope import contact_check
+from pacswatch.findings.schedule import RescanPolicy
 from pacswatch.lab import Lab
 from pacswatch.lab.web import start_web_lab
 from pacswatch.notify import cases as C
@@ -106,7 +107,7 @@ def test_notified_fixed_followup_escalation_stale(world):
     assert {r.severity for r in records if r.ip == lab_a.manifest[0].ip} == {"critical"}
     engine, store, clock = repo.engine, NotifyStore(repo.engine), Clock()
 
-    results = attribute(engine, config, clock=clock)
+    results = attribute(engine, config, may_contact=contact_check(repo), clock=clock)
     a_ip = lab_a.manifest[0].ip
     assert results[a_ip][0].contact.address == "it-a@example.org"
     b = results[world["ip_b"]][0]

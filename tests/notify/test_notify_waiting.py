@@ -12,6 +12,7 @@ from lab_scan import lab_endpoints, scan_and_store
 from loopback_servers import violations
 from test_optout_notify import cli
 
+from pacswatch.campaign.scope import contact_check
 from pacswatch.lab import Lab
 from pacswatch.notify.config import load
 from pacswatch.notify.service import attribute
@@ -35,7 +36,7 @@ def test_a_message_waiting_for_its_retry_is_named_with_its_next_try(database_url
                    "it@g.example.org", "--database", database_url)[0] == 0
         with Repository.open(database_url) as repo:
             scan_and_store(repo, lab_endpoints(lab.manifest))
-            attribute(repo.engine, load(str(config)))
+            attribute(repo.engine, load(str(config)), may_contact=contact_check(repo))
         for retrying in (1, 0):
             code, out = cli(capsys, "notify", "--database", database_url, "--config", str(config))
             assert code == 0 and f"retrying {retrying}," in out, out
@@ -64,7 +65,7 @@ def test_ctrl_c_while_the_relay_hangs_stops_at_once_and_the_next_pass_names_the_
                    "it@h.example.org", "--database", database_url)[0] == 0
         with Repository.open(database_url) as repo:
             scan_and_store(repo, lab_endpoints(lab.manifest))
-            attribute(repo.engine, load(str(config)))
+            attribute(repo.engine, load(str(config)), may_contact=contact_check(repo))
         proc = subprocess.Popen([sys.executable, "-m", "pacswatch.cli", "notify", "--database", database_url,
                                  "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 stdin=subprocess.DEVNULL)

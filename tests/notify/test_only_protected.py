@@ -11,6 +11,7 @@ from lab_scan import lab_endpoints, scan_and_store
 from loopback_servers import violations
 from test_optout_notify import cli, write_config
 
+from pacswatch.campaign.scope import contact_check
 from pacswatch.lab import Lab
 from pacswatch.notify.config import load
 from pacswatch.notify.service import attribute
@@ -29,7 +30,7 @@ def test_no_notice_that_would_list_nothing(database_url, smtp_server, tmp_path, 
                    "it@f.example.org", "--database", db)[0] == 0
         with Repository.open(db) as repo:
             scan_and_store(repo, lab_endpoints(lab.manifest))
-            attribute(repo.engine, load(config))
+            attribute(repo.engine, load(config), may_contact=contact_check(repo))
 
         code, out = cli(capsys, "notify", "--database", db, "--config", config, "--dry-run",
                         "--out", str(tmp_path / "outbox"))

@@ -18,6 +18,7 @@ from lab_scan import lab_endpoints, scan_and_store
 from loopback_servers import violations
 
 from pacswatch.attribution.local import LocalOwner
+from pacswatch.campaign.scope import contact_check
 from pacswatch.cli import main
 from pacswatch.lab import Lab
 from pacswatch.notify import cases as C
@@ -92,7 +93,7 @@ def test_an_optout_stops_every_notice_naming_it_or_going_to_its_contact(labs, da
         assert cli(capsys, "owners", "add", match, "--name", name, "--contact", contact, "--database", db)[0] == 0
     with Repository.open(db) as repo:
         scan_and_store(repo, lab_endpoints(lab_a.manifest) + lab_endpoints(lab_c.manifest))
-        attribute(repo.engine, load(config))
+        attribute(repo.engine, load(config), may_contact=contact_check(repo))
         store = NotifyStore(repo.engine)
         assert sorted((c.owner_name, c.state) for c in store.cases()) == [
             ("Clinic B", C.NEW), ("Hospital A", C.NEW), ("Hospital C", C.NEW)]
@@ -155,7 +156,7 @@ def test_an_optout_added_after_queueing_stops_the_send(database_url, smtp_server
             store.add_owner(LocalOwner(f"127.73.{NET}.0/24", "Hospital D", ("it@d.example.org",)),
                             datetime.now(UTC))
             scan_and_store(repo, lab_endpoints(lab.manifest))
-            attribute(repo.engine, config)
+            attribute(repo.engine, config, may_contact=contact_check(repo))
 
             # Queued naming both services; then the owner of one opts out (another person asks).
             now = datetime.now(UTC)
@@ -205,7 +206,7 @@ def test_a_dry_run_writes_no_message_an_optout_forbids(database_url, smtp_server
             store.add_owner(LocalOwner(f"127.74.{NET}.0/24", "Hospital E", ("it@e.example.org",)),
                             datetime.now(UTC))
             scan_and_store(repo, lab_endpoints(lab.manifest))
-            attribute(repo.engine, config)
+            attribute(repo.engine, config, may_contact=contact_check(repo))
             plan_pass(store, findings_exposures(repo.engine), now=datetime.now(UTC),
                       settings=config.settings)
             (queued,) = store.messages(states=["pending"])

@@ -18,17 +18,17 @@ from typing import Any
 import pytest
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
-from pacswatch.campaign.ingest import plan_batch
-from pacswatch.campaign.schedule import RescanPolicy
-from pacswatch.campaign.work import IntervalSet
+from pacswatch.findings.ingest import plan_batch
+from pacswatch.findings.schedule import RescanPolicy
+from pacswatch.findings.work import IntervalSet
 from pacswatch.record import Association, DicomFacts, Find, HttpFacts, Product, Record
 from pacswatch.store import Repository, StoreError, repository
 from pacswatch.store.bulk import BulkStatement
+from pacswatch.store.schema import metadata
 from pacswatch.store.tables import (
     RawJson,
     finding_events,
     findings,
-    metadata,
     observations,
     scan_work,
     scans,

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from pacswatch.campaign.scanrun import STALE
-from pacswatch.campaign.work import IntervalSet
+from pacswatch.findings.work import IntervalSet
 from pacswatch.cli import main
 from pacswatch.record import Association, DicomFacts, Find, Record
 from pacswatch.store import Repository

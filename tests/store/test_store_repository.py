@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from pacswatch.campaign.schedule import RescanPolicy
-from pacswatch.campaign.work import IntervalSet
+from pacswatch.findings.schedule import RescanPolicy
+from pacswatch.findings.work import IntervalSet
 from pacswatch.record import Association, DicomFacts, Find, Product, Record
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)

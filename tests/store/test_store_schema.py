@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from pacswatch.store import NotADatabase, NotPacswatch, Repository, SchemaTooNew, StoreError, open_database
 from pacswatch.store.engine import SchemaState, _raise_for, describe, resolve_url
 from pacswatch.store.errors import SchemaTooOld
-from pacswatch.store.tables import metadata
+from pacswatch.store.schema import TABLES, metadata
 
 
 def snapshot(path: Path) -> tuple[str, int, int]:
@@ -32,6 +32,8 @@ def test_migrations_create_exactly_the_tables(database_url):
             diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
         assert diff == []
         assert describe(engine)["state"] == "current"
+        # schema.py names every table on the metadata (none is there only by being imported).
+        assert sorted(t.name for t in TABLES) == sorted(metadata.tables)
     finally:
         engine.dispose()
 

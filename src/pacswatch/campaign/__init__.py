@@ -1,7 +1,7 @@
-"""Campaigns: remembering what was seen, deciding what changed and when to look again.
+"""Campaigns: running scans and rescans around the store.
 
-Pure decisions: `lifecycle` (finding open/fixed/reopened, scan diffs), `schedule` (when a
-service is due), `ingest` (what a batch of records writes), `work` (completed plan indexes).
-With I/O: `scanrun` (a resumable scan around ScanJob), `runloop` (`pacswatch run`).
-Submodules are imported where used, so that the pure ones stay cheap to import.
+`scanrun` (a resumable scan around ScanJob), `runloop` (`pacswatch run`), `commands` (the `scan`
+command's logic), `scope` (campaign scope and opt-outs), `report`. The pure decisions they rely
+on (lifecycle, schedule, ingest, work) are in pacswatch.findings, below the store.
+Submodules are imported where used, so that importing the package stays cheap.
 """

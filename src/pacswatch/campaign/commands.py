@@ -87,7 +87,7 @@ def _job(parameters: dict, args: argparse.Namespace, err: Console, **kw):
 def campaign_scan(args: argparse.Namespace, err: Console) -> int:
     """`pacswatch scan`: a new scan, or `--resume ID`, stored in the database as it runs."""
     from pacswatch.campaign.scanrun import check_resumable, check_same_plan, execute, start_scan
-    from pacswatch.campaign.schedule import POLICY_SETTING, RescanPolicy
+    from pacswatch.findings.schedule import POLICY_SETTING, RescanPolicy
     from pacswatch.scan.workers import WorkerFailed
     from pacswatch.store.engine import masked_command
     from pacswatch.store.errors import StoreError
@@ -191,11 +191,13 @@ def _silence_stdout() -> None:
 def _attribute_after(repo, outcome, err: Console, *, quiet: bool, config: str | None) -> None:
     """Owners of what the scan found exposed. A failure here is reported, never fatal: the
     scan's records are stored already, and `pacswatch attribute` can be run again later."""
+    from pacswatch.campaign.scope import contact_check
     from pacswatch.notify import config as notify_config
     from pacswatch.notify.service import attribute_after_scan
 
     try:
-        line = attribute_after_scan(repo.engine, notify_config.load(config), outcome.kept)
+        line = attribute_after_scan(repo.engine, notify_config.load(config), outcome.kept,
+                                    may_contact=contact_check(repo))
     except Exception as exc:  # noqa: BLE001 - any failure of a follow-up step
         err.print(Text.assemble(("attribution after the scan failed: ", "yellow"), shown(exc),
                                 " (run: pacswatch attribute)"), highlight=False)
@@ -219,10 +221,10 @@ def _banner(err: Console, scan_id: int, plan, job, options, resumed: int | None)
 
 
 def _confirm_fixed_after(args: argparse.Namespace):
-    """How long a missed finding waits for the miss that fixes it (campaign/lifecycle.py):
+    """How long a missed finding waits for the miss that fixes it (findings/lifecycle.py):
     --confirm-fixed-after, else [campaign] confirm_fixed_after in the notify config, else 6 h."""
-    from pacswatch.campaign.lifecycle import CONFIRM_FIXED_AFTER
-    from pacswatch.campaign.schedule import parse_confirm_after
+    from pacswatch.findings.lifecycle import CONFIRM_FIXED_AFTER
+    from pacswatch.findings.schedule import parse_confirm_after
 
     text, where = getattr(args, "confirm_fixed_after", None), "--confirm-fixed-after"
     if text is None:
@@ -237,7 +239,7 @@ def _confirm_fixed_after(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace, err: Console) -> int:
     from pacswatch.campaign.runloop import RunLoop, parse_selector
-    from pacswatch.campaign.schedule import RescanPolicy
+    from pacswatch.findings.schedule import RescanPolicy
     from pacswatch.store.repository import Repository
 
     if args.now is None and (args.severity or args.forever):

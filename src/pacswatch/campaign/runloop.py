@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Mapping, Sequence
 
-from pacswatch.campaign.lifecycle import ACTIVE, SEVERITY_RANK, span_text
+from pacswatch.findings.lifecycle import ACTIVE, SEVERITY_RANK, span_text
 from pacswatch.campaign.report import endpoint, when
 from pacswatch.campaign.scanrun import ScanOutcome, check_resumable, check_same_plan, execute, start_scan
-from pacswatch.campaign.schedule import POLICY_SETTING, RescanPolicy
+from pacswatch.findings.schedule import POLICY_SETTING, RescanPolicy
 from pacswatch.store.errors import ScanNotResumable
 from pacswatch.store.repository import Repository
 from pacswatch.targets import Blocklist, ScanPlan

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from pacswatch.campaign.lifecycle import ChangeSummary, summarize
-from pacswatch.campaign.schedule import RescanPolicy
-from pacswatch.campaign.work import IntervalSet
+from pacswatch.findings.lifecycle import ChangeSummary, summarize
+from pacswatch.findings.schedule import RescanPolicy
+from pacswatch.findings.work import IntervalSet
 from pacswatch.record import Record
 from pacswatch.store.errors import ScanNotResumable, StoreError
 from pacswatch.store.repository import Repository, Row

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address, summarize_address_range
 
@@ -102,6 +102,12 @@ def scope_reason(repo, ip, *, scope_file: str | None = None, exclude_files: Sequ
         scope = campaign_scope(scope_file, repo.scope_entries())
         reason = None if scope is None else scope.reason_for(ip)
     return reason
+
+
+def contact_check(repo) -> Callable[[str], str | None]:
+    """`scope_reason` for one database, as notify's service takes it (`may_contact`); read again
+    at every call, so an opt-out or scope entry added meanwhile counts."""
+    return lambda address: scope_reason(repo, address)
 
 
 # PostgreSQL has no cheap "has anything changed" question; the list is read again this often.

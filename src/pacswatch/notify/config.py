@@ -71,7 +71,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     dry_run_dir: str = "pacswatch-outbox"
     templates: str | None = None
-    confirm_fixed_after: str | None = None  # [campaign]; scan and run parse it (campaign/schedule.py)
+    confirm_fixed_after: str | None = None  # [campaign]; scan and run parse it (findings/schedule.py)
 
 
 class ConfigError(ValueError):
@@ -170,7 +170,7 @@ class SmtpSection(_Section):
 
 
 def _confirm_after(value: str) -> str:
-    from pacswatch.campaign.schedule import parse_confirm_after
+    from pacswatch.findings.schedule import parse_confirm_after
 
     parse_confirm_after(value)  # refused here, with its key, as `scan` and `run` would refuse it
     return value
@@ -178,7 +178,7 @@ def _confirm_after(value: str) -> str:
 
 class CampaignSection(_Section):
     # How long a finding one scan missed stays open before a second miss may fix it: "6h", "30m",
-    # "0" (campaign/lifecycle.py); `scan` and `run` read it.
+    # "0" (findings/lifecycle.py); `scan` and `run` read it.
     confirm_fixed_after: Annotated[str, AfterValidator(_confirm_after)] | None = None
 
 

@@ -54,25 +54,26 @@ def close_opted_out(engine: Engine, at: datetime) -> list[dict]:
     return closed
 
 
-async def attribute_async(engine: Engine, config: Config, *, ips: Iterable[str] | None = None, refresh: bool = False,
+async def attribute_async(engine: Engine, config: Config, *, may_contact: Callable[[str], str | None],
+                          ips: Iterable[str] | None = None, refresh: bool = False,
                           clock: Callable[[], datetime] = utcnow, deadline: float | None = None,
                           **attributor_kwargs) -> dict:
     """Attribute `ips` (default: every address with an open or reopened finding); store each
     decision with its facts, and open or update the owners' cases (state new: see
-    workflow.open_cases). Returns ip -> (Attribution, changed)."""
+    workflow.open_cases). Returns ip -> (Attribution, changed).
+
+    `may_contact(address)` says why an address must not be connected to, or None: the caller
+    passes the campaign's check (campaign.scope.contact_check: blocklist, opt-outs, scope), which
+    notify does not import, being below the campaign. It has no default, so that no caller
+    fetches a security.txt without a scope."""
     store = NotifyStore(engine)
     close_opted_out(engine, clock())  # an opted-out address is neither looked up nor put in a case
     if ips is None:
         ips = sorted({ip for ip, _ in findings_exposures(engine, statuses=("open", "reopened"))})
-    # A security.txt is fetched only from an address the blocklist, the opt-outs and the scope
-    # allow, read when the fetch is made (attributor.py).
-    from pacswatch.campaign.scope import scope_reason
-    from pacswatch.store.repository import Repository
-
-    repo = Repository(engine)
-    attributor_kwargs.setdefault("may_contact", lambda address: scope_reason(repo, address))
+    # A security.txt is fetched only from an address `may_contact` allows, asked when the fetch
+    # is made (attributor.py).
     async with Attributor(config.attribution, cache=store, local=store.owners(), clock=clock,
-                          **attributor_kwargs) as attributor:
+                          may_contact=may_contact, **attributor_kwargs) as attributor:
         results = await attributor.attribute_many(list(ips), refresh=refresh, deadline=deadline)
     at = clock()
     ordered = sorted(results.items())
@@ -86,16 +87,18 @@ def attribute(engine: Engine, config: Config, **kwargs) -> dict:
     return asyncio.run(attribute_async(engine, config, **kwargs))
 
 
-def attribute_after_scan(engine: Engine, config: Config, records) -> str | None:
+def attribute_after_scan(engine: Engine, config: Config, records, *,
+                         may_contact: Callable[[str], str | None]) -> str | None:
     """Attribute the addresses a finished scan found exposed (issue: "automatically after
-    scans"); returns a line for the user, or None when there was nothing to do."""
+    scans"); returns a line for the user, or None when there was nothing to do. `may_contact`
+    as for attribute_async."""
     cfg = config.attribution
     ips = list(dict.fromkeys(r.ip for r in records if r.severity))
     if not cfg.after_scans or not ips:
         return None
     todo = ips[: cfg.after_scans_max]
     # Bounded as a whole: what the deadline leaves undone (with the rest) is `attribute`'s.
-    done = attribute(engine, config, ips=todo, deadline=cfg.after_scans_deadline_s)
+    done = attribute(engine, config, may_contact=may_contact, ips=todo, deadline=cfg.after_scans_deadline_s)
     left = len(ips) - len(done)
     more = f"; {left} more: pacswatch attribute" if left > 0 else ""
     no_dns = "" if (cfg.resolver.nameservers or cfg.resolver.system) else \

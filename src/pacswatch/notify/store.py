@@ -19,7 +19,7 @@ from pacswatch.attribution.cache import CacheEntry
 from pacswatch.attribution.facts import Fact
 from pacswatch.attribution.local import LocalOwner
 from pacswatch.attribution.owner import Attribution
-from pacswatch.campaign.lifecycle import OPTED_OUT
+from pacswatch.findings.lifecycle import OPTED_OUT
 from pacswatch.notify import outbox as O
 from pacswatch.notify.cases import Case, Transition
 from pacswatch.notify.optout import OptOuts, named_addresses

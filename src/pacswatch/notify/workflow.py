@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from pacswatch.campaign.lifecycle import OPTED_OUT
+from pacswatch.findings.lifecycle import OPTED_OUT
 from pacswatch.mailaddr import AddressError
 from pacswatch.notify import cases as C
 from pacswatch.notify import outbox as O

@@ -1,4 +1,6 @@
-"""The database: SQLAlchemy Core tables, one repository, Alembic migrations. SQLite by default.
+"""The database: SQLAlchemy Core tables (the whole schema in `schema`), Alembic migrations, and
+the repository of scans and findings (`Repository`; notify/store.py's NotifyStore holds the rows
+of attribution and notification). SQLite by default.
 
     repo = Repository.open()                  # --database / PACSWATCH_DATABASE_URL / user data dir
     scan_id = repo.create_scan(...); repo.ingest(scan_id, [(index, record), ...], work=done)
@@ -15,10 +17,6 @@ from pacswatch.store.errors import (
     StoreError,
 )
 from pacswatch.store.repository import Repository
-
-# The notification tables live on the same metadata; importing them here means every user of
-# the store sees the whole schema that the migrations create.
-from pacswatch.store import notify_tables  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "ENV_URL",

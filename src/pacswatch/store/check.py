@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from pacswatch.campaign.lifecycle import ACTIVE, STATUSES
+from pacswatch.findings.lifecycle import ACTIVE, STATUSES
 from pacswatch.store.repository import Repository
 
 MAX_SHOWN = 5  # SQLite messages or row keys quoted per problem
@@ -59,7 +59,7 @@ def _sql_list(values) -> str:
     return ", ".join(f"'{v}'" for v in values)  # our own constants, not input
 
 
-# (what is wrong, a query counting the findings where it is): what campaign/lifecycle.py never
+# (what is wrong, a query counting the findings where it is): what findings/lifecycle.py never
 # writes, so a row like this was edited by hand or written by something else.
 LIFECYCLE = (
     ("findings with a status pacswatch does not know",

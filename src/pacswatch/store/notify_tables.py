@@ -1,8 +1,7 @@
 """The tables of attribution and notification (SQLAlchemy Core), on the store's metadata.
 
-Created by the migration `0002_notify`; tests/store compare migrations with `metadata`, so this
-module must be imported wherever `metadata` is (the migration imports it, and so should
-store/tables.py or store/__init__.py).
+Created by the migration `0002_notify`; store/schema.py names them with the tables of
+store/tables.py: what compares the migrations with the whole schema takes `metadata` from there.
 
 Nothing here holds data from a returned data set: owners, contacts and facts are about
 networks and the people who run them; messages hold notices rendered from counts and protocol

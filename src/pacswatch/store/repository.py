@@ -1,7 +1,7 @@
 """The one repository: every read and write of the database goes through here.
 
 It moves rows; it decides nothing. What a batch of records does to services and findings is
-decided by `pacswatch.campaign.ingest.plan_batch`, a pure function, and written here in one
+decided by `pacswatch.findings.ingest.plan_batch`, a pure function, and written here in one
 transaction, together with the scan's completed work, so that the database never says an
 endpoint is done without also holding what was found there. The rows of a batch go through
 store/bulk.py: the statements Core compiles, without Core's work per row, since the store shares
@@ -27,10 +27,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from pacswatch import __version__
-from pacswatch.campaign.ingest import BatchPlan, finding_state, plan_batch
-from pacswatch.campaign.lifecycle import ACTIVE, Key, opt_out
-from pacswatch.campaign.schedule import RescanPolicy, due_after
-from pacswatch.campaign.work import IntervalSet
+from pacswatch.findings.ingest import BatchPlan, finding_state, plan_batch
+from pacswatch.findings.lifecycle import ACTIVE, Key, opt_out
+from pacswatch.findings.schedule import RescanPolicy, due_after
+from pacswatch.findings.work import IntervalSet
 from pacswatch.record import Record
 from pacswatch.store.bulk import BulkStatement
 from pacswatch.store.engine import open_database

@@ -42,6 +42,7 @@ def json_dumps(value: object) -> str:
 
 
 # Named constraints, so that Alembic can alter them later (SQLite batch mode needs the names).
+# notify_tables.py adds its tables to this metadata too; store/schema.py names them all.
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -143,7 +144,7 @@ findings = Table(
     Column("last_seen", Moment, nullable=False),
     Column("fixed_at", Moment),  # when it was closed: fixed, or opted out
     # Active but missed by a scan since then: a second miss `confirm_fixed_after` later fixes it
-    # (campaign/lifecycle.py), a sighting clears it.
+    # (findings/lifecycle.py), a sighting clears it.
     Column("missed_since", Moment),
     Column("reopened_at", Moment),
     Column("reopen_count", Integer, nullable=False, default=0),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from pacswatch.store.tables import metadata
+from pacswatch.store.schema import metadata
 
 config = context.config
 

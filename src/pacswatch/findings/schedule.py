@@ -8,7 +8,7 @@ and a finding fixed within the last 30 days is checked weekly, the role cyhy's p
 plays: fixes get rolled back (a restored VM, a re-enabled port forward).
 
 A finding that one scan missed is looked at again when its miss can be confirmed
-(`missed_since + confirm_fixed_after`, campaign/lifecycle.py), if that comes before its pace.
+(`missed_since + confirm_fixed_after`, findings/lifecycle.py), if that comes before its pace.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
-from pacswatch.campaign.lifecycle import ACTIVE, CONFIRM_FIXED_AFTER, INCONCLUSIVE, FindingState
+from pacswatch.findings.lifecycle import ACTIVE, CONFIRM_FIXED_AFTER, INCONCLUSIVE, FindingState
 
 DEFAULT_INTERVALS: Mapping[str, timedelta] = MappingProxyType({
     "critical": timedelta(hours=12),

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pacswatch.campaign.work import IntervalSet
+from pacswatch.findings.work import IntervalSet
 
 
 @given(st.lists(st.integers(0, 200), max_size=300))

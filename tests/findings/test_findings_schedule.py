@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pacswatch.campaign.schedule import DEFAULT_INTERVALS, RescanPolicy, parse_duration
+from pacswatch.findings.schedule import DEFAULT_INTERVALS, RescanPolicy, parse_duration
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from pacswatch.campaign.ingest import exposure_counts, plan_batch
-from pacswatch.campaign.schedule import RescanPolicy
+from pacswatch.findings.ingest import exposure_counts, plan_batch
+from pacswatch.findings.schedule import RescanPolicy
 from pacswatch.record import Association, DicomFacts, Find, HttpFacts, Record
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)

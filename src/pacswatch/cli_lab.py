@@ -1,10 +1,11 @@
-"""The glue behind `pacswatch lab` and `pacswatch demo` (pacswatch/cli.py imports these)."""
+"""The glue behind `pacswatch lab` and `pacswatch demo` (pacswatch/cli.py imports these): the
+command line's part, so that lab/ stays a library below it."""
 
 from __future__ import annotations
 
 import errno
 import sys
-from typing import Iterable, TextIO
+from typing import Callable, Iterable, TextIO
 
 from pacswatch.lab.demo import format_comparisons
 from pacswatch.lab.manifest import LabEndpoint, compare
@@ -68,20 +69,20 @@ def _start_demo_web_lab(base_ip: str):
         return start_web_lab(*_web_addresses(base_ip), kinds=WEB_PACS_KINDS)
 
 
-def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, *, timeout: float = 2.0,
-                     names: Iterable[str] | None = None, out: TextIO | None = None,
-                     database: str | None = None) -> int:
+def run_demo_command(scan: Callable[[list[str]], object], base_ip: str = DEFAULT_BASE_IP,
+                     output: str | None = None, *, timeout: float = 2.0, names: Iterable[str] | None = None,
+                     out: TextIO | None = None, database: str | None = None) -> int:
     """`pacswatch demo`: start the lab, scan it with the real scanner (short timeouts, so the
     tarpit and the slow drip cost seconds), print the findings and how they compare with what
     the lab knows. Returns 0 when every endpoint was reported as expected, 1 otherwise.
 
+    `scan(argv)` runs `pacswatch scan ARGV...` (cli.scan_from_argv): passed in, since the
+    command line's parser is cli.py's, which imports this module.
     The scan is stored in a throw-away database unless `database` is given: a demo must not
     fill the operator's campaign with simulated findings (nor PACSWATCH_DATABASE_URL's)."""
     import tempfile
     from pathlib import Path
 
-    from pacswatch.cli import build_parser
-    from pacswatch.cli_campaign import campaign_scan
     from pacswatch.output import stderr_console
     from pacswatch.record import Record
 
@@ -102,7 +103,7 @@ def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, 
                     "--web-ports", ",".join(str(e.port) for e in web.endpoints),
                     "--timeout", str(timeout), "--concurrency", str(len(manifest)), "--output", str(path),
                     "--database", database or str(Path(tmp) / "demo.db"), "--no-attribute"]
-            campaign_scan(build_parser().parse_args(argv), err)
+            scan(argv)
             records = [Record.model_validate_json(line) for line in path.read_text().splitlines() if line]
         comparisons = compare(manifest, records)
     finally:

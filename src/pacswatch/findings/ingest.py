@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence, overload
 
-from pacswatch.campaign.lifecycle import FindingState, Key, Look, advance
-from pacswatch.campaign.schedule import RescanPolicy, due_after
+from pacswatch.findings.lifecycle import FindingState, Key, Look, advance
+from pacswatch.findings.schedule import RescanPolicy, due_after
 from pacswatch.record import Record
 
 Row = dict[str, Any]

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pacswatch.campaign.lifecycle import (
+from pacswatch.findings.lifecycle import (
     FindingState,
     Look,
     advance,
