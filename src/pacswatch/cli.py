@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from pacswatch.cli_lab import run_demo_command
 
-            return run_demo_command(scan_from_argv, args.base_ip, args.output, database=args.database)
+            return run_demo_command(args.base_ip, args.output, scan=scan_from_argv, database=args.database)
     except (TargetError, PortError, ValueError, OSError) as exc:
         err.print(error_line(f"pacswatch {args.command}:", exc), highlight=False, soft_wrap=True)
         return EXIT_USAGE

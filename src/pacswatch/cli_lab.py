@@ -69,9 +69,10 @@ def _start_demo_web_lab(base_ip: str):
         return start_web_lab(*_web_addresses(base_ip), kinds=WEB_PACS_KINDS)
 
 
-def run_demo_command(scan: Callable[[list[str]], object], base_ip: str = DEFAULT_BASE_IP,
-                     output: str | None = None, *, timeout: float = 2.0, names: Iterable[str] | None = None,
-                     out: TextIO | None = None, database: str | None = None) -> int:
+def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, *,
+                     scan: Callable[[list[str]], object], timeout: float = 2.0,
+                     names: Iterable[str] | None = None, out: TextIO | None = None,
+                     database: str | None = None) -> int:
     """`pacswatch demo`: start the lab, scan it with the real scanner (short timeouts, so the
     tarpit and the slow drip cost seconds), print the findings and how they compare with what
     the lab knows. Returns 0 when every endpoint was reported as expected, 1 otherwise.

@@ -48,7 +48,7 @@ def test_demo_command_scans_the_lab_with_the_real_scanner(tmp_path):
     """End to end through pacswatch's own scanner: a failure here names the disagreeing fact."""
     out = io.StringIO()
     output = tmp_path / "records.jsonl"
-    rc = run_demo_command(scan_from_argv, fresh_base(), str(output), names=["open-archive", "echo-only", "reset"], out=out)
+    rc = run_demo_command(fresh_base(), str(output), scan=scan_from_argv, names=["open-archive", "echo-only", "reset"], out=out)
     assert rc == 0, out.getvalue()
     text = output.read_text()
     # Three DICOM endpoints plus the web lab's PACS-like endpoints, which the demo always adds.
