@@ -4,6 +4,8 @@ import asyncio
 import io
 import json
 
+import pytest
+
 from pacswatch.lab.cli import _lab_plan, run_demo_command, start_demo_lab
 from pacswatch.lab.demo import run_demo
 
@@ -58,3 +60,27 @@ def test_demo_command_scans_the_lab_with_the_real_scanner(tmp_path):
     assert f"{total}/{total} endpoints reported as the lab expects" in out.getvalue()
     assert all(json.loads(line)["ip"].startswith("127.") for line in text.splitlines())
     assert "LAB^" not in text and "LABPID" not in text  # counted, never kept
+
+
+def test_demo_output_to_a_pipe_through_dev_stdout_and_a_planted_link_refused_first(tmp_path):
+    # The demo read its --output back to check it: `-o /dev/stdout` on a pipe waited for ever.
+    import subprocess
+    import sys
+    import time
+
+    from pacswatch.safefile import UnsafePath
+
+    done = subprocess.run([sys.executable, "-m", "pacswatch.cli", "demo", "--base-ip", fresh_base(), "-o",
+                           "/dev/stdout"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(records) >= 20 and "endpoints reported as the lab expects" in done.stdout
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    link = tmp_path / "records.jsonl"
+    link.symlink_to(victim)
+    started = time.monotonic()
+    with pytest.raises(UnsafePath):
+        run_demo_command(fresh_base(), str(link), names=["echo-only"], out=io.StringIO())
+    assert time.monotonic() - started < 1.0  # refused before the lab starts and the scan runs
+    assert victim.read_text() == "keep"
