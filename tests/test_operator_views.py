@@ -159,3 +159,16 @@ def test_findings_say_which_open_finding_was_missed_once(tmp_path):
     assert run(scan).returncode == 0  # connection refused now: missed once
     table = run(["findings", "--database", db]).stdout
     assert "open, missed once" in table, table
+
+
+def test_resume_refuses_plan_and_probe_options_it_would_ignore(tmp_path):
+    # `scan --resume 1 --ports 104` resumed the old ports without a word.
+    db = str(tmp_path / "resume.db")
+    refused = run(["scan", "--resume", "5", "--ports", "104", "--timeout", "9", "--database", db])
+    assert refused.returncode == 2
+    assert "--resume 5 keeps the plan and probe settings scan 5 started with, so --ports, --timeout would be " \
+           "ignored" in refused.stderr, refused.stderr
+    # Pace, workers and output may change: those go on to the database (which has no scan 5).
+    taken = run(["scan", "--resume", "5", "--rate", "10", "--workers", "2", "-o", str(tmp_path / "x.jsonl"),
+                 "--database", db])
+    assert "there is no scan 5" in taken.stderr, taken.stderr

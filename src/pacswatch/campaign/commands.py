@@ -52,6 +52,21 @@ def scan_parameters(args: argparse.Namespace) -> dict:
     }
 
 
+# What a scan stores to rebuild its plan and probes (scan_parameters): fixed for its life.
+PLAN_FIELDS = ("ports", "web_ports", "exclude", "scope", "seed", "keep_all", "no_resolve")
+
+
+def fixed_on_resume(args: argparse.Namespace) -> list[str]:
+    """The plan and probe options given with --resume (different from their defaults), which a
+    resumed scan cannot take: its stored parameters decide. Silently ignored, `--ports 104`
+    resumed the old ports, and the operator believed otherwise."""
+    from pacswatch.cli import build_parser  # the defaults, where they are declared
+
+    defaults = build_parser().parse_args(["scan", "--resume", str(args.resume)])
+    return [f"--{name.replace('_', '-')}" for name in (*PLAN_FIELDS, *PROBE_FIELDS)
+            if getattr(args, name, None) != getattr(defaults, name, None)]
+
+
 def _plan_builder(repo, parameters: dict, targets=None):
     from pacswatch.campaign.scanrun import plan_from_parameters
     from pacswatch.campaign.scope import LiveBlocklist, campaign_scope
@@ -97,6 +112,10 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
     confirm = _confirm_fixed_after(args)  # a bad value fails before the database is opened
     if resuming and (args.targets or args.import_masscan or args.import_zmap):
         raise ValueError(f"--resume {args.resume} takes no targets: scan {args.resume} keeps the ones it started with")
+    if resuming and (fixed := fixed_on_resume(args)):
+        raise ValueError(f"--resume {args.resume} keeps the plan and probe settings scan {args.resume} started with, "
+                         f"so {', '.join(fixed)} would be ignored: leave {'it' if len(fixed) == 1 else 'them'} out, or "
+                         "start a new scan (--rate, --concurrency, --workers and the output options may change)")
     parameters = targets = None
     if not resuming:  # bad input fails before the database is opened
         from pacswatch.campaign.scanrun import targets_from_parameters
