@@ -172,3 +172,26 @@ def test_resume_refuses_plan_and_probe_options_it_would_ignore(tmp_path):
     taken = run(["scan", "--resume", "5", "--rate", "10", "--workers", "2", "-o", str(tmp_path / "x.jsonl"),
                  "--database", db])
     assert "there is no scan 5" in taken.stderr, taken.stderr
+
+
+def test_a_database_that_stops_taking_records_names_the_resume_command(lab, tmp_path):
+    # Found with a database on a full tmpfs: 'records could not be stored: ... disk is full' and
+    # nothing on how to go on, where Ctrl-C and a full output give the resume command. Here a
+    # trigger refuses the records, as the full disk did.
+    from pacswatch.store import Repository
+
+    db = str(tmp_path / "refusing.db")
+    with Repository.open(db) as repo, repo.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TRIGGER no_obs BEFORE INSERT ON observations "
+                             "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    targets = [f"{ip}:{port}" for ip, port in (lab.endpoint(k).address for k in ("open-archive", "echo-only"))]
+    failed = run(["scan", *targets, "--database", db, "--no-progress", "--no-attribute", "--timeout", "2"])
+    assert failed.returncode == 1
+    assert "records could not be stored" in failed.stderr
+    assert "once that is fixed: pacswatch scan --resume 1" in failed.stderr, failed.stderr
+    with Repository.open(db) as repo, repo.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER no_obs")
+    resumed = run(["scan", "--resume", "1", "--database", db, "--no-progress", "--no-attribute"])
+    assert resumed.returncode == 0, resumed.stderr
+    (scan,) = json.loads(run(["scans", "--database", db, "--format", "json"]).stdout)
+    assert scan["status"] == "finished" and scan["done"] == 2

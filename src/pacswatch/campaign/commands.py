@@ -131,6 +131,7 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
     output_failed = False
     scan_id = args.resume
     outcome = None
+    probing = False  # the scan is under way: a store failure from here on leaves it resumable
     try:
         with Repository.open(args.database) as repo:
             if resuming:
@@ -152,7 +153,9 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
                 _banner(err, scan_id, plan, job, options, resumed=len(repo.completed(scan_id)) if resuming else None)
             # The intervals the last `run` set for this installation (its services' schedule).
             policy = RescanPolicy.from_json(repo.setting(POLICY_SETTING), confirm)
+            probing = True
             outcome = execute(repo, scan_id, plan, job, policy=policy, keep_all=bool(parameters.get("keep_all")))
+            probing = False
             if not args.quiet:
                 report.print_changes(err, outcome, top=args.top or None)
             if outcome.status == "finished" and not args.no_attribute:
@@ -169,7 +172,9 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
             err.print(f"pacswatch scan: interrupted{left}", highlight=False, markup=False)
         return EXIT_INTERRUPTED
     except StoreError as exc:
-        err.print(error_line("pacswatch scan:", exc), highlight=False, soft_wrap=True)
+        # Failed mid-scan (a full disk): what was stored is done, the rest waits for a resume.
+        resume = f"; once that is fixed: pacswatch scan --resume {scan_id}" if probing else ""
+        err.print(error_line("pacswatch scan:", f"{exc}{resume}"), highlight=False, soft_wrap=True)
         return EXIT_STORE
     except WorkerFailed as exc:
         err.print(error_line("pacswatch scan:", f"{exc}; what it had in flight is not done: "
