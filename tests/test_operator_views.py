@@ -81,8 +81,7 @@ def test_the_line_under_a_cut_table_counts_what_findings_lists(lab, tmp_path):
     shown = plain(shown)
     assert code == 0, stderr
     scan_id = json.loads(run(["scans", "--database", db, "--format", "json"]).stdout)[0]["id"]
-    assert (f"... and 1 more: pacswatch findings --scan {scan_id}, and 1 more that answered without a finding"
-            in shown), shown
+    assert f"... and 1 more: pacswatch findings --scan {scan_id}; 1 more answered without a finding" in shown, shown
     listed = json.loads(run(["findings", "--database", db, "--scan", str(scan_id), "--format", "json"]).stdout)
     assert [r["severity"] for r in listed] == ["critical", "medium"]
 
