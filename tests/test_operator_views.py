@@ -61,6 +61,9 @@ def test_stats_count_an_opted_out_service_apart_not_as_exposed(flood, tmp_path):
     assert after["now"] == {"exposed_services": 0, "studies": 0, "patients": 0}
     assert after["findings_by_status"] == {"opted-out": 1}
     assert after["exposed_by_port"] == {} and after["exposed_by_product"] == {}
+    # history shows the opt-out (an event without an observation) and why
+    history = run(["history", flood, "--database", db]).stdout
+    assert "closed: the owner is on the opt-out list" in history, history
 
 
 @pytest.fixture(scope="module")
