@@ -84,3 +84,59 @@ def test_demo_output_to_a_pipe_through_dev_stdout_and_a_planted_link_refused_fir
         run_demo_command(fresh_base(), str(link), names=["echo-only"], out=io.StringIO())
     assert time.monotonic() - started < 1.0  # refused before the lab starts and the scan runs
     assert victim.read_text() == "keep"
+
+
+def test_the_demo_stores_in_a_throw_away_database_not_the_operators(tmp_path, monkeypatch, capsys):
+    """Issue 12, item 8: without --database the demo leaves the operator's database (here the one
+    PACSWATCH_DATABASE_URL names) untouched; with --database it stores there."""
+    from pacswatch.cli import main
+
+    operators = tmp_path / "operators.db"
+    monkeypatch.setenv("PACSWATCH_DATABASE_URL", str(operators))
+    out = io.StringIO()
+    assert run_demo_command(fresh_base(), names=["echo-only"], out=out) == 0, out.getvalue()
+    assert not operators.exists()
+    kept = tmp_path / "kept.db"
+    assert run_demo_command(fresh_base(), names=["echo-only"], out=io.StringIO(), database=str(kept)) == 0
+    capsys.readouterr()
+    assert main(["scans", "--format", "json", "--database", str(kept)]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 1
+
+
+def test_a_demo_blocked_by_an_optout_says_so_in_one_line(tmp_path, capsys):
+    from pacswatch.cli import main
+
+    base = fresh_base()
+    db = str(tmp_path / "optout.db")
+    assert main(["optout", "add", base.rsplit(".", 1)[0] + ".0/24", "--contact", "soc@example.org",
+                 "--database", db]) == 0
+    out = io.StringIO()
+    assert run_demo_command(base, names=["echo-only", "open-archive"], out=out, database=db) == 1
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) == 1, lines  # no table of mismatches
+    assert "lab endpoints were not scanned, blocked by" in lines[0] and "opt-out" in lines[0]
+
+
+def test_lab_help_names_the_addresses_and_ports(capsys):
+    from pacswatch.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["lab", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "127.42.0.0/24" in shown and "port 11112" in shown and "2762" in shown and "8040" in shown
+
+
+def test_the_scans_first_line_names_its_event_loop_and_engine(tmp_path, capsys):
+    """Issue 12, item 13: the first line says what the speed depends on."""
+    from pacswatch.cli import main
+
+    lab = start_demo_lab(fresh_base(), names=["echo-only"])
+    try:
+        (endpoint,) = lab.manifest
+        code = main(["scan", f"{endpoint.ip}:{endpoint.port}", "--database", str(tmp_path / "s.db"), "--no-progress",
+                     "-o", str(tmp_path / "s.jsonl"), "--no-attribute"])
+    finally:
+        lab.stop()
+    assert code == 0
+    shown = " ".join(capsys.readouterr().err.split())
+    assert shown.startswith("pacswatch ") and shown.index("event loop uvloop") < shown.index("scan 1 finished")
