@@ -61,6 +61,9 @@ def test_stats_count_an_opted_out_service_apart_not_as_exposed(flood, tmp_path):
     assert after["now"] == {"exposed_services": 0, "studies": 0, "patients": 0}
     assert after["findings_by_status"] == {"opted-out": 1}
     assert after["exposed_by_port"] == {} and after["exposed_by_product"] == {}
+    # history shows the opt-out (an event without an observation) and why
+    history = run(["history", flood, "--database", db]).stdout
+    assert "closed: the owner is on the opt-out list" in history, history
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +84,7 @@ def test_the_line_under_a_cut_table_counts_what_findings_lists(lab, tmp_path):
     shown = plain(shown)
     assert code == 0, stderr
     scan_id = json.loads(run(["scans", "--database", db, "--format", "json"]).stdout)[0]["id"]
-    assert (f"... and 1 more: pacswatch findings --scan {scan_id}, and 1 more that answered without a finding"
-            in shown), shown
+    assert f"... and 1 more: pacswatch findings --scan {scan_id}; 1 more answered without a finding" in shown, shown
     listed = json.loads(run(["findings", "--database", db, "--scan", str(scan_id), "--format", "json"]).stdout)
     assert [r["severity"] for r in listed] == ["critical", "medium"]
 
@@ -159,3 +161,39 @@ def test_findings_say_which_open_finding_was_missed_once(tmp_path):
     assert run(scan).returncode == 0  # connection refused now: missed once
     table = run(["findings", "--database", db]).stdout
     assert "open, missed once" in table, table
+
+
+def test_resume_refuses_plan_and_probe_options_it_would_ignore(tmp_path):
+    # `scan --resume 1 --ports 104` resumed the old ports without a word.
+    db = str(tmp_path / "resume.db")
+    refused = run(["scan", "--resume", "5", "--ports", "104", "--timeout", "9", "--database", db])
+    assert refused.returncode == 2
+    assert "--resume 5 keeps the plan and probe settings scan 5 started with, so --ports, --timeout would be " \
+           "ignored" in refused.stderr, refused.stderr
+    # Pace, workers and output may change: those go on to the database (which has no scan 5).
+    taken = run(["scan", "--resume", "5", "--rate", "10", "--workers", "2", "-o", str(tmp_path / "x.jsonl"),
+                 "--database", db])
+    assert "there is no scan 5" in taken.stderr, taken.stderr
+
+
+def test_a_database_that_stops_taking_records_names_the_resume_command(lab, tmp_path):
+    # Found with a database on a full tmpfs: 'records could not be stored: ... disk is full' and
+    # nothing on how to go on, where Ctrl-C and a full output give the resume command. Here a
+    # trigger refuses the records, as the full disk did.
+    from pacswatch.store import Repository
+
+    db = str(tmp_path / "refusing.db")
+    with Repository.open(db) as repo, repo.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TRIGGER no_obs BEFORE INSERT ON observations "
+                             "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    targets = [f"{ip}:{port}" for ip, port in (lab.endpoint(k).address for k in ("open-archive", "echo-only"))]
+    failed = run(["scan", *targets, "--database", db, "--no-progress", "--no-attribute", "--timeout", "2"])
+    assert failed.returncode == 1
+    assert "records could not be stored" in failed.stderr
+    assert "once that is fixed: pacswatch scan --resume 1" in failed.stderr, failed.stderr
+    with Repository.open(db) as repo, repo.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER no_obs")
+    resumed = run(["scan", "--resume", "1", "--database", db, "--no-progress", "--no-attribute"])
+    assert resumed.returncode == 0, resumed.stderr
+    (scan,) = json.loads(run(["scans", "--database", db, "--format", "json"]).stdout)
+    assert scan["status"] == "finished" and scan["done"] == 2

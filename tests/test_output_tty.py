@@ -208,5 +208,5 @@ def test_a_scan_started_without_main_still_writes_json_lines(lab, tmp_path):
     out = tmp_path / "records.jsonl"
     args = build_parser().parse_args(["scan", endpoints(lab)[0], "--output", str(out), "--quiet", "--timeout", "2",
                                       "--no-attribute", "--database", str(tmp_path / "direct.db")])
-    assert campaign_scan(args, stderr_console()) == 0
+    assert campaign_scan(args, stderr_console(), defaults=build_parser().parse_args(["scan"])) == 0
     assert json.loads(out.read_text())["severity"] == "critical"

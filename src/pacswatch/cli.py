@@ -162,7 +162,8 @@ def cmd_scan(args: argparse.Namespace, err: Console) -> int:
     # Every scan is stored, and so resumable: the campaign layer builds the plan and runs the job.
     from pacswatch.cli_campaign import campaign_scan
 
-    return campaign_scan(args, err)
+    # The defaults, where they are declared: a resume refuses the options it would ignore.
+    return campaign_scan(args, err, defaults=build_parser().parse_args(["scan"]))
 
 
 def scan_from_argv(argv: list[str]) -> int:

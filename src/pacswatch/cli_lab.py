@@ -86,9 +86,13 @@ def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, 
 
     from pacswatch.output import stderr_console
     from pacswatch.record import Record
+    from pacswatch.safefile import open_stream
 
     out = out or sys.stdout
     err = stderr_console()
+    # Opened first, never through a link planted at the name: an output that cannot be written
+    # is refused before the lab starts and the scan runs.
+    copy = open_stream(output) if output else None
     lab = start_demo_lab(base_ip, names)
     web = _start_demo_web_lab(base_ip)
     manifest = lab.manifest + web.endpoints
@@ -97,7 +101,9 @@ def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, 
                   f"({lab.manifest[0].ip} to {web.endpoints[0].ip}), DICOM and web, synthetic data only",
                   highlight=False)
         with tempfile.TemporaryDirectory(prefix="pacswatch-demo-") as tmp:
-            path = Path(output or Path(tmp) / "records.jsonl")
+            # The scan writes to a file of ours, which the check reads back; --output gets a copy:
+            # read back, `-o /dev/stdout` (a pipe) would wait for ever.
+            path = Path(tmp) / "records.jsonl"
             # The real `pacswatch scan`, stored in the default database like any scan, over the
             # lab's endpoints pinned as HOST:PORT; the web lab's free ports are its web ports.
             argv = ["scan", *(f"{e.ip}:{e.port}" for e in manifest),
@@ -105,11 +111,16 @@ def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, 
                     "--timeout", str(timeout), "--concurrency", str(len(manifest)), "--output", str(path),
                     "--database", database or str(Path(tmp) / "demo.db"), "--no-attribute"]
             scan(argv)
-            records = [Record.model_validate_json(line) for line in path.read_text().splitlines() if line]
+            text = path.read_text()
+            records = [Record.model_validate_json(line) for line in text.splitlines() if line]
+            if copy is not None:
+                copy.write(text)
         comparisons = compare(manifest, records)
     finally:
         lab.stop()
         web.stop()
+        if copy is not None:
+            copy.close()
     blocked = [r for r in records if r.status == "blocked"]
     if blocked:  # the database's opt-outs or scope cover the lab: one line, not a page of mismatches
         print(f"pacswatch demo: {len(blocked)} of {len(manifest)} lab endpoints were not scanned, "

@@ -232,10 +232,10 @@ def more_line(left_out: Sequence[Record], scan_id: int | None) -> Text:
     command = f"pacswatch findings --scan {scan_id}" if scan_id is not None else "pacswatch findings"
     with_finding = sum(1 for r in left_out if r.severity is not None)
     without = len(left_out) - with_finding
-    parts = [f"{with_finding} more: {command}"] if with_finding else []
+    parts = [f"... and {with_finding} more: {command}"] if with_finding else []
     if without:
-        parts.append(f"{without} more that answered without a finding (-o FILE keeps them)")
-    return Text("... and " + ", and ".join(parts))
+        parts.append(f"{'' if with_finding else '... and '}{without} more answered without a finding")
+    return Text("; ".join(parts))
 
 
 def _rank(severity: str | None) -> int:  # higher is worse, 0 for none

@@ -93,3 +93,20 @@ def test_imported_targets_dedups_across_files(tmp_path):
 def test_unreadable_file(tmp_path):
     with pytest.raises(TargetError, match="cannot read"):
         imported_targets([tmp_path / "missing.json"])
+
+
+@pytest.mark.parametrize("text, name", [
+    ('[{"ip": "127.0.0.5", "ports": [{"port": "11112"}]}, {"ip": "127.0.0.6", "ports": null}]', "m.json"),
+    ("# masscan\nbanner tcp 104 127.0.0.5 1700000000 http x\n", "m.txt"),
+    ("saddr,sport,classification,success\n127.0.0.5,104,rst,0\n", "z.csv"),
+])
+def test_an_import_that_yields_no_open_port_is_an_error_not_an_empty_scan(tmp_path, text, name):
+    """Entries without "status": "open", banner lines only, or only failed ZMap rows: nothing to
+    scan. Named like an empty @FILE, not a scan of 0 endpoints that exits 0."""
+    path = tmp_path / name
+    path.write_text(text)
+    kind = {"masscan": [path]} if name.startswith("m") else {"zmap": [path]}
+    with pytest.raises(TargetError) as caught:
+        imported_targets(**kind)
+    assert str(path) in str(caught.value)
+    assert "no open TCP port" in str(caught.value) or "no successful SYN-ACK" in str(caught.value)

@@ -81,3 +81,31 @@ def test_attribute_opens_the_case_when_the_scan_did_not(lab, owner, capsys, tmp_
     code, out, _ = cli(capsys, "cases", "--database", owner)
     assert "Lab Hospital" in out and "new" in out
     assert violations() == []
+
+
+def test_a_removed_owners_case_and_routes_never_pass_to_the_next_owner_given_its_id(lab, owner, capsys, tmp_path):
+    """SQLite gives the next owner the id of the last one removed, and cases and attributions are
+    keyed by it. Removing an owner closes its open cases and forgets its attributions, so a new
+    owner with the same id (another organisation, here owning one of the two servers) starts its
+    own case, greeted by its own name, and is never told about the old owner's other server."""
+    scan(capsys, lab, owner, tmp_path)
+    (old,) = cases_json(capsys, owner)
+    kept, other = sorted(e.address for e in lab.manifest)
+    assert cli(capsys, "owners", "remove", "1", "--database", owner)[0] == 0
+    code, out, _ = cli(capsys, "owners", "add", f"{kept[0]}/32", "--name", "Another Clinic", "--contact",
+                       "soc@another-clinic.example.org", "--database", owner)
+    assert code == 0 and out.startswith("owner 1 added")  # the same id, as SQLite hands it out
+    assert cli(capsys, "attribute", "--database", owner)[0] == 0
+    cases = {c["id"]: c for c in cases_json(capsys, owner)}
+    assert cases[old["id"]]["state"] == "closed"
+    code, out, _ = cli(capsys, "case", str(old["id"]), "--database", owner)
+    assert "owner entry 1 was removed" in out
+    (new,) = [c for c in cases.values() if c["owner_name"] == "Another Clinic"]
+    assert new["id"] != old["id"] and new["state"] == "new"
+    assert [tuple(s) for s in new["services"]] == [kept]
+    outbox = tmp_path / "outbox"
+    code, out, err = cli(capsys, "notify", "--dry-run", "--out", str(outbox), "--database", owner)
+    assert code == 0, err
+    (message,) = [p.read_text() for p in outbox.glob("*.eml")]  # the other server has no contact
+    assert "soc@another-clinic.example.org" in message and "Lab Hospital" not in message
+    assert other[0] not in message  # the old owner's other server is never named to the new one

@@ -52,6 +52,19 @@ def scan_parameters(args: argparse.Namespace) -> dict:
     }
 
 
+# What a scan stores to rebuild its plan and probes (scan_parameters): fixed for its life.
+PLAN_FIELDS = ("ports", "web_ports", "exclude", "scope", "seed", "keep_all", "no_resolve")
+
+
+def fixed_on_resume(args: argparse.Namespace, defaults: argparse.Namespace) -> list[str]:
+    """The plan and probe options given with --resume (different from their `defaults`, the scan
+    command's as its parser declares them), which a resumed scan cannot take: its stored
+    parameters decide. Silently ignored, `--ports 104` resumed the old ports, and the operator
+    believed otherwise."""
+    return [f"--{name.replace('_', '-')}" for name in (*PLAN_FIELDS, *PROBE_FIELDS)
+            if getattr(args, name, None) != getattr(defaults, name, None)]
+
+
 def _plan_builder(repo, parameters: dict, targets=None):
     from pacswatch.campaign.scanrun import plan_from_parameters
     from pacswatch.campaign.scope import LiveBlocklist, campaign_scope
@@ -84,8 +97,10 @@ def _job(parameters: dict, args: argparse.Namespace, err: Console, **kw):
                             worker_settings=worker_settings, **kw)
 
 
-def campaign_scan(args: argparse.Namespace, err: Console) -> int:
-    """`pacswatch scan`: a new scan, or `--resume ID`, stored in the database as it runs."""
+def campaign_scan(args: argparse.Namespace, err: Console, *, defaults: argparse.Namespace) -> int:
+    """`pacswatch scan`: a new scan, or `--resume ID`, stored in the database as it runs.
+    `defaults`: the scan command's arguments with nothing given (cli.py's parser, passed in since
+    the command line sits above the campaign), for fixed_on_resume."""
     from pacswatch.campaign.scanrun import check_resumable, check_same_plan, execute, start_scan
     from pacswatch.findings.schedule import POLICY_SETTING, RescanPolicy
     from pacswatch.scan.workers import WorkerFailed
@@ -97,6 +112,10 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
     confirm = _confirm_fixed_after(args)  # a bad value fails before the database is opened
     if resuming and (args.targets or args.import_masscan or args.import_zmap):
         raise ValueError(f"--resume {args.resume} takes no targets: scan {args.resume} keeps the ones it started with")
+    if resuming and (fixed := fixed_on_resume(args, defaults)):
+        raise ValueError(f"--resume {args.resume} keeps the plan and probe settings scan {args.resume} started with, "
+                         f"so {', '.join(fixed)} would be ignored: leave {'it' if len(fixed) == 1 else 'them'} out, or "
+                         "start a new scan (--rate, --concurrency, --workers and the output options may change)")
     parameters = targets = None
     if not resuming:  # bad input fails before the database is opened
         from pacswatch.campaign.scanrun import targets_from_parameters
@@ -112,6 +131,7 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
     output_failed = False
     scan_id = args.resume
     outcome = None
+    probing = False  # the scan is under way: a store failure from here on leaves it resumable
     try:
         with Repository.open(args.database) as repo:
             if resuming:
@@ -133,7 +153,9 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
                 _banner(err, scan_id, plan, job, options, resumed=len(repo.completed(scan_id)) if resuming else None)
             # The intervals the last `run` set for this installation (its services' schedule).
             policy = RescanPolicy.from_json(repo.setting(POLICY_SETTING), confirm)
+            probing = True
             outcome = execute(repo, scan_id, plan, job, policy=policy, keep_all=bool(parameters.get("keep_all")))
+            probing = False
             if not args.quiet:
                 report.print_changes(err, outcome, top=args.top or None)
             if outcome.status == "finished" and not args.no_attribute:
@@ -150,7 +172,9 @@ def campaign_scan(args: argparse.Namespace, err: Console) -> int:
             err.print(f"pacswatch scan: interrupted{left}", highlight=False, markup=False)
         return EXIT_INTERRUPTED
     except StoreError as exc:
-        err.print(error_line("pacswatch scan:", exc), highlight=False, soft_wrap=True)
+        # Failed mid-scan (a full disk): what was stored is done, the rest waits for a resume.
+        resume = f"; once that is fixed: pacswatch scan --resume {scan_id}" if probing else ""
+        err.print(error_line("pacswatch scan:", f"{exc}{resume}"), highlight=False, soft_wrap=True)
         return EXIT_STORE
     except WorkerFailed as exc:
         err.print(error_line("pacswatch scan:", f"{exc}; what it had in flight is not done: "

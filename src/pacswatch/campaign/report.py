@@ -24,8 +24,8 @@ from pacswatch.output import (
 )
 
 FINDING_COLUMNS = ("id", "ip", "port", "severity", "status", "service", "transport", "product", "product_version",
-                   "studies", "patients", "first_seen", "last_seen", "fixed_at", "reopen_count", "missed_since",
-                   "capped")
+                   "studies", "patients", "capped", "first_seen", "last_seen", "fixed_at", "reopen_count",
+                   "missed_since")
 CHANGE_WORDS = {"new": "new", "fixed": "fixed", "reopened": "reopened", "severity": "severity changed",
                 "missed": "missed (open until a second miss)", "seen-again": "seen again", "opted-out": "opted out"}
 

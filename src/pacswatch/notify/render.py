@@ -7,6 +7,7 @@ which is what makes a retried message identical to the first try.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -92,7 +93,7 @@ class Renderer:
         attachment_name = f"{sender.tag}-case-{case.id}.csv"
         context = {
             "kind": kind, "case": case, "exposures": exposed, "protected": protected,
-            "owner_name": clean(owner_name), "sender": sender, "worst": worst,
+            "owner_name": _greeting_name(owner_name), "sender": sender, "worst": worst,
             "advice": advice_for(listed), "checks": verify_checks(exposed),
             "totals": {"studies": sum(e.studies or 0 for e in exposed),
                        "patients": sum(e.patients or 0 for e in exposed)},
@@ -103,6 +104,18 @@ class Renderer:
         body = env.get_template(f"{kind}.txt.j2").render(context)
         body = "\n".join(line.rstrip() for line in body.splitlines()).strip("\n") + "\n"
         return Rendered(subject, body, attachment_name, exposures_csv(listed))
+
+
+# What text.clean() leaves of a control character: "\x0d", "\u202e".
+_ESCAPED = re.compile(r"\\x[0-9a-f]{2}|\\u[0-9a-f]{4}")
+
+
+def _greeting_name(name: str) -> str:
+    """The owner's name for the greeting, or "" (a plain "Hello,"). A name that held control
+    characters (an RDAP registrant "Good Hospital\r\nURGENT: call ...") is no one's real name:
+    its text is not repeated in our voice, even escaped on one line."""
+    cleaned = clean(name)
+    return "" if _ESCAPED.search(cleaned) else cleaned
 
 
 def _wrap(text: str, width: int = 72, indent: str = "  ") -> str:

@@ -21,6 +21,7 @@ from pacswatch.attribution.local import LocalOwner
 from pacswatch.attribution.owner import Attribution
 from pacswatch.findings.lifecycle import OPTED_OUT
 from pacswatch.notify import outbox as O
+from pacswatch.notify import cases as C
 from pacswatch.notify.cases import Case, Transition
 from pacswatch.notify.optout import OptOuts, named_addresses
 from pacswatch.store import notify_tables as T
@@ -75,9 +76,29 @@ class NotifyStore:
                 "escalation": list(entry.escalation), "language": entry.language, "notes": entry.notes,
                 "added_at": at, "added_by": operator()}).scalar_one()
 
-    def remove_owner(self, owner_id: int) -> bool:
+    def remove_owner(self, owner_id: int, at: datetime | None = None) -> bool:
+        """Remove a local owner, and with it what was decided from it: its addresses' stored
+        attributions (attributed afresh next time) and its open cases (closed, with the reason).
+        SQLite may give the next owner added the same id, and cases and attributions are keyed
+        by it: without this, a new owner would inherit the old one's case, greeting and routes,
+        and be mailed about another organisation's servers."""
+        at = at or datetime.now(UTC)
+        key = f"local:{owner_id}"
         with self.write() as conn:
-            return conn.execute(delete(T.owners).where(T.owners.c.id == owner_id)).rowcount == 1
+            if conn.execute(delete(T.owners).where(T.owners.c.id == owner_id)).rowcount != 1:
+                return False
+            conn.execute(delete(T.attributions).where(T.attributions.c.owner_key == key))
+            rows = conn.execute(select(T.cases).where(T.cases.c.owner_key == key,
+                                                      T.cases.c.state.in_(C.OPEN_STATES + (C.FIXED,))))
+            why = f"owner entry {owner_id} was removed"
+            for row in rows.mappings().all():
+                case, transition = C.close(_case(row), at, why)
+                self.save_case(case, (transition,), conn=conn)
+                waiting = conn.execute(select(T.outbox).where(T.outbox.c.case_id == case.id,
+                                                              T.outbox.c.state == O.PENDING))
+                for message in waiting.mappings().all():  # queued for the old owner: never sent
+                    self.cancel(_msg(message), at, why, conn=conn)
+            return True
 
     def owners(self) -> list[LocalOwner]:
         return [LocalOwner(r["match"], r["name"], tuple(r["contacts"]), r["language"], r["notes"], r["id"],

@@ -209,17 +209,27 @@ def _is_address(text: str) -> bool:
     return True
 
 
+_NO_MASSCAN_PORT = ("no open TCP port in this masscan output (masscan -oJ lists one as "
+                    '{"port": N, "proto": "tcp", "status": "open"}, -oL as "open tcp PORT ADDRESS")')
+_NO_ZMAP_PORT = "no successful SYN-ACK row in this ZMap output"
+
+
 def imported_targets(masscan: Iterable[str | Path] = (), zmap: Iterable[str | Path] = (),
                      zmap_port: int | None = None) -> TargetSet:
     """Pinned endpoints from every file (duplicates scanned once); all problems in one TargetError."""
     endpoints: list[Endpoint] = []
     problems: list[TargetProblem] = []
-    for reader, paths in ((read_masscan, masscan), (lambda p: read_zmap_csv(p, zmap_port), zmap)):
+    for reader, paths, found in ((read_masscan, masscan, _NO_MASSCAN_PORT),
+                                 (lambda p: read_zmap_csv(p, zmap_port), zmap, _NO_ZMAP_PORT)):
         for path in paths:
             try:
-                endpoints.extend(reader(path))
+                read = reader(path)
             except TargetError as exc:
                 problems.extend(exc.problems)
+                continue
+            if not read:  # like an empty @FILE: a scan of nothing is a mistake to name, not to run
+                problems.append(TargetProblem(str(path), None, "", found))
+            endpoints.extend(read)
     if problems:
         raise TargetError(problems)
     return TargetSet(pinned=endpoints)
