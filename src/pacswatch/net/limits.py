@@ -14,6 +14,7 @@ from pacswatch.status import Status
 # every endpoint was right; at 8,000, answering endpoints and closed ports timed out.
 CONNECTS_AT_ONCE = 1000
 
+
 class RateLimiter:
     """A token bucket for new connections, shared by every probe of a scan.
 

@@ -30,7 +30,7 @@ from pacswatch.dicom.names import abort_names, reject_names
 from pacswatch.fingerprint.dicom import identify
 from pacswatch.net.errors import NetError
 from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
-from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions
+from pacswatch.probes.base import Endpoint, ProbeContext
 from pacswatch.probes.detect import answers_http, speaks_http
 from pacswatch.probes.dicom_request import RequestTemplate
 from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session, Steps, detached
@@ -99,6 +99,7 @@ class DicomProbe:
         self._all_studies = study_query("")
         self._all_patients = patient_query()
         self._templates: dict[tuple, RequestTemplate] = {}
+
     def _template(self, opts) -> RequestTemplate:
         key = (opts.identity, opts.max_pdu)
         template = self._templates.get(key)
@@ -182,7 +183,6 @@ class DicomProbe:
         opts = ctx.options
         attempt = _Attempt(called_ae)
         request, encoded = self._template(opts).build(called_ae)
-        loop = ctx.loop
         tls_ctx = self._tls_context() if tls else None
         try:
             conn = await ctx.connect(endpoint, deadline, tls_ctx.context if tls_ctx else None)
@@ -196,7 +196,9 @@ class DicomProbe:
             ssl_object = conn.ssl_object
             assert ssl_object is not None  # a connection made with a TLS context has one
             record.tls = tls_facts(ssl_object, client_cert_required=tls_ctx.client_cert_requested(ssl_object))
-        session, steps = self._new_conversation(opts, request, encoded, deadline, loop.time, attempt)
+        session = Session(Association(request, max_receive_pdu=opts.max_received_pdu, encoded=encoded), deadline,
+                          ctx.loop.time)
+        steps = self._conversation(session, opts, attempt)
         try:
             await conn.converse(session, session.begin(steps))
         except NetError as exc:  # the connection ended under a conversation still waiting
@@ -214,13 +216,6 @@ class DicomProbe:
             record.tls.client_cert_required = True
         conn.abort()
         return attempt
-
-    def _new_conversation(
-        self, opts: ProbeOptions, request, encoded: bytes, deadline: float, clock, attempt: _Attempt,
-    ) -> tuple[Session, Steps]:
-        """A fresh association's session and its steps, which fill `attempt` as they go."""
-        session = Session(Association(request, max_receive_pdu=opts.max_received_pdu, encoded=encoded), deadline, clock)
-        return session, self._conversation(session, opts, attempt)
 
     def _conversation(self, session: Session, opts, attempt: _Attempt) -> Steps:
         """One association: associate; when accepted, explore it at once and release."""
