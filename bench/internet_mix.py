@@ -3,15 +3,14 @@
 
     python bench/internet_mix.py [--endpoints 10000] [--concurrency 4000] [--equal 1000]
 
-bench/dicom_vs_nmap.py measures a fleet where every peer answers alike: the memo's best case.
+bench/dicom_vs_nmap.py measures a fleet where every peer answers alike, its easiest case.
 Real scans meet many products, silent hosts, refusals and round trips of 20-300 ms. This
 benchmark draws such a mix from a seed (MIX below), serves it with bench/responder.c (one
 profile and one reply delay per endpoint, held back by the responder's delay queues, never
 slept), and runs in the same run, on the same endpoints:
 
-- pacswatch's default full probe (store included) with the PDU engine and its memo, without the
-  memo (PACSWATCH_PDU_MEMO=0) and without the engine (PACSWATCH_PDU_ENGINE=0: asyncio/uvloop
-  only), each at --concurrency;
+- pacswatch's default full probe (store included) at --concurrency, on uvloop (other
+  --variants of dicom_vs_nmap.py's one-scan ones);
 - nmap -sT --script dicom-ping, tuned (parallelism and one hostgroup, as in dicom_vs_nmap.py) at
   --concurrency, with -T5 and with -T4;
 - pacswatch's default and nmap tuned (-T5) again, both at --equal parallelism.
@@ -234,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=2.0,
                         help="pacswatch --timeout T; nmap --script-timeout 2T (default 2)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the mix (default 1)")
-    parser.add_argument("--variants", default="uvloop,uvloop-nomemo,uvloop-noengine",
+    parser.add_argument("--variants", default="uvloop",
                         help="pacswatch variants at --concurrency, of dicom_vs_nmap.py's (one scan each)")
     parser.add_argument("--nmap-profiles", default="tuned,tuned-t4",
                         help="at --concurrency: tuned (-T5), tuned-t4 (-T4 with the same parallelism)")
@@ -246,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     require_loopback([args.base])
-    single = [v for v, (_, processes, _, _) in VARIANTS.items() if processes == 1]  # one scan each
+    single = [v for v, (_, processes, _) in VARIANTS.items() if processes == 1]  # one scan each
     for v in args.variants.split(","):
         if v and v not in single:
             raise SystemExit(f"unknown variant {v!r}: one of {', '.join(single)}")
@@ -294,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                 cmd += ["--timeout", f"{args.timeout:g}"]
                 run = Run(tool, variant, n, cmd)
                 print(f"running: {' '.join(cmd)}", flush=True)
-                measure(run, [cmd], responder.pids, work / name, env=dict(os.environ, **VARIANTS[variant][3]))
+                measure(run, [cmd], responder.pids, work / name)
                 run.correct, run.check = check_pacswatch_mix(output, mix)
             else:
                 xml = work / f"{name}.xml"

@@ -140,9 +140,8 @@ def flood():
     peers.stop()
 
 
-@pytest.mark.parametrize("pdu_engine", [True, False], ids=["engine", "asyncio"])
 @pytest.mark.parametrize("limit", [1000, 40])
-def test_a_find_flood_that_ignores_cancel_is_an_open_query(flood, pdu_engine, limit):
+def test_a_find_flood_that_ignores_cancel_is_an_open_query(flood, limit):
     # Pending responses to a random StudyInstanceUID prove that the query is allowed: the count
     # so far is kept (at least `limit` studies), the association is aborted at the cap or the
     # deadline, and the finding is critical instead of 'allowed: null'.
@@ -153,7 +152,7 @@ def test_a_find_flood_that_ignores_cancel_is_an_open_query(flood, pdu_engine, li
     async def run() -> tuple[Record, float]:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        ctx = ProbeContext(ProbeOptions(timeouts=timeouts, find_limit=limit), pdu_engine=pdu_engine)
+        ctx = ProbeContext(ProbeOptions(timeouts=timeouts, find_limit=limit))
         record = await DicomProbe().run(ctx, flood)
         return record, loop.time() - started
 
@@ -189,24 +188,23 @@ def web_on_dicom_ports():
     peers.stop()
 
 
-def dicom_scan(port: int, pdu_engine: bool) -> tuple[Record, float]:
+def dicom_scan(port: int) -> tuple[Record, float]:
     from pacswatch.probes.dicom import DicomProbe
 
     async def run() -> tuple[Record, float]:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(1.0)), pdu_engine=pdu_engine)
+        ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(1.0)))
         return await DicomProbe().run(ctx, Endpoint(DETECT_IP, port)), loop.time() - started
 
     return asyncio.run(run())
 
 
-@pytest.mark.parametrize("pdu_engine", [True, False], ids=["engine", "asyncio"])
 @pytest.mark.parametrize("kind, how", [("http-not-dicom", "in HTTP"), ("orthanc-open", "said nothing"),
                                        ("orthanc-open-tls", "said nothing"), ("login-page", "said nothing")])
-def test_a_web_server_on_a_dicom_port_is_reported_as_http(web_on_dicom_ports, kind, how, pdu_engine):
+def test_a_web_server_on_a_dicom_port_is_reported_as_http(web_on_dicom_ports, kind, how):
     ports, lab = web_on_dicom_ports
-    record, elapsed = dicom_scan(ports[kind], pdu_engine)
+    record, elapsed = dicom_scan(ports[kind])
     assert record.status == "success" and record.service == "http", record.detail
     assert record.dicom is None and record.detail.startswith(("answered the DICOM association request in HTTP"
                                                               if how == "in HTTP" else "said nothing to DICOM"))
@@ -224,10 +222,9 @@ def test_a_web_server_on_a_dicom_port_is_reported_as_http(web_on_dicom_ports, ki
     assert lab.trap_hits() == []
 
 
-@pytest.mark.parametrize("pdu_engine", [True, False], ids=["engine", "asyncio"])
-def test_a_silent_port_that_is_not_http_stays_a_timeout_and_the_check_is_bounded(web_on_dicom_ports, pdu_engine):
+def test_a_silent_port_that_is_not_http_stays_a_timeout_and_the_check_is_bounded(web_on_dicom_ports):
     ports, _ = web_on_dicom_ports
-    record, elapsed = dicom_scan(ports["tarpit"], pdu_engine)
+    record, elapsed = dicom_scan(ports["tarpit"])
     assert record.status == "io-timeout" and record.service is None and record.http is None
     timeouts = Timeouts.scaled(1.0)
     assert elapsed < timeouts.association + min(timeouts.http, 2.0) + 0.5

@@ -384,9 +384,8 @@ def test_the_lookup_recorder_sees_a_lookup(cli):
 # --- the last word, right before each connect -------------------------------------------------
 
 
-@pytest.mark.parametrize("engine", [True, False], ids=["pdu-engine", "asyncio"])
 @pytest.mark.parametrize("web", [False, True], ids=["dicom", "web"])
-def test_an_address_refused_at_connect_time_is_never_contacted(tarpits, engine, web):
+def test_an_address_refused_at_connect_time_is_never_contacted(tarpits, web):
     """The scan's live opt-out list is asked again by the rate limiter after each token, right
     before the connect: a probe taken before an opt-out (in flight, or waiting for its token)
     does not connect after it. A canary records every connection; the control run connects."""
@@ -404,11 +403,8 @@ def test_an_address_refused_at_connect_time_is_never_contacted(tarpits, engine, 
     options = ProbeOptions(timeouts=Timeouts.scaled(0.5))  # the control waits out the tarpit
 
     async def probe(refuse):
-        ctx = ProbeContext(options, RateLimiter(0, refuse=refuse), pdu_engine=engine)
-        try:
-            return await selector.probe_for(endpoint.port).run(ctx, endpoint)
-        finally:
-            ctx.close()
+        ctx = ProbeContext(options, RateLimiter(0, refuse=refuse))
+        return await selector.probe_for(endpoint.port).run(ctx, endpoint)
 
     refused = asyncio.run(probe(lambda ip: "on the opt-out list (entry 7)" if ip == "127.0.0.93" else None))
     assert refused.status == "blocked", refused

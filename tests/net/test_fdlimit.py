@@ -64,7 +64,7 @@ def test_a_low_hard_limit_lowers_the_concurrency_with_a_warning_and_every_endpoi
 
 
 # Probes every endpoint of argv[1] (JSON [[ip, port], ...]) at once under a limit of 64
-# descriptors; argv[2]: "engine" or "asyncio" (DICOM on that I/O path) or "web" (HttpProbe).
+# descriptors; argv[2]: "dicom" (DicomProbe) or "web" (HttpProbe).
 PROBES_UNDER_LIMIT = r"""
 import asyncio, collections, json, resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
@@ -75,10 +75,9 @@ from pacswatch.probes.http import HttpProbe
 endpoints, path = json.loads(sys.argv[1]), sys.argv[2]
 
 async def main():
-    ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(5.0), ae_guess=()), pdu_engine=path == "engine")
+    ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(5.0), ae_guess=()))
     probe = HttpProbe() if path == "web" else DicomProbe()
     records = await asyncio.gather(*(probe.run(ctx, Endpoint(ip, port)) for ip, port in endpoints))
-    ctx.close()
     return collections.Counter(f"{r.status} {r.detail}" for r in records)
 
 print(json.dumps(asyncio.run(main())))
@@ -92,11 +91,10 @@ def probes_under_limit(endpoints, path: str) -> dict:
     return json.loads(done.stdout)
 
 
-@pytest.mark.parametrize("path", ["engine", "asyncio"])
-def test_probes_that_find_no_descriptor_free_wait_for_one_instead_of_failing(responder, path):
+def test_probes_that_find_no_descriptor_free_wait_for_one_instead_of_failing(responder):
     # 300 probes at once under a limit of 64 descriptors, past any concurrency cap: each connect
     # that meets EMFILE waits for a descriptor to be freed and every endpoint is still probed.
-    counts = probes_under_limit(responder, path)
+    counts = probes_under_limit(responder, "dicom")
     assert counts == {"success None": len(responder)}, counts
 
 

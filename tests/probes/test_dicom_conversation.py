@@ -72,20 +72,14 @@ class Peer:
         return encode_message(context_id, response, study_query("1.2.3.4"), 16384) * count
 
 
-@pytest.fixture(params=[True, False], ids=["engine", "asyncio"])
-def pdu_engine(request) -> bool:
-    """Both I/O paths: the PDU engine (plain TCP's default) and asyncio's transports."""
-    return request.param
-
-
-def scan(mode: str, probe: DicomProbe | None = None, *, pdu_engine: bool, **options):
+def scan(mode: str, probe: DicomProbe | None = None, **options):
     peer = Peer(mode)
 
     async def main():
         server = await asyncio.start_server(peer.handle, HOST, 0)
         port = server.sockets[0].getsockname()[1]
         try:
-            ctx = ProbeContext(ProbeOptions(timeouts=TIMEOUTS, ae_guess=(), **options), pdu_engine=pdu_engine)
+            ctx = ProbeContext(ProbeOptions(timeouts=TIMEOUTS, ae_guess=(), **options))
             started = time.monotonic()
             record = await (probe or DicomProbe()).run(ctx, Endpoint(HOST, port))
             elapsed = time.monotonic() - started
@@ -101,8 +95,8 @@ def scan(mode: str, probe: DicomProbe | None = None, *, pdu_engine: bool, **opti
     return record, elapsed, peer
 
 
-def test_a_peer_ignoring_c_cancel_is_cut_off_after_the_short_grace_not_the_dimse_timeout(pdu_engine):
-    record, elapsed, _ = scan("flood-find", find_limit=3, pdu_engine=pdu_engine)
+def test_a_peer_ignoring_c_cancel_is_cut_off_after_the_short_grace_not_the_dimse_timeout():
+    record, elapsed, _ = scan("flood-find", find_limit=3)
     find = record.dicom.find
     # Its pending responses to a random UID prove the query open: the count so far, at least.
     assert find.allowed is True and find.capped is True and find.studies == 3, find
@@ -113,26 +107,26 @@ def test_a_peer_ignoring_c_cancel_is_cut_off_after_the_short_grace_not_the_dimse
     assert record.dicom.echo is True and record.severity is not None
 
 
-def test_a_peer_ignoring_the_release_is_aborted_after_the_release_timeout(pdu_engine):
-    record, elapsed, _ = scan("ignore-release", pdu_engine=pdu_engine)
+def test_a_peer_ignoring_the_release_is_aborted_after_the_release_timeout():
+    record, elapsed, _ = scan("ignore-release")
     assert record.status == "success" and record.dicom.released is False, record
     assert record.dicom.find.allowed is True and record.dicom.find.studies == 0
     assert elapsed < TIMEOUTS.release + 1.5 < TIMEOUTS.dimse, elapsed
 
 
-def test_a_failing_conversation_is_reported_and_its_connection_ended_at_once(monkeypatch, pdu_engine):
+def test_a_failing_conversation_is_reported_and_its_connection_ended_at_once(monkeypatch):
     def broken(self, session, opts, attempt):
         raise RuntimeError("a bug in the exploration")
         yield  # a generator, like the real one
 
     monkeypatch.setattr(DicomProbe, "_explore", broken)
-    record, elapsed, peer = scan("normal", pdu_engine=pdu_engine)
+    record, elapsed, peer = scan("normal")
     assert record.status == "error" and "a bug in the exploration" in (record.detail or ""), record
     assert elapsed < 2.0
     assert peer.closed_after is not None and peer.closed_after < 2.0, peer.closed_after
 
 
 @pytest.mark.parametrize("mode", ["normal", "ignore-release", "flood-find"])
-def test_the_probe_leaves_no_connection_open(mode, pdu_engine):
-    _, _, peer = scan(mode, find_limit=3, pdu_engine=pdu_engine)
+def test_the_probe_leaves_no_connection_open(mode):
+    _, _, peer = scan(mode, find_limit=3)
     assert peer.closed_after is not None

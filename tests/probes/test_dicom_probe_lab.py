@@ -1,6 +1,5 @@
 """The DICOM probe against every kind of the lab: each endpoint gets the facts the lab knows, and
-each hostile peer costs one status within its deadline (issue 2, "hostile peers from the lab").
-Every test runs on both I/O paths: the PDU engine (plain TCP's default) and asyncio's transports."""
+each hostile peer costs one status within its deadline (issue 2, "hostile peers from the lab")."""
 
 from __future__ import annotations
 
@@ -28,16 +27,10 @@ def lab():
         yield running
 
 
-@pytest.fixture(params=[True, False], ids=["engine", "asyncio"])
-def pdu_engine(request) -> bool:
-    return request.param
-
-
-def probe(endpoint, pdu_engine: bool, **options) -> tuple:
+def probe(endpoint, **options) -> tuple:
     async def run():
         ctx = ProbeContext(ProbeOptions(timeouts=TIMEOUTS, tls_ports=frozenset({endpoint.port})
-                                        if endpoint.transport == "tls" else frozenset(), **options),
-                           pdu_engine=pdu_engine)
+                                        if endpoint.transport == "tls" else frozenset(), **options))
         return await DicomProbe().run(ctx, Endpoint(endpoint.ip, endpoint.port))
 
     started = time.monotonic()
@@ -45,10 +38,10 @@ def probe(endpoint, pdu_engine: bool, **options) -> tuple:
     return record, time.monotonic() - started
 
 
-def test_every_lab_endpoint_gets_the_facts_the_lab_knows(lab, pdu_engine):
+def test_every_lab_endpoint_gets_the_facts_the_lab_knows(lab):
     problems = {}
     for endpoint in lab.manifest:
-        record, _ = probe(endpoint, pdu_engine)
+        record, _ = probe(endpoint)
         wrong = check_record(endpoint, record)
         if wrong:
             problems[endpoint.name] = wrong
@@ -56,9 +49,9 @@ def test_every_lab_endpoint_gets_the_facts_the_lab_knows(lab, pdu_engine):
 
 
 @pytest.mark.parametrize("kind", HOSTILE_KINDS)
-def test_each_hostile_peer_costs_one_status_within_its_deadline(lab, kind, pdu_engine):
+def test_each_hostile_peer_costs_one_status_within_its_deadline(lab, kind):
     endpoint = lab.endpoint(kind)
-    record, elapsed = probe(endpoint, pdu_engine)
+    record, elapsed = probe(endpoint)
     assert check_record(endpoint, record) == [], record.detail
     assert record.status != "error", record.detail  # a hostile peer is never our bug
     # The endpoint deadline bounds everything, TLS fallback included, with a little slack for
@@ -66,11 +59,11 @@ def test_each_hostile_peer_costs_one_status_within_its_deadline(lab, kind, pdu_e
     assert elapsed < TIMEOUTS.endpoint + 1.0, (kind, elapsed, record.detail)
 
 
-def test_a_four_gigabyte_length_claim_allocates_nothing_like_it(lab, pdu_engine):
+def test_a_four_gigabyte_length_claim_allocates_nothing_like_it(lab):
     endpoint = lab.endpoint("huge-length")
     tracemalloc.start()
     try:
-        record, _ = probe(endpoint, pdu_engine)
+        record, _ = probe(endpoint)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -53,8 +53,8 @@ async def connect_when_free(connect: Callable[[], Awaitable[T]]) -> T:
 
 
 # Descriptors kept for everything that is not a probe's socket: standard streams, the database
-# (SQLite's file, WAL and shared memory), the event loop's and the PDU engine's epoll and timer,
-# the output file, worker pipes, name resolution during attribution.
+# (SQLite's file, WAL and shared memory), the event loop's epoll, the output file, worker pipes,
+# name resolution during attribution.
 HEADROOM = 64
 
 

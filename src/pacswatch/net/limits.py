@@ -8,6 +8,12 @@ from typing import Callable
 from pacswatch.net.errors import NetError
 from pacswatch.status import Status
 
+# TCP connects (with their TLS handshakes) in flight at once in one scanning process, whatever
+# --concurrency is: probes past it wait before their connect is issued, not after. Sized from
+# bench/internet_mix.py (bench/README.md, "One I/O path"): at 4,000 connects issued at once
+# every endpoint was right; at 8,000, answering endpoints and closed ports timed out.
+CONNECTS_AT_ONCE = 1000
+
 
 class RateLimiter:
     """A token bucket for new connections, shared by every probe of a scan.

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pacswatch.identity import Identity
-from pacswatch.net import pduio
-from pacswatch.net.limits import RateLimiter
+from pacswatch.net.limits import CONNECTS_AT_ONCE, RateLimiter
 from pacswatch.net.transport import Connection, open_connection
 from pacswatch.record import Record
 
@@ -80,10 +79,10 @@ class ProbeOptions:
 class ProbeContext:
     options: ProbeOptions = field(default_factory=ProbeOptions)
     limiter: RateLimiter | None = None
-    # Plain TCP DICOM on the PDU engine (net/pduio.py) when it is built; False: asyncio only.
-    pdu_engine: bool = field(default_factory=pduio.available)
+    # Connects in flight at once, over every probe of the scan (net/transport.py says why).
+    connecting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONNECTS_AT_ONCE), repr=False,
+                                          compare=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False, compare=False)
-    _link: pduio.PduLink | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -93,27 +92,11 @@ class ProbeContext:
             self._loop = asyncio.get_running_loop()
         return self._loop
 
-    def pdu_link(self) -> pduio.PduLink | None:
-        """The PDU engine on the running loop, started on first use."""
-        if not self.pdu_engine:
-            return None
-        link = self._link
-        if link is None or link.closed or link.loop is not self.loop:
-            if link is not None:
-                link.shutdown()
-            link = self._link = pduio.PduLink(self.loop)
-        return link
-
-    def close(self) -> None:
-        """Give back what the context holds (the PDU engine's descriptors). A context that is
-        never closed gives them back when its event loop and the context are gone."""
-        if self._link is not None:
-            self._link.shutdown()
-            self._link = None
-
     async def connect(
         self, endpoint: Endpoint, deadline: float, ssl_context: ssl.SSLContext | None = None
     ) -> Connection:
+        """A connection set up before `deadline` and within the connect timeout of the connect
+        being issued (not of this call: waiting for a slot or a token is not the peer's time)."""
         return await open_connection(
             endpoint.ip,
             endpoint.port,
@@ -121,6 +104,8 @@ class ProbeContext:
             read_cap=self.options.read_cap,
             limiter=self.limiter,
             ssl_context=ssl_context,
+            connect_timeout=self.options.timeouts.connect,
+            gate=self.connecting,
         )
 
 

@@ -16,7 +16,6 @@ Per endpoint:
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -29,12 +28,10 @@ from pacswatch.dicom.errors import PeerProtocolError
 from pacswatch.dicom.identifiers import patient_query, study_query
 from pacswatch.dicom.names import abort_names, reject_names
 from pacswatch.fingerprint.dicom import identify
-from pacswatch.net.errors import NetError, map_os_error
-from pacswatch.net.fdlimit import SHORTAGE_WAIT
+from pacswatch.net.errors import NetError
 from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
-from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions
+from pacswatch.probes.base import Endpoint, ProbeContext
 from pacswatch.probes.detect import answers_http, speaks_http
-from pacswatch.probes.dicom_engine import ConversationTree, EngineAttempt
 from pacswatch.probes.dicom_request import RequestTemplate
 from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session, Steps, detached
 from pacswatch.record import Association as AssociationFacts
@@ -79,13 +76,6 @@ class _Attempt:
         self.by_syntax: dict[str, int] = {}
         self.heard = b""  # the peer's first bytes, when the association failed
 
-    def copy(self) -> "_Attempt":
-        """For a memo hit (probes/dicom_engine.py): the record takes `find`, the rest is read only."""
-        other = _Attempt.__new__(_Attempt)
-        other.__dict__.update(self.__dict__)
-        other.find = self.find.model_copy()
-        return other
-
 
 class DicomProbe:
     name = "dicom"
@@ -109,10 +99,6 @@ class DicomProbe:
         self._all_studies = study_query("")
         self._all_patients = patient_query()
         self._templates: dict[tuple, RequestTemplate] = {}
-        # The memo of the conversation's answers (probes/dicom_engine.py), per called AE, for one
-        # options object: other options make other conversations, so a new one starts afresh.
-        self._trees: dict[str, ConversationTree] = {}
-        self._trees_for: ProbeOptions | None = None
 
     def _template(self, opts) -> RequestTemplate:
         key = (opts.identity, opts.max_pdu)
@@ -197,15 +183,9 @@ class DicomProbe:
         opts = ctx.options
         attempt = _Attempt(called_ae)
         request, encoded = self._template(opts).build(called_ae)
-        loop = ctx.loop
-        connect_deadline = min(deadline, loop.time() + opts.timeouts.connect)
-        if not tls and (link := ctx.pdu_link()) is not None:
-            run = await self._attempt_on_engine(ctx, link, endpoint, called_ae, request, encoded, deadline, connect_deadline)
-            if run is not None:
-                return run
         tls_ctx = self._tls_context() if tls else None
         try:
-            conn = await ctx.connect(endpoint, connect_deadline, tls_ctx.context if tls_ctx else None)
+            conn = await ctx.connect(endpoint, deadline, tls_ctx.context if tls_ctx else None)
         except NetError as exc:
             if tls and record.tls is None:
                 record.tls = TlsFacts(handshake=False, error=exc.detail,
@@ -216,7 +196,9 @@ class DicomProbe:
             ssl_object = conn.ssl_object
             assert ssl_object is not None  # a connection made with a TLS context has one
             record.tls = tls_facts(ssl_object, client_cert_required=tls_ctx.client_cert_requested(ssl_object))
-        session, steps = self._new_conversation(opts, request, encoded, deadline, loop.time, attempt)
+        session = Session(Association(request, max_receive_pdu=opts.max_received_pdu, encoded=encoded), deadline,
+                          ctx.loop.time)
+        steps = self._conversation(session, opts, attempt)
         try:
             await conn.converse(session, session.begin(steps))
         except NetError as exc:  # the connection ended under a conversation still waiting
@@ -234,65 +216,6 @@ class DicomProbe:
             record.tls.client_cert_required = True
         conn.abort()
         return attempt
-
-    async def _attempt_on_engine(
-        self, ctx: ProbeContext, link, endpoint: Endpoint, called_ae: str, request, encoded: bytes, deadline: float,
-        connect_deadline: float,
-    ) -> _Attempt | None:
-        """The same attempt on the PDU engine (plain TCP); None when the engine cannot take the
-        address (then asyncio's transports do)."""
-        opts = ctx.options
-        loop = ctx.loop
-
-        def make(clock) -> tuple[Session, Steps, _Attempt]:
-            attempt = _Attempt(called_ae)
-            return (*self._new_conversation(opts, request, encoded, deadline, clock, attempt), attempt)
-
-        run = EngineAttempt(link, self._tree(called_ae, opts), make, deadline)
-        if ctx.limiter is not None:
-            try:
-                await ctx.limiter.acquire(loop, endpoint.ip)
-            except NetError as exc:  # opted out since the scan took this endpoint: no connect
-                attempt = _Attempt(called_ae)
-                attempt.failure = detached(exc)
-                return attempt
-        while True:
-            try:
-                run.start(endpoint.ip, endpoint.port, connect_deadline, opts.read_cap)
-                break
-            except ValueError:
-                return None
-            except OSError as exc:  # no descriptor free (net/fdlimit.py): wait for one, not fail
-                if loop.time() + SHORTAGE_WAIT >= connect_deadline:
-                    attempt = _Attempt(called_ae)
-                    attempt.failure = detached(map_os_error(exc, connecting=True))
-                    return attempt
-                await asyncio.sleep(SHORTAGE_WAIT)
-        try:
-            result = await run.future
-        except BaseException:  # our bug (reported on the record by run()) or a cancelled scan
-            run.abort()
-            raise
-        if isinstance(result, _Attempt):
-            return result
-        attempt = _Attempt(called_ae)
-        attempt.failure = result
-        return attempt
-
-    def _tree(self, called_ae: str, opts: ProbeOptions) -> ConversationTree:
-        if opts is not self._trees_for:
-            self._trees, self._trees_for = {}, opts
-        tree = self._trees.get(called_ae)
-        if tree is None:
-            tree = self._trees[called_ae] = ConversationTree()
-        return tree
-
-    def _new_conversation(
-        self, opts: ProbeOptions, request, encoded: bytes, deadline: float, clock, attempt: _Attempt,
-    ) -> tuple[Session, Steps]:
-        """A fresh association's session and its steps, which fill `attempt` as they go."""
-        session = Session(Association(request, max_receive_pdu=opts.max_received_pdu, encoded=encoded), deadline, clock)
-        return session, self._conversation(session, opts, attempt)
 
     def _conversation(self, session: Session, opts, attempt: _Attempt) -> Steps:
         """One association: associate; when accepted, explore it at once and release."""

@@ -163,7 +163,6 @@ class ScanJob:
                 if not stats.interrupted:
                     raise
             finally:
-                ctx.close()
                 if writer is not None:
                     writer.flush()
                 if self.on_flush is not None:
@@ -219,9 +218,7 @@ def _quiet_peer_failures(loop: asyncio.AbstractEventLoop, context: dict) -> None
 
 def runtime_description(event_loop: str, workers: int) -> str:
     """What a scan's speed depends on, for its first line: the event loop that `run_event_loop`
-    will pick, whether the C PDU engine is on, and how many processes probe."""
-    from pacswatch.net import pduio
-
+    will pick and how many processes probe."""
     loop_name = "asyncio"
     if event_loop in ("auto", "uvloop"):
         try:
@@ -230,9 +227,8 @@ def runtime_description(event_loop: str, workers: int) -> str:
             pass
         else:
             loop_name = "uvloop"
-    engine = "C PDU engine" if pduio.available() else "no C PDU engine"
     where = f"{workers} worker processes" if workers > 1 else "one process"
-    return f"event loop {loop_name}, {engine}, {where}"
+    return f"event loop {loop_name}, {where}"
 
 
 def _findings_text(stats: ScanStats) -> str:

@@ -1,0 +1,99 @@
+"""A connect's deadline is about the peer: it starts when the connect is issued, and a scan issues
+only so many connects at once (net/transport.py, `gate`; net/limits.py, CONNECTS_AT_ONCE).
+
+Before, the DICOM probe's connect deadline started before the probe waited for its rate-limiter
+token, and nothing bounded the connects in flight: at 8,000 in flight, answering endpoints and
+closed ports were reported as connection timeouts (bench/README.md, "One I/O path").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+import time
+
+from pacswatch.lab.fast import FastResponder
+from pacswatch.net.errors import NetError
+from pacswatch.net.limits import RateLimiter
+from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
+from pacswatch.probes.dicom import DicomProbe
+from pacswatch.status import Status
+
+
+def test_waiting_for_a_rate_token_is_not_counted_against_the_connect_timeout():
+    # Two connections a second and a 0.4 s connect timeout: the third endpoint's connect is
+    # issued about 1 s after its probe started. Each must still connect and be probed in full.
+    timeouts = Timeouts.scaled(0.4)
+    with FastResponder(["127.48.6.1", "127.48.6.2", "127.48.6.3"], ports=[0], workers=0) as responder:
+        async def main():
+            ctx = ProbeContext(ProbeOptions(timeouts=timeouts, ae_guess=()), RateLimiter(2, burst=1))
+            started = time.monotonic()
+            probe = DicomProbe()
+            records = await asyncio.gather(*(probe.run(ctx, Endpoint(ip, port)) for ip, port in responder.endpoints))
+            return records, time.monotonic() - started
+
+        records, elapsed = asyncio.run(main())
+    assert elapsed > 0.9 > timeouts.connect  # the limiter did hold the last connect back
+    assert [(r.status, r.detail) for r in records] == [("success", None)] * 3
+
+
+class SilentListener:
+    """Accepts TCP on loopback and never says a word (a TLS handshake hangs); notes when each
+    connection arrived."""
+
+    def __init__(self, ip: str) -> None:
+        self.sock = socket.create_server((ip, 0), backlog=64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[float] = []
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed by stop()
+                return
+            self.accepted.append(time.monotonic())
+            self._held.append(conn)
+
+    def stop(self) -> None:
+        self.sock.close()
+        for conn in self._held:
+            conn.close()
+
+
+def test_connects_past_the_gate_wait_and_each_gets_its_whole_connect_timeout():
+    # A gate of 2 and four TLS connects to a listener that never answers the ClientHello: a slot
+    # is held through the handshake, so two connects arrive at once, the other two when the
+    # first two time out, and each of the four is given the full timeout from its own connect.
+    listener = SilentListener("127.48.6.9")
+    timeout = 0.5
+    tls = ssl.create_default_context()
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    try:
+        async def main():
+            ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(timeout)), connecting=asyncio.Semaphore(2))
+            deadline = asyncio.get_running_loop().time() + 30
+
+            async def one():
+                try:
+                    await ctx.connect(Endpoint("127.48.6.9", listener.port), deadline, tls)
+                except NetError as exc:
+                    return exc.status, exc.detail
+                return "connected", None
+
+            started = time.monotonic()
+            return started, await asyncio.gather(*(one() for _ in range(4)))
+
+        started, outcomes = asyncio.run(main())
+    finally:
+        listener.stop()
+    assert outcomes == [(Status.TLS_ERROR, "TLS handshake timed out")] * 4
+    arrived = sorted(t - started for t in listener.accepted)
+    assert len(arrived) == 4
+    assert arrived[1] < timeout / 2, arrived  # the first two at once
+    assert arrived[2] > timeout * 0.9, arrived  # the others only once a slot was free
