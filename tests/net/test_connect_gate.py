@@ -97,3 +97,30 @@ def test_connects_past_the_gate_wait_and_each_gets_its_whole_connect_timeout():
     assert len(arrived) == 4
     assert arrived[1] < timeout / 2, arrived  # the first two at once
     assert arrived[2] > timeout * 0.9, arrived  # the others only once a slot was free
+
+
+def test_the_web_probes_wait_for_a_rate_token_is_not_counted_against_its_request():
+    """The same for the web probe's requests (found by hand after the DICOM fix: at --rate 100
+    closed web ports came back as io-timeout): four closed ports, four connections a second (a
+    token every 0.25 s) and a 0.15 s request timeout, so three of the four wait longer for their
+    token than a request may last. Each is still refused, not timed out. (The web endpoint's whole
+    budget, six request timeouts, still includes such waits: at a very low --rate a web probe can
+    stop early, saying "stopped at" in its detail.)"""
+    from pacswatch.probes.http import HttpProbe
+
+    closed = []
+    for _ in range(4):  # ports nobody listens on: bound then closed
+        with socket.socket() as sock:
+            sock.bind(("127.48.6.22", 0))
+            closed.append(sock.getsockname()[1])
+
+    async def main():
+        ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(0.15)), RateLimiter(4, burst=1))
+        started = time.monotonic()
+        records = await asyncio.gather(*(HttpProbe().run(ctx, Endpoint("127.48.6.22", p)) for p in closed))
+        return records, time.monotonic() - started
+
+    records, elapsed = asyncio.run(main())
+    shown = [(r.status, r.detail) for r in records]
+    assert elapsed > 0.7, shown  # the limiter held the last connect back well past the request timeout
+    assert [r.status for r in records] == ["connection-refused"] * 4, shown

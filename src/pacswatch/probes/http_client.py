@@ -115,10 +115,23 @@ class _LimitedBackend(httpcore.AsyncNetworkBackend):
         self.connects = 0  # connections attempted
         self.connected = 0  # connections established
         self.handshaking = False  # a TLS handshake has started and not finished
+        # The running request's timer (WebClient._once): the wait for our own rate limit is
+        # given back to it, since a request's deadline is about the peer, not about --rate.
+        self.timer: asyncio.Timeout | None = None
+        self.latest = float("inf")  # ... but never past the probe's own deadline
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         if self._limiter is not None:
-            await self._limiter.acquire(ip=host)  # the host is the address we scan, never a name
+            loop = asyncio.get_running_loop()
+            timer, asked = self.timer, loop.time()
+            when = timer.when() if timer is not None else None
+            if timer is not None:
+                timer.reschedule(None)  # stopped while we wait for our own token (the probe's deadline still holds)
+            try:
+                await self._limiter.acquire(loop, ip=host)  # the host is the address we scan, never a name
+            finally:
+                if timer is not None and when is not None:
+                    timer.reschedule(min(when + loop.time() - asked, self.latest))
         self.connects += 1
         # No descriptor free is not the server's doing: wait for one (net/fdlimit.py; httpcore's
         # ConnectError carries the EMFILE as its cause). The probe's deadline bounds the wait.
@@ -240,7 +253,8 @@ class WebClient:
         connects, connected = self._backend.connects, self._backend.connected
         self.requests += 1
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(deadline) as timer:
+                self._backend.timer, self._backend.latest = timer, self.deadline
                 request = self._client.build_request(method, url, headers=headers)
                 # Straight to the transport, not through the client's send: the client parses a
                 # redirect's Location before handing the response back and raises on one it
@@ -264,6 +278,8 @@ class WebClient:
                            "no complete answer before the deadline") from None
         except Exception as exc:
             raise http_error(exc, tcp_established=self._backend.connected > connected) from None
+        finally:
+            self._backend.timer = None  # an exited timer cannot be moved; the next request sets its own
         return WebResponse(url, response.status_code, response.headers, body, truncated=truncated)
 
     def _keep_cookies(self, response: httpx.Response) -> None:
