@@ -8,8 +8,8 @@ length is capped. What is left is printable text with no line break, no terminal
 bidirectional override, so it cannot start a new line in a notice or move a cursor.
 
 Cleaning is not escaping. Each medium escapes on the way out, with the helpers below or the
-medium's own tool: Rich markup (`markup()` or `rich.text.Text`), CSV cells (`csv_cell()`),
-mail headers (`email.utils.formataddr` and address validation in notify), HTML (Jinja2
+medium's own tool: the terminal (`output.shown()`: a Rich `Text`, never markup), CSV cells
+(`csv_cell()`), mail headers (`mailaddr.py` and `email.headerregistry`), HTML (Jinja2
 autoescape). Output paths apply `clean()` again to what they read from a database, since a
 database written by an older pacswatch may hold raw text.
 
@@ -71,14 +71,6 @@ def _validate_peer_text(value: object) -> object:
 # The record model's type for every string a peer chose. Pydantic runs `clean` on the way in,
 # so a record built anywhere (a probe, a database row, a worker's JSON) holds only clean text.
 PeerText = Annotated[str, BeforeValidator(_validate_peer_text)]
-
-
-def markup(value: object) -> str:
-    """Text for a Rich markup string: cleaned and with `[` escaped, so `[/]` or `[link=...]`
-    from a peer is shown, never interpreted."""
-    from rich.markup import escape
-
-    return escape(clean(value, limit=4096))
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
