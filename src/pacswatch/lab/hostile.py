@@ -34,6 +34,7 @@ import contextlib
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import replace
 
 from pacswatch.dicom.dimse import DATA_SET_PRESENT, Command, CommandField, encode_command, fragment_message
@@ -72,6 +73,23 @@ async def read_request(reader: asyncio.StreamReader, timeout: float = REQUEST_TI
             else:
                 data += await reader.read(64 * 1024)
     return data
+
+
+async def converse(acceptor: Acceptor, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   until: Callable[[], bool], edit: Callable[[bytes], bytes] | None = None) -> bool:
+    """Feed the client's bytes to `acceptor` and send its answers (through `edit`, for a peer that
+    lies in them) until `until()` holds. False when the client hung up first."""
+    while not until():
+        data = await reader.read(65536)
+        if not data:
+            return False
+        out, _ = acceptor.receive(data)
+        if edit is not None:
+            out = edit(out)
+        if out:
+            writer.write(out)
+            await writer.drain()
+    return True
 
 
 async def drain_until_closed(reader: asyncio.StreamReader) -> None:
@@ -215,16 +233,9 @@ class HostilePeers:
 
     async def _abort_after_request(self, reader, writer) -> None:
         acceptor = Acceptor(accept_echo_and_find, abort_on_data=True)
-        while acceptor.state != "done":
-            data = await reader.read(65536)
-            if not data:
-                return
-            out, close = acceptor.receive(data)
-            if out:
-                writer.write(out)
-                await writer.drain()
-        # After an A-ABORT (or a release), wait for the client to hang up, as PS3.8 asks.
-        await drain_until_closed(reader)
+        if await converse(acceptor, reader, writer, lambda: acceptor.state == "done"):
+            # After an A-ABORT (or a release), wait for the client to hang up, as PS3.8 asks.
+            await drain_until_closed(reader)
 
     async def _http_not_dicom(self, reader, writer) -> None:
         await read_request(reader, timeout=5.0)
@@ -235,37 +246,24 @@ class HostilePeers:
         await drain_until_closed(reader)
 
     async def _hostile_text(self, reader, writer) -> None:
+        def hostile_name(out: bytes) -> bytes:
+            if out[:1] != b"\x02":  # only the A-ASSOCIATE-AC carries the name, in its user info
+                return out
+            (ac,) = PduFramer(1 << 16).feed(out)
+            assert isinstance(ac, AAssociateAC)  # its type byte, checked above
+            return encode_pdu(replace(ac, user_info=replace(ac.user_info,
+                                                            implementation_version_name=HOSTILE_VERSION_NAME)))
+
         acceptor = Acceptor()
-        while acceptor.state != "done":
-            data = await reader.read(65536)
-            if not data:
-                return
-            was_idle = acceptor.state == "idle"
-            out, close = acceptor.receive(data)
-            if was_idle and out[:1] == b"\x02":  # the A-ASSOCIATE-AC: the hostile name in its user info
-                (ac,) = PduFramer(1 << 16).feed(out)
-                assert isinstance(ac, AAssociateAC)  # its type byte, checked above
-                out = encode_pdu(replace(ac, user_info=replace(ac.user_info,
-                                                               implementation_version_name=HOSTILE_VERSION_NAME)))
-            if out:
-                writer.write(out)
-                await writer.drain()
-            if close:
-                return
-        await drain_until_closed(reader)
+        if await converse(acceptor, reader, writer, lambda: acceptor.state == "done", hostile_name) \
+                and not acceptor.aborted:
+            await drain_until_closed(reader)
 
     async def _find_flood(self, reader, writer) -> None:
         acceptor = _FloodingAcceptor()
-        while acceptor.find is None:
-            data = await reader.read(65536)
-            if not data:
-                return
-            out, close = acceptor.receive(data)
-            if out:
-                writer.write(out)
-                await writer.drain()
-            if close:
-                return
+        await converse(acceptor, reader, writer, lambda: acceptor.find is not None or acceptor.state == "done")
+        if acceptor.find is None:  # the client hung up, released or was aborted before its C-FIND
+            return
         # Pendings until the client goes away; what it sends (C-CANCEL, A-ABORT) is read and ignored.
         burst = pending_find_responses(*acceptor.find, 64)
         closed = asyncio.ensure_future(drain_until_closed(reader))
