@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from pacswatch import __version__
-from pacswatch import cli_notify
+from pacswatch import cli_distributed, cli_notify
 from pacswatch.cli_campaign import (
     add_commands,
     add_database_option,
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     add_probe_options(scan)
     add_scan_options(scan)
+    cli_distributed.add_scan_options(scan)
 
     probe = sub.add_parser("probe", help="probe one endpoint and print a full report (no port: the default "
                                          "DICOM ports, a report for each that answers)")
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of the record")
     add_commands(sub)
+    cli_distributed.add_scan_options(sub.choices["run"], shards=False)
+    cli_distributed.register(sub)
     cli_notify.add_commands(sub)
     return parser
 
@@ -131,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             from pacswatch.store.engine import create_database_directory
 
             create_database_directory(args.database)
+        if (handler := getattr(args, "handler", None)) is not None:
+            return handler(args)
         if (code := dispatch(args, err)) is not None:
             return code
         if (code := cli_notify.dispatch(args)) is not None:
@@ -163,6 +168,8 @@ def cmd_scan(args: argparse.Namespace, err: Console) -> int:
     from pacswatch.cli_campaign import campaign_scan
 
     # The defaults, where they are declared: a resume refuses the options it would ignore.
+    if cli_distributed.wants_distributed(args):
+        return cli_distributed.distributed_scan(args, err, defaults=build_parser().parse_args(["scan"]))
     return campaign_scan(args, err, defaults=build_parser().parse_args(["scan"]))
 
 

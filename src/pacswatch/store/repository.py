@@ -17,6 +17,7 @@ import getpass
 import os
 import socket
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -46,11 +47,21 @@ from pacswatch.store.tables import (
     scope_entries,
     services,
     settings,
+    shards,
 )
 from pacswatch.targets import BlockEntry, Blocklist
 from pacswatch.targets.parse import parse_address_range
 
 Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ShardSpan:
+    """A shard of a distributed scan as ingest needs it: its row and its plan indexes."""
+
+    shard_id: int
+    first: int
+    last: int
 
 
 def now_utc() -> datetime:
@@ -98,7 +109,8 @@ _BY_KEY = {backend: {t.name: _by_key_query(t, backend) for t in (services, findi
 _MAX_ID = {t.name: select(func.coalesce(func.max(t.c.id), 0)) for t in (observations, findings)}
 _NEXT_IDS = {t.name: select(func.nextval(func.pg_get_serial_sequence(t.name, "id")))
              .select_from(func.generate_series(1, bindparam("count"))) for t in (observations, findings)}
-_COUNTS = select(scans.c.counts).where(scans.c.id == bindparam("scan_id"))
+# Locked (PostgreSQL): workers of a distributed scan add to the same row at once.
+_COUNTS = select(scans.c.counts, scans.c.done).where(scans.c.id == bindparam("scan_id")).with_for_update()
 _FORGET_WORK = delete(scan_work).where(scan_work.c.scan_id == bindparam("scan_id"))
 _UPDATE_SCAN = update(scans).where(scans.c.id == bindparam("b_scan_id"))
 
@@ -219,16 +231,24 @@ class Repository:
     # ------------------------------------------------------------------ ingest
 
     def ingest(self, scan_id: int, items: Sequence[tuple[int | None, Record]], *, work: IntervalSet | None = None,
-               policy: RescanPolicy | None = None, keep_all: bool = False) -> BatchPlan:
-        """Store a batch of records of scan `scan_id` and, with `work`, its completed indexes."""
+               policy: RescanPolicy | None = None, keep_all: bool = False, shard: ShardSpan | None = None,
+               vantage: str | None = None) -> BatchPlan:
+        """Store a batch of records of scan `scan_id` and, with `work`, its completed indexes.
+
+        `shard` (a distributed scan's worker): the batch belongs to that shard, whose completed
+        indexes the database holds (not `work`); indexes already stored are skipped, under the
+        shard's row lock, so a shard delivered twice stores each endpoint once. `vantage`: where
+        the records were seen from, on each observation."""
         policy = policy or RescanPolicy()
-        keys = {(r.ip, r.port) for _, r in items}
         with self._write() as conn:
             if self.backend == "postgresql":
                 # Lookups by key must use the (ip, port) index. Right after a bulk load the planner
                 # has no statistics yet (autovacuum analyzes up to a minute later) and picks a
                 # sequential scan that compares every row with every key: 100x slower at 100k rows.
                 conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            if shard is not None:
+                work, items = self._shard_work(conn, scan_id, shard, items)
+            keys = {(r.ip, r.port) for _, r in items}
             known_services = self._by_key(conn, services, keys)
             known_findings = self._by_key(conn, findings, keys)
             plan = plan_batch(items, known_services, known_findings, scan_id=scan_id, policy=policy,
@@ -236,7 +256,8 @@ class Repository:
             memo: dict = {}  # values processed for the database in this batch (BulkStatement)
             obs_ids = self._allocate(conn, observations, len(plan.observations))
             self._bulk_write(conn, "insert-id", observations, memo, [
-                {**r, "id": i, "record": RawJson(r["record"])} for r, i in zip(plan.observations, obs_ids)])
+                {**r, "id": i, "record": RawJson(r["record"]), "vantage": vantage}
+                for r, i in zip(plan.observations, obs_ids)])
 
             def obs_id(row: Row) -> int | None:
                 return obs_ids[row["_obs"]] if row.get("_obs") is not None else row.get("last_observation_id")
@@ -255,8 +276,32 @@ class Repository:
             self._bulk_write(conn, "insert", finding_events, memo, [
                 {**e, "finding_id": finding_ids[e["_key"]], "observation_id": obs_ids[e["_obs"]]}
                 for e in plan.events])
-            self._progress(conn, scan_id, plan, work)
+            self._progress(conn, scan_id, plan, work, shard)
         return plan
+
+    def _shard_work(self, conn: Connection, scan_id: int, shard: ShardSpan,
+                    items: Sequence[tuple[int | None, Record]]) -> tuple[IntervalSet, list]:
+        """The shard's completed indexes with this batch's added, and the batch without the
+        indexes already stored. The shard's row is locked until commit: another delivery of the
+        same shard waits here and then sees this batch as stored."""
+        conn.execute(select(shards.c.id).where(shards.c.id == shard.shard_id).with_for_update())
+        done = self._span(conn, scan_id, shard)
+        fresh = [(i, r) for i, r in items if i is not None and shard.first <= i <= shard.last and i not in done]
+        for index, _ in fresh:
+            done.add(index)
+        return done, fresh
+
+    @staticmethod
+    def _span(conn: Connection, scan_id: int, shard: ShardSpan) -> IntervalSet:
+        rows = conn.execute(select(scan_work.c.first_index, scan_work.c.last_index).where(
+            scan_work.c.scan_id == scan_id, scan_work.c.first_index >= shard.first,
+            scan_work.c.first_index <= shard.last)).all()
+        return IntervalSet((int(a), int(b)) for a, b in rows)
+
+    def shard_done(self, scan_id: int, shard: ShardSpan) -> IntervalSet:
+        """The completed indexes of one shard (its intervals never cross its bounds)."""
+        with self._read() as conn:
+            return self._span(conn, scan_id, shard)
 
     def _bulk_write(self, conn: Connection, kind: str, table, memo: dict, rows: list[Row]) -> None:
         """`rows` written as one executemany (store/bulk.py: Core's statement, without Core's
@@ -295,14 +340,21 @@ class Repository:
         rows = (dict(zip(names, values)) for values in result)
         return {(row["ip"], row["port"]): row for row in rows}
 
-    def _progress(self, conn: Connection, scan_id: int, plan: BatchPlan, work: IntervalSet | None) -> None:
-        counts = conn.execute(_COUNTS, {"scan_id": scan_id}).scalar_one() or {}
+    def _progress(self, conn: Connection, scan_id: int, plan: BatchPlan, work: IntervalSet | None,
+                  shard: ShardSpan | None = None) -> None:
+        counts, done = conn.execute(_COUNTS, {"scan_id": scan_id}).one()
+        counts = dict(counts or {})
         for status, n in plan.counts.items():
             counts[status] = counts.get(status, 0) + n
         values: dict[str, Any] = {"counts": counts, "updated_at": now_utc()}
-        if work is not None:
+        if shard is not None and work is not None:  # only this shard's intervals are rewritten
+            values["done"] = (done or 0) + sum(plan.counts.values())
+            conn.execute(delete(scan_work).where(scan_work.c.scan_id == scan_id, scan_work.c.first_index >= shard.first,
+                                                 scan_work.c.first_index <= shard.last))
+        elif work is not None:
             values["done"] = len(work)
             conn.execute(_FORGET_WORK, {"scan_id": scan_id})
+        if work is not None:
             intervals = work.intervals()
             if intervals:
                 conn.execute(insert(scan_work), [{"scan_id": scan_id, "first_index": a, "last_index": b}

@@ -1,6 +1,7 @@
 """The whole schema: every table the migrations create, on one metadata.
 
-store/tables.py (scans, observations, services, findings, opt-outs, scope, settings) and
+store/tables.py (scans, observations, services, findings, opt-outs, scope, settings,
+distributed shards and workers) and
 store/notify_tables.py (owners, attribution, cases, outbox) define their tables on one
 `MetaData`. This module imports both and names each table, so that what compares with the whole
 schema (the Alembic environment, tests/store/test_store_schema.py) takes it from here, and no
@@ -21,6 +22,8 @@ TABLES = (
     tables.optouts,
     tables.scope_entries,
     tables.settings,
+    tables.shards,
+    tables.workers,
     notify_tables.owners,
     notify_tables.attribution_facts,
     notify_tables.attributions,

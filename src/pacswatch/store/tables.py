@@ -106,8 +106,13 @@ observations = Table(
     Column("patients", BigInteger),
     Column("scanned_at", Moment, nullable=False),
     Column("record", JSON, nullable=False),
+    # Where the look was made from (a distributed scan's worker vantage); NULL: this machine.
+    Column("vantage", String(64)),
     Index(None, "ip", "port", "scanned_at"),
     Index(None, "scan_id"),
+    # One look per endpoint and scan: a shard written twice (a redelivered task) cannot add a
+    # second one (distributed/tasks.py skips what is stored; this makes a slip an error).
+    UniqueConstraint("scan_id", "ip", "port"),
 )
 
 services = Table(
@@ -197,4 +202,40 @@ settings = Table(
     Column("name", String(64), primary_key=True),
     Column("value", JSON, nullable=False),
     Column("updated_at", Moment, nullable=False),
+)
+
+# A distributed scan's plan cut into shards (distributed/shards.py): plan indexes
+# [first_index, last_index] of scan `scan_id`, one Celery task each. `tries` counts the workers
+# that started it: one that keeps killing workers is `failed` after a few, its endpoints listed.
+shards = Table(
+    "shards", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scan_id", Integer, ForeignKey("scans.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("first_index", BigInteger, nullable=False),
+    Column("last_index", BigInteger, nullable=False),
+    Column("queue", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # queued | running | done | failed
+    Column("tries", Integer, nullable=False, default=0),
+    Column("worker", String(255)),  # the Celery node that last started it
+    Column("vantage", String(64)),
+    Column("error", Text),
+    Column("updated_at", Moment, nullable=False),
+    UniqueConstraint("scan_id", "number"),
+    Index(None, "scan_id", "state"),
+)
+
+# Distributed workers as they report themselves (`pacswatch workers`): a heartbeat every few
+# seconds; one silent for three heartbeats is not live (its share of the rate goes to the others).
+workers = Table(
+    "workers", metadata,
+    Column("name", String(255), primary_key=True),  # the Celery node name, e.g. pacswatch@host
+    Column("vantage", String(64)),
+    Column("queues", String(1000), nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("tasks_done", Integer, nullable=False, default=0),
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("started_at", Moment, nullable=False),
+    Column("last_heartbeat", Moment, nullable=False),
 )

@@ -1,0 +1,347 @@
+"""The command line of distributed scans (Celery, Redis, PostgreSQL):
+
+    pacswatch worker [--broker URL] [--database URL] [--queues A,B] [--concurrency N] [--vantage NAME]
+    pacswatch workers [--all]              live workers: vantage, concurrency, tasks done, heartbeat
+    pacswatch shards SCAN_ID [--endpoints] a distributed scan's shards; a failed one's endpoints
+    pacswatch scan ... --broker URL [--detach] [--vantage A,B]
+    pacswatch scan --resume ID --broker URL
+
+cli.py calls `register(sub)` and `add_scan_options(parser)`, and hands `scan` here when it has
+--broker (or PACSWATCH_BROKER_URL with --detach or --vantage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import threading
+
+from rich.console import Console
+from rich.table import Table
+
+from pacswatch.cli_types import positive
+from pacswatch.output import error_line, shown, stdout_console
+
+EXIT_USAGE = 2
+EXIT_FAILED_SHARDS = 1
+EXIT_INTERRUPTED = 130
+
+
+def add_scan_options(parser: argparse.ArgumentParser, *, shards: bool = True) -> None:
+    """--broker, --detach, --vantage on `scan` (and `run`)."""
+    parser.add_argument("--broker", metavar="URL", help="run the scan on distributed workers through this Celery "
+                        "broker, e.g. redis://host:6379/0 (the database must be the workers' PostgreSQL)")
+    parser.add_argument("--detach", action="store_true", help="with --broker: send the shards and return at once "
+                        "with the scan ID (follow with `pacswatch scans`)")
+    parser.add_argument("--vantage", metavar="A,B", help="with --broker: scan from these vantages (workers started "
+                        "with --vantage NAME); one scan per vantage, each observation records its vantage")
+    if shards:
+        parser.add_argument("--shard-size", type=positive("shard size"), default=None, metavar="N",
+                            help="endpoints per shard (default 4096)")
+
+
+def wants_distributed(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "broker", None) or getattr(args, "detach", False) or getattr(args, "vantage", None))
+
+
+def register(sub) -> None:
+    from pacswatch.cli_campaign import add_database_option
+
+    worker = sub.add_parser("worker", help="run a distributed-scan worker (Celery) until SIGTERM",
+                            description="Takes shards of distributed scans from the broker, probes them and "
+                                        "stores the records in the database itself. SIGTERM: finishes its "
+                                        "shards, then stops (a second SIGTERM gives them back).")
+    worker.add_argument("--broker", metavar="URL", help="Celery broker (default $PACSWATCH_BROKER_URL)")
+    add_database_option(worker)
+    worker.add_argument("--queues", metavar="A,B", help="queues to take shards from (default: its vantage's and "
+                        "the default queue 'pacswatch')")
+    worker.add_argument("--concurrency", type=positive("concurrency"), default=os.cpu_count() or 1, metavar="N",
+                        help="shards at once, one process each (default: the number of cores)")
+    worker.add_argument("--vantage", metavar="NAME", help="where this worker scans from, recorded with every "
+                        "observation; takes the shards of scans given --vantage NAME")
+    worker.add_argument("--name", metavar="NAME", help="Celery node name (default VANTAGE.PID@HOST)")
+    worker.add_argument("--loglevel", default="WARNING", help="Celery log level (default WARNING)")
+    worker.set_defaults(handler=cmd_worker)
+
+    workers = sub.add_parser("workers", help="list distributed-scan workers (heartbeats, and a Celery ping)")
+    workers.add_argument("--broker", metavar="URL", help="also ping the workers through this broker "
+                         "(default $PACSWATCH_BROKER_URL, if set)")
+    add_database_option(workers)
+    workers.add_argument("--all", action="store_true", help="also workers no longer alive")
+    workers.set_defaults(handler=cmd_workers)
+
+    shards = sub.add_parser("shards", help="the shards of a distributed scan; failed ones' endpoints")
+    shards.add_argument("scan_id", type=positive("scan ID"), metavar="SCAN_ID")
+    shards.add_argument("--endpoints", action="store_true", help="list the endpoints of the failed shards")
+    add_database_option(shards)
+    shards.set_defaults(handler=cmd_shards)
+
+
+# ---------------------------------------------------------------------------------------- worker
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from celery.signals import worker_process_init
+
+    from pacswatch.campaign.commands import _plan_builder  # the campaign's plan, passed down to the tasks
+    from pacswatch.distributed.app import DEFAULT_QUEUE, check_broker, check_vantage, make_app, queue_for
+    from pacswatch.distributed.tasks import WorkerConfig, register as register_task
+    from pacswatch.store.repository import Repository, now_utc
+    from pacswatch.store.shards import HEARTBEAT, ShardStore
+
+    vantage = check_vantage(args.vantage) if args.vantage else None
+    app = make_app(args.broker)
+    check_broker(app)
+    if args.queues:
+        queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    else:
+        queues = [queue_for(vantage), *([DEFAULT_QUEUE] if vantage else [])]
+    name = args.name or f"{vantage or 'pacswatch'}.{os.getpid()}@{socket.gethostname()}"
+    register_task(app, WorkerConfig(args.database, vantage, _plan_builder))
+    repo = Repository.open(args.database)  # fails here, in one line, if the database is not usable
+    store = ShardStore(repo.engine)
+    store.heartbeat(name, vantage=vantage, queues=queues, concurrency=args.concurrency, started_at=now_utc())
+    # The pool's processes are forks of this one: they must not use its connections.
+    worker_process_init.connect(lambda **_: repo.engine.dispose(close=False), weak=False)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT):
+            try:
+                store.heartbeat(name, vantage=vantage, queues=queues, concurrency=args.concurrency)
+            except Exception as exc:  # noqa: BLE001 - the database away for a moment: the next beat tries again
+                print(f"pacswatch worker: heartbeat failed: {exc}", file=sys.stderr)
+
+    thread = threading.Thread(target=beat, name="pacswatch-heartbeat", daemon=True)
+    thread.start()
+    worker = app.Worker(hostname=name, queues=queues, concurrency=args.concurrency, pool="prefork",
+                        loglevel=args.loglevel, without_mingle=True, without_gossip=True, optimization="fair")
+    try:
+        worker.start()
+    finally:
+        stop.set()
+        thread.join(timeout=2 * HEARTBEAT)
+        try:
+            store.gone(name)
+        finally:
+            repo.close()
+    return int(worker.exitcode or 0)
+
+
+# --------------------------------------------------------------------------------------- workers
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    from pacswatch.campaign.report import when
+    from pacswatch.store.repository import Repository, now_utc
+    from pacswatch.store.shards import LIVE, ShardStore
+
+    with Repository.open(args.database) as repo:
+        rows = ShardStore(repo.engine).workers(live_only=not args.all)
+    pinged = _ping(args.broker)
+    now = now_utc()
+    table = Table(title="Workers" + ("" if args.all else " (live)"))
+    for column in ("name", "vantage", "queues", "concurrency", "tasks done", "last heartbeat", "live", "ping"):
+        table.add_column(column)
+    for w in rows:
+        live = now - w["last_heartbeat"] < LIVE
+        ping = "-" if pinged is None else ("pong" if w["name"] in pinged else "no answer")
+        table.add_row(shown(w["name"]), shown(w["vantage"] or "-"), shown(w["queues"]), str(w["concurrency"]),
+                      str(w["tasks_done"]), when(w["last_heartbeat"]), "yes" if live else "no", ping)
+    out = stdout_console()
+    if not rows:
+        out.print("no live workers" if not args.all else "no workers have run against this database",
+                  highlight=False, markup=False)
+    else:
+        out.print(table)
+    return 0
+
+
+def _ping(broker: str | None) -> set[str] | None:
+    """Names of the workers that answer a Celery ping now; None without a broker to ask."""
+    from pacswatch.distributed.app import BROKER_ENV, make_app
+
+    if not (broker or os.environ.get(BROKER_ENV)):
+        return None
+    try:
+        replies = make_app(broker).control.ping(timeout=1.0) or []
+    except Exception:  # noqa: BLE001 - no broker: the heartbeats still say who is alive
+        return None
+    return {name for reply in replies for name in reply}
+
+
+# ---------------------------------------------------------------------------------------- shards
+
+
+def cmd_shards(args: argparse.Namespace) -> int:
+    from pacswatch.campaign.commands import _plan_builder
+    from pacswatch.campaign.report import when
+    from pacswatch.store.repository import Repository
+    from pacswatch.store.shards import ShardStore
+
+    out = stdout_console()
+    with Repository.open(args.database) as repo:
+        rows = ShardStore(repo.engine).of_scans([args.scan_id])
+        if not rows:
+            raise ValueError(f"scan {args.scan_id} has no shards (not a distributed scan, or not in this database)")
+        table = Table(title=f"Shards of scan {args.scan_id}")
+        for column in ("shard", "indexes", "state", "tries", "worker", "vantage", "updated", "error"):
+            table.add_column(column)
+        for s in rows:
+            table.add_row(str(s["number"]), f"{s['first_index']}-{s['last_index']}", s["state"], str(s["tries"]),
+                          shown(s["worker"] or "-"), shown(s["vantage"] or "-"), when(s["updated_at"]),
+                          shown(s["error"] or ""))
+        out.print(table)
+        failed = [s for s in rows if s["state"] == "failed"]
+        if args.endpoints and failed:
+            scan = repo.scan(args.scan_id)
+            assert scan is not None  # it has shards
+            plan = _plan_builder(repo, scan["parameters"])
+            for s in failed:
+                for index in range(int(s["first_index"]), int(s["last_index"]) + 1):
+                    endpoint = plan[index]
+                    print(f"{endpoint.ip}:{endpoint.port}\tshard {s['number']}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ scan
+
+
+def distributed_scan(args: argparse.Namespace, err: Console, *, defaults: argparse.Namespace) -> int:
+    """`pacswatch scan --broker URL`: plan once, one scan per vantage, shards sent, progress
+    followed from the database (or --detach)."""
+    from pacswatch.store.errors import StoreError
+
+    try:
+        return _distributed_scan(args, err, defaults)
+    except StoreError as exc:
+        err.print(error_line("pacswatch scan:", exc), highlight=False, soft_wrap=True)
+        return 1
+
+
+def _distributed_scan(args: argparse.Namespace, err: Console, defaults: argparse.Namespace) -> int:
+    from pacswatch.campaign.commands import _plan_builder, fixed_on_resume, scan_parameters
+    from pacswatch.campaign.scanrun import check_same_plan, start_scan, targets_from_parameters
+    from pacswatch.distributed.app import check_broker, check_vantage, make_app
+    from pacswatch.distributed.follow import resend, submit
+    from pacswatch.distributed.shards import DEFAULT_SHARD_SIZE
+    from pacswatch.store.engine import masked_command
+    from pacswatch.store.repository import Repository
+    from pacswatch.store.shards import ShardStore
+
+    if getattr(args, "workers", 1) != 1:
+        raise ValueError("--workers is for a local scan; with --broker the workers are `pacswatch worker` processes")
+    vantages: list[str | None] = [check_vantage(v.strip()) for v in (args.vantage or "").split(",") if v.strip()] \
+        or [None]
+    resuming = args.resume is not None
+    if resuming and (args.targets or args.import_masscan or args.import_zmap):
+        raise ValueError(f"--resume {args.resume} takes no targets")
+    if resuming and (fixed := fixed_on_resume(args, defaults)):
+        raise ValueError(f"--resume {args.resume} keeps the plan and probe settings it started with: leave out "
+                         f"{', '.join(fixed)}")
+    parameters = targets = None
+    if not resuming:
+        parameters = scan_parameters(args)
+        targets = targets_from_parameters(parameters)
+    app = make_app(args.broker)
+    check_broker(app)  # before anything is stored: a dead broker is one line, and no scan to clean up
+    with Repository.open(args.database) as repo:
+        if repo.backend == "sqlite":
+            err.print("pacswatch scan: the database is SQLite: workers on other machines cannot reach it "
+                      "(use postgresql://...)", style="yellow", highlight=False)
+        if resuming:
+            scan = repo.scan(args.resume)
+            if scan is None:
+                raise ValueError(f"there is no scan {args.resume} in this database")
+            if not ShardStore(repo.engine).of_scans([args.resume]):
+                raise ValueError(f"scan {args.resume} was not a distributed scan: resume it without --broker")
+            if scan["status"] == "finished":
+                raise ValueError(f"scan {args.resume} is finished: nothing to resume (start a new scan)")
+            check_same_plan(scan, _plan_builder(repo, scan["parameters"]))
+            scan_ids = [args.resume]
+            sent = resend(app, repo, scan_ids)
+            if not args.quiet:
+                err.print(f"pacswatch: resuming scan {args.resume}: {sent} shards sent again "
+                          f"({scan['done']} of {scan['plan_size']} endpoints done)", highlight=False, markup=False)
+        else:
+            assert parameters is not None
+            plan = _plan_builder(repo, parameters, targets)
+            command = masked_command(["pacswatch", *sys.argv[1:]])
+            scan_ids = []
+            for vantage in vantages:
+                scan_id = start_scan(repo, plan, {**parameters, "vantage": vantage, "distributed": True},
+                                     command=command)
+                count = submit(app, repo, scan_id, plan.size, vantage=vantage,
+                               shard_size=args.shard_size or DEFAULT_SHARD_SIZE)
+                scan_ids.append(scan_id)
+                if not args.quiet:
+                    from pacswatch import __version__
+
+                    err.print(f"pacswatch {__version__}: scan {scan_id}: {plan.size} endpoints "
+                              f"({plan.distinct_ports} ports), seed {plan.seed}, rate {parameters['rate']:g}/s, "
+                              f"concurrency {parameters['concurrency']} shared among the workers; {count} shards "
+                              f"sent to queue {'pacswatch' if vantage is None else 'pacswatch.' + vantage}",
+                              highlight=False, markup=False)
+        if args.detach:
+            print(" ".join(map(str, scan_ids)))
+            return 0
+        return _follow_and_report(app, repo, scan_ids, args, err)
+
+
+def _follow_and_report(app, repo, scan_ids: list[int], args: argparse.Namespace, err: Console) -> int:
+    from pacswatch.campaign import report
+    from pacswatch.campaign.scanrun import ScanOutcome
+    from pacswatch.distributed.follow import follow
+    from pacswatch.findings.lifecycle import summarize
+    from pacswatch.output import (JsonLinesWriter, findings_table, host_table, more_line, summary_table,
+                                  worst_first, worst_per_host)
+
+    quiet = args.quiet
+    show = False if (args.no_progress or quiet) else err.is_terminal
+    broker = f" --broker {args.broker}" if args.broker else ""
+    try:
+        result = follow(app, repo, scan_ids, err, show_progress=show)
+    except KeyboardInterrupt:
+        ids = " ".join(map(str, scan_ids))
+        err.print(f"pacswatch scan: stopped following; the workers go on with scan {ids} (pacswatch scans); "
+                  f"to follow it again: pacswatch scan --resume {scan_ids[0]}{broker}", highlight=False, markup=False)
+        return EXIT_INTERRUPTED
+    if args.output:
+        from pacswatch.safefile import open_stream
+
+        with open_stream(args.output, append=False) as stream:
+            writer = JsonLinesWriter(stream)
+            for record in result.kept:
+                writer.write(record)
+            writer.flush()
+    elif args.format == "jsonl" or (args.format is None and not sys.stdout.isatty()):
+        writer = JsonLinesWriter(sys.stdout)
+        for record in result.kept:
+            writer.write(record)
+        writer.flush()
+    if not quiet:
+        kept = result.kept
+        if kept:
+            rows, left_out = worst_first(kept, args.top or None)
+            err.print(findings_table(rows))
+            if left_out:
+                err.print(more_line(left_out, scan_ids[0] if len(scan_ids) == 1 else None), highlight=False)
+            if len({r.ip for r in kept}) < len(kept):
+                err.print(host_table(kept, args.top or None))
+        else:
+            err.print("no endpoint answered", highlight=False, markup=False)
+        err.print(summary_table(result, result.elapsed, worst_per_host(kept)))
+        for scan_id in scan_ids:
+            events = repo.events(scan_id=scan_id)
+            changes = summarize((e["kind"], e["old_severity"], e["new_severity"]) for e in events)
+            outcome = ScanOutcome(scan_id, result.statuses.get(scan_id, "interrupted"), result, [], changes,
+                                  events, repo.previous_scan(scan_id))
+            report.print_changes(err, outcome, top=args.top or None)
+    for shard in result.failed:
+        err.print(error_line("pacswatch scan:", f"shard {shard['number']} of scan {shard['scan_id']} failed "
+                             f"(plan indexes {shard['first_index']}-{shard['last_index']}): {shard['error']}; its "
+                             f"endpoints: pacswatch shards {shard['scan_id']} --endpoints; to try again: "
+                             f"pacswatch scan --resume {shard['scan_id']}{broker}"), highlight=False, soft_wrap=True)
+    return EXIT_FAILED_SHARDS if result.failed else 0

@@ -1,0 +1,160 @@
+"""The scan command's side of a distributed scan: shards created and sent, then progress
+followed from the database (the workers write it there), with a local scan's progress bar and
+summary.
+
+The broker only carries shard ids. If it restarts and forgets its queue (Redis without
+persistence), the shards still marked queued in the database are sent again once it answers:
+sending a shard twice is harmless (the task skips what is stored and does nothing for a shard
+already done).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import func, select, update
+
+from pacswatch.distributed.app import SHARD_TASK, check_broker, queue_for
+from pacswatch.distributed.shards import DEFAULT_SHARD_SIZE, cut
+from pacswatch.record import Record
+from pacswatch.store.repository import Repository
+from pacswatch.store.shards import ShardStore
+from pacswatch.store.tables import observations, scans
+
+POLL = 0.5  # seconds between looks at the database
+BROKER_CHECK = 2.0  # seconds between looks at the broker
+
+
+def submit(app, repo: Repository, scan_id: int, plan_size: int, *, vantage: str | None,
+           shard_size: int = DEFAULT_SHARD_SIZE) -> int:
+    """Cut scan `scan_id` into shards, record them, send them; how many."""
+    store = ShardStore(repo.engine)
+    queue = queue_for(vantage)
+    ids = store.create(scan_id, cut(plan_size, shard_size), queue=queue, vantage=vantage)
+    with repo.engine.begin() as conn:  # run by the workers: no local process to watch for
+        conn.execute(update(scans).where(scans.c.id == scan_id).values(host="celery", pid=None))
+    send(app, [{"id": i, "queue": queue} for i in ids])
+    return len(ids)
+
+
+def send(app, shards: Iterable[dict]) -> int:
+    count = 0
+    with app.producer_or_acquire() as producer:
+        for row in shards:
+            app.send_task(SHARD_TASK, args=[int(row["id"])], queue=row["queue"], producer=producer)
+            count += 1
+    return count
+
+
+def resend(app, repo: Repository, scan_ids: list[int]) -> int:
+    """`scan --resume`: every shard of these scans not done, sent again with its tries reset."""
+    rows = ShardStore(repo.engine).requeue(scan_ids, reset_tries=True)
+    with repo.engine.begin() as conn:
+        conn.execute(update(scans).where(scans.c.id.in_(scan_ids)).values(status="running", finished_at=None,
+                                                                           host="celery", pid=None))
+    return send(app, rows)
+
+
+@dataclass
+class Followed:
+    """What the followed scans came to, shaped like a local scan's ScanStats for the summary."""
+
+    total: int = 0
+    done: int = 0
+    by_status: Counter = field(default_factory=Counter)
+    by_severity: Counter = field(default_factory=Counter)
+    interrupted: bool = False
+    elapsed: float = 0.0
+    kept: list[Record] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)  # failed shards
+    statuses: dict[int, str] = field(default_factory=dict)  # scan id -> status
+
+
+def follow(app, repo: Repository, scan_ids: list[int], err: Console, *, show_progress: bool,
+           clock=time.monotonic, sleep=time.sleep) -> Followed:
+    """Wait until every shard of `scan_ids` is done or failed, drawing the progress bar."""
+    store = ShardStore(repo.engine)
+    result = Followed()
+    started = clock()
+    progress = Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                        TextColumn("{task.fields[findings]}"), TimeElapsedColumn(), console=err,
+                        disable=not show_progress, transient=False)
+    broker_down_since: float | None = None
+    checked = clock()
+    with progress:
+        task = progress.add_task("scan", total=None, rate="", findings="")
+        while True:
+            _read_counts(repo, scan_ids, result)
+            states = store.states(scan_ids)
+            elapsed = clock() - started
+            findings = " · ".join(f"{s} {result.by_severity[s]}" for s in ("critical", "high", "medium", "low")
+                                  if result.by_severity.get(s))
+            progress.update(task, total=result.total, completed=result.done, findings=findings,
+                            rate=f"{result.done / elapsed:.0f}/s" if elapsed > 0 else "")
+            if not states.get("queued") and not states.get("running"):
+                break
+            if clock() - checked >= BROKER_CHECK:
+                checked = clock()
+                broker_down_since = _watch_broker(app, repo, store, scan_ids, err, broker_down_since, clock)
+            sleep(POLL)
+    result.elapsed = clock() - started
+    result.failed = store.of_scans(scan_ids, ["failed"])
+    for scan_id in scan_ids:  # the last worker marks it; a race may leave that to us
+        scan = repo.scan(scan_id)
+        if scan is not None and scan["status"] == "running":
+            repo.finish_scan(scan_id, "interrupted" if any(f["scan_id"] == scan_id for f in result.failed)
+                             else "finished")
+        result.statuses[scan_id] = (repo.scan(scan_id) or {}).get("status", "missing")
+    result.interrupted = any(s != "finished" for s in result.statuses.values())
+    result.kept = stored_records(repo, scan_ids)
+    return result
+
+
+def _watch_broker(app, repo: Repository, store: ShardStore, scan_ids: list[int], err: Console,
+                  down_since: float | None, clock) -> float | None:
+    """Note the broker going away; when it answers again, send the queued shards again (a broker
+    restarted without persistence has forgotten them)."""
+    try:
+        check_broker(app, timeout=1.0)
+    except ConnectionError as exc:
+        if down_since is None:
+            err.print(f"pacswatch scan: {exc}; waiting for it (the workers reconnect too)",
+                      highlight=False, markup=False)
+            return clock()
+        return down_since
+    if down_since is not None:
+        queued = store.of_scans(scan_ids, ["queued"])
+        sent = send(app, queued)
+        err.print(f"pacswatch scan: the broker is back; {sent} queued shards sent again", highlight=False,
+                  markup=False)
+    return None
+
+
+def _read_counts(repo: Repository, scan_ids: list[int], result: Followed) -> None:
+    with repo.engine.connect() as conn:
+        rows = conn.execute(select(scans.c.plan_size, scans.c.done, scans.c.counts)
+                            .where(scans.c.id.in_(scan_ids))).all()
+        severities = conn.execute(select(observations.c.severity, func.count())
+                                  .where(observations.c.scan_id.in_(scan_ids), observations.c.severity.is_not(None))
+                                  .group_by(observations.c.severity)).all()
+    result.total = sum(int(r[0]) for r in rows)
+    result.done = sum(int(r[1] or 0) for r in rows)
+    result.by_status = Counter()
+    for r in rows:
+        result.by_status.update({str(k): int(v) for k, v in (r[2] or {}).items()})
+    result.by_severity = Counter({str(k): int(v) for k, v in severities})
+
+
+def stored_records(repo: Repository, scan_ids: list[int]) -> list[Record]:
+    """The records the scans stored that show a service (what a local scan keeps in memory)."""
+    kept: list[Record] = []
+    for scan_id in scan_ids:
+        for row in repo.observations(scan_id=scan_id):
+            if row["service"] is not None or row["severity"] is not None:
+                kept.append(Record.model_validate(row["record"]))
+    return kept

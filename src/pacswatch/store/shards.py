@@ -1,0 +1,144 @@
+"""The rows of distributed scans: shards (a scan's plan cut into index ranges, one Celery task
+each) and the workers' heartbeats. It moves rows; the cutting is distributed/shards.py and the
+running distributed/tasks.py.
+
+A shard's life: queued (created, or given back) -> running (a worker took it; `tries` + 1) ->
+done (every index stored) or failed (an error, or `max_tries` starts without an end: it keeps
+killing its workers). Progress itself is not here: it is the scan's row and scan_work, written
+with the records (Repository.ingest).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timedelta
+from typing import Iterable
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Engine
+
+from pacswatch.store.repository import Row, _row, now_utc
+from pacswatch.store.tables import shards, workers
+
+HEARTBEAT = 5.0  # seconds between a worker's heartbeats
+LIVE = timedelta(seconds=3 * HEARTBEAT)  # a worker silent this long is not counted live
+UNFINISHED = ("queued", "running")
+
+
+class ShardStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ shards
+
+    def create(self, scan_id: int, spans: Iterable[tuple[int, int]], *, queue: str,
+               vantage: str | None) -> list[int]:
+        """One queued shard per (first, last) span, numbered from 0; their ids."""
+        at = now_utc()
+        rows = [{"scan_id": scan_id, "number": n, "first_index": a, "last_index": b, "queue": queue,
+                 "state": "queued", "tries": 0, "vantage": vantage, "updated_at": at}
+                for n, (a, b) in enumerate(spans)]
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(insert(shards), rows)
+            return list(conn.execute(select(shards.c.id).where(shards.c.scan_id == scan_id)
+                                     .order_by(shards.c.number)).scalars())
+
+    def get(self, shard_id: int) -> Row | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(shards).where(shards.c.id == shard_id)).mappings().first()
+        return _row(row) if row is not None else None
+
+    def of_scans(self, scan_ids: Iterable[int], states: Iterable[str] = ()) -> list[Row]:
+        query = select(shards).where(shards.c.scan_id.in_(list(scan_ids)))
+        if states := list(states):
+            query = query.where(shards.c.state.in_(states))
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query.order_by(shards.c.scan_id, shards.c.number)).mappings()]
+
+    def states(self, scan_ids: Iterable[int]) -> dict[str, int]:
+        """How many shards of these scans are in each state."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(shards.c.state, func.count()).where(shards.c.scan_id.in_(list(scan_ids)))
+                                .group_by(shards.c.state)).all()
+        return {str(state): int(count) for state, count in rows}
+
+    def take(self, shard_id: int, worker: str, max_tries: int) -> tuple[str, Row | None]:
+        """A worker starts shard `shard_id`: ("run", row) with its tries counted; ("done", row) if
+        it is finished already (a duplicate delivery); ("failed", row) if it was failed before or
+        this start would be one too many (`max_tries` starts that never ended: marked now)."""
+        with self.engine.begin() as conn:
+            found = conn.execute(select(shards).where(shards.c.id == shard_id).with_for_update()).mappings().first()
+            if found is None:
+                return "missing", None
+            row = _row(found)
+            if row["state"] in ("done", "failed"):
+                return row["state"], row
+            if row["tries"] >= max_tries:
+                error = (f"started {row['tries']} times without finishing (its workers died: killed, out of "
+                         f"memory, or a crash); last worker {row['worker']}")
+                conn.execute(update(shards).where(shards.c.id == shard_id).values(
+                    state="failed", error=error, updated_at=now_utc()))
+                return "failed", {**row, "state": "failed", "error": error}
+            conn.execute(update(shards).where(shards.c.id == shard_id).values(
+                state="running", tries=row["tries"] + 1, worker=worker, updated_at=now_utc()))
+            return "run", {**row, "tries": row["tries"] + 1, "worker": worker}
+
+    def finish(self, shard_id: int, state: str, error: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(shards).where(shards.c.id == shard_id).values(
+                state=state, error=error, updated_at=now_utc()))
+
+    def requeue(self, scan_ids: Iterable[int], *, reset_tries: bool) -> list[Row]:
+        """Every unfinished (and, with `reset_tries`, failed) shard of these scans set back to
+        queued: `scan --resume` sends them again. The rows, to enqueue."""
+        states = [*UNFINISHED, *(["failed"] if reset_tries else [])]
+        rows = self.of_scans(scan_ids, states)
+        if rows:
+            values: dict = {"state": "queued", "updated_at": now_utc()}
+            if reset_tries:
+                values.update(tries=0, error=None)
+            with self.engine.begin() as conn:
+                conn.execute(update(shards).where(shards.c.id.in_([r["id"] for r in rows])).values(**values))
+        return rows
+
+    # ------------------------------------------------------------------ workers
+
+    def heartbeat(self, name: str, *, vantage: str | None, queues: Iterable[str], concurrency: int,
+                  started_at: datetime | None = None) -> None:
+        """This worker is alive (a row added the first time, its beat moved on after)."""
+        at = now_utc()
+        with self.engine.begin() as conn:
+            changed = conn.execute(update(workers).where(workers.c.name == name).values(
+                last_heartbeat=at, vantage=vantage, queues=",".join(queues), concurrency=concurrency,
+                pid=os.getpid(), host=socket.gethostname(),
+                **({"started_at": started_at, "tasks_done": 0} if started_at is not None else {}))).rowcount
+            if not changed:
+                conn.execute(insert(workers), {"name": name, "vantage": vantage, "queues": ",".join(queues),
+                                               "concurrency": concurrency, "tasks_done": 0, "pid": os.getpid(),
+                                               "host": socket.gethostname(), "started_at": started_at or at,
+                                               "last_heartbeat": at})
+
+    def task_done(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(workers).where(workers.c.name == name).values(tasks_done=workers.c.tasks_done + 1))
+
+    def gone(self, name: str) -> None:
+        """A worker that stops says so: its share of the rate goes to the others at once."""
+        with self.engine.begin() as conn:
+            conn.execute(update(workers).where(workers.c.name == name).values(
+                last_heartbeat=now_utc() - 2 * LIVE))
+
+    def workers(self, *, live_only: bool = False, now: datetime | None = None) -> list[Row]:
+        query = select(workers)
+        if live_only:
+            query = query.where(workers.c.last_heartbeat >= (now or now_utc()) - LIVE)
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query.order_by(workers.c.name)).mappings()]
+
+    def live_slots(self, queue: str, *, now: datetime | None = None) -> int:
+        """Task slots (Celery concurrency) of the live workers that take `queue`: how many
+        shards of a scan can run at once, among which its rate is shared."""
+        return sum(int(w["concurrency"]) for w in self.workers(live_only=True, now=now)
+                   if queue in str(w["queues"]).split(","))

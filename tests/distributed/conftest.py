@@ -1,0 +1,139 @@
+"""Real services for the distributed tests: redis-server and PostgreSQL on loopback, and
+`pacswatch worker` processes. Nothing is mocked; every address is 127.0.0.1 or the lab's."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+VISIBILITY = "4"  # seconds before Redis gives a killed worker's unacknowledged shard to another
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1 at a port picked here (it takes no port 0), without persistence:
+    a restart forgets every queued message, the worst case for the scan."""
+
+    def __init__(self, root: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found: apt-get install redis-server")
+        self.binary, self.root = binary, root
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        self.process = subprocess.Popen(
+            [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--dir", str(self.root), "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres):
+    import uuid
+
+    return postgres.create_database(f"d_{uuid.uuid4().hex[:12]}")
+
+
+def pacswatch(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pacswatch.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+class Workers:
+    """`pacswatch worker` processes, stopped (SIGTERM, then SIGKILL) at the end of the test."""
+
+    def __init__(self, broker: str, database: str, log_dir: Path) -> None:
+        self.broker, self.database, self.log_dir = broker, database, log_dir
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, *extra: str, concurrency: int = 1) -> subprocess.Popen:
+        number = len(self.processes)
+        log = open(self.log_dir / f"worker{number}.log", "wb")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pacswatch.cli", "worker", "--broker", self.broker, "--database", self.database,
+             "--concurrency", str(concurrency), "--name", f"w{number}.{os.getpid()}@test", *extra],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PACSWATCH_VISIBILITY_TIMEOUT": VISIBILITY}, start_new_session=True)
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def wait_live(self, count: int, timeout: float = 30) -> None:
+        from pacswatch.store.repository import Repository
+        from pacswatch.store.shards import ShardStore
+
+        deadline = time.monotonic() + timeout
+        with Repository.open(self.database) as repo:
+            while time.monotonic() < deadline:
+                if len(ShardStore(repo.engine).workers(live_only=True)) >= count:
+                    time.sleep(1.0)  # registered with the database; give Celery a moment to consume
+                    return
+                time.sleep(0.2)
+        raise AssertionError(f"{count} workers did not come up: {self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.log_dir.glob("worker*.log")))
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def workers(redis, pg_url, tmp_path):
+    # The schema first, so that workers starting together do not race to create it.
+    from pacswatch.store.repository import Repository
+
+    Repository.open(pg_url).close()
+    pool = Workers(redis.url, pg_url, tmp_path)
+    yield pool
+    pool.stop()

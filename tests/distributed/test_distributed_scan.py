@@ -1,0 +1,151 @@
+"""Distributed scans end to end: redis-server, PostgreSQL and `pacswatch worker` processes, all
+real, on loopback; the lab and the fast responder as the scanned peers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from pacswatch.lab import Lab
+from pacswatch.lab.fast import FastResponder, loopback_addresses
+from pacswatch.store.repository import Repository
+from pacswatch.store.shards import ShardStore
+from pacswatch.store.tables import observations
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import pacswatch  # noqa: E402
+
+BASE = f"127.67.{os.getpid() % 200}.0"  # this suite's loopback range
+
+
+def findings_of(database: str, scan_id: int) -> dict:
+    """(ip, port) -> (status, severity, service, product) of every observation of a scan."""
+    with Repository.open(database) as repo:
+        return {(o["ip"], o["port"]): (o["status"], o["severity"], o["service"], o["product"])
+                for o in repo.observations(scan_id=scan_id)}
+
+
+def one_per_endpoint(database: str, scan_id: int) -> tuple[int, int]:
+    """(observations, distinct endpoints) of a scan."""
+    with Repository.open(database) as repo, repo.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(observations)
+                             .where(observations.c.scan_id == scan_id)).scalar_one()
+        distinct = conn.execute(select(func.count()).select_from(
+            select(observations.c.ip, observations.c.port).where(observations.c.scan_id == scan_id)
+            .distinct().subquery())).scalar_one()
+    return int(total), int(distinct)
+
+
+def last_scan(database: str) -> dict:
+    with Repository.open(database) as repo:
+        return repo.scans(limit=1)[0]
+
+
+@pytest.mark.slow
+def test_distributed_scan_of_the_lab_finds_what_a_local_scan_finds(workers, redis, pg_url, postgres):
+    with Lab(BASE, port=0, drip_interval=0.05, hold=30) as lab:
+        targets = [f"{e.ip}:{e.port}" for e in lab.manifest]
+        local_db = postgres.create_database(f"local_{os.getpid()}_{time.monotonic_ns() % 10**9}")
+        local = pacswatch("scan", *targets, "--database", local_db, "--no-progress", "--no-attribute", "-q",
+                          "--seed", "7", "--timeout", "2")
+        assert local.returncode == 0, local.stderr
+        workers.start(concurrency=2)
+        workers.start(concurrency=2)
+        workers.wait_live(2)
+        done = pacswatch("scan", *targets, "--database", pg_url, "--broker", redis.url, "--no-progress",
+                         "--no-attribute", "--seed", "7", "--timeout", "2", "--shard-size", "3", "-o", "-")
+        assert done.returncode == 0, done.stderr + workers.logs()
+    scan = last_scan(pg_url)
+    assert scan["status"] == "finished" and scan["done"] == len(targets)
+    expected = findings_of(local_db, last_scan(local_db)["id"])
+    got = findings_of(pg_url, scan["id"])
+    assert got == expected
+    assert any(severity for _, severity, _, _ in got.values())  # the lab has findings to compare
+    assert "Scan summary" in done.stderr
+    # Standard output: the stored records, one JSON line each.
+    assert len([line for line in done.stdout.splitlines() if line.startswith("{")]) == len(got)
+    with Repository.open(pg_url) as repo:
+        shards = ShardStore(repo.engine).of_scans([scan["id"]])
+        assert {s["state"] for s in shards} == {"done"} and len(shards) == -(-len(targets) // 3)
+        seen_by = {s["worker"] for s in shards}
+        live = ShardStore(repo.engine).workers(live_only=True)
+    assert len(seen_by) == 2, "both workers took shards"
+    assert sum(w["tasks_done"] for w in live) == len(shards)
+    listing = pacswatch("workers", "--database", pg_url, "--broker", redis.url)
+    assert listing.returncode == 0 and listing.stdout.count("pong") == 2, listing.stdout
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_worker_mid_scan_loses_and_duplicates_nothing(workers, redis, pg_url):
+    addresses = loopback_addresses(300, BASE)
+    with FastResponder(addresses, [11112], workers=0) as responder:
+        targets = [f"{ip}:{port}" for ip, port in responder.endpoints]
+        victim = workers.start(concurrency=2)
+        workers.start(concurrency=2)
+        workers.wait_live(2)
+        detached = pacswatch("scan", *targets, "--database", pg_url, "--broker", redis.url, "--detach",
+                             "--rate", "120", "--shard-size", "20", "-q", "--no-attribute")
+        assert detached.returncode == 0, detached.stderr
+        scan_id = int(detached.stdout.split()[0])
+        with Repository.open(pg_url) as repo:
+            deadline = time.monotonic() + 30
+            while repo.scan(scan_id)["done"] < 60 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            running = ShardStore(repo.engine).of_scans([scan_id], ["running"])
+        os.killpg(victim.pid, signal.SIGKILL)  # the machine is gone: worker and pool processes
+        victim.wait(timeout=10)
+        assert any(s["worker"].startswith("w0.") for s in running), "the killed worker had a shard under way"
+        followed = pacswatch("scan", "--resume", str(scan_id), "--database", pg_url, "--broker", redis.url,
+                             "--no-progress", "-q", timeout=150)
+        assert followed.returncode == 0, followed.stderr + workers.logs()
+    scan = last_scan(pg_url)
+    assert scan["status"] == "finished" and scan["done"] == len(targets)
+    assert one_per_endpoint(pg_url, scan_id) == (len(targets), len(targets))
+    assert sum(scan["counts"].values()) == len(targets)
+
+
+def test_a_dead_broker_at_start_is_one_clear_error(pg_url, tmp_path):
+    from conftest import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    result = pacswatch("scan", f"{BASE[:-1]}1:11112", "--database", pg_url, "--broker", url, "--no-progress",
+                       timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the broker" in lines[0] and url in lines[0], result.stderr
+    with Repository.open(pg_url) as repo:
+        assert repo.scans() == []  # nothing was stored
+
+
+@pytest.mark.slow
+def test_a_broker_restart_mid_scan_is_survived(workers, redis, pg_url):
+    addresses = loopback_addresses(200, BASE)
+    with FastResponder(addresses, [11112], workers=0) as responder:
+        targets = [f"{ip}:{port}" for ip, port in responder.endpoints]
+        workers.start(concurrency=2)
+        workers.wait_live(1)
+        import subprocess
+
+        scan = subprocess.Popen([sys.executable, "-m", "pacswatch.cli", "scan", *targets, "--database", pg_url,
+                                 "--broker", redis.url, "--rate", "60", "--shard-size", "10", "--no-progress",
+                                 "-q", "--no-attribute"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with Repository.open(pg_url) as repo:
+            deadline = time.monotonic() + 30
+            while not repo.scans() or repo.scans()[0]["done"] < 30:
+                assert time.monotonic() < deadline, workers.logs()
+                time.sleep(0.1)
+        redis.stop()  # its queue is forgotten: no persistence
+        time.sleep(3)
+        redis.start()
+        out, err = scan.communicate(timeout=150)
+        assert scan.returncode == 0, err + workers.logs()
+    assert "broker is back" in err
+    scan_id = last_scan(pg_url)["id"]
+    assert last_scan(pg_url)["done"] == len(targets)
+    assert one_per_endpoint(pg_url, scan_id) == (len(targets), len(targets))
