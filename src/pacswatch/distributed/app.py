@@ -59,6 +59,7 @@ def queue_for(vantage: str | None) -> str:
 
 def make_app(broker: str | None = None) -> Celery:
     url = broker_url(broker)
+    visibility = visibility_timeout()
     app = Celery("pacswatch", broker=url, set_as_current=False)
     app.conf.update(
         task_acks_late=True,
@@ -66,7 +67,15 @@ def make_app(broker: str | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=DEFAULT_QUEUE,
         task_serializer="json", accept_content=["json"], result_backend=None, task_ignore_result=True,
-        broker_transport_options={"visibility_timeout": visibility_timeout()},
+        # kombu looks for expired unacknowledged tasks every interval x throttle seconds (100 by
+        # default): every quarter of the timeout instead, so a killed worker's shard moves on
+        # soon after the timeout (one ZRANGE on Redis per look).
+        broker_transport_options={"visibility_timeout": visibility,
+                                  "unacked_restore_interval": max(1, min(60, int(visibility // 4))),
+                                  "unacked_restore_throttle": 1,
+                                  # The lock around that look outlives a worker killed holding it:
+                                  # 300 s by default, during which no shard would move on.
+                                  "unacked_mutex_expire": max(2, min(300, int(visibility)))},
         broker_connection_retry_on_startup=True,
         # Workers keep reconnecting while the broker is away (a restart): no cap on the tries.
         broker_connection_max_retries=None,

@@ -109,8 +109,11 @@ _BY_KEY = {backend: {t.name: _by_key_query(t, backend) for t in (services, findi
 _MAX_ID = {t.name: select(func.coalesce(func.max(t.c.id), 0)) for t in (observations, findings)}
 _NEXT_IDS = {t.name: select(func.nextval(func.pg_get_serial_sequence(t.name, "id")))
              .select_from(func.generate_series(1, bindparam("count"))) for t in (observations, findings)}
-# Locked (PostgreSQL): workers of a distributed scan add to the same row at once.
-_COUNTS = select(scans.c.counts, scans.c.done).where(scans.c.id == bindparam("scan_id")).with_for_update()
+# Locked (PostgreSQL): workers of a distributed scan add to the same row at once. FOR NO KEY
+# UPDATE, the lock the UPDATE takes anyway: it does not conflict with the KEY SHARE lock that
+# each transaction's inserts referring to the scan hold (FOR UPDATE would, and deadlock).
+_COUNTS = (select(scans.c.counts, scans.c.done).where(scans.c.id == bindparam("scan_id"))
+           .with_for_update(key_share=True))
 _FORGET_WORK = delete(scan_work).where(scan_work.c.scan_id == bindparam("scan_id"))
 _UPDATE_SCAN = update(scans).where(scans.c.id == bindparam("b_scan_id"))
 
