@@ -295,6 +295,7 @@ def _follow_and_report(app, repo, scan_ids: list[int], args: argparse.Namespace,
     from pacswatch.campaign.scanrun import ScanOutcome
     from pacswatch.distributed.follow import follow
     from pacswatch.findings.lifecycle import summarize
+    from pacswatch.scan.runner import ScanStats
     from pacswatch.output import (JsonLinesWriter, findings_table, host_table, more_line, summary_table,
                                   worst_first, worst_per_host)
 
@@ -336,7 +337,9 @@ def _follow_and_report(app, repo, scan_ids: list[int], args: argparse.Namespace,
         for scan_id in scan_ids:
             events = repo.events(scan_id=scan_id)
             changes = summarize((e["kind"], e["old_severity"], e["new_severity"]) for e in events)
-            outcome = ScanOutcome(scan_id, result.statuses.get(scan_id, "interrupted"), result, [], changes,
+            stats = ScanStats(total=result.total, done=result.done, by_status=result.by_status,
+                              by_severity=result.by_severity, interrupted=result.interrupted)
+            outcome = ScanOutcome(scan_id, result.statuses.get(scan_id, "interrupted"), stats, [], changes,
                                   events, repo.previous_scan(scan_id))
             report.print_changes(err, outcome, top=args.top or None)
     for shard in result.failed:

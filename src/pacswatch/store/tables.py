@@ -110,9 +110,11 @@ observations = Table(
     Column("vantage", String(64)),
     Index(None, "ip", "port", "scanned_at"),
     Index(None, "scan_id"),
-    # One look per endpoint and scan: a shard written twice (a redelivered task) cannot add a
-    # second one (distributed/tasks.py skips what is stored; this makes a slip an error).
-    UniqueConstraint("scan_id", "ip", "port"),
+    # One look per endpoint and scan (a plan index is one endpoint of the scan's plan): a shard
+    # written twice (a redelivered task) cannot add a second one. Repository.ingest skips what
+    # a shard stored already; this makes a slip an error. Records without an index (tests, and
+    # imports of records) are not constrained: NULLs are distinct.
+    UniqueConstraint("scan_id", "plan_index"),
 )
 
 services = Table(

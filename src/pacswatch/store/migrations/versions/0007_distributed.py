@@ -1,8 +1,9 @@
 """Distributed scans: the shards of a scan's plan, the workers' heartbeats, each observation's
 vantage, and one observation per endpoint and scan (what makes a redelivered shard harmless).
 
-Before the unique constraint, any duplicate look of an endpoint within one scan (none is
-written by this version; an older database might hold one) keeps its newest row only.
+The constraint is on (scan_id, plan_index): a plan index is one endpoint of the scan's plan.
+No version wrote two observations of one plan index in a scan; should a database hold any, the
+newest row of each is kept.
 
 Revision ID: 0007_distributed
 Revises: 0004_settings (the merger re-chains it after 0005/0006)
@@ -20,11 +21,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("DELETE FROM observations WHERE id NOT IN "
-               "(SELECT max(id) FROM observations GROUP BY scan_id, ip, port)")
+    op.execute("DELETE FROM observations WHERE plan_index IS NOT NULL AND id NOT IN "
+               "(SELECT max(id) FROM observations WHERE plan_index IS NOT NULL GROUP BY scan_id, plan_index)")
     with op.batch_alter_table("observations") as batch:
         batch.add_column(sa.Column("vantage", sa.String(length=64), nullable=True))
-        batch.create_unique_constraint(op.f("uq_observations_scan_id_ip_port"), ["scan_id", "ip", "port"])
+        batch.create_unique_constraint(op.f("uq_observations_scan_id_plan_index"), ["scan_id", "plan_index"])
     op.create_table(
         "shards",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -65,5 +66,5 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_shards_scan_id_state"), table_name="shards")
     op.drop_table("shards")
     with op.batch_alter_table("observations") as batch:
-        batch.drop_constraint(op.f("uq_observations_scan_id_ip_port"), type_="unique")
+        batch.drop_constraint(op.f("uq_observations_scan_id_plan_index"), type_="unique")
         batch.drop_column("vantage")
