@@ -106,7 +106,9 @@ class StoreSink:
         for index, _ in items:
             if index is not None:
                 self.done.add(index)
-        # A local scan's call stays as it was; a shard's names the shard and the vantage.
-        extra = {} if self.shard is None else {"shard": self.shard, "vantage": self.vantage}
-        self.repo.ingest(self.scan_id, items, work=self.done, policy=self.policy, keep_all=self.keep_all, **extra)
+        if self.shard is None:
+            self.repo.ingest(self.scan_id, items, work=self.done, policy=self.policy, keep_all=self.keep_all)
+        else:  # a shard's completed indexes are the database's, not self.done
+            self.repo.ingest(self.scan_id, items, policy=self.policy, keep_all=self.keep_all, shard=self.shard,
+                             vantage=self.vantage)
         self.written += len(items)
