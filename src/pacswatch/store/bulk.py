@@ -51,6 +51,13 @@ class BulkStatement:
         self.sql = str(compiled)
         self.names = tuple(names)
         self.positional = dialect.positional
+        # PostgreSQL: inserts go through COPY, several times faster than an executemany of
+        # INSERTs (a distributed scan's workers all store into one server). The values are the
+        # same, processed by the same bind processors; COPY FROM STDIN in text format casts each
+        # to its column as INSERT's parameters are.
+        self.copy_sql = (f"COPY {dialect.identifier_preparer.format_table(table)} "
+                         f"({', '.join(dialect.identifier_preparer.quote(n) for n in names)}) FROM STDIN"
+                         if dialect.name == "postgresql" and kind != "update" else None)
         self._values = itemgetter(*("id" if n == ROW_ID else n for n in names))
         # (position, processor, memo key): a datetime is memoized per batch, because one look's
         # moment fills half a dozen columns; the key is the type's implementation for this
@@ -64,8 +71,9 @@ class BulkStatement:
             if processor is not None:
                 self._processors.append((position, processor, impl if isinstance(impl, DateTime) else None))
 
-    def parameters(self, rows: Iterable[Mapping[str, Any]], memo: dict) -> list:
-        """The executemany parameters of `rows`; `memo` holds processed datetimes (one per batch)."""
+    def parameters(self, rows: Iterable[Mapping[str, Any]], memo: dict, *, as_tuples: bool = False) -> list:
+        """The executemany parameters of `rows` (tuples in `names` order with `as_tuples`);
+        `memo` holds processed datetimes (one per batch)."""
         values_of, processors, names = self._values, self._processors, self.names
         out: list = []
         for row in rows:
@@ -83,9 +91,16 @@ class BulkStatement:
                         values[position] = memo[key]
                     except KeyError:
                         values[position] = memo[key] = processor(value)
-            out.append(tuple(values) if self.positional else dict(zip(names, values)))
+            out.append(tuple(values) if self.positional or as_tuples else dict(zip(names, values)))
         return out
 
     def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]], memo: dict) -> None:
-        if rows:
+        if not rows:
+            return
+        if self.copy_sql is None:
             conn.exec_driver_sql(self.sql, self.parameters(rows, memo))
+            return
+        cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # psycopg's, this transaction's
+        with cursor, cursor.copy(self.copy_sql) as copy:
+            for values in self.parameters(rows, memo, as_tuples=True):
+                copy.write_row(values)
