@@ -154,3 +154,29 @@ def test_a_broker_restart_mid_scan_is_survived(workers, redis, pg_url):
     scan_id = last_scan(pg_url)["id"]
     assert last_scan(pg_url)["done"] == len(targets)
     assert one_per_endpoint(pg_url, scan_id) == (len(targets), len(targets))
+
+
+@pytest.mark.slow
+def test_vantages_scan_from_their_own_queues_and_history_shows_them(workers, redis, pg_url):
+    addresses = loopback_addresses(6, BASE)
+    with FastResponder(addresses, [11112], workers=0) as responder:
+        targets = [f"{ip}:{port}" for ip, port in responder.endpoints]
+        workers.start("--vantage", "east")
+        workers.start("--vantage", "west")
+        workers.wait_live(2)
+        result = pacswatch("scan", *targets, "--database", pg_url, "--broker", redis.url, "--vantage", "east,west",
+                           "--no-progress", "-q", "--no-attribute", "--shard-size", "2")
+        assert result.returncode == 0, result.stderr + workers.logs()
+    with Repository.open(pg_url) as repo:
+        scans = repo.scans()
+        assert len(scans) == 2 and {s["parameters"]["vantage"] for s in scans} == {"east", "west"}
+        for scan in scans:
+            rows = repo.observations(scan_id=scan["id"])
+            assert len(rows) == len(targets)
+            assert {r["vantage"] for r in rows} == {scan["parameters"]["vantage"]}
+            shards = ShardStore(repo.engine).of_scans([scan["id"]])
+            # Each vantage's shards were taken by that vantage's worker only.
+            assert {s["worker"].split(".")[0] for s in shards} == {"w0" if scan["parameters"]["vantage"] == "east"
+                                                                   else "w1"}
+    history = pacswatch("history", targets[0], "--database", pg_url, env={"COLUMNS": "200"})
+    assert history.returncode == 0 and "@east" in history.stdout and "@west" in history.stdout, history.stdout

@@ -161,7 +161,9 @@ def history_table(title: str, observations: Sequence[Mapping], events: Sequence[
         by_obs.setdefault(e.get("observation_id"), []).append(CHANGE_WORDS.get(e["kind"], e["kind"]))
     for o in observations:
         capped = ((o.get("record") or {}).get("dicom") or {}).get("find", {}).get("capped")
-        table.add_row(when(o["scanned_at"]), shown(endpoint(o["ip"], o["port"])), str(o["scan_id"]), shown(o["status"]),
+        # A distributed scan's vantage beside its scan: seen from one place and not another shows.
+        scan = f"{o['scan_id']} @{o['vantage']}" if o.get("vantage") else str(o["scan_id"])
+        table.add_row(when(o["scanned_at"]), shown(endpoint(o["ip"], o["port"])), shown(scan), shown(o["status"]),
                       _sev(o["severity"]), _product(o), _count(o["studies"], capped), _count(o["patients"], capped),
                       shown(", ".join(by_obs.get(o["id"], []))))
     return table
