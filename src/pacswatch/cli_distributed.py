@@ -292,10 +292,8 @@ def _distributed_scan(args: argparse.Namespace, err: Console, defaults: argparse
 
 def _follow_and_report(app, repo, scan_ids: list[int], args: argparse.Namespace, err: Console) -> int:
     from pacswatch.campaign import report
-    from pacswatch.campaign.scanrun import ScanOutcome
+    from pacswatch.campaign.sharded import outcome_of
     from pacswatch.distributed.follow import follow
-    from pacswatch.findings.lifecycle import summarize
-    from pacswatch.scan.runner import ScanStats
     from pacswatch.output import (JsonLinesWriter, findings_table, host_table, more_line, summary_table,
                                   worst_first, worst_per_host)
 
@@ -335,12 +333,7 @@ def _follow_and_report(app, repo, scan_ids: list[int], args: argparse.Namespace,
             err.print("no endpoint answered", highlight=False, markup=False)
         err.print(summary_table(result, result.elapsed, worst_per_host(kept)))
         for scan_id in scan_ids:
-            events = repo.events(scan_id=scan_id)
-            changes = summarize((e["kind"], e["old_severity"], e["new_severity"]) for e in events)
-            stats = ScanStats(total=result.total, done=result.done, by_status=result.by_status,
-                              by_severity=result.by_severity, interrupted=result.interrupted)
-            outcome = ScanOutcome(scan_id, result.statuses.get(scan_id, "interrupted"), stats, [], changes,
-                                  events, repo.previous_scan(scan_id))
+            outcome = outcome_of(repo, scan_id, result)
             report.print_changes(err, outcome, top=args.top or None)
     for shard in result.failed:
         err.print(error_line("pacswatch scan:", f"shard {shard['number']} of scan {shard['scan_id']} failed "

@@ -180,3 +180,23 @@ def test_vantages_scan_from_their_own_queues_and_history_shows_them(workers, red
                                                                    else "w1"}
     history = pacswatch("history", targets[0], "--database", pg_url, env={"COLUMNS": "200"})
     assert history.returncode == 0 and "@east" in history.stdout and "@west" in history.stdout, history.stdout
+
+
+@pytest.mark.slow
+def test_run_broker_rescans_on_the_workers(workers, redis, pg_url):
+    addresses = loopback_addresses(4, BASE)
+    with FastResponder(addresses, [11112], workers=0) as responder:
+        targets = [f"{ip}:{port}" for ip, port in responder.endpoints]
+        local = pacswatch("scan", *targets, "--database", pg_url, "--no-progress", "-q", "--no-attribute")
+        assert local.returncode == 0, local.stderr
+        workers.start()
+        workers.wait_live(1)
+        rescan = pacswatch("run", "--now", f"{BASE}/24", "--database", pg_url, "--broker", redis.url, "--quiet")
+        assert rescan.returncode == 0, rescan.stderr + workers.logs()
+    with Repository.open(pg_url) as repo:
+        [latest, first] = repo.scans(limit=2)
+        assert latest["kind"] == "rescan" and latest["status"] == "finished" and latest["done"] == len(targets)
+        shards = ShardStore(repo.engine).of_scans([latest["id"]])
+        assert shards and {s["state"] for s in shards} == {"done"}
+        assert ShardStore(repo.engine).of_scans([first["id"]]) == []  # the first scan ran here
+        assert len(repo.observations(scan_id=latest["id"])) == len(targets)

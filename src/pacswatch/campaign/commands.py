@@ -275,6 +275,15 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
                   "scope": _absolute(args.scope) if args.scope else None,
                   "probe": {k: getattr(args, k) for k in PROBE_FIELDS}, "rate": args.rate,
                   "concurrency": args.concurrency, "keep_all": False}
+    if getattr(args, "detach", False):
+        raise ValueError("run takes no --detach: it follows each rescan (start it in the background instead)")
+    from pacswatch.campaign.scanrun import execute
+
+    run = execute  # each rescan here, or on distributed workers
+    if getattr(args, "broker", None) or getattr(args, "vantage", None):
+        from pacswatch.campaign.sharded import executor
+
+        run = executor(args.broker, args.vantage, err)
     repo = Repository.open(args.database)
 
     def on_outcome(outcome) -> None:
@@ -285,7 +294,8 @@ def cmd_run(args: argparse.Namespace, err: Console) -> int:
     loop = RunLoop(repo, make_job=lambda stored: _job(stored, args, err, output=None)[1],
                    build_plan=lambda p: _plan_builder(repo, p), parameters=parameters, policy=policy,
                    batch=args.batch, tick=args.tick, log=(lambda _: None) if args.quiet else
-                   (lambda text: err.print(text, highlight=False, markup=False)), on_outcome=on_outcome)
+                   (lambda text: err.print(text, highlight=False, markup=False)), on_outcome=on_outcome,
+                   executor=run)
     try:
         loop.replan()  # services scheduled under other intervals follow this run's at once
         if selector is None:

@@ -125,9 +125,11 @@ class RunLoop:
     log: Callable[[str], None] = print
     on_outcome: Callable[[ScanOutcome], None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    # How a rescan runs: here (scanrun.execute), or on distributed workers (sharded.executor).
+    executor: Callable[..., ScanOutcome] = execute
 
     def _execute(self, scan_id: int, plan: ScanPlan, parameters: dict, **extra) -> ScanOutcome:
-        outcome = execute(self.repo, scan_id, plan, self.make_job(parameters), policy=self.policy)
+        outcome = self.executor(self.repo, scan_id, plan, self.make_job(parameters), policy=self.policy)
         outcome.extra.update(extra)
         if self.on_outcome is not None:
             self.on_outcome(outcome)

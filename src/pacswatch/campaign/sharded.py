@@ -1,0 +1,51 @@
+"""`pacswatch run --broker URL`: each rescan the run loop starts runs on distributed workers.
+
+The run loop (runloop.py) plans and stores a rescan as always and hands it to `execute`; this
+module's executor sends its shards instead of probing here, follows it from the database and
+returns the same ScanOutcome, so the loop, its lines and its follow-ups are unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.console import Console
+
+from pacswatch.campaign.scanrun import ScanOutcome
+from pacswatch.findings.lifecycle import summarize
+from pacswatch.scan.runner import ScanStats
+from pacswatch.store.repository import Repository
+
+
+def outcome_of(repo: Repository, scan_id: int, followed) -> ScanOutcome:
+    """A followed distributed scan as a local scan's outcome (distributed.follow.Followed)."""
+    events = repo.events(scan_id=scan_id)
+    changes = summarize((e["kind"], e["old_severity"], e["new_severity"]) for e in events)
+    stats = ScanStats(total=followed.total, done=followed.done, by_status=followed.by_status,
+                      by_severity=followed.by_severity, interrupted=followed.interrupted)
+    return ScanOutcome(scan_id, followed.statuses.get(scan_id, "interrupted"), stats, followed.kept, changes,
+                       events, repo.previous_scan(scan_id), remaining=followed.total - followed.done)
+
+
+def executor(broker: str | None, vantages: str | None, err: Console) -> Callable[..., ScanOutcome]:
+    """execute(repo, scan_id, plan, job, policy=...) for RunLoop, on the workers of `broker`."""
+    from pacswatch.distributed.app import check_broker, check_vantage, make_app
+    from pacswatch.distributed.follow import follow, resend, submit
+    from pacswatch.store.shards import ShardStore
+
+    names = [check_vantage(v.strip()) for v in (vantages or "").split(",") if v.strip()]
+    if len(names) > 1:
+        raise ValueError("run --broker takes one --vantage: each rescan is one scan, from one place")
+    vantage = names[0] if names else None
+    app = make_app(broker)
+    check_broker(app)
+
+    def execute(repo: Repository, scan_id: int, plan, job, *, policy=None) -> ScanOutcome:
+        # The workers store with the policy the run keeps in the database (RunLoop.replan).
+        if ShardStore(repo.engine).of_scans([scan_id]):  # a rescan an earlier run left unfinished
+            resend(app, repo, [scan_id])
+        else:
+            submit(app, repo, scan_id, plan.size, vantage=vantage)
+        return outcome_of(repo, scan_id, follow(app, repo, [scan_id], err, show_progress=False))
+
+    return execute
