@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Distributed scans: how endpoints/s grow with worker processes, and PostgreSQL's bulk ingest.
 
-    python bench/distributed.py [--endpoints 6000] [--per-worker 64] [--workers 1,2,4] [--delay-ms 50]
+    python bench/distributed.py [--endpoints 12000] [--per-worker 64] [--workers 1,2,4] [--delay-ms 50]
 
 Everything on loopback: a throwaway PostgreSQL (store/throwaway.py) and redis-server
 (distributed/throwaway.py), bench/responder.c serving --endpoints DICOM endpoints (127.67.128.1 on,
@@ -12,7 +12,8 @@ per-worker x workers, shared out among the live workers, and its rate is set far
 the network allows, so the delay is the limit). For each worker count, a fresh database and
 `pacswatch scan --broker` over every endpoint:
 
-- endpoints/s (the scan command's wall time, from sending the shards to the last one stored),
+- endpoints/s: over the scan command's wall time (its start-up, planning, sending the shards, the
+  last shard's tail, the 0.5 s poll), and steady, between 10% and 90% of endpoints stored,
 - CPU s per 1,000 endpoints of the worker process trees (Celery parents and pool processes),
 - the scaling ratio against one worker (goal: 4 workers >= 3.5x one while the network is the limit).
 
@@ -96,19 +97,30 @@ def one_run(pg: ThrowawayPostgres, redis: ThrowawayRedis, targets_file: Path, en
         cpu_before = tree_cpu(watched)
         shard_size = max(50, endpoints // (workers * 8))  # enough shards to keep every worker busy to the end
         started = time.monotonic()
-        scan = subprocess.run([sys.executable, "-m", "pacswatch.cli", "scan", f"@{targets_file}", "--database",
-                               database, "--broker", redis.url, "--rate", "1000000", "--concurrency",
-                               str(per_worker * workers), "--shard-size", str(shard_size), "--no-progress", "-q",
-                               "--no-attribute", "--timeout", "5"],
-                              capture_output=True, text=True, env=env, timeout=3600)
+        scan = subprocess.Popen([sys.executable, "-m", "pacswatch.cli", "scan", f"@{targets_file}", "--database",
+                                 database, "--broker", redis.url, "--rate", "1000000", "--concurrency",
+                                 str(per_worker * workers), "--shard-size", str(shard_size), "--no-progress", "-q",
+                                 "--no-attribute", "--timeout", "5"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        samples = []  # (seconds, endpoints stored): the steady rate, without start-up and tail
+        with Repository.open(database) as repo:
+            while scan.poll() is None:
+                rows = repo.scans(limit=1)
+                samples.append((time.monotonic() - started, rows[0]["done"] if rows else 0))
+                time.sleep(0.25)
         wall = time.monotonic() - started
         cpu = tree_cpu(watched) - cpu_before
         if scan.returncode != 0:
-            raise SystemExit(f"scan failed ({scan.returncode}): {scan.stderr[-2000:]}")
+            raise SystemExit(f"scan failed ({scan.returncode}): {scan.stderr.read()[-2000:] if scan.stderr else ''}")
+        low = next(t for t, done in samples if done >= 0.1 * endpoints)
+        high = next((t, done) for t, done in samples if done >= 0.9 * endpoints)
+        first = next(done for t, done in samples if t == low)
+        steady = (high[1] - first) / (high[0] - low) if high[0] > low else None
         with Repository.open(database) as repo:
             row = repo.scans(limit=1)[0]
         return {"workers": workers, "endpoints": endpoints, "done": row["done"], "counts": row["counts"],
                 "wall_s": round(wall, 2), "endpoints_per_s": round(endpoints / wall, 1),
+                "steady_endpoints_per_s": round(steady, 1) if steady else None,
                 "worker_cpu_s": round(cpu, 2), "cpu_s_per_1000": round(1000 * cpu / endpoints, 3),
                 "shard_size": shard_size}
     finally:
@@ -143,14 +155,13 @@ def _records(records: int, mix: str, offset: int = 0) -> list:
     return out
 
 
-def _ingest_part(url: str, scan: int, shards: list[tuple[int, int, int]], mix: str, queue) -> None:
+def _ingest_part(url: str, scan: int, shards: list[tuple[int, int, int]], mix: str, start, queue) -> None:
     """One ingesting process (a worker's store): its shards, in batches of the shard's size."""
     from pacswatch.store.repository import Repository, ShardSpan
 
     with Repository.open(url) as repo:
         batches = [(ShardSpan(i, a, b), _records(b - a + 1, mix, a)) for i, a, b in shards]
-        queue.put("ready")
-        queue.get()  # all start together
+        start.wait()  # all writers start together, with the clock
         started = time.perf_counter()
         for span, items in batches:
             repo.ingest(scan, items, shard=span, vantage="bench", keep_all=mix == "observations")
@@ -176,18 +187,15 @@ def ingest_rate(pg: ThrowawayPostgres, records: int, batch: int = 1000) -> list[
                 spans = [(a, min(a + batch, records) - 1) for a in range(0, records, batch)]
                 ids = ShardStore(repo.engine).create(scan, spans, queue="pacswatch", vantage="bench")
             shards = [(i, a, b) for i, (a, b) in zip(ids, spans)]
-            queues = [context.Queue() for _ in range(writers)]
-            procs = [context.Process(target=_ingest_part, args=(url, scan, shards[n::writers], mix, queues[n]))
+            start, results = context.Barrier(writers + 1), context.Queue()
+            procs = [context.Process(target=_ingest_part, args=(url, scan, shards[n::writers], mix, start, results))
                      for n in range(writers)]
             for p in procs:
                 p.start()
-            for q in queues:
-                assert q.get(timeout=600) == "ready"
+            start.wait(timeout=600)
             started = time.perf_counter()
-            for q in queues:
-                q.put("go")
-            for q in queues:
-                q.get(timeout=600)
+            for _ in procs:
+                results.get(timeout=600)
             elapsed = time.perf_counter() - started
             for p in procs:
                 p.join()
@@ -201,7 +209,7 @@ def ingest_rate(pg: ThrowawayPostgres, records: int, batch: int = 1000) -> list[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--endpoints", type=int, default=6000)
+    parser.add_argument("--endpoints", type=int, default=12000)
     parser.add_argument("--per-worker", type=int, default=64, help="asyncio concurrency per worker (fixed)")
     parser.add_argument("--workers", default="1,2,4", help="worker process counts to measure")
     parser.add_argument("--delay-ms", type=int, default=50, help="the responder's delay per reply")
@@ -231,8 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     one = next((r for r in runs if r["workers"] == 1), None)
     for run in runs:
         run["scaling_vs_one"] = round(run["endpoints_per_s"] / one["endpoints_per_s"], 2) if one else None
+        run["steady_scaling_vs_one"] = (round(run["steady_endpoints_per_s"] / one["steady_endpoints_per_s"], 2)
+                                        if one and one["steady_endpoints_per_s"] and run["steady_endpoints_per_s"]
+                                        else None)
     for run in runs:
-        print(f"{run['workers']} workers: x{run['scaling_vs_one']} one worker's rate")
+        print(f"{run['workers']} workers: x{run['scaling_vs_one']} one worker's rate over the whole scan, "
+              f"x{run['steady_scaling_vs_one']} between 10% and 90% done ({run['steady_endpoints_per_s']} endpoints/s)")
     for result in ingest:
         print(f"ingest, {result['mix']}, {result['writers']} writer(s): {result['observations_per_s']} "
               f"observations/s ({result['observations']} in {result['seconds']} s, batches of 1,000)")
