@@ -14,7 +14,10 @@ import pytest
 
 from pacswatch.distributed.throwaway import ThrowawayRedis, free_port  # noqa: F401 (the tests use free_port)
 
-VISIBILITY = "4"  # seconds before Redis gives a killed worker's unacknowledged shard to another
+# Seconds before Redis gives an unacknowledged shard to another worker: short where a test kills
+# a worker, long enough elsewhere that no shard of a test outlives it (a lab shard with slow
+# peers takes several seconds; past the timeout it would run twice, harmless but counted).
+VISIBILITY = 60
 
 
 @pytest.fixture
@@ -43,14 +46,14 @@ class Workers:
         self.broker, self.database, self.log_dir = broker, database, log_dir
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, *extra: str, concurrency: int = 1) -> subprocess.Popen:
+    def start(self, *extra: str, concurrency: int = 1, visibility: float = VISIBILITY) -> subprocess.Popen:
         number = len(self.processes)
         log = open(self.log_dir / f"worker{number}.log", "wb")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
             [sys.executable, "-m", "pacswatch.cli", "worker", "--broker", self.broker, "--database", self.database,
              "--concurrency", str(concurrency), "--name", f"w{number}.{os.getpid()}@test", *extra],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "PACSWATCH_VISIBILITY_TIMEOUT": VISIBILITY}, start_new_session=True)
+            env={**os.environ, "PACSWATCH_VISIBILITY_TIMEOUT": str(visibility)}, start_new_session=True)
         log.close()
         self.processes.append(process)
         return process

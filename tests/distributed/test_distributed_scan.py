@@ -87,8 +87,8 @@ def test_sigkill_of_a_worker_mid_scan_loses_and_duplicates_nothing(workers, redi
     addresses = loopback_addresses(300, BASE)
     with FastResponder(addresses, [11112], workers=0) as responder:
         targets = [f"{ip}:{port}" for ip, port in responder.endpoints]
-        victim = workers.start(concurrency=2)
-        workers.start(concurrency=2)
+        victim = workers.start(concurrency=2, visibility=4)
+        workers.start(concurrency=2, visibility=4)
         workers.wait_live(2)
         scan = subprocess.Popen([sys.executable, "-m", "pacswatch.cli", "scan", *targets, "--database", pg_url,
                                  "--broker", redis.url, "--rate", "120", "--shard-size", "20", "--no-progress", "-q",
@@ -200,3 +200,33 @@ def test_run_broker_rescans_on_the_workers(workers, redis, pg_url):
         assert shards and {s["state"] for s in shards} == {"done"}
         assert ShardStore(repo.engine).of_scans([first["id"]]) == []  # the first scan ran here
         assert len(repo.observations(scan_id=latest["id"])) == len(targets)
+
+
+@pytest.mark.slow
+def test_sigterm_lets_a_worker_finish_its_shard_and_stop(workers, redis, pg_url):
+    addresses = loopback_addresses(120, BASE)
+    with FastResponder(addresses, [11112], workers=0) as responder:
+        targets = [f"{ip}:{port}" for ip, port in responder.endpoints]
+        first = workers.start()
+        workers.wait_live(1)
+        detached = pacswatch("scan", *targets, "--database", pg_url, "--broker", redis.url, "--detach", "-q",
+                             "--rate", "40", "--shard-size", "60", "--no-attribute")
+        assert detached.returncode == 0, detached.stderr
+        scan_id = int(detached.stdout.split()[0])
+        with Repository.open(pg_url) as repo:
+            deadline = time.monotonic() + 30
+            while repo.scan(scan_id)["done"] < 10:
+                assert time.monotonic() < deadline, workers.logs()
+                time.sleep(0.1)
+            first.send_signal(signal.SIGTERM)  # warm shutdown: the shard under way (60 at 40/s) is finished
+            assert first.wait(timeout=60) == 0, workers.logs()
+            [finished, waiting] = ShardStore(repo.engine).of_scans([scan_id])
+            assert finished["state"] == "done" and finished["worker"].startswith("w0.") and finished["tries"] == 1
+            assert waiting["state"] == "queued" and waiting["tries"] == 0  # left for another worker
+            assert repo.scan(scan_id)["done"] == 60
+            assert ShardStore(repo.engine).workers(live_only=True) == []  # it said it is gone
+        workers.start()  # the next worker takes the rest
+        followed = pacswatch("scan", "--resume", str(scan_id), "--database", pg_url, "--broker", redis.url,
+                             "--no-progress", "-q", timeout=120)
+        assert followed.returncode == 0, followed.stderr + workers.logs()
+    assert one_per_endpoint(pg_url, scan_id) == (len(targets), len(targets))
