@@ -27,7 +27,7 @@ from pacswatch.store.shards import ShardStore
 from pacswatch.store.tables import observations, scans
 
 POLL = 0.5  # seconds between looks at the database
-BROKER_CHECK = 2.0  # seconds between looks at the broker
+BROKER_CHECK = 2.0  # seconds between looks at the broker (and at the live workers)
 
 
 def submit(app, repo: Repository, scan_id: int, plan_size: int, *, vantage: str | None,
@@ -86,6 +86,8 @@ def follow(app, repo: Repository, scan_ids: list[int], err: Console, *, show_pro
                         disable=not show_progress, transient=False)
     broker_down_since: float | None = None
     checked = clock()
+    queues = {row["queue"] for row in store.of_scans(scan_ids)}
+    unserved: set[str] = set()  # queues already said to have no live worker
     with progress:
         task = progress.add_task("scan", total=None, rate="", findings="")
         while True:
@@ -101,6 +103,12 @@ def follow(app, repo: Repository, scan_ids: list[int], err: Console, *, show_pro
             if clock() - checked >= BROKER_CHECK:
                 checked = clock()
                 broker_down_since = _watch_broker(app, repo, store, scan_ids, err, broker_down_since, clock)
+                for queue in sorted(queues - unserved):
+                    if store.live_slots(queue) == 0:  # waiting is right (workers may come), silence is not
+                        unserved.add(queue)
+                        err.print(f"pacswatch scan: no live worker takes queue {queue}: its shards wait for "
+                                  f"`pacswatch worker{'' if queue == 'pacswatch' else ' --vantage ' + queue.split('.', 1)[1]}`",
+                                  highlight=False, markup=False)
             sleep(POLL)
     result.elapsed = clock() - started
     result.failed = store.of_scans(scan_ids, ["failed"])
