@@ -7,7 +7,7 @@
     pacswatch scan --resume ID --broker URL
 
 cli.py calls `register(sub)` and `add_scan_options(parser)`, and hands `scan` here when it has
---broker (or PACSWATCH_BROKER_URL with --detach or --vantage).
+--broker, --detach, --vantage or --shard-size (the broker then from PACSWATCH_BROKER_URL).
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def add_scan_options(parser: argparse.ArgumentParser, *, shards: bool = True) ->
 
 
 def wants_distributed(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "broker", None) or getattr(args, "detach", False) or getattr(args, "vantage", None))
+    """Any distributed option: the scan runs on workers (and says so if there is no broker)."""
+    return bool(getattr(args, "broker", None) or getattr(args, "detach", False) or getattr(args, "vantage", None)
+                or getattr(args, "shard_size", None))
 
 
 def register(sub) -> None:
