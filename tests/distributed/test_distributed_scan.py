@@ -230,3 +230,22 @@ def test_sigterm_lets_a_worker_finish_its_shard_and_stop(workers, redis, pg_url)
                              "--no-progress", "-q", timeout=120)
         assert followed.returncode == 0, followed.stderr + workers.logs()
     assert one_per_endpoint(pg_url, scan_id) == (len(targets), len(targets))
+
+
+def test_a_failed_shards_endpoints_are_listed(redis, pg_url):
+    targets = [f"{ip}:11112" for ip in loopback_addresses(4, BASE)]  # never probed: no worker runs
+    detached = pacswatch("scan", *targets, "--database", pg_url, "--broker", redis.url, "--detach", "-q",
+                         "--shard-size", "2", "--seed", "3")
+    assert detached.returncode == 0, detached.stderr
+    scan_id = int(detached.stdout.split()[0])
+    with Repository.open(pg_url) as repo:
+        store = ShardStore(repo.engine)
+        first, second = store.of_scans([scan_id])
+        while store.take(first["id"], "crashing-worker", 3)[0] == "run":  # it killed three workers
+            pass
+    listing = pacswatch("shards", str(scan_id), "--endpoints", "--database", pg_url, env={"COLUMNS": "200"})
+    assert listing.returncode == 0, listing.stderr
+    lines = [line for line in listing.stdout.splitlines() if "\tshard " in line]
+    assert len(lines) == 2 and all(line.endswith("\tshard 0") for line in lines)
+    assert {line.split("\t")[0] for line in lines} < set(targets)
+    assert "failed" in listing.stdout and "started 3 times" in listing.stdout
