@@ -1,4 +1,4 @@
-"""What the owner and notification commands print (cli_notify.py parses, this shows).
+"""What the owner and notification commands print (cli/notify.py parses, this shows).
 
 Names, contacts, reasons and errors come from owners' infrastructure (RDAP, PTR, security.txt),
 from SMTP servers or from the operator: every one is cleaned (`text.clean`) on its way to the
