@@ -305,3 +305,22 @@ def test_main_runs_a_registered_module_through_its_handler(monkeypatch, capsys):
     monkeypatch.setattr(cli, "COMMAND_GROUPS", (*cli.COMMAND_GROUPS, Hello))
     assert cli.main(["hello", "--code", "3"]) == 3
     assert capsys.readouterr().out == "hello\n"
+
+
+def test_the_namespace_never_leaves_the_command_line():
+    # cli/ turns the arguments into typed settings; no module below it imports argparse or
+    # takes a Namespace (the probes once knew the command line's shape).
+    import ast
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "pacswatch"
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        if path.relative_to(src).parts[0] == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if "argparse" in names or (isinstance(node, ast.Attribute) and node.attr == "Namespace"):
+                found.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert found == []

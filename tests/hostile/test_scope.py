@@ -397,7 +397,7 @@ def test_an_address_refused_at_connect_time_is_never_contacted(tarpits, web):
 
     canary = tarpits(["127.0.0.93"])
     endpoint = Endpoint("127.0.0.93", canary.port)
-    selector = ProbeSelector.from_args(str(canary.port) if web else None)
+    selector = ProbeSelector.for_web_ports(str(canary.port) if web else None)
     from pacswatch.probes.base import Timeouts
 
     options = ProbeOptions(timeouts=Timeouts.scaled(0.5))  # the control waits out the tarpit

@@ -131,11 +131,9 @@ def test_a_worker_that_dies_stops_the_scan_loudly_and_the_scan_resumes(tmp_path)
 
 def test_the_worker_stops_when_the_scan_process_is_gone():
     """End of input without END: the scan process died; the worker exits at once."""
-    from pacswatch.campaign.commands import PROBE_FIELDS
-    from pacswatch.cli import build_parser
+    from pacswatch.probes.registry import probe_settings
 
-    args = build_parser().parse_args(["scan", "127.0.0.1"])
-    settings = {"probe": {k: getattr(args, k) for k in PROBE_FIELDS}, "rate": 10, "concurrency": 2,
+    settings = {"probe": probe_settings().stored(), "rate": 10, "concurrency": 2,
                 "loop": "asyncio"}
     proc = subprocess.Popen([sys.executable, "-m", "pacswatch.scan.worker"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

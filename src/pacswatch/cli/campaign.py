@@ -77,10 +77,18 @@ def register(sub) -> None:
 
 @reports_store_errors
 def cmd_run(args: argparse.Namespace) -> int:
-    from pacswatch.campaign.commands import cmd_run as run
+    from pacswatch.campaign.commands import campaign_run
+    from pacswatch.campaign.settings import FollowUp, PaceSettings, RunSettings
     from pacswatch.output import stderr_console
 
-    return run(args, stderr_console())
+    settings = RunSettings(
+        database=args.database, web_ports=args.web_ports, exclude=tuple(args.exclude), scope=args.scope,
+        probe=options.probe_settings(args),
+        pace=PaceSettings(rate=args.rate, concurrency=args.concurrency, loop=args.loop, quiet=args.quiet),
+        follow_up=FollowUp(config=args.config, confirm_fixed_after=args.confirm_fixed_after),
+        intervals=tuple(args.interval), batch=args.batch, tick=args.tick, once=args.once, now=args.now,
+        severity=tuple(args.severity), forever=args.forever)
+    return campaign_run(settings, stderr_console())
 
 
 def _choices(items: list[str], allowed: tuple[str, ...], what: str) -> list[str]:

@@ -156,10 +156,19 @@ def cmd_owners(args: argparse.Namespace, engine, config) -> int:
     from pacswatch.notify import cli_views as views
     from pacswatch.notify.store import NotifyStore
 
-    if args.owners_command == "add" and (problem := _owner_problem(args)):
-        print(f"pacswatch owners add: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    return views.owners(args, NotifyStore(engine), utcnow())
+    store = NotifyStore(engine)
+    if args.owners_command == "add":
+        if problem := _owner_problem(args):
+            print(f"pacswatch owners add: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        from pacswatch.attribution.local import LocalOwner
+
+        entry = LocalOwner(args.match, args.name, tuple(args.contact), args.language, args.notes,
+                           escalation=tuple(args.escalation))
+        return views.add_owner(store, entry, utcnow())
+    if args.owners_command == "remove":
+        return views.remove_owner(store, args.id)
+    return views.list_owners(store)
 
 
 @_with_store
@@ -176,7 +185,7 @@ def cmd_case(args: argparse.Namespace, engine, config) -> int:
     from pacswatch.notify import cli_views as views
     from pacswatch.notify.store import NotifyStore
 
-    return views.case(NotifyStore(engine), args, utcnow())
+    return views.case(NotifyStore(engine), args.id, utcnow(), ack=args.ack, close=args.close, as_json=args.json)
 
 
 @_with_store
@@ -202,9 +211,9 @@ def cmd_export(args: argparse.Namespace, engine, config) -> int:
     from pacswatch.notify import cli_views as views
     from pacswatch.notify.store import NotifyStore
 
-    if args.output == "-":
-        args.output = None  # "-" is standard output, as everywhere, not a file named "-"
-    return views.export(args, engine, NotifyStore(engine), utcnow())
+    # "-" is standard output, as everywhere, not a file named "-".
+    return views.export(engine, NotifyStore(engine), utcnow(), kind=args.format,
+                        output=None if args.output == "-" else args.output, fixed_too=args.all)
 
 
 def _override_attribution(config, args):

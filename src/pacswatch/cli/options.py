@@ -6,8 +6,8 @@ argparse names a bad value by its type function's `__name__` ("invalid _positive
 "argument --rate: invalid rate: 'abc' is not a number". NaN and infinities are refused too:
 float() takes "nan" and "inf", and a rate of NaN would pass every `<= 0` check.
 
-Nothing here imports the store or the probes' stack: `--help` and a usage error build the
-parser only.
+Nothing here imports the store or the probes' stack (only their declarations): `--help` and a
+usage error build the parser only.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from pacswatch.identity import DEFAULT_CONTACT_URL
+# The probes' declarations, not the probes: light enough for every --help.
+from pacswatch.probes import registry
+from pacswatch.probes.options import ProbeSettings
 
 DEFAULT_RATE = 200.0  # new connections per second, all probes together
 DEFAULT_CONCURRENCY = 200  # endpoints probed at once
@@ -76,28 +78,6 @@ def checked(name: str, check: Callable[[str], object]) -> Callable[[str], str]:
     return parse
 
 
-def contact_url(text: str) -> str:
-    """--contact-url: announced in every request's User-Agent, so it is public and one header
-    line. A user name or password in it is a mistake (it would be sent to every server scanned
-    and stored with the scan's parameters), and so is a space or a control character."""
-    from urllib.parse import urlsplit
-
-    if any(c.isspace() or not c.isprintable() for c in text):
-        raise _Invalid("invalid contact URL: it has a space or a control character")
-    try:
-        parts = urlsplit(text)
-    except ValueError as exc:
-        raise _Invalid(f"invalid contact URL: {exc}") from None
-    if "@" in parts.netloc:
-        raise _Invalid("invalid contact URL: it names a user or password (user@host), which every server "
-                       "scanned would be sent; give a public page")
-    if parts.scheme == "mailto" and "@" in parts.path:
-        return text
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _Invalid(f"invalid contact URL: {text!r} is not an http://, https:// or mailto: address")
-    return text
-
-
 # ---------------------------------------------------------------- options of several commands
 
 def database(p: argparse.ArgumentParser, *, create_dirs: bool = True) -> None:
@@ -137,9 +117,7 @@ def confirm_fixed_after(p: argparse.ArgumentParser) -> None:
                         "the notify config, else 6h)")
 
 
-# The web probe's default ports (probes/registry.py DEFAULT_WEB_PORTS), for --help: importing
-# the probes to build the parser would load the scan's stack for every usage error.
-DEFAULT_WEB_PORTS_TEXT = "8042, 80, 443, 8080, 8443"
+DEFAULT_WEB_PORTS_TEXT = ", ".join(map(str, registry.DEFAULT_WEB_PORTS))
 
 
 def pace(p: argparse.ArgumentParser) -> None:
@@ -167,40 +145,25 @@ def event_loop(p: argparse.ArgumentParser) -> None:
                    help="event loop: uvloop when installed (auto), or the standard one")
 
 
-def _ae_option(check: str):
-    """An argparse type for AE titles (PS3.5 6.2): the value unchanged, or a clear error before
-    anything is sent. `check` names the function in probes/options.py, imported only on use."""
-    def parse(text: str) -> str:
-        from pacswatch.probes import options
-
-        try:
-            getattr(options, check)(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return text
-
-    parse.__name__ = "AE title"
-    return parse
-
-
 def probe(p: argparse.ArgumentParser) -> None:
-    """The probe's options, for `scan`, `probe` and `run`."""
-    p.add_argument("--timeout", type=positive("timeout", float), default=4.0, metavar="S",
-                   help="connect and response timeout in seconds; the other deadlines derive from it (default 4)")
-    p.add_argument("--no-find", action="store_true", help="do not send C-FIND (permission check and counts)")
-    p.add_argument("--find-limit", type=positive("limit"), default=1000, metavar="N",
-                   help="stop counting at N results with C-CANCEL and report 'at least N' (default 1000)")
-    p.add_argument("--no-ae-guess", action="store_true",
-                   help="do not retry rejected associations with product-default called AE titles")
-    p.add_argument("--ae-guess", metavar="LIST", type=_ae_option("ae_titles"),
-                   help="comma-separated called AE titles to try (at most 32)")
-    p.add_argument("--calling-ae", default="PACSWATCH", type=_ae_option("ae_title"),
-                   help="our calling AE title (default PACSWATCH)")
-    p.add_argument("--contact-url", default=DEFAULT_CONTACT_URL, type=contact_url, metavar="URL",
-                   help="contact URL (http, https or mailto) announced in the User-Agent; no user or password")
-    p.add_argument("--tls-ports", default="2762", metavar="LIST", help="ports where TLS is tried first (default 2762)")
-    p.add_argument("--try-default-credentials", action="store_true",
-                   help="INTRUSIVE: try documented default web credentials (a login attempt); off by default")
+    """The probes' options, for `scan`, `probe` and `run`: each probe declares its own
+    (probes/options.py), so a new probe brings its options without an edit here."""
+    for option in registry.declared_options():
+        flag = f"--{option.name}"
+        if option.kind is bool:
+            p.add_argument(flag, action="store_true", help=option.help)
+            continue
+        kind: Callable[[str], Any] = str  # text, unless a number or checked
+        if option.kind in (int, float):
+            kind = positive(option.what, option.kind)
+        elif option.check is not None:
+            kind = checked(option.what, option.check)
+        p.add_argument(flag, type=kind, default=option.default, metavar=option.metavar, help=option.help)
+
+
+def probe_settings(args: argparse.Namespace) -> ProbeSettings:
+    """The values of the probes' options, as the layers below take them."""
+    return registry.probe_settings({o.key: getattr(args, o.key) for o in registry.declared_options()})
 
 
 def moment(text: str) -> datetime:

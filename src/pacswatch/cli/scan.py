@@ -8,11 +8,13 @@ import sys
 from typing import TYPE_CHECKING
 
 from pacswatch.cli import options
-from pacswatch.cli.options import DEFAULT_RATE, DEFAULT_WEB_PORTS_TEXT, at_least, integer, positive
+from pacswatch.cli.options import DEFAULT_CONCURRENCY, DEFAULT_RATE, DEFAULT_WEB_PORTS_TEXT, at_least, integer, positive
 from pacswatch.targets.ports import DEFAULT_DICOM_PORTS
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from pacswatch.campaign.settings import ScanSettings
 
 EXIT_INTERRUPTED = 130
 DEFAULT_TOP = 25  # rows of the end-of-scan table on a terminal
@@ -60,7 +62,7 @@ def register(sub) -> None:
     options.confirm_fixed_after(scan)
     options.scan_config(scan)
     options.no_resolve(scan)
-    # None: a new scan takes the default, a resumed one what it was started with (unless given).
+    # None: a new scan takes the default (scan_settings), a resumed one what it was started with.
     scan.set_defaults(rate=None, concurrency=None, handler=cmd_scan)
 
     probe = sub.add_parser("probe", help="probe one endpoint and print a full report (no port: the default "
@@ -75,16 +77,35 @@ def register(sub) -> None:
     probe.set_defaults(handler=cmd_probe)
 
 
+def scan_settings(args: argparse.Namespace) -> ScanSettings:
+    """`pacswatch scan`'s arguments as the campaign takes them."""
+    from pacswatch.campaign.settings import FollowUp, OutputSettings, PaceSettings, ScanPlanSettings, ScanSettings
+
+    resuming = args.resume is not None
+    plan = ScanPlanSettings(targets=tuple(args.targets), ports=args.ports, web_ports=args.web_ports,
+                            masscan=tuple(args.import_masscan), zmap=tuple(args.import_zmap),
+                            exclude=tuple(args.exclude), scope=args.scope, seed=args.seed, keep_all=args.keep_all,
+                            no_resolve=args.no_resolve)
+    # Not given: a new scan takes the defaults, a resumed one what it was started with.
+    pace = PaceSettings(rate=args.rate if args.rate is not None or resuming else DEFAULT_RATE,
+                        concurrency=args.concurrency if args.concurrency is not None or resuming else
+                        DEFAULT_CONCURRENCY, loop=args.loop, workers=args.workers, quiet=args.quiet,
+                        no_progress=args.no_progress)
+    # "-" is standard output, as everywhere, not a file named "-".
+    output = OutputSettings(path=None if args.output == "-" else args.output or None, format=args.format,
+                            open_only=args.open_only, top=args.top or None)
+    follow_up = FollowUp(config=args.config, confirm_fixed_after=args.confirm_fixed_after,
+                         attribute=not args.no_attribute)
+    return ScanSettings(database=args.database, plan=plan, probe=options.probe_settings(args), pace=pace,
+                        output=output, follow_up=follow_up, resume=args.resume)
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     # Every scan is stored, and so resumable: the campaign layer builds the plan and runs the job.
     from pacswatch.campaign.commands import campaign_scan
-    from pacswatch.cli import build_parser
     from pacswatch.output import stderr_console
 
-    if args.output == "-":
-        args.output = None  # "-" is standard output, as everywhere, not a file named "-"
-    # The defaults, where they are declared: a resume refuses the options it would ignore.
-    return campaign_scan(args, stderr_console(), defaults=build_parser().parse_args(["scan"]))
+    return campaign_scan(scan_settings(args), stderr_console())
 
 
 def scan_from_argv(argv: list[str]) -> int:
@@ -125,11 +146,10 @@ def _probe(args: argparse.Namespace, err: Console) -> int:
     from pacswatch.net.limits import RateLimiter
     from pacswatch.output import print_report, stdout_console
     from pacswatch.probes.base import Endpoint, ProbeContext
-    from pacswatch.probes.options import probe_options
-    from pacswatch.probes.registry import ProbeSelector
+    from pacswatch.probes.registry import ProbeSelector, probe_options
     from pacswatch.targets import parse_spec, parse_targets
 
-    options = probe_options(args)
+    probe = probe_options(options.probe_settings(args))
     spec = parse_spec(args.endpoint)
     if spec.span is not None:
         raise ValueError("probe takes one host (HOST or HOST:PORT); for networks, use scan")
@@ -144,9 +164,9 @@ def _probe(args: argparse.Namespace, err: Console) -> int:
     blocked = optout_reason(args.database, ip)  # the blocklist, opt-outs and scope, as for a scan
     if blocked:
         raise ValueError(f"{ip} is blocked: {blocked}")
-    selector = ProbeSelector.from_args(",".join(map(str, ports)) if args.web else None)
+    selector = ProbeSelector.for_web_ports(",".join(map(str, ports)) if args.web else None)
     # The global rate limit holds here too: AE guessing may open a few dozen connections.
-    ctx = ProbeContext(options, RateLimiter(DEFAULT_RATE, burst=10))
+    ctx = ProbeContext(probe, RateLimiter(DEFAULT_RATE, burst=10))
 
     async def probe_all():
         return await asyncio.gather(*(selector.probe_for(port).run(ctx, Endpoint(ip, port)) for port in ports))

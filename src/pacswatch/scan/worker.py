@@ -14,7 +14,6 @@ reaches the whole process group; the scan process decides what happens, so this 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -41,13 +40,12 @@ def main() -> int:
 
 
 async def _serve(settings: dict) -> int:
-    from pacswatch.probes.options import probe_options
     from pacswatch.net.limits import RateLimiter
     from pacswatch.probes.base import Endpoint, ProbeContext
-    from pacswatch.probes.registry import ProbeSelector
+    from pacswatch.probes.registry import ProbeSelector, probe_options, probe_settings
 
-    options = probe_options(argparse.Namespace(**settings["probe"]))
-    selector = ProbeSelector.from_args(settings.get("web_ports"))
+    options = probe_options(probe_settings(settings["probe"]))
+    selector = ProbeSelector.for_web_ports(settings.get("web_ports"))
     loop = asyncio.get_running_loop()
     concurrency = max(1, int(settings["concurrency"]))
     rate = float(settings["rate"])
