@@ -14,7 +14,14 @@ from rich.console import Console
 from rich.text import Text
 
 from pacswatch.campaign import report
-from pacswatch.campaign.settings import FollowUp, PaceSettings, RunSettings, ScanPlanSettings, ScanSettings
+from pacswatch.campaign.settings import (
+    FollowUp,
+    OutputSettings,
+    PaceSettings,
+    RunSettings,
+    ScanPlanSettings,
+    ScanSettings,
+)
 from pacswatch.output import OutputError, error_line, shown
 from pacswatch.probes.options import ProbeSettings
 from pacswatch.safefile import open_stream
@@ -194,7 +201,7 @@ def campaign_scan(settings: ScanSettings, err: Console) -> int:
                     raise
 
 
-def _format(output) -> str:
+def _format(output: OutputSettings) -> str:
     """--format, or by default: a table for a person at a terminal, JSON Lines for a file or a
     pipe. Decided here, not in the parser, for every caller (`pacswatch demo` scans through here)."""
     if output.format is not None:
