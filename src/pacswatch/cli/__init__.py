@@ -24,6 +24,8 @@ runs the command and returns its exit code. `main()` parses, then calls `args.ha
 for every command: there is no dispatcher to extend. The `Namespace` stays in this package:
 a handler turns it into the settings the layers below take (typed, frozen dataclasses) and
 passes those down. A module is added to the command line by one line in `COMMAND_GROUPS`.
+`register` imports nothing heavy (a handler imports what its command needs when it runs), and
+an option another command also takes comes from options.py rather than being declared again.
 
 main() turns what a command raises into one line on stderr: a bad target, port list or value
 (ValueError, OSError) exits 2. Ctrl-C is each command's to handle (it knows what was left
