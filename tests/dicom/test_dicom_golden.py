@@ -49,7 +49,7 @@ IMPLICIT = b"1.2.840.10008.1.2"
 
 # ---------------------------------------------------------------- A-ASSOCIATE-RQ (PS3.8 9.3.2)
 
-# As probes/dicom.py builds it: called AE "ANY-SCP", calling AE "PACSWATCH", the 13 probe
+# As probes/dicom/probe.py builds it: called AE "ANY-SCP", calling AE "PACSWATCH", the 13 probe
 # abstract syntaxes plus the control UID, each with Implicit VR Little Endian only, and a user
 # information item with max length 16384, our implementation class UID and version name.
 PROBE_RQ = b"".join([

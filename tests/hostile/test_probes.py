@@ -104,7 +104,7 @@ def test_an_invalid_calling_ae_is_never_sent():
     # Options built without the command line (a stored scan, an API caller): the protocol core
     # refuses to encode the title, and the probe reports our error without connecting.
     from pacswatch.identity import Identity
-    from pacswatch.probes.dicom import DicomProbe
+    from pacswatch.probes.dicom.probe import DicomProbe
 
     accepted = []
 
@@ -145,7 +145,7 @@ def test_a_find_flood_that_ignores_cancel_is_an_open_query(flood, limit):
     # Pending responses to a random StudyInstanceUID prove that the query is allowed: the count
     # so far is kept (at least `limit` studies), the association is aborted at the cap or the
     # deadline, and the finding is critical instead of 'allowed: null'.
-    from pacswatch.probes.dicom import DicomProbe
+    from pacswatch.probes.dicom.probe import DicomProbe
 
     timeouts = Timeouts.scaled(1.0)
 
@@ -189,7 +189,7 @@ def web_on_dicom_ports():
 
 
 def dicom_scan(port: int) -> tuple[Record, float]:
-    from pacswatch.probes.dicom import DicomProbe
+    from pacswatch.probes.dicom.probe import DicomProbe
 
     async def run() -> tuple[Record, float]:
         loop = asyncio.get_running_loop()

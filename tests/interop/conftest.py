@@ -139,7 +139,7 @@ def run_probe(assert_loopback: Callable[..., None]) -> Callable[..., Any]:
 
     def run(target: Any, port: int | None = None, **options: Any) -> Any:
         from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions
-        from pacswatch.probes.dicom import DicomProbe
+        from pacswatch.probes.dicom.probe import DicomProbe
 
         ip = target if isinstance(target, str) else target.ip
         port = port if port is not None else target.port

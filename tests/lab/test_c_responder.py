@@ -38,7 +38,7 @@ from pacswatch.dicom.pdu import (
     encode_pdu,
 )
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
-from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.dicom.probe import DicomProbe
 
 from lab_client import CONTROL, RawClient, rq
 

@@ -23,7 +23,7 @@ from pynetdicom import sop_class as sc
 
 from pacswatch.dicom.pdu import AAssociateAC
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
-from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.dicom.probe import DicomProbe
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -18,7 +18,7 @@ from pacswatch.lab.fast import FastResponder
 from pacswatch.net.errors import NetError
 from pacswatch.net.limits import RateLimiter
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
-from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.dicom.probe import DicomProbe
 from pacswatch.status import Status
 
 

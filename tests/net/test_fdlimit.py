@@ -69,7 +69,7 @@ PROBES_UNDER_LIMIT = r"""
 import asyncio, collections, json, resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
-from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.dicom.probe import DicomProbe
 from pacswatch.probes.http import HttpProbe
 
 endpoints, path = json.loads(sys.argv[1]), sys.argv[2]

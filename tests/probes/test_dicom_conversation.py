@@ -1,4 +1,4 @@
-"""The probe's conversation as the connection drives it (probes/dicom_session.py with
+"""The probe's conversation as the connection drives it (probes/dicom/session.py with
 net/transport.py `converse`): one timer per association that follows every deadline, earlier
 ones included, and a conversation that fails ends its connection at once."""
 
@@ -15,7 +15,7 @@ from pacswatch.dicom.identifiers import study_query
 from pacswatch.dicom.pdu import AReleaseRQ, PDataTF, PduFramer, encode_pdu
 from pacswatch.lab.acceptor import Acceptor
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
-from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.dicom.probe import DicomProbe
 
 HOST = "127.45.9.1"
 # DIMSE answers may take 5 s; a release, or the rest of a cancelled query, only 0.4 s.

@@ -14,7 +14,7 @@ from pacswatch.lab.hostile import HOSTILE_KINDS
 from pacswatch.lab.manifest import check_record
 from pacswatch.lab.runner import Lab
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
-from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.dicom.probe import DicomProbe
 
 TIMEOUTS = Timeouts.scaled(1.0)
 

@@ -31,7 +31,7 @@ _T = TypeVar("_T")
 
 
 class Conversation(Protocol):
-    """What `Connection.converse` drives (see probes/dicom_session.py)."""
+    """What `Connection.converse` drives (see probes/dicom/session.py)."""
 
     done: bool
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pacswatch.probes.base import Probe
-from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.dicom.probe import DicomProbe
 
 DEFAULT_WEB_PORTS: tuple[int, ...] = (8042, 80, 443, 8080, 8443)
 

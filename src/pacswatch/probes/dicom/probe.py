@@ -32,8 +32,8 @@ from pacswatch.net.errors import NetError
 from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
 from pacswatch.probes.base import Endpoint, ProbeContext
 from pacswatch.probes.detect import answers_http, speaks_http
-from pacswatch.probes.dicom_request import RequestTemplate
-from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session, Steps, detached
+from pacswatch.probes.dicom.request import RequestTemplate
+from pacswatch.probes.dicom.session import PeerAborted, PeerClosed, Session, Steps, detached
 from pacswatch.record import Association as AssociationFacts
 from pacswatch.record import DicomFacts, Find, Record, Reject, TlsFacts
 from pacswatch.status import Status
