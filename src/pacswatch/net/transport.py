@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Callable
 from typing import Protocol, TypeVar, cast
 
-from pacswatch.net.errors import NetError, map_os_error
+from pacswatch.net.errors import NetError, PeerNetError, map_os_error
 from pacswatch.net.fdlimit import connect_when_free
 from pacswatch.net.limits import RateLimiter
 from pacswatch.status import Status
@@ -52,20 +52,20 @@ def heard(conversation: Conversation, data: bytes) -> tuple[bytes, NetError | No
 
 
 def over_cap(conversation: Conversation, cap: int) -> tuple[bytes, NetError | None]:
-    return conversation.fail(NetError(Status.PROTOCOL_ERROR, f"peer sent more than the {cap}-byte cap")), None
+    return conversation.fail(PeerNetError(Status.PROTOCOL_ERROR, f"peer sent more than the {cap}-byte cap")), None
 
 
 def ended(conversation: Conversation, error: BaseException | None) -> tuple[bytes, NetError | None]:
     """The peer closed (`error` None) or the connection failed: nothing more can arrive, so a
     conversation still waiting afterwards is over."""
     out = conversation.feed(b"") if error is None else conversation.fail(map_os_error(error, connecting=False))
-    return out, None if conversation.done else NetError(Status.PROTOCOL_ERROR, "connection lost")
+    return out, None if conversation.done else PeerNetError(Status.PROTOCOL_ERROR, "connection lost")
 
 
 def timed_out(conversation: Conversation, now: float) -> tuple[bytes, NetError | None]:
     """Its deadline passed. A conversation that keeps waiting without a later deadline is ended
     with the timeout, never woken again and again."""
-    timeout = NetError(Status.IO_TIMEOUT, "no answer before the deadline")
+    timeout = PeerNetError(Status.IO_TIMEOUT, "no answer before the deadline")
     out = conversation.fail(timeout)
     return out, timeout if not conversation.done and conversation.deadline <= now else None
 
@@ -269,11 +269,11 @@ class Connection:
         """Read what is available (b"" at end of stream) before the absolute `deadline`."""
         budget = self.read_cap - self.bytes_read
         if budget <= 0:
-            raise NetError(Status.PROTOCOL_ERROR, f"peer sent more than the {self.read_cap}-byte cap")
+            raise PeerNetError(Status.PROTOCOL_ERROR, f"peer sent more than the {self.read_cap}-byte cap")
         peer = self._peer
         while not peer.chunks and not peer.eof:
             if not await self._wait("waiter", deadline) and not peer.chunks and not peer.eof:
-                raise NetError(Status.IO_TIMEOUT, "no answer before the deadline")
+                raise PeerNetError(Status.IO_TIMEOUT, "no answer before the deadline")
         if not peer.chunks:
             if peer.error is not None:
                 raise map_os_error(peer.error, connecting=False)
@@ -303,7 +303,7 @@ class Connection:
         # Only a peer that stopped reading makes us wait (the transport paused us).
         while self._peer.paused and not transport.is_closing():
             if not await self._wait("drain_waiter", deadline):
-                raise NetError(Status.IO_TIMEOUT, "peer stopped reading")
+                raise PeerNetError(Status.IO_TIMEOUT, "peer stopped reading")
 
     async def converse(self, conversation: Conversation, first: bytes) -> None:
         """Write `first`, then push every byte the peer sends into `conversation` and write what
@@ -372,7 +372,7 @@ async def _open(
             # No descriptor free is not the target's doing: wait for one (net/fdlimit.py).
             transport, _ = await connect_when_free(lambda: loop.create_connection(lambda: peer, ip, port))
     except TimeoutError:
-        raise NetError(Status.CONNECTION_TIMEOUT, "connect timed out") from None
+        raise PeerNetError(Status.CONNECTION_TIMEOUT, "connect timed out") from None
     except Exception as exc:
         raise map_os_error(exc, connecting=True) from None
     # No TCP_NODELAY here: asyncio and uvloop both set it on every TCP transport they create
@@ -382,7 +382,7 @@ async def _open(
         # not reachability ones.
         if peer.eof or transport.is_closing():
             transport.abort()
-            raise NetError(Status.TLS_ERROR, "handshake failed: the peer closed the connection first")
+            raise PeerNetError(Status.TLS_ERROR, "handshake failed: the peer closed the connection first")
         try:
             async with asyncio.timeout_at(deadline):
                 # typed `Transport | None`; asyncio and uvloop return the new transport or raise
@@ -390,17 +390,17 @@ async def _open(
                     transport, peer, ssl_context, server_hostname=server_hostname or None))
         except TimeoutError:
             transport.abort()
-            raise NetError(Status.TLS_ERROR, "TLS handshake timed out") from None
+            raise PeerNetError(Status.TLS_ERROR, "TLS handshake timed out") from None
         except Exception as exc:
             transport.abort()
             error = map_os_error(exc, connecting=False)
             if error.status is Status.PROTOCOL_ERROR:  # reset or close mid-handshake
-                error = NetError(Status.TLS_ERROR, f"handshake failed: {error.detail}")
+                error = PeerNetError(Status.TLS_ERROR, f"handshake failed: {error.detail}")
             raise error from None
         if transport is None or transport.get_extra_info("ssl_object") is None or transport.is_closing():
             # uvloop can hand back a transport whose handshake died with the connection.
             if transport is not None:
                 transport.abort()
-            raise NetError(Status.TLS_ERROR, "handshake failed: the peer closed the connection")
+            raise PeerNetError(Status.TLS_ERROR, "handshake failed: the peer closed the connection")
         peer.transport = transport
     return Connection(peer, read_cap, loop)

@@ -24,7 +24,7 @@ from pacswatch.assess import assess
 from pacswatch.dicom import uids
 from pacswatch.dicom.association import Association, AssociationAccepted, AssociationRejected
 from pacswatch.dicom.dimse import c_echo_rq, c_find_rq
-from pacswatch.dicom.errors import PeerProtocolError
+from pacswatch.dicom.errors import PeerAborted, PeerProtocolError, ProbeError
 from pacswatch.dicom.identifiers import patient_query, study_query
 from pacswatch.dicom.names import abort_names, reject_names
 from pacswatch.fingerprint.dicom import identify
@@ -33,7 +33,7 @@ from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
 from pacswatch.probes.base import Endpoint, ProbeContext
 from pacswatch.probes.detect import answers_http, speaks_http
 from pacswatch.probes.dicom.request import RequestTemplate
-from pacswatch.probes.dicom.session import PeerAborted, PeerClosed, Session, Steps, detached
+from pacswatch.probes.dicom.session import PeerClosed, Session, Steps, detached
 from pacswatch.record import Association as AssociationFacts
 from pacswatch.record import DicomFacts, Find, Record, Reject, TlsFacts
 from pacswatch.status import Status
@@ -68,7 +68,7 @@ class _Attempt:
         self.called_ae = called_ae
         self.accepted: AssociationAccepted | None = None
         self.rejected: AssociationRejected | None = None
-        self.failure: NetError | PeerProtocolError | PeerAborted | None = None
+        self.failure: ProbeError | None = None
         self.echo: bool | None = None
         self.find = Find()
         self.released: bool | None = None
@@ -221,7 +221,7 @@ class DicomProbe:
         """One association: associate; when accepted, explore it at once and release."""
         try:
             event = yield from session.associate(opts.timeouts.association)
-        except (NetError, PeerProtocolError, PeerAborted) as exc:
+        except ProbeError as exc:
             attempt.failure = detached(exc)
             attempt.heard = session.first_bytes
             if isinstance(exc, PeerProtocolError):
@@ -306,6 +306,7 @@ class DicomProbe:
             if speaks_http(attempt.heard):
                 return frozenset({NEXT_WEB})
             return frozenset({NEXT_TLS}) if "looks like TLS" in str(failure) else _NOTHING
+        assert isinstance(failure, NetError)  # what else a probe meets comes from the transport
         record.status = failure.status
         record.detail = failure.detail
         if tls:
@@ -366,7 +367,7 @@ class DicomProbe:
             alive = False
             if attempt.echo is None and exc.phase == "DIMSE response":
                 attempt.echo = False
-        except (NetError, PeerProtocolError) as exc:
+        except ProbeError as exc:
             alive = False
             if attempt.echo is None:
                 attempt.echo = False

@@ -27,9 +27,9 @@ from pacswatch.dicom.association import (
     ReleaseRequested,
 )
 from pacswatch.dicom.dimse import Command, c_cancel_rq, status_category
-from pacswatch.dicom.errors import PeerProtocolError
+from pacswatch.dicom.errors import PeerAborted, PeerProtocolError, ProbeError
 from pacswatch.dicom.pdu import sniff
-from pacswatch.net.errors import NetError
+from pacswatch.net.errors import NetError, PeerNetError
 from pacswatch.status import Status
 
 _R = TypeVar("_R")
@@ -38,13 +38,7 @@ _R = TypeVar("_R")
 Steps = Generator[None, bytes, _R]
 
 
-class PeerAborted(Exception):
-    def __init__(self, source: int, reason: int, phase: str) -> None:
-        super().__init__(f"peer aborted during {phase}")
-        self.source, self.reason, self.phase = source, reason, phase
-
-
-class PeerClosed(NetError):
+class PeerClosed(PeerNetError):
     """The peer closed the connection. `silent` when it never sent a byte (a TLS port, often)."""
 
     def __init__(self, phase: str, silent: bool) -> None:
@@ -226,7 +220,7 @@ class Session:
                 if isinstance(event, Aborted):
                     return False
                 # DIMSE messages still in flight in Sta7 are dropped.
-        except (NetError, PeerProtocolError):
+        except ProbeError:
             self.abort()
             return False
 
