@@ -15,6 +15,7 @@ from pacswatch.dicom.identifiers import study_query
 from pacswatch.dicom.pdu import AReleaseRQ, PDataTF, PduFramer, encode_pdu
 from pacswatch.lab.acceptor import Acceptor
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
+from pacswatch.probes.dicom import steps
 from pacswatch.probes.dicom.probe import DicomProbe
 
 HOST = "127.45.9.1"
@@ -115,11 +116,11 @@ def test_a_peer_ignoring_the_release_is_aborted_after_the_release_timeout():
 
 
 def test_a_failing_conversation_is_reported_and_its_connection_ended_at_once(monkeypatch):
-    def broken(self, session, opts, attempt):
+    def broken(session, opts, attempt, queries):
         raise RuntimeError("a bug in the exploration")
         yield  # a generator, like the real one
 
-    monkeypatch.setattr(DicomProbe, "_explore", broken)
+    monkeypatch.setattr(steps, "explore", broken)
     record, elapsed, peer = scan("normal")
     assert record.status == "error" and "a bug in the exploration" in (record.detail or ""), record
     assert elapsed < 2.0

@@ -1,2 +1,4 @@
-"""The DICOM probe: `probe.py` (the probe, one endpoint), `session.py` (one association as a
-conversation the connection drives), `request.py` (the A-ASSOCIATE-RQ, encoded once per scan)."""
+"""The DICOM probe: `probe.py` (the probe: one endpoint, its connections, TLS and the web
+check), `steps.py` (what it does on one association and the decisions between associations),
+`session.py` (one association as a conversation the connection drives), `request.py` (what it
+sends, made once per scan)."""
