@@ -191,6 +191,7 @@ def _probe(args: argparse.Namespace, err: Console) -> int:
     from pacswatch.probes.base import Endpoint, ProbeContext
     from pacswatch.probes.options import probe_options
     from pacswatch.probes.registry import ProbeSelector
+    from pacswatch.scan.runner import probe_endpoint
     from pacswatch.targets import parse_spec, parse_targets
 
     options = probe_options(args)
@@ -213,7 +214,7 @@ def _probe(args: argparse.Namespace, err: Console) -> int:
     ctx = ProbeContext(options, RateLimiter(DEFAULT_RATE, burst=10))
 
     async def probe_all():
-        return await asyncio.gather(*(selector.probe_for(port).run(ctx, Endpoint(ip, port)) for port in ports))
+        return await asyncio.gather(*(probe_endpoint(selector.probe_for(port), ctx, Endpoint(ip, port)) for port in ports))
 
     records = asyncio.run(probe_all())
     if args.json:

@@ -17,6 +17,7 @@ from pacswatch.lab.acceptor import Acceptor
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
 from pacswatch.probes.dicom import steps
 from pacswatch.probes.dicom.probe import DicomProbe
+from pacswatch.scan.runner import probe_endpoint
 
 HOST = "127.45.9.1"
 # DIMSE answers may take 5 s; a release, or the rest of a cancelled query, only 0.4 s.
@@ -82,7 +83,7 @@ def scan(mode: str, probe: DicomProbe | None = None, **options):
         try:
             ctx = ProbeContext(ProbeOptions(timeouts=TIMEOUTS, ae_guess=(), **options))
             started = time.monotonic()
-            record = await (probe or DicomProbe()).run(ctx, Endpoint(HOST, port))
+            record = await probe_endpoint(probe or DicomProbe(), ctx, Endpoint(HOST, port))
             elapsed = time.monotonic() - started
             for _ in range(100):  # let the server see the end of the connection
                 if peer.closed_after is not None:

@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 import httpx
 
-from pacswatch.assess_http import assess_http
 from pacswatch.fingerprint import web as fp
 from pacswatch.net.errors import NetError, PeerNetError
 from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
@@ -103,7 +102,6 @@ class HttpProbe:
         # Notes and errors quote the peer (URLs, titles, httpx's messages): clean them here, once,
         # as the record model does for the fields it validates (assignment is not validated).
         record.detail = clean_optional(record.detail)
-        record.severity, record.reasons = assess_http(record)
         record.elapsed_ms = int((loop.time() - started) * 1000)
         return record
 

@@ -4,6 +4,10 @@ A fixed pool (not a task per endpoint) keeps memory flat however many endpoints 
 most `concurrency` probes and their buffers exist at once. New connections are paced by the
 global rate limiter inside the probes' connect. Blocked endpoints are never probed: they become
 records with status `blocked` and the reason, so a refusal is reported, not silent.
+
+Probes return records with facts; `probe_endpoint` runs one and assesses its record (assess.py,
+pure): the one place a record gets its severity and reasons, for a scan, its worker processes
+and the `probe` command alike.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Protocol
 
+from pacswatch.assess import assess
 from pacswatch.probes.base import Endpoint, Probe, ProbeContext
 from pacswatch.record import Record
 from pacswatch.status import Status
@@ -46,6 +51,13 @@ def blocked_record(ip: str, port: int, reason: str) -> Record:
     return Record(ip=ip, port=port, status=Status.BLOCKED, detail=reason, scanned_at=datetime.now(timezone.utc))
 
 
+async def probe_endpoint(probe: Probe, ctx: ProbeContext, endpoint: Endpoint) -> Record:
+    """Run `probe` on `endpoint` and assess what it found."""
+    record = await probe.run(ctx, endpoint)
+    record.severity, record.reasons = assess(record)
+    return record
+
+
 async def run_scan(
     planned: Iterable[PlannedLike],
     probe_for: Callable[[int], Probe],
@@ -76,8 +88,7 @@ async def run_scan(
             if item.blocked_reason is not None:
                 record = blocked_record(item.ip, item.port, item.blocked_reason)
             else:
-                probe = probe_for(item.port)
-                record = await probe.run(ctx, Endpoint(item.ip, item.port))
+                record = await probe_endpoint(probe_for(item.port), ctx, Endpoint(item.ip, item.port))
             stats.add(record)
             on_record(item.index, record)
 

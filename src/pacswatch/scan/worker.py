@@ -45,6 +45,7 @@ async def _serve(settings: dict) -> int:
     from pacswatch.net.limits import RateLimiter
     from pacswatch.probes.base import Endpoint, ProbeContext
     from pacswatch.probes.registry import ProbeSelector
+    from pacswatch.scan.runner import probe_endpoint
 
     options = probe_options(argparse.Namespace(**settings["probe"]))
     selector = ProbeSelector.from_args(settings.get("web_ports"))
@@ -73,7 +74,7 @@ async def _serve(settings: dict) -> int:
     async def probe() -> None:
         while (item := await queue.get()) is not None:
             index, ip, port = item
-            record = await selector.probe_for(port).run(ctx, Endpoint(ip, port))
+            record = await probe_endpoint(selector.probe_for(port), ctx, Endpoint(ip, port))
             out.write(b"%d\t%s\n" % (index, record.model_dump_json().encode()))
             if queue.empty():
                 out.flush()  # nothing more to do right now: let the scan process have it

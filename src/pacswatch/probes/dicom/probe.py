@@ -20,7 +20,6 @@ import secrets
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from pacswatch.assess import assess
 from pacswatch.dicom import uids
 from pacswatch.dicom.association import Association
 from pacswatch.dicom.names import reject_names
@@ -101,14 +100,13 @@ class DicomProbe:
                 web = await self._as_web(ctx, endpoint, record, next_try, deadline)
                 if web is not None:
                     web.elapsed_ms = int((loop.time() - started) * 1000)
-                    return web  # assessed and cleaned by the web probe
+                    return web  # cleaned by the web probe
         except Exception as exc:  # our bug: report it on the record, never crash the scan
             record.status = Status.ERROR
             record.detail = f"{type(exc).__name__}: {exc}"
         # Details may quote the peer (a sniffed banner, an error's text): cleaned here, once, as
         # the record model cleans the fields it validates (assignment is not validated).
         record.detail = clean_optional(record.detail)
-        record.severity, record.reasons = assess(record)
         record.elapsed_ms = int((loop.time() - started) * 1000)
         return record
 
