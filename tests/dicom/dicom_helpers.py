@@ -90,7 +90,7 @@ def established(
     """An association in Sta6, driven there through its public API."""
     rq = probe_request()
     assoc = Association(rq, max_receive_pdu=max_receive_pdu)
-    assoc.request(now=0.0, timeout=10.0)
+    assoc.request()
     events = assoc.receive(encode_pdu(accept(rq, accept_ids, max_length)))
     assert len(events) == 1 and isinstance(events[0], AssociationAccepted)
     return assoc

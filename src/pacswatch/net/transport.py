@@ -11,7 +11,9 @@ is one future and one timer handle.
 
 `converse` goes one step further for protocols with many small exchanges (DICOM): the
 protocol's bytes are pushed straight from `data_received` into a sans-IO conversation and its
-answer written back in the same callback, with one timer for the whole conversation.
+answer written back in the same callback, with one timer for the whole conversation. The
+conversation owns that timer's deadlines (aioquic's `get_timer()` / `handle_timer(now)`): the
+driver asks it when to wake it and wakes it then, and holds no deadline of its own.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ class Conversation(Protocol):
 
     done: bool
 
-    @property
-    def deadline(self) -> float: ...  # absolute loop time of the next timeout
+    def get_timer(self) -> float: ...  # absolute loop time at which handle_timer is due
+
+    def handle_timer(self, now: float) -> bytes: ...  # the timer fired -> bytes to write
 
     def feed(self, data: bytes) -> bytes: ...  # the peer's bytes (b"" at EOF) -> bytes to write
 
@@ -62,12 +65,13 @@ def ended(conversation: Conversation, error: BaseException | None) -> tuple[byte
     return out, None if conversation.done else PeerNetError(Status.PROTOCOL_ERROR, "connection lost")
 
 
-def timed_out(conversation: Conversation, now: float) -> tuple[bytes, NetError | None]:
-    """Its deadline passed. A conversation that keeps waiting without a later deadline is ended
-    with the timeout, never woken again and again."""
-    timeout = PeerNetError(Status.IO_TIMEOUT, "no answer before the deadline")
-    out = conversation.fail(timeout)
-    return out, timeout if not conversation.done and conversation.deadline <= now else None
+def timer_fired(conversation: Conversation, now: float) -> tuple[bytes, NetError | None]:
+    """Its timer came due: the conversation handles it (a timeout where a deadline passed). One
+    that keeps waiting with its timer still not later than now is ended with the timeout, never
+    woken again and again."""
+    out = conversation.handle_timer(now)
+    stuck = not conversation.done and conversation.get_timer() <= now
+    return out, PeerNetError(Status.IO_TIMEOUT, "no answer before the deadline") if stuck else None
 
 
 class _Peer(asyncio.Protocol):
@@ -132,7 +136,7 @@ class _Peer(asyncio.Protocol):
 
 class _Driver:
     """Runs one conversation on a connection: bytes in from the protocol, bytes out to the
-    transport, one timer that follows the conversation's deadline, one future for the end."""
+    transport, one timer set where the conversation asks, one future for the end."""
 
     def __init__(self, conn: "Connection", conversation: Conversation) -> None:
         self.conn = conn
@@ -140,7 +144,6 @@ class _Driver:
         self.loop = conn._loop
         self.future: asyncio.Future[None] = self.loop.create_future()
         self.timer: asyncio.TimerHandle | None = None
-        self.armed_for = 0.0
 
     def start(self, first: bytes) -> None:
         self._write(first)
@@ -173,23 +176,17 @@ class _Driver:
     def lost(self, exc: BaseException | None) -> None:
         self._react(ended, exc)
 
-    def _expired(self) -> None:
+    def _fired(self) -> None:
         self.timer = None
-        if self.future.done():
-            return
-        if self.loop.time() < self.conversation.deadline:
-            self._arm()  # the deadline moved on since the timer was set
-            return
-        self._react(timed_out, self.loop.time())
+        self._react(timer_fired, self.loop.time())
 
     def _arm(self) -> None:
         if self.timer is None and not self.future.done():
-            self.armed_for = self.conversation.deadline
-            self.timer = self.loop.call_at(self.armed_for, self._expired)
+            self.timer = self.loop.call_at(self.conversation.get_timer(), self._fired)
 
     def _react(self, reaction: Callable[[Conversation, _T], tuple[bytes, NetError | None]], value: _T) -> None:
         """Tell the conversation what happened (a reaction above), write its answer, and end
-        it or follow its deadline."""
+        it or set the timer where it asks."""
         if self.future.done():
             return
         try:
@@ -204,8 +201,9 @@ class _Driver:
             self._finish(end)
         elif self.timer is None:
             self._arm()
-        elif self.conversation.deadline < self.armed_for:
-            # A later deadline is caught when the timer fires; an earlier one needs a new timer.
+        elif self.conversation.get_timer() < self.timer.when():
+            # A later time is caught when the timer fires (the conversation then has nothing to
+            # do yet, and the timer is set again); an earlier one needs a new timer.
             self.timer.cancel()
             self.timer = None
             self._arm()
