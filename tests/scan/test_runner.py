@@ -10,8 +10,7 @@ import asyncio
 from dataclasses import dataclass
 
 from pacswatch.probes.base import ProbeContext
-from pacswatch.record import Association as AssociationFacts
-from pacswatch.record import DicomFacts, Find, Record
+from pacswatch.record import AssociationFacts, DicomFacts, Find, Record
 from pacswatch.scan.runner import run_scan
 from pacswatch.status import Status
 

@@ -1,6 +1,6 @@
 """ProbeOptions from the command line's probe flags, or from a stored scan's copy of them.
 
-Apart from the CLI so that a scan's worker processes (scan/worker.py) build the same options
+Apart from the CLI so that a scan's worker processes (scan/worker_main.py) build the same options
 without importing the command line, the store and the rest. The AE title checks are also the
 command line's argparse types, so this module imports only the light protocol codec at the top:
 the probes' stack loads when options are built, not when a flag is parsed.

@@ -1,4 +1,4 @@
-"""The scan runner: a fixed pool of workers pulling endpoints from one iterator.
+"""The scan runner: a fixed pool of tasks pulling endpoints from one iterator and probing them.
 
 A fixed pool (not a task per endpoint) keeps memory flat however many endpoints there are: at
 most `concurrency` probes and their buffers exist at once. New connections are paced by the
@@ -70,7 +70,7 @@ async def run_scan(
 ) -> ScanStats:
     """Probe every planned endpoint; call `on_record(index, record)` as each one completes.
 
-    `stop`, when set, makes workers take no new endpoint; probes in flight are cancelled by the
+    `stop`, when set, makes the pool take no new endpoint; probes in flight are cancelled by the
     caller if it cannot wait for them.
     """
     stats = stats or ScanStats()
@@ -83,7 +83,7 @@ async def run_scan(
             return None
         return next(iterator, None)
 
-    async def worker() -> None:
+    async def take_and_probe() -> None:
         while (item := take()) is not None:
             if item.blocked_reason is not None:
                 record = blocked_record(item.ip, item.port, item.blocked_reason)
@@ -92,10 +92,10 @@ async def run_scan(
             stats.add(record)
             on_record(item.index, record)
 
-    workers = [asyncio.create_task(worker()) for _ in range(max(1, concurrency))]
+    pool = [asyncio.create_task(take_and_probe()) for _ in range(max(1, concurrency))]
     try:
-        await asyncio.gather(*workers)
+        await asyncio.gather(*pool)
     finally:
-        for task in workers:
+        for task in pool:
             task.cancel()
     return stats

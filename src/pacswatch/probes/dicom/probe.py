@@ -39,8 +39,7 @@ from pacswatch.probes.dicom.steps import (
     NOTHING,
     AssociationAttempt,
 )
-from pacswatch.record import Association as AssociationFacts
-from pacswatch.record import DicomFacts, Record, Reject, TlsFacts
+from pacswatch.record import AssociationFacts, DicomFacts, Record, Reject, TlsFacts
 from pacswatch.status import Status
 from pacswatch.targets.ports import DEFAULT_DICOM_PORTS
 from pacswatch.text import clean_optional

@@ -20,8 +20,7 @@ from pacswatch.probes.base import ProbeOptions
 from pacswatch.probes.detect import speaks_http
 from pacswatch.probes.dicom.request import FindQueries
 from pacswatch.probes.dicom.session import FindOutcome, PeerClosed, Session, Steps, detached
-from pacswatch.record import Association as AssociationFacts
-from pacswatch.record import DicomFacts, Find, Record
+from pacswatch.record import AssociationFacts, DicomFacts, Find, Record
 from pacswatch.status import Status
 from pacswatch.text import clean_optional
 

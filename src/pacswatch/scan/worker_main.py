@@ -1,6 +1,6 @@
-"""A probing worker process for `pacswatch scan --workers N` (see scan/workers.py).
+"""A probing worker process for `pacswatch scan --workers N` (see scan/worker_pool.py).
 
-    python -m pacswatch.scan.worker      (started by the scan, never by hand)
+    python -m pacswatch.scan.worker_main     (started by the scan, never by hand)
 
 stdin:  one JSON line of settings (the scan's probe parameters, web ports, rate, concurrency,
         event loop), then one line `INDEX IP PORT` per endpoint to probe, then `END`.
