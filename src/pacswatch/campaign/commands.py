@@ -90,7 +90,7 @@ def _job(parameters: dict, pace: PaceSettings, err: Console, **kw):
     rate = pace.rate or parameters["rate"]
     concurrency = pace.concurrency or parameters["concurrency"]
     # What a worker process needs, besides the job's rate, concurrency and loop, to probe as this
-    # scan does (scan/worker.py).
+    # scan does (scan/worker_main.py).
     worker_settings = {"probe": parameters["probe"], "web_ports": parameters.get("web_ports")}
     return options, ScanJob(plan=None, probe_for=selector.probe_for, options=options, rate=rate,
                             concurrency=concurrency, stderr=err,
@@ -104,7 +104,7 @@ def campaign_scan(settings: ScanSettings, err: Console) -> int:
     database as it runs."""
     from pacswatch.campaign.scanrun import check_resumable, check_same_plan, execute, start_scan
     from pacswatch.findings.schedule import POLICY_SETTING, RescanPolicy
-    from pacswatch.scan.workers import WorkerFailed
+    from pacswatch.scan.worker_pool import WorkerFailed
     from pacswatch.store.engine import masked_command
     from pacswatch.store.errors import StoreError
     from pacswatch.store.repository import Repository

@@ -147,6 +147,7 @@ def _probe(args: argparse.Namespace, err: Console) -> int:
     from pacswatch.output import print_report, stdout_console
     from pacswatch.probes.base import Endpoint, ProbeContext
     from pacswatch.probes.registry import ProbeSelector, probe_options
+    from pacswatch.scan.runner import probe_endpoint
     from pacswatch.targets import parse_spec, parse_targets
 
     probe = probe_options(options.probe_settings(args))
@@ -169,7 +170,7 @@ def _probe(args: argparse.Namespace, err: Console) -> int:
     ctx = ProbeContext(probe, RateLimiter(DEFAULT_RATE, burst=10))
 
     async def probe_all():
-        return await asyncio.gather(*(selector.probe_for(port).run(ctx, Endpoint(ip, port)) for port in ports))
+        return await asyncio.gather(*(probe_endpoint(selector.probe_for(port), ctx, Endpoint(ip, port)) for port in ports))
 
     records = asyncio.run(probe_all())
     if args.json:

@@ -1,12 +1,12 @@
 """What a probe's options are, and the values a scan runs with.
 
 Each probe owns its options (zgrab2's module contract, as data): its declaration module
-(`dicom_options.py`, `http_options.py`) lists them as `Option`s, says how their values set
+(`dicom/options.py`, `http_options.py`) lists them as `Option`s, says how their values set
 `ProbeOptions`, and names its class; `registry.PROBES` lists the declarations. The command line
 builds `--NAME` for every declared option (cli/options.py), so a new probe needs no edit there.
 
 `ProbeSettings` holds the values as a person gave them: plain JSON, so a scan stores them to
-resume with and hands them to its worker processes (scan/worker.py), which build the same
+resume with and hands them to its worker processes (scan/worker_main.py), which build the same
 `ProbeOptions` from them without the command line.
 
 Light on purpose: building the command line's parser reads this module and the declarations,

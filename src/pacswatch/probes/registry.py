@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pacswatch.probes.dicom_options import DICOM
+from pacswatch.probes.dicom.options import DICOM
 from pacswatch.probes.http_options import WEB
 from pacswatch.probes.options import COMMON_OPTIONS, Option, ProbeSettings, configure_common
 

@@ -1,5 +1,5 @@
 """The DICOM probe's options and its entry in the registry (probes/options.py says how a probe
-declares itself). Light: the command line's parser reads it; dicom.py loads on first use."""
+declares itself). Light: the command line's parser reads it; dicom/probe.py loads on first use."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def configure(settings: ProbeSettings, options: ProbeOptions) -> ProbeOptions:
 
 
 def load() -> type[Probe]:
-    from pacswatch.probes.dicom import DicomProbe
+    from pacswatch.probes.dicom.probe import DicomProbe
 
     return DicomProbe
 
