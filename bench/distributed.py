@@ -138,10 +138,10 @@ def one_run(pg: ThrowawayPostgres, redis: ThrowawayRedis, targets_file: Path, en
 def _records(records: int, mix: str, offset: int = 0) -> list:
     """`exposures`: each record a new exposed service (observation, service, finding, event);
     `observations`: each a refused endpoint kept as an observation only (--keep-all)."""
-    from pacswatch.record import Association, DicomFacts, Find, Product, Record
+    from pacswatch.record import AssociationFacts, DicomFacts, Find, Product, Record
 
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    facts = DicomFacts(association=Association(accepted=True), find=Find(allowed=True, studies=3, patients=2))
+    facts = DicomFacts(association=AssociationFacts(accepted=True), find=Find(allowed=True, studies=3, patients=2))
     out = []
     for i in range(offset, offset + records):
         ip, port = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 11112  # stored only, never contacted

@@ -27,13 +27,13 @@ def outcome_of(repo: Repository, scan_id: int, followed) -> ScanOutcome:
                        events, repo.previous_scan(scan_id), remaining=followed.total - followed.done)
 
 
-def executor(broker: str | None, vantages: str | None, err: Console) -> Callable[..., ScanOutcome]:
+def executor(broker: str | None, vantages: tuple[str, ...], err: Console) -> Callable[..., ScanOutcome]:
     """execute(repo, scan_id, plan, job, policy=...) for RunLoop, on the workers of `broker`."""
     from pacswatch.distributed.app import check_broker, check_vantage, make_app
     from pacswatch.distributed.follow import follow, resend, submit
     from pacswatch.store.shards import ShardStore
 
-    names = [check_vantage(v.strip()) for v in (vantages or "").split(",") if v.strip()]
+    names = [check_vantage(v) for v in vantages]
     if len(names) > 1:
         raise ValueError("run --broker takes one --vantage: each rescan is one scan, from one place")
     vantage = names[0] if names else None

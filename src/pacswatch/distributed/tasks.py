@@ -13,7 +13,6 @@ The plan builder lives in the campaign, above this package: the command line pas
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -121,8 +120,7 @@ def run_shard(config: WorkerConfig, shard_id: int, worker: str) -> str:
 
 def _probe(config: WorkerConfig, repo: Repository, row: dict) -> bool:
     """Run the shard; True when every index of it is stored."""
-    from pacswatch.probes.options import probe_options
-    from pacswatch.probes.registry import ProbeSelector
+    from pacswatch.probes.registry import ProbeSelector, probe_options, probe_settings
     from pacswatch.scan.job import ScanJob
     from rich.console import Console
 
@@ -141,8 +139,8 @@ def _probe(config: WorkerConfig, repo: Repository, row: dict) -> bool:
         return True
     rate, concurrency = share(float(parameters["rate"]), int(parameters["concurrency"]),
                               ShardStore(repo.engine).live_slots(row["queue"]))
-    options = probe_options(argparse.Namespace(**parameters["probe"]))
-    selector = ProbeSelector.from_args(parameters.get("web_ports"))
+    options = probe_options(probe_settings(parameters["probe"]))
+    selector = ProbeSelector.for_web_ports(parameters.get("web_ports"))
     job = ScanJob(plan=todo, probe_for=selector.probe_for, options=options, rate=rate, concurrency=concurrency,
                   output=None, show_progress=False, show_summary=False, stderr=Console(stderr=True, quiet=True))
     job.refuse = plan.blocklist.reason_for  # an opt-out added mid-shard stops probes under way too

@@ -6,8 +6,10 @@
     pacswatch scan ... --broker URL [--detach] [--vantage A,B]
     pacswatch scan --resume ID --broker URL
 
-cli.py calls `register(sub)` and `add_scan_options(parser)`, and hands `scan` here when it has
---broker, --detach, --vantage or --shard-size (the broker then from PACSWATCH_BROKER_URL).
+`register(sub)` adds worker, workers and shards; scan's and run's --broker, --detach, --vantage
+and --shard-size are declared in options.py (options.distributed) and reach the campaign as
+DistributedSettings. cli/scan.py hands `scan` here when any is given (the broker then from
+PACSWATCH_BROKER_URL).
 """
 
 from __future__ import annotations
@@ -17,46 +19,29 @@ import os
 import socket
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from pacswatch.cli_types import positive
+from pacswatch.cli import options
+from pacswatch.cli.options import positive
 from pacswatch.output import error_line, shown, stdout_console
 
-EXIT_USAGE = 2
+if TYPE_CHECKING:
+    from pacswatch.campaign.settings import ScanSettings
+
 EXIT_FAILED_SHARDS = 1
 EXIT_INTERRUPTED = 130
 
 
-def add_scan_options(parser: argparse.ArgumentParser, *, shards: bool = True) -> None:
-    """--broker, --detach, --vantage on `scan` (and `run`)."""
-    parser.add_argument("--broker", metavar="URL", help="run the scan on distributed workers through this Celery "
-                        "broker, e.g. redis://host:6379/0 (the database must be the workers' PostgreSQL)")
-    parser.add_argument("--detach", action="store_true", help="with --broker: send the shards and return at once "
-                        "with the scan ID (follow with `pacswatch scans`)")
-    parser.add_argument("--vantage", metavar="A,B", help="with --broker: scan from these vantages (workers started "
-                        "with --vantage NAME); one scan per vantage, each observation records its vantage")
-    if shards:
-        parser.add_argument("--shard-size", type=positive("shard size"), default=None, metavar="N",
-                            help="endpoints per shard (default 4096)")
-
-
-def wants_distributed(args: argparse.Namespace) -> bool:
-    """Any distributed option: the scan runs on workers (and says so if there is no broker)."""
-    return bool(getattr(args, "broker", None) or getattr(args, "detach", False) or getattr(args, "vantage", None)
-                or getattr(args, "shard_size", None))
-
-
 def register(sub) -> None:
-    from pacswatch.cli_campaign import add_database_option
-
     worker = sub.add_parser("worker", help="run a distributed-scan worker (Celery) until SIGTERM",
                             description="Takes shards of distributed scans from the broker, probes them and "
                                         "stores the records in the database itself. SIGTERM: finishes its "
                                         "shards, then stops (a second SIGTERM gives them back).")
     worker.add_argument("--broker", metavar="URL", help="Celery broker (default $PACSWATCH_BROKER_URL)")
-    add_database_option(worker)
+    options.database(worker)
     worker.add_argument("--queues", metavar="A,B", help="queues to take shards from (default: its vantage's and "
                         "the default queue 'pacswatch')")
     worker.add_argument("--concurrency", type=positive("concurrency"), default=os.cpu_count() or 1, metavar="N",
@@ -70,14 +55,14 @@ def register(sub) -> None:
     workers = sub.add_parser("workers", help="list distributed-scan workers (heartbeats, and a Celery ping)")
     workers.add_argument("--broker", metavar="URL", help="also ping the workers through this broker "
                          "(default $PACSWATCH_BROKER_URL, if set)")
-    add_database_option(workers)
+    options.database(workers)
     workers.add_argument("--all", action="store_true", help="also workers no longer alive")
     workers.set_defaults(handler=cmd_workers)
 
     shards = sub.add_parser("shards", help="the shards of a distributed scan; failed ones' endpoints")
     shards.add_argument("scan_id", type=positive("scan ID"), metavar="SCAN_ID")
     shards.add_argument("--endpoints", action="store_true", help="list the endpoints of the failed shards")
-    add_database_option(shards)
+    options.database(shards)
     shards.set_defaults(handler=cmd_shards)
 
 
@@ -87,7 +72,7 @@ def register(sub) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     from celery.signals import worker_process_init
 
-    from pacswatch.campaign.commands import _plan_builder  # the campaign's plan, passed down to the tasks
+    from pacswatch.campaign.commands import build_plan  # the campaign's plan, passed down to the tasks
     from pacswatch.distributed.app import DEFAULT_QUEUE, check_broker, check_vantage, make_app, queue_for
     from pacswatch.distributed.tasks import WorkerConfig, register as register_task
     from pacswatch.store.repository import Repository, now_utc
@@ -101,7 +86,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     else:
         queues = [queue_for(vantage), *([DEFAULT_QUEUE] if vantage else [])]
     name = args.name or f"{vantage or 'pacswatch'}.{os.getpid()}@{socket.gethostname()}"
-    register_task(app, WorkerConfig(args.database, vantage, _plan_builder))
+    register_task(app, WorkerConfig(args.database, vantage, build_plan))
     repo = Repository.open(args.database)  # fails here, in one line, if the database is not usable
     store = ShardStore(repo.engine)
     store.heartbeat(name, vantage=vantage, queues=queues, concurrency=args.concurrency, started_at=now_utc())
@@ -178,7 +163,7 @@ def _ping(broker: str | None) -> set[str] | None:
 
 
 def cmd_shards(args: argparse.Namespace) -> int:
-    from pacswatch.campaign.commands import _plan_builder
+    from pacswatch.campaign.commands import build_plan
     from pacswatch.campaign.report import when
     from pacswatch.store.repository import Repository
     from pacswatch.store.shards import ShardStore
@@ -200,7 +185,7 @@ def cmd_shards(args: argparse.Namespace) -> int:
         if args.endpoints and failed:
             scan = repo.scan(args.scan_id)
             assert scan is not None  # it has shards
-            plan = _plan_builder(repo, scan["parameters"])
+            plan = build_plan(repo, scan["parameters"])
             for s in failed:
                 for index in range(int(s["first_index"]), int(s["last_index"]) + 1):
                     endpoint = plan[index]
@@ -211,20 +196,20 @@ def cmd_shards(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ scan
 
 
-def distributed_scan(args: argparse.Namespace, err: Console, *, defaults: argparse.Namespace) -> int:
+def distributed_scan(settings: ScanSettings, err: Console) -> int:
     """`pacswatch scan --broker URL`: plan once, one scan per vantage, shards sent, progress
     followed from the database (or --detach)."""
     from pacswatch.store.errors import StoreError
 
     try:
-        return _distributed_scan(args, err, defaults)
+        return _distributed_scan(settings, err)
     except StoreError as exc:
         err.print(error_line("pacswatch scan:", exc), highlight=False, soft_wrap=True)
         return 1
 
 
-def _distributed_scan(args: argparse.Namespace, err: Console, defaults: argparse.Namespace) -> int:
-    from pacswatch.campaign.commands import _plan_builder, fixed_on_resume, scan_parameters
+def _distributed_scan(settings: ScanSettings, err: Console) -> int:
+    from pacswatch.campaign.commands import build_plan, fixed_on_resume, scan_parameters
     from pacswatch.campaign.scanrun import check_same_plan, start_scan, targets_from_parameters
     from pacswatch.distributed.app import check_broker, check_vantage, make_app
     from pacswatch.distributed.follow import resend, submit
@@ -233,52 +218,53 @@ def _distributed_scan(args: argparse.Namespace, err: Console, defaults: argparse
     from pacswatch.store.repository import Repository
     from pacswatch.store.shards import ShardStore
 
-    if getattr(args, "workers", 1) != 1:
+    given, distributed, quiet, resume = settings.plan, settings.distributed, settings.pace.quiet, settings.resume
+    if settings.pace.workers != 1:
         raise ValueError("--workers is for a local scan; with --broker the workers are `pacswatch worker` processes")
-    vantages: list[str | None] = [check_vantage(v.strip()) for v in (args.vantage or "").split(",") if v.strip()] \
-        or [None]
-    resuming = args.resume is not None
-    if resuming and (args.targets or args.import_masscan or args.import_zmap):
-        raise ValueError(f"--resume {args.resume} takes no targets")
-    if resuming and (fixed := fixed_on_resume(args, defaults)):
-        raise ValueError(f"--resume {args.resume} keeps the plan and probe settings it started with: leave out "
+    vantages: list[str | None] = [check_vantage(v) for v in distributed.vantages] or [None]
+    resuming = resume is not None
+    if resuming and (given.targets or given.masscan or given.zmap):
+        raise ValueError(f"--resume {resume} takes no targets")
+    if resuming and (fixed := fixed_on_resume(given, settings.probe)):
+        raise ValueError(f"--resume {resume} keeps the plan and probe settings it started with: leave out "
                          f"{', '.join(fixed)}")
     parameters = targets = None
     if not resuming:
-        parameters = scan_parameters(args)
+        parameters = scan_parameters(given, settings.probe, settings.pace)
         targets = targets_from_parameters(parameters)
-    app = make_app(args.broker)
+    app = make_app(distributed.broker)
     check_broker(app)  # before anything is stored: a dead broker is one line, and no scan to clean up
-    with Repository.open(args.database) as repo:
+    with Repository.open(settings.database) as repo:
         if repo.backend == "sqlite":
             err.print("pacswatch scan: the database is SQLite: workers on other machines cannot reach it "
                       "(use postgresql://...)", style="yellow", highlight=False)
         if resuming:
-            scan = repo.scan(args.resume)
+            assert resume is not None
+            scan = repo.scan(resume)
             if scan is None:
-                raise ValueError(f"there is no scan {args.resume} in this database")
-            if not ShardStore(repo.engine).of_scans([args.resume]):
-                raise ValueError(f"scan {args.resume} was not a distributed scan: resume it without --broker")
+                raise ValueError(f"there is no scan {resume} in this database")
+            if not ShardStore(repo.engine).of_scans([resume]):
+                raise ValueError(f"scan {resume} was not a distributed scan: resume it without --broker")
             if scan["status"] == "finished":
-                raise ValueError(f"scan {args.resume} is finished: nothing to resume (start a new scan)")
-            check_same_plan(scan, _plan_builder(repo, scan["parameters"]))
-            scan_ids = [args.resume]
+                raise ValueError(f"scan {resume} is finished: nothing to resume (start a new scan)")
+            check_same_plan(scan, build_plan(repo, scan["parameters"]))
+            scan_ids = [resume]
             sent = resend(app, repo, scan_ids)
-            if not args.quiet:
-                err.print(f"pacswatch: resuming scan {args.resume}: {sent} shards sent again "
+            if not quiet:
+                err.print(f"pacswatch: resuming scan {resume}: {sent} shards sent again "
                           f"({scan['done']} of {scan['plan_size']} endpoints done)", highlight=False, markup=False)
         else:
             assert parameters is not None
-            plan = _plan_builder(repo, parameters, targets)
+            plan = build_plan(repo, parameters, targets)
             command = masked_command(["pacswatch", *sys.argv[1:]])
             scan_ids = []
             for vantage in vantages:
                 scan_id = start_scan(repo, plan, {**parameters, "vantage": vantage, "distributed": True},
                                      command=command)
                 count = submit(app, repo, scan_id, plan.size, vantage=vantage,
-                               shard_size=args.shard_size or DEFAULT_SHARD_SIZE)
+                               shard_size=distributed.shard_size or DEFAULT_SHARD_SIZE)
                 scan_ids.append(scan_id)
-                if not args.quiet:
+                if not quiet:
                     from pacswatch import __version__
 
                     err.print(f"pacswatch {__version__}: scan {scan_id}: {plan.size} endpoints "
@@ -286,22 +272,22 @@ def _distributed_scan(args: argparse.Namespace, err: Console, defaults: argparse
                               f"concurrency {parameters['concurrency']} shared among the workers; {count} shards "
                               f"sent to queue {'pacswatch' if vantage is None else 'pacswatch.' + vantage}",
                               highlight=False, markup=False)
-        if args.detach:
+        if distributed.detach:
             print(" ".join(map(str, scan_ids)))
             return 0
-        return _follow_and_report(app, repo, scan_ids, args, err)
+        return _follow_and_report(app, repo, scan_ids, settings, err)
 
 
-def _follow_and_report(app, repo, scan_ids: list[int], args: argparse.Namespace, err: Console) -> int:
+def _follow_and_report(app, repo, scan_ids: list[int], settings: ScanSettings, err: Console) -> int:
     from pacswatch.campaign import report
     from pacswatch.campaign.sharded import outcome_of
     from pacswatch.distributed.follow import follow
     from pacswatch.output import (JsonLinesWriter, findings_table, host_table, more_line, summary_table,
                                   worst_first, worst_per_host)
 
-    quiet = args.quiet
-    show = False if (args.no_progress or quiet) else err.is_terminal
-    broker = f" --broker {args.broker}" if args.broker else ""
+    output, quiet = settings.output, settings.pace.quiet
+    show = False if (settings.pace.no_progress or quiet) else err.is_terminal
+    broker = f" --broker {settings.distributed.broker}" if settings.distributed.broker else ""
     try:
         result = follow(app, repo, scan_ids, err, show_progress=show)
     except KeyboardInterrupt:
@@ -309,15 +295,15 @@ def _follow_and_report(app, repo, scan_ids: list[int], args: argparse.Namespace,
         err.print(f"pacswatch scan: stopped following; the workers go on with scan {ids} (pacswatch scans); "
                   f"to follow it again: pacswatch scan --resume {scan_ids[0]}{broker}", highlight=False, markup=False)
         return EXIT_INTERRUPTED
-    if args.output:
+    if output.path:
         from pacswatch.safefile import open_stream
 
-        with open_stream(args.output, append=False) as stream:
+        with open_stream(output.path, append=False) as stream:
             writer = JsonLinesWriter(stream)
             for record in result.kept:
                 writer.write(record)
             writer.flush()
-    elif args.format == "jsonl" or (args.format is None and not sys.stdout.isatty()):
+    elif output.format == "jsonl" or (output.format is None and not sys.stdout.isatty()):
         writer = JsonLinesWriter(sys.stdout)
         for record in result.kept:
             writer.write(record)
@@ -325,18 +311,18 @@ def _follow_and_report(app, repo, scan_ids: list[int], args: argparse.Namespace,
     if not quiet:
         kept = result.kept
         if kept:
-            rows, left_out = worst_first(kept, args.top or None)
+            rows, left_out = worst_first(kept, output.top)
             err.print(findings_table(rows))
             if left_out:
                 err.print(more_line(left_out, scan_ids[0] if len(scan_ids) == 1 else None), highlight=False)
             if len({r.ip for r in kept}) < len(kept):
-                err.print(host_table(kept, args.top or None))
+                err.print(host_table(kept, output.top))
         else:
             err.print("no endpoint answered", highlight=False, markup=False)
         err.print(summary_table(result, result.elapsed, worst_per_host(kept)))
         for scan_id in scan_ids:
             outcome = outcome_of(repo, scan_id, result)
-            report.print_changes(err, outcome, top=args.top or None)
+            report.print_changes(err, outcome, top=output.top)
     for shard in result.failed:
         err.print(error_line("pacswatch scan:", f"shard {shard['number']} of scan {shard['scan_id']} failed "
                              f"(plan indexes {shard['first_index']}-{shard['last_index']}): {shard['error']}; its "
