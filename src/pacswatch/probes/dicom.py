@@ -10,8 +10,9 @@ Per endpoint:
    data); if permitted, count studies and patients by universal queries on unique keys only,
    cancelling at the limit; then release (abort if the release is ignored).
 4. TLS on TLS ports, or when a plain association meets a TLS alert or a silent close.
-5. A port that answers in HTTP, or says nothing, is checked for a web server (probes/detect.py):
-   when HTTP answers, the web probe's record replaces the DICOM one.
+5. A port that answers in HTTP, or says nothing, is checked for a web server (probes/detect.py,
+   with the GET timed to end with a silent association's wait): when HTTP answers, the web
+   probe's record replaces the DICOM one.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pacswatch.fingerprint.dicom import identify
 from pacswatch.net.errors import NetError
 from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
 from pacswatch.probes.base import Endpoint, ProbeContext
-from pacswatch.probes.detect import answers_http, speaks_http
+from pacswatch.probes.detect import QuietCheck, answers_http, quiet_check_after, speaks_http
 from pacswatch.probes.dicom_request import RequestTemplate
 from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session, Steps, detached
 from pacswatch.record import Association as AssociationFacts
@@ -48,6 +49,8 @@ _CALLED_NEVER_VALID = "called-ae-not-recognized"
 NEXT_TLS = "tls"  # a TLS alert or a silent close: DICOM inside TLS
 NEXT_WEB = "web"  # an HTTP response: the web probe
 NEXT_WEB_CHECK = "web-check"  # nothing said (a timeout, or a silent close TLS did not explain): one GET
+NEXT_WEB_ANSWERED = "web-answered"  # nothing said, and the GET during the wait was answered in HTTP
+_WEB = frozenset({NEXT_WEB, NEXT_WEB_CHECK, NEXT_WEB_ANSWERED})
 _NOTHING: frozenset[str] = frozenset()
 
 
@@ -75,6 +78,7 @@ class _Attempt:
         self.detail: str | None = None
         self.by_syntax: dict[str, int] = {}
         self.heard = b""  # the peer's first bytes, when the association failed
+        self.answers_http: bool | None = None  # the GET during a silent wait (None: not made)
 
 
 class DicomProbe:
@@ -119,7 +123,7 @@ class DicomProbe:
         record = _blank(endpoint, tls=endpoint.port in ctx.options.tls_ports)
         try:
             record, next_try = await self._probe(ctx, endpoint, record, deadline)
-            if next_try & {NEXT_WEB, NEXT_WEB_CHECK}:
+            if next_try & _WEB:
                 web = await self._as_web(ctx, endpoint, record, next_try, deadline)
                 if web is not None:
                     web.elapsed_ms = int((loop.time() - started) * 1000)
@@ -159,7 +163,7 @@ class DicomProbe:
     ) -> Record | None:
         """The web probe's record for a port that answered in HTTP (or, asked once, answers a
         GET); None when it does not, or when the web probe found no web service either."""
-        if NEXT_WEB not in next_try:
+        if not next_try & {NEXT_WEB, NEXT_WEB_ANSWERED}:
             tls = self._tls_context().context if record.transport == "tls" else None
             if not await answers_http(ctx, endpoint, deadline, tls):
                 return None
@@ -179,7 +183,10 @@ class DicomProbe:
 
     async def _attempt(
         self, ctx: ProbeContext, endpoint: Endpoint, called_ae: str, deadline: float, tls: bool, record: Record,
+        web_check: bool = False,
     ) -> _Attempt:
+        """One association. With `web_check`, a GET starts when the association has waited all
+        but the GET's budget without a byte (detect.QuietCheck); its answer is `answers_http`."""
         opts = ctx.options
         attempt = _Attempt(called_ae)
         request, encoded = self._template(opts).build(called_ae)
@@ -199,22 +206,34 @@ class DicomProbe:
         session = Session(Association(request, max_receive_pdu=opts.max_received_pdu, encoded=encoded), deadline,
                           ctx.loop.time)
         steps = self._conversation(session, opts, attempt)
+        check = None
+        if web_check:
+            check = QuietCheck(ctx, endpoint, deadline, tls_ctx.context if tls_ctx else None,
+                               quiet_check_after(opts.timeouts.association, opts.timeouts.http),
+                               lambda: bool(session.first_bytes) or session.done)
         try:
             await conn.converse(session, session.begin(steps))
         except NetError as exc:  # the connection ended under a conversation still waiting
             attempt.failure = attempt.failure or detached(exc)
         except BaseException:  # our bug (reported on the record by run()) or a cancelled scan
             conn.abort()
+            if check is not None:
+                check.cancel()
             raise
         failure = attempt.failure
         if failure is None:
             await conn.close()
-            return attempt
-        if isinstance(failure, NetError) and tls and is_client_cert_error(failure.detail) and record.tls:
-            # TLS 1.3: the certificate_required alert arrives on the first read, after the
-            # client believed the handshake was complete (docs/dicom-reference.md §6.2).
-            record.tls.client_cert_required = True
-        conn.abort()
+        else:
+            if isinstance(failure, NetError) and tls and is_client_cert_error(failure.detail) and record.tls:
+                # TLS 1.3: the certificate_required alert arrives on the first read, after the
+                # client believed the handshake was complete (docs/dicom-reference.md §6.2).
+                record.tls.client_cert_required = True
+            conn.abort()
+        if check is not None:
+            if _silent_timeout(attempt):
+                attempt.answers_http = await check.result()  # timed to be done about now
+            else:
+                check.cancel()
         return attempt
 
     def _conversation(self, session: Session, opts, attempt: _Attempt) -> Steps:
@@ -241,7 +260,7 @@ class DicomProbe:
         answered in HTTP), NEXT_WEB_CHECK (it said nothing)."""
         opts = ctx.options
         first_ae = self.called_ae
-        attempt = await self._attempt(ctx, endpoint, first_ae, deadline, tls, record)
+        attempt = await self._attempt(ctx, endpoint, first_ae, deadline, tls, record, web_check=True)
         if attempt.failure is not None:
             return self._record_failure(record, attempt, tls)
 
@@ -318,14 +337,14 @@ class DicomProbe:
                 return _NOTHING
             if record.tls is None or not record.tls.handshake:
                 return frozenset({NEXT_TLS})  # no TLS here: plain DICOM on a TLS port is a finding of its own
-            if failure.status is Status.IO_TIMEOUT and not attempt.heard:
-                return frozenset({NEXT_WEB_CHECK})  # HTTPS waiting for the end of a request head
+            if _silent_timeout(attempt):
+                return _after_silence(attempt)  # HTTPS waiting for the end of a request head
             return _NOTHING
         if isinstance(failure, PeerClosed) and failure.silent:
             # A TLS listener, or a web server dropping what is not HTTP: TLS first, then a GET.
             return frozenset({NEXT_TLS, NEXT_WEB_CHECK})
-        if failure.status is Status.IO_TIMEOUT and not attempt.heard:
-            return frozenset({NEXT_WEB_CHECK})  # a web server waits for the end of a request head
+        if _silent_timeout(attempt):
+            return _after_silence(attempt)  # a web server waits for the end of a request head
         return _NOTHING
 
     # ------------------------------------------------------------ on an accepted association
@@ -449,3 +468,17 @@ def _count(outcome) -> tuple[int | None, bool]:
 
 def _triple(rejected: AssociationRejected) -> tuple[int, int, int]:
     return rejected.rj.result, rejected.rj.source, rejected.rj.reason
+
+
+def _silent_timeout(attempt: _Attempt) -> bool:
+    """The association timed out without a byte from the peer."""
+    failure = attempt.failure
+    return isinstance(failure, NetError) and failure.status is Status.IO_TIMEOUT and not attempt.heard
+
+
+def _after_silence(attempt: _Attempt) -> frozenset[str]:
+    """After a silent timeout: the web probe if the GET made during the wait was answered, nothing
+    if it was not, one GET now if none was made (the endpoint's deadline came first)."""
+    if attempt.answers_http is None:
+        return frozenset({NEXT_WEB_CHECK})
+    return frozenset({NEXT_WEB_ANSWERED}) if attempt.answers_http else _NOTHING
