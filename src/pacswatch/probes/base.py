@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pacswatch.identity import Identity
-from pacswatch.net.limits import CONNECTS_AT_ONCE, RateLimiter
+from pacswatch.net.limits import CONNECTS_AT_ONCE, ConnectGate, RateLimiter
 from pacswatch.net.transport import Connection, open_connection
 from pacswatch.record import Record
 
@@ -87,8 +87,7 @@ class ProbeContext:
     options: ProbeOptions = field(default_factory=ProbeOptions)
     limiter: RateLimiter | None = None
     # Connects in flight at once, over every probe of the scan (net/transport.py says why).
-    connecting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONNECTS_AT_ONCE), repr=False,
-                                          compare=False)
+    connecting: ConnectGate = field(default_factory=lambda: ConnectGate(CONNECTS_AT_ONCE), repr=False, compare=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
