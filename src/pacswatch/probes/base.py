@@ -52,17 +52,11 @@ class Timeouts:
 
 
 # Called AE titles tried after the peer rejected our random one as "called AE title not
-# recognised" (docs/dicom-reference.md §3.5): only product defaults documented in §4.2, each a
-# new association (the peer closes after an A-ASSOCIATE-RJ), so the list is short and ordered by
-# how likely a title is both needed and right. dcm4chee-arc first: it rejects every called AE it
-# has not configured, so an archive met with its defaults is found only this way; then Orthanc
-# (rejects only with DicomCheckCalledAet), the DCMTK tools, Conquest and pynetdicom, and last
-# dcm4chee-arc's other default AEs, needed only where DCM4CHEE itself was renamed. Each guess is
-# one more connection: 24 titles made a rejecting endpoint cost 25 associations (bench/README.md).
-DEFAULT_AE_GUESSES = (
-    "DCM4CHEE", "ORTHANC", "ANY-SCP", "STORESCP", "DCMQRSCP", "CONQUESTSRV1", "PYNETDICOM", "WORKLIST",
-    "AS_RECEIVED",
-)
+# recognised" (docs/dicom-reference.md §3.5): product defaults documented in §4.2, of products
+# that check the called AE (a product that accepts any title never needs its own guessed), most
+# likely first. Each guess is a new association (the peer closes after an A-ASSOCIATE-RJ), so
+# the list is short: 24 titles made a rejecting endpoint cost 25 associations (bench/README.md).
+DEFAULT_AE_GUESSES = ("DCM4CHEE", "ORTHANC", "ANY-SCP", "DCMQRSCP", "CONQUESTSRV1", "WORKLIST")
 
 
 @dataclass(frozen=True)
