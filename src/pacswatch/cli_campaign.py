@@ -20,7 +20,7 @@ from rich.console import Console
 
 from pacswatch.campaign import report
 from pacswatch.campaign.commands import EXIT_STORE, campaign_scan, cmd_run
-from pacswatch.cli_types import contact_url, positive
+from pacswatch.cli_types import at_least, contact_url, positive
 from pacswatch.identity import DEFAULT_CONTACT_URL
 from pacswatch.output import error_line, stdout_console
 
@@ -134,6 +134,11 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--contact-url", default=DEFAULT_CONTACT_URL, type=contact_url, metavar="URL",
                    help="contact URL (http, https or mailto) announced in the User-Agent; no user or password")
     p.add_argument("--tls-ports", default="2762", metavar="LIST", help="ports where TLS is tried first (default 2762)")
+    p.add_argument("--check-random-ports", type=at_least("port count", 0), default=0, metavar="N",
+                   help="deception check: try N random high ports on each address that accepts TCP; a host "
+                        "that accepts them all is 'accepts-all' (default 0: off)")
+    p.add_argument("--random-port-range", default="49152-65535", metavar="LO-HI",
+                   help="where --check-random-ports picks its ports (default 49152-65535)")
     p.add_argument("--try-default-credentials", action="store_true",
                    help="INTRUSIVE: try documented default web credentials (a login attempt); off by default")
 

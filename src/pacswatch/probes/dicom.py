@@ -35,7 +35,7 @@ from pacswatch.probes.detect import answers_http, speaks_http
 from pacswatch.probes.dicom_request import RequestTemplate
 from pacswatch.probes.dicom_session import PeerAborted, PeerClosed, Session, Steps, detached
 from pacswatch.record import Association as AssociationFacts
-from pacswatch.record import DicomFacts, Find, Record, Reject, TlsFacts
+from pacswatch.record import Behaviour, DicomFacts, Find, Record, Reject, TlsFacts
 from pacswatch.status import Status
 from pacswatch.targets.ports import DEFAULT_DICOM_PORTS
 from pacswatch.text import clean_optional
@@ -49,6 +49,8 @@ NEXT_TLS = "tls"  # a TLS alert or a silent close: DICOM inside TLS
 NEXT_WEB = "web"  # an HTTP response: the web probe
 NEXT_WEB_CHECK = "web-check"  # nothing said (a timeout, or a silent close TLS did not explain): one GET
 _NOTHING: frozenset[str] = frozenset()
+# Statuses of an endpoint that never completed a TCP handshake: no random port check for them.
+_NEVER_ACCEPTED = (Status.CONNECTION_REFUSED, Status.CONNECTION_TIMEOUT, Status.BLOCKED)
 
 
 def random_ae() -> str:
@@ -75,6 +77,7 @@ class _Attempt:
         self.detail: str | None = None
         self.by_syntax: dict[str, int] = {}
         self.heard = b""  # the peer's first bytes, when the association failed
+        self.echoed = False  # those bytes were our own A-ASSOCIATE-RQ's (an echo service)
 
 
 class DicomProbe:
@@ -124,6 +127,11 @@ class DicomProbe:
                 if web is not None:
                     web.elapsed_ms = int((loop.time() - started) * 1000)
                     return web  # assessed and cleaned by the web probe
+            if ctx.options.random_ports and record.status not in _NEVER_ACCEPTED:
+                from pacswatch.probes.portcheck import check_random_ports
+
+                record.behaviour = record.behaviour or Behaviour()
+                record.behaviour.random_ports = await check_random_ports(ctx, endpoint)
         except Exception as exc:  # our bug: report it on the record, never crash the scan
             record.status = Status.ERROR
             record.detail = f"{type(exc).__name__}: {exc}"
@@ -210,6 +218,8 @@ class DicomProbe:
         if failure is None:
             await conn.close()
             return attempt
+        # An echo service sends our request back: its first bytes are our PDU's header.
+        attempt.echoed = len(attempt.heard) >= 6 and encoded.startswith(attempt.heard)
         if isinstance(failure, NetError) and tls and is_client_cert_error(failure.detail) and record.tls:
             # TLS 1.3: the certificate_required alert arrives on the first read, after the
             # client believed the handshake was complete (docs/dicom-reference.md §6.2).
@@ -293,6 +303,7 @@ class DicomProbe:
     def _record_failure(self, record: Record, attempt: _Attempt, tls: bool) -> frozenset[str]:
         failure = attempt.failure
         assert failure is not None  # called only for an attempt that failed
+        record.behaviour = _behaviour(attempt)
         if isinstance(failure, PeerAborted):
             record.service = "dicom"  # an A-ABORT PDU is DICOM speaking
             source, reason = abort_names(failure.source, failure.reason)
@@ -394,6 +405,7 @@ class DicomProbe:
             # close): pending responses carry matches, so the query is allowed, and what came is
             # a count of its level, at least. The association is gone (aborted by one side).
             find.allowed = True
+            find.random_matches = check.pending
             if study_ctx is not None:
                 find.studies = check.pending
             else:
@@ -412,6 +424,7 @@ class DicomProbe:
             find.refusal = f"status 0x{check.final_status:04X}"
             return True
         find.allowed = True
+        find.random_matches = check.pending  # a UID no archive holds: any match is a canned answer
         if study_ctx is not None:
             counted = yield from session.find(study_ctx, c_find_rq(5, uids.STUDY_ROOT_FIND), self._all_studies,
                                               timeout, limit, grace)
@@ -431,6 +444,21 @@ class DicomProbe:
             if counted.aborted or counted.closed or session.assoc.is_closed:
                 return False
         return True
+
+
+def _behaviour(attempt: _Attempt) -> Behaviour | None:
+    """How a failed attempt's peer behaved, for the deception signals (deception.py): silent
+    (held open to our deadline, or closed), dripping, or echoing our request back."""
+    failure = attempt.failure
+    if isinstance(failure, PeerClosed) and failure.silent:
+        return Behaviour(silent=True, held_open=False)
+    if isinstance(failure, NetError) and failure.status is Status.IO_TIMEOUT:
+        if not attempt.heard:
+            return Behaviour(silent=True, held_open=True)
+        return Behaviour(dripped=True)
+    if attempt.echoed:
+        return Behaviour(echoed=True)
+    return None
 
 
 def _blank(endpoint: Endpoint, tls: bool) -> Record:

@@ -55,4 +55,19 @@ def probe_options(args: Any) -> ProbeOptions:
         ae_guess=guesses,
         tls_ports=frozenset(parse_ports(args.tls_ports)),
         try_default_credentials=args.try_default_credentials,
+        # Absent from the stored options of scans made before the check existed.
+        random_ports=getattr(args, "check_random_ports", 0) or 0,
+        random_port_range=port_range(getattr(args, "random_port_range", None) or "49152-65535"),
     )
+
+
+def port_range(text: str) -> tuple[int, int]:
+    """LO-HI, two TCP ports, LO <= HI; ValueError saying what is wrong."""
+    lo, sep, hi = text.partition("-")
+    try:
+        first, last = int(lo), int(hi)
+    except ValueError:
+        raise ValueError(f"a port range is LO-HI, got {text!r}") from None
+    if not sep or not 1 <= first <= last <= 65535:
+        raise ValueError(f"a port range is LO-HI with 1 <= LO <= HI <= 65535, got {text!r}")
+    return first, last
