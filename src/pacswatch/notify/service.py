@@ -22,7 +22,7 @@ from pacswatch.notify.outbox import OutboxMessage
 from pacswatch.notify.render import Renderer
 from pacswatch.notify.smtp import DryRunTransport, SmtpTransport, Transport
 from pacswatch.notify.store import NotifyStore
-from pacswatch.notify.workflow import Planned, load_exposures, open_cases, plan_pass
+from pacswatch.notify.workflow import Planned, load_exposures, open_cases, plan_pass, split_traps
 
 
 def findings_exposures(engine: Engine, *, statuses: Iterable[str] = ()) -> dict[tuple[str, int], Exposure]:
@@ -126,10 +126,15 @@ def notify(engine: Engine, config: Config, *, dry_run: bool, out_dir: str | None
     store = NotifyStore(engine)
     if not dry_run and transport is None:
         transport = SmtpTransport(config.smtp, envelope_from=config.settings.sender.from_addr)  # raises if disabled
+    from pacswatch.store.repository import Repository
+
     close_opted_out(engine, clock())
-    exposures = findings_exposures(engine)
+    # Traps (honeypots, tarpits, hosts that accept everything) are kept and listed, never notified.
+    rows, traps = split_traps(Repository(engine).findings(), config.settings.deception_threshold)
+    exposures = load_exposures(engine, rows)
     plan = plan_pass(store, exposures, now=clock(), settings=config.settings, renderer=Renderer(config.templates),
                      dry_run=dry_run)
+    plan.traps = traps
     if dry_run:
         writer = DryRunTransport(out_dir or config.dry_run_dir)
         listed = store.optouts()
