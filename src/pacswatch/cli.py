@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_no_resolve_option(probe)
 
     lab_where = ("The lab binds loopback addresses in the /24 of --base-ip (default 127.42.0.0/24): "
-                 "simulated DICOM peers on .10 to .26, port 11112 (the TLS peers on port 2762), and "
+                 "simulated DICOM peers on .10 to .29, port 11112 (the TLS peers on port 2762; the "
+                 "accept-all trap on .29 also on ports 61000-61063), and "
                  "web endpoints (Orthanc, DICOMweb, dcm4chee, OHIF, a login page) on .40, ports 8040 "
                  "to 8049 (free ports when those are taken); .41 is the off-host address a viewer "
                  "names and that must never be contacted. Synthetic patients only.")

@@ -7,7 +7,7 @@ import errno
 import sys
 from typing import Callable, Iterable, TextIO
 
-from pacswatch.lab.demo import format_comparisons
+from pacswatch.lab.demo import format_comparisons, traps_line
 from pacswatch.lab.manifest import LabEndpoint, compare
 from pacswatch.lab.runner import DEFAULT_BASE_IP, DEFAULT_PORT, Lab, run_lab_forever
 from pacswatch.lab.web import PACS_KINDS as WEB_PACS_KINDS
@@ -69,6 +69,14 @@ def _start_demo_web_lab(base_ip: str):
         return start_web_lab(*_web_addresses(base_ip), kinds=WEB_PACS_KINDS)
 
 
+def _random_port_argv(options: dict) -> list[str]:
+    """The scan flags of the lab's random port check (the accept-all host's block of ports)."""
+    if not options:
+        return []
+    lo, hi = options["random_port_range"]
+    return ["--check-random-ports", str(options["random_ports"]), "--random-port-range", f"{lo}-{hi}"]
+
+
 def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, *,
                      scan: Callable[[list[str]], object], timeout: float = 2.0,
                      names: Iterable[str] | None = None, out: TextIO | None = None,
@@ -109,6 +117,7 @@ def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, 
             argv = ["scan", *(f"{e.ip}:{e.port}" for e in manifest),
                     "--web-ports", ",".join(str(e.port) for e in web.endpoints),
                     "--timeout", str(timeout), "--concurrency", str(len(manifest)), "--output", str(path),
+                    *_random_port_argv(lab.random_port_options),
                     "--database", database or str(Path(tmp) / "demo.db"), "--no-attribute"]
             scan(argv)
             text = path.read_text()
@@ -129,6 +138,7 @@ def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, 
         return 1
     print("\nlab check: what the scanner reported against what the lab knows", file=out)
     print(format_comparisons(comparisons), file=out)
+    print(traps_line(records), file=out)
     good = sum(c.ok for c in comparisons)
     print(f"\n{good}/{len(comparisons)} endpoints reported as the lab expects", file=out, flush=True)
     return 0 if good == len(comparisons) else 1

@@ -213,8 +213,10 @@ RULES: tuple[Rule, ...] = (
     Rule("same-count-every-level", HONEYPOT, 0.15, "PS3.4 C.6 (patient and study levels count different entities)",
          "A small archive with exactly one study per patient: common, so the weight is low.",
          _same_count_every_level),
-    Rule("stub-find-handler", HONEYPOT, 0.6, QEEQBOX + "; pynetdicom service_class.py (0xC311)",
-         "A pynetdicom-based archive with a broken C-FIND handler.", _find_handler_fails),
+    Rule("stub-find-handler", HONEYPOT, 0.8, QEEQBOX + "; pynetdicom service_class.py (0xC311)",
+         "A pynetdicom-based archive whose own C-FIND code crashes on the simplest query while it "
+         "accepts any caller and every storage class: a broken server, not one in clinical use.",
+         _find_handler_fails),
     Rule("echoes-request", HONEYPOT, 0.8, "RFC 862 echo services; low-interaction honeypots",
          "None known for a DICOM port.", _echoed),
     Rule("silent-hold", TARPIT, 0.6, "https://www.honeynet.org (EventHorizon tarpit); LaBrea",
