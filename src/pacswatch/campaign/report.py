@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from pacswatch.findings.lifecycle import MARKED
 from pacswatch.output import (
     address_key,
     severity_rank,
@@ -25,10 +26,11 @@ from pacswatch.output import (
 
 FINDING_COLUMNS = ("id", "ip", "port", "severity", "status", "service", "transport", "product", "product_version",
                    "studies", "patients", "capped", "first_seen", "last_seen", "fixed_at", "reopen_count",
-                   "missed_since")
+                   "missed_since", "deception_verdict", "deception_confidence", "deception_override",
+                   "override_reason", "override_by", "override_at")
 CHANGE_WORDS = {"new": "new", "fixed": "fixed", "reopened": "reopened", "severity": "severity changed",
                 "missed": "missed (open until a second miss)", "seen-again": "seen again", "opted-out": "opted out",
-                "marked-real": "marked real by an analyst", "marked-honeypot": "marked a honeypot by an analyst"}
+                **MARKED}
 
 
 def deception_text(verdict: str | None, confidence: float | None, override: str | None = None) -> str:

@@ -428,9 +428,9 @@ class Repository:
         # to be left alone; it is not rescanned): it is counted apart, in findings_by_status.
         # So is a trap (deception.py: a verdict at the threshold, or an analyst's 'honeypot'):
         # counted in traps_by_verdict, not as an exposure.
-        trap = (findings.c.deception_override == "honeypot") | (
-            findings.c.deception_override.is_(None) & findings.c.deception_verdict.is_not(None)
-            & (findings.c.deception_confidence >= threshold))
+        override = func.coalesce(findings.c.deception_override, "")  # never NULL: ~trap must be true or false
+        trap = (override == "honeypot") | ((override == "") & findings.c.deception_verdict.is_not(None)
+                                           & (func.coalesce(findings.c.deception_confidence, 0.0) >= threshold))
         left_out = (select(findings.c.id).where(findings.c.ip == services.c.ip, findings.c.port == services.c.port,
                                                 (findings.c.status == "opted-out") | trap).exists())
         exposed = services.c.severity.is_not(None) & ~left_out
