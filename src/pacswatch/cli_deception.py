@@ -25,7 +25,7 @@ def register(sub) -> None:
                               description="Override the deception verdict of finding ID (pacswatch findings lists "
                                           "the IDs). The decision wins over the signals, is kept with its reason, "
                                           "and decides whether notify leaves the finding out.")
-    mark.add_argument("finding_id", type=positive("finding ID"), metavar="ID")
+    mark.add_argument("finding_id", type=positive("finding ID"), metavar="ID", help="the finding (pacswatch findings lists them)")
     which = mark.add_mutually_exclusive_group(required=True)
     which.add_argument("--real", dest="override", action="store_const", const="real",
                        help="a real exposed service: notify it, count it")

@@ -208,8 +208,9 @@ RULES: tuple[Rule, ...] = (
     Rule("accepts-everything", HONEYPOT, 0.5, DICOMPOT + " accepts every context; docs/dicom-reference.md",
          "A test SCP (storescp -pm, 'accept all' switches) left open; a misconfigured router of images.",
          _accepts_everything),
-    Rule("canned-find", HONEYPOT, 0.7, "PS3.4 C.2.2.2.1 (single value matching on a unique key)",
-         "An archive whose matching ignores the unique key (a bug, rare).", _canned_find),
+    Rule("canned-find", HONEYPOT, 0.6, "PS3.4 C.2.2.2.1 (single value matching on a unique key)",
+         "An archive whose matching ignores the unique key (a bug, not unheard of): alone, it stays below "
+         "the default notify threshold.", _canned_find),
     Rule("same-count-every-level", HONEYPOT, 0.15, "PS3.4 C.6 (patient and study levels count different entities)",
          "A small archive with exactly one study per patient: common, so the weight is low.",
          _same_count_every_level),
