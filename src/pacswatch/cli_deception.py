@@ -14,7 +14,6 @@ import argparse
 
 from pacswatch.cli_campaign import add_database_option
 from pacswatch.cli_types import positive
-from pacswatch.output import shown, stdout_console
 
 
 def register(sub) -> None:
@@ -37,6 +36,8 @@ def register(sub) -> None:
 
 
 def cmd_mark(args: argparse.Namespace) -> int:
+    # Imported on use, as every command does: building the parser stays quick.
+    from pacswatch.output import shown, stdout_console
     from pacswatch.store.repository import Repository
 
     reason = args.reason.strip()
