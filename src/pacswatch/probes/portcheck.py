@@ -5,8 +5,8 @@ handshake everywhere makes every port look open; its "DICOM service" proves noth
 
 Only the address just probed is touched: it passed the scope, the blocklist and the opt-outs for
 that probe, and those are decided per address. Every connect goes through `ctx.connect`, so the
-scan's rate limit and connect gate hold; a connection that opens is aborted at once, with not a
-byte sent.
+scan's rate limit, its live opt-out check (the limiter's `refuse`, asked before each connect) and
+the connect gate hold; a connection that opens is aborted at once, with not a byte sent.
 """
 
 from __future__ import annotations
