@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from pacswatch.record import Deception, Record, Signal
 from pacswatch.status import Status
@@ -69,7 +69,7 @@ KNOWN_HONEYPOTS: tuple[KnownPeer, ...] = (
 HONEYPOT_TITLES = re.compile(r"\b(DICOMHawk|honeypot|T-Pot)\b", re.IGNORECASE)
 DEMO_TITLES = re.compile(r"\b(demo|sandbox|public test server)\b", re.IGNORECASE)
 
-Matcher = Callable[[Record], "str | None"]
+Matcher = Callable[[Record], Optional[str]]
 
 
 @dataclass(frozen=True)
@@ -188,9 +188,10 @@ def _web_title(pattern: re.Pattern[str]) -> Matcher:
         h = r.http
         if h is None:
             return None
-        for text in (h.title, h.realm, *(h.components or ())):
-            if text and pattern.search(text):
-                return f"web page names {pattern.search(text).group(0)!r}"  # type: ignore[union-attr]
+        for text in (h.title, h.realm, *h.components):
+            found = pattern.search(text) if text else None
+            if found:
+                return f"web page names {found.group(0)!r}"
         return None
     return match
 
