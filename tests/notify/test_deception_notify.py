@@ -107,3 +107,19 @@ def test_an_analysts_mark_wins_and_is_recorded(database_url, smtp_server, tmp_pa
         code, out = cli(capsys, "findings", "mark", "99999", "--real", "--reason", "x", "--database", db)
         assert code == 1 and "no finding 99999" in out
     assert violations() == []
+
+
+def test_an_owner_with_only_a_trap_gets_no_notice(database_url, smtp_server, tmp_path, capsys):
+    base = f"127.80.{NET}.0"
+    with Lab(base, port=0, names=["honeypot"]) as lab:
+        db, config = database_url, write_config(tmp_path / "notify.toml", smtp_server)
+        _setup(lab, db, config, capsys, base)
+        for _ in range(2):  # and a second pass changes nothing
+            code, out = cli(capsys, "notify", "--database", db, "--config", config)
+            assert code == 0, out
+            assert "skipped 1 finding(s) judged traps" in out
+            assert "cases: 0 new; 0 state change(s)" in out  # attribution opened no case for the trap
+            assert smtp_server.received == []
+        code, out = cli(capsys, "cases", "--database", db)
+        assert code == 0 and "Hospital T" not in out, out
+    assert violations() == []
