@@ -8,7 +8,7 @@ import pytest
 from pacswatch.assess import assess
 from pacswatch.deception import BY_NAME, KNOWN_HONEYPOTS, REPORT_FLOOR, RULES, effective, is_trap, judge
 from pacswatch.record import (
-    Association,
+    AssociationFacts,
     Behaviour,
     DicomFacts,
     Find,
@@ -23,8 +23,8 @@ STORAGE = ["ct-image-storage", "mr-image-storage", "secondary-capture-storage"]
 def dicom(uid="1.2.276.0.7230010.3.0.3.6.7", name="OFFIS_DCMTK_367", pdu=16384, any_ae=True, promiscuous=False,
           contexts=("verification", "study-root-find", *STORAGE), find=None, store=True, echo=True) -> Record:
     return Record(ip="127.64.0.1", port=104, status="success", service="dicom", dicom=DicomFacts(
-        association=Association(accepted=True, implementation_class_uid=uid, implementation_version_name=name,
-                                max_pdu_length=pdu, accepted_contexts=list(contexts)),
+        association=AssociationFacts(accepted=True, implementation_class_uid=uid, implementation_version_name=name,
+                                     max_pdu_length=pdu, accepted_contexts=list(contexts)),
         accepts_any_called_ae=any_ae, promiscuous=promiscuous, echo=echo, store_accepted=store,
         find=find or Find(allowed=True, studies=12, patients=5, random_matches=0)))
 

@@ -16,6 +16,9 @@ every place that assesses a record judges it too.
 
 from __future__ import annotations
 
+# Imported here, not at the first web record: by then a scan may have no descriptor left to
+# read a module with (tests/net/test_fdlimit.py runs out of them on purpose).
+from pacswatch.assess_http import assess_http
 from pacswatch.deception import judge
 from pacswatch.record import Record, Severity
 from pacswatch.status import Status
@@ -23,9 +26,7 @@ from pacswatch.status import Status
 
 def assess(record: Record) -> tuple[Severity | None, list[str]]:
     if record.service == "http" or record.http is not None:
-        from pacswatch.assess_http import assess_http  # the web tier has its own rules (and judges too)
-
-        return assess_http(record)
+        return assess_http(record)  # the web tier has its own rules (and judges too)
     record.deception = judge(record)
     if record.service != "dicom":
         return None, []

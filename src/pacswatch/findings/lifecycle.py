@@ -177,7 +177,7 @@ def span_text(delta: timedelta) -> str:
     return f"{seconds // 86400} d"
 
 
-# An analyst's override of the deception verdict (cli_deception.py, Repository.mark_finding).
+# An analyst's override of the deception verdict (cli/deception.py, Repository.mark_finding).
 MARKED = {"marked-real": "marked real by an analyst", "marked-honeypot": "marked a honeypot by an analyst"}
 
 

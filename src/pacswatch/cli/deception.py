@@ -4,16 +4,16 @@ notified and counted as an exposure whatever the signals say; one marked a honey
 of notices and counted apart. The decision is stored with its reason, who and when, and shows in
 `findings` and `history`.
 
-`register(sub)` adds the parsers to the command line's sub-commands (cli.py); each sets
-`handler`, which cli.main calls with the parsed arguments.
+A command-group module (cli/__init__.py's contract): `register(sub)` adds `mark` under the
+`findings` command that cli/campaign.py registers, so it comes after campaign in COMMAND_GROUPS.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from pacswatch.cli_campaign import add_database_option
-from pacswatch.cli_types import positive
+from pacswatch.cli import options
+from pacswatch.cli.options import positive
 
 
 def register(sub) -> None:
@@ -31,7 +31,7 @@ def register(sub) -> None:
     which.add_argument("--honeypot", dest="override", action="store_const", const="honeypot",
                        help="a trap (honeypot, tarpit, look-alike): leave it out of notices and exposure counts")
     mark.add_argument("--reason", required=True, metavar="TEXT", help="why (kept with the decision)")
-    add_database_option(mark)
+    options.database(mark)
     mark.set_defaults(handler=cmd_mark)
 
 
