@@ -75,6 +75,10 @@ class ProbeOptions:
     tls_ports: frozenset[int] = frozenset({2762})
     try_tls_fallback: bool = True
     try_default_credentials: bool = False
+    # The opt-in deception check: this many random ports of this range, on each address whose
+    # probed port accepted TCP (probes/portcheck.py); 0: off.
+    random_ports: int = 0
+    random_port_range: tuple[int, int] = (49152, 65535)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from pacswatch import __version__
+from pacswatch.deception import DEFAULT_THRESHOLD
 from pacswatch.findings.ingest import BatchPlan, finding_state, plan_batch
 from pacswatch.findings.lifecycle import ACTIVE, Key, opt_out
 from pacswatch.findings.schedule import RescanPolicy, due_after
@@ -427,20 +428,47 @@ class Repository:
         rows = self.observations(scan_id=scan_id)
         return {(r["ip"], r["port"]): r["severity"] for r in rows}
 
-    def stats(self, *, history: int = 20) -> dict[str, Any]:
+    def mark_finding(self, finding_id: int, override: str, reason: str, *, at: datetime | None = None) -> Row | None:
+        """An analyst's decision on a finding's deception verdict ('real' or 'honeypot'), with
+        the reason, who and when; it wins over the signals (deception.effective) and is kept in
+        the finding's history as an event. None when there is no such finding."""
+        if override not in ("real", "honeypot"):
+            raise ValueError(f"a finding is marked real or honeypot, not {override!r}")
+        at = at or now_utc()
+        with self._write() as conn:
+            row = conn.execute(select(findings).where(findings.c.id == finding_id)).mappings().first()
+            if row is None:
+                return None
+            conn.execute(update(findings).where(findings.c.id == finding_id).values(
+                deception_override=override, override_reason=reason, override_by=operator(), override_at=at))
+            conn.execute(insert(finding_events).values(finding_id=finding_id, at=at, kind=f"marked-{override}",
+                                                       old_severity=row["severity"], new_severity=row["severity"]))
+        with self._read() as conn:
+            return _row(conn.execute(select(findings).where(findings.c.id == finding_id)).mappings().one())
+
+    def stats(self, *, history: int = 20, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
         # An opted-out service is no longer the campaign's to count as exposed (its owner asked
         # to be left alone; it is not rescanned): it is counted apart, in findings_by_status.
-        opted_out = (select(findings.c.id).where(findings.c.ip == services.c.ip, findings.c.port == services.c.port,
-                                                 findings.c.status == "opted-out").exists())
-        exposed = services.c.severity.is_not(None) & ~opted_out
+        # So is a trap (deception.py: a verdict at the threshold, or an analyst's 'honeypot'):
+        # counted in traps_by_verdict, not as an exposure.
+        override = func.coalesce(findings.c.deception_override, "")  # never NULL: ~trap must be true or false
+        trap = (override == "honeypot") | ((override == "") & findings.c.deception_verdict.is_not(None)
+                                           & (func.coalesce(findings.c.deception_confidence, 0.0) >= threshold))
+        left_out = (select(findings.c.id).where(findings.c.ip == services.c.ip, findings.c.port == services.c.port,
+                                                (findings.c.status == "opted-out") | trap).exists())
+        exposed = services.c.severity.is_not(None) & ~left_out
         active = findings.c.status.in_(("open", "reopened"))
         with self._read() as conn:
             def pairs(query) -> dict:
                 return {str(k): int(v) for k, v in conn.execute(query).all()}
 
             out: dict[str, Any] = {
-                "findings_by_severity": pairs(select(findings.c.severity, func.count()).where(active)
+                "findings_by_severity": pairs(select(findings.c.severity, func.count()).where(active & ~trap)
                                               .group_by(findings.c.severity)),
+                "traps_by_verdict": pairs(select(func.coalesce(findings.c.deception_override,
+                                                               findings.c.deception_verdict), func.count())
+                                          .where(active & trap).group_by(func.coalesce(
+                                              findings.c.deception_override, findings.c.deception_verdict))),
                 "findings_by_status": pairs(select(findings.c.status, func.count()).group_by(findings.c.status)),
                 "exposed_by_product": {("unknown" if k == "None" else k): v for k, v in pairs(
                     select(services.c.product, func.count()).where(exposed).group_by(services.c.product)).items()},

@@ -39,13 +39,16 @@ from pacswatch.probes.dicom.steps import (
     NOTHING,
     AssociationAttempt,
 )
-from pacswatch.record import AssociationFacts, DicomFacts, Record, Reject, TlsFacts
+from pacswatch.record import AssociationFacts, Behaviour, DicomFacts, Record, Reject, TlsFacts
 from pacswatch.status import Status
 from pacswatch.targets.ports import DEFAULT_DICOM_PORTS
 from pacswatch.text import clean_optional
 
 if TYPE_CHECKING:
     from pacswatch.probes.http import HttpProbe
+
+# Statuses of an endpoint that never completed a TCP handshake: no random port check for them.
+_NEVER_ACCEPTED = (Status.CONNECTION_REFUSED, Status.CONNECTION_TIMEOUT, Status.BLOCKED)
 
 
 def random_ae() -> str:
@@ -100,6 +103,11 @@ class DicomProbe:
                 if web is not None:
                     web.elapsed_ms = int((loop.time() - started) * 1000)
                     return web  # cleaned by the web probe
+            if ctx.options.random_ports and record.status not in _NEVER_ACCEPTED:
+                from pacswatch.probes.portcheck import check_random_ports
+
+                record.behaviour = record.behaviour or Behaviour()
+                record.behaviour.random_ports = await check_random_ports(ctx, endpoint)
         except Exception as exc:  # our bug: report it on the record, never crash the scan
             record.status = Status.ERROR
             record.detail = f"{type(exc).__name__}: {exc}"
@@ -194,6 +202,8 @@ class DicomProbe:
         if failure is None:
             await conn.close()
         else:
+            # An echo service sends our request back: its first bytes are our PDU's header.
+            attempt.echoed = len(attempt.heard) >= 6 and encoded.startswith(attempt.heard)
             if isinstance(failure, NetError) and tls and is_client_cert_error(failure.detail) and record.tls:
                 # TLS 1.3: the certificate_required alert arrives on the first read, after the
                 # client believed the handshake was complete (docs/dicom-reference.md §6.2).

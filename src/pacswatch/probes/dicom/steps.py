@@ -20,7 +20,7 @@ from pacswatch.probes.base import ProbeOptions
 from pacswatch.probes.detect import speaks_http
 from pacswatch.probes.dicom.request import FindQueries
 from pacswatch.probes.dicom.session import FindOutcome, PeerClosed, Session, Steps, detached
-from pacswatch.record import AssociationFacts, DicomFacts, Find, Record
+from pacswatch.record import AssociationFacts, Behaviour, DicomFacts, Find, Record
 from pacswatch.status import Status
 from pacswatch.text import clean_optional
 
@@ -50,6 +50,7 @@ class AssociationAttempt:
         self.by_syntax: dict[str, int] = {}
         self.heard = b""  # the peer's first bytes, when the association failed
         self.answers_http: bool | None = None  # the GET during a silent wait (None: not made)
+        self.echoed = False  # those bytes were our own A-ASSOCIATE-RQ's (an echo service)
 
 
 # ------------------------------------------------------------ on one association
@@ -117,6 +118,7 @@ def find(session: Session, by_syntax: dict[str, int], attempt: AssociationAttemp
         # close): pending responses carry matches, so the query is allowed, and what came is
         # a count of its level, at least. The association is gone (aborted by one side).
         found.allowed = True
+        found.random_matches = check.pending
         if study_ctx is not None:
             found.studies = check.pending
         else:
@@ -135,6 +137,7 @@ def find(session: Session, by_syntax: dict[str, int], attempt: AssociationAttemp
         found.refusal = f"status 0x{check.final_status:04X}"
         return True
     found.allowed = True
+    found.random_matches = check.pending  # a UID no archive holds: any match is a canned answer
     if study_ctx is not None:
         counted = yield from session.find(study_ctx, c_find_rq(5, uids.STUDY_ROOT_FIND), queries.all_studies,
                                           timeout, limit, grace)
@@ -185,6 +188,7 @@ def record_failure(record: Record, attempt: AssociationAttempt, tls: bool) -> fr
     answered in HTTP), NEXT_WEB_CHECK (it said nothing)."""
     failure = attempt.failure
     assert failure is not None  # called only for an attempt that failed
+    record.behaviour = behaviour(attempt)
     if isinstance(failure, PeerAborted):
         record.service = "dicom"  # an A-ABORT PDU is DICOM speaking
         source, reason = abort_names(failure.source, failure.reason)
@@ -220,6 +224,21 @@ def record_failure(record: Record, attempt: AssociationAttempt, tls: bool) -> fr
     if silent_timeout(attempt):
         return _after_silence(attempt)  # a web server waits for the end of a request head
     return NOTHING
+
+
+def behaviour(attempt: AssociationAttempt) -> Behaviour | None:
+    """How a failed attempt's peer behaved, for the deception signals (deception.py): silent
+    (held open to our deadline, or closed), dripping, or echoing our request back."""
+    failure = attempt.failure
+    if isinstance(failure, PeerClosed) and failure.silent:
+        return Behaviour(silent=True, held_open=False)
+    if isinstance(failure, NetError) and failure.status is Status.IO_TIMEOUT:
+        if not attempt.heard:
+            return Behaviour(silent=True, held_open=True)
+        return Behaviour(dripped=True)
+    if attempt.echoed:
+        return Behaviour(echoed=True)
+    return None
 
 
 def accepted_facts(attempt: AssociationAttempt, facts: DicomFacts, control_uid: str) -> None:
