@@ -8,6 +8,10 @@ low       a DICOM service that rejects unknown AE titles or demands a client cer
 None      not DICOM (or nothing answered)
 
 Reasons are short sentences for a person; they carry counts and protocol facts, never data.
+
+The deception verdict (deception.py: honeypot, tarpit, accepts-all, demo) is part of the
+assessment: `assess` writes it on `record.deception` as it returns severity and reasons, so
+every place that assesses a record judges it too.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from __future__ import annotations
 # Imported here, not at the first web record: by then a scan may have no descriptor left to
 # read a module with (tests/net/test_fdlimit.py runs out of them on purpose).
 from pacswatch.assess_http import assess_http
+from pacswatch.deception import judge
 from pacswatch.record import Record, Severity
 from pacswatch.status import Status
 
 
 def assess(record: Record) -> tuple[Severity | None, list[str]]:
     if record.service == "http" or record.http is not None:
-        return assess_http(record)  # the web tier has its own rules
+        return assess_http(record)  # the web tier has its own rules (and judges too)
+    record.deception = judge(record)
     if record.service != "dicom":
         return None, []
     facts = record.dicom

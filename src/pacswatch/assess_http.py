@@ -14,11 +14,13 @@ high. Reasons are short sentences for a person, with counts and product facts, n
 
 from __future__ import annotations
 
+from pacswatch.deception import judge
 from pacswatch.record import HttpFacts, Record, Severity
 from pacswatch.status import Status
 
 
 def assess_http(record: Record) -> tuple[Severity | None, list[str]]:
+    record.deception = judge(record)  # part of the assessment, as in assess.py
     facts = record.http
     if record.status != Status.SUCCESS or facts is None or not _pacs_related(facts):
         return None, []

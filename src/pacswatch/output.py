@@ -333,6 +333,7 @@ def print_report(console: Console, record: Record) -> None:
             ("C-ECHO", d.echo),
             ("C-FIND allowed", d.find.allowed),
             ("C-FIND refusal", d.find.refusal),
+            ("C-FIND matches for a made-up UID", d.find.random_matches),
             ("studies", _count(d.find.studies, d.find.capped)),
             ("patients", _count(d.find.patients, d.find.capped)),
             ("storage accepted", d.store_accepted),
@@ -353,12 +354,29 @@ def print_report(console: Console, record: Record) -> None:
             ("writable (inferred, not tried)", h.writable),
             ("default credentials tried (opt-in)", h.default_credentials_tried or None),
         ))
+    _print_deception(console, record)
     if record.tls is not None:
         t = record.tls
         _facts_table(console, "TLS", (
             ("handshake", t.handshake), ("version", t.version), ("cipher", t.cipher), ("subject", t.subject),
             ("issuer", t.issuer), ("self-signed", t.self_signed), ("not after", t.not_after),
             ("expired", t.expired), ("client certificate required", t.client_cert_required), ("error", t.error)))
+
+
+def _print_deception(console: Console, record: Record) -> None:
+    """The deception verdict and each signal behind it (deception.py), with its source."""
+    d, b = record.deception, record.behaviour
+    rp = b.random_ports if b is not None else None
+    if rp is not None:
+        console.print(Text(f"random high ports: {len(rp.open)} of {len(rp.tried)} accept TCP"), highlight=False)
+    if d is None:
+        return
+    verdict = d.verdict or "none (signals below the reporting floor)"
+    console.print(Text.assemble("deception: ", (verdict, "bold magenta"), f" (confidence {d.confidence:.2f})"),
+                  highlight=False)
+    for s in d.signals:
+        console.print(Text("  ◦ ").append_text(shown(f"{s.name}: {s.detail}")).append_text(
+            shown(f" [{s.source}]")), highlight=False)
 
 
 def _facts_table(console: Console, title: str, rows) -> None:

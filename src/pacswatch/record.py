@@ -84,6 +84,8 @@ class Find(_Model):
     patients: int | None = Field(None, description="Patients counted by a universal PATIENT-level query.")
     capped: bool = Field(False, description="A count reached --find-limit and was cancelled: 'at least'.")
     refusal: PeerText | None = Field(None, description="How a refused query was refused (status or abort).")
+    random_matches: int | None = Field(
+        None, description="Matches for the permission check's made-up UID, which no archive holds: canned answers.")
 
 
 class DicomFacts(_Model):
@@ -140,6 +142,37 @@ class HttpFacts(_Model):
     tls: TlsFacts | None = None
 
 
+class RandomPorts(_Model):
+    tried: list[int] = Field(default_factory=list, description="Random high ports tried on the same address.")
+    open: list[int] = Field(default_factory=list, description="Those that accepted a TCP connection.")
+
+
+class Behaviour(_Model):
+    """How the peer behaved on the wire, apart from what it said: facts the deception signals
+    (deception.py) read. Only what was seen is set."""
+
+    silent: bool | None = Field(None, description="TCP accepted, and not one byte came back.")
+    held_open: bool | None = Field(None, description="Silent, and the connection was still open at our deadline.")
+    dripped: bool | None = Field(None, description="Bytes came, too slowly to finish a PDU before our deadline.")
+    echoed: bool | None = Field(None, description="The peer sent our own A-ASSOCIATE-RQ back.")
+    random_ports: RandomPorts | None = Field(None, description="The opt-in random high port check.")
+
+
+class Signal(_Model):
+    name: str
+    detail: PeerText
+    source: str
+
+
+class Deception(_Model):
+    """What the deception signals say this endpoint is (deception.py); null verdict: nothing
+    beyond an ordinary server was seen."""
+
+    verdict: Literal["honeypot", "tarpit", "accepts-all", "demo"] | None = None
+    confidence: float = Field(0.0, ge=0.0, le=1.0)
+    signals: list[Signal] = Field(default_factory=list)
+
+
 class Record(_Model):
     ip: str
     port: int
@@ -151,8 +184,10 @@ class Record(_Model):
     dicom: DicomFacts | None = None
     tls: TlsFacts | None = None
     http: HttpFacts | None = None
+    behaviour: Behaviour | None = None
     severity: Severity | None = None
     reasons: list[str] = Field(default_factory=list)
+    deception: Deception | None = None
     scanned_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     elapsed_ms: int = 0
     scanner: str | None = Field(SCANNER, description="pacswatch version that made the record.")

@@ -6,6 +6,8 @@ saying why a finding changed."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import time
@@ -174,7 +176,8 @@ def test_confirm_fixed_after_from_the_flag_and_the_config_and_history_says_why(d
         (finding,) = repo.findings()
     assert finding["status"] == "open" and finding["missed_since"] is not None  # one miss fixes nothing
     code, out, _ = cli(capsys, "findings", "--format", "csv", "--database", db)
-    assert out.splitlines()[0].endswith(",reopen_count,missed_since") and out.splitlines()[1].endswith("Z"), out
+    (row,) = csv.DictReader(io.StringIO(out))
+    assert row["reopen_count"] == "0" and row["missed_since"].endswith("Z"), out
 
     config = tmp_path / "notify.toml"
     config.write_text('[campaign]\nconfirm_fixed_after = "0"\n')

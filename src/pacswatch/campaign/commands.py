@@ -246,6 +246,10 @@ def _banner(err: Console, scan_id: int, plan, job, options, resumed: int | None)
               f"rate {job.rate:g}/s, concurrency {job.concurrency}, calling AE {options.identity.calling_ae}; "
               f"{runtime_description(job.event_loop, job.workers)}",
               highlight=False, markup=False)
+    if options.random_ports:
+        lo, hi = options.random_port_range
+        err.print(f"--check-random-ports is on: {options.random_ports} random ports of {lo}-{hi} are tried on every "
+                  "address that accepts TCP (rate-limited, recorded on the record)", highlight=False, markup=False)
     if options.try_default_credentials:
         err.print("[bold yellow]--try-default-credentials is on: documented default credentials will be tried "
                   "(login attempts), and this is recorded.[/]")

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from pacswatch.findings.lifecycle import MARKED
 from pacswatch.output import (
     address_key,
     severity_rank,
@@ -25,9 +26,25 @@ from pacswatch.output import (
 
 FINDING_COLUMNS = ("id", "ip", "port", "severity", "status", "service", "transport", "product", "product_version",
                    "studies", "patients", "capped", "first_seen", "last_seen", "fixed_at", "reopen_count",
-                   "missed_since")
+                   "missed_since", "deception_verdict", "deception_confidence", "deception_override",
+                   "override_reason", "override_by", "override_at")
 CHANGE_WORDS = {"new": "new", "fixed": "fixed", "reopened": "reopened", "severity": "severity changed",
-                "missed": "missed (open until a second miss)", "seen-again": "seen again", "opted-out": "opted out"}
+                "missed": "missed (open until a second miss)", "seen-again": "seen again", "opted-out": "opted out",
+                **MARKED}
+
+
+def deception_text(verdict: str | None, confidence: float | None, override: str | None = None) -> str:
+    """A finding's or a look's deception verdict for a table: an analyst's override says so."""
+    if override:
+        return f"{override} (analyst)"
+    if verdict:
+        return f"{verdict} {confidence or 0:.2f}"
+    return ""
+
+
+def _record_deception(o: Mapping) -> str:
+    d = (o.get("record") or {}).get("deception") or {}
+    return deception_text(d.get("verdict"), d.get("confidence"))
 
 
 def when(value: Any) -> str:
@@ -96,14 +113,16 @@ def write_csv(out: IO[str], rows: Iterable[Mapping], columns: Sequence[str]) -> 
 
 def findings_table(rows: Sequence[Mapping]) -> Table:
     table = Table(title=f"Findings ({len(rows)})")
-    _add_columns(table, ("id", "endpoint", "severity", "status", "product", "studies", "patients", "first seen",
-                         "last seen", "fixed at"))
+    _add_columns(table, ("id", "endpoint", "severity", "status", "product", "studies", "patients", "deception",
+                         "first seen", "last seen", "fixed at"))
     for r in rows:
         # An open finding missed once waits for a second miss to be fixed (two-miss rule): say so,
         # or a server switched off reads as still exposed with nothing to show why.
         status = f"{r['status']}, missed once" if r.get("missed_since") else r["status"]
         table.add_row(str(r["id"]), shown(endpoint(r["ip"], r["port"])), _sev(r["severity"]), shown(status),
                       _product(r), _count(r.get("studies"), r.get("capped")), _count(r.get("patients"), r.get("capped")),
+                      shown(deception_text(r.get("deception_verdict"), r.get("deception_confidence"),
+                                           r.get("deception_override"))),
                       when(r["first_seen"]), when(r["last_seen"]), when(r.get("fixed_at")))
     return table
 
@@ -155,7 +174,8 @@ def print_changes(console: Console, outcome, top: int | None = 200) -> None:
 def history_table(title: str, observations: Sequence[Mapping], events: Sequence[Mapping]) -> Table:
     """Observations and lifecycle events of one endpoint (or host), in time order."""
     table = Table(title=shown(title))  # it names what the operator typed
-    _add_columns(table, ("when", "endpoint", "scan", "status", "severity", "product", "studies", "patients", "finding"))
+    _add_columns(table, ("when", "endpoint", "scan", "status", "severity", "product", "studies", "patients",
+                         "deception", "finding"))
     by_obs: dict[object, list[str]] = {}
     for e in events:
         by_obs.setdefault(e.get("observation_id"), []).append(CHANGE_WORDS.get(e["kind"], e["kind"]))
@@ -165,7 +185,7 @@ def history_table(title: str, observations: Sequence[Mapping], events: Sequence[
         scan = f"{o['scan_id']} @{o['vantage']}" if o.get("vantage") else str(o["scan_id"])
         table.add_row(when(o["scanned_at"]), shown(endpoint(o["ip"], o["port"])), shown(scan), shown(o["status"]),
                       _sev(o["severity"]), _product(o), _count(o["studies"], capped), _count(o["patients"], capped),
-                      shown(", ".join(by_obs.get(o["id"], []))))
+                      shown(_record_deception(o)), shown(", ".join(by_obs.get(o["id"], []))))
     return table
 
 
@@ -179,14 +199,15 @@ def stats_tables(stats: Mapping) -> list[Table]:
     tables = [head]
     for key, title in (("findings_by_severity", "Open findings by severity"),
                        ("exposed_by_product", "Exposed services by product"),
-                       ("exposed_by_port", "Exposed services by port")):
+                       ("exposed_by_port", "Exposed services by port"),
+                       ("traps_by_verdict", "Open findings left out as traps (not exposures) by verdict")):
         table = Table(title=title, min_width=len(title) + 4)
         table.add_column(title.split(" by ")[1])
         table.add_column("count", justify="right")
         if key == "findings_by_severity":  # in severity order, as everywhere
             ordered = sorted(stats[key].items(), key=lambda kv: severity_rank(kv[0]))
         else:
-            ordered = sorted(stats[key].items(), key=lambda kv: (-kv[1], str(kv[0])))
+            ordered = sorted(stats.get(key, {}).items(), key=lambda kv: (-kv[1], str(kv[0])))
         for name, count in ordered:
             table.add_row(_sev(name) if key == "findings_by_severity" else shown(name), str(count))
         tables.append(table)

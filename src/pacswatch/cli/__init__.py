@@ -8,6 +8,7 @@ One module per command group, and one module of the options several commands sha
     schema.py     schema
     db.py         db upgrade|info|check
     campaign.py   run, findings, history, stats, scans
+    deception.py  findings mark (under campaign's findings)
     scope.py      optout, scope
     distributed.py  worker, workers, shards; `scan --broker` (distributed scans on Celery)
     notify.py     attribute, owners, cases, case, notify, export, config
@@ -41,13 +42,13 @@ import argparse
 import sys
 
 from pacswatch import __version__
-from pacswatch.cli import campaign, db, distributed, lab, notify, scan, schema, scope
+from pacswatch.cli import campaign, db, deception, distributed, lab, notify, scan, schema, scope
 from pacswatch.targets import PortError, TargetError
 
 EXIT_USAGE = 2
 
-# In the order `pacswatch --help` lists their commands.
-COMMAND_GROUPS = (scan, lab, schema, db, campaign, scope, distributed, notify)
+# In the order `pacswatch --help` lists their commands (deception adds to campaign's findings).
+COMMAND_GROUPS = (scan, lab, schema, db, campaign, deception, scope, distributed, notify)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,8 @@ DEMO_WEB_PORT = 8040
 
 
 LAB_WHERE = ("The lab binds loopback addresses in the /24 of --base-ip (default 127.42.0.0/24): "
-             "simulated DICOM peers on .10 to .26, port 11112 (the TLS peers on port 2762), and "
+             "simulated DICOM peers on .10 to .29, port 11112 (the TLS peers on port 2762; the "
+             "accept-all trap on .29 also on ports 61000-61063), and "
              "web endpoints (Orthanc, DICOMweb, dcm4chee, OHIF, a login page) on .40, ports 8040 "
              "to 8049 (free ports when those are taken); .41 is the off-host address a viewer "
              "names and that must never be contacted. Synthetic patients only.")
@@ -114,6 +115,14 @@ def _start_demo_web_lab(base_ip: str):
         return start_web_lab(*_web_addresses(base_ip), kinds=WEB_PACS_KINDS)
 
 
+def _random_port_argv(options: dict) -> list[str]:
+    """The scan flags of the lab's random port check (the accept-all host's block of ports)."""
+    if not options:
+        return []
+    lo, hi = options["random_port_range"]
+    return ["--check-random-ports", str(options["random_ports"]), "--random-port-range", f"{lo}-{hi}"]
+
+
 def run_demo_command(base_ip: str, output: str | None = None, *,
                      scan: Callable[[list[str]], object], timeout: float = 2.0,
                      names: Iterable[str] | None = None, out: TextIO | None = None,
@@ -129,7 +138,7 @@ def run_demo_command(base_ip: str, output: str | None = None, *,
     import tempfile
     from pathlib import Path
 
-    from pacswatch.lab.demo import format_comparisons
+    from pacswatch.lab.demo import format_comparisons, traps_line
     from pacswatch.lab.manifest import compare
     from pacswatch.output import stderr_console
     from pacswatch.record import Record
@@ -157,6 +166,7 @@ def run_demo_command(base_ip: str, output: str | None = None, *,
             argv = ["scan", *(f"{e.ip}:{e.port}" for e in manifest),
                     "--web-ports", ",".join(str(e.port) for e in web.endpoints),
                     "--timeout", str(timeout), "--concurrency", str(len(manifest)), "--output", str(path),
+                    *_random_port_argv(lab.random_port_options),
                     "--database", database or str(Path(tmp) / "demo.db"), "--no-attribute"]
             scan(argv)
             text = path.read_text()
@@ -177,6 +187,7 @@ def run_demo_command(base_ip: str, output: str | None = None, *,
         return 1
     print("\nlab check: what the scanner reported against what the lab knows", file=out)
     print(format_comparisons(comparisons), file=out)
+    print(traps_line(records), file=out)
     good = sum(c.ok for c in comparisons)
     print(f"\n{good}/{len(comparisons)} endpoints reported as the lab expects", file=out, flush=True)
     return 0 if good == len(comparisons) else 1

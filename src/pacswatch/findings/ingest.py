@@ -40,6 +40,15 @@ def exposure_counts(record: Record) -> tuple[int | None, int | None]:
     return None, None
 
 
+_OVERRIDE_COLUMNS = ("deception_override", "override_reason", "override_by", "override_at")
+
+
+def deception_columns(record: Record) -> Row:
+    """The finding's copy of the look's deception verdict (deception.py)."""
+    d = record.deception
+    return {"deception_verdict": d.verdict if d else None, "deception_confidence": d.confidence if d else None}
+
+
 def speaks(record: Record) -> bool:
     return record.service is not None or record.severity is not None
 
@@ -128,7 +137,12 @@ def plan_batch(items: Sequence[tuple[int | None, Record]], services: Mapping[Key
                        reopen_count=state.reopen_count, missed_since=state.missed_since, _obs=position)
             if look.severity is not None:
                 row["reasons"] = list(record.reasons)
+                row.update(deception_columns(record))
             row.setdefault("reasons", list(record.reasons))
+            for name in _OVERRIDE_COLUMNS:  # an analyst's (findings mark): never set by a look
+                row.setdefault(name, None)
+            row.setdefault("deception_verdict", None)
+            row.setdefault("deception_confidence", None)
             finding_touched[key] = row
         for event in events:
             plan.events.append({"_key": key, "_obs": position, "scan_id": scan_id, "at": event.at,

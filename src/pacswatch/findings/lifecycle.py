@@ -177,6 +177,10 @@ def span_text(delta: timedelta) -> str:
     return f"{seconds // 86400} d"
 
 
+# An analyst's override of the deception verdict (cli/deception.py, Repository.mark_finding).
+MARKED = {"marked-real": "marked real by an analyst", "marked-honeypot": "marked a honeypot by an analyst"}
+
+
 def explain(events: Iterable[Mapping]) -> list[str]:
     """Why each event of one finding happened, in words, for `pacswatch history`.
 
@@ -211,6 +215,8 @@ def explain(events: Iterable[Mapping]) -> list[str]:
         elif kind == OPT_OUT:
             text = "closed: the owner is on the opt-out list (not scanned since)"
             missed = None
+        elif kind in MARKED:  # `findings mark`: the reason is on the finding (pacswatch findings)
+            text = MARKED[kind]
         else:
             text = kind
         out.append(text)

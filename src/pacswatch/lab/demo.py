@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Awaitable, Callable, Iterable, TextIO
 
+from pacswatch.deception import DEFAULT_THRESHOLD, is_trap
 from pacswatch.lab.manifest import Comparison, LabEndpoint, compare
 from pacswatch.lab.runner import Lab
 
@@ -16,19 +17,35 @@ ScanFunction = Callable[[list[LabEndpoint]], Awaitable[Iterable[Any]]]
 
 
 def format_comparisons(comparisons: list[Comparison]) -> str:
-    rows = [("", "ENDPOINT", "ADDRESS", "STATUS", "SEVERITY", "EXPECTED")]
+    rows = [("", "ENDPOINT", "ADDRESS", "STATUS", "SEVERITY", "EXPECTED", "DECEPTION")]
     for c in comparisons:
         record = c.record or {}
         want = c.endpoint.expected
         expected = f"{_show(want.get('status'))}/{_show(want.get('severity'))}"
+        verdict = (record.get("deception") or {}).get("verdict")
         rows.append(("ok" if c.ok else "XX", c.endpoint.name, f"{c.endpoint.ip}:{c.endpoint.port}",
-                     _show(record.get("status")), _show(record.get("severity")), expected))
+                     _show(record.get("status")), _show(record.get("severity")), expected, verdict or ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     for c in comparisons:
         for problem in c.problems:
             lines.append(f"  {c.endpoint.name}: {problem}")
     return "\n".join(lines)
+
+
+def traps_line(records: Iterable[Any], threshold: float = DEFAULT_THRESHOLD) -> str:
+    """Which endpoints the scan judged traps, and so leaves out of notices (notify skips a
+    finding whose verdict reaches [notify] deception_threshold)."""
+    traps = []
+    for record in records:
+        data = record.model_dump(mode="json") if hasattr(record, "model_dump") else record
+        d = data.get("deception") or {}
+        if is_trap(d.get("verdict"), d.get("confidence"), None, threshold):
+            traps.append(f"{data['ip']}:{data['port']} {d['verdict']} {d['confidence']:.2f}")
+    if not traps:
+        return "\ntraps recognised: none"
+    return (f"\ntraps recognised, kept and listed but left out of notices (confidence >= {threshold:g}): "
+            + ", ".join(traps))
 
 
 def _show(value: Any) -> str:

@@ -18,7 +18,7 @@ from pacswatch.lab.acceptor import LAB_IMPLEMENTATION_UID
 from pacswatch.lab.data import DEFAULT_PATIENTS, DEFAULT_STUDIES
 from pacswatch.lab.pacs import BIG_ARCHIVE, GUESSABLE_AE_TITLE
 
-PACS, HOSTILE, FAST = "pacs", "hostile", "fast"
+PACS, HOSTILE, FAST, TRAP = "pacs", "hostile", "fast", "trap"
 
 _PYND = {"dicom.association.implementation_class_uid": PYNETDICOM_IMPLEMENTATION_UID}
 _ARCHIVE = {
@@ -34,7 +34,7 @@ _NOT_DICOM = {"severity": None, "dicom": None}
 @dataclass(frozen=True)
 class Spec:
     kind: str
-    family: str  # pacs (pynetdicom), hostile (raw asyncio), fast (the fast responder)
+    family: str  # pacs (pynetdicom), hostile (raw asyncio), fast (the fast responder), trap (lab/traps.py)
     host: int  # last-octet offset from the lab's base address: a kind keeps its address
     description: str
     expected: Mapping[str, Any]
@@ -72,14 +72,15 @@ SPECS: tuple[Spec, ...] = (
     Spec("tls-client-cert", PACS, 17, "the open archive inside TLS demanding a client certificate",
          {"transport": "tls", "status": "rejected", "severity": "low", "tls.client_cert_required": True}, tls=True),
     # Hostile peers: not DICOM, so no severity; the status says how the exchange failed.
+    # Deception (deception.py): a silent peer that holds the connection, or one that drips, is a tarpit.
     Spec("tarpit", HOSTILE, 18, "accepts TCP, never sends, never closes",
-         {"status": "io-timeout", **_NOT_DICOM}),
+         {"status": "io-timeout", **_NOT_DICOM, "deception.verdict": "tarpit"}),
     Spec("huge-length", HOSTILE, 19, "answers with an A-ASSOCIATE-AC header claiming 0xFFFFFFF0 bytes, then drips",
          {"status": "protocol-error", **_NOT_DICOM}),
     Spec("random-bytes", HOSTILE, 20, "answers with random bytes",
          {"status": "protocol-error", **_NOT_DICOM}),
     Spec("slow-drip", HOSTILE, 21, "a valid A-ASSOCIATE-AC, one byte per second (beats per-read timeouts)",
-         {"status": "io-timeout", **_NOT_DICOM}),
+         {"status": "io-timeout", **_NOT_DICOM, "deception.verdict": "tarpit"}),
     # Accepts Verification and FIND, then aborts the first request: an accepted association
     # from an unknown caller, nothing more (assess: medium); echo fails.
     Spec("abort-after-request", HOSTILE, 22, "accepts the association, answers the first request with A-ABORT",
@@ -105,6 +106,15 @@ SPECS: tuple[Spec, ...] = (
     Spec("big-archive", PACS, 27, f"open archive with {BIG_ARCHIVE[0]} patients, {BIG_ARCHIVE[1]} studies (find limit)",
          {"status": "success", "severity": "critical", "dicom.find.studies": {"at_least": 1},
           "dicom.find.patients": BIG_ARCHIVE[0], **_PYND}, default=False),
+    # Traps (lab/traps.py): a scanner reports what they expose and must see that they are traps.
+    # accept-all is judged so with the random port check on its block (Lab.random_port_options).
+    Spec("honeypot", TRAP, 28, "the qeeqbox honeypots DICOM server rebuilt: AE PACS, every context, stub handlers",
+         {"status": "success", "service": "dicom", "severity": "high", "dicom.association.accepted": True,
+          "dicom.accepts_any_called_ae": True, "dicom.echo": True, "dicom.find.allowed": False,
+          "dicom.find.refusal": "status 0xC311", "dicom.store_accepted": True, **_PYND,
+          "deception.verdict": "honeypot"}),
+    Spec("accept-all", TRAP, 29, "accepts TCP on its port and 64 others, closes without a byte",
+         {"status": "protocol-error", **_NOT_DICOM, "deception.verdict": "accepts-all"}),
 )
 BY_KIND = {spec.kind: spec for spec in SPECS}
 DEFAULT_KINDS = tuple(spec.kind for spec in SPECS if spec.default)

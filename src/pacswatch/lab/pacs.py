@@ -227,14 +227,17 @@ class PacsServer:
         self._server: LabAssociationServer | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> int:
-        ae = build_ae(self.kind)
-        handlers: list[evt.EventHandlerType] = [
+    def build(self) -> tuple[AE, list[evt.EventHandlerType]]:
+        """The application entity and its handlers (lab/traps.py serves a honeypot's instead)."""
+        return build_ae(self.kind), [
             (evt.EVT_C_FIND, find_handler(self.archive, self.pending_delay, self._stopping)),
             (evt.EVT_C_MOVE, _refuse_move),
             (evt.EVT_C_GET, _refuse_get),
             (evt.EVT_C_STORE, _refuse_store),
         ]
+
+    def start(self) -> int:
+        ae, handlers = self.build()
         server = ae.make_server((self.ip, self.port), ssl_context=self.ssl_context, evt_handlers=handlers,
                                 server_class=LabAssociationServer)
         self._ae, self._server = ae, cast(LabAssociationServer, server)  # made by server_class

@@ -18,8 +18,9 @@ from pacswatch.lab.certs import LabCertificates, make_certificates
 from pacswatch.lab.data import planted_strings
 from pacswatch.lab.fast import FastResponder, check_loopback
 from pacswatch.lab.hostile import HostilePeers
-from pacswatch.lab.manifest import FAST, HOSTILE, LabEndpoint, resolve_kinds
+from pacswatch.lab.manifest import FAST, HOSTILE, TRAP, LabEndpoint, resolve_kinds
 from pacswatch.lab.pacs import TLS_KINDS, PacsServer, QuietFilter
+from pacswatch.lab.traps import ACCEPT_ALL_PORTS, AcceptAll, HoneypotServer
 
 DEFAULT_BASE_IP = "127.42.0.0"
 DEFAULT_PORT = 11112
@@ -53,6 +54,7 @@ class Lab:
         self._pacs: list[PacsServer] = []
         self._hostile: HostilePeers | None = None
         self._fast: FastResponder | None = None
+        self._accept_all: AcceptAll | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -77,7 +79,9 @@ class Lab:
             self.certificates = certificates = make_certificates(tls_ips)
         ports: dict[str, int] = {}
         for spec, ip in self._planned:
-            if spec.family not in (HOSTILE, FAST):
+            if spec.family == TRAP:
+                ports[spec.kind] = self._start_trap(spec.kind, ip)
+            elif spec.family not in (HOSTILE, FAST):
                 ssl_context = None
                 if spec.kind in TLS_KINDS:
                     assert certificates is not None  # made above for every TLS endpoint
@@ -101,6 +105,22 @@ class Lab:
             for spec, ip in self._planned
         ]
 
+    def _start_trap(self, kind: str, ip: str) -> int:
+        if kind == "honeypot":
+            server = HoneypotServer(ip, self.port, quiet=self._quiet)
+            self._pacs.append(server)
+            return _bind(server.start, ip, self.port)
+        self._accept_all = AcceptAll(ip, self.port, ACCEPT_ALL_PORTS if self.port else None)
+        return _bind(self._accept_all.start, ip, self.port)
+
+    @property
+    def random_port_options(self) -> dict[str, Any]:
+        """ProbeOptions for the random port check that judges the accept-all host (its block of
+        ports); empty when the lab runs no accept-all host."""
+        if self._accept_all is None or self._accept_all.block is None:
+            return {}
+        return {"random_ports": 4, "random_port_range": self._accept_all.block}
+
     def stop(self) -> None:
         with self._lock:
             self._stop()
@@ -115,6 +135,9 @@ class Lab:
         if self._fast is not None:
             self._fast.stop()
             self._fast = None
+        if self._accept_all is not None:
+            self._accept_all.stop()
+            self._accept_all = None
         if self.certificates is not None:
             self.certificates.cleanup()
             self.certificates = None

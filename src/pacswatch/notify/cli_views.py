@@ -147,6 +147,11 @@ def print_notify(result, *, dry_run: bool) -> None:
         print(f"{plan.unattributed} exposed service(s) not attributed yet: run `pacswatch attribute`")
     for case_id, why in plan.suppressed:
         print(f"case {case_id}: no notice: {clean(why, limit=1000)}")
+    traps = getattr(plan, "traps", ())
+    if traps:  # kept and listed in `pacswatch findings`; `findings mark ID --real` brings one back
+        print(f"skipped {len(traps)} finding(s) judged traps (honeypot, tarpit, accepts-all, demo), not notified:")
+        for ip, port, verdict, _, why in traps:
+            print(f"  {clean(ip)}:{port} {clean(verdict)}: {clean(why, limit=1000)}")
     for case_id, why in getattr(plan, "bad_recipients", ()):
         print(f"case {case_id}: recipient skipped: {clean(why, limit=1000)}")
     for key, why in plan.cancelled:

@@ -54,6 +54,7 @@ from pydantic_core import ErrorDetails
 from pacswatch.attribution.attributor import AttributionConfig
 from pacswatch.attribution.dns import ResolverConfig
 from pacswatch.attribution.rdap import DEFAULT_BOOTSTRAP, RdapConfig
+from pacswatch.deception import DEFAULT_THRESHOLD
 from pacswatch.mailaddr import addr_spec, has_control
 from pacswatch.notify import outbox as O
 from pacswatch.notify.cases import Policy
@@ -145,6 +146,8 @@ class NotifySection(_Section):
     dry_run_dir: str = "pacswatch-outbox"
     templates: str | None = None
     list_protected: bool = True  # list services that refuse unknown callers, apart, in notices
+    # Findings whose deception verdict reaches this confidence are not notified (deception.py).
+    deception_threshold: Annotated[float, Field(ge=0, le=1)] = DEFAULT_THRESHOLD
 
 
 class SenderSection(_Section):
@@ -264,7 +267,8 @@ def from_dict(data: dict[str, Any], *, source: str = "the configuration") -> Con
     smtp = SmtpConfig(enabled=m.enabled, host=m.host, port=m.port, security=m.security, username=m.username,
                       password_env=m.password_env, timeout=m.timeout, helo=m.helo, envelope_from=m.envelope_from,
                       cafile=m.cafile)
-    return Config(attribution, Settings(policy, limits, backoff, sender), smtp, n.dry_run_dir, n.templates,
+    settings = Settings(policy, limits, backoff, sender, deception_threshold=n.deception_threshold)
+    return Config(attribution, settings, smtp, n.dry_run_dir, n.templates,
                   f.campaign.confirm_fixed_after)
 
 

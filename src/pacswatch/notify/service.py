@@ -22,13 +22,18 @@ from pacswatch.notify.outbox import OutboxMessage
 from pacswatch.notify.render import Renderer
 from pacswatch.notify.smtp import DryRunTransport, SmtpTransport, Transport
 from pacswatch.notify.store import NotifyStore
-from pacswatch.notify.workflow import Planned, load_exposures, open_cases, plan_pass
+from pacswatch.notify.workflow import Planned, load_exposures, open_cases, plan_pass, split_traps
 
 
-def findings_exposures(engine: Engine, *, statuses: Iterable[str] = ()) -> dict[tuple[str, int], Exposure]:
+def findings_exposures(engine: Engine, *, statuses: Iterable[str] = (),
+                       traps_at: float | None = None) -> dict[tuple[str, int], Exposure]:
+    """Findings as Exposures; with `traps_at` (a deception threshold), without the traps."""
     from pacswatch.store.repository import Repository
 
-    return load_exposures(engine, Repository(engine).findings(statuses=list(statuses)))
+    rows = Repository(engine).findings(statuses=list(statuses))
+    if traps_at is not None:
+        rows, _ = split_traps(rows, traps_at)
+    return load_exposures(engine, rows)
 
 
 def close_opted_out(engine: Engine, at: datetime) -> list[dict]:
@@ -78,8 +83,10 @@ async def attribute_async(engine: Engine, config: Config, *, may_contact: Callab
     at = clock()
     ordered = sorted(results.items())
     changed = store.save_attributions([decision for _, decision in ordered], at)
-    # Cases exist from attribution on, so `pacswatch cases` after a scan shows its owners.
-    open_cases(store, findings_exposures(engine), now=at, policy=config.settings.policy)
+    # Cases exist from attribution on, so `pacswatch cases` after a scan shows its owners; a trap
+    # (deception.py) opens none: no notice will name it.
+    open_cases(store, findings_exposures(engine, traps_at=config.settings.deception_threshold), now=at,
+               policy=config.settings.policy)
     return {ip: (decision[0], was) for (ip, decision), was in zip(ordered, changed)}
 
 
@@ -126,10 +133,15 @@ def notify(engine: Engine, config: Config, *, dry_run: bool, out_dir: str | None
     store = NotifyStore(engine)
     if not dry_run and transport is None:
         transport = SmtpTransport(config.smtp, envelope_from=config.settings.sender.from_addr)  # raises if disabled
+    from pacswatch.store.repository import Repository
+
     close_opted_out(engine, clock())
-    exposures = findings_exposures(engine)
+    # Traps (honeypots, tarpits, hosts that accept everything) are kept and listed, never notified.
+    rows, traps = split_traps(Repository(engine).findings(), config.settings.deception_threshold)
+    exposures = load_exposures(engine, rows)
     plan = plan_pass(store, exposures, now=clock(), settings=config.settings, renderer=Renderer(config.templates),
                      dry_run=dry_run)
+    plan.traps = traps
     if dry_run:
         writer = DryRunTransport(out_dir or config.dry_run_dir)
         listed = store.optouts()

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from pacswatch.deception import DEFAULT_THRESHOLD, effective, is_trap
 from pacswatch.findings.lifecycle import OPTED_OUT
 from pacswatch.mailaddr import AddressError
 from pacswatch.notify import cases as C
@@ -40,6 +41,8 @@ class Settings:
     backoff: O.Backoff = field(default_factory=O.Backoff)
     sender: Sender = field(default_factory=Sender)
     lease: timedelta = timedelta(minutes=15)
+    # Findings judged traps at or above this confidence (deception.py) are not notified.
+    deception_threshold: float = DEFAULT_THRESHOLD
 
 
 @dataclass
@@ -55,6 +58,26 @@ class Planned:
     suppressed: list[tuple[int, str]] = field(default_factory=list)  # (case, why): no notice (opted out, nothing to say)
     cancelled: list[tuple[str, str]] = field(default_factory=list)  # (message key, why): queued, then opted out
     bad_recipients: list[tuple[int, str]] = field(default_factory=list)  # (case, why): not one usable address
+    # Findings left out as traps (deception.py), each as (ip, port, verdict, confidence, why).
+    traps: list[tuple[str, int, str, float, str]] = field(default_factory=list)
+
+
+def split_traps(findings: Iterable[dict[str, Any]], threshold: float
+                ) -> tuple[list[dict[str, Any]], list[tuple[str, int, str, float, str]]]:
+    """Findings (Repository.findings() rows) to notify, and those left out as traps: a deception
+    verdict at or above `threshold`, or an analyst's 'honeypot' (an analyst's 'real' keeps one in)."""
+    kept, traps = [], []
+    for f in findings:
+        override = f.get("deception_override")
+        if is_trap(f.get("deception_verdict"), f.get("deception_confidence"), override, threshold):
+            verdict, confidence = effective(f.get("deception_verdict"), f.get("deception_confidence"), override)
+            why = (f"marked a honeypot by {f.get('override_by') or 'an analyst'}: {f.get('override_reason') or ''}"
+                   if override == "honeypot" else
+                   f"judged {verdict} with confidence {confidence:.2f} >= [notify] deception_threshold {threshold:g}")
+            traps.append((f["ip"], int(f["port"]), str(verdict), confidence, why))
+        else:
+            kept.append(f)
+    return kept, traps
 
 
 def load_exposures(engine, findings: Iterable[dict[str, Any]]) -> dict[tuple[str, int], Exposure]:
@@ -112,6 +135,7 @@ def sync_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], n
     for case in store.cases():
         if case.state != C.CLOSED:
             by_owner[case.owner_key] = case  # the latest per owner
+    members: list[tuple[str, int, int]] = []
     for (ip, port), e in sorted(exposures.items()):
         if not e.exposed or (optouts is not None and optouts.address_reason(ip) is not None):
             continue
@@ -124,7 +148,8 @@ def sync_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], n
             case = store.create_case(*C.open_case(a["owner_key"], a["owner_name"], now))
             by_owner[a["owner_key"]] = case
             plan.created.append(case.stored_id)
-        store.assign(ip, port, case.stored_id, now)
+        members.append((ip, port, case.stored_id))
+    store.assign_many(members, now)  # one transaction, not one per service
 
 
 def opted_out(keys: Iterable[tuple[str, int]], exposures: dict[tuple[str, int], Exposure],

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from pacswatch import __version__
+from pacswatch.deception import DEFAULT_THRESHOLD
 from pacswatch.findings.ingest import BatchPlan, finding_state, plan_batch
 from pacswatch.findings.lifecycle import ACTIVE, Key, opt_out
 from pacswatch.findings.schedule import RescanPolicy, due_after
@@ -115,6 +116,8 @@ _NEXT_IDS = {t.name: select(func.nextval(func.pg_get_serial_sequence(t.name, "id
 _COUNTS = (select(scans.c.counts, scans.c.done).where(scans.c.id == bindparam("scan_id"))
            .with_for_update(key_share=True))
 _FORGET_WORK = delete(scan_work).where(scan_work.c.scan_id == bindparam("scan_id"))
+_FORGET_INTERVAL = delete(scan_work).where(scan_work.c.scan_id == bindparam("b_scan_id"),
+                                           scan_work.c.first_index == bindparam("b_first"))
 _UPDATE_SCAN = update(scans).where(scans.c.id == bindparam("b_scan_id"))
 
 
@@ -135,6 +138,8 @@ class Repository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._bulk: dict[tuple[str, str], BulkStatement] = {}  # compiled for this engine's dialect
+        # Per scan, the done intervals this process last committed to scan_work (see _progress).
+        self._work_written: dict[int, frozenset[tuple[int, int]]] = {}
 
     @classmethod
     def open(cls, url: str | None = None, *, upgrade: bool = False) -> "Repository":
@@ -279,7 +284,9 @@ class Repository:
             self._bulk_write(conn, "insert", finding_events, memo, [
                 {**e, "finding_id": finding_ids[e["_key"]], "observation_id": obs_ids[e["_obs"]]}
                 for e in plan.events])
-            self._progress(conn, scan_id, plan, work, shard)
+            written = self._progress(conn, scan_id, plan, work, shard)
+        if written is not None:  # committed: the next batch writes only what changes from here
+            self._work_written[scan_id] = written
         return plan
 
     def _shard_work(self, conn: Connection, scan_id: int, shard: ShardSpan,
@@ -344,7 +351,15 @@ class Repository:
         return {(row["ip"], row["port"]): row for row in rows}
 
     def _progress(self, conn: Connection, scan_id: int, plan: BatchPlan, work: IntervalSet | None,
-                  shard: ShardSpan | None = None) -> None:
+                  shard: ShardSpan | None = None) -> frozenset[tuple[int, int]] | None:
+        """The scan's counts and, with `work`, its done intervals (returned, as now written).
+        Only the intervals that changed since this process's last commit are deleted and
+        inserted: in a scan taken in random order with thousands in flight the done set is
+        thousands of intervals, and writing them all for every batch was 7% of a scan's CPU
+        (bench/README.md, "Speed, measured"). The first batch rewrites them all (the table may
+        hold a resumed scan's, or another process's). With `shard` (a distributed worker's
+        batch), `work` is that shard's intervals alone: they are rewritten, and nothing is
+        returned (other workers write the scan's other intervals)."""
         counts, done = conn.execute(_COUNTS, {"scan_id": scan_id}).one()
         counts = dict(counts or {})
         for status, n in plan.counts.items():
@@ -354,15 +369,29 @@ class Repository:
             values["done"] = (done or 0) + sum(plan.counts.values())
             conn.execute(delete(scan_work).where(scan_work.c.scan_id == scan_id, scan_work.c.first_index >= shard.first,
                                                  scan_work.c.first_index <= shard.last))
-        elif work is not None:
-            values["done"] = len(work)
-            conn.execute(_FORGET_WORK, {"scan_id": scan_id})
-        if work is not None:
-            intervals = work.intervals()
-            if intervals:
+            if shard_intervals := work.intervals():
                 conn.execute(insert(scan_work), [{"scan_id": scan_id, "first_index": a, "last_index": b}
-                                                 for a, b in intervals])
+                                                 for a, b in shard_intervals])
+            conn.execute(_UPDATE_SCAN, {**values, "b_scan_id": scan_id})
+            return None
+        intervals = None
+        if work is not None:
+            values["done"] = len(work)
+            intervals = frozenset(work.intervals())
+            before = self._work_written.get(scan_id)
+            gone: frozenset[tuple[int, int]]
+            if before is None:
+                conn.execute(_FORGET_WORK, {"scan_id": scan_id})
+                gone, new = frozenset(), intervals
+            else:
+                gone, new = before - intervals, intervals - before
+            if gone:  # before the inserts: a grown interval keeps its first index (the key)
+                conn.execute(_FORGET_INTERVAL, [{"b_scan_id": scan_id, "b_first": a} for a, _ in gone])
+            if new:
+                conn.execute(insert(scan_work), [{"scan_id": scan_id, "first_index": a, "last_index": b}
+                                                 for a, b in sorted(new)])
         conn.execute(_UPDATE_SCAN, {**values, "b_scan_id": scan_id})
+        return intervals
 
     # ------------------------------------------------------------------ queries
 
@@ -459,20 +488,47 @@ class Repository:
         rows = self.observations(scan_id=scan_id)
         return {(r["ip"], r["port"]): r["severity"] for r in rows}
 
-    def stats(self, *, history: int = 20) -> dict[str, Any]:
+    def mark_finding(self, finding_id: int, override: str, reason: str, *, at: datetime | None = None) -> Row | None:
+        """An analyst's decision on a finding's deception verdict ('real' or 'honeypot'), with
+        the reason, who and when; it wins over the signals (deception.effective) and is kept in
+        the finding's history as an event. None when there is no such finding."""
+        if override not in ("real", "honeypot"):
+            raise ValueError(f"a finding is marked real or honeypot, not {override!r}")
+        at = at or now_utc()
+        with self._write() as conn:
+            row = conn.execute(select(findings).where(findings.c.id == finding_id)).mappings().first()
+            if row is None:
+                return None
+            conn.execute(update(findings).where(findings.c.id == finding_id).values(
+                deception_override=override, override_reason=reason, override_by=operator(), override_at=at))
+            conn.execute(insert(finding_events).values(finding_id=finding_id, at=at, kind=f"marked-{override}",
+                                                       old_severity=row["severity"], new_severity=row["severity"]))
+        with self._read() as conn:
+            return _row(conn.execute(select(findings).where(findings.c.id == finding_id)).mappings().one())
+
+    def stats(self, *, history: int = 20, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
         # An opted-out service is no longer the campaign's to count as exposed (its owner asked
         # to be left alone; it is not rescanned): it is counted apart, in findings_by_status.
-        opted_out = (select(findings.c.id).where(findings.c.ip == services.c.ip, findings.c.port == services.c.port,
-                                                 findings.c.status == "opted-out").exists())
-        exposed = services.c.severity.is_not(None) & ~opted_out
+        # So is a trap (deception.py: a verdict at the threshold, or an analyst's 'honeypot'):
+        # counted in traps_by_verdict, not as an exposure.
+        override = func.coalesce(findings.c.deception_override, "")  # never NULL: ~trap must be true or false
+        trap = (override == "honeypot") | ((override == "") & findings.c.deception_verdict.is_not(None)
+                                           & (func.coalesce(findings.c.deception_confidence, 0.0) >= threshold))
+        left_out = (select(findings.c.id).where(findings.c.ip == services.c.ip, findings.c.port == services.c.port,
+                                                (findings.c.status == "opted-out") | trap).exists())
+        exposed = services.c.severity.is_not(None) & ~left_out
         active = findings.c.status.in_(("open", "reopened"))
         with self._read() as conn:
             def pairs(query) -> dict:
                 return {str(k): int(v) for k, v in conn.execute(query).all()}
 
             out: dict[str, Any] = {
-                "findings_by_severity": pairs(select(findings.c.severity, func.count()).where(active)
+                "findings_by_severity": pairs(select(findings.c.severity, func.count()).where(active & ~trap)
                                               .group_by(findings.c.severity)),
+                "traps_by_verdict": pairs(select(func.coalesce(findings.c.deception_override,
+                                                               findings.c.deception_verdict), func.count())
+                                          .where(active & trap).group_by(func.coalesce(
+                                              findings.c.deception_override, findings.c.deception_verdict))),
                 "findings_by_status": pairs(select(findings.c.status, func.count()).group_by(findings.c.status)),
                 "exposed_by_product": {("unknown" if k == "None" else k): v for k, v in pairs(
                     select(services.c.product, func.count()).where(exposed).group_by(services.c.product)).items()},

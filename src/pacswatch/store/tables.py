@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -157,6 +158,14 @@ findings = Table(
     Column("reopen_count", Integer, nullable=False, default=0),
     Column("reasons", JSON, nullable=False),
     Column("last_observation_id", BigInteger),
+    # The latest look's deception verdict (deception.py) and an analyst's override of it
+    # ('real' | 'honeypot', `findings mark`), which wins; migration 0007.
+    Column("deception_verdict", String(16)),
+    Column("deception_confidence", Float),
+    Column("deception_override", String(16)),
+    Column("override_reason", Text),
+    Column("override_by", String(200)),
+    Column("override_at", Moment),
     UniqueConstraint("ip", "port"),
     Index(None, "status", "severity"),
 )

@@ -12,6 +12,19 @@ from pacswatch.probes.options import MAX_AE_GUESSES, Option, ProbeDeclaration, P
 if TYPE_CHECKING:
     from pacswatch.probes.base import Probe, ProbeOptions
 
+
+def port_range(text: str) -> tuple[int, int]:
+    """LO-HI, two TCP ports, LO <= HI; ValueError saying what is wrong."""
+    lo, sep, hi = text.partition("-")
+    try:
+        first, last = int(lo), int(hi)
+    except ValueError:
+        raise ValueError(f"a port range is LO-HI, got {text!r}") from None
+    if not sep or not 1 <= first <= last <= 65535:
+        raise ValueError(f"a port range is LO-HI with 1 <= LO <= HI <= 65535, got {text!r}")
+    return first, last
+
+
 OPTIONS = (
     Option("no-find", "do not send C-FIND (permission check and counts)"),
     Option("find-limit", "stop counting at N results with C-CANCEL and report 'at least N' (default %(default)s)",
@@ -22,6 +35,13 @@ OPTIONS = (
     Option("calling-ae", "our calling AE title (default %(default)s)", Identity.calling_ae, str, "AE title",
            ae_title),
     Option("tls-ports", "ports where TLS is tried first (default %(default)s)", "2762", str, metavar="LIST"),
+    # The opt-in deception check (probes/portcheck.py), run after the DICOM probe on an address
+    # that accepted TCP. Off unless given (a stored scan made before it existed resumes with it off).
+    Option("check-random-ports", "deception check: try N random high ports on each address that accepts TCP; "
+                                 "a host that accepts them all is 'accepts-all' (default 0: off)",
+           0, int, "port count", metavar="N"),
+    Option("random-port-range", "where --check-random-ports picks its ports (default %(default)s)",
+           "49152-65535", str, "port range", port_range, metavar="LO-HI"),
 )
 
 
@@ -36,7 +56,9 @@ def configure(settings: ProbeSettings, options: ProbeOptions) -> ProbeOptions:
         guesses = ()
     return replace(options, identity=replace(options.identity, calling_ae=ae_title(settings["calling_ae"])),
                    find=not settings["no_find"], find_limit=settings["find_limit"], ae_guess=guesses,
-                   tls_ports=frozenset(parse_ports(settings["tls_ports"])))
+                   tls_ports=frozenset(parse_ports(settings["tls_ports"])),
+                   random_ports=settings["check_random_ports"],
+                   random_port_range=port_range(settings["random_port_range"]))
 
 
 def load() -> type[Probe]:

@@ -20,7 +20,7 @@ from pacswatch.probes.base import ProbeOptions
 from pacswatch.probes.detect import speaks_http
 from pacswatch.probes.dicom.request import FindQueries
 from pacswatch.probes.dicom.session import FindOutcome, PeerClosed, Session, Steps, detached
-from pacswatch.record import AssociationFacts, DicomFacts, Find, Record
+from pacswatch.record import AssociationFacts, Behaviour, DicomFacts, Find, Record
 from pacswatch.status import Status
 from pacswatch.text import clean_optional
 
@@ -29,6 +29,8 @@ CALLED_NEVER_VALID = "called-ae-not-recognized"
 NEXT_TLS = "tls"  # a TLS alert or a silent close: DICOM inside TLS
 NEXT_WEB = "web"  # an HTTP response: the web probe
 NEXT_WEB_CHECK = "web-check"  # nothing said (a timeout, or a silent close TLS did not explain): one GET
+NEXT_WEB_ANSWERED = "web-answered"  # nothing said, and the GET during the wait was answered in HTTP
+WEB = frozenset({NEXT_WEB, NEXT_WEB_CHECK, NEXT_WEB_ANSWERED})
 NOTHING: frozenset[str] = frozenset()
 
 
@@ -47,6 +49,8 @@ class AssociationAttempt:
         self.detail: str | None = None
         self.by_syntax: dict[str, int] = {}
         self.heard = b""  # the peer's first bytes, when the association failed
+        self.answers_http: bool | None = None  # the GET during a silent wait (None: not made)
+        self.echoed = False  # those bytes were our own A-ASSOCIATE-RQ's (an echo service)
 
 
 # ------------------------------------------------------------ on one association
@@ -114,6 +118,7 @@ def find(session: Session, by_syntax: dict[str, int], attempt: AssociationAttemp
         # close): pending responses carry matches, so the query is allowed, and what came is
         # a count of its level, at least. The association is gone (aborted by one side).
         found.allowed = True
+        found.random_matches = check.pending
         if study_ctx is not None:
             found.studies = check.pending
         else:
@@ -132,6 +137,7 @@ def find(session: Session, by_syntax: dict[str, int], attempt: AssociationAttemp
         found.refusal = f"status 0x{check.final_status:04X}"
         return True
     found.allowed = True
+    found.random_matches = check.pending  # a UID no archive holds: any match is a canned answer
     if study_ctx is not None:
         counted = yield from session.find(study_ctx, c_find_rq(5, uids.STUDY_ROOT_FIND), queries.all_studies,
                                           timeout, limit, grace)
@@ -182,6 +188,7 @@ def record_failure(record: Record, attempt: AssociationAttempt, tls: bool) -> fr
     answered in HTTP), NEXT_WEB_CHECK (it said nothing)."""
     failure = attempt.failure
     assert failure is not None  # called only for an attempt that failed
+    record.behaviour = behaviour(attempt)
     if isinstance(failure, PeerAborted):
         record.service = "dicom"  # an A-ABORT PDU is DICOM speaking
         source, reason = abort_names(failure.source, failure.reason)
@@ -208,15 +215,30 @@ def record_failure(record: Record, attempt: AssociationAttempt, tls: bool) -> fr
             return NOTHING
         if record.tls is None or not record.tls.handshake:
             return frozenset({NEXT_TLS})  # no TLS here: plain DICOM on a TLS port is a finding of its own
-        if failure.status is Status.IO_TIMEOUT and not attempt.heard:
-            return frozenset({NEXT_WEB_CHECK})  # HTTPS waiting for the end of a request head
+        if silent_timeout(attempt):
+            return _after_silence(attempt)  # HTTPS waiting for the end of a request head
         return NOTHING
     if isinstance(failure, PeerClosed) and failure.silent:
         # A TLS listener, or a web server dropping what is not HTTP: TLS first, then a GET.
         return frozenset({NEXT_TLS, NEXT_WEB_CHECK})
-    if failure.status is Status.IO_TIMEOUT and not attempt.heard:
-        return frozenset({NEXT_WEB_CHECK})  # a web server waits for the end of a request head
+    if silent_timeout(attempt):
+        return _after_silence(attempt)  # a web server waits for the end of a request head
     return NOTHING
+
+
+def behaviour(attempt: AssociationAttempt) -> Behaviour | None:
+    """How a failed attempt's peer behaved, for the deception signals (deception.py): silent
+    (held open to our deadline, or closed), dripping, or echoing our request back."""
+    failure = attempt.failure
+    if isinstance(failure, PeerClosed) and failure.silent:
+        return Behaviour(silent=True, held_open=False)
+    if isinstance(failure, NetError) and failure.status is Status.IO_TIMEOUT:
+        if not attempt.heard:
+            return Behaviour(silent=True, held_open=True)
+        return Behaviour(dripped=True)
+    if attempt.echoed:
+        return Behaviour(echoed=True)
+    return None
 
 
 def accepted_facts(attempt: AssociationAttempt, facts: DicomFacts, control_uid: str) -> None:
@@ -239,3 +261,17 @@ def accepted_facts(attempt: AssociationAttempt, facts: DicomFacts, control_uid: 
     facts.echo = attempt.echo
     facts.find = attempt.find
     facts.released = attempt.released
+
+
+def silent_timeout(attempt: AssociationAttempt) -> bool:
+    """The association timed out without a byte from the peer."""
+    failure = attempt.failure
+    return isinstance(failure, NetError) and failure.status is Status.IO_TIMEOUT and not attempt.heard
+
+
+def _after_silence(attempt: AssociationAttempt) -> frozenset[str]:
+    """After a silent timeout: the web probe if the GET made during the wait was answered, nothing
+    if it was not, one GET now if none was made (the endpoint's deadline came first)."""
+    if attempt.answers_http is None:
+        return frozenset({NEXT_WEB_CHECK})
+    return frozenset({NEXT_WEB_ANSWERED}) if attempt.answers_http else NOTHING

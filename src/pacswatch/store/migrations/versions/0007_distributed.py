@@ -6,7 +6,7 @@ No version wrote two observations of one plan index in a scan; should a database
 newest row of each is kept.
 
 Revision ID: 0007_distributed
-Revises: 0004_settings (the merger re-chains it after 0005/0006)
+Revises: 0007_deception (main's; the merger re-chains it after 0005/0006)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_distributed"
-down_revision = "0004_settings"
+down_revision = "0007_deception"
 branch_labels = None
 depends_on = None
 
