@@ -1,0 +1,72 @@
+"""The dashboard (`pacswatch serve`): users, their sessions and API tokens, people's triage of
+findings (false positive, suppressed until a date), and the indexes the dashboard's pages need
+to stay fast on a large database (bench/web.py).
+
+Revision ID: 0005_dashboard
+Revises: 0004_settings
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005_dashboard"
+down_revision = "0004_settings"
+branch_labels = None
+depends_on = None
+
+_MOMENT = sa.DateTime(timezone=True)
+_BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table("users",
+                    sa.Column("id", sa.Integer(), nullable=False),
+                    sa.Column("name", sa.String(length=64), nullable=False),
+                    sa.Column("role", sa.String(length=16), nullable=False),
+                    sa.Column("password_hash", sa.String(length=200), nullable=False),
+                    sa.Column("created_at", _MOMENT, nullable=False),
+                    sa.Column("password_changed_at", _MOMENT, nullable=False),
+                    sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+                    sa.UniqueConstraint("name", name=op.f("uq_users_name")))
+    op.create_table("web_sessions",
+                    sa.Column("token_hash", sa.String(length=64), nullable=False),
+                    sa.Column("user_id", sa.Integer(), nullable=False),
+                    sa.Column("created_at", _MOMENT, nullable=False),
+                    sa.Column("expires_at", _MOMENT, nullable=False),
+                    sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_web_sessions_user_id_users"),
+                                            ondelete="CASCADE"),
+                    sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_web_sessions")))
+    op.create_index(op.f("ix_web_sessions_user_id"), "web_sessions", ["user_id"])
+    op.create_table("api_tokens",
+                    sa.Column("id", sa.Integer(), nullable=False),
+                    sa.Column("token_hash", sa.String(length=64), nullable=False),
+                    sa.Column("user_id", sa.Integer(), nullable=False),
+                    sa.Column("label", sa.String(length=100), nullable=True),
+                    sa.Column("created_at", _MOMENT, nullable=False),
+                    sa.Column("last_used_at", _MOMENT, nullable=True),
+                    sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_api_tokens_user_id_users"),
+                                            ondelete="CASCADE"),
+                    sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
+                    sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")))
+    op.create_index(op.f("ix_api_tokens_user_id"), "api_tokens", ["user_id"])
+    op.create_table("finding_triage",
+                    sa.Column("id", _BIG_ID, nullable=False),
+                    sa.Column("finding_id", sa.Integer(), nullable=False),
+                    sa.Column("at", _MOMENT, nullable=False),
+                    sa.Column("user_name", sa.String(length=64), nullable=False),
+                    sa.Column("action", sa.String(length=24), nullable=False),
+                    sa.Column("until", _MOMENT, nullable=True),
+                    sa.Column("reason", sa.Text(), nullable=True),
+                    sa.ForeignKeyConstraint(["finding_id"], ["findings.id"],
+                                            name=op.f("fk_finding_triage_finding_id_findings"), ondelete="CASCADE"),
+                    sa.PrimaryKeyConstraint("id", name=op.f("pk_finding_triage")))
+    op.create_index(op.f("ix_finding_triage_finding_id_at"), "finding_triage", ["finding_id", "at"])
+
+
+def downgrade() -> None:
+    op.drop_table("finding_triage")
+    op.drop_table("api_tokens")
+    op.drop_table("web_sessions")
+    op.drop_table("users")

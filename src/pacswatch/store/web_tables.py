@@ -1,0 +1,64 @@
+"""The dashboard's tables (SQLAlchemy Core), on the store's metadata; created by the migration
+`0005_dashboard`.
+
+Accounts of the people who use `pacswatch serve`, their sessions and API tokens (only hashes of
+the secrets are kept), and what a person decided about a finding (false positive, suppressed
+until a date) with who did it. Nothing here comes from a scanned server.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+
+from pacswatch.store.tables import BigId, Moment, metadata
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("role", String(16), nullable=False),  # admin | analyst | viewer
+    Column("password_hash", String(200), nullable=False),  # argon2id, with its parameters
+    Column("created_at", Moment, nullable=False),
+    Column("password_changed_at", Moment, nullable=False),
+    UniqueConstraint("name"),
+)
+
+# A session cookie carries a random token; the table keeps its SHA-256, so a copy of the
+# database does not hand out live sessions.
+web_sessions = Table(
+    "web_sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Moment, nullable=False),
+    Column("expires_at", Moment, nullable=False),
+    Index(None, "user_id"),
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("label", String(100)),
+    Column("created_at", Moment, nullable=False),
+    Column("last_used_at", Moment),
+    UniqueConstraint("token_hash"),
+    Index(None, "user_id"),
+)
+
+# A person's verdict on a finding: false-positive (with the reason) or suppressed until a date.
+# The latest row of a finding is its current triage; older rows are its history. The lifecycle
+# (open, fixed, reopened) is the scans' and stays in findings; this is what people say about it.
+finding_triage = Table(
+    "finding_triage", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("finding_id", Integer, ForeignKey("findings.id", ondelete="CASCADE"), nullable=False),
+    Column("at", Moment, nullable=False),
+    Column("user_name", String(64), nullable=False),
+    Column("action", String(24), nullable=False),  # false-positive | suppressed | cleared | rescan | note
+    Column("until", Moment),
+    Column("reason", Text),
+    Index(None, "finding_id", "at"),
+)
+
+WEB_TABLES = (users, web_sessions, api_tokens, finding_triage)
