@@ -405,18 +405,17 @@ def _entries(args: argparse.Namespace, repo, out: Console) -> int:
 
     optout = args.command == "optout"
     if args.action == "add":
-        cidr = normalize_network(args.cidr)
-        if optout:
-            requested = _moment(args.requested) if args.requested else None
-            entry = repo.add_optout(cidr, args.contact, requested_at=requested, note=args.note)
-        else:
-            entry = repo.add_scope(cidr, args.note)
-        print(f"{args.command} entry {entry}: {cidr}")
         if optout:  # its findings close now (history kept); notify checks the list again before sending
-            from pacswatch.notify.service import close_opted_out
+            from pacswatch.campaign.optouts import add_optout
 
-            closed = close_opted_out(repo.engine, datetime.now(timezone.utc))
-            print(f"{len(closed)} finding(s) closed as opted-out; no notice will name them or go to {args.contact}")
+            requested = _moment(args.requested) if args.requested else None
+            added = add_optout(repo, args.cidr, args.contact, requested_at=requested, note=args.note)
+            print(f"{args.command} entry {added.entry}: {added.cidr}")
+            print(f"{len(added.closed)} finding(s) closed as opted-out; no notice will name them or go to "
+                  f"{args.contact}")
+            return 0
+        cidr = normalize_network(args.cidr)
+        print(f"{args.command} entry {repo.add_scope(cidr, args.note)}: {cidr}")
         return 0
     if args.action == "remove":
         removed = repo.remove_optout(args.entry) if optout else repo.remove_scope(args.entry)

@@ -449,12 +449,12 @@ class Repository:
     # ------------------------------------------------------------------ opt-out and scope
 
     def add_optout(self, cidr: str, contact: str, *, requested_at: datetime | None = None,
-                   note: str | None = None) -> int:
+                   note: str | None = None, added_by: str | None = None) -> int:
         at = now_utc()
         with self._write() as conn:
             return conn.execute(insert(optouts).returning(optouts.c.id), {
                 "cidr": cidr, "contact": contact, "requested_at": requested_at or at, "added_at": at,
-                "added_by": operator(), "note": note}).scalar_one()
+                "added_by": added_by or operator(), "note": note}).scalar_one()
 
     def optouts(self) -> list[Row]:
         return self._all(select(optouts).order_by(optouts.c.id))
