@@ -17,7 +17,8 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 VERIFY, OPTOUT = "verify", "optout"
 _SIGNATURE_BYTES = 16  # 128 bits: a forgery is a guess in 2**128
@@ -69,3 +70,32 @@ def read(secret: bytes, purpose: str, token: str, now: datetime) -> Token:
     if now >= expires_at:
         raise TokenError(f"this link expired on {expires_at:%Y-%m-%d %H:%M} UTC")
     return Token(subject, expires_at)
+
+
+@dataclass(frozen=True)
+class VerifyLinks:
+    """How a notice's verify link is made: the dashboard's public address, the file of its
+    secret, and how long a link works (notify config [web]; the dashboard checks the links with
+    the same secret). The file is read when a link is made, so a configuration naming one that
+    `pacswatch serve` has not made yet still loads; `notify` then fails with the reason."""
+
+    base_url: str  # "https://pacswatch.example.org", no trailing slash needed
+    secret_file: Path
+    valid_for: timedelta = timedelta(days=60)
+
+    def secret(self) -> bytes:
+        try:
+            secret = self.secret_file.expanduser().read_bytes()
+        except OSError as exc:
+            raise ValueError(f"[web] secret_file: cannot read {self.secret_file} ({exc.strerror or exc}); "
+                             "pacswatch serve --secret-file makes it") from None
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"[web] secret_file {self.secret_file}: the secret key must be at least "
+                             f"{MIN_SECRET_BYTES} bytes")
+        return secret
+
+    def url(self, case_id: int, now: datetime) -> str:
+        """The link for `case_id` made at `now` (a retried notice is built at the same `now`, so
+        its bytes are the same)."""
+        token = make(self.secret(), VERIFY, case_id, now + self.valid_for)
+        return f"{self.base_url.rstrip('/')}/verify/{token}"

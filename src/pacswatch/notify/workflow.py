@@ -26,6 +26,7 @@ from pacswatch.notify.exposure import Exposure, from_finding
 from pacswatch.notify.optout import OptOuts
 from pacswatch.notify.render import Renderer, Sender, build_email
 from pacswatch.notify.store import NotifyStore
+from pacswatch.notify.tokens import VerifyLinks
 
 EXPOSED = ("open", "reopened")
 # CRLF line ends (the bytes go to the relay as they are); headers unfolded up to RFC 5322's 998,
@@ -40,6 +41,7 @@ class Settings:
     backoff: O.Backoff = field(default_factory=O.Backoff)
     sender: Sender = field(default_factory=Sender)
     lease: timedelta = timedelta(minutes=15)
+    verify: VerifyLinks | None = None  # a verify link per case in each notice ([web] in the config)
 
 
 @dataclass
@@ -95,8 +97,9 @@ def build_message(case: C.Case, kind: str, exposures: list[Exposure], recipient:
                   renderer: Renderer, now: datetime) -> O.OutboxMessage:
     seq = case.followups + 1 if kind == C.FOLLOWUP else 1
     key = O.message_key(case.stored_id, case.round, kind, seq, recipient)
+    verify_url = settings.verify.url(case.stored_id, now) if settings.verify is not None else None
     rendered = renderer.render(kind, case, exposures, sender=settings.sender, owner_name=case.owner_name,
-                               followup_number=seq)
+                               followup_number=seq, verify_url=verify_url)
     email = build_email(rendered, sender=settings.sender, recipient=recipient, key=key, at=now, case_id=case.id)
     raw = email.as_bytes(policy=SMTP_POLICY)
     return O.OutboxMessage(key, case.stored_id, kind, seq, case.round, recipient, rendered.subject, raw, now, now)
