@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from pacswatch import __version__
-from pacswatch import cli_notify
+from pacswatch import cli_notify, cli_web
 from pacswatch.cli_campaign import (
     add_commands,
     add_database_option,
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the JSON Schema of the record")
     add_commands(sub)
     cli_notify.add_commands(sub)
+    cli_web.register(sub)
     return parser
 
 
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             from pacswatch.store.engine import create_database_directory
 
             create_database_directory(args.database)
+        if (handler := getattr(args, "handler", None)) is not None:  # commands that name their handler
+            return handler(args)
         if (code := dispatch(args, err)) is not None:
             return code
         if (code := cli_notify.dispatch(args)) is not None:
