@@ -138,7 +138,7 @@ def opted_out(keys: Iterable[tuple[str, int]], exposures: dict[tuple[str, int], 
             or (k in exposures and exposures[k].status == OPTED_OUT)]
 
 
-def _without_optouts(attribution: dict[str, Any], optouts: OptOuts) -> dict[str, Any]:
+def without_optouts(attribution: dict[str, Any], optouts: OptOuts) -> dict[str, Any]:
     """An attribution whose opted-out contact or escalation address is taken out of the routes."""
     return {**attribution, **{k: None for k in ("contact", "escalation")
                               if optouts.recipient_reason(attribution.get(k)) is not None}}
@@ -165,7 +165,7 @@ def review_case(store: NotifyStore, case: C.Case, exposures: dict[tuple[str, int
         return CaseReview(C.Review(closed, (t,)), [], None)
     members = [exposures[k] for k in keys if k in exposures and k not in excluded]
     member_attributions = [attributions[ip] for ip in {e.ip for e in members} if ip in attributions]
-    contact, escalation = routes([_without_optouts(a, optouts) for a in member_attributions])
+    contact, escalation = routes([without_optouts(a, optouts) for a in member_attributions])
     review = C.review(case, [service_view(e) for e in members], now, policy, can_escalate=escalation is not None)
     if review.send is None:
         return CaseReview(review, members, None)
