@@ -34,6 +34,7 @@ TABLES = (
     web_tables.web_sessions,
     web_tables.api_tokens,
     web_tables.finding_triage,
+    web_tables.scan_exposure,
     web_public_tables.optout_requests,
     web_public_tables.verify_checks,
 )

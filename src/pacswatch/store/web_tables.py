@@ -2,13 +2,14 @@
 `0005_dashboard`.
 
 Accounts of the people who use `pacswatch serve`, their sessions and API tokens (only hashes of
-the secrets are kept), and what a person decided about a finding (false positive, suppressed
-until a date) with who did it. Nothing here comes from a scanned server.
+the secrets are kept), what a person decided about a finding (false positive, suppressed
+until a date) with who did it, and a summary per finished scan for the overview's chart.
+Nothing here comes from a scanned server but counts.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
 
 from pacswatch.store.tables import BigId, Moment, metadata
 
@@ -61,4 +62,16 @@ finding_triage = Table(
     Index(None, "finding_id", "at"),
 )
 
-WEB_TABLES = (users, web_sessions, api_tokens, finding_triage)
+# What a finished full scan exposed (services with a severity, their studies and patients): the
+# overview's chart over time. A finished scan never changes, so it is summed once, the first time
+# the overview needs it, rather than over a million observations on every page view.
+scan_exposure = Table(
+    "scan_exposure", metadata,
+    Column("scan_id", Integer, ForeignKey("scans.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("services", Integer, nullable=False),
+    Column("studies", BigInteger, nullable=False),
+    Column("patients", BigInteger, nullable=False),
+    Column("computed_at", Moment, nullable=False),
+)
+
+WEB_TABLES = (users, web_sessions, api_tokens, finding_triage, scan_exposure)

@@ -63,9 +63,19 @@ def upgrade() -> None:
                                             name=op.f("fk_finding_triage_finding_id_findings"), ondelete="CASCADE"),
                     sa.PrimaryKeyConstraint("id", name=op.f("pk_finding_triage")))
     op.create_index(op.f("ix_finding_triage_finding_id_at"), "finding_triage", ["finding_id", "at"])
+    op.create_table("scan_exposure",
+                    sa.Column("scan_id", sa.Integer(), autoincrement=False, nullable=False),
+                    sa.Column("services", sa.Integer(), nullable=False),
+                    sa.Column("studies", sa.BigInteger(), nullable=False),
+                    sa.Column("patients", sa.BigInteger(), nullable=False),
+                    sa.Column("computed_at", _MOMENT, nullable=False),
+                    sa.ForeignKeyConstraint(["scan_id"], ["scans.id"], name=op.f("fk_scan_exposure_scan_id_scans"),
+                                            ondelete="CASCADE"),
+                    sa.PrimaryKeyConstraint("scan_id", name=op.f("pk_scan_exposure")))
 
 
 def downgrade() -> None:
+    op.drop_table("scan_exposure")
     op.drop_table("finding_triage")
     op.drop_table("api_tokens")
     op.drop_table("web_sessions")

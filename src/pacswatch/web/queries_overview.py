@@ -1,0 +1,186 @@
+"""The overview's numbers, each one aggregate query sized for a large database (bench/web.py:
+100,000 findings, 1,000,000 observations): counts now, open findings week by week, what each
+recent full scan exposed, fixes per week and the median time to fix, and the top products, ports,
+networks and owners of what is exposed now.
+
+"Exposed" is what `pacswatch stats` calls it: an active finding (open or reopened). Counts of
+studies and patients are sums of counts; nothing else of a data set exists in the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select
+from sqlalchemy.engine import Connection
+
+from pacswatch.findings.lifecycle import ACTIVE, FIX, NEW, OPT_OUT, REOPEN
+from pacswatch.store.notify_tables import attributions
+from pacswatch.store.tables import finding_events, findings, observations, scans, services
+from pacswatch.store.web_tables import scan_exposure
+from pacswatch.web.sqlbits import days_between, network_prefix, week_start
+
+SEVERITIES = ("critical", "high", "medium", "low")
+TREND_WEEKS = 26
+FIX_WEEKS = 12
+SCANS_CHARTED = 30
+TOP = 10
+
+
+@dataclass
+class Overview:
+    by_status_severity: dict[tuple[str, str], int] = field(default_factory=dict)
+    exposed: dict[str, int] = field(default_factory=dict)  # services, studies, patients
+    weekly_open: list[tuple[str, int]] = field(default_factory=list)  # (Monday, active at the week's end)
+    per_scan: list[dict[str, Any]] = field(default_factory=list)
+    fixes_per_week: list[tuple[str, int]] = field(default_factory=list)
+    median_days_to_fix: float | None = None
+    fixes_counted: int = 0
+    top_products: list[tuple[str, int]] = field(default_factory=list)
+    top_ports: list[tuple[int, int]] = field(default_factory=list)
+    top_networks: list[tuple[str, int]] = field(default_factory=list)
+    top_owners: list[tuple[str, int]] = field(default_factory=list)
+    to_keep: list[dict[str, Any]] = field(default_factory=list)  # new scan_exposure rows (keep_summaries)
+
+    def status_total(self, status: str) -> int:
+        return sum(n for (s, _), n in self.by_status_severity.items() if s == status)
+
+    def active_by_severity(self, severity: str) -> int:
+        return sum(n for (s, sev), n in self.by_status_severity.items() if sev == severity and s in ACTIVE)
+
+
+def monday(moment: datetime) -> date:
+    day = moment.date()
+    return day - timedelta(days=day.weekday())
+
+
+def weeks_back(now: datetime, count: int) -> list[str]:
+    """The Mondays of the last `count` weeks, oldest first, as 'YYYY-MM-DD'."""
+    this = monday(now)
+    return [(this - timedelta(weeks=n)).isoformat() for n in range(count - 1, -1, -1)]
+
+
+def weekly_active(active_now: int, net_by_week: dict[str, int], weeks: list[str]) -> list[tuple[str, int]]:
+    """Active findings at the end of each week, walking back from today's count: a week's end
+    count less that week's net change (new + reopened - fixed - opted-out) is the week before's."""
+    out: list[tuple[str, int]] = []
+    count = active_now
+    for week in reversed(weeks):
+        out.append((week, count))
+        count -= net_by_week.get(week, 0)
+    return list(reversed(out))
+
+
+def load(conn: Connection, now: datetime) -> Overview:
+    dialect = conn.dialect.name
+    view = Overview()
+    active = findings.c.status.in_(ACTIVE)
+    for status, severity, count in conn.execute(
+            select(findings.c.status, findings.c.severity, func.count())
+            .group_by(findings.c.status, findings.c.severity)):
+        view.by_status_severity[(status, severity)] = count
+
+    count, studies, patients = conn.execute(
+        select(func.count(), func.coalesce(func.sum(services.c.studies), 0),
+               func.coalesce(func.sum(services.c.patients), 0))
+        .select_from(findings).join(services, and_(services.c.ip == findings.c.ip, services.c.port == findings.c.port))
+        .where(active)).one()
+    view.exposed = {"services": int(count), "studies": int(studies), "patients": int(patients)}
+
+    weeks = weeks_back(now, TREND_WEEKS)
+    week = week_start(finding_events.c.at, dialect)
+    signs = {NEW: 1, REOPEN: 1, FIX: -1, OPT_OUT: -1}
+    net: dict[str, int] = {}
+    for key, kind, n in conn.execute(
+            select(week, finding_events.c.kind, func.count())
+            .where(finding_events.c.at >= datetime.combine(date.fromisoformat(weeks[0]), datetime.min.time(),
+                                                           tzinfo=now.tzinfo),
+                   finding_events.c.kind.in_(tuple(signs)))
+            .group_by(week, finding_events.c.kind)):
+        net[str(key)] = net.get(str(key), 0) + signs[kind] * n
+    view.weekly_open = weekly_active(sum(view.active_by_severity(s) for s in SEVERITIES), net, weeks)
+
+    view.per_scan, view.to_keep = _per_scan(conn, now)
+
+    fix_weeks = weeks_back(now, FIX_WEEKS)
+    since = datetime.combine(date.fromisoformat(fix_weeks[0]), datetime.min.time(), tzinfo=now.tzinfo)
+    fixed = and_(findings.c.status == "fixed", findings.c.fixed_at >= since)
+    fweek = week_start(findings.c.fixed_at, dialect)
+    per_week = {str(k): n for k, n in conn.execute(select(fweek, func.count()).where(fixed).group_by(fweek))}
+    view.fixes_per_week = [(w, per_week.get(w, 0)) for w in fix_weeks]
+    view.fixes_counted = sum(per_week.values())
+    if view.fixes_counted:
+        days = days_between(findings.c.first_seen, findings.c.fixed_at, dialect)
+        view.median_days_to_fix = float(conn.execute(
+            select(days).where(fixed).order_by(days).limit(1).offset(view.fixes_counted // 2)).scalar_one())
+
+    exposed_join = (select().select_from(findings)
+                    .join(services, and_(services.c.ip == findings.c.ip, services.c.port == findings.c.port)))
+    view.top_products = [(p or "unknown", n) for p, n in conn.execute(
+        exposed_join.add_columns(services.c.product, func.count().label("n")).where(active)
+        .group_by(services.c.product).order_by(func.count().desc()).limit(TOP))]
+    view.top_ports = [(p, n) for p, n in conn.execute(
+        select(findings.c.port, func.count()).where(active).group_by(findings.c.port)
+        .order_by(func.count().desc()).limit(TOP))]
+    prefix = network_prefix(findings.c.ip, dialect)
+    view.top_networks = [(_network_label(p), n) for p, n in conn.execute(
+        select(prefix, func.count()).where(active).group_by(prefix).order_by(func.count().desc()).limit(TOP))]
+    view.top_owners = [(o, n) for o, n in conn.execute(
+        select(attributions.c.owner_name, func.count()).select_from(findings)
+        .join(attributions, attributions.c.ip == findings.c.ip).where(active)
+        .group_by(attributions.c.owner_name).order_by(func.count().desc()).limit(TOP))]
+    return view
+
+
+def _network_label(prefix: str) -> str:
+    """'192.0.2.' -> '192.0.2.0/24'; an IPv6 prefix is shown with '…' for its last group."""
+    if prefix.count(".") == 3:
+        return prefix + "0/24"
+    return prefix + "…"
+
+
+def _per_scan(conn: Connection, now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What each of the last SCANS_CHARTED full scans (kind 'scan', not the rescans of what was
+    due) exposed: services with a severity, their studies and patients. A finished scan's sums
+    are to be kept in scan_exposure (the second list; keep_summaries writes them, so the page
+    reads in a read transaction); a running one is summed each time."""
+    recent = conn.execute(select(scans.c.id, scans.c.created_at, scans.c.status).where(scans.c.kind == "scan")
+                          .order_by(scans.c.id.desc()).limit(SCANS_CHARTED)).all()
+    ids = [r.id for r in recent]
+    kept = {r.scan_id: r for r in conn.execute(select(scan_exposure).where(scan_exposure.c.scan_id.in_(ids)))}
+    out, to_keep = [], []
+    for row in reversed(recent):
+        summary = kept.get(row.id)
+        if summary is None:
+            services_n, studies, patients = _sum_scan(conn, row.id)
+            if row.status == "finished":
+                to_keep.append({"scan_id": row.id, "services": services_n, "studies": studies,
+                                "patients": patients, "computed_at": now})
+        else:
+            services_n, studies, patients = summary.services, summary.studies, summary.patients
+        out.append({"scan": row.id, "at": row.created_at, "services": services_n, "studies": studies,
+                    "patients": patients})
+    return out, to_keep
+
+
+def keep_summaries(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Store the finished scans' sums that load() computed (another request may have won)."""
+    have = set(conn.execute(select(scan_exposure.c.scan_id)
+                            .where(scan_exposure.c.scan_id.in_([r["scan_id"] for r in rows]))).scalars())
+    new = [r for r in rows if r["scan_id"] not in have]
+    if new:
+        conn.execute(insert(scan_exposure), new)
+
+
+def _sum_scan(conn: Connection, scan_id: int) -> tuple[int, int, int]:
+    # One row per endpoint (a resumed scan may have looked twice), then sums, as `stats` does.
+    per_endpoint = (select(observations.c.ip, observations.c.port,
+                           func.max(observations.c.studies).label("studies"),
+                           func.max(observations.c.patients).label("patients"))
+                    .where(observations.c.scan_id == scan_id, observations.c.severity.is_not(None))
+                    .group_by(observations.c.ip, observations.c.port).subquery())
+    count, studies, patients = conn.execute(select(func.count(), func.coalesce(func.sum(per_endpoint.c.studies), 0),
+                                                   func.coalesce(func.sum(per_endpoint.c.patients), 0))).one()
+    return int(count), int(studies), int(patients)

@@ -1,0 +1,30 @@
+"""The few SQL expressions that SQLite and PostgreSQL spell differently (dates and addresses),
+for the dashboard's aggregate queries."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, literal_column
+from sqlalchemy.sql.elements import ColumnElement
+
+
+def week_start(column, dialect: str) -> ColumnElement:
+    """The Monday (UTC) of the week of a moment, as 'YYYY-MM-DD' text."""
+    if dialect == "postgresql":
+        return func.to_char(func.date_trunc("week", func.timezone("UTC", column)), "YYYY-MM-DD")
+    # SQLite keeps moments as UTC text: 'weekday 0' moves to the Sunday on or after, -6 days to its Monday.
+    return func.date(column, "weekday 0", "-6 days")
+
+
+def days_between(start, end, dialect: str) -> ColumnElement:
+    """end - start in days (a float)."""
+    if dialect == "postgresql":
+        return func.extract("epoch", end - start) / literal_column("86400.0")
+    return func.julianday(end) - func.julianday(start)
+
+
+def network_prefix(ip, dialect: str) -> ColumnElement:
+    """The text of an address up to its last group: '192.0.2.' for 192.0.2.17 (its /24), and
+    for IPv6 the address without its last group of hex digits."""
+    if dialect == "postgresql":
+        return func.regexp_replace(ip, "[0-9a-fA-F]+$", "")
+    return func.rtrim(ip, "0123456789abcdefABCDEF")

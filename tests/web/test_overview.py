@@ -1,0 +1,70 @@
+"""The overview: counts now, the weekly trend, per-scan exposure, fixes and the tops, from the
+fixture's three scans (conftest.py): six endpoints, one of which (.11) closed after the first."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+
+from conftest import T0
+
+from pacswatch.web.queries_overview import weekly_active, weeks_back
+
+
+def test_weekly_active_walks_back_from_today():
+    weeks = ["2026-11-02", "2026-11-09", "2026-11-16"]
+    assert weekly_active(10, {"2026-11-16": 3, "2026-11-09": -1}, weeks) == \
+        [("2026-11-02", 8), ("2026-11-09", 7), ("2026-11-16", 10)]
+
+
+def test_weeks_back_are_mondays():
+    weeks = weeks_back(datetime(2026, 12, 6, 18, tzinfo=timezone.utc), 3)  # a Sunday
+    assert weeks == ["2026-11-16", "2026-11-23", "2026-11-30"]
+
+
+def test_overview_numbers(client, login):
+    login(client, "vic")
+    page = client.get("/")
+    assert page.status_code == 200
+    html = page.text
+    data = json.loads(re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', html).group(1))
+    # Three full scans, the later two without .11 (refused): 6, then 5 services with a severity.
+    assert data["scans"]["services"] == [6, 5, 5]
+    # Studies: 12 each for .10 and the hostile .40, 0 for .11; patients 5 + 5.
+    assert data["scans"]["studies"] == [24, 24, 24] and data["scans"]["patients"] == [10, 10, 10]
+    # .11 was missed twice (a week apart): fixed at the third scan, 14 days after it was first seen.
+    assert sum(data["fixes"]["fixed"]) == 1
+    assert 'id="median-fix">14.0 days' in html
+    assert data["weekly"]["open"][-1] == 5
+    assert "No country map: no GeoIP database is configured" in html
+    assert ">OHIF Viewer</a>" in html and ">104</a>" in html and "127.65.1.0/24" in html
+
+
+def test_finished_scans_are_summed_once(client, login, app):
+    from sqlalchemy import func, select
+
+    from pacswatch.store.web_tables import scan_exposure
+
+    login(client, "vic")
+    client.get("/")
+    with app.state.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(scan_exposure)).scalar_one() == 3
+    client.get("/")  # kept: not inserted twice
+    with app.state.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(scan_exposure)).scalar_one() == 3
+
+
+def test_overview_at_a_later_clock(web_settings):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+    from conftest import do_login
+
+    from pacswatch.web.app import create_app
+
+    app = create_app(replace(web_settings, clock=lambda: T0.replace(month=12, day=20)))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        do_login(client, "vic")
+        assert client.get("/").status_code == 200
+    app.state.engine.dispose()
