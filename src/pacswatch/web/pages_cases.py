@@ -54,15 +54,18 @@ def contacts_of(attributions: list[dict[str, Any]]) -> list[ContactView]:
     of the facts it was decided from (pure)."""
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     for a in sorted(attributions, key=lambda a: (-a["confidence"], a["ip"])):
-        sources = sorted({str(f.get("source")) for f in a.get("facts") or [] if f.get("kind") != "error"})
+        # Why this contact (the decision's first reason: "local contacts table: ...", "security.txt
+        # of ... names ...") and the sources of the facts it was decided from.
+        reasons = [str(r) for r in (a.get("reasons") or [])[:1]]
+        sources = reasons + sorted({str(f.get("source")) for f in a.get("facts") or [] if f.get("kind") != "error"})
         for route, address, how in (("contact", a.get("contact"), a.get("contact_role") or "contact"),
                                     ("escalation", a.get("escalation"), "escalation")):
             if not address:
                 continue
-            item = seen.setdefault((route, address), {"how": how, "sources": set(), "addresses": []})
-            item["sources"].update(sources)
+            item = seen.setdefault((route, address), {"how": how, "sources": [], "addresses": []})
+            item["sources"] += [s for s in sources if s not in item["sources"]]
             item["addresses"].append(a["ip"])
-    return [ContactView(address, route, v["how"], tuple(sorted(v["sources"])), tuple(v["addresses"]))
+    return [ContactView(address, route, v["how"], tuple(v["sources"]), tuple(v["addresses"]))
             for (route, address), v in seen.items()]
 
 
