@@ -24,11 +24,11 @@ def _database(p: argparse.ArgumentParser) -> None:
                    "$PACSWATCH_DATABASE_URL, else pacswatch.db in the user's data directory)")
 
 
-def _port(text: str) -> int:
-    port = int(positive("port")(text))
-    if port > 65535:
+def port(text: str) -> int:  # argparse names a bad value by this function's name: "invalid port"
+    number = int(positive("port")(text))
+    if number > 65535:
         raise argparse.ArgumentTypeError(f"invalid port: {text!r} is above 65535")
-    return port
+    return number
 
 
 def register(sub) -> None:
@@ -38,7 +38,7 @@ def register(sub) -> None:
                                        "--tls-key, or --insecure-public. Log in as a user of `pacswatch users add`.")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind: an IP address, not a name "
                        "(default 127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    serve.add_argument("--port", type=port, default=8000, help="TCP port (default 8000)")
     _database(serve)
     serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     serve.add_argument("--tls-key", type=Path, metavar="FILE", help="... and this private key (PEM)")
@@ -55,17 +55,18 @@ def register(sub) -> None:
     users = sub.add_parser("users", help="accounts of the dashboard: add, list, remove, passwd, token")
     actions = users.add_subparsers(dest="users_command", required=True)
     add = actions.add_parser("add", help="add a user (password from a prompt or --password-file)")
-    add.add_argument("name")
-    add.add_argument("--role", choices=ROLES, required=True)
+    add.add_argument("name", help="the user name (letters, digits, . _ - @)")
+    add.add_argument("--role", choices=ROLES, required=True, help="admin: everything; analyst: triage, cases, "
+                     "scans; viewer: reads only")
     add.add_argument("--password-file", type=Path, metavar="FILE", help="read the password from FILE's first line")
     passwd = actions.add_parser("passwd", help="set a user's password (their sessions end)")
-    passwd.add_argument("name")
+    passwd.add_argument("name", help="the user whose password changes")
     passwd.add_argument("--password-file", type=Path, metavar="FILE", help="read the password from FILE's first line")
     remove = actions.add_parser("remove", help="remove a user (their sessions and API tokens go too)")
-    remove.add_argument("name")
+    remove.add_argument("name", help="the user to remove")
     actions.add_parser("list", help="list the users and their roles")
     token = actions.add_parser("token", help="make an API token for a user (printed once)")
-    token.add_argument("name")
+    token.add_argument("name", help="the user the token acts as (with their role)")
     token.add_argument("--label", help="what the token is for")
     for p in (add, passwd, remove, actions.choices["list"], token):
         _database(p)

@@ -21,6 +21,7 @@ from pacswatch import __version__
 from pacswatch.store.engine import open_database
 from pacswatch.web.auth import LoginLimiter, LoginRequired, browser_cookie_middleware, login_redirect_target
 from pacswatch.web.settings import WebSettings
+from pacswatch.web.sqlbits import register_sqlite_functions
 
 STATIC = Path(__file__).with_name("static")
 
@@ -47,6 +48,8 @@ def _router(name: str):
 
 def create_app(settings: WebSettings) -> FastAPI:
     engine = open_database(settings.database_url)
+    engine.dispose()  # connections made from now on get the dashboard's SQL functions
+    register_sqlite_functions(engine)
     # The API's schema is at /api/v1/openapi.json and its page at /api/docs (api.py): the page
     # FastAPI builds by default loads Swagger UI from a CDN, which a dashboard must not need.
     app = FastAPI(title="pacswatch", version=__version__, docs_url=None, redoc_url=None,

@@ -3,7 +3,10 @@ for the dashboard's aggregate queries."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, literal_column
+import ipaddress
+
+from sqlalchemy import event, func, literal_column
+from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 
@@ -28,3 +31,22 @@ def network_prefix(ip, dialect: str) -> ColumnElement:
     if dialect == "postgresql":
         return func.regexp_replace(ip, "[0-9a-fA-F]+$", "")
     return func.rtrim(ip, "0123456789abcdefABCDEF")
+
+
+def in_network(ip: object, cidr: object) -> int:
+    """1 when the address `ip` is in the network `cidr`, else 0 (SQLite's pacswatch_in_network)."""
+    try:
+        return int(ipaddress.ip_address(str(ip)) in ipaddress.ip_network(str(cidr), strict=False))
+    except ValueError:
+        return 0
+
+
+def register_sqlite_functions(engine: Engine) -> None:
+    """Give every SQLite connection of `engine` pacswatch_in_network(ip, cidr); PostgreSQL
+    compares addresses as inet instead."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.create_function("pacswatch_in_network", 2, in_network, deterministic=True)

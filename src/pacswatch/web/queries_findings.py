@@ -1,0 +1,344 @@
+"""The findings list: filters, sort, keyset pagination, and the rows a page or a download shows.
+
+    f = FindingFilter.from_query(request.query_params)   # unknown or bad values are errors
+    page = find_page(conn, f, limit=50)                  # page.rows, page.next_cursor, page.total
+
+Keyset pagination: a cursor is the last row's sort value and id, so page N costs what page 1
+costs (no OFFSET over a hundred thousand rows). Every filter is a bound parameter; a network is
+turned into address ranges on the text column (IPv4), or compared as inet on PostgreSQL (IPv6).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import and_, case, cast, func, or_, select, true
+from sqlalchemy.dialects.postgresql import INET
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from pacswatch.findings.lifecycle import ACTIVE, STATUSES
+from pacswatch.store.notify_tables import attributions, case_services
+from pacswatch.store.tables import findings, services
+from pacswatch.store.web_tables import finding_triage
+
+SEVERITIES = ("critical", "high", "medium", "low")
+SORTS = ("severity", "last_seen", "first_seen", "address", "port", "product")
+PAGE_SIZE = 50
+MAX_PAGE = 200
+MAX_NETWORK_RANGES = 128  # the most any prefix needs (a /17: 128 ranges of /24; a /25: 128 addresses)
+MAX_TEXT = 100
+
+
+class FilterError(ValueError):
+    """A filter value that cannot be used, said in a sentence."""
+
+
+@dataclass(frozen=True)
+class FindingFilter:
+    severities: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()  # "active" stands for open + reopened
+    product: str | None = None  # substring, any case
+    port: int | None = None
+    owner: str | None = None  # substring of the attributed owner's name, any case
+    network: str | None = None  # a CIDR
+    first_seen_from: date | None = None
+    first_seen_to: date | None = None
+    last_seen_from: date | None = None
+    last_seen_to: date | None = None
+    q: str | None = None  # text: an address prefix, or part of the owner's name
+    sort: str = "severity"
+    descending: bool = False
+    cursor: str | None = None
+    limit: int = PAGE_SIZE
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str] | Any) -> "FindingFilter":
+        """From a query string (a Starlette QueryParams or a plain mapping of lists)."""
+        def many(name: str) -> list[str]:
+            values = params.getlist(name) if hasattr(params, "getlist") else params.get(name, [])
+            return [v for value in values for v in str(value).split(",") if v.strip()]
+
+        def one(name: str) -> str | None:
+            values = many(name)
+            text = values[-1].strip() if values else None
+            if text is not None and len(text) > MAX_TEXT:
+                raise FilterError(f"{name} is longer than {MAX_TEXT} characters")
+            return text or None
+
+        severities = tuple(dict.fromkeys(many("severity")))
+        if bad := [s for s in severities if s not in SEVERITIES]:
+            raise FilterError(f"unknown severity {bad[0]!r}: {', '.join(SEVERITIES)}")
+        statuses = tuple(dict.fromkeys(many("status")))
+        if bad := [s for s in statuses if s not in (*STATUSES, "active")]:
+            raise FilterError(f"unknown status {bad[0]!r}: active, {', '.join(STATUSES)}")
+        sort = one("sort") or "severity"
+        descending = sort.startswith("-")
+        sort = sort.lstrip("-")
+        if sort not in SORTS:
+            raise FilterError(f"cannot sort by {sort!r}: {', '.join(SORTS)} (- first for descending)")
+        port = _int(one("port"), "port", 0, 65535)
+        limit = _int(one("limit"), "limit", 1, MAX_PAGE) or PAGE_SIZE
+        network = one("network")
+        if network is not None:
+            network_ranges(network)  # refuses a bad one now, with its reason
+        return cls(severities=severities, statuses=statuses, product=one("product"), port=port, owner=one("owner"),
+                   network=network, first_seen_from=_day(one("first_seen_from"), "first_seen_from"),
+                   first_seen_to=_day(one("first_seen_to"), "first_seen_to"),
+                   last_seen_from=_day(one("last_seen_from"), "last_seen_from"),
+                   last_seen_to=_day(one("last_seen_to"), "last_seen_to"), q=one("q"), sort=sort,
+                   descending=descending, cursor=one("cursor"), limit=limit)
+
+    def query_items(self, *, cursor: str | None = None, **changes: Any) -> list[tuple[str, str]]:
+        """This filter as query-string pairs (for links: the next page, a download, a sort)."""
+        f = replace(self, cursor=cursor, **changes)
+        items: list[tuple[str, str]] = [("severity", s) for s in f.severities] + [("status", s) for s in f.statuses]
+        for name in ("product", "port", "owner", "network", "first_seen_from", "first_seen_to", "last_seen_from",
+                     "last_seen_to", "q", "cursor"):
+            value = getattr(f, name)
+            if value is not None:
+                items.append((name, value.isoformat() if isinstance(value, date) else str(value)))
+        if f.sort != "severity" or f.descending:
+            items.append(("sort", ("-" if f.descending else "") + f.sort))
+        if f.limit != PAGE_SIZE:
+            items.append(("limit", str(f.limit)))
+        return items
+
+
+def _int(text: str | None, name: str, low: int, high: int) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise FilterError(f"{name} must be a whole number, not {text!r}") from None
+    if not low <= value <= high:
+        raise FilterError(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _day(text: str | None, name: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise FilterError(f"{name} must be a date (YYYY-MM-DD), not {text!r}") from None
+
+
+def _start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+
+
+def network_ranges(cidr: str) -> list[tuple[str, str]] | None:
+    """An IPv4 network as text ranges [low, high) of the address column: one per octet-aligned
+    prefix it covers ('10.1.' to '10.1/' holds every 10.1.x.y, since '/' follows '.'). None for
+    an IPv6 network (compared as inet on PostgreSQL). FilterError for what is not a network."""
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        raise FilterError(f"{cidr!r} is not a network (e.g. 192.0.2.0/24)") from None
+    if net.version == 6:
+        return None
+    octets = -(-net.prefixlen // 8)  # the prefix rounded up to whole octets
+    if octets == 0:
+        return [("", "\U0010ffff")]
+    if octets == 4:  # /25 to /32: each address, exactly
+        return [(str(a), str(a) + "\0") for a in (net if net.prefixlen < 32 else [net.network_address])]
+    step = 1 << (32 - octets * 8)
+    count = 1 << (octets * 8 - net.prefixlen)
+    if count > MAX_NETWORK_RANGES:
+        raise FilterError(f"{cidr} is too finely cut to search: use a prefix length that is a multiple of 8 or "
+                          "close to one")
+    first = int(net.network_address)
+    out = []
+    for n in range(count):
+        parts = str(ipaddress.IPv4Address(first + n * step)).split(".")[:octets]
+        prefix = ".".join(parts) + "."
+        out.append((prefix, prefix[:-1] + "/"))
+    return out
+
+
+# The owner of an address: the latest attribution (attribution/), if any.
+_OWNER = attributions.c.owner_name
+_SEVERITY_RANK = case({s: n for n, s in enumerate(SEVERITIES)}, value=findings.c.severity, else_=len(SEVERITIES))
+_SORT_COLUMNS: dict[str, ColumnElement] = {
+    "severity": _SEVERITY_RANK,
+    "last_seen": findings.c.last_seen,
+    "first_seen": findings.c.first_seen,
+    "address": findings.c.ip,
+    "port": findings.c.port,
+    "product": func.coalesce(services.c.product, ""),
+}
+
+
+def conditions(f: FindingFilter, dialect: str) -> list[ColumnElement]:
+    out: list[ColumnElement] = []
+    if f.severities:
+        out.append(findings.c.severity.in_(f.severities))
+    if f.statuses:
+        wanted = {s for status in f.statuses for s in (ACTIVE if status == "active" else (status,))}
+        out.append(findings.c.status.in_(sorted(wanted)))
+    if f.product:
+        out.append(func.lower(services.c.product).contains(f.product.lower(), autoescape=True))
+    if f.port is not None:
+        out.append(findings.c.port == f.port)
+    if f.owner:
+        out.append(func.lower(_OWNER).contains(f.owner.lower(), autoescape=True))
+    if f.network:
+        ranges = network_ranges(f.network)
+        if ranges is not None:
+            out.append(or_(*(and_(findings.c.ip >= low, findings.c.ip < high) for low, high in ranges)))
+        elif dialect == "postgresql":
+            out.append(and_(findings.c.ip.contains(":"), cast(findings.c.ip, INET).op("<<=")(cast(f.network, INET))))
+        else:
+            out.append(_ipv6_in_sqlite(f.network))
+    if f.first_seen_from:
+        out.append(findings.c.first_seen >= _start(f.first_seen_from))
+    if f.first_seen_to:
+        out.append(findings.c.first_seen < _start(f.first_seen_to + timedelta(days=1)))
+    if f.last_seen_from:
+        out.append(findings.c.last_seen >= _start(f.last_seen_from))
+    if f.last_seen_to:
+        out.append(findings.c.last_seen < _start(f.last_seen_to + timedelta(days=1)))
+    if f.q:
+        out.append(or_(findings.c.ip.startswith(f.q, autoescape=True),
+                       func.lower(_OWNER).contains(f.q.lower(), autoescape=True)))
+    return out
+
+
+def _ipv6_in_sqlite(cidr: str) -> ColumnElement:
+    # SQLite has no address type, and IPv6 text shares no prefix in general ('::' compresses):
+    # sqlbits.register_sqlite_functions gives it pacswatch_in_network(ip, cidr) for this.
+    return func.pacswatch_in_network(findings.c.ip, str(ipaddress.ip_network(cidr, strict=False))) == 1
+
+
+def _base(columns: list) -> Any:
+    return (select(*columns).select_from(findings)
+            .join(services, and_(services.c.ip == findings.c.ip, services.c.port == findings.c.port), isouter=True)
+            .join(attributions, attributions.c.ip == findings.c.ip, isouter=True))
+
+
+ROW_COLUMNS = [findings.c.id, findings.c.ip, findings.c.port, findings.c.severity, findings.c.status,
+               findings.c.first_seen, findings.c.last_seen, findings.c.fixed_at, findings.c.reopen_count,
+               services.c.service, services.c.transport, services.c.product, services.c.product_version,
+               services.c.studies, services.c.patients, _OWNER.label("owner")]
+
+
+@dataclass
+class FindingsPage:
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+    total: int
+
+
+def encode_cursor(value: Any, row_id: int) -> str:
+    if isinstance(value, datetime):
+        value = {"t": value.isoformat()}
+    raw = json.dumps([value, row_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Any, int]:
+    try:
+        value, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(value, dict):
+            value = datetime.fromisoformat(value["t"])
+        if not isinstance(row_id, int) or not isinstance(value, (int, str, datetime)):
+            raise ValueError
+        return value, row_id
+    except (ValueError, TypeError, KeyError):
+        raise FilterError("the page link is damaged: start from the first page") from None
+
+
+def _after(f: FindingFilter, key: ColumnElement) -> ColumnElement:
+    if not f.cursor:
+        return true()
+    value, row_id = decode_cursor(f.cursor)
+    if f.descending:
+        return or_(key < value, and_(key == value, findings.c.id < row_id))
+    return or_(key > value, and_(key == value, findings.c.id > row_id))
+
+
+def _ordered(f: FindingFilter, query: Any, key: ColumnElement) -> Any:
+    if f.descending:
+        return query.order_by(key.desc(), findings.c.id.desc())
+    return query.order_by(key, findings.c.id)
+
+
+def _sort_value(f: FindingFilter, row: Mapping[str, Any]) -> Any:
+    if f.sort == "severity":
+        sev = row["severity"]
+        return SEVERITIES.index(sev) if sev in SEVERITIES else len(SEVERITIES)
+    if f.sort == "address":
+        return row["ip"]
+    if f.sort == "product":
+        return row["product"] or ""
+    return row[f.sort]
+
+
+def find_page(conn: Connection, f: FindingFilter, *, with_total: bool = True) -> FindingsPage:
+    dialect = conn.dialect.name
+    where = conditions(f, dialect)
+    key = _SORT_COLUMNS[f.sort]
+    query = _ordered(f, _base(ROW_COLUMNS).where(*where, _after(f, key)), key).limit(f.limit + 1)
+    rows = [dict(r) for r in conn.execute(query).mappings()]
+    more = len(rows) > f.limit
+    rows = rows[:f.limit]
+    _add_case_and_triage(conn, rows)
+    next_cursor = encode_cursor(_sort_value(f, rows[-1]), rows[-1]["id"]) if more and rows else None
+    total = conn.execute(_base([func.count()]).where(*where)).scalar_one() if with_total else -1
+    return FindingsPage(rows, next_cursor, total)
+
+
+def iterate(conn: Connection, f: FindingFilter, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every finding the filter selects, in its order, a batch at a time (downloads)."""
+    f = replace(f, cursor=None, limit=batch)
+    while True:
+        page = find_page(conn, f, with_total=False)
+        yield from page.rows
+        if page.next_cursor is None:
+            return
+        f = replace(f, cursor=page.next_cursor)
+
+
+def _add_case_and_triage(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """The case each row's service is in, and a person's latest verdict on it (one query each
+    for the page's rows, not a join over the whole table)."""
+    if not rows:
+        return
+    ips = sorted({r["ip"] for r in rows})
+    cases = {(c.ip, c.port): c.case_id for c in conn.execute(
+        select(case_services.c.ip, case_services.c.port, case_services.c.case_id)
+        .where(case_services.c.ip.in_(ips)))}
+    ids = [r["id"] for r in rows]
+    latest: dict[int, Any] = {}
+    for t in conn.execute(select(finding_triage).where(finding_triage.c.finding_id.in_(ids))
+                          .order_by(finding_triage.c.at, finding_triage.c.id)):
+        if t.action in ("false-positive", "suppressed", "cleared"):
+            latest[t.finding_id] = t
+    for row in rows:
+        row["case_id"] = cases.get((row["ip"], row["port"]))
+        verdict = latest.get(row["id"])
+        row["triage"] = triage_label(verdict)
+
+
+def triage_label(verdict: Any, now: datetime | None = None) -> str | None:
+    """'false positive', 'suppressed until YYYY-MM-DD', or None (none, cleared, or expired)."""
+    if verdict is None or verdict.action == "cleared":
+        return None
+    if verdict.action == "false-positive":
+        return "false positive"
+    until = verdict.until
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=timezone.utc)
+    if until is not None and until <= (now or datetime.now(timezone.utc)):
+        return None
+    return f"suppressed until {until:%Y-%m-%d}" if until else "suppressed"
