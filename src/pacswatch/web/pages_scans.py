@@ -39,7 +39,9 @@ def scan_rows(repo: Repository, now: datetime) -> list[dict[str, Any]]:
 
 def _page_context(request: Request) -> dict[str, Any]:
     rows = scan_rows(Repository(request.app.state.engine), settings_of(request).clock())
-    return {"scans": rows, "live": any(r["shown"] == "running" for r in rows)}
+    # Every 2 s while a scan runs; every 15 s otherwise, so that a scan started elsewhere (or a
+    # resume whose process has not claimed its scan yet) shows up without a reload.
+    return {"scans": rows, "poll": "2s" if any(r["shown"] == "running" for r in rows) else "15s"}
 
 
 @router.get("/scans")
