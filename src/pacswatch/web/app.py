@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from pacswatch import __version__
 from pacswatch.store.engine import open_database
+from pacswatch.web.api import docs_router
 from pacswatch.web.auth import LoginLimiter, LoginRequired, browser_cookie_middleware, login_redirect_target
 from pacswatch.web.settings import WebSettings
 from pacswatch.web.sqlbits import register_sqlite_functions
@@ -64,8 +65,9 @@ def create_app(settings: WebSettings) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for name in ROUTER_MODULES:
-        app.include_router(_router(name))
+    for name in ROUTER_MODULES:  # the API's schema documents the API, not the pages
+        app.include_router(_router(name), include_in_schema=name == "api")
+    app.include_router(docs_router)
     app.router.on_shutdown.append(engine.dispose)
     return app
 
@@ -83,13 +85,13 @@ async def _security_headers(request: Request, call_next) -> Response:
 
 async def _to_login(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LoginRequired)
-    if request.url.path.startswith("/api/"):
+    if request.url.path.startswith("/api/v1/"):
         return JSONResponse({"detail": "log in first"}, status_code=401)
     return RedirectResponse(login_redirect_target(exc.next_path), status_code=303)
 
 
 def _wants_html(request: Request) -> bool:
-    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "text/html")
+    return not request.url.path.startswith("/api/v1/") and "text/html" in request.headers.get("accept", "text/html")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

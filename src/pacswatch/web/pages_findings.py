@@ -9,7 +9,6 @@ it first; nothing is probed from the web server. Every action is an event with t
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Iterator
 from datetime import date, datetime, time, timezone
@@ -22,7 +21,7 @@ from pacswatch.notify.csvexport import csv_text
 from pacswatch.web.auth import Analyst, CurrentUser, check_csrf, settings_of
 from pacswatch.web.db import reading, writing
 from pacswatch.web.events import record_event
-from pacswatch.web.queries_endpoint import finding_endpoint, load, rescan_now
+from pacswatch.web.queries_endpoint import finding_endpoint, load, parse_endpoint, rescan_now
 from pacswatch.web.queries_findings import SEVERITIES, SORTS, FilterError, FindingFilter, find_page, iterate
 from pacswatch.web.templating import render
 
@@ -118,21 +117,6 @@ def findings_json(request: Request, user: CurrentUser):
 
 
 # --- one endpoint ------------------------------------------------------------------------------
-
-
-def parse_endpoint(text: str) -> tuple[str, int]:
-    """'192.0.2.1:104' or '[2001:db8::1]:104' -> (address, port); 404 for anything else."""
-    host, sep, port_text = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        address = ipaddress.ip_address(host)
-        port = int(port_text)
-    except ValueError:
-        raise HTTPException(status_code=404, detail="no such endpoint: give ADDRESS:PORT") from None
-    if not sep or not 0 <= port <= 65535:
-        raise HTTPException(status_code=404, detail="no such endpoint: give ADDRESS:PORT")
-    return str(address), port
 
 
 def endpoint_path(ip: str, port: int) -> str:

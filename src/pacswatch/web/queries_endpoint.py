@@ -3,10 +3,12 @@ prints), owner, case, and a timeline of what the scans saw and what people did."
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from fastapi import HTTPException
 from pydantic import ValidationError
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
@@ -128,3 +130,18 @@ def rescan_now(conn: Connection, ip: str, port: int, now: datetime) -> bool:
     result = conn.execute(update(services).where(and_(services.c.ip == ip, services.c.port == port))
                           .values(next_due=now))
     return bool(result.rowcount)
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """'192.0.2.1:104' or '[2001:db8::1]:104' -> (address, port); 404 for anything else."""
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        address = ipaddress.ip_address(host)
+        port = int(port_text)
+    except ValueError:
+        raise HTTPException(status_code=404, detail="no such endpoint: give ADDRESS:PORT") from None
+    if not sep or not 0 <= port <= 65535:
+        raise HTTPException(status_code=404, detail="no such endpoint: give ADDRESS:PORT")
+    return str(address), port
