@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", "-o", metavar="FILE", help="also write the records as JSON Lines")
     demo.add_argument("--database", metavar="URL",
                       help="store the demo scan here (default: a throw-away database, removed at the end)")
+    demo.add_argument("--serve", action="store_true", help="then serve the dashboard on the scanned database "
+                      "(owner, cases, a demo user with a random password) on 127.0.0.1 until Ctrl-C")
+    demo.add_argument("--port", type=cli_web.port, default=8000, help="the dashboard's port with --serve "
+                      "(default 8000)")
 
     sub.add_parser("schema", help="print the JSON Schema of the record")
     add_commands(sub)
@@ -154,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from pacswatch.cli_lab import run_demo_command
 
-            return run_demo_command(args.base_ip, args.output, scan=scan_from_argv, database=args.database)
+            serve = (lambda db, network: cli_web.serve_demo(db, network, port=args.port)) if args.serve else None
+            return run_demo_command(args.base_ip, args.output, scan=scan_from_argv, database=args.database,
+                                    serve=serve)
     except (TargetError, PortError, ValueError, OSError) as exc:
         err.print(error_line(f"pacswatch {args.command}:", exc), highlight=False, soft_wrap=True)
         return EXIT_USAGE

@@ -72,7 +72,7 @@ def _start_demo_web_lab(base_ip: str):
 def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, *,
                      scan: Callable[[list[str]], object], timeout: float = 2.0,
                      names: Iterable[str] | None = None, out: TextIO | None = None,
-                     database: str | None = None) -> int:
+                     database: str | None = None, serve: Callable[[str, str], object] | None = None) -> int:
     """`pacswatch demo`: start the lab, scan it with the real scanner (short timeouts, so the
     tarpit and the slow drip cost seconds), print the findings and how they compare with what
     the lab knows. Returns 0 when every endpoint was reported as expected, 1 otherwise.
@@ -80,7 +80,11 @@ def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, 
     `scan(argv)` runs `pacswatch scan ARGV...` (cli.scan_from_argv): passed in, since the
     command line's parser is cli.py's, which imports this module.
     The scan is stored in a throw-away database unless `database` is given: a demo must not
-    fill the operator's campaign with simulated findings (nor PACSWATCH_DATABASE_URL's)."""
+    fill the operator's campaign with simulated findings (nor PACSWATCH_DATABASE_URL's).
+
+    `serve(database, network)` (`demo --serve`: cli_web.serve_demo, passed in by cli.py) serves
+    the dashboard on the scanned database until Ctrl-C, while the lab still runs (a rescan or a
+    /verify link finds it); the throw-away database goes when it returns."""
     import tempfile
     from pathlib import Path
 
@@ -104,26 +108,35 @@ def run_demo_command(base_ip: str = DEFAULT_BASE_IP, output: str | None = None, 
             # The scan writes to a file of ours, which the check reads back; --output gets a copy:
             # read back, `-o /dev/stdout` (a pipe) would wait for ever.
             path = Path(tmp) / "records.jsonl"
+            db = database or str(Path(tmp) / "demo.db")
             # The real `pacswatch scan`, stored in the default database like any scan, over the
             # lab's endpoints pinned as HOST:PORT; the web lab's free ports are its web ports.
             argv = ["scan", *(f"{e.ip}:{e.port}" for e in manifest),
                     "--web-ports", ",".join(str(e.port) for e in web.endpoints),
                     "--timeout", str(timeout), "--concurrency", str(len(manifest)), "--output", str(path),
-                    "--database", database or str(Path(tmp) / "demo.db"), "--no-attribute"]
+                    "--database", db, "--no-attribute"]
             scan(argv)
             text = path.read_text()
             records = [Record.model_validate_json(line) for line in text.splitlines() if line]
             if copy is not None:
                 copy.write(text)
-        comparisons = compare(manifest, records)
+                copy.close()
+                copy = None
+            code = _lab_check(compare(manifest, records), records, len(manifest), database, out)
+            if serve is not None and not any(r.status == "blocked" for r in records):
+                serve(db, f"{base_ip.rsplit('.', 1)[0]}.0/24")
+            return code
     finally:
         lab.stop()
         web.stop()
         if copy is not None:
             copy.close()
+
+
+def _lab_check(comparisons, records, size: int, database: str | None, out: TextIO) -> int:
     blocked = [r for r in records if r.status == "blocked"]
     if blocked:  # the database's opt-outs or scope cover the lab: one line, not a page of mismatches
-        print(f"pacswatch demo: {len(blocked)} of {len(manifest)} lab endpoints were not scanned, "
+        print(f"pacswatch demo: {len(blocked)} of {size} lab endpoints were not scanned, "
               f"blocked by {database or 'the default blocklist'} ({clean(blocked[0].detail or 'blocked')}); "
               f"run the demo without --database, or lift that opt-out or scope", file=out, flush=True)
         return 1

@@ -188,3 +188,25 @@ def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
 
     stderr_console().print(error_line(f"pacswatch {command}:", message), highlight=False, soft_wrap=True)
     return code
+
+
+# --- demo --serve ----------------------------------------------------------------------------------
+
+
+def serve_demo(database: str, network: str, *, port: int = 8000) -> int:
+    """`pacswatch demo --serve`: the dashboard on the demo's database, on 127.0.0.1, with an owner
+    for the lab's `network`, its cases and a demo user (web/demo.py), until Ctrl-C. A fresh
+    secret: the demo's sessions and links end with it."""
+    import uvicorn
+
+    from pacswatch.web.app import create_app
+    from pacswatch.web.demo import prepare
+    from pacswatch.web.settings import WebSettings
+
+    settings = WebSettings(database_url=database, public_name="pacswatch demo")
+    app = create_app(settings)
+    name, password = prepare(app.state.engine, network, settings.clock())
+    print(f"\npacswatch demo: the dashboard is at http://127.0.0.1:{port}/ (Ctrl-C stops it and the lab)\n"
+          f"  user {name}, password {password} (analyst; this demo database only)", flush=True)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", server_header=False, proxy_headers=False)
+    return EXIT_OK
