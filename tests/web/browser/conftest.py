@@ -15,7 +15,6 @@ background networking is off. Screenshots go to test-artifacts/screenshots/ (CI 
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -35,13 +34,12 @@ from loopback_servers import loopback_only  # noqa: E402
 from smtp_servers import SmtpServer  # noqa: E402
 
 from browser_world import (  # noqa: E402
-    CHROMIUM,
-    CHROMIUM_ARGS,
     CLOSED_IP,
     CONTACT,
     HOSTILE_OWNER,
     HOSTILE_PRODUCT,
     NET,
+    chromium,
 )
 
 @pytest.fixture(autouse=True)
@@ -52,16 +50,9 @@ def _loopback_only():
 
 @pytest.fixture
 def browser(world):
-    """Chromium, started after the world: Playwright's sync API runs an event loop in this
-    thread, and the lab and the scanner the world builds run theirs with asyncio.run here."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (scripts/test does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    """Chromium, started after the world (see browser_world.chromium)."""
+    with chromium() as instance:
         yield instance
-        instance.close()
 
 
 @pytest.fixture

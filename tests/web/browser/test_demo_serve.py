@@ -1,6 +1,7 @@
 """`pacswatch demo --serve` as a person runs it: the lab is scanned, the dashboard comes up on
-127.0.0.1 with the printed demo user, its case lists the lab's owner, and Ctrl-C (SIGINT) stops
-the dashboard and the lab."""
+127.0.0.1 with the printed demo user, its case lists the lab's owner, the overview draws its
+charts in Chromium (the README's screenshot, docs/img/overview.png, is taken here), and Ctrl-C
+(SIGINT) stops the dashboard and the lab."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 
 import httpx
 import pytest
+from browser_world import README_IMAGE, chromium, shot
 
 pytestmark = pytest.mark.slow
 ENTRY = "import sys; from pacswatch.cli import main; sys.exit(main())"
@@ -56,6 +58,17 @@ def test_demo_serve_scans_the_lab_and_serves_it_with_a_demo_user(tmp_path):
             assert cases.status_code == 200 and "Demo Hospital (simulated)" in cases.text
             owners = client.get("/owners").text
             assert base.rsplit(".", 1)[0] + ".0/24" in owners
+        with chromium() as browser:
+            page = browser.new_page(base_url=f"http://127.0.0.1:{port}", viewport={"width": 1280, "height": 900})
+            page.goto("/login")
+            page.fill("input[name=name]", name)
+            page.fill("input[name=password]", password)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#chart-scans canvas")
+            page.wait_for_timeout(300)  # uPlot draws on the next animation frame
+            README_IMAGE.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(README_IMAGE), full_page=True)
+            shot(page, "demo-overview")
     finally:
         process.send_signal(signal.SIGINT)
         code = process.wait(timeout=30)
