@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from pacswatch.identity import Identity
 from pacswatch.notify import config as configuration
@@ -34,6 +34,7 @@ PUBLIC_PER_MINUTE = 60
 OPTOUT_PER_HOUR = 5
 RECHECK_AFTER = timedelta(minutes=10)  # a verify link starts at most one rescan of its case per this
 CLOSED = ("connection-refused", "connection-timeout", "io-timeout", "tls-error")
+NOT_STARTED = "not checked: the rescan did not start (try the link again later)"
 
 
 def _limiter(request: Request, name: str, attempts: int, window: float) -> LoginLimiter:
@@ -195,6 +196,8 @@ def schedule_check(request: Request, case_id: int, keys: list[tuple[str, int]], 
         check_id = conn.execute(insert(verify_checks).returning(verify_checks.c.id), {
             "case_id": case_id, "requested_at": now, "seed": seed, "endpoints": endpoints}).scalar_one()
     pid = scanproc.start(argv, engine, name=f"verify-{case_id}-{check_id}")
+    with writing(engine) as conn:
+        conn.execute(update(verify_checks).where(verify_checks.c.id == check_id).values(pid=pid))
     return {"id": check_id, "case_id": case_id, "requested_at": now, "seed": seed, "endpoints": endpoints, "pid": pid}
 
 
@@ -208,6 +211,10 @@ def outcomes(engine, check: dict[str, Any], keys: list[tuple[str, int]]) -> tupl
                                            observations.c.severity, observations.c.scanned_at)
                                     .where(observations.c.scan_id == scan.id)).all():
                 looks[(row.ip, row.port)] = row
+    if scan is None and not scanproc.alive(check.get("pid")):
+        # The process ended without creating its scan (it refused its arguments, the database
+        # was busy): say so rather than "checking" for ever.
+        return [Outcome(_endpoint(ip, port), NOT_STARTED, None) for ip, port in keys], True
     items = []
     for ip, port in keys:
         look = looks.get((ip, port))

@@ -12,6 +12,8 @@ import time
 import pytest
 from browser_world import CONTACT, NET, shot
 
+from pacswatch.store.repository import Repository
+
 pytestmark = pytest.mark.slow
 LINK = re.compile(r"http://127\.0\.0\.1:\d+/\S+")
 
@@ -49,6 +51,12 @@ def test_the_verify_link_of_a_notice_rescans_the_case_and_shows_each_service(wor
     page.goto(link)
     page.wait_for_selector("#verify-outcome[data-done=yes]")
     assert page.locator("#verify-results tbody tr").count() == len(rows)
+    from sqlalchemy import func, select
+
+    from pacswatch.store.web_public_tables import verify_checks
+
+    with Repository.open(world.settings.database_url) as repo, repo.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(verify_checks)).scalar() == 1
 
 
 def test_a_verify_link_that_was_tampered_with_is_refused(world, page_of):
@@ -100,8 +108,6 @@ def test_an_opt_out_is_confirmed_through_the_link_mailed_to_the_known_contact(wo
     assert entry.count() == 1 and network in entry.inner_text() and CONTACT in entry.inner_text()
     assert analyst.locator(f"#optout-requests tr[data-state=confirmed] >> text={network}").count() == 1
     # The same function as `pacswatch optout add`: the list every scan and notice reads.
-    from pacswatch.store.repository import Repository
-
     with Repository.open(world.settings.database_url) as repo:
         assert [(e["cidr"], e["contact"]) for e in repo.optouts()] == [(network, CONTACT)]
 
