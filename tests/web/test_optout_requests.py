@@ -62,10 +62,11 @@ class Recorder:
 
 
 @pytest.fixture
-def engine(tmp_path):
+def engine(database_url):
+    """SQLite, and a real PostgreSQL on loopback (tests/conftest.py)."""
     from pacswatch.notify.store import NotifyStore
 
-    repo = Repository.open(str(tmp_path / "o.db"))
+    repo = Repository.open(database_url)
     NotifyStore(repo.engine).add_owner(LocalOwner("10.20.0.0/16", "Hospital", ("noc@hospital.example",)), NOW)
     yield repo.engine
     repo.close()
