@@ -82,3 +82,20 @@ def test_hostile_text_in_a_finding_is_shown_escaped(world, page_of):
     assert dialogs == []
     shot(page, "finding-hostile")
     assert HOSTILE_PRODUCT.startswith("<script>")  # what was planted (browser_world.py)
+
+
+def test_screenshots_of_the_other_pages(world, page_of):
+    """One screenshot per page the other tests do not take (CI keeps test-artifacts/)."""
+    anonymous = page_of(None)
+    anonymous.goto("/login")
+    shot(anonymous, "login")
+    page = page_of("ana")
+    host, port = world.lab_endpoint.rsplit(":", 1)
+    page.goto(f"/endpoints/{host}:{port}")
+    assert host in page.locator("main").inner_text()
+    shot(page, "endpoint")
+    page.goto("/api/docs")
+    shot(page, "api-docs")
+    answer = page.goto("/cases/99999")
+    assert answer is not None and answer.status == 404
+    shot(page, "error-404")
