@@ -6,21 +6,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from collections import Counter
-
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
+from sqlalchemy import func, select
 
 from pacswatch.campaign.optouts import add_optout
 from pacswatch.notify.store import NotifyStore
+from pacswatch.store.notify_tables import attributions, cases
 from pacswatch.store.repository import Repository
 from pacswatch.text import clean
 from pacswatch.web import optout_requests
 from pacswatch.web.accounts import User
 from pacswatch.web.auth import check_csrf, current_user, require_role, settings_of
+from pacswatch.web.db import reading
 from pacswatch.web.templating import render
 
 router = APIRouter()
+SHOWN = 200  # owners on /owners: the page never ships the whole table
 # Who may read (any logged-in user) and who may change (analysts and admins): viewers get 403.
 Reader = Annotated[User, Depends(current_user)]
 Analyst = Annotated[User, Depends(require_role("analyst"))]
@@ -28,13 +30,23 @@ Analyst = Annotated[User, Depends(require_role("analyst"))]
 
 @router.get("/owners")
 def owners_page(request: Request, user: Reader):
-    store = NotifyStore(request.app.state.engine)
-    attributions = store.attributions()
-    found = Counter((a["owner_key"], a["owner_name"]) for a in attributions.values())
-    cases = {c.owner_key: c for c in store.cases()}  # the latest case per owner (ordered by id)
-    attributed = [{"key": key, "name": name, "addresses": n, "case": cases.get(key)}
-                  for (key, name), n in sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))]
-    return render(request, "owners.html", local=store.owners(), attributed=attributed)
+    """The local contacts table, and the owners attribution found, most addresses first (the
+    first SHOWN; counted by the database), each with its latest case."""
+    engine = request.app.state.engine
+    store = NotifyStore(engine)
+    query = (select(attributions.c.owner_key, func.min(attributions.c.owner_name).label("name"),
+                    func.count().label("addresses"))
+             .group_by(attributions.c.owner_key).order_by(func.count().desc(), attributions.c.owner_key)
+             .limit(SHOWN))
+    latest = (select(cases.c.owner_key, func.max(cases.c.id).label("case_id")).group_by(cases.c.owner_key))
+    with reading(engine) as conn:
+        found = conn.execute(query).all()
+        keys = [r.owner_key for r in found]
+        case_of = dict(conn.execute(latest.where(cases.c.owner_key.in_(keys))).all()) if keys else {}
+    by_id = {c.stored_id: c for c in store.cases(ids=list(case_of.values()))} if case_of else {}
+    attributed = [{"key": r.owner_key, "name": r.name, "addresses": r.addresses,
+                   "case": by_id.get(case_of.get(r.owner_key, -1))} for r in found]
+    return render(request, "owners.html", local=store.owners(), attributed=attributed, shown=SHOWN)
 
 
 @router.get("/optouts")
