@@ -73,6 +73,7 @@ class Config:
     dry_run_dir: str = "pacswatch-outbox"
     templates: str | None = None
     confirm_fixed_after: str | None = None  # [campaign]; scan and run parse it (findings/schedule.py)
+    scanner_addresses: tuple[str, ...] = ()  # [web]: where the scans come from, for the dashboard's /about
 
 
 class ConfigError(ValueError):
@@ -184,6 +185,7 @@ class WebSection(_Section):
     url: OneLine | None = None
     secret_file: str | None = None
     verify_days: Positive = 60
+    scanner_addresses: list[OneLine] = Field(default_factory=list)  # shown on /about: where scans come from
 
 
 class CampaignSection(_Section):
@@ -276,7 +278,7 @@ def from_dict(data: dict[str, Any], *, source: str = "the configuration") -> Con
                       password_env=m.password_env, timeout=m.timeout, helo=m.helo, envelope_from=m.envelope_from,
                       cafile=m.cafile)
     return Config(attribution, Settings(policy, limits, backoff, sender, verify=_verify_links(f.web, source)), smtp,
-                  n.dry_run_dir, n.templates, f.campaign.confirm_fixed_after)
+                  n.dry_run_dir, n.templates, f.campaign.confirm_fixed_after, tuple(f.web.scanner_addresses))
 
 
 def _verify_links(web: WebSection, source: str) -> VerifyLinks | None:

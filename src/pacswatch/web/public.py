@@ -78,11 +78,13 @@ def _base_url(request: Request) -> str:
 def about(request: Request):
     settings = settings_of(request)
     try:
-        sender = _config(request).settings.sender
-    except ValueError:
-        sender = configuration.Config().settings.sender
+        config = _config(request)
+    except ValueError:  # a broken configuration must not take the identity page down
+        config = configuration.Config()
+    sender = config.settings.sender
     return render(request, "about.html", identity=Identity(), organisation=settings.public_name or sender.organisation,
-                  contact=sender.reply_to or sender.from_addr, optout_text=sender.optout)
+                  contact=sender.reply_to or sender.from_addr, optout_text=sender.optout,
+                  addresses=config.scanner_addresses)
 
 
 @router.get("/optout")

@@ -81,6 +81,7 @@ suppression_days = 0
 [web]
 url = "{url}"
 secret_file = "{secret_file}"
+scanner_addresses = ["192.0.2.0/28", "2001:db8::/64"]
 """
 
 

@@ -121,7 +121,10 @@ def test_public_pages_show_no_finding_and_analyst_pages_need_a_login(world, page
             assert marker not in text, (path, marker)
         shot(page, path.strip("/"))
     page.goto("/about")
-    assert "PACSWATCH" in page.locator("#identity").inner_text()
+    identity = page.locator("#identity").inner_text()
+    assert "PACSWATCH" in identity and "pacswatch/" in identity  # the calling AE title, the User-Agent
+    assert page.locator("#addresses").inner_text() == "192.0.2.0/28, 2001:db8::/64"  # [web] scanner_addresses
+    assert "Example CERT" in page.locator("#organisation").inner_text()
     for path in ("/findings", "/cases", f"/cases/{world.case_id}", "/scans", "/owners", "/optouts", "/"):
         page.goto(path)
         assert "/login" in page.url, path
