@@ -36,6 +36,7 @@ from pacswatch.web.templating import render
 
 router = APIRouter()
 SHOWN = 200  # cases on /cases: the page never ships the whole table
+SERVICES_SHOWN = 500  # services on a case's page (its notice's CSV lists them all)
 # Who may read (any logged-in user) and who may change (analysts and admins): viewers get 403.
 Reader = Annotated[User, Depends(current_user)]
 Analyst = Annotated[User, Depends(require_role("analyst"))]
@@ -112,15 +113,16 @@ def case_page(request: Request, user: Reader, case_id: int):
     engine = request.app.state.engine
     store = NotifyStore(engine)
     case = _case_or_404(store, case_id)
-    keys = store.services_of(case_id)
+    every = store.services_of(case_id)
+    keys = every[:SERVICES_SHOWN]  # a provider's case can hold thousands: the page shows the first
     exposures = case_exposures(engine, keys)
-    opted = set(store.opted_out_services().get(case_id, []))
+    opted = set(store.opted_out_services([case_id]).get(case_id, []))
     attributions = store.attributions(sorted({ip for ip, _ in keys}))
     messages = [{"m": m, "text": readable(m.raw)} for m in reversed(store.messages(case_id=case_id))]
     return render(request, "case.html", case=case, services=[(k, exposures.get(k), k in opted) for k in keys],
-                  contacts=contacts_of(list(attributions.values())), history=list(reversed(store.history(case_id))),
-                  messages=messages, may_change=user.may("analyst"),
-                  allowed=C.ALLOWED[case.state])
+                  more=len(every) - len(keys), contacts=contacts_of(list(attributions.values())),
+                  history=list(reversed(store.history(case_id))), messages=messages,
+                  may_change=user.may("analyst"), allowed=C.ALLOWED[case.state])
 
 
 def _back(case_id: int) -> RedirectResponse:
