@@ -68,3 +68,42 @@ def test_overview_at_a_later_clock(web_settings):
         do_login(client, "vic")
         assert client.get("/").status_code == 200
     app.state.engine.dispose()
+
+
+def test_a_kept_overview_is_shown_while_nothing_changed_or_for_a_minute():
+    from datetime import timedelta
+
+    from pacswatch.web.queries_overview import MAX_STALE, fresh_enough
+
+    at = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    assert not fresh_enough(None, None, (1,), at)
+    assert fresh_enough((1,), at, (1,), at + timedelta(days=3))  # nothing changed: still true
+    assert fresh_enough((1,), at, (2,), at + MAX_STALE - timedelta(seconds=1))  # changed, but a minute is allowed
+    assert not fresh_enough((1,), at, (2,), at + MAX_STALE)
+
+
+def test_the_overview_follows_a_change_once_a_minute_has_passed(web_settings):
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from fastapi.testclient import TestClient
+    from conftest import do_login
+    from sqlalchemy import update
+
+    from pacswatch.store.tables import findings
+    from pacswatch.web.app import create_app
+
+    clock = [datetime.now(timezone.utc)]
+    app = create_app(replace(web_settings, clock=lambda: clock[0]))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        do_login(client, "vic")
+        assert '<div class="n sev-low">1</div>' in client.get("/").text
+        with app.state.engine.begin() as conn:  # a rescan would add an event; the version sees the scan's heartbeat
+            conn.execute(update(findings).where(findings.c.severity == "low").values(severity="high"))
+            from pacswatch.store.tables import scans
+
+            conn.execute(update(scans).where(scans.c.id == 3).values(updated_at=clock[0]))
+        assert '<div class="n sev-low">1</div>' in client.get("/").text  # kept, and says when from
+        clock[0] += timedelta(seconds=61)
+        assert '<div class="n sev-low">0</div>' in client.get("/").text
+    app.state.engine.dispose()

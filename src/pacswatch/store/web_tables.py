@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
 
-from pacswatch.store.tables import BigId, Moment, metadata
+from pacswatch.store.tables import BigId, Moment, finding_events, findings, metadata
 
 users = Table(
     "users", metadata,
@@ -72,6 +72,19 @@ scan_exposure = Table(
     Column("studies", BigInteger, nullable=False),
     Column("patients", BigInteger, nullable=False),
     Column("computed_at", Moment, nullable=False),
+)
+
+# Indexes the dashboard's pages need on the scans' tables (bench/web.py measured them at
+# 100,000 findings): a page of findings in severity, first- or last-seen order is read from an
+# index and stops when the page is full; the fixes of the last weeks and the events of the
+# weekly trend are index ranges. Declared here, beside the tables that need them, so that
+# store/tables.py keeps what the scans need.
+DASHBOARD_INDEXES = (
+    Index("ix_findings_severity", findings.c.severity),
+    Index("ix_findings_first_seen", findings.c.first_seen),
+    Index("ix_findings_last_seen", findings.c.last_seen),
+    Index("ix_findings_fixed_at", findings.c.fixed_at),
+    Index("ix_finding_events_at", finding_events.c.at),
 )
 
 WEB_TABLES = (users, web_sessions, api_tokens, finding_triage, scan_exposure)

@@ -53,7 +53,8 @@ class Finding(BaseModel):
 
 
 class FindingsPage(BaseModel):
-    total: int = Field(description="findings that match the filters")
+    total: int = Field(description="findings that match the filters, counted up to 10,001 (10,001 means more "
+                                   "than 10,000)")
     findings: list[Finding]
     next: str | None = Field(None, description="query string of the next page (keyset cursor), null on the last")
 

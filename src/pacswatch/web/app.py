@@ -1,7 +1,7 @@
 """The application: `create_app(settings)` opens the database and includes every page's router.
 
 app.state holds `settings` (WebSettings), `engine` (the SQLAlchemy engine of the same database
-as the CLI) and `login_limiter`. Pages: auth_pages (login, logout), pages_overview (/),
+as the CLI), `login_limiter` and `overview_cache`. Pages: auth_pages (login, logout), pages_overview (/),
 pages_findings (/findings, /findings/{id}, /endpoints/...), api (/api/v1), and engineer B's
 pages_cases, pages_scans, pages_admin (owners, opt-outs) and public (about, optout, verify).
 """
@@ -21,6 +21,7 @@ from pacswatch import __version__
 from pacswatch.store.engine import open_database
 from pacswatch.web.api import docs_router
 from pacswatch.web.auth import LoginLimiter, LoginRequired, browser_cookie_middleware, login_redirect_target
+from pacswatch.web.queries_overview import OverviewCache
 from pacswatch.web.settings import WebSettings
 from pacswatch.web.sqlbits import register_sqlite_functions
 
@@ -58,6 +59,7 @@ def create_app(settings: WebSettings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.login_limiter = LoginLimiter(settings.login_attempts, settings.login_window_seconds)
+    app.state.overview_cache = OverviewCache()
 
     app.middleware("http")(browser_cookie_middleware)
     app.middleware("http")(_security_headers)

@@ -22,7 +22,15 @@ from pacswatch.web.auth import Analyst, CurrentUser, check_csrf, settings_of
 from pacswatch.web.db import reading, writing
 from pacswatch.web.events import record_event
 from pacswatch.web.queries_endpoint import finding_endpoint, load, parse_endpoint, rescan_now
-from pacswatch.web.queries_findings import SEVERITIES, SORTS, FilterError, FindingFilter, find_page, iterate
+from pacswatch.web.queries_findings import (
+    COUNT_CAP,
+    SEVERITIES,
+    SORTS,
+    FilterError,
+    FindingFilter,
+    find_page,
+    iterate,
+)
 from pacswatch.web.templating import render
 
 router = APIRouter()
@@ -49,6 +57,7 @@ def findings_page(request: Request, user: CurrentUser):
     except FilterError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
     return render(request, "findings.html", user=user, f=f, page=page, severities=SEVERITIES, sorts=SORTS,
+                  count_cap=COUNT_CAP,
                   next_link=f"/findings?{urlencode(f.query_items(cursor=page.next_cursor))}" if page.next_cursor
                   else None,
                   first_link=f"/findings?{urlencode(f.query_items())}" if f.cursor else None,

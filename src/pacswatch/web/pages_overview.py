@@ -10,12 +10,21 @@ page says so when there is none, and the map itself is not built yet (it says th
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from fastapi import APIRouter, Request
 
 from pacswatch.web.auth import CurrentUser, settings_of
 from pacswatch.web.db import reading, writing
-from pacswatch.web.queries_overview import SEVERITIES, Overview, keep_summaries, load
+from pacswatch.web.queries_overview import (
+    SEVERITIES,
+    Overview,
+    OverviewCache,
+    data_version,
+    fresh_enough,
+    keep_summaries,
+    load,
+)
 from pacswatch.web.templating import render
 
 router = APIRouter()
@@ -35,16 +44,31 @@ def chart_data(view: Overview) -> str:
     return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
 
 
-@router.get("/")
-def overview(request: Request, user: CurrentUser):
+def current_view(request: Request) -> tuple[Overview, datetime]:
     settings = settings_of(request)
     engine = request.app.state.engine
+    cache: OverviewCache = request.app.state.overview_cache
+    now = settings.clock()
     with reading(engine) as conn:
-        view = load(conn, settings.clock())
+        version = data_version(conn)
+        with cache.lock:
+            kept, kept_at = cache.view, cache.at
+            if kept is not None and kept_at is not None and not kept.scans_pending \
+                    and fresh_enough(cache.version, kept_at, version, now):
+                return kept, kept_at
+        view = load(conn, now)
     if view.to_keep:
         with writing(engine) as conn:
             keep_summaries(conn, view.to_keep)
-    geoip = settings.geoip_path
-    return render(request, "overview.html", user=user, view=view, severities=SEVERITIES,
-                  chart_json=chart_data(view), geoip=geoip,
+        view.to_keep = []
+    with cache.lock:
+        cache.version, cache.at, cache.view = version, now, view
+    return view, now
+
+
+@router.get("/")
+def overview(request: Request, user: CurrentUser):
+    view, as_of = current_view(request)
+    return render(request, "overview.html", user=user, view=view, severities=SEVERITIES, as_of=as_of,
+                  chart_json=chart_data(view), geoip=settings_of(request).geoip_path,
                   statuses=("open", "reopened", "fixed", "opted-out"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, case, cast, func, or_, select, true
+from sqlalchemy import and_, cast, func, or_, select, true, tuple_
 from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
@@ -166,11 +166,11 @@ def network_ranges(cidr: str) -> list[tuple[str, str]] | None:
     return out
 
 
+# The services table again, for the product filter's EXISTS (the page's query joins services too).
+_NAMED = services.alias("named_service")
 # The owner of an address: the latest attribution (attribution/), if any.
 _OWNER = attributions.c.owner_name
-_SEVERITY_RANK = case({s: n for n, s in enumerate(SEVERITIES)}, value=findings.c.severity, else_=len(SEVERITIES))
-_SORT_COLUMNS: dict[str, ColumnElement] = {
-    "severity": _SEVERITY_RANK,
+_SORT_COLUMNS: dict[str, ColumnElement] = {  # severity is sorted by _by_severity
     "last_seen": findings.c.last_seen,
     "first_seen": findings.c.first_seen,
     "address": findings.c.ip,
@@ -179,19 +179,31 @@ _SORT_COLUMNS: dict[str, ColumnElement] = {
 }
 
 
-def conditions(f: FindingFilter, dialect: str) -> list[ColumnElement]:
+def conditions(f: FindingFilter, dialect: str, *, for_count: bool = False) -> list[ColumnElement]:
+    """The WHERE terms of a filter, on the findings' own columns (what is in a joined table is a
+    subquery, so that an index on findings can drive the query). `for_count`: the form that is
+    fastest for all the matches rather than a page of them."""
     out: list[ColumnElement] = []
     if f.severities:
-        out.append(findings.c.severity.in_(f.severities))
+        out.append(_unindexed(findings.c.severity).in_(f.severities))
     if f.statuses:
         wanted = {s for status in f.statuses for s in (ACTIVE if status == "active" else (status,))}
-        out.append(findings.c.status.in_(sorted(wanted)))
+        out.append(_unindexed(findings.c.status).in_(sorted(wanted)))
     if f.product:
-        out.append(func.lower(services.c.product).contains(f.product.lower(), autoescape=True))
+        named = func.lower(services.c.product).contains(f.product.lower(), autoescape=True)
+        if for_count:
+            # All of them: the services table is searched once, then the findings by (ip, port).
+            out.append(tuple_(findings.c.ip, findings.c.port).in_(select(services.c.ip, services.c.port).where(named)))
+        else:
+            # A page: findings in the page's order, each checked by its service's index, until
+            # the page is full.
+            named_here = func.lower(_NAMED.c.product).contains(f.product.lower(), autoescape=True)
+            out.append(select(_NAMED.c.id).where(_NAMED.c.ip == findings.c.ip, _NAMED.c.port == findings.c.port,
+                                                 named_here).correlate(findings).exists())
     if f.port is not None:
         out.append(findings.c.port == f.port)
     if f.owner:
-        out.append(func.lower(_OWNER).contains(f.owner.lower(), autoescape=True))
+        out.append(findings.c.ip.in_(_owned_by(f.owner)))
     if f.network:
         ranges = network_ranges(f.network)
         if ranges is not None:
@@ -209,9 +221,23 @@ def conditions(f: FindingFilter, dialect: str) -> list[ColumnElement]:
     if f.last_seen_to:
         out.append(findings.c.last_seen < _start(f.last_seen_to + timedelta(days=1)))
     if f.q:
-        out.append(or_(findings.c.ip.startswith(f.q, autoescape=True),
-                       func.lower(_OWNER).contains(f.q.lower(), autoescape=True)))
+        # An address prefix as a range of the indexed text, not LIKE (case-blind, so unindexed).
+        out.append(or_(and_(findings.c.ip >= f.q, findings.c.ip < f.q + "\U0010ffff"),
+                       findings.c.ip.in_(_owned_by(f.q))))
     return out
+
+
+def _unindexed(column: Any) -> ColumnElement:
+    """The column as an expression no index serves. Status and severity match a large share of
+    the table: let the page's order (an index on severity, first/last seen or the address) drive
+    the query and stop at a full page, rather than read every active finding and sort them
+    (SQLite picked the status index: 0.6 s instead of 0.02 s at 100,000 findings)."""
+    return column.concat("")
+
+
+def _owned_by(text: str) -> Any:
+    """The addresses whose attributed owner's name contains `text` (any case)."""
+    return select(attributions.c.ip).where(func.lower(_OWNER).contains(text.lower(), autoescape=True))
 
 
 def _ipv6_in_sqlite(cidr: str) -> ColumnElement:
@@ -258,6 +284,9 @@ def decode_cursor(cursor: str) -> tuple[Any, int]:
         raise FilterError("the page link is damaged: start from the first page") from None
 
 
+COUNT_CAP = 10_000  # "more than 10,000": a count past this says nothing a person needs
+
+
 def _after(f: FindingFilter, key: ColumnElement) -> ColumnElement:
     if not f.cursor:
         return true()
@@ -275,8 +304,7 @@ def _ordered(f: FindingFilter, query: Any, key: ColumnElement) -> Any:
 
 def _sort_value(f: FindingFilter, row: Mapping[str, Any]) -> Any:
     if f.sort == "severity":
-        sev = row["severity"]
-        return SEVERITIES.index(sev) if sev in SEVERITIES else len(SEVERITIES)
+        return _rank(row["severity"])
     if f.sort == "address":
         return row["ip"]
     if f.sort == "product":
@@ -284,17 +312,51 @@ def _sort_value(f: FindingFilter, row: Mapping[str, Any]) -> Any:
     return row[f.sort]
 
 
+def _rank(severity: str | None) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+
+
+def _by_severity(conn: Connection, f: FindingFilter, where: list[ColumnElement]) -> list[dict[str, Any]]:
+    """Severity order without sorting the table: one query per severity, in rank order, each
+    in id order from the index on severity, until the page (and one row more) is full."""
+    ranks = range(len(SEVERITIES))
+    start_rank, start_id = decode_cursor(f.cursor) if f.cursor else (None, None)
+    if not isinstance(start_rank, int) and start_rank is not None:
+        raise FilterError("the page link is damaged: start from the first page")
+    rows: list[dict[str, Any]] = []
+    for rank in (reversed(ranks) if f.descending else ranks):
+        if start_rank is not None and (rank > start_rank if f.descending else rank < start_rank):
+            continue
+        query = _base(ROW_COLUMNS).where(*where, findings.c.severity == SEVERITIES[rank])
+        if rank == start_rank:
+            query = query.where(findings.c.id < start_id if f.descending else findings.c.id > start_id)
+        query = query.order_by(findings.c.id.desc() if f.descending else findings.c.id)
+        rows += [dict(r) for r in conn.execute(query.limit(f.limit + 1 - len(rows))).mappings()]
+        if len(rows) > f.limit:
+            break
+    return rows
+
+
+def count_matching(conn: Connection, f: FindingFilter) -> int:
+    """How many findings match, counted up to COUNT_CAP + 1 (the page says 'more than')."""
+    where = conditions(f, conn.dialect.name, for_count=True)
+    capped = select(findings.c.id).where(*where).limit(COUNT_CAP + 1).subquery()
+    return conn.execute(select(func.count()).select_from(capped)).scalar_one()
+
+
 def find_page(conn: Connection, f: FindingFilter, *, with_total: bool = True) -> FindingsPage:
-    dialect = conn.dialect.name
-    where = conditions(f, dialect)
-    key = _SORT_COLUMNS[f.sort]
-    query = _ordered(f, _base(ROW_COLUMNS).where(*where, _after(f, key)), key).limit(f.limit + 1)
-    rows = [dict(r) for r in conn.execute(query).mappings()]
+    where = conditions(f, conn.dialect.name)
+    if f.sort == "severity":
+        rows = _by_severity(conn, f, where)
+    else:
+        key = _SORT_COLUMNS[f.sort]
+        query = _ordered(f, _base(ROW_COLUMNS).where(*where, _after(f, key)), key).limit(f.limit + 1)
+        rows = [dict(r) for r in conn.execute(query).mappings()]
     more = len(rows) > f.limit
     rows = rows[:f.limit]
     _add_case_and_triage(conn, rows)
     next_cursor = encode_cursor(_sort_value(f, rows[-1]), rows[-1]["id"]) if more and rows else None
-    total = conn.execute(_base([func.count()]).where(*where)).scalar_one() if with_total else -1
+    total = count_matching(conn, f) if with_total else -1
     return FindingsPage(rows, next_cursor, total)
 
 

@@ -9,6 +9,8 @@ studies and patients are sums of counts; nothing else of a data set exists in th
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -19,7 +21,7 @@ from sqlalchemy.engine import Connection
 from pacswatch.findings.lifecycle import ACTIVE, FIX, NEW, OPT_OUT, REOPEN
 from pacswatch.store.notify_tables import attributions
 from pacswatch.store.tables import finding_events, findings, observations, scans, services
-from pacswatch.store.web_tables import scan_exposure
+from pacswatch.store.web_tables import finding_triage, scan_exposure
 from pacswatch.web.sqlbits import days_between, network_prefix, week_start
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -43,12 +45,48 @@ class Overview:
     top_networks: list[tuple[str, int]] = field(default_factory=list)
     top_owners: list[tuple[str, int]] = field(default_factory=list)
     to_keep: list[dict[str, Any]] = field(default_factory=list)  # new scan_exposure rows (keep_summaries)
+    scans_pending: int = 0  # finished scans not summed yet (SUM_BUDGET): left for the next views
 
     def status_total(self, status: str) -> int:
         return sum(n for (s, _), n in self.by_status_severity.items() if s == status)
 
     def active_by_severity(self, severity: str) -> int:
         return sum(n for (s, sev), n in self.by_status_severity.items() if sev == severity and s in ACTIVE)
+
+
+def data_version(conn: Connection) -> tuple:
+    """What changes whenever the overview's numbers may: the newest look, lifecycle event,
+    verdict, attribution and scan heartbeat. Each is one index lookup (or a small scan)."""
+    return tuple(conn.execute(select(
+        select(func.max(observations.c.id)).scalar_subquery(),
+        select(func.max(finding_events.c.id)).scalar_subquery(),
+        select(func.max(finding_triage.c.id)).scalar_subquery(),
+        select(func.max(attributions.c.decided_at)).scalar_subquery(),
+        select(func.max(scans.c.updated_at)).scalar_subquery())).one())
+
+
+MAX_STALE = timedelta(seconds=60)
+
+
+def fresh_enough(kept_version: tuple | None, kept_at: datetime | None, version: tuple, now: datetime) -> bool:
+    """Whether the overview computed at `kept_at` from data `kept_version` may be shown again:
+    nothing changed since, or it is less than MAX_STALE old (while a scan stores records the
+    data changes every second; the page says when its numbers are from)."""
+    if kept_version is None or kept_at is None:
+        return False
+    return kept_version == version or now - kept_at < MAX_STALE
+
+
+class OverviewCache:
+    """The last overview computed, with the data version it was computed from: its aggregates
+    read the whole findings table (about a second at 100,000 findings on SQLite), so a page
+    view reuses them while nothing changed, or for up to a minute while a scan is storing."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.version: tuple | None = None
+        self.at: datetime | None = None
+        self.view: Overview | None = None
 
 
 def monday(moment: datetime) -> date:
@@ -102,7 +140,7 @@ def load(conn: Connection, now: datetime) -> Overview:
         net[str(key)] = net.get(str(key), 0) + signs[kind] * n
     view.weekly_open = weekly_active(sum(view.active_by_severity(s) for s in SEVERITIES), net, weeks)
 
-    view.per_scan, view.to_keep = _per_scan(conn, now)
+    view.per_scan, view.to_keep, view.scans_pending = _per_scan(conn, now)
 
     fix_weeks = weeks_back(now, FIX_WEEKS)
     since = datetime.combine(date.fromisoformat(fix_weeks[0]), datetime.min.time(), tzinfo=now.tzinfo)
@@ -141,28 +179,37 @@ def _network_label(prefix: str) -> str:
     return prefix + "…"
 
 
-def _per_scan(conn: Connection, now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+SUM_BUDGET = 0.25  # seconds of one page view spent summing scans not summed yet
+
+
+def _per_scan(conn: Connection, now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     """What each of the last SCANS_CHARTED full scans (kind 'scan', not the rescans of what was
     due) exposed: services with a severity, their studies and patients. A finished scan's sums
     are to be kept in scan_exposure (the second list; keep_summaries writes them, so the page
-    reads in a read transaction); a running one is summed each time."""
+    reads in a read transaction); a running one is summed each time. Summing a scan of 100,000
+    endpoints takes about a second: one view spends at most SUM_BUDGET on it, newest scans
+    first, and the page says how many are left for the next views."""
     recent = conn.execute(select(scans.c.id, scans.c.created_at, scans.c.status).where(scans.c.kind == "scan")
                           .order_by(scans.c.id.desc()).limit(SCANS_CHARTED)).all()
     ids = [r.id for r in recent]
     kept = {r.scan_id: r for r in conn.execute(select(scan_exposure).where(scan_exposure.c.scan_id.in_(ids)))}
-    out, to_keep = [], []
-    for row in reversed(recent):
+    started = time.perf_counter()
+    out, to_keep, pending = [], [], 0
+    for row in recent:  # newest first: the budget goes to what is most recent
         summary = kept.get(row.id)
-        if summary is None:
+        if summary is not None:
+            services_n, studies, patients = summary.services, summary.studies, summary.patients
+        elif time.perf_counter() - started > SUM_BUDGET:
+            pending += 1
+            continue
+        else:
             services_n, studies, patients = _sum_scan(conn, row.id)
             if row.status == "finished":
                 to_keep.append({"scan_id": row.id, "services": services_n, "studies": studies,
                                 "patients": patients, "computed_at": now})
-        else:
-            services_n, studies, patients = summary.services, summary.studies, summary.patients
         out.append({"scan": row.id, "at": row.created_at, "services": services_n, "studies": studies,
                     "patients": patients})
-    return out, to_keep
+    return list(reversed(out)), to_keep, pending
 
 
 def keep_summaries(conn: Connection, rows: list[dict[str, Any]]) -> None:

@@ -74,7 +74,18 @@ def upgrade() -> None:
                     sa.PrimaryKeyConstraint("scan_id", name=op.f("pk_scan_exposure")))
 
 
+    op.create_index(op.f("ix_findings_severity"), "findings", ["severity"])
+    op.create_index(op.f("ix_findings_first_seen"), "findings", ["first_seen"])
+    op.create_index(op.f("ix_findings_last_seen"), "findings", ["last_seen"])
+    op.create_index(op.f("ix_findings_fixed_at"), "findings", ["fixed_at"])
+    op.create_index(op.f("ix_finding_events_at"), "finding_events", ["at"])
+
+
 def downgrade() -> None:
+    for table, name in (("finding_events", "ix_finding_events_at"), ("findings", "ix_findings_fixed_at"),
+                        ("findings", "ix_findings_last_seen"), ("findings", "ix_findings_first_seen"),
+                        ("findings", "ix_findings_severity")):
+        op.drop_index(op.f(name), table_name=table)
     op.drop_table("scan_exposure")
     op.drop_table("finding_triage")
     op.drop_table("api_tokens")
