@@ -84,7 +84,7 @@ DASHBOARD_INDEXES = (
     Index("ix_findings_first_seen", findings.c.first_seen),
     Index("ix_findings_last_seen", findings.c.last_seen),
     Index("ix_findings_fixed_at", findings.c.fixed_at),
-    Index("ix_finding_events_at", finding_events.c.at),
+    Index("ix_finding_events_at_kind", finding_events.c.at, finding_events.c.kind),
 )
 
 WEB_TABLES = (users, web_sessions, api_tokens, finding_triage, scan_exposure)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from pacswatch.findings.lifecycle import ACTIVE, FIX, NEW, OPT_OUT, REOPEN
 from pacswatch.store.notify_tables import attributions
 from pacswatch.store.tables import finding_events, findings, observations, scans, services
 from pacswatch.store.web_tables import finding_triage, scan_exposure
-from pacswatch.web.sqlbits import days_between, network_prefix, week_start
+from pacswatch.web.sqlbits import day_of, days_between, week_start
 
 SEVERITIES = ("critical", "high", "medium", "low")
 TREND_WEEKS = 26
@@ -114,30 +115,25 @@ def weekly_active(active_now: int, net_by_week: dict[str, int], weeks: list[str]
 def load(conn: Connection, now: datetime) -> Overview:
     dialect = conn.dialect.name
     view = Overview()
-    active = findings.c.status.in_(ACTIVE)
     for status, severity, count in conn.execute(
             select(findings.c.status, findings.c.severity, func.count())
             .group_by(findings.c.status, findings.c.severity)):
         view.by_status_severity[(status, severity)] = count
 
-    count, studies, patients = conn.execute(
-        select(func.count(), func.coalesce(func.sum(services.c.studies), 0),
-               func.coalesce(func.sum(services.c.patients), 0))
-        .select_from(findings).join(services, and_(services.c.ip == findings.c.ip, services.c.port == findings.c.port))
-        .where(active)).one()
-    view.exposed = {"services": int(count), "studies": int(studies), "patients": int(patients)}
+    _exposed_now(conn, view)
 
     weeks = weeks_back(now, TREND_WEEKS)
-    week = week_start(finding_events.c.at, dialect)
+    day = day_of(finding_events.c.at, dialect)
     signs = {NEW: 1, REOPEN: 1, FIX: -1, OPT_OUT: -1}
     net: dict[str, int] = {}
     for key, kind, n in conn.execute(
-            select(week, finding_events.c.kind, func.count())
+            select(day, finding_events.c.kind, func.count())
             .where(finding_events.c.at >= datetime.combine(date.fromisoformat(weeks[0]), datetime.min.time(),
                                                            tzinfo=now.tzinfo),
                    finding_events.c.kind.in_(tuple(signs)))
-            .group_by(week, finding_events.c.kind)):
-        net[str(key)] = net.get(str(key), 0) + signs[kind] * n
+            .group_by(day, finding_events.c.kind)):
+        week = (date.fromisoformat(key) - timedelta(days=date.fromisoformat(key).weekday())).isoformat()
+        net[week] = net.get(week, 0) + signs[kind] * n
     view.weekly_open = weekly_active(sum(view.active_by_severity(s) for s in SEVERITIES), net, weeks)
 
     view.per_scan, view.to_keep, view.scans_pending = _per_scan(conn, now)
@@ -154,29 +150,44 @@ def load(conn: Connection, now: datetime) -> Overview:
         view.median_days_to_fix = float(conn.execute(
             select(days).where(fixed).order_by(days).limit(1).offset(view.fixes_counted // 2)).scalar_one())
 
-    exposed_join = (select().select_from(findings)
-                    .join(services, and_(services.c.ip == findings.c.ip, services.c.port == findings.c.port)))
-    view.top_products = [(p or "unknown", n) for p, n in conn.execute(
-        exposed_join.add_columns(services.c.product, func.count().label("n")).where(active)
-        .group_by(services.c.product).order_by(func.count().desc()).limit(TOP))]
-    view.top_ports = [(p, n) for p, n in conn.execute(
-        select(findings.c.port, func.count()).where(active).group_by(findings.c.port)
-        .order_by(func.count().desc()).limit(TOP))]
-    prefix = network_prefix(findings.c.ip, dialect)
-    view.top_networks = [(_network_label(p), n) for p, n in conn.execute(
-        select(prefix, func.count()).where(active).group_by(prefix).order_by(func.count().desc()).limit(TOP))]
-    view.top_owners = [(o, n) for o, n in conn.execute(
-        select(attributions.c.owner_name, func.count()).select_from(findings)
-        .join(attributions, attributions.c.ip == findings.c.ip).where(active)
-        .group_by(attributions.c.owner_name).order_by(func.count().desc()).limit(TOP))]
     return view
 
 
-def _network_label(prefix: str) -> str:
-    """'192.0.2.' -> '192.0.2.0/24'; an IPv6 prefix is shown with '…' for its last group."""
-    if prefix.count(".") == 3:
-        return prefix + "0/24"
-    return prefix + "…"
+def _exposed_now(conn: Connection, view: Overview) -> None:
+    """What is exposed now, and its top products, ports, networks and owners: one read of the
+    active findings with their service and owner, counted here (five GROUP BYs over the same
+    rows took five times as long on SQLite)."""
+    products: Counter[str] = Counter()
+    ports: Counter[int] = Counter()
+    networks: Counter[str] = Counter()
+    owners: Counter[str] = Counter()
+    count = studies = patients = 0
+    query = (select(findings.c.ip, findings.c.port, services.c.product, services.c.studies, services.c.patients,
+                    attributions.c.owner_name).select_from(findings)
+             .join(services, and_(services.c.ip == findings.c.ip, services.c.port == findings.c.port), isouter=True)
+             .join(attributions, attributions.c.ip == findings.c.ip, isouter=True)
+             .where(findings.c.status.in_(ACTIVE)))
+    for ip, port, product, n_studies, n_patients, owner in conn.execute(query):
+        count += 1
+        studies += n_studies or 0
+        patients += n_patients or 0
+        products[product or "unknown"] += 1
+        ports[port] += 1
+        networks[network_label(ip)] += 1
+        if owner is not None:
+            owners[owner] += 1
+    view.exposed = {"services": count, "studies": studies, "patients": patients}
+    view.top_products = products.most_common(TOP)
+    view.top_ports = ports.most_common(TOP)
+    view.top_networks = networks.most_common(TOP)
+    view.top_owners = owners.most_common(TOP)
+
+
+def network_label(ip: str) -> str:
+    """'192.0.2.17' -> '192.0.2.0/24'; an IPv6 address without its last group, with '…'."""
+    if "." in ip and ":" not in ip:
+        return ip.rpartition(".")[0] + ".0/24"
+    return ip.rpartition(":")[0] + ":…"
 
 
 SUM_BUDGET = 0.25  # seconds of one page view spent summing scans not summed yet

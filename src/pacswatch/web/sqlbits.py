@@ -18,19 +18,18 @@ def week_start(column, dialect: str) -> ColumnElement:
     return func.date(column, "weekday 0", "-6 days")
 
 
+def day_of(column, dialect: str) -> ColumnElement:
+    """The UTC day of a moment as 'YYYY-MM-DD' text (cheaper than week_start per row)."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.substr(column, 1, 10)  # SQLite keeps moments as 'YYYY-MM-DD HH:MM:SS...' in UTC
+
+
 def days_between(start, end, dialect: str) -> ColumnElement:
     """end - start in days (a float)."""
     if dialect == "postgresql":
         return func.extract("epoch", end - start) / literal_column("86400.0")
     return func.julianday(end) - func.julianday(start)
-
-
-def network_prefix(ip, dialect: str) -> ColumnElement:
-    """The text of an address up to its last group: '192.0.2.' for 192.0.2.17 (its /24), and
-    for IPv6 the address without its last group of hex digits."""
-    if dialect == "postgresql":
-        return func.regexp_replace(ip, "[0-9a-fA-F]+$", "")
-    return func.rtrim(ip, "0123456789abcdefABCDEF")
 
 
 def in_network(ip: object, cidr: object) -> int:

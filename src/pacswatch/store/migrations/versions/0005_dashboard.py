@@ -78,11 +78,11 @@ def upgrade() -> None:
     op.create_index(op.f("ix_findings_first_seen"), "findings", ["first_seen"])
     op.create_index(op.f("ix_findings_last_seen"), "findings", ["last_seen"])
     op.create_index(op.f("ix_findings_fixed_at"), "findings", ["fixed_at"])
-    op.create_index(op.f("ix_finding_events_at"), "finding_events", ["at"])
+    op.create_index(op.f("ix_finding_events_at_kind"), "finding_events", ["at", "kind"])
 
 
 def downgrade() -> None:
-    for table, name in (("finding_events", "ix_finding_events_at"), ("findings", "ix_findings_fixed_at"),
+    for table, name in (("finding_events", "ix_finding_events_at_kind"), ("findings", "ix_findings_fixed_at"),
                         ("findings", "ix_findings_last_seen"), ("findings", "ix_findings_first_seen"),
                         ("findings", "ix_findings_severity")):
         op.drop_index(op.f(name), table_name=table)
