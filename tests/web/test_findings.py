@@ -222,3 +222,62 @@ def test_actions_without_csrf_are_refused(client, login):
     finding = _finding_id(client, "127.65.2.20")
     assert client.post(f"/findings/{finding}/false-positive", data={"reason": "x"}).status_code == 403
     assert "marked a false positive" not in client.get(f"/findings/{finding}").text
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("severity=critical", ["127.65.1.10:104", "127.65.4.40:104"]),
+    ("status=fixed", ["127.65.1.11:11112"]),
+    ("product=ohif", ["127.65.3.30:8042"]),
+    ("network=127.65.4.0/23&sort=address", ["127.65.4.40:104", "127.65.5.50:104"]),
+    ("q=127.65.5", ["127.65.5.50:104"]),
+    ("last_seen_to=2026-11-03", ["127.65.1.11:11112"]),
+    ("first_seen_from=2026-11-02&first_seen_to=2026-11-02&status=active&sort=-port&limit=2",
+     ["127.65.3.30:8042", "127.65.2.20:4242"]),
+    ("network=::/0", []),
+])
+def test_filters_on_both_databases(database_url, query, expected):
+    """The same filters on SQLite and PostgreSQL (inet, regexp, to_char: each dialect's SQL)."""
+    from urllib.parse import parse_qs
+
+    from conftest import fill
+
+    from pacswatch.store.engine import open_database
+    from pacswatch.web.queries_findings import find_page
+    from pacswatch.web.sqlbits import register_sqlite_functions
+
+    fill(database_url)
+    engine = open_database(database_url)
+    engine.dispose()
+    register_sqlite_functions(engine)
+    try:
+        with engine.connect() as conn:
+            page = find_page(conn, FindingFilter.from_query(parse_qs(query)))
+        assert [f"{r['ip']}:{r['port']}" for r in page.rows] == expected
+    finally:
+        engine.dispose()
+
+
+def test_ipv6_network_filter_on_sqlite(tmp_path):
+    from conftest import dicom_record, T0
+
+    from pacswatch.findings.work import IntervalSet
+    from pacswatch.store import Repository
+    from pacswatch.store.engine import open_database
+    from pacswatch.web.queries_findings import find_page
+    from pacswatch.web.sqlbits import register_sqlite_functions
+
+    url = str(tmp_path / "v6.db")
+    with Repository.open(url) as repo:
+        scan = repo.create_scan(kind="scan", parameters={}, seed=1, fingerprint="f" * 64, targets_key="k" * 64,
+                                plan_size=2)
+        repo.ingest(scan, [(0, dicom_record("::1", 104, T0)), (1, dicom_record("127.65.1.1", 104, T0))],
+                    work=IntervalSet())
+    engine = open_database(url)
+    engine.dispose()
+    register_sqlite_functions(engine)
+    try:
+        with engine.connect() as conn:
+            rows = find_page(conn, FindingFilter.from_query({"network": ["::1/128"]})).rows
+        assert [r["ip"] for r in rows] == ["::1"]
+    finally:
+        engine.dispose()
