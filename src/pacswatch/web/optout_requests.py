@@ -126,6 +126,20 @@ def contacts_for(network: str, owners: Iterable[LocalOwner],
     return list(unique.values())
 
 
+ENUMERATED = 4096  # a network this small is looked up address by address; a larger one reads every attribution
+
+
+def _attributions_in(store: NotifyStore, network: str) -> dict[str, dict[str, Any]]:
+    """The stored attributions of addresses in `network` (a superset for a large network:
+    contacts_for keeps what lies inside). Read by address for a small network, the usual request:
+    every attribution of a large database takes a second to read."""
+    version, first, last = _span(network)
+    if last - first >= ENUMERATED:
+        return dict(store.attributions())
+    make = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    return store.attributions([str(make(n)) for n in range(first, last + 1)])
+
+
 @dataclass(frozen=True)
 class Submitted:
     request_id: int | None  # None: a request for this network was mailed less than a day ago
@@ -166,7 +180,7 @@ def submit(engine: Engine, config: Config, *, secret: bytes, base_url: str, netw
             optout_requests.c.requested_at > now - RESEND_AFTER)).first()
     if recent is not None:
         return Submitted(None, 0)
-    contacts = contacts_for(network, store.owners(), store.attributions())[:MAX_CONTACTS]
+    contacts = contacts_for(network, store.owners(), _attributions_in(store, network))[:MAX_CONTACTS]
     with writing(engine) as conn:
         request_id = conn.execute(insert(optout_requests).returning(optout_requests.c.id), {
             "network": network, "requester": clean(requester, limit=320) or None, "note": clean(note, limit=2000) or None,
