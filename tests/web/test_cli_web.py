@@ -110,3 +110,25 @@ def test_serve_answers_on_loopback(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_users_token_prints_a_working_api_token(tmp_path, capsys):
+    from fastapi.testclient import TestClient
+
+    from pacswatch.web.app import create_app
+    from pacswatch.web.settings import WebSettings
+
+    db = str(tmp_path / "t.db")
+    secret = tmp_path / "pw"
+    secret.write_text("a long enough password\n")
+    assert main(["users", "add", "ana", "--role", "viewer", "--password-file", str(secret), "--database", db]) == 0
+    capsys.readouterr()
+    assert main(["users", "token", "nobody", "--database", db]) == 2
+    assert main(["users", "token", "ana", "--label", "ci", "--database", db]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("pw_")
+    app = create_app(WebSettings(database_url=db, secret=b"x" * 32))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert client.get("/api/v1/scans", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert client.get("/api/v1/scans", headers={"Authorization": f"Bearer {token}x"}).status_code == 401
+    app.state.engine.dispose()

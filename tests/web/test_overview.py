@@ -107,3 +107,25 @@ def test_the_overview_follows_a_change_once_a_minute_has_passed(web_settings):
         clock[0] += timedelta(seconds=61)
         assert '<div class="n sev-low">0</div>' in client.get("/").text
     app.state.engine.dispose()
+
+
+def test_overview_numbers_on_both_databases(database_url):
+    """The overview's SQL on SQLite and PostgreSQL (dates and intervals are each dialect's)."""
+    from conftest import fill
+
+    from pacswatch.store.engine import open_database
+    from pacswatch.web.queries_overview import load
+
+    fill(database_url)
+    engine = open_database(database_url)
+    try:
+        with engine.connect() as conn:
+            view = load(conn, datetime.now(timezone.utc))
+        assert view.exposed == {"services": 5, "studies": 24, "patients": 10}
+        assert [s["services"] for s in view.per_scan] == [6, 5, 5]
+        assert view.fixes_counted == 1 and view.median_days_to_fix == 14.0
+        assert view.weekly_open[-1][1] == 5
+        assert dict(view.top_ports)[104] == 3 and ("127.65.1.0/24", 1) in view.top_networks
+        assert ("OHIF Viewer", 1) in view.top_products
+    finally:
+        engine.dispose()
