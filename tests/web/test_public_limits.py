@@ -1,5 +1,5 @@
 """The public pages without a browser: what a verify look says about one endpoint (pure), the
-rate limit per address, and links that are not ours."""
+rate limit per address, and links that are not ours; and the analysts' opt-out form."""
 
 from __future__ import annotations
 
@@ -48,3 +48,25 @@ def test_links_that_are_not_ours_are_refused(client):
         answer = client.get(path)
         assert answer.status_code in (403, 404), path
         assert "not one of ours" in answer.text or answer.status_code == 404, path
+
+
+def test_an_analyst_adds_an_opt_out_through_the_command_lines_function_and_a_viewer_cannot(client, login, web_db):
+    from pacswatch.store.repository import Repository
+
+    login(client, "vic")
+    token = _csrf(client.get("/optouts").text)  # the log-out form's: a valid token for this session
+    assert client.post("/optouts", data={"network": "127.65.1.10", "contact": "soc@x.example",
+                                         "csrf_token": token}).status_code == 403
+    client.cookies.clear()
+    login(client, "ana")
+    token = _csrf(client.get("/optouts").text)
+    bad = client.post("/optouts", data={"network": "127.65.1.300", "contact": "soc@x.example", "csrf_token": token})
+    assert bad.status_code == 422 and "127.65.1.300" in bad.text
+    answer = client.post("/optouts", data={"network": "127.65.1.10", "contact": "soc@x.example", "note": "phone call",
+                                           "csrf_token": token}, follow_redirects=False)
+    assert answer.status_code == 303
+    with Repository.open(web_db) as repo:
+        (entry,) = repo.optouts()
+        assert (entry["cidr"], entry["contact"], entry["added_by"]) == ("127.65.1.10", "soc@x.example", "ana (dashboard)")
+        # Its findings closed as opted-out at once, as after `pacswatch optout add`.
+        assert {f["status"] for f in repo.findings() if f["ip"] == "127.65.1.10"} == {"opted-out"}
