@@ -12,7 +12,9 @@ and are data only: nothing is sent anywhere.
 Then it serves the real application in-process (httpx to the ASGI app, no socket). It first
 views the overview until every finished scan has been summed (once per scan, kept in
 scan_exposure; timed apart as the warm-up), then times each page: the first request and the
-median of --repeat more (the overview's aggregates are kept while the data does not change). A page's time is the application's, from the request to the last byte of the
+median of --repeat more. The overview's aggregates are kept and recomputed in the background
+when the data changes; "/ (aggregates recomputed ...)" times that computation as the first view
+after a start pays it (no kept overview). A page's time is the application's, from the request to the last byte of the
 answer: the server time, without a browser or a network. Results go to stdout and
 bench/results/web-<time>.json.
 """
@@ -204,7 +206,7 @@ def measure(url: str, pages: list[str], repeat: int) -> list[dict]:
     return results
 
 
-RECOMPUTED = "/ (aggregates recomputed, as after a change)"
+RECOMPUTED = "/ (no kept aggregates: the first view after a start)"
 PAGES = [
     "/",
     RECOMPUTED,

@@ -5,14 +5,23 @@ median time to fix, the top products, ports, networks and owners of what is expo
 The charts are drawn by static/overview.js (uPlot) from the same numbers the tables show: the
 page reads without JavaScript. A country map needs a GeoIP database (--geoip FILE.mmdb); the
 page says so when there is none, and the map itself is not built yet (it says that too).
+
+The aggregates are kept (app.state.overview_cache): a view shows the kept overview with the time
+it is from, and a change in the data (queries_overview.data_version) starts one recomputation
+in a background thread for the views after it. Only the first view after the server starts
+computes it while the browser waits.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
+from collections.abc import Callable
 from datetime import datetime
 
 from fastapi import APIRouter, Request
+from sqlalchemy.engine import Engine
 
 from pacswatch.web.auth import CurrentUser, settings_of
 from pacswatch.web.db import reading, writing
@@ -21,13 +30,14 @@ from pacswatch.web.queries_overview import (
     Overview,
     OverviewCache,
     data_version,
-    fresh_enough,
+    needs_refresh,
     keep_summaries,
     load,
 )
 from pacswatch.web.templating import render
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 
 def chart_data(view: Overview) -> str:
@@ -44,26 +54,52 @@ def chart_data(view: Overview) -> str:
     return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
 
 
+def compute(engine: Engine, cache: OverviewCache, clock: Callable[[], datetime]) -> None:
+    """Compute the overview and keep it (with the finished scans' sums it made)."""
+    now = clock()
+    try:
+        with reading(engine) as conn:
+            version = data_version(conn)
+            view = load(conn, now)
+        if view.to_keep:
+            with writing(engine) as conn:
+                keep_summaries(conn, view.to_keep)
+            view.to_keep = []
+        with cache.lock:
+            cache.version, cache.at, cache.view = version, now, view
+    finally:
+        with cache.lock:
+            cache.refreshing = False
+
+
+def _refresh(engine: Engine, cache: OverviewCache, clock: Callable[[], datetime]) -> None:
+    try:
+        compute(engine, cache, clock)
+    except Exception:  # a background thread: the next view tries again, the log says why
+        log.exception("recomputing the overview failed")
+
+
 def current_view(request: Request) -> tuple[Overview, datetime]:
-    settings = settings_of(request)
+    """The kept overview, refreshed in the background when the data changed; computed now
+    only when there is none yet (the first view after the server started)."""
+    clock = settings_of(request).clock
     engine = request.app.state.engine
     cache: OverviewCache = request.app.state.overview_cache
-    now = settings.clock()
     with reading(engine) as conn:
         version = data_version(conn)
-        with cache.lock:
-            kept, kept_at = cache.view, cache.at
-            if kept is not None and kept_at is not None and not kept.scans_pending \
-                    and fresh_enough(cache.version, kept_at, version, now):
-                return kept, kept_at
-        view = load(conn, now)
-    if view.to_keep:
-        with writing(engine) as conn:
-            keep_summaries(conn, view.to_keep)
-        view.to_keep = []
     with cache.lock:
-        cache.version, cache.at, cache.view = version, now, view
-    return view, now
+        kept, kept_at = cache.view, cache.at
+        if kept is not None and kept_at is not None:
+            if needs_refresh(cache.version, version, kept.scans_pending) and not cache.refreshing:
+                cache.refreshing = True
+                threading.Thread(target=_refresh, args=(engine, cache, clock), name="overview-refresh",
+                                 daemon=True).start()
+            return kept, kept_at
+    compute(engine, cache, clock)
+    with cache.lock:
+        if cache.view is None or cache.at is None:
+            raise RuntimeError("the overview was not computed")
+        return cache.view, cache.at
 
 
 @router.get("/")
