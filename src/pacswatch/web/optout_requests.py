@@ -189,9 +189,12 @@ def submit(engine: Engine, config: Config, *, secret: bytes, base_url: str, netw
     expires = now + LINK_VALID
     for index, contact in enumerate(contacts):
         token = tokens.make(secret, tokens.OPTOUT, request_id * _SLOTS + index, expires)
-        raw = confirmation_mail(config, to=contact.address, network=network,
-                                link=f"{base_url.rstrip('/')}/optout/confirm/{token}", expires=expires, now=now)
-        result = _send(config, transport, contact.address, raw, now)
+        try:
+            raw = confirmation_mail(config, to=contact.address, network=network,
+                                    link=f"{base_url.rstrip('/')}/optout/confirm/{token}", expires=expires, now=now)
+            result = _send(config, transport, contact.address, raw, now)
+        except ValueError as exc:  # an address the mail headers refuse: the analyst reads why, not the requester
+            result = f"not sent: {clean(str(exc), limit=300)}"
         mailed.append({"address": contact.address, "source": contact.source, "result": result})
     with writing(engine) as conn:
         conn.execute(update(optout_requests).where(optout_requests.c.id == request_id).values(mailed_to=mailed))

@@ -97,10 +97,15 @@ def optout_submit(request: Request, network: str = Form(...), requester: str = F
     _count(request, "optout_limiter", OPTOUT_PER_HOUR, 3600.0)
     settings = settings_of(request)
     try:
-        optout_requests.submit(request.app.state.engine, _config(request), secret=settings.secret,
+        config = _config(request)
+    except ValueError:  # the operator's file is broken: theirs to read (serve's log), not the public's
+        raise HTTPException(status_code=503, detail="the opt-out form cannot take requests now; write to the "
+                                                    "contact on the About page") from None
+    try:
+        optout_requests.submit(request.app.state.engine, config, secret=settings.secret,
                                base_url=_base_url(request), network_text=network, requester=requester, note=note,
                                now=settings.clock())
-    except ValueError as exc:  # the network (normalize_network says why), or the configuration
+    except ValueError as exc:  # the network: normalize_network says what is wrong with what was typed
         return render(request, "optout.html", status_code=422, sent=False, error=str(exc), network=network,
                       requester=requester, note=note)
     # The same answer whatever we know: whether a contact is known would tell which networks hold findings.
