@@ -22,6 +22,7 @@ bench/results/web-<time>.json.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -174,6 +175,7 @@ def measure(url: str, pages: list[str], repeat: int) -> list[dict]:
                 page = await client.get("/")
                 if 'id="scans-pending"' not in page.text:
                     break
+                await asyncio.sleep(0.2)  # the sums go on in the background between views
             warming = {"views": warm, "seconds": round(time.perf_counter() - started, 1)}
             print(f"  overview warm-up: {warm} views, {warming['seconds']} s (each finished scan summed once)",
                   flush=True)
@@ -198,8 +200,6 @@ def measure(url: str, pages: list[str], repeat: int) -> list[dict]:
                                 "max_ms": round(max(times[1:]), 1), "bytes": size})
                 print(f"  {label:<72} first {times[0]:7.1f} ms   median {warm:7.1f} ms   "
                       f"max {max(times[1:]):7.1f} ms   {size / 1024:6.1f} KiB", flush=True)
-
-    import asyncio
 
     asyncio.run(run())
     engine.dispose()
@@ -246,9 +246,12 @@ def main() -> int:
         day = (FIRST + timedelta(weeks=2)).date().isoformat()
         pages = [p.format(day=day, middle=args.findings // 2) if p != RECOMPUTED else p for p in PAGES]
         results = measure(url, pages, args.repeat)
-    worst = max(r["median_ms"] for r in results if "median_ms" in r)
-    print(f"slowest page median: {worst:.1f} ms (target: under 300 ms); load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    served = [r for r in results if "median_ms" in r and r["page"] != RECOMPUTED]
+    worst = max(served, key=lambda r: r["median_ms"])
+    computed = next(r for r in results if r["page"] == RECOMPUTED)
+    print(f"slowest page: {worst['page']} median {worst['median_ms']:.1f} ms (target: under 300 ms); the overview's "
+          f"computation (first view after a start, then in the background) median {computed['median_ms']:.1f} ms; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if not args.no_save:
         out = Path(__file__).with_name("results")
         out.mkdir(exist_ok=True)
