@@ -33,7 +33,7 @@ from lab_scan import scan_and_store  # noqa: E402
 from loopback_servers import loopback_only  # noqa: E402
 from smtp_servers import SmtpServer  # noqa: E402
 
-from browser_world import (  # noqa: E402
+from .browser_world import (  # noqa: E402
     CLOSED_IP,
     CONTACT,
     HOSTILE_OWNER,

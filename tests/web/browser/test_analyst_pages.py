@@ -9,7 +9,7 @@ import csv
 import io
 
 import pytest
-from browser_world import HOSTILE_PRODUCT, NET, shot
+from .browser_world import HOSTILE_PRODUCT, NET, shot
 
 pytestmark = pytest.mark.slow
 

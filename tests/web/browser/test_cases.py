@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser_world import CONTACT, shot
+from .browser_world import CONTACT, shot
 
 pytestmark = pytest.mark.slow
 

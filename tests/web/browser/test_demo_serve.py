@@ -15,7 +15,7 @@ import time
 
 import httpx
 import pytest
-from browser_world import README_IMAGE, chromium, shot
+from .browser_world import README_IMAGE, chromium, shot
 
 pytestmark = pytest.mark.slow
 ENTRY = "import sys; from pacswatch.cli import main; sys.exit(main())"

@@ -10,7 +10,7 @@ import re
 import time
 
 import pytest
-from browser_world import CONTACT, NET, shot
+from .browser_world import CONTACT, NET, shot
 
 from pacswatch.store.repository import Repository
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser_world import NET, shot
+from .browser_world import NET, shot
 
 from pacswatch.store.repository import Repository
 from pacswatch.web import scanproc
