@@ -69,7 +69,9 @@ def _user(row: Any) -> User:
 
 
 def add_user(engine: Engine, name: str, role: str, password: str, at: datetime) -> User:
-    check_name(name), check_role(role), check_password(password)
+    check_name(name)
+    check_role(role)
+    check_password(password)
     with writing(engine) as conn:
         if conn.execute(select(users.c.id).where(users.c.name == name)).first():
             raise AccountError(f"there is already a user {name!r}")

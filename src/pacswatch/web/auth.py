@@ -17,7 +17,6 @@ import secrets
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
@@ -180,10 +179,6 @@ class LoginLimiter:
 def login_keys(request: Request, name: str) -> tuple[str, ...]:
     client = request.client.host if request.client else "unknown"
     return ("addr:" + client, "name:" + name.lower())
-
-
-def timestamp(moment: datetime) -> float:
-    return moment.timestamp()
 
 
 # --- the API -------------------------------------------------------------------------------------
