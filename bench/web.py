@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -140,9 +141,9 @@ def build(url: str, count: int, looks: int) -> None:
                 memo.clear()
                 print(f"  built {min(start + 10_000, count):>7,} findings, {obs_id:>9,} observations "
                       f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")  # what a long-lived database has: the planner's statistics
+    with engine.connect() as conn:  # what a long-lived database has: the planner's statistics
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
     engine.dispose()
 
 
@@ -228,15 +229,20 @@ def main() -> int:
     parser.add_argument("--observations", type=int, default=1_000_000)
     parser.add_argument("--database", help="SQLite file (kept; built when missing) or postgresql:// URL (filled "
                         "when empty)")
+    parser.add_argument("--postgresql", action="store_true", help="on a throwaway PostgreSQL server on loopback "
+                        "(store/throwaway.py) instead of SQLite")
     parser.add_argument("--repeat", type=int, default=7, help="timed requests per page after the first")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="pacswatch-web-bench-") as tmp:
-        url = args.database or os.path.join(tmp, "web.db")
-        if "://" in url:
-            fresh = True
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pacswatch-web-bench-"))
+        if args.postgresql:
+            from pacswatch.store.throwaway import ThrowawayPostgres
+
+            url = stack.enter_context(ThrowawayPostgres()).create_database("webbench")
         else:
-            fresh = not Path(url).exists()
+            url = args.database or os.path.join(tmp, "web.db")
+        fresh = args.postgresql or "://" in url or not Path(url).exists()
         if fresh:
             print(f"building {args.findings:,} findings and {args.observations:,} observations in {url}",
                   file=sys.stderr, flush=True)
@@ -256,7 +262,8 @@ def main() -> int:
         out = Path(__file__).with_name("results")
         out.mkdir(exist_ok=True)
         target = out / f"web-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-        target.write_text(json.dumps({"findings": args.findings, "observations": args.observations,
+        target.write_text(json.dumps({"backend": "postgresql" if args.postgresql else "sqlite",
+                                      "findings": args.findings, "observations": args.observations,
                                       "load_average": os.getloadavg()[0], "pages": results}, indent=2))
         print(f"results: {target}")
     return 0
