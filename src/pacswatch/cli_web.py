@@ -49,7 +49,8 @@ def register(sub) -> None:
                             "the user's data directory; made when missing)")
     serve.add_argument("--notify-config", type=Path, metavar="FILE", help="the notify configuration (SMTP, "
                        "sender), for the opt-out confirmation mails")
-    serve.add_argument("--geoip", type=Path, metavar="FILE", help="a MaxMind-format .mmdb for the overview's map")
+    serve.add_argument("--geoip", type=Path, metavar="FILE", help="a MaxMind-format country database (.mmdb): the "
+                       "overview counts the exposed services by country")
     serve.set_defaults(handler=cmd_serve)
 
     users = sub.add_parser("users", help="accounts of the dashboard: add, list, remove, passwd, token")
@@ -107,7 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = WebSettings(database_url=args.database, secret=secret_from_file(secret_path), tls=tls,
                                notify_config=args.notify_config, geoip_path=args.geoip)
         app = create_app(settings)
-    except (StoreError, OSError) as exc:
+    except (StoreError, OSError, ValueError) as exc:  # ValueError: a GeoIP file that cannot be read
         return _fail("serve", str(exc))
     scheme = "https" if tls else "http"
     where = f"[{args.host}]" if ":" in args.host else args.host

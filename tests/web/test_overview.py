@@ -37,7 +37,7 @@ def test_overview_numbers(client, login):
     assert sum(data["fixes"]["fixed"]) == 1
     assert 'id="median-fix">14.0 days' in html
     assert data["weekly"]["open"][-1] == 5
-    assert "No country map: no GeoIP database is configured" in html
+    assert "No countries: no GeoIP database is configured" in html
     assert ">OHIF Viewer</a>" in html and ">104</a>" in html and "127.65.1.0/24" in html
 
 
@@ -126,3 +126,49 @@ def test_overview_numbers_on_both_databases(database_url):
         assert ("OHIF Viewer", 1) in view.top_products
     finally:
         engine.dispose()
+
+
+def _country_database(path):
+    """A MaxMind-format database made here (mmdb-writer), read by the real maxminddb reader."""
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=4, database_type="PW-Test-Country")
+    writer.insert_network(IPSet(["127.65.1.0/24"]), {"country": {"iso_code": "NL"}})
+    writer.insert_network(IPSet(["127.65.2.0/23"]), {"registered_country": {"iso_code": "DE"}})
+    writer.to_db_file(str(path))
+    return path
+
+
+def test_countries_with_a_geoip_database(web_settings, tmp_path):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+    from conftest import do_login
+
+    from pacswatch.web.app import create_app
+
+    app = create_app(replace(web_settings, geoip_path=_country_database(tmp_path / "c.mmdb")))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        do_login(client, "vic")
+        html = client.get("/").text
+    app.state.engine.dispose()
+    table = re.search(r'<table id="countries">(.*?)</table>', html, re.S).group(1)
+    rows = re.findall(r"<tr><td[^>]*>([^<]+)</td><td class=\"num\">(\d+)</td></tr>", table)
+    # Active: .1.10 (NL); .2.20 and .3.30 (DE, registered); .4.40 and .5.50 unknown; .1.11 was fixed.
+    assert rows == [("DE", "2"), ("NL", "1"), ("not in the database", "2")]
+    assert "PW-Test-Country" in html and "geoip-missing" not in html
+
+
+def test_a_file_that_is_not_a_geoip_database_is_refused_at_start(web_settings, tmp_path):
+    from dataclasses import replace
+
+    import pytest
+
+    from pacswatch.web.app import create_app
+    from pacswatch.web.geoip import GeoIpError
+
+    bad = tmp_path / "not.mmdb"
+    bad.write_bytes(b"not a database")
+    with pytest.raises(GeoIpError, match="cannot read the GeoIP database"):
+        create_app(replace(web_settings, geoip_path=bad))

@@ -1,7 +1,7 @@
 """The application: `create_app(settings)` opens the database and includes every page's router.
 
 app.state holds `settings` (WebSettings), `engine` (the SQLAlchemy engine of the same database
-as the CLI), `login_limiter` and `overview_cache`. Pages: auth_pages (login, logout), pages_overview (/),
+as the CLI), `login_limiter`, `overview_cache` and `geoip` (a CountryReader, or None). Pages: auth_pages (login, logout), pages_overview (/),
 pages_findings (/findings, /findings/{id}, /endpoints/...), api (/api/v1), and engineer B's
 pages_cases, pages_scans, pages_admin (owners, opt-outs) and public (about, optout, verify).
 """
@@ -21,6 +21,7 @@ from pacswatch import __version__
 from pacswatch.store.engine import open_database
 from pacswatch.web.api import docs_router
 from pacswatch.web.auth import LoginLimiter, LoginRequired, browser_cookie_middleware, login_redirect_target
+from pacswatch.web.geoip import CountryReader
 from pacswatch.web.queries_overview import OverviewCache
 from pacswatch.web.settings import WebSettings
 from pacswatch.web.sqlbits import register_sqlite_functions
@@ -49,6 +50,8 @@ def _router(name: str):
 
 
 def create_app(settings: WebSettings) -> FastAPI:
+    # The GeoIP file first: a wrong one is refused before the database is opened.
+    geoip = CountryReader(settings.geoip_path) if settings.geoip_path is not None else None
     engine = open_database(settings.database_url)
     engine.dispose()  # connections made from now on get the dashboard's SQL functions
     register_sqlite_functions(engine)
@@ -60,6 +63,7 @@ def create_app(settings: WebSettings) -> FastAPI:
     app.state.engine = engine
     app.state.login_limiter = LoginLimiter(settings.login_attempts, settings.login_window_seconds)
     app.state.overview_cache = OverviewCache()
+    app.state.geoip = geoip
 
     app.middleware("http")(browser_cookie_middleware)
     app.middleware("http")(_security_headers)
@@ -71,6 +75,8 @@ def create_app(settings: WebSettings) -> FastAPI:
         app.include_router(_router(name), include_in_schema=name == "api")
     app.include_router(docs_router)
     app.router.on_shutdown.append(engine.dispose)
+    if app.state.geoip is not None:
+        app.router.on_shutdown.append(app.state.geoip.close)
     return app
 
 

@@ -3,8 +3,8 @@ recent full scans exposed (services, studies, patients: counts only), fixes per 
 median time to fix, the top products, ports, networks and owners of what is exposed now.
 
 The charts are drawn by static/overview.js (uPlot) from the same numbers the tables show: the
-page reads without JavaScript. A country map needs a GeoIP database (--geoip FILE.mmdb); the
-page says so when there is none, and the map itself is not built yet (it says that too).
+page reads without JavaScript. With a GeoIP database (--geoip FILE.mmdb) the exposed services
+are counted by country, in a table (no drawn map); without one the page says what is missing.
 
 The aggregates are kept (app.state.overview_cache): a view shows the kept overview with the time
 it is from, and a change in the data (queries_overview.data_version) starts one recomputation
@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from pacswatch.web.auth import CurrentUser, settings_of
 from pacswatch.web.db import reading, writing
+from pacswatch.web.geoip import CountryReader
 from pacswatch.web.queries_overview import (
     SEVERITIES,
     Overview,
@@ -54,13 +55,14 @@ def chart_data(view: Overview) -> str:
     return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
 
 
-def compute(engine: Engine, cache: OverviewCache, clock: Callable[[], datetime]) -> None:
+def compute(engine: Engine, cache: OverviewCache, clock: Callable[[], datetime],
+            geoip: CountryReader | None = None) -> None:
     """Compute the overview and keep it (with the finished scans' sums it made)."""
     now = clock()
     try:
         with reading(engine) as conn:
             version = data_version(conn)
-            view = load(conn, now)
+            view = load(conn, now, geoip.country_of if geoip is not None else None)
         if view.to_keep:
             with writing(engine) as conn:
                 keep_summaries(conn, view.to_keep)
@@ -72,9 +74,10 @@ def compute(engine: Engine, cache: OverviewCache, clock: Callable[[], datetime])
             cache.refreshing = False
 
 
-def _refresh(engine: Engine, cache: OverviewCache, clock: Callable[[], datetime]) -> None:
+def _refresh(engine: Engine, cache: OverviewCache, clock: Callable[[], datetime],
+             geoip: CountryReader | None) -> None:
     try:
-        compute(engine, cache, clock)
+        compute(engine, cache, clock, geoip)
     except Exception:  # a background thread: the next view tries again, the log says why
         log.exception("recomputing the overview failed")
 
@@ -85,6 +88,7 @@ def current_view(request: Request) -> tuple[Overview, datetime]:
     clock = settings_of(request).clock
     engine = request.app.state.engine
     cache: OverviewCache = request.app.state.overview_cache
+    geoip: CountryReader | None = request.app.state.geoip
     with reading(engine) as conn:
         version = data_version(conn)
     with cache.lock:
@@ -92,10 +96,10 @@ def current_view(request: Request) -> tuple[Overview, datetime]:
         if kept is not None and kept_at is not None:
             if needs_refresh(cache.version, version, kept.scans_pending) and not cache.refreshing:
                 cache.refreshing = True
-                threading.Thread(target=_refresh, args=(engine, cache, clock), name="overview-refresh",
+                threading.Thread(target=_refresh, args=(engine, cache, clock, geoip), name="overview-refresh",
                                  daemon=True).start()
             return kept, kept_at
-    compute(engine, cache, clock)
+    compute(engine, cache, clock, geoip)
     with cache.lock:
         if cache.view is None or cache.at is None:
             raise RuntimeError("the overview was not computed")
@@ -106,5 +110,5 @@ def current_view(request: Request) -> tuple[Overview, datetime]:
 def overview(request: Request, user: CurrentUser):
     view, as_of = current_view(request)
     return render(request, "overview.html", user=user, view=view, severities=SEVERITIES, as_of=as_of,
-                  chart_json=chart_data(view), geoip=settings_of(request).geoip_path,
+                  chart_json=chart_data(view), geoip=request.app.state.geoip,
                   statuses=("open", "reopened", "fixed", "opted-out"))
