@@ -281,3 +281,29 @@ def test_ipv6_network_filter_on_sqlite(tmp_path):
         assert [r["ip"] for r in rows] == ["::1"]
     finally:
         engine.dispose()
+
+
+def test_triage_filter_follows_the_latest_verdict(client, login, app):
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from pacswatch.store.web_tables import finding_triage
+    from pacswatch.web.settings import utc_now
+
+    login(client, "ana")
+    fp, suppressed, expired = (_finding_id(client, ip) for ip in ("127.65.2.20", "127.65.3.30", "127.65.5.50"))
+    token = csrf_from(client.get("/").text)
+    client.post(f"/findings/{fp}/false-positive", data={"reason": "a honeypot", "csrf_token": token})
+    client.post(f"/findings/{suppressed}/suppress", data={"until": "2099-01-01", "csrf_token": token})
+    with app.state.engine.begin() as conn:  # a suppression that ended yesterday no longer hides it
+        conn.execute(insert(finding_triage), {"finding_id": expired, "at": utc_now() - timedelta(days=9),
+                                              "user_name": "ana", "action": "suppressed",
+                                              "until": utc_now() - timedelta(days=1)})
+    assert ids(client.get("/findings?triage=false-positive").text) == [fp]
+    assert ids(client.get("/findings?triage=suppressed").text) == [suppressed]
+    left = ids(client.get("/findings?triage=none").text)
+    assert fp not in left and suppressed not in left and expired in left and len(left) == 4
+    client.post(f"/findings/{fp}/clear", data={"csrf_token": token})
+    assert fp in ids(client.get("/findings?triage=none").text)
+    assert client.get("/findings?triage=maybe").status_code == 400

@@ -129,6 +129,8 @@ def api_findings(request: Request, user: ApiUser,
                  first_seen_from: str | None = None, first_seen_to: str | None = None,
                  last_seen_from: str | None = None, last_seen_to: str | None = None,
                  q: Annotated[str | None, Query(description="address prefix or part of the owner's name")] = None,
+                 triage: Annotated[str | None, Query(description="none (no false positive or suppression in "
+                                                                 "force), false-positive, suppressed")] = None,
                  sort: Annotated[str, Query(description="severity, last_seen, first_seen, address, port, product; "
                                                         "- first for descending")] = "severity",
                  cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50) -> FindingsPage:
@@ -136,7 +138,7 @@ def api_findings(request: Request, user: ApiUser,
     f = _filter(request)
     try:
         with reading(request.app.state.engine) as conn:
-            page = find_page(conn, f)
+            page = find_page(conn, f, now=settings_of(request).clock())
     except FilterError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
     return FindingsPage(total=page.total, findings=[Finding(**r) for r in page.rows],

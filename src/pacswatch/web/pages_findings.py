@@ -53,7 +53,7 @@ def findings_page(request: Request, user: CurrentUser):
     f = _filter(request)
     try:
         with reading(request.app.state.engine) as conn:
-            page = find_page(conn, f)
+            page = find_page(conn, f, now=settings_of(request).clock())
     except FilterError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
     return render(request, "findings.html", user=user, f=f, page=page, severities=SEVERITIES, sorts=SORTS,
@@ -81,7 +81,7 @@ def _plain(value: object) -> object:
 def _rows(request: Request, f: FindingFilter) -> Iterator[dict]:
     # One read transaction for the whole download: one state of the database, batch by batch.
     with reading(request.app.state.engine) as conn:
-        yield from iterate(conn, f)
+        yield from iterate(conn, f, now=settings_of(request).clock())
 
 
 def _csv_chunks(request: Request, f: FindingFilter) -> Iterator[str]:

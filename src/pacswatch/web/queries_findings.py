@@ -1,7 +1,7 @@
 """The findings list: filters, sort, keyset pagination, and the rows a page or a download shows.
 
     f = FindingFilter.from_query(request.query_params)   # unknown or bad values are errors
-    page = find_page(conn, f, limit=50)                  # page.rows, page.next_cursor, page.total
+    page = find_page(conn, f, now=clock())               # page.rows, page.next_cursor, page.total
 
 Keyset pagination: a cursor is the last row's sort value and id, so page N costs what page 1
 costs (no OFFSET over a hundred thousand rows). Every filter is a bound parameter; a network is
@@ -30,6 +30,10 @@ from pacswatch.store.web_tables import finding_triage
 
 SEVERITIES = ("critical", "high", "medium", "low")
 SORTS = ("severity", "last_seen", "first_seen", "address", "port", "product")
+# By a person's standing verdict (finding_triage): none (no false positive, no suppression in
+# force: what is left to act on), or only the false positives, or only the suppressed.
+TRIAGE = ("none", "false-positive", "suppressed")
+STANDING = ("false-positive", "suppressed", "cleared")
 PAGE_SIZE = 50
 MAX_PAGE = 200
 MAX_NETWORK_RANGES = 128  # the most any prefix needs (a /17: 128 ranges of /24; a /25: 128 addresses)
@@ -53,6 +57,7 @@ class FindingFilter:
     last_seen_from: date | None = None
     last_seen_to: date | None = None
     q: str | None = None  # text: an address prefix, or part of the owner's name
+    triage: str | None = None  # none | false-positive | suppressed: by a person's standing verdict
     sort: str = "severity"
     descending: bool = False
     cursor: str | None = None
@@ -86,6 +91,9 @@ class FindingFilter:
             raise FilterError(f"cannot sort by {sort!r}: {', '.join(SORTS)} (- first for descending)")
         port = _int(one("port"), "port", 0, 65535)
         limit = _int(one("limit"), "limit", 1, MAX_PAGE) or PAGE_SIZE
+        triage = one("triage")
+        if triage is not None and triage not in TRIAGE:
+            raise FilterError(f"unknown triage {triage!r}: {', '.join(TRIAGE)}")
         network = one("network")
         if network is not None:
             network_ranges(network)  # refuses a bad one now, with its reason
@@ -93,7 +101,7 @@ class FindingFilter:
                    network=network, first_seen_from=_day(one("first_seen_from"), "first_seen_from"),
                    first_seen_to=_day(one("first_seen_to"), "first_seen_to"),
                    last_seen_from=_day(one("last_seen_from"), "last_seen_from"),
-                   last_seen_to=_day(one("last_seen_to"), "last_seen_to"), q=one("q"), sort=sort,
+                   last_seen_to=_day(one("last_seen_to"), "last_seen_to"), q=one("q"), triage=triage, sort=sort,
                    descending=descending, cursor=one("cursor"), limit=limit)
 
     def query_items(self, *, cursor: str | None = None, **changes: Any) -> list[tuple[str, str]]:
@@ -101,7 +109,7 @@ class FindingFilter:
         f = replace(self, cursor=cursor, **changes)
         items: list[tuple[str, str]] = [("severity", s) for s in f.severities] + [("status", s) for s in f.statuses]
         for name in ("product", "port", "owner", "network", "first_seen_from", "first_seen_to", "last_seen_from",
-                     "last_seen_to", "q", "cursor"):
+                     "last_seen_to", "q", "triage", "cursor"):
             value = getattr(f, name)
             if value is not None:
                 items.append((name, value.isoformat() if isinstance(value, date) else str(value)))
@@ -187,7 +195,8 @@ _SORT_COLUMNS: dict[str, ColumnElement] = {  # severity is sorted by _by_severit
 }
 
 
-def conditions(f: FindingFilter, dialect: str, *, for_count: bool = False) -> list[ColumnElement]:
+def conditions(f: FindingFilter, dialect: str, *, for_count: bool = False,
+               now: datetime | None = None) -> list[ColumnElement]:
     """The WHERE terms of a filter, on the findings' own columns (what is in a joined table is a
     subquery, so that an index on findings can drive the query). `for_count`: the form that is
     fastest for all the matches rather than a page of them."""
@@ -233,6 +242,9 @@ def conditions(f: FindingFilter, dialect: str, *, for_count: bool = False) -> li
         out.append(last_seen >= _moment(f.last_seen_from, dialect))
     if f.last_seen_to:
         out.append(last_seen < _moment(f.last_seen_to + timedelta(days=1), dialect))
+    if f.triage:
+        marked = _marked(f.triage, now)
+        out.append(findings.c.id.not_in(marked) if f.triage == "none" else findings.c.id.in_(marked))
     if f.q:
         # An address prefix as a range of the indexed text, not LIKE (case-blind, so unindexed).
         out.append(or_(and_(findings.c.ip >= f.q, findings.c.ip < f.q + "\U0010ffff"),
@@ -247,6 +259,19 @@ def _unindexed(column: Any, dialect: str) -> ColumnElement:
     (SQLite picked the status index: 0.6 s instead of 0.02 s at 100,000 findings). PostgreSQL
     costs an ORDER BY ... LIMIT against the filters itself: the column is left as it is."""
     return column if dialect == "postgresql" else column.concat("")
+
+
+def _marked(verdict: str, now: datetime | None) -> Any:
+    """Findings whose latest standing verdict is a false positive, or a suppression still in
+    force at `now` ("none": either); the verdicts are few, so this reads little."""
+    now = now or datetime.now(timezone.utc)
+    latest = select(func.max(finding_triage.c.id)).where(finding_triage.c.action.in_(STANDING)) \
+        .group_by(finding_triage.c.finding_id)
+    false_positive = finding_triage.c.action == "false-positive"
+    suppressed = and_(finding_triage.c.action == "suppressed",
+                      or_(finding_triage.c.until.is_(None), finding_triage.c.until > now))
+    which = {"false-positive": false_positive, "suppressed": suppressed}.get(verdict, or_(false_positive, suppressed))
+    return select(finding_triage.c.finding_id).where(finding_triage.c.id.in_(latest), which)
 
 
 def _owned_by(text: str) -> Any:
@@ -351,15 +376,17 @@ def _by_severity(conn: Connection, f: FindingFilter, where: list[ColumnElement])
     return rows
 
 
-def count_matching(conn: Connection, f: FindingFilter) -> int:
+def count_matching(conn: Connection, f: FindingFilter, now: datetime | None = None) -> int:
     """How many findings match, counted up to COUNT_CAP + 1 (the page says 'more than')."""
-    where = conditions(f, conn.dialect.name, for_count=True)
+    where = conditions(f, conn.dialect.name, for_count=True, now=now)
     capped = select(findings.c.id).where(*where).limit(COUNT_CAP + 1).subquery()
     return conn.execute(select(func.count()).select_from(capped)).scalar_one()
 
 
-def find_page(conn: Connection, f: FindingFilter, *, with_total: bool = True) -> FindingsPage:
-    where = conditions(f, conn.dialect.name)
+def find_page(conn: Connection, f: FindingFilter, *, with_total: bool = True,
+              now: datetime | None = None) -> FindingsPage:
+    """A page of findings; `now` is when a suppression is in force (the server's clock)."""
+    where = conditions(f, conn.dialect.name, now=now)
     if f.sort == "severity":
         rows = _by_severity(conn, f, where)
     else:
@@ -368,24 +395,25 @@ def find_page(conn: Connection, f: FindingFilter, *, with_total: bool = True) ->
         rows = [dict(r) for r in conn.execute(query).mappings()]
     more = len(rows) > f.limit
     rows = rows[:f.limit]
-    _add_case_and_triage(conn, rows)
+    _add_case_and_triage(conn, rows, now)
     next_cursor = encode_cursor(_sort_value(f, rows[-1]), rows[-1]["id"]) if more and rows else None
-    total = count_matching(conn, f) if with_total else -1
+    total = count_matching(conn, f, now) if with_total else -1
     return FindingsPage(rows, next_cursor, total)
 
 
-def iterate(conn: Connection, f: FindingFilter, batch: int = 1000) -> Iterator[dict[str, Any]]:
+def iterate(conn: Connection, f: FindingFilter, batch: int = 1000,
+            now: datetime | None = None) -> Iterator[dict[str, Any]]:
     """Every finding the filter selects, in its order, a batch at a time (downloads)."""
     f = replace(f, cursor=None, limit=batch)
     while True:
-        page = find_page(conn, f, with_total=False)
+        page = find_page(conn, f, with_total=False, now=now)
         yield from page.rows
         if page.next_cursor is None:
             return
         f = replace(f, cursor=page.next_cursor)
 
 
-def _add_case_and_triage(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def _add_case_and_triage(conn: Connection, rows: list[dict[str, Any]], now: datetime | None) -> None:
     """The case each row's service is in, and a person's latest verdict on it (one query each
     for the page's rows, not a join over the whole table)."""
     if not rows:
@@ -398,12 +426,12 @@ def _add_case_and_triage(conn: Connection, rows: list[dict[str, Any]]) -> None:
     latest: dict[int, Any] = {}
     for t in conn.execute(select(finding_triage).where(finding_triage.c.finding_id.in_(ids))
                           .order_by(finding_triage.c.at, finding_triage.c.id)):
-        if t.action in ("false-positive", "suppressed", "cleared"):
+        if t.action in STANDING:
             latest[t.finding_id] = t
     for row in rows:
         row["case_id"] = cases.get((row["ip"], row["port"]))
         verdict = latest.get(row["id"])
-        row["triage"] = triage_label(verdict)
+        row["triage"] = triage_label(verdict, now)
 
 
 def triage_label(verdict: Any, now: datetime | None = None) -> str | None:
