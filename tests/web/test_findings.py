@@ -307,3 +307,36 @@ def test_triage_filter_follows_the_latest_verdict(client, login, app):
     client.post(f"/findings/{fp}/clear", data={"csrf_token": token})
     assert fp in ids(client.get("/findings?triage=none").text)
     assert client.get("/findings?triage=maybe").status_code == 400
+
+
+def test_pages_and_actions_on_both_databases(database_url):
+    """The application itself on SQLite and PostgreSQL: log in, list, open, act, download."""
+    from fastapi.testclient import TestClient
+
+    from conftest import PASSWORD, T0, do_login, fill
+
+    from pacswatch.store.engine import open_database
+    from pacswatch.web import accounts
+    from pacswatch.web.app import create_app
+    from pacswatch.web.settings import WebSettings
+
+    fill(database_url)
+    engine = open_database(database_url)
+    accounts.add_user(engine, "ana", "analyst", PASSWORD, T0)
+    token = accounts.new_api_token(engine, "ana", T0)
+    engine.dispose()
+    app = create_app(WebSettings(database_url=database_url, secret=b"p" * 32))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert do_login(client, "ana").status_code == 303
+        assert "<div class=\"n sev-critical\">2</div>" in client.get("/").text
+        finding = _finding_id(client, "127.65.2.20")
+        csrf = csrf_from(client.get(f"/findings/{finding}").text)
+        for action, data in (("false-positive", {"reason": "lab box"}), ("suppress", {"until": "2099-02-01"}),
+                             ("clear", {}), ("rescan", {})):
+            assert client.post(f"/findings/{finding}/{action}", data={**data, "csrf_token": csrf}).status_code == 200
+        html = client.get(f"/findings/{finding}").text
+        assert "marked a false positive: lab box" in html and "rescan requested" in html
+        assert len(client.get("/findings.csv?status=active").text.splitlines()) == 6  # header + 5
+        api = client.get("/api/v1/findings?triage=none&sort=-last_seen", headers={"Authorization": f"Bearer {token}"})
+        assert api.status_code == 200 and api.json()["total"] == 6
+    app.state.engine.dispose()
