@@ -340,3 +340,26 @@ def test_pages_and_actions_on_both_databases(database_url):
         api = client.get("/api/v1/findings?triage=none&sort=-last_seen", headers={"Authorization": f"Bearer {token}"})
         assert api.status_code == 200 and api.json()["total"] == 6
     app.state.engine.dispose()
+
+
+def test_an_action_on_a_finding_in_a_case_is_in_the_case_history_too(client, login, app):
+    from sqlalchemy import insert, select
+
+    from conftest import T0
+
+    from pacswatch.store.notify_tables import case_events, case_services, cases
+
+    with app.state.engine.begin() as conn:
+        case_id = conn.execute(insert(cases).returning(cases.c.id), {
+            "owner_key": "org:x", "owner_name": "X Clinic", "state": "notified", "round": 1, "opened_at": T0,
+            "updated_at": T0}).scalar_one()
+        conn.execute(insert(case_services), {"ip": "127.65.1.10", "port": 104, "case_id": case_id, "added_at": T0})
+    login(client, "ana")
+    finding = _finding_id(client, "127.65.1.10")
+    token = csrf_from(client.get(f"/findings/{finding}").text)
+    client.post(f"/findings/{finding}/suppress", data={"until": "2099-03-01", "reason": "owner replacing it",
+                                                       "csrf_token": token})
+    with app.state.engine.connect() as conn:
+        (why,) = conn.execute(select(case_events.c.why).where(case_events.c.case_id == case_id)).scalars()
+    assert why == "127.65.1.10:104 suppressed until 2099-03-01: owner replacing it (by ana, dashboard)"
+    assert "127.65.1.10:104 suppressed until 2099-03-01" in client.get(f"/findings/{finding}").text

@@ -21,7 +21,7 @@ from pacswatch.notify.csvexport import csv_text
 from pacswatch.web.auth import Analyst, CurrentUser, check_csrf, settings_of
 from pacswatch.web.db import reading, writing
 from pacswatch.web.events import record_event
-from pacswatch.web.queries_endpoint import finding_endpoint, load, parse_endpoint, rescan_now
+from pacswatch.web.queries_endpoint import case_of, endpoint_label, finding_endpoint, load, parse_endpoint, rescan_now
 from pacswatch.web.queries_findings import (
     COUNT_CAP,
     SEVERITIES,
@@ -165,53 +165,51 @@ def _finding_or_404(conn, finding_id: int) -> tuple[str, int]:
     return where
 
 
-def _back(finding_id: int) -> RedirectResponse:
+WORDS = {"rescan": "rescan requested", "false-positive": "marked a false positive", "suppressed": "suppressed",
+         "cleared": "verdict cleared"}
+
+
+def _act(request: Request, finding_id: int, user, action: str, reason: str = "",
+         until: datetime | None = None) -> RedirectResponse:
+    """One action on a finding, its event with the user's name, and, when the finding's service
+    is in a case, a line in the case's history too (what `pacswatch case ID` shows), all in
+    one transaction."""
+    now = settings_of(request).clock()
+    with writing(request.app.state.engine) as conn:
+        ip, port = _finding_or_404(conn, finding_id)
+        if action == "rescan" and not rescan_now(conn, ip, port, now):
+            raise HTTPException(status_code=409, detail="no service is known there to rescan")
+        record_event(conn, user, reason, now, finding_id=finding_id, action=action, until=until)
+        if (case_id := case_of(conn, ip, port)) is not None:
+            what = f"{endpoint_label(ip, port)} {WORDS[action]}" + (f" until {until:%Y-%m-%d}" if until else "")
+            record_event(conn, user, what + (f": {reason}" if reason else ""), now, case_id=case_id)
     return RedirectResponse(f"/findings/{finding_id}", status_code=303)
 
 
 @router.post("/findings/{finding_id}/rescan", dependencies=[Depends(check_csrf)])
 def rescan(request: Request, finding_id: int, user: Analyst):
-    now = settings_of(request).clock()
-    with writing(request.app.state.engine) as conn:
-        ip, port = _finding_or_404(conn, finding_id)
-        if not rescan_now(conn, ip, port, now):
-            raise HTTPException(status_code=409, detail="no service is known there to rescan")
-        record_event(conn, user, "due now: the next `pacswatch run` rescans it", now, finding_id=finding_id,
-                     action="rescan")
-    return _back(finding_id)
+    return _act(request, finding_id, user, "rescan", "due now: the next `pacswatch run` rescans it")
 
 
 @router.post("/findings/{finding_id}/false-positive", dependencies=[Depends(check_csrf)])
 def false_positive(request: Request, finding_id: int, user: Analyst, reason: str = Form("")):
     if not reason.strip():
         raise HTTPException(status_code=400, detail="say why it is a false positive")
-    now = settings_of(request).clock()
-    with writing(request.app.state.engine) as conn:
-        _finding_or_404(conn, finding_id)
-        record_event(conn, user, reason.strip(), now, finding_id=finding_id, action="false-positive")
-    return _back(finding_id)
+    return _act(request, finding_id, user, "false-positive", reason.strip())
 
 
 @router.post("/findings/{finding_id}/suppress", dependencies=[Depends(check_csrf)])
 def suppress(request: Request, finding_id: int, user: Analyst, until: str = Form(""), reason: str = Form("")):
-    now = settings_of(request).clock()
     try:
         day = date.fromisoformat(until)
     except ValueError:
         raise HTTPException(status_code=400, detail="give the date until which to suppress it (YYYY-MM-DD)") from None
     end = datetime.combine(day, time.min, tzinfo=timezone.utc)
-    if end <= now:
+    if end <= settings_of(request).clock():
         raise HTTPException(status_code=400, detail="the date must be in the future")
-    with writing(request.app.state.engine) as conn:
-        _finding_or_404(conn, finding_id)
-        record_event(conn, user, reason.strip(), now, finding_id=finding_id, action="suppressed", until=end)
-    return _back(finding_id)
+    return _act(request, finding_id, user, "suppressed", reason.strip(), until=end)
 
 
 @router.post("/findings/{finding_id}/clear", dependencies=[Depends(check_csrf)])
 def clear(request: Request, finding_id: int, user: Analyst):
-    now = settings_of(request).clock()
-    with writing(request.app.state.engine) as conn:
-        _finding_or_404(conn, finding_id)
-        record_event(conn, user, "", now, finding_id=finding_id, action="cleared")
-    return _back(finding_id)
+    return _act(request, finding_id, user, "cleared")

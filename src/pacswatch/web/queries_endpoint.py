@@ -124,6 +124,16 @@ def _timeline(conn: Connection, view: Endpoint, looks: list[dict[str, Any]], now
     return entries[:TIMELINE]
 
 
+def case_of(conn: Connection, ip: str, port: int) -> int | None:
+    """The case the service at ip:port is in, if any."""
+    return conn.execute(select(case_services.c.case_id).where(case_services.c.ip == ip,
+                                                              case_services.c.port == port)).scalar()
+
+
+def endpoint_label(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def rescan_now(conn: Connection, ip: str, port: int, now: datetime) -> bool:
     """Make the service due now: the next `pacswatch run` rescans it first (it takes what is due,
     by next_due). False when there is no service to rescan."""
