@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from pacswatch.findings.work import IntervalSet
-from pacswatch.record import Association, DicomFacts, Find, Product, Record
+from pacswatch.record import AssociationFacts, DicomFacts, Find, Product, Record
 from pacswatch.store import Repository
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -45,7 +45,7 @@ def endpoint(n: int) -> tuple[str, int]:
 def exposed(n: int, at: datetime, severity: str) -> Record:
     ip, port = endpoint(n)
     find = Find(allowed=True, studies=n % 5000, patients=n % 700)
-    facts = DicomFacts(association=Association(accepted=True, called_ae="ANY-SCP", calling_ae="PACSWATCH",
+    facts = DicomFacts(association=AssociationFacts(accepted=True, called_ae="ANY-SCP", calling_ae="PACSWATCH",
                                                implementation_class_uid="1.2.826.0.1.3680043.8.1055.1",
                                                implementation_version_name="PYNETDICOM_200",
                                                accepted_contexts=["Verification", "StudyRootQueryRetrieveFind"]),

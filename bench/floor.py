@@ -52,8 +52,8 @@ from pacswatch.dicom.identifiers import patient_query, study_query
 from pacswatch.dicom.pdu import AAssociateAC, AReleaseRQ, PDataTF, decode_pdu, encode_pdu
 from pacswatch.identity import Identity
 from pacswatch.lab.fast import loopback_addresses, raise_nofile_limit
-from pacswatch.probes.dicom import random_ae, random_uid
-from pacswatch.probes.dicom_request import RequestTemplate
+from pacswatch.probes.dicom.probe import random_ae, random_uid
+from pacswatch.probes.dicom.request import RequestTemplate
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -52,7 +52,7 @@ def _targets(node: ast.AST, package: list[str], top_units: set[str]) -> list[lis
     base = package[: len(package) - node.level + 1] if node.level else []
     module = base + (node.module.split(".") if node.module else [])
     if module == [TOP]:
-        # `from pacswatch import cli_notify` imports a unit; `from pacswatch import __version__`
+        # `from pacswatch import record` imports a unit; `from pacswatch import __version__`
         # a name of pacswatch/__init__.py.
         return [[TOP, alias.name] if alias.name in top_units else [TOP] for alias in node.names]
     return [module]

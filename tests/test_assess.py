@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pacswatch.assess import assess
-from pacswatch.record import Association, DicomFacts, Find, Record, Reject, TlsFacts
+from pacswatch.record import AssociationFacts, DicomFacts, Find, Record, Reject, TlsFacts
 from pacswatch.status import Status
 
 
@@ -13,7 +13,7 @@ def dicom_record(*, accepted=True, status=Status.SUCCESS, **facts) -> Record:
     find = facts.pop("find", Find())
     reject = facts.pop("reject", None)
     return Record(ip="127.0.0.1", port=11112, status=status, service="dicom",
-                  dicom=DicomFacts(association=Association(accepted=accepted, reject=reject), find=find, **facts))
+                  dicom=DicomFacts(association=AssociationFacts(accepted=accepted, reject=reject), find=find, **facts))
 
 
 @pytest.mark.parametrize("studies, patients", [(1, None), (None, 1), (5, 2)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -267,3 +268,59 @@ def test_a_contact_url_with_a_password_or_not_a_web_address_is_refused(tmp_path,
     assert taken.returncode == 0, taken.stderr
     (scan,) = json.loads(run(["scans", "--database", database, "--format", "json"]).stdout)
     assert scan["parameters"]["probe"]["contact_url"] == "mailto:cert@example.org"
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """Every runnable command of the parser, as its words (`db check`, `optout add` ...)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+                    yield from _commands(sub, (*path, name))
+                else:
+                    yield (*path, name), sub
+
+
+def test_every_command_has_a_handler_that_main_calls():
+    # The command-module contract (cli/__init__.py): each command sets `handler`, main calls it.
+    from pacswatch.cli import build_parser
+
+    commands = dict(_commands(build_parser()))
+    assert len(commands) >= 25 and ("db", "check") in commands and ("config", "init") in commands
+    missing = [" ".join(words) for words, sub in commands.items() if not callable(sub.get_default("handler"))]
+    assert missing == []
+
+
+def test_main_runs_a_registered_module_through_its_handler(monkeypatch, capsys):
+    # A new command group plugs in by register(sub) alone; its handler's return is the exit code.
+    import pacswatch.cli as cli
+
+    class Hello:
+        @staticmethod
+        def register(sub) -> None:
+            hello = sub.add_parser("hello", help="say hello")
+            hello.add_argument("--code", type=int, default=0, help="exit code")
+            hello.set_defaults(handler=lambda args: print("hello") or args.code)
+
+    monkeypatch.setattr(cli, "COMMAND_GROUPS", (*cli.COMMAND_GROUPS, Hello))
+    assert cli.main(["hello", "--code", "3"]) == 3
+    assert capsys.readouterr().out == "hello\n"
+
+
+def test_the_namespace_never_leaves_the_command_line():
+    # cli/ turns the arguments into typed settings; no module below it imports argparse or
+    # takes a Namespace (the probes once knew the command line's shape).
+    import ast
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "pacswatch"
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        if path.relative_to(src).parts[0] == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if "argparse" in names or (isinstance(node, ast.Attribute) and node.attr == "Namespace"):
+                found.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert found == []

@@ -1,4 +1,4 @@
-"""The owner and notification commands end to end (cli_notify.add_commands/dispatch) on a
+"""The owner and notification commands end to end (cli/notify.py's parsers and handlers) on a
 database filled by a real scan of the lab, with DNS, RDAP and SMTP servers on loopback."""
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from lab_scan import scan_and_store  # noqa: E402
 from loopback_servers import DnsServer, RdapServer, loopback_only, rdap_network, violations  # noqa: E402
 from smtp_servers import SmtpServer  # noqa: E402
 
-from pacswatch.cli_notify import add_commands, dispatch  # noqa: E402
+from pacswatch.cli.notify import register  # noqa: E402
 from pacswatch.lab import Lab  # noqa: E402
 from pacswatch.store.repository import Repository  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pacswatch")
-    add_commands(p.add_subparsers(dest="command", required=True))
+    register(p.add_subparsers(dest="command", required=True))
     return p
 
 
@@ -72,14 +72,10 @@ def run(setup, capsys, *argv: str, config: bool = True) -> tuple[int, str, str]:
     args = parser().parse_args([*argv[:1], *argv[1:], "--database", setup["db"],
                                 *(["--config", setup["config"]] if config else [])])
     with loopback_only():
-        code = dispatch(args)
+        code = args.handler(args)
     out, err = capsys.readouterr()
     setup.setdefault("outputs", []).extend([out, err])
     return code, out, err
-
-
-def test_not_our_command():
-    assert dispatch(argparse.Namespace(command="scan")) is None
 
 
 def test_the_commands_in_order(setup, capsys, monkeypatch):

@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 
 from pacswatch.fingerprint.dicom import identify
-from pacswatch.record import Association, DicomFacts
+from pacswatch.record import AssociationFacts, DicomFacts
 
 
 def facts(uid, name=None, found=None):
-    return DicomFacts(association=Association(accepted=True, implementation_class_uid=uid,
+    return DicomFacts(association=AssociationFacts(accepted=True, implementation_class_uid=uid,
                                               implementation_version_name=name), called_ae_found=found)
 
 

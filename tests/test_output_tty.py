@@ -203,10 +203,11 @@ def test_a_scan_started_without_main_still_writes_json_lines(lab, tmp_path):
     # default format is decided where the scan is, or its records file stays empty.
     from pacswatch.campaign.commands import campaign_scan
     from pacswatch.cli import build_parser
+    from pacswatch.cli.scan import scan_settings
     from pacswatch.output import stderr_console
 
     out = tmp_path / "records.jsonl"
     args = build_parser().parse_args(["scan", endpoints(lab)[0], "--output", str(out), "--quiet", "--timeout", "2",
                                       "--no-attribute", "--database", str(tmp_path / "direct.db")])
-    assert campaign_scan(args, stderr_console(), defaults=build_parser().parse_args(["scan"])) == 0
+    assert campaign_scan(scan_settings(args), stderr_console()) == 0
     assert json.loads(out.read_text())["severity"] == "critical"

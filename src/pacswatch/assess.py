@@ -12,15 +12,16 @@ Reasons are short sentences for a person; they carry counts and protocol facts, 
 
 from __future__ import annotations
 
+# Imported here, not at the first web record: by then a scan may have no descriptor left to
+# read a module with (tests/net/test_fdlimit.py runs out of them on purpose).
+from pacswatch.assess_http import assess_http
 from pacswatch.record import Record, Severity
 from pacswatch.status import Status
 
 
 def assess(record: Record) -> tuple[Severity | None, list[str]]:
     if record.service == "http" or record.http is not None:
-        from pacswatch.assess_http import assess_http  # the web tier has its own rules
-
-        return assess_http(record)
+        return assess_http(record)  # the web tier has its own rules
     if record.service != "dicom":
         return None, []
     facts = record.dicom

@@ -64,7 +64,8 @@ class Reject(_Model):
     reason: str
 
 
-class Association(_Model):
+# What one association showed; dicom.association.Association is the state machine that ran it.
+class AssociationFacts(_Model):
     accepted: bool
     called_ae: str | None = Field(None, description="The called AE title of the association reported here.")
     calling_ae: str | None = None
@@ -86,7 +87,7 @@ class Find(_Model):
 
 
 class DicomFacts(_Model):
-    association: Association
+    association: AssociationFacts
     accepts_any_called_ae: bool | None = None
     called_ae_found: PeerText | None = Field(
         None, description="The product-default called AE title that was accepted after a random one was refused."

@@ -16,7 +16,7 @@ from test_campaign_scanrun import Watched, free_port
 
 from pacswatch.cli import main
 from pacswatch.lab.pacs import PacsServer
-from pacswatch.record import Association, DicomFacts, Find, Record
+from pacswatch.record import AssociationFacts, DicomFacts, Find, Record
 from pacswatch.store import Repository
 
 pytestmark = pytest.mark.timeout(180)
@@ -127,7 +127,7 @@ def test_run_now_rescans_what_the_selector_names_at_once_and_exits(db, lab, caps
 
 
 def exposed(ip: str, port: int) -> Record:
-    facts = DicomFacts(association=Association(accepted=True), find=Find(allowed=True, studies=3, patients=1))
+    facts = DicomFacts(association=AssociationFacts(accepted=True), find=Find(allowed=True, studies=3, patients=1))
     return Record(ip=ip, port=port, status="success", service="dicom", severity="critical", dicom=facts,
                   scanned_at=datetime.now(timezone.utc) - timedelta(hours=1))
 

@@ -11,7 +11,7 @@ import pytest
 
 from pacswatch.findings.lifecycle import FindingState, Look, advance, explain
 from pacswatch.findings.schedule import RescanPolicy, parse_confirm_after
-from pacswatch.record import Association, DicomFacts, Find, Record
+from pacswatch.record import AssociationFacts, DicomFacts, Find, Record
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
 H = timedelta(hours=1)
@@ -142,7 +142,7 @@ def test_explain_says_why_each_change_happened():
 
 
 def exposed(ip, port, at):
-    facts = DicomFacts(association=Association(accepted=True), find=Find(allowed=True, studies=4, patients=2))
+    facts = DicomFacts(association=AssociationFacts(accepted=True), find=Find(allowed=True, studies=4, patients=2))
     return Record(ip=ip, port=port, status="success", service="dicom", severity="critical", dicom=facts,
                   reasons=["C-FIND lists studies."], scanned_at=at)
 

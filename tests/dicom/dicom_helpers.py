@@ -33,7 +33,7 @@ from pacswatch.dicom.pdu import (
     encode_pdu,
 )
 from pacswatch.identity import Identity
-from pacswatch.probes.dicom_request import RequestTemplate
+from pacswatch.probes.dicom.request import RequestTemplate
 
 # A fixed control UID (the probe draws a random one per scan). Odd length on purpose:
 # UIDs in items travel unpadded, so its item length is odd too.
@@ -48,7 +48,7 @@ PATIENT_FIND_ID = 5
 
 
 def probe_request(called_ae: str = "ANY-SCP", max_length: int = 16384) -> AAssociateRQ:
-    """The A-ASSOCIATE-RQ exactly as probes/dicom.py builds it, with fixed identity values."""
+    """The A-ASSOCIATE-RQ exactly as probes/dicom/probe.py builds it, with fixed identity values."""
     return probe_template(max_length).build(called_ae)[0]
 
 
@@ -90,7 +90,7 @@ def established(
     """An association in Sta6, driven there through its public API."""
     rq = probe_request()
     assoc = Association(rq, max_receive_pdu=max_receive_pdu)
-    assoc.request(now=0.0, timeout=10.0)
+    assoc.request()
     events = assoc.receive(encode_pdu(accept(rq, accept_ids, max_length)))
     assert len(events) == 1 and isinstance(events[0], AssociationAccepted)
     return assoc

@@ -76,7 +76,7 @@ def find_rsp(message_id: int, status: int, with_identifier: bool) -> Command:
 
 def requested(max_receive_pdu: int = 1 << 20) -> Association:
     assoc = Association(probe_request(), max_receive_pdu=max_receive_pdu)
-    assoc.request(now=100.0, timeout=5.0)
+    assoc.request()
     return assoc
 
 
@@ -85,7 +85,7 @@ def in_state(name: str) -> Association:
         return requested()
     assoc = established()
     if name == "Sta7":
-        assoc.release(now=0.0, timeout=5.0)
+        assoc.release()
     return assoc
 
 
@@ -93,7 +93,7 @@ def assert_peer_error(assoc: Association, data: bytes, abort_reason: int, match:
     with pytest.raises(PeerProtocolError, match=match) as info:
         assoc.receive(data)
     assert info.value.abort_reason == abort_reason
-    assert assoc.state is State.CLOSED and assoc.is_closed and assoc.deadline is None
+    assert assoc.state is State.CLOSED and assoc.is_closed
     return info.value
 
 
@@ -106,38 +106,37 @@ def test_request_accept_echo_response_release():
     peer = Peer()
     assert assoc.state is State.IDLE and assoc.is_closed
 
-    (sent,) = peer.read(assoc.request(now=100.0, timeout=5.0))
+    (sent,) = peer.read(assoc.request())
     assert sent == rq
     assert assoc.state is State.AWAITING_AC and not assoc.is_closed
 
     (event,) = assoc.receive(encode_pdu(accept(rq, accept_ids={1, 3})))
     assert isinstance(event, AssociationAccepted)
-    assert assoc.state is State.ESTABLISHED and assoc.deadline is None
+    assert assoc.state is State.ESTABLISHED
     assert sorted(assoc.accepted) == [1, 3]
     assert assoc.accepted[1].abstract_syntax == uids.VERIFICATION
     assert assoc.accepted[1].transfer_syntax == uids.IMPLICIT_VR_LE
 
-    wire = assoc.send(VERIFICATION_ID, c_echo_rq(1), None, now=101.0, timeout=10.0)
+    wire = assoc.send(VERIFICATION_ID, c_echo_rq(1), None)
     assert peer.messages(wire) == [(1, c_echo_rq(1), None)]
-    assert assoc.deadline == 111.0
 
     (event,) = assoc.receive(response(1, echo_rsp(1)))
     assert event == DimseMessage(context_id=1, command=echo_rsp(1), data_set_length=0)
     assert assoc.state is State.ESTABLISHED
 
-    (sent,) = peer.read(assoc.release(now=112.0, timeout=2.0))
+    (sent,) = peer.read(assoc.release())
     assert sent == AReleaseRQ()
-    assert assoc.state is State.AWAITING_RELEASE_RP and assoc.deadline == 114.0
+    assert assoc.state is State.AWAITING_RELEASE_RP
     (event,) = assoc.receive(encode_pdu(AReleaseRP()))
     assert event == ReleaseConfirmed()
-    assert assoc.state is State.CLOSED and assoc.is_closed and assoc.deadline is None
+    assert assoc.state is State.CLOSED and assoc.is_closed
 
 
 def test_reject_gives_the_raw_triple_and_closes():
     assoc = requested()
     (event,) = assoc.receive(GOLDEN_RJ)
     assert event == AssociationRejected(AAssociateRJ(result=1, source=1, reason=7))
-    assert assoc.state is State.CLOSED and assoc.is_closed and assoc.deadline is None
+    assert assoc.state is State.CLOSED and assoc.is_closed
     with pytest.raises(LocalProtocolError):
         assoc.receive(GOLDEN_RJ)  # the caller must stop reading
 
@@ -158,7 +157,7 @@ def test_ac_with_no_accepted_context_is_still_an_association():
     assert assoc.accepted == {} and assoc.state is State.ESTABLISHED
     assert not event.ac.contexts[0].accepted
     # The caller releases (docs/dicom-reference.md §7.6).
-    assert decode_pdu(assoc.release(now=0.0, timeout=2.0)) == AReleaseRQ()
+    assert decode_pdu(assoc.release()) == AReleaseRQ()
 
 
 def test_ac_answering_only_some_contexts_is_fine():
@@ -185,7 +184,7 @@ def test_peer_abort_in_every_state(state, source, reason):
     assoc = in_state(state)
     (event,) = assoc.receive(encode_pdu(AAbort(source, reason)))
     assert event == Aborted(source, reason)
-    assert assoc.state is State.CLOSED and assoc.is_closed and assoc.deadline is None
+    assert assoc.state is State.CLOSED and assoc.is_closed
 
 
 def test_abort_mid_message_drops_the_partial_message():
@@ -205,7 +204,7 @@ def test_abort_mid_message_drops_the_partial_message():
 def test_our_abort_from_any_state(state):
     assoc = Association(probe_request(), max_receive_pdu=1 << 20) if state == "Sta1" else in_state(state)
     assert decode_pdu(assoc.abort(reason=2, source=2)) == AAbort(2, 2)
-    assert assoc.state is State.CLOSED and assoc.is_closed and assoc.deadline is None
+    assert assoc.state is State.CLOSED and assoc.is_closed
 
 
 def test_nothing_after_a_closing_pdu_is_read():
@@ -315,7 +314,7 @@ def test_find_pendings_carry_only_the_data_set_length():
     identifier = b"\x10\x00\x10\x00" + len(marker).to_bytes(4, "little") + marker
     assoc = established()
     peer = Peer()
-    wire = assoc.send(STUDY_FIND_ID, c_find_rq(3, uids.STUDY_ROOT_FIND), study_query(""), now=0.0, timeout=10.0)
+    wire = assoc.send(STUDY_FIND_ID, c_find_rq(3, uids.STUDY_ROOT_FIND), study_query(""))
     ((ctx, cmd, data_set),) = peer.messages(wire)
     assert data_set == study_query("") and cmd.has_data_set
 
@@ -415,35 +414,6 @@ def test_pdata_still_arrives_in_sta7():
     assert [type(e) for e in events] == [DimseMessage, ReleaseConfirmed]
 
 
-# ---------------------------------------------------------------- deadlines
-
-
-def test_deadlines():
-    assoc = Association(probe_request(), max_receive_pdu=1 << 20)
-    assert assoc.deadline is None and not assoc.expired(1e12)
-    assoc.request(now=100, timeout=5)
-    assert assoc.deadline == 105
-    assert not assoc.expired(104.9)
-    assert assoc.expired(105)
-    assert assoc.expired(200)
-    assoc.receive(GOLDEN_AC)
-    assert assoc.deadline is None and not assoc.expired(1e12)  # established: no pending answer
-    assoc.send(1, c_echo_rq(1), None, now=200, timeout=10)
-    assert assoc.deadline == 210 and not assoc.expired(209.99) and assoc.expired(210)
-    assoc.send_no_reply(3, c_cancel_rq(1))
-    assert assoc.deadline == 210
-    assoc.release(now=300, timeout=2)
-    assert assoc.deadline == 302 and assoc.expired(302)
-    assoc.receive(encode_pdu(AReleaseRP()))
-    assert assoc.deadline is None and not assoc.expired(1e12)
-
-
-def test_abort_clears_the_deadline():
-    assoc = requested()
-    assoc.abort()
-    assert assoc.deadline is None and not assoc.expired(1e12)
-
-
 # ---------------------------------------------------------------- release
 
 
@@ -460,7 +430,7 @@ def test_peer_release_request_in_sta6():
     (event,) = assoc.receive(encode_pdu(AReleaseRQ()))
     assert event == ReleaseRequested()
     assert decode_pdu(assoc.release_response()) == AReleaseRP()
-    assert assoc.is_closed and assoc.deadline is None
+    assert assoc.is_closed
 
 
 # ---------------------------------------------------------------- our mistakes
@@ -471,30 +441,30 @@ def test_local_errors_for_actions_in_the_wrong_state():
     with pytest.raises(LocalProtocolError):
         fresh.receive(GOLDEN_AC)  # before request()
     with pytest.raises(LocalProtocolError):
-        fresh.send(1, c_echo_rq(1), None, now=0, timeout=1)
+        fresh.send(1, c_echo_rq(1), None)
     with pytest.raises(LocalProtocolError):
-        fresh.release(now=0, timeout=1)
+        fresh.release()
 
     assoc = requested()
     with pytest.raises(LocalProtocolError):
-        assoc.request(now=0, timeout=1)  # twice
+        assoc.request()  # twice
     with pytest.raises(LocalProtocolError):
-        assoc.send(1, c_echo_rq(1), None, now=0, timeout=1)  # Sta5
+        assoc.send(1, c_echo_rq(1), None)  # Sta5
     with pytest.raises(LocalProtocolError):
         assoc.send_no_reply(1, c_cancel_rq(1))
     with pytest.raises(LocalProtocolError):
-        assoc.release(now=0, timeout=1)
+        assoc.release()
 
     assoc = in_state("Sta7")
     with pytest.raises(LocalProtocolError):
-        assoc.send(1, c_echo_rq(1), None, now=0, timeout=1)
+        assoc.send(1, c_echo_rq(1), None)
     with pytest.raises(LocalProtocolError):
-        assoc.release(now=0, timeout=1)
+        assoc.release()
 
     assoc = established()
     assoc.abort()
-    for action in (lambda: assoc.receive(b""), lambda: assoc.send(1, c_echo_rq(1), None, now=0, timeout=1),
-                   lambda: assoc.request(now=0, timeout=1)):
+    for action in (lambda: assoc.receive(b""), lambda: assoc.send(1, c_echo_rq(1), None),
+                   lambda: assoc.request()):
         with pytest.raises(LocalProtocolError):
             action()
 
@@ -503,7 +473,7 @@ def test_local_errors_for_actions_in_the_wrong_state():
 def test_send_on_an_unaccepted_context_is_our_error(context_id):
     assoc = established(accept_ids={1})
     with pytest.raises(LocalProtocolError, match="not accepted"):
-        assoc.send(context_id, c_echo_rq(1), None, now=0, timeout=1)
+        assoc.send(context_id, c_echo_rq(1), None)
 
 
 def test_invalid_values_we_send_are_local_errors():
@@ -584,7 +554,7 @@ def test_fragment_message_rejects_a_max_length_with_no_room():
 def test_send_follows_the_max_length_the_peer_announced(peer_max):
     assoc = established(max_length=peer_max)
     command, identifier = c_find_rq(3, uids.STUDY_ROOT_FIND), study_query("2.25.99999999")
-    wire = assoc.send(STUDY_FIND_ID, command, identifier, now=0, timeout=1)
+    wire = assoc.send(STUDY_FIND_ID, command, identifier)
     pdus = Peer().read(wire)
     _check_fragments(pdus, encode_command(command), identifier, peer_max or 0)
 
@@ -595,7 +565,7 @@ def test_a_peer_max_length_too_small_for_any_pdv_is_the_peers_error(peer_max):
     # LocalProtocolError (which the probe reports as our own bug, status "error").
     assoc = established(max_length=peer_max)
     with pytest.raises(PeerProtocolError) as info:
-        assoc.send(VERIFICATION_ID, c_echo_rq(1), None, now=0, timeout=1)
+        assoc.send(VERIFICATION_ID, c_echo_rq(1), None)
     assert info.value.abort_reason == 6
     with pytest.raises(PeerProtocolError):
         assoc.send_no_reply(VERIFICATION_ID, c_cancel_rq(1))
@@ -603,7 +573,7 @@ def test_a_peer_max_length_too_small_for_any_pdv_is_the_peers_error(peer_max):
 
 def test_find_command_and_identifier_never_share_a_pdu_even_when_they_fit():
     assoc = established(max_length=0)
-    wire = assoc.send(STUDY_FIND_ID, c_find_rq(3, uids.STUDY_ROOT_FIND), study_query(""), now=0, timeout=1)
+    wire = assoc.send(STUDY_FIND_ID, c_find_rq(3, uids.STUDY_ROOT_FIND), study_query(""))
     pdus = Peer().read(wire)
     assert [[pdv.is_command for pdv in p.pdvs] for p in pdus] == [[True], [False]]
     assert DATA_SET_PRESENT == 0x0000

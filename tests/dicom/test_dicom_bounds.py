@@ -254,7 +254,7 @@ def test_not_dicom_is_refused_and_named(data, looks_like):
     assert "not a DICOM PDU" in str(info.value)
     # Also through the state machine, which closes.
     assoc = Association(established().request_pdu, max_receive_pdu=1 << 20)
-    assoc.request(now=0.0, timeout=5.0)
+    assoc.request()
     with pytest.raises(PeerProtocolError, match=looks_like):
         assoc.receive(data)
     assert assoc.is_closed

@@ -224,7 +224,7 @@ def drive(assoc: Association, chunks: list[bytes]) -> None:
         try:
             events = assoc.receive(chunk)
         except PeerProtocolError as exc:
-            assert assoc.state is State.CLOSED and assoc.deadline is None
+            assert assoc.state is State.CLOSED
             assert exc.abort_reason in (0, 1, 2, 4, 5, 6)
             return
         assert all(isinstance(e, EVENT_TYPES) for e in events)
@@ -238,11 +238,11 @@ def drive(assoc: Association, chunks: list[bytes]) -> None:
 def fresh(state: str) -> Association:
     if state == "Sta5":
         assoc = Association(probe_request(), max_receive_pdu=1 << 16)
-        assoc.request(now=0.0, timeout=10.0)
+        assoc.request()
         return assoc
     assoc = established(accept_ids={1, 3, 5}, max_receive_pdu=1 << 16)
     if state == "Sta7":
-        assoc.release(now=0.0, timeout=5.0)
+        assoc.release()
     return assoc
 
 
@@ -364,7 +364,7 @@ def test_association_accept_variants_then_traffic(ac, traffic):
         # Whatever the AC said, sending on what it accepted gives bytes or a peer error.
         for context_id in assoc.accepted:
             try:
-                assoc.send(context_id, c_echo_rq(1), b"x" * 50, now=0.0, timeout=1.0)
+                assoc.send(context_id, c_echo_rq(1), b"x" * 50)
             except PeerProtocolError:
                 pass
 

@@ -516,7 +516,7 @@ def test_their_fragmented_find_responses_feed_our_state_machine(max_pdu):
 @pytest.mark.parametrize("max_pdu", [0, 16, 30, 16382])
 def test_our_messages_decode_in_pynetdicom(max_pdu):
     assoc = established(max_length=max_pdu)
-    wire = assoc.send(3, c_find_rq(9, uids.STUDY_ROOT_FIND), study_query("2.25.77"), now=0.0, timeout=5.0)
+    wire = assoc.send(3, c_find_rq(9, uids.STUDY_ROOT_FIND), study_query("2.25.77"))
     message = DM.DIMSEMessage()
     done = False
     pdus = Peer().read(wire)
@@ -560,7 +560,7 @@ def test_fragmenting_matches_pynetdicoms(max_pdu):
 
 def test_their_echo_rsp_completes_our_echo():
     assoc = established()
-    assoc.send(1, c_echo_rq(1), None, now=10.0, timeout=5.0)
+    assoc.send(1, c_echo_rq(1), None)
     rsp = DP.C_ECHO()
     rsp.MessageIDBeingRespondedTo = 1
     rsp.AffectedSOPClassUID = uids.VERIFICATION

@@ -6,13 +6,13 @@ from datetime import datetime, timedelta, timezone
 
 from pacswatch.findings.ingest import exposure_counts, plan_batch
 from pacswatch.findings.schedule import RescanPolicy
-from pacswatch.record import Association, DicomFacts, Find, HttpFacts, Record
+from pacswatch.record import AssociationFacts, DicomFacts, Find, HttpFacts, Record
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 
 
 def rec(ip, status="success", severity="high", at=T0, port=104):
-    facts = DicomFacts(association=Association(accepted=True), find=Find(allowed=True, studies=3, patients=2)) \
+    facts = DicomFacts(association=AssociationFacts(accepted=True), find=Find(allowed=True, studies=3, patients=2)) \
         if status == "success" else None
     return Record(ip=ip, port=port, status=status, severity=severity if status == "success" else None,
                   service="dicom" if status == "success" else None, dicom=facts, scanned_at=at)

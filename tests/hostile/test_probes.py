@@ -12,6 +12,7 @@ from pacswatch.lab.web import HOSTILE_TEXT_KINDS, VERSION_TEXT, expected, start_
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
 from pacswatch.probes.http import HttpProbe
 from pacswatch.record import Record
+from pacswatch.scan.runner import probe_endpoint
 
 WEB_IP, WEB_TRAP_IP = "127.0.83.1", "127.0.83.3"
 
@@ -26,7 +27,7 @@ def web_lab():
 def web_scan(lab, kind: str) -> Record:
     ep = next(e for e in lab.endpoints if e.kind == kind)
     ctx = ProbeContext(options=ProbeOptions(timeouts=Timeouts(http=2.0)))
-    return asyncio.run(HttpProbe().run(ctx, Endpoint(ep.ip, ep.port)))
+    return asyncio.run(probe_endpoint(HttpProbe(), ctx, Endpoint(ep.ip, ep.port)))
 
 
 @pytest.mark.parametrize("kind", HOSTILE_TEXT_KINDS)
@@ -104,7 +105,7 @@ def test_an_invalid_calling_ae_is_never_sent():
     # Options built without the command line (a stored scan, an API caller): the protocol core
     # refuses to encode the title, and the probe reports our error without connecting.
     from pacswatch.identity import Identity
-    from pacswatch.probes.dicom import DicomProbe
+    from pacswatch.probes.dicom.probe import DicomProbe
 
     accepted = []
 
@@ -113,7 +114,7 @@ def test_an_invalid_calling_ae_is_never_sent():
         port = server.sockets[0].getsockname()[1]
         try:
             ctx = ProbeContext(options=ProbeOptions(identity=Identity(calling_ae="PACS\x1b[31m")))
-            return await DicomProbe().run(ctx, Endpoint("127.0.83.9", port))
+            return await probe_endpoint(DicomProbe(), ctx, Endpoint("127.0.83.9", port))
         finally:
             server.close()
             for writer in accepted:
@@ -145,7 +146,7 @@ def test_a_find_flood_that_ignores_cancel_is_an_open_query(flood, limit):
     # Pending responses to a random StudyInstanceUID prove that the query is allowed: the count
     # so far is kept (at least `limit` studies), the association is aborted at the cap or the
     # deadline, and the finding is critical instead of 'allowed: null'.
-    from pacswatch.probes.dicom import DicomProbe
+    from pacswatch.probes.dicom.probe import DicomProbe
 
     timeouts = Timeouts.scaled(1.0)
 
@@ -153,7 +154,7 @@ def test_a_find_flood_that_ignores_cancel_is_an_open_query(flood, limit):
         loop = asyncio.get_running_loop()
         started = loop.time()
         ctx = ProbeContext(ProbeOptions(timeouts=timeouts, find_limit=limit))
-        record = await DicomProbe().run(ctx, flood)
+        record = await probe_endpoint(DicomProbe(), ctx, flood)
         return record, loop.time() - started
 
     record, elapsed = asyncio.run(run())
@@ -189,13 +190,13 @@ def web_on_dicom_ports():
 
 
 def dicom_scan(port: int) -> tuple[Record, float]:
-    from pacswatch.probes.dicom import DicomProbe
+    from pacswatch.probes.dicom.probe import DicomProbe
 
     async def run() -> tuple[Record, float]:
         loop = asyncio.get_running_loop()
         started = loop.time()
         ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(1.0)))
-        return await DicomProbe().run(ctx, Endpoint(DETECT_IP, port)), loop.time() - started
+        return await probe_endpoint(DicomProbe(), ctx, Endpoint(DETECT_IP, port)), loop.time() - started
 
     return asyncio.run(run())
 

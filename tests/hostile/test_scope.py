@@ -35,6 +35,7 @@ from pacswatch.store import Repository
 from pacswatch.targets import Blocklist, Scope, TargetError
 from pacswatch.targets.blocklist import load_exclude_file
 from pacswatch.targets.imports import read_masscan_json, read_zmap_csv
+from pacswatch.scan.runner import probe_endpoint
 
 PACSWATCH = [sys.executable, "-m", "pacswatch.cli"]
 SECOND = os.getpid() % 200 + 20  # this session's 127.6x.N.0/24 networks
@@ -397,14 +398,14 @@ def test_an_address_refused_at_connect_time_is_never_contacted(tarpits, web):
 
     canary = tarpits(["127.0.0.93"])
     endpoint = Endpoint("127.0.0.93", canary.port)
-    selector = ProbeSelector.from_args(str(canary.port) if web else None)
+    selector = ProbeSelector.for_web_ports(str(canary.port) if web else None)
     from pacswatch.probes.base import Timeouts
 
     options = ProbeOptions(timeouts=Timeouts.scaled(0.5))  # the control waits out the tarpit
 
     async def probe(refuse):
         ctx = ProbeContext(options, RateLimiter(0, refuse=refuse))
-        return await selector.probe_for(endpoint.port).run(ctx, endpoint)
+        return await probe_endpoint(selector.probe_for(endpoint.port), ctx, endpoint)
 
     refused = asyncio.run(probe(lambda ip: "on the opt-out list (entry 7)" if ip == "127.0.0.93" else None))
     assert refused.status == "blocked", refused

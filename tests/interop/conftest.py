@@ -139,12 +139,13 @@ def run_probe(assert_loopback: Callable[..., None]) -> Callable[..., Any]:
 
     def run(target: Any, port: int | None = None, **options: Any) -> Any:
         from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions
-        from pacswatch.probes.dicom import DicomProbe
+        from pacswatch.probes.dicom.probe import DicomProbe
+        from pacswatch.scan.runner import probe_endpoint
 
         ip = target if isinstance(target, str) else target.ip
         port = port if port is not None else target.port
         assert_loopback(ip)
-        record = asyncio.run(DicomProbe().run(ProbeContext(ProbeOptions(**options)), Endpoint(ip, port)))
+        record = asyncio.run(probe_endpoint(DicomProbe(), ProbeContext(ProbeOptions(**options)), Endpoint(ip, port)))
         # Every record of every probe test doubles as a leak check (the CLI test does the rest).
         leaked = fakedata.find_markers(record.model_dump_json())
         assert not leaked, f"patient data in the record: {leaked}"

@@ -22,6 +22,7 @@ from servers import DICOMWEB_PLUGIN, OrthancServer, ServerError
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions
 from pacswatch.probes.http import HttpProbe
 from pacswatch.record import Record
+from pacswatch.scan.runner import probe_endpoint
 
 pytestmark = pytest.mark.interop
 
@@ -65,7 +66,7 @@ def scan(assert_loopback):
     def run(server: OrthancServer, **options) -> Record:
         assert_loopback(server.ip)
         ctx = ProbeContext(options=ProbeOptions(**options))
-        record = asyncio.run(HttpProbe().run(ctx, Endpoint(server.ip, server.http_port)))
+        record = asyncio.run(probe_endpoint(HttpProbe(), ctx, Endpoint(server.ip, server.http_port)))
         leaked = fakedata.find_markers(record.model_dump_json())
         assert not leaked, f"patient data in the record: {leaked}"
         return record

@@ -38,7 +38,8 @@ from pacswatch.dicom.pdu import (
     encode_pdu,
 )
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
-from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.dicom.probe import DicomProbe
+from pacswatch.scan.runner import probe_endpoint
 
 from lab_client import CONTROL, RawClient, rq
 
@@ -126,7 +127,7 @@ def test_pacswatch_probe_gets_every_endpoint_right(responder):
 
     async def scan():
         ctx = ProbeContext(ProbeOptions(timeouts=timeouts))
-        return await asyncio.gather(*(DicomProbe().run(ctx, Endpoint(ip, port)) for ip, port in responder.endpoints))
+        return await asyncio.gather(*(probe_endpoint(DicomProbe(), ctx, Endpoint(ip, port)) for ip, port in responder.endpoints))
 
     records = asyncio.run(scan())
     for record in records:
@@ -446,7 +447,7 @@ def test_coalescing_changes_nothing_on_the_wire(binary):
     with c_responder.CResponder(addresses, [11112], coalesce_us=1000, binary=binary) as running:
         async def scan():
             ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(1.0)))
-            return await asyncio.gather(*(DicomProbe().run(ctx, Endpoint(ip, port)) for ip, port in running.endpoints))
+            return await asyncio.gather(*(probe_endpoint(DicomProbe(), ctx, Endpoint(ip, port)) for ip, port in running.endpoints))
 
         for record in asyncio.run(scan()):
             assert record.status == "success", record.detail

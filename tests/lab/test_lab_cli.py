@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pacswatch.cli import scan_from_argv
-from pacswatch.cli_lab import _lab_plan, run_demo_command, start_demo_lab
+from pacswatch.cli.scan import scan_from_argv
+from pacswatch.cli.lab import _lab_plan, run_demo_command, start_demo_lab
 from pacswatch.lab.demo import run_demo
 
 from labhelpers import fresh_base, record_from_expected

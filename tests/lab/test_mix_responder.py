@@ -23,7 +23,8 @@ from pynetdicom import sop_class as sc
 
 from pacswatch.dicom.pdu import AAssociateAC
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
-from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.dicom.probe import DicomProbe
+from pacswatch.scan.runner import probe_endpoint
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -85,7 +86,7 @@ def test_every_profile_is_reported_as_the_mix_says(responder):
     async def scan():
         ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(1.0)))
         probe = DicomProbe()
-        return await asyncio.gather(*(probe.run(ctx, Endpoint(ADDRESS[name], PORT)) for name in ENDPOINTS))
+        return await asyncio.gather(*(probe_endpoint(probe, ctx, Endpoint(ADDRESS[name], PORT)) for name in ENDPOINTS))
 
     records = asyncio.run(scan())
     for name, record in zip(ENDPOINTS, records, strict=True):
@@ -100,7 +101,7 @@ def test_every_profile_is_reported_as_the_mix_says(responder):
 def test_the_check_catches_wrong_facts(responder):
     async def scan():
         ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(1.0)))
-        return await DicomProbe().run(ctx, Endpoint(ADDRESS["orthanc"], PORT))
+        return await probe_endpoint(DicomProbe(), ctx, Endpoint(ADDRESS["orthanc"], PORT))
 
     record = json.loads(asyncio.run(scan()).model_dump_json())
     orthanc = ENDPOINTS["orthanc"]

@@ -18,8 +18,9 @@ from pacswatch.lab.fast import FastResponder
 from pacswatch.net.errors import NetError
 from pacswatch.net.limits import RateLimiter
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
-from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.dicom.probe import DicomProbe
 from pacswatch.status import Status
+from pacswatch.scan.runner import probe_endpoint
 
 
 def test_waiting_for_a_rate_token_is_not_counted_against_the_connect_timeout():
@@ -31,7 +32,7 @@ def test_waiting_for_a_rate_token_is_not_counted_against_the_connect_timeout():
             ctx = ProbeContext(ProbeOptions(timeouts=timeouts, ae_guess=()), RateLimiter(2, burst=1))
             started = time.monotonic()
             probe = DicomProbe()
-            records = await asyncio.gather(*(probe.run(ctx, Endpoint(ip, port)) for ip, port in responder.endpoints))
+            records = await asyncio.gather(*(probe_endpoint(probe, ctx, Endpoint(ip, port)) for ip, port in responder.endpoints))
             return records, time.monotonic() - started
 
         records, elapsed = asyncio.run(main())
@@ -117,7 +118,7 @@ def test_the_web_probes_wait_for_a_rate_token_is_not_counted_against_its_request
     async def main():
         ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(0.15)), RateLimiter(4, burst=1))
         started = time.monotonic()
-        records = await asyncio.gather(*(HttpProbe().run(ctx, Endpoint("127.48.6.22", p)) for p in closed))
+        records = await asyncio.gather(*(probe_endpoint(HttpProbe(), ctx, Endpoint("127.48.6.22", p)) for p in closed))
         return records, time.monotonic() - started
 
     records, elapsed = asyncio.run(main())

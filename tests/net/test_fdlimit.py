@@ -69,15 +69,16 @@ PROBES_UNDER_LIMIT = r"""
 import asyncio, collections, json, resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
-from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.dicom.probe import DicomProbe
 from pacswatch.probes.http import HttpProbe
+from pacswatch.scan.runner import probe_endpoint
 
 endpoints, path = json.loads(sys.argv[1]), sys.argv[2]
 
 async def main():
     ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(5.0), ae_guess=()))
     probe = HttpProbe() if path == "web" else DicomProbe()
-    records = await asyncio.gather(*(probe.run(ctx, Endpoint(ip, port)) for ip, port in endpoints))
+    records = await asyncio.gather(*(probe_endpoint(probe, ctx, Endpoint(ip, port)) for ip, port in endpoints))
     return collections.Counter(f"{r.status} {r.detail}" for r in records)
 
 print(json.dumps(asyncio.run(main())))

@@ -1,4 +1,4 @@
-"""The probe's conversation as the connection drives it (probes/dicom_session.py with
+"""The probe's conversation as the connection drives it (probes/dicom/session.py with
 net/transport.py `converse`): one timer per association that follows every deadline, earlier
 ones included, and a conversation that fails ends its connection at once."""
 
@@ -15,7 +15,9 @@ from pacswatch.dicom.identifiers import study_query
 from pacswatch.dicom.pdu import AReleaseRQ, PDataTF, PduFramer, encode_pdu
 from pacswatch.lab.acceptor import Acceptor
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
-from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.dicom import steps
+from pacswatch.probes.dicom.probe import DicomProbe
+from pacswatch.scan.runner import probe_endpoint
 
 HOST = "127.45.9.1"
 # DIMSE answers may take 5 s; a release, or the rest of a cancelled query, only 0.4 s.
@@ -81,7 +83,7 @@ def scan(mode: str, probe: DicomProbe | None = None, **options):
         try:
             ctx = ProbeContext(ProbeOptions(timeouts=TIMEOUTS, ae_guess=(), **options))
             started = time.monotonic()
-            record = await (probe or DicomProbe()).run(ctx, Endpoint(HOST, port))
+            record = await probe_endpoint(probe or DicomProbe(), ctx, Endpoint(HOST, port))
             elapsed = time.monotonic() - started
             for _ in range(100):  # let the server see the end of the connection
                 if peer.closed_after is not None:
@@ -115,11 +117,11 @@ def test_a_peer_ignoring_the_release_is_aborted_after_the_release_timeout():
 
 
 def test_a_failing_conversation_is_reported_and_its_connection_ended_at_once(monkeypatch):
-    def broken(self, session, opts, attempt):
+    def broken(session, opts, attempt, queries):
         raise RuntimeError("a bug in the exploration")
         yield  # a generator, like the real one
 
-    monkeypatch.setattr(DicomProbe, "_explore", broken)
+    monkeypatch.setattr(steps, "explore", broken)
     record, elapsed, peer = scan("normal")
     assert record.status == "error" and "a bug in the exploration" in (record.detail or ""), record
     assert elapsed < 2.0

@@ -14,7 +14,8 @@ from pacswatch.lab.hostile import HOSTILE_KINDS
 from pacswatch.lab.manifest import check_record
 from pacswatch.lab.runner import Lab
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
-from pacswatch.probes.dicom import DicomProbe
+from pacswatch.probes.dicom.probe import DicomProbe
+from pacswatch.scan.runner import probe_endpoint
 
 TIMEOUTS = Timeouts.scaled(1.0)
 
@@ -31,7 +32,7 @@ def probe(endpoint, **options) -> tuple:
     async def run():
         ctx = ProbeContext(ProbeOptions(timeouts=TIMEOUTS, tls_ports=frozenset({endpoint.port})
                                         if endpoint.transport == "tls" else frozenset(), **options))
-        return await DicomProbe().run(ctx, Endpoint(endpoint.ip, endpoint.port))
+        return await probe_endpoint(DicomProbe(), ctx, Endpoint(endpoint.ip, endpoint.port))
 
     started = time.monotonic()
     record = asyncio.run(run())

@@ -19,6 +19,7 @@ from pacswatch.probes.http import HttpProbe, endpoint_budget
 from pacswatch.probes.http_client import BODY_CAP, WebClient
 from pacswatch.net.tls import ScannerTlsContext
 from pacswatch.record import Record
+from pacswatch.scan.runner import probe_endpoint
 
 LAB_IP, TRAP_IP = "127.0.80.1", "127.0.80.3"
 TIMEOUTS = Timeouts(http=1.0)
@@ -47,7 +48,7 @@ class CountingLimiter:
 
 def scan(ip: str, port: int, *, probe: HttpProbe | None = None, limiter=None, **options) -> Record:
     ctx = ProbeContext(options=ProbeOptions(timeouts=TIMEOUTS, **options), limiter=limiter)
-    return asyncio.run((probe or HttpProbe()).run(ctx, Endpoint(ip, port)))
+    return asyncio.run(probe_endpoint(probe or HttpProbe(), ctx, Endpoint(ip, port)))
 
 
 def new_requests(lab, before: int, kind: str | None = None):
@@ -239,7 +240,7 @@ def test_a_keycloak_login_redirect_names_dcm4chee_and_is_not_followed():
         server = await asyncio.start_server(serve, LAB_IP, 0)
         try:
             ctx = ProbeContext(options=ProbeOptions(timeouts=TIMEOUTS))
-            return await HttpProbe().run(ctx, Endpoint(LAB_IP, server.sockets[0].getsockname()[1]))
+            return await probe_endpoint(HttpProbe(), ctx, Endpoint(LAB_IP, server.sockets[0].getsockname()[1]))
         finally:
             server.close()
 

@@ -217,7 +217,7 @@ def instrument_buffers(monkeypatch) -> dict[str, int]:
 def test_memory_stays_flat_over_10000_hostile_endpoints(monkeypatch):
     from pacswatch.net.transport import READ_CHUNK
     from pacswatch.probes.base import ProbeContext, ProbeOptions, Timeouts
-    from pacswatch.probes.dicom import DicomProbe
+    from pacswatch.probes.dicom.probe import DicomProbe
     from pacswatch.scan.runner import run_scan
     from pacswatch.status import Status
 
@@ -281,7 +281,7 @@ def test_memory_stays_flat_over_10000_hostile_endpoints(monkeypatch):
 def test_a_failed_probe_frees_the_peers_bytes_without_waiting_for_the_cyclic_gc():
     from pacswatch.dicom.pdu import PduFramer
     from pacswatch.probes.base import ProbeContext, ProbeOptions, Timeouts
-    from pacswatch.probes.dicom import DicomProbe
+    from pacswatch.probes.dicom.probe import DicomProbe
     from pacswatch.scan.runner import run_scan
     from pacswatch.status import Status
 

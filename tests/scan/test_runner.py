@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass
 
 from pacswatch.probes.base import ProbeContext
-from pacswatch.record import Record
+from pacswatch.record import AssociationFacts, DicomFacts, Find, Record
 from pacswatch.scan.runner import run_scan
 from pacswatch.status import Status
 
@@ -75,3 +75,54 @@ def test_stop_event_ends_the_scan_early():
 
     asyncio.run(run_scan(plan, lambda port: probe, ProbeContext(), concurrency=5, on_record=on_record, stop=stop))
     assert 50 <= len(done) < 60
+
+
+class OpenArchiveProbe:
+    """Returns the facts of an archive that lists studies to anyone, and no assessment."""
+
+    name = "open-archive"
+    default_ports = (104,)
+
+    async def run(self, ctx, endpoint):
+        facts = DicomFacts(association=AssociationFacts(accepted=True), accepts_any_called_ae=True,
+                           find=Find(allowed=True, studies=3))
+        return Record(ip=endpoint.ip, port=endpoint.port, status=Status.SUCCESS, service="dicom", dicom=facts)
+
+
+def test_the_runner_assesses_what_the_probe_found():
+    # Probes return facts; the runner adds the severity and reasons (assess.py), once.
+    records = []
+    asyncio.run(run_scan([Planned(0, "127.62.0.1", 104)], lambda port: OpenArchiveProbe(), ProbeContext(),
+                         concurrency=1, on_record=lambda i, r: records.append(r)))
+    (record,) = records
+    assert record.severity == "critical" and any("3 studies" in reason for reason in record.reasons), record
+
+
+def test_the_dicom_probe_leaves_the_assessment_to_the_runner():
+    from pacswatch.lab.acceptor import Acceptor
+    from pacswatch.probes.base import Endpoint, ProbeOptions, Timeouts
+    from pacswatch.probes.dicom.probe import DicomProbe
+    from pacswatch.scan.runner import probe_endpoint
+
+    async def serve(reader, writer):  # the lab's acceptor: any caller, C-ECHO, C-FIND with no match
+        acceptor = Acceptor()
+        while data := await reader.read(65536):
+            out, close = acceptor.receive(data)
+            writer.write(out)
+            if close:
+                break
+        writer.close()
+
+    async def probe_twice():
+        server = await asyncio.start_server(serve, "127.62.0.2", 0)
+        endpoint = Endpoint("127.62.0.2", server.sockets[0].getsockname()[1])
+        ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(2.0), ae_guess=()))
+        try:
+            return await DicomProbe().run(ctx, endpoint), await probe_endpoint(DicomProbe(), ctx, endpoint)
+        finally:
+            server.close()
+
+    bare, assessed = asyncio.run(probe_twice())
+    assert bare.status == assessed.status == "success" and bare.dicom.find.allowed is True, bare
+    assert bare.severity is None and bare.reasons == []
+    assert assessed.severity == "high" and assessed.reasons

@@ -57,7 +57,7 @@ def wait_for_workers(proc: subprocess.Popen, count: int) -> list[psutil.Process]
     deadline = time.monotonic() + 30
     workers: list[psutil.Process] = []
     while time.monotonic() < deadline and len(workers) < count:
-        workers = [c for c in psutil.Process(proc.pid).children() if "pacswatch.scan.worker" in " ".join(c.cmdline())]
+        workers = [c for c in psutil.Process(proc.pid).children() if "pacswatch.scan.worker_main" in " ".join(c.cmdline())]
         time.sleep(0.1)
     assert len(workers) == count, "the workers did not start"
     return workers
@@ -131,13 +131,11 @@ def test_a_worker_that_dies_stops_the_scan_loudly_and_the_scan_resumes(tmp_path)
 
 def test_the_worker_stops_when_the_scan_process_is_gone():
     """End of input without END: the scan process died; the worker exits at once."""
-    from pacswatch.campaign.commands import PROBE_FIELDS
-    from pacswatch.cli import build_parser
+    from pacswatch.probes.registry import probe_settings
 
-    args = build_parser().parse_args(["scan", "127.0.0.1"])
-    settings = {"probe": {k: getattr(args, k) for k in PROBE_FIELDS}, "rate": 10, "concurrency": 2,
+    settings = {"probe": probe_settings().stored(), "rate": 10, "concurrency": 2,
                 "loop": "asyncio"}
-    proc = subprocess.Popen([sys.executable, "-m", "pacswatch.scan.worker"], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "pacswatch.scan.worker_main"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdin.write(json.dumps(settings).encode() + b"\n")
     proc.stdin.close()

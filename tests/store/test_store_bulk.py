@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from pacswatch.findings.ingest import plan_batch
 from pacswatch.findings.schedule import RescanPolicy
 from pacswatch.findings.work import IntervalSet
-from pacswatch.record import Association, DicomFacts, Find, HttpFacts, Product, Record
+from pacswatch.record import AssociationFacts, DicomFacts, Find, HttpFacts, Product, Record
 from pacswatch.store import Repository, StoreError, repository
 from pacswatch.store.bulk import BulkStatement
 from pacswatch.store.schema import metadata
@@ -119,7 +119,7 @@ def core_ingest(repo: Repository, scan_id: int, items, *, work=None, policy=None
 
 
 def dicom(ip, port, severity, at, studies=12, patients=5, product=("Orthanc", "1.12"), reasons=("C-FIND open",)):
-    facts = DicomFacts(association=Association(accepted=True, called_ae="ANY-SCP",
+    facts = DicomFacts(association=AssociationFacts(accepted=True, called_ae="ANY-SCP",
                                                accepted_contexts=["Verification", "StudyRootQueryRetrieveFind"]),
                        echo=True, find=Find(allowed=True, studies=studies, patients=patients))
     return Record(ip=ip, port=port, status="success", service="dicom", severity=severity, dicom=facts,

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from pacswatch.campaign.scanrun import STALE
 from pacswatch.findings.work import IntervalSet
 from pacswatch.cli import main
-from pacswatch.record import Association, DicomFacts, Find, Record
+from pacswatch.record import AssociationFacts, DicomFacts, Find, Record
 from pacswatch.store import Repository
 from pacswatch.store.check import check_database
 
@@ -23,7 +23,7 @@ AT = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def finding(n: int) -> Record:
-    facts = DicomFacts(association=Association(accepted=True, called_ae="ANY-SCP", calling_ae="PACSWATCH"),
+    facts = DicomFacts(association=AssociationFacts(accepted=True, called_ae="ANY-SCP", calling_ae="PACSWATCH"),
                        accepts_any_called_ae=True, echo=True, find=Find(allowed=True, studies=3, patients=2))
     return Record(ip=f"127.9.{n // 200}.{n % 200 + 1}", port=104, status="success", service="dicom", dicom=facts,
                   severity="critical", reasons=["C-FIND lists studies."], scanned_at=AT, elapsed_ms=30)

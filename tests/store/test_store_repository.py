@@ -7,13 +7,13 @@ from datetime import datetime, timedelta, timezone
 
 from pacswatch.findings.schedule import RescanPolicy
 from pacswatch.findings.work import IntervalSet
-from pacswatch.record import Association, DicomFacts, Find, Product, Record
+from pacswatch.record import AssociationFacts, DicomFacts, Find, Product, Record
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def dicom(ip, port, severity="critical", at=T0, studies=12, patients=5, product="Orthanc"):
-    facts = DicomFacts(association=Association(accepted=True), find=Find(allowed=True, studies=studies, patients=patients))
+    facts = DicomFacts(association=AssociationFacts(accepted=True), find=Find(allowed=True, studies=studies, patients=patients))
     return Record(ip=ip, port=port, status="success", service="dicom", severity=severity, dicom=facts,
                   product=Product(name=product, version="1.12"), reasons=["C-FIND open"], scanned_at=at)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from pacswatch.findings.work import IntervalSet
-from pacswatch.record import Association, DicomFacts, Find, HttpFacts, Product, Record
+from pacswatch.record import AssociationFacts, DicomFacts, Find, HttpFacts, Product, Record
 from pacswatch.store import Repository
 from pacswatch.web import accounts
 from pacswatch.web.settings import WebSettings
@@ -41,7 +41,7 @@ HOSTILE_VERSION = "1.0\"><img src=x onerror=alert(1)>"
 
 def dicom_record(ip: str, port: int, at: datetime, *, severity: str = "critical", studies: int = 12,
                  patients: int = 5, product: str = "Orthanc", version: str = "1.12.4") -> Record:
-    facts = DicomFacts(association=Association(accepted=True),
+    facts = DicomFacts(association=AssociationFacts(accepted=True),
                        find=Find(allowed=True, studies=studies, patients=patients))
     return Record(ip=ip, port=port, status="success", service="dicom", severity=severity, dicom=facts,
                   product=Product(name=product, version=version), reasons=["C-FIND open to anyone"],

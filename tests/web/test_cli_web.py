@@ -12,7 +12,7 @@ import pytest
 from conftest import free_port
 
 from pacswatch.cli import main
-from pacswatch.cli_web import bind_refusal
+from pacswatch.cli.web import bind_refusal
 from pacswatch.store.engine import open_database
 from pacswatch.web import accounts
 

@@ -1,10 +1,9 @@
-"""`pacswatch scan` and `pacswatch run` as the command line runs them: parameters from the
-arguments (or from the database on --resume), the plan under today's opt-out list and scope,
-a ScanJob with its output, and the end-of-scan summary of changes."""
+"""`pacswatch scan` and `pacswatch run` as the command line runs them: parameters from its
+settings (settings.py), or from the database on --resume, the plan under today's opt-out list and
+scope, a ScanJob with its output, and the end-of-scan summary of changes."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import secrets
@@ -15,11 +14,18 @@ from rich.console import Console
 from rich.text import Text
 
 from pacswatch.campaign import report
+from pacswatch.campaign.settings import (
+    FollowUp,
+    OutputSettings,
+    PaceSettings,
+    RunSettings,
+    ScanPlanSettings,
+    ScanSettings,
+)
 from pacswatch.output import OutputError, error_line, shown
+from pacswatch.probes.options import ProbeSettings
 from pacswatch.safefile import open_stream
 
-PROBE_FIELDS = ("timeout", "no_find", "find_limit", "no_ae_guess", "ae_guess", "calling_ae", "contact_url",
-                "tls_ports", "try_default_credentials")
 EXIT_STORE = 1
 EXIT_INTERRUPTED = 130
 
@@ -28,41 +34,39 @@ def _absolute(path: str) -> str:
     return str(Path(path).expanduser().absolute())
 
 
-def scan_parameters(args: argparse.Namespace) -> dict:
+def scan_parameters(plan: ScanPlanSettings, probe: ProbeSettings, pace: PaceSettings) -> dict:
     """What a new scan stores: enough to rebuild its plan and probes on --resume, from any cwd."""
     from pacswatch.probes.registry import ProbeSelector
     from pacswatch.targets import DEFAULT_DICOM_PORTS, parse_ports
 
-    if not args.targets and not args.import_masscan and not args.import_zmap:
+    if not plan.targets and not plan.masscan and not plan.zmap:
         raise ValueError("give targets, --import-masscan/--import-zmap files, or --resume ID")
-    selector = ProbeSelector.from_args(args.web_ports)
-    if args.ports:
-        ports = list(parse_ports(args.ports))
+    selector = ProbeSelector.for_web_ports(plan.web_ports)
+    if plan.ports:
+        ports = list(parse_ports(plan.ports))
     else:
-        ports = list(selector.default_ports(DEFAULT_DICOM_PORTS)) if args.targets else []
+        ports = list(selector.default_ports(DEFAULT_DICOM_PORTS)) if plan.targets else []
     return {
-        "targets": ["@" + _absolute(t.strip()[1:]) if t.strip().startswith("@") else t for t in args.targets],
-        "ports": ports, "web_ports": args.web_ports,
-        "masscan": [_absolute(p) for p in args.import_masscan], "zmap": [_absolute(p) for p in args.import_zmap],
-        "exclude": [_absolute(p) for p in args.exclude], "scope": _absolute(args.scope) if args.scope else None,
-        "seed": args.seed if args.seed is not None else secrets.randbits(63),
-        "probe": {k: getattr(args, k) for k in PROBE_FIELDS},
-        "rate": args.rate or 200.0, "concurrency": args.concurrency or 200, "keep_all": bool(args.keep_all),
-        "no_resolve": bool(getattr(args, "no_resolve", False)),  # a resume looks up no name either
+        "targets": ["@" + _absolute(t.strip()[1:]) if t.strip().startswith("@") else t for t in plan.targets],
+        "ports": ports, "web_ports": plan.web_ports,
+        "masscan": [_absolute(p) for p in plan.masscan], "zmap": [_absolute(p) for p in plan.zmap],
+        "exclude": [_absolute(p) for p in plan.exclude], "scope": _absolute(plan.scope) if plan.scope else None,
+        "seed": plan.seed if plan.seed is not None else secrets.randbits(63),
+        "probe": probe.stored(),
+        # The command line gives a new scan its default rate and concurrency when none is given.
+        "rate": pace.rate, "concurrency": pace.concurrency, "keep_all": plan.keep_all,
+        "no_resolve": plan.no_resolve,  # a resume looks up no name either
     }
 
 
-# What a scan stores to rebuild its plan and probes (scan_parameters): fixed for its life.
-PLAN_FIELDS = ("ports", "web_ports", "exclude", "scope", "seed", "keep_all", "no_resolve")
+def fixed_on_resume(plan: ScanPlanSettings, probe: ProbeSettings) -> list[str]:
+    """The plan and probe options given with --resume (set, or different from their defaults),
+    which a resumed scan cannot take: its stored parameters decide. Silently ignored,
+    `--ports 104` resumed the old ports, and the operator believed otherwise."""
+    from pacswatch.probes.registry import declared_options, probe_settings
 
-
-def fixed_on_resume(args: argparse.Namespace, defaults: argparse.Namespace) -> list[str]:
-    """The plan and probe options given with --resume (different from their `defaults`, the scan
-    command's as its parser declares them), which a resumed scan cannot take: its stored
-    parameters decide. Silently ignored, `--ports 104` resumed the old ports, and the operator
-    believed otherwise."""
-    return [f"--{name.replace('_', '-')}" for name in (*PLAN_FIELDS, *PROBE_FIELDS)
-            if getattr(args, name, None) != getattr(defaults, name, None)]
+    defaults = probe_settings()
+    return plan.given() + [f"--{o.name}" for o in declared_options() if probe[o.key] != defaults[o.key]]
 
 
 def _plan_builder(repo, parameters: dict, targets=None):
@@ -76,44 +80,44 @@ def _plan_builder(repo, parameters: dict, targets=None):
     return plan_from_parameters(parameters, blocklist, scope, targets)
 
 
-def _job(parameters: dict, args: argparse.Namespace, err: Console, **kw):
-    from pacswatch.probes.options import probe_options
-    from pacswatch.probes.registry import ProbeSelector
+def _job(parameters: dict, pace: PaceSettings, err: Console, **kw):
+    """The ScanJob of a scan's stored `parameters`, at the `pace` given (else the stored one)."""
+    from pacswatch.probes.registry import ProbeSelector, probe_options, probe_settings
     from pacswatch.scan.job import ScanJob
 
-    options = probe_options(argparse.Namespace(**parameters["probe"]))
-    selector = ProbeSelector.from_args(parameters.get("web_ports"))
-    quiet = getattr(args, "quiet", False)
-    rate = args.rate or parameters["rate"]
-    concurrency = args.concurrency or parameters["concurrency"]
-    workers = getattr(args, "workers", 1)
+    options = probe_options(probe_settings(parameters["probe"]))
+    selector = ProbeSelector.for_web_ports(parameters.get("web_ports"))
+    rate = pace.rate or parameters["rate"]
+    concurrency = pace.concurrency or parameters["concurrency"]
     # What a worker process needs, besides the job's rate, concurrency and loop, to probe as this
-    # scan does (scan/worker.py).
+    # scan does (scan/worker_main.py).
     worker_settings = {"probe": parameters["probe"], "web_ports": parameters.get("web_ports")}
     return options, ScanJob(plan=None, probe_for=selector.probe_for, options=options, rate=rate,
                             concurrency=concurrency, stderr=err,
-                            show_progress=False if (getattr(args, "no_progress", False) or quiet) else None,
-                            show_summary=not quiet, event_loop=args.loop, workers=workers,
+                            show_progress=False if (pace.no_progress or pace.quiet) else None,
+                            show_summary=not pace.quiet, event_loop=pace.loop, workers=pace.workers,
                             worker_settings=worker_settings, **kw)
 
 
-def campaign_scan(args: argparse.Namespace, err: Console, *, defaults: argparse.Namespace) -> int:
-    """`pacswatch scan`: a new scan, or `--resume ID`, stored in the database as it runs.
-    `defaults`: the scan command's arguments with nothing given (cli.py's parser, passed in since
-    the command line sits above the campaign), for fixed_on_resume."""
+def campaign_scan(settings: ScanSettings, err: Console) -> int:
+    """`pacswatch scan`: a new scan, or the resume of scan `settings.resume`, stored in the
+    database as it runs."""
     from pacswatch.campaign.scanrun import check_resumable, check_same_plan, execute, start_scan
     from pacswatch.findings.schedule import POLICY_SETTING, RescanPolicy
-    from pacswatch.scan.workers import WorkerFailed
+    from pacswatch.scan.worker_pool import WorkerFailed
     from pacswatch.store.engine import masked_command
     from pacswatch.store.errors import StoreError
     from pacswatch.store.repository import Repository
 
-    resuming = args.resume is not None
-    confirm = _confirm_fixed_after(args)  # a bad value fails before the database is opened
-    if resuming and (args.targets or args.import_masscan or args.import_zmap):
-        raise ValueError(f"--resume {args.resume} takes no targets: scan {args.resume} keeps the ones it started with")
-    if resuming and (fixed := fixed_on_resume(args, defaults)):
-        raise ValueError(f"--resume {args.resume} keeps the plan and probe settings scan {args.resume} started with, "
+    plan_given, pace, output, follow_up = settings.plan, settings.pace, settings.output, settings.follow_up
+    resuming = settings.resume is not None
+    confirm = _confirm_fixed_after(follow_up)  # a bad value fails before the database is opened
+    if resuming and (plan_given.targets or plan_given.masscan or plan_given.zmap):
+        raise ValueError(f"--resume {settings.resume} takes no targets: scan {settings.resume} keeps the ones it "
+                         "started with")
+    if resuming and (fixed := fixed_on_resume(plan_given, settings.probe)):
+        raise ValueError(f"--resume {settings.resume} keeps the plan and probe settings scan {settings.resume} "
+                         "started with, "
                          f"so {', '.join(fixed)} would be ignored: leave {'it' if len(fixed) == 1 else 'them'} out, or "
                          "start a new scan (--rate, --concurrency, --workers and the output options may change)")
     parameters = targets = None
@@ -121,7 +125,7 @@ def campaign_scan(args: argparse.Namespace, err: Console, *, defaults: argparse.
         from pacswatch.campaign.scanrun import targets_from_parameters
 
         try:  # a long target file, or names resolving slowly: Ctrl-C here is one line too
-            parameters = scan_parameters(args)
+            parameters = scan_parameters(plan_given, settings.probe, pace)
             targets = targets_from_parameters(parameters)
         except KeyboardInterrupt:
             err.print("pacswatch scan: interrupted while reading the targets; nothing was scanned",
@@ -129,13 +133,14 @@ def campaign_scan(args: argparse.Namespace, err: Console, *, defaults: argparse.
             return EXIT_INTERRUPTED
     out_file = None
     output_failed = False
-    scan_id = args.resume
+    scan_id = settings.resume
     outcome = None
     probing = False  # the scan is under way: a store failure from here on leaves it resumable
     try:
-        with Repository.open(args.database) as repo:
+        with Repository.open(settings.database) as repo:
             if resuming:
-                scan = check_resumable(repo, args.resume)
+                assert scan_id is not None
+                scan = check_resumable(repo, scan_id)
                 parameters = scan["parameters"]
                 plan = _plan_builder(repo, parameters)
                 check_same_plan(scan, plan)
@@ -144,22 +149,22 @@ def campaign_scan(args: argparse.Namespace, err: Console, *, defaults: argparse.
                 plan = _plan_builder(repo, parameters, targets)
             # Appending on resume: the first run's records stay, the file ends up with them all.
             # Never through a symbolic link planted at the path (safefile.py).
-            out_file = open_stream(args.output, append=resuming) if args.output else None
-            scan_id = args.resume if resuming else start_scan(
+            out_file = open_stream(output.path, append=resuming) if output.path else None
+            scan_id = settings.resume if settings.resume is not None else start_scan(
                 repo, plan, parameters, command=masked_command(["pacswatch", *sys.argv[1:]]))
-            options, job = _job(parameters, args, err, output=out_file or sys.stdout, output_format=_format(args),
-                                open_only=args.open_only, top=args.top or None, scan_id=scan_id)
-            if not args.quiet:
+            options, job = _job(parameters, pace, err, output=out_file or sys.stdout, output_format=_format(output),
+                                open_only=output.open_only, top=output.top, scan_id=scan_id)
+            if not pace.quiet:
                 _banner(err, scan_id, plan, job, options, resumed=len(repo.completed(scan_id)) if resuming else None)
             # The intervals the last `run` set for this installation (its services' schedule).
             policy = RescanPolicy.from_json(repo.setting(POLICY_SETTING), confirm)
             probing = True
             outcome = execute(repo, scan_id, plan, job, policy=policy, keep_all=bool(parameters.get("keep_all")))
             probing = False
-            if not args.quiet:
-                report.print_changes(err, outcome, top=args.top or None)
-            if outcome.status == "finished" and not args.no_attribute:
-                _attribute_after(repo, outcome, err, quiet=args.quiet, config=args.config)
+            if not pace.quiet:
+                report.print_changes(err, outcome, top=output.top)
+            if outcome.status == "finished" and follow_up.attribute:
+                _attribute_after(repo, outcome, err, quiet=pace.quiet, config=follow_up.config)
             if outcome.status != "finished":  # Ctrl-C, SIGTERM: say how to go on, even with --quiet
                 err.print(f"{outcome.remaining} endpoints left: pacswatch scan --resume {scan_id}", highlight=False)
             return EXIT_INTERRUPTED if outcome.stats.interrupted else 0
@@ -196,12 +201,12 @@ def campaign_scan(args: argparse.Namespace, err: Console, *, defaults: argparse.
                     raise
 
 
-def _format(args: argparse.Namespace) -> str:
+def _format(output: OutputSettings) -> str:
     """--format, or by default: a table for a person at a terminal, JSON Lines for a file or a
     pipe. Decided here, not in the parser, for every caller (`pacswatch demo` scans through here)."""
-    if args.format is not None:
-        return args.format
-    return "table" if not args.output and sys.stdout.isatty() else "jsonl"
+    if output.format is not None:
+        return output.format
+    return "table" if not output.path and sys.stdout.isatty() else "jsonl"
 
 
 def _silence_stdout() -> None:
@@ -244,64 +249,67 @@ def _banner(err: Console, scan_id: int, plan, job, options, resumed: int | None)
                   "(login attempts), and this is recorded.[/]")
 
 
-def _confirm_fixed_after(args: argparse.Namespace):
+def _confirm_fixed_after(follow_up: FollowUp):
     """How long a missed finding waits for the miss that fixes it (findings/lifecycle.py):
     --confirm-fixed-after, else [campaign] confirm_fixed_after in the notify config, else 6 h."""
     from pacswatch.findings.lifecycle import CONFIRM_FIXED_AFTER
     from pacswatch.findings.schedule import parse_confirm_after
 
-    text, where = getattr(args, "confirm_fixed_after", None), "--confirm-fixed-after"
+    text, where = follow_up.confirm_fixed_after, "--confirm-fixed-after"
     if text is None:
         from pacswatch.notify import config as notify_config
 
-        text, where = notify_config.load(args.config).confirm_fixed_after, "[campaign] confirm_fixed_after"
+        text, where = notify_config.load(follow_up.config).confirm_fixed_after, "[campaign] confirm_fixed_after"
     try:
         return CONFIRM_FIXED_AFTER if text is None else parse_confirm_after(text)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
 
 
-def cmd_run(args: argparse.Namespace, err: Console) -> int:
+def campaign_run(settings: RunSettings, err: Console) -> int:
+    """`pacswatch run`: rescan what falls due until stopped (or once, or what `now` selects)."""
     from pacswatch.campaign.runloop import RunLoop, parse_selector
     from pacswatch.findings.schedule import RescanPolicy
     from pacswatch.store.repository import Repository
 
-    if args.now is None and (args.severity or args.forever):
+    pace = settings.pace
+    if settings.now is None and (settings.severity or settings.forever):
         raise ValueError("--severity and --forever go with --now")
-    selector = parse_selector(args.now, args.severity) if args.now is not None else None
-    confirm = _confirm_fixed_after(args)
-    policy = RescanPolicy.from_overrides(args.interval, confirm)
-    parameters = {"web_ports": args.web_ports, "exclude": [_absolute(p) for p in args.exclude],
-                  "scope": _absolute(args.scope) if args.scope else None,
-                  "probe": {k: getattr(args, k) for k in PROBE_FIELDS}, "rate": args.rate,
-                  "concurrency": args.concurrency, "keep_all": False}
-    repo = Repository.open(args.database)
+    selector = parse_selector(settings.now, list(settings.severity)) if settings.now is not None else None
+    confirm = _confirm_fixed_after(settings.follow_up)
+    policy = RescanPolicy.from_overrides(list(settings.intervals), confirm)
+    parameters = {"web_ports": settings.web_ports, "exclude": [_absolute(p) for p in settings.exclude],
+                  "scope": _absolute(settings.scope) if settings.scope else None,
+                  "probe": settings.probe.stored(), "rate": pace.rate,
+                  "concurrency": pace.concurrency, "keep_all": False}
+    repo = Repository.open(settings.database)
 
     def on_outcome(outcome) -> None:
-        if not args.quiet:
+        if not pace.quiet:
             report.print_changes(err, outcome)
-        _attribute_after(repo, outcome, err, quiet=args.quiet, config=args.config)
+        _attribute_after(repo, outcome, err, quiet=pace.quiet, config=settings.follow_up.config)
 
-    loop = RunLoop(repo, make_job=lambda stored: _job(stored, args, err, output=None)[1],
+    loop = RunLoop(repo, make_job=lambda stored: _job(stored, pace, err, output=None)[1],
                    build_plan=lambda p: _plan_builder(repo, p), parameters=parameters, policy=policy,
-                   batch=args.batch, tick=args.tick, log=(lambda _: None) if args.quiet else
+                   batch=settings.batch, tick=settings.tick, log=(lambda _: None) if pace.quiet else
                    (lambda text: err.print(text, highlight=False, markup=False)), on_outcome=on_outcome)
     try:
         loop.replan()  # services scheduled under other intervals follow this run's at once
         if selector is None:
-            interrupted = loop.forever(once=args.once)
+            interrupted = loop.forever(once=settings.once)
         else:
             outcomes = loop.rescan_now(selector)
             if not outcomes:
-                asked = " ".join(["--now", *([args.now] if args.now else []), *(f"--severity {s}" for s in args.severity)])
+                asked = " ".join(["--now", *([settings.now] if settings.now else []),
+                                  *(f"--severity {s}" for s in settings.severity)])
                 err.print(f"pacswatch run: no known service matches {asked} (pacswatch scan looks at new ones)",
                           highlight=False, markup=False)
                 return 1
             interrupted = outcomes[-1].stats.interrupted
-            if args.forever and not interrupted:
-                interrupted = loop.forever(once=args.once)
+            if settings.forever and not interrupted:
+                interrupted = loop.forever(once=settings.once)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         repo.close()
-    return 130 if interrupted else 0
+    return EXIT_INTERRUPTED if interrupted else 0

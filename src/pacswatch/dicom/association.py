@@ -8,9 +8,9 @@ Only the requestor's side, and only the states a prober passes through:
     Sta7  --RP--> Sta1                     (P-DATA may still arrive in Sta7: responses in flight)
     any   --abort()--> Sta1                --peer A-ABORT--> Sta1
 
-Time is an argument: each call that starts a phase takes `now` and sets `deadline`, the instant
-by which the peer must have answered. The I/O edge reads until that deadline and calls
-`abort()` when it passes. Received data sets are counted and dropped here, before anything
+No clock and no deadline: when the peer must have answered is its caller's business (the probe's
+session owns the one timer, probes/dicom/session.py), which calls `abort()` when it gives up.
+Received data sets are counted and dropped here, before anything
 else can see them: identifiers may hold patient data (docs/design.md, first rule).
 """
 
@@ -140,7 +140,6 @@ class Association:
         # The caller may pass the request already encoded (the probe encodes it once per scan).
         self._encoded_request = encoded
         self.state = State.IDLE
-        self.deadline: float | None = None
         self._framer = PduFramer(max_receive_pdu)
         self._proposed = {ctx.id: ctx for ctx in request.contexts}
         self.accepted: dict[int, AcceptedContext] = {}
@@ -154,24 +153,21 @@ class Association:
 
     # ------------------------------------------------------------ actions (ours)
 
-    def request(self, now: float, timeout: float) -> bytes:
+    def request(self) -> bytes:
         """AE-2: send A-ASSOCIATE-RQ."""
         self._require(State.IDLE, "request")
         self.state = State.AWAITING_AC
-        self.deadline = now + timeout
         return self._encoded_request or encode_pdu(self.request_pdu)
 
-    def send(self, context_id: int, command: Command, data_set: bytes | None, now: float, timeout: float) -> bytes:
+    def send(self, context_id: int, command: Command, data_set: bytes | None) -> bytes:
         """DT-1: send one DIMSE message on an accepted presentation context."""
         self._require(State.ESTABLISHED, "send")
         if context_id not in self.accepted:
             raise LocalProtocolError(f"presentation context {context_id} was not accepted")
-        data = self._encode_message(context_id, command, data_set)
-        self.deadline = now + timeout
-        return data
+        return self._encode_message(context_id, command, data_set)
 
     def send_no_reply(self, context_id: int, command: Command) -> bytes:
-        """A message with no response of its own (C-CANCEL-RQ): leaves the deadline alone."""
+        """A message with no response of its own (C-CANCEL-RQ)."""
         self._require(State.ESTABLISHED, "send")
         return self._encode_message(context_id, command, None)
 
@@ -184,31 +180,25 @@ class Association:
             )
         return encode_message(context_id, command, data_set, self.peer_max_pdu)
 
-    def release(self, now: float, timeout: float) -> bytes:
+    def release(self) -> bytes:
         """AR-1: send A-RELEASE-RQ."""
         self._require(State.ESTABLISHED, "release")
         self.state = State.AWAITING_RELEASE_RP
-        self.deadline = now + timeout
         return encode_pdu(AReleaseRQ())
 
     def release_response(self) -> bytes:
         """AR-4: answer the peer's A-RELEASE-RQ; the association is over."""
         self.state = State.CLOSED
-        self.deadline = None
         return encode_pdu(AReleaseRP())
 
     def abort(self, reason: int = 0, source: int = 0) -> bytes:
         """AA-1: send A-ABORT (source 0 = service-user, 2 = provider) and close."""
         self.state = State.CLOSED
-        self.deadline = None
         return encode_pdu(AAbort(source, reason))
-
-    def expired(self, now: float) -> bool:
-        return self.deadline is not None and now >= self.deadline
 
     @property
     def is_closed(self) -> bool:
-        return self.state in (State.CLOSED, State.IDLE) and self.deadline is None
+        return self.state in (State.CLOSED, State.IDLE)
 
     # ------------------------------------------------------------ the peer's bytes
 
@@ -233,7 +223,6 @@ class Association:
                     break  # nothing after an abort, a rejection or a release matters
         except PeerProtocolError:
             self.state = State.CLOSED
-            self.deadline = None
             self._framer.clear()
             raise
         return events
@@ -270,7 +259,6 @@ class Association:
 
     def _close(self) -> None:
         self.state = State.CLOSED
-        self.deadline = None
 
     def _on_accept(self, ac: AAssociateAC) -> Event:
         for ctx in ac.contexts:
@@ -285,7 +273,6 @@ class Association:
                 self.accepted[ctx.id] = AcceptedContext(ctx.id, proposed.abstract_syntax, ctx.transfer_syntax)
         self.peer_max_pdu = ac.user_info.max_length or 0
         self.state = State.ESTABLISHED
-        self.deadline = None
         return AssociationAccepted(ac)
 
     def _on_data(self, pdu: PDataTF) -> list[Event]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from pacswatch.dicom.dimse import Command, CommandField, decode_command, encode_command, fragment_message
-from pacswatch.dicom.errors import DicomError, PeerProtocolError
+from pacswatch.dicom.errors import LocalProtocolError, PeerProtocolError
 from pacswatch.dicom.pdu import (
     AAbort,
     AAssociateAC,
@@ -98,7 +98,7 @@ class Acceptor:
                     break
         except PeerProtocolError as exc:
             out.append(self._abort(2, exc.abort_reason))
-        except DicomError:
+        except LocalProtocolError:
             out.append(self._abort(2, 0))
         return b"".join(out), self.state == "done" and not self.released
 

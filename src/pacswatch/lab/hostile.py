@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from pacswatch.dicom.dimse import DATA_SET_PRESENT, Command, CommandField, encode_command, fragment_message
-from pacswatch.dicom.errors import DicomError
+from pacswatch.dicom.errors import LocalProtocolError, PeerProtocolError
 from pacswatch.dicom.identifiers import study_query
 from pacswatch.dicom.pdu import AAssociateAC, AAssociateRQ, PduFramer, encode_pdu
 from pacswatch.lab.acceptor import LAB_MAX_PDU, Acceptor, accept_echo_and_find, associate_ac
@@ -199,7 +199,7 @@ class HostilePeers:
             try:
                 async with asyncio.timeout(self.hold):
                     await handler(reader, writer)
-            except (TimeoutError, OSError, asyncio.CancelledError, DicomError):
+            except (TimeoutError, OSError, asyncio.CancelledError, PeerProtocolError, LocalProtocolError):
                 pass
             finally:
                 self._tasks.discard(task)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from pacswatch.net.errors import NetError
+from pacswatch.net.errors import LocalNetError
 from pacswatch.status import Status
 
 # TCP connects (with their TLS handshakes) in flight at once in one scanning process, whatever
@@ -23,7 +23,7 @@ class RateLimiter:
 
     Every new connection of every probe takes a token here, so this is also where the last
     word on an address is asked: `refuse(ip)` (the scan's live opt-out list) runs after the
-    token, right before the connect, and a reason raises a `blocked` NetError. An address opted
+    token, right before the connect, and a reason raises a `blocked` LocalNetError. An address opted
     out while the scan runs is then never contacted again, not even by a probe already in
     flight (its TLS try or AE guess) or one that was waiting for its token.
     """
@@ -40,7 +40,7 @@ class RateLimiter:
     async def acquire(self, loop: asyncio.AbstractEventLoop | None = None, ip: str | None = None) -> None:
         await self._token(loop)
         if self.refuse is not None and ip is not None and (reason := self.refuse(ip)):
-            raise NetError(Status.BLOCKED, f"not contacted: {reason}")
+            raise LocalNetError(Status.BLOCKED, f"not contacted: {reason}")
 
     async def _token(self, loop: asyncio.AbstractEventLoop | None) -> None:
         if self.rate <= 0:

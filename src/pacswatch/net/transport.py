@@ -11,7 +11,9 @@ is one future and one timer handle.
 
 `converse` goes one step further for protocols with many small exchanges (DICOM): the
 protocol's bytes are pushed straight from `data_received` into a sans-IO conversation and its
-answer written back in the same callback, with one timer for the whole conversation.
+answer written back in the same callback, with one timer for the whole conversation. The
+conversation owns that timer's deadlines (aioquic's `get_timer()` / `handle_timer(now)`): the
+driver asks it when to wake it and wakes it then, and holds no deadline of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import ssl
 from collections.abc import Callable
 from typing import Protocol, TypeVar, cast
 
-from pacswatch.net.errors import NetError, map_os_error
+from pacswatch.net.errors import NetError, PeerNetError, map_os_error
 from pacswatch.net.fdlimit import connect_when_free
 from pacswatch.net.limits import RateLimiter
 from pacswatch.status import Status
@@ -31,12 +33,13 @@ _T = TypeVar("_T")
 
 
 class Conversation(Protocol):
-    """What `Connection.converse` drives (see probes/dicom_session.py)."""
+    """What `Connection.converse` drives (see probes/dicom/session.py)."""
 
     done: bool
 
-    @property
-    def deadline(self) -> float: ...  # absolute loop time of the next timeout
+    def get_timer(self) -> float: ...  # absolute loop time at which handle_timer is due
+
+    def handle_timer(self, now: float) -> bytes: ...  # the timer fired -> bytes to write
 
     def feed(self, data: bytes) -> bytes: ...  # the peer's bytes (b"" at EOF) -> bytes to write
 
@@ -52,22 +55,23 @@ def heard(conversation: Conversation, data: bytes) -> tuple[bytes, NetError | No
 
 
 def over_cap(conversation: Conversation, cap: int) -> tuple[bytes, NetError | None]:
-    return conversation.fail(NetError(Status.PROTOCOL_ERROR, f"peer sent more than the {cap}-byte cap")), None
+    return conversation.fail(PeerNetError(Status.PROTOCOL_ERROR, f"peer sent more than the {cap}-byte cap")), None
 
 
 def ended(conversation: Conversation, error: BaseException | None) -> tuple[bytes, NetError | None]:
     """The peer closed (`error` None) or the connection failed: nothing more can arrive, so a
     conversation still waiting afterwards is over."""
     out = conversation.feed(b"") if error is None else conversation.fail(map_os_error(error, connecting=False))
-    return out, None if conversation.done else NetError(Status.PROTOCOL_ERROR, "connection lost")
+    return out, None if conversation.done else PeerNetError(Status.PROTOCOL_ERROR, "connection lost")
 
 
-def timed_out(conversation: Conversation, now: float) -> tuple[bytes, NetError | None]:
-    """Its deadline passed. A conversation that keeps waiting without a later deadline is ended
-    with the timeout, never woken again and again."""
-    timeout = NetError(Status.IO_TIMEOUT, "no answer before the deadline")
-    out = conversation.fail(timeout)
-    return out, timeout if not conversation.done and conversation.deadline <= now else None
+def timer_fired(conversation: Conversation, now: float) -> tuple[bytes, NetError | None]:
+    """Its timer came due: the conversation handles it (a timeout where a deadline passed). One
+    that keeps waiting with its timer still not later than now is ended with the timeout, never
+    woken again and again."""
+    out = conversation.handle_timer(now)
+    stuck = not conversation.done and conversation.get_timer() <= now
+    return out, PeerNetError(Status.IO_TIMEOUT, "no answer before the deadline") if stuck else None
 
 
 class _Peer(asyncio.Protocol):
@@ -132,7 +136,7 @@ class _Peer(asyncio.Protocol):
 
 class _Driver:
     """Runs one conversation on a connection: bytes in from the protocol, bytes out to the
-    transport, one timer that follows the conversation's deadline, one future for the end."""
+    transport, one timer set where the conversation asks, one future for the end."""
 
     def __init__(self, conn: "Connection", conversation: Conversation) -> None:
         self.conn = conn
@@ -140,7 +144,6 @@ class _Driver:
         self.loop = conn._loop
         self.future: asyncio.Future[None] = self.loop.create_future()
         self.timer: asyncio.TimerHandle | None = None
-        self.armed_for = 0.0
 
     def start(self, first: bytes) -> None:
         self._write(first)
@@ -173,23 +176,17 @@ class _Driver:
     def lost(self, exc: BaseException | None) -> None:
         self._react(ended, exc)
 
-    def _expired(self) -> None:
+    def _fired(self) -> None:
         self.timer = None
-        if self.future.done():
-            return
-        if self.loop.time() < self.conversation.deadline:
-            self._arm()  # the deadline moved on since the timer was set
-            return
-        self._react(timed_out, self.loop.time())
+        self._react(timer_fired, self.loop.time())
 
     def _arm(self) -> None:
         if self.timer is None and not self.future.done():
-            self.armed_for = self.conversation.deadline
-            self.timer = self.loop.call_at(self.armed_for, self._expired)
+            self.timer = self.loop.call_at(self.conversation.get_timer(), self._fired)
 
     def _react(self, reaction: Callable[[Conversation, _T], tuple[bytes, NetError | None]], value: _T) -> None:
         """Tell the conversation what happened (a reaction above), write its answer, and end
-        it or follow its deadline."""
+        it or set the timer where it asks."""
         if self.future.done():
             return
         try:
@@ -204,8 +201,9 @@ class _Driver:
             self._finish(end)
         elif self.timer is None:
             self._arm()
-        elif self.conversation.deadline < self.armed_for:
-            # A later deadline is caught when the timer fires; an earlier one needs a new timer.
+        elif self.conversation.get_timer() < self.timer.when():
+            # A later time is caught when the timer fires (the conversation then has nothing to
+            # do yet, and the timer is set again); an earlier one needs a new timer.
             self.timer.cancel()
             self.timer = None
             self._arm()
@@ -269,11 +267,11 @@ class Connection:
         """Read what is available (b"" at end of stream) before the absolute `deadline`."""
         budget = self.read_cap - self.bytes_read
         if budget <= 0:
-            raise NetError(Status.PROTOCOL_ERROR, f"peer sent more than the {self.read_cap}-byte cap")
+            raise PeerNetError(Status.PROTOCOL_ERROR, f"peer sent more than the {self.read_cap}-byte cap")
         peer = self._peer
         while not peer.chunks and not peer.eof:
             if not await self._wait("waiter", deadline) and not peer.chunks and not peer.eof:
-                raise NetError(Status.IO_TIMEOUT, "no answer before the deadline")
+                raise PeerNetError(Status.IO_TIMEOUT, "no answer before the deadline")
         if not peer.chunks:
             if peer.error is not None:
                 raise map_os_error(peer.error, connecting=False)
@@ -303,7 +301,7 @@ class Connection:
         # Only a peer that stopped reading makes us wait (the transport paused us).
         while self._peer.paused and not transport.is_closing():
             if not await self._wait("drain_waiter", deadline):
-                raise NetError(Status.IO_TIMEOUT, "peer stopped reading")
+                raise PeerNetError(Status.IO_TIMEOUT, "peer stopped reading")
 
     async def converse(self, conversation: Conversation, first: bytes) -> None:
         """Write `first`, then push every byte the peer sends into `conversation` and write what
@@ -372,7 +370,7 @@ async def _open(
             # No descriptor free is not the target's doing: wait for one (net/fdlimit.py).
             transport, _ = await connect_when_free(lambda: loop.create_connection(lambda: peer, ip, port))
     except TimeoutError:
-        raise NetError(Status.CONNECTION_TIMEOUT, "connect timed out") from None
+        raise PeerNetError(Status.CONNECTION_TIMEOUT, "connect timed out") from None
     except Exception as exc:
         raise map_os_error(exc, connecting=True) from None
     # No TCP_NODELAY here: asyncio and uvloop both set it on every TCP transport they create
@@ -382,7 +380,7 @@ async def _open(
         # not reachability ones.
         if peer.eof or transport.is_closing():
             transport.abort()
-            raise NetError(Status.TLS_ERROR, "handshake failed: the peer closed the connection first")
+            raise PeerNetError(Status.TLS_ERROR, "handshake failed: the peer closed the connection first")
         try:
             async with asyncio.timeout_at(deadline):
                 # typed `Transport | None`; asyncio and uvloop return the new transport or raise
@@ -390,17 +388,17 @@ async def _open(
                     transport, peer, ssl_context, server_hostname=server_hostname or None))
         except TimeoutError:
             transport.abort()
-            raise NetError(Status.TLS_ERROR, "TLS handshake timed out") from None
+            raise PeerNetError(Status.TLS_ERROR, "TLS handshake timed out") from None
         except Exception as exc:
             transport.abort()
             error = map_os_error(exc, connecting=False)
             if error.status is Status.PROTOCOL_ERROR:  # reset or close mid-handshake
-                error = NetError(Status.TLS_ERROR, f"handshake failed: {error.detail}")
+                error = PeerNetError(Status.TLS_ERROR, f"handshake failed: {error.detail}")
             raise error from None
         if transport is None or transport.get_extra_info("ssl_object") is None or transport.is_closing():
             # uvloop can hand back a transport whose handshake died with the connection.
             if transport is not None:
                 transport.abort()
-            raise NetError(Status.TLS_ERROR, "handshake failed: the peer closed the connection")
+            raise PeerNetError(Status.TLS_ERROR, "handshake failed: the peer closed the connection")
         peer.transport = transport
     return Connection(peer, read_cap, loop)

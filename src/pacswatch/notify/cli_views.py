@@ -1,4 +1,4 @@
-"""What the owner and notification commands print (cli_notify.py parses, this shows).
+"""What the owner and notification commands print (cli/notify.py parses, this shows).
 
 Names, contacts, reasons and errors come from owners' infrastructure (RDAP, PTR, security.txt),
 from SMTP servers or from the operator: every one is cleaned (`text.clean`) on its way to the
@@ -50,22 +50,24 @@ def print_attributions(results: dict, store: NotifyStore, *, as_json: bool) -> N
         _print_table("Owners", ("address", "owner", "contact", "confidence", "escalation", "why"), rows)
 
 
-def owners(args, store: NotifyStore, now: datetime) -> int:
-    if args.owners_command == "add":
-        problems = validate(args.match, args.contact + args.escalation)
-        if problems:
-            print("pacswatch owners add: " + "; ".join(problems), file=sys.stderr)
-            return 2
-        entry = LocalOwner(args.match, args.name, tuple(args.contact), args.language, args.notes,
-                           escalation=tuple(args.escalation))
-        print(f"owner {store.add_owner(entry, now)} added: {clean(args.match)} -> {clean(args.name)}")
-        return 0
-    if args.owners_command == "remove":
-        if not store.remove_owner(args.id):
-            print(f"pacswatch owners remove: no owner {args.id}", file=sys.stderr)
-            return 1
-        print(f"owner {args.id} removed")
-        return 0
+def add_owner(store: NotifyStore, entry: LocalOwner, now: datetime) -> int:
+    problems = validate(entry.match, [*entry.contacts, *entry.escalation])
+    if problems:
+        print("pacswatch owners add: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    print(f"owner {store.add_owner(entry, now)} added: {clean(entry.match)} -> {clean(entry.name)}")
+    return 0
+
+
+def remove_owner(store: NotifyStore, owner_id: int) -> int:
+    if not store.remove_owner(owner_id):
+        print(f"pacswatch owners remove: no owner {owner_id}", file=sys.stderr)
+        return 1
+    print(f"owner {owner_id} removed")
+    return 0
+
+
+def list_owners(store: NotifyStore) -> int:
     rows = [(o.id, o.match, o.name, ", ".join(o.contacts), ", ".join(o.escalation) or "-", o.language or "-",
              o.notes or "") for o in store.owners()]
     if not rows:
@@ -93,14 +95,16 @@ def cases(store: NotifyStore, states: list[str], *, as_json: bool) -> int:
     return 0
 
 
-def case(store: NotifyStore, args, now: datetime) -> int:
-    item = store.case(args.id)
+def case(store: NotifyStore, case_id: int, now: datetime, *, ack: str | None = None, close: str | None = None,
+         as_json: bool = False) -> int:
+    """One case, after the owner's acknowledgement (`ack`) or its closing (`close`) when given."""
+    item = store.case(case_id)
     if item is None:
-        print(f"pacswatch case: no case {args.id}", file=sys.stderr)
+        print(f"pacswatch case: no case {case_id}", file=sys.stderr)
         return 1
-    if args.ack or args.close:
+    if ack or close:
         try:
-            updated, t = C.acknowledge(item, now, args.ack) if args.ack else C.close(item, now, args.close)
+            updated, t = C.acknowledge(item, now, ack) if ack else C.close(item, now, close or "")
         except C.TransitionError as exc:
             print(f"pacswatch case: {exc}", file=sys.stderr)
             return 1
@@ -109,7 +113,7 @@ def case(store: NotifyStore, args, now: datetime) -> int:
     history = store.history(item.stored_id)
     messages = store.messages(case_id=item.id)
     opted = store.opted_out_services().get(item.stored_id, [])
-    if args.json:
+    if as_json:
         print(json.dumps({**asdict(item), "services": store.services_of(item.stored_id), "opted_out": opted,
                           "history": history,
                           "messages": [{k: v for k, v in asdict(m).items() if k != "raw"} for m in messages]},
@@ -170,30 +174,32 @@ def print_notify(result, *, dry_run: bool) -> None:
               f"{_when(next_try)} UTC (run pacswatch notify again then)")
 
 
-def export(args, engine, store: NotifyStore, now: datetime) -> int:
+def export(engine, store: NotifyStore, now: datetime, *, kind: str, output: str | None, fixed_too: bool) -> int:
+    """`kind`: intelmq (events, one JSON per line, to the file `output`) or csv (a file per owner
+    in the folder `output`); None: standard output. `fixed_too`: fixed services as well."""
     from pacswatch.notify.service import findings_exposures
 
     exposures = findings_exposures(engine)
-    items = [e for _, e in sorted(exposures.items()) if args.all or e.exposed]
+    items = [e for _, e in sorted(exposures.items()) if fixed_too or e.exposed]
     attributions = store.attributions()
-    if args.format == "intelmq":
+    if kind == "intelmq":
         text = intelmq_lines(items, attributions, now=now)
-        if args.output:
+        if output:
             from pacswatch.safefile import write_atomic  # never through a link planted at the path
 
-            write_atomic(args.output, text)
+            write_atomic(output, text)
         else:
             sys.stdout.write(text)
         return 0
     tables = per_owner_csv(items, attributions)
     if not tables:  # nothing exposed: on stdout the header alone, so that a pipeline still parses it
-        if args.output:
+        if output:
             print("no exposed services: no file written", file=sys.stderr)
         else:
             sys.stdout.write(exposures_csv([], extra={"owner": "", "contact": ""}))
         return 0
-    if args.output:
-        for path in write_per_owner(args.output, tables):
+    if output:
+        for path in write_per_owner(output, tables):
             print(clean(path, limit=4096))
     else:
         for i, text in enumerate(tables.values()):

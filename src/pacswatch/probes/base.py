@@ -1,7 +1,8 @@
 """The probe contract shared by every probe (after zgrab2's module.go).
 
 A probe has a name, default ports, options, and `async run(ctx, endpoint) -> Record`. It never
-raises for anything a peer does: every outcome is a status on the record. Connections go through
+raises for anything a peer does: every outcome is a status on the record. The record holds
+facts; the runner assesses it (scan/runner.probe_endpoint), never the probe. Connections go through
 `ctx.connect` so the global rate limit and byte caps hold for every probe.
 """
 

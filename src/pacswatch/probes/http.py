@@ -23,9 +23,8 @@ from urllib.parse import quote
 
 import httpx
 
-from pacswatch.assess_http import assess_http
 from pacswatch.fingerprint import web as fp
-from pacswatch.net.errors import NetError
+from pacswatch.net.errors import NetError, PeerNetError
 from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
 from pacswatch.probes.base import Endpoint, ProbeContext, Timeouts
 from pacswatch.probes.http_client import (
@@ -103,7 +102,6 @@ class HttpProbe:
         # Notes and errors quote the peer (URLs, titles, httpx's messages): clean them here, once,
         # as the record model does for the fields it validates (assignment is not validated).
         record.detail = clean_optional(record.detail)
-        record.severity, record.reasons = assess_http(record)
         record.elapsed_ms = int((loop.time() - started) * 1000)
         return record
 
@@ -161,9 +159,9 @@ class HttpProbe:
             other = err.status in (Status.TLS_ERROR, Status.PROTOCOL_ERROR) and err.detail != HEAD_TOO_LARGE
             return _Failed(err, other)
         if front.too_many_redirects:
-            return _Failed(NetError(Status.PROTOCOL_ERROR, f"more than {MAX_REDIRECTS} redirects from /"), False)
+            return _Failed(PeerNetError(Status.PROTOCOL_ERROR, f"more than {MAX_REDIRECTS} redirects from /"), False)
         if front.status == 400 and b"plain HTTP request was sent to HTTPS port" in front.body:
-            return _Failed(NetError(Status.PROTOCOL_ERROR, "plain HTTP sent to a TLS port"), True)
+            return _Failed(PeerNetError(Status.PROTOCOL_ERROR, "plain HTTP sent to a TLS port"), True)
 
         obs = _Observation(url=client.url("/"))
         self._note_page(obs, front, front_page=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import httpcore
 import httpx
 
-from pacswatch.net.errors import NetError, map_os_error
+from pacswatch.net.errors import LocalNetError, NetError, PeerNetError, map_os_error
 from pacswatch.net.fdlimit import connect_when_free
 from pacswatch.net.limits import RateLimiter
 from pacswatch.record import TlsFacts
@@ -272,9 +272,9 @@ class WebClient:
             # Where the deadline caught us: a TCP connect, a TLS handshake, or the HTTP exchange.
             if self._backend.handshaking:
                 self._backend.handshaking = False
-                raise NetError(Status.TLS_ERROR, "TLS handshake timed out") from None
+                raise PeerNetError(Status.TLS_ERROR, "TLS handshake timed out") from None
             stuck = self._backend.connects > connects and self._backend.connected == connected
-            raise NetError(Status.CONNECTION_TIMEOUT if stuck else Status.IO_TIMEOUT,
+            raise PeerNetError(Status.CONNECTION_TIMEOUT if stuck else Status.IO_TIMEOUT,
                            "no complete answer before the deadline") from None
         except Exception as exc:
             raise http_error(exc, tcp_established=self._backend.connected > connected) from None
@@ -348,24 +348,24 @@ def http_error(exc: BaseException, *, tcp_established: bool = False) -> NetError
     handshake = connect_phase and tcp_established
     if isinstance(exc, httpx.ConnectTimeout):
         if handshake:
-            return NetError(Status.TLS_ERROR, "TLS handshake timed out")
-        return NetError(Status.CONNECTION_TIMEOUT, "connect timed out")
+            return PeerNetError(Status.TLS_ERROR, "TLS handshake timed out")
+        return PeerNetError(Status.CONNECTION_TIMEOUT, "connect timed out")
     if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
-        return NetError(Status.IO_TIMEOUT, "peer stopped answering")
+        return PeerNetError(Status.IO_TIMEOUT, "peer stopped answering")
     if isinstance(root, (ssl.SSLError, OSError)) and not isinstance(root, TimeoutError):
         error = map_os_error(root, connecting=connect_phase and not handshake)
         if handshake and error.status is Status.PROTOCOL_ERROR:  # reset or close mid-handshake
-            error = NetError(Status.TLS_ERROR, f"handshake failed: {error.detail}")
+            error = PeerNetError(Status.TLS_ERROR, f"handshake failed: {error.detail}")
         return error
     if handshake:
-        return NetError(Status.TLS_ERROR, f"handshake failed: {str(exc)[:160]}")
+        return PeerNetError(Status.TLS_ERROR, f"handshake failed: {str(exc)[:160]}")
     if isinstance(exc, httpx.RemoteProtocolError) and "Receive buffer too long" in str(exc):
-        return NetError(Status.PROTOCOL_ERROR, HEAD_TOO_LARGE)
+        return PeerNetError(Status.PROTOCOL_ERROR, HEAD_TOO_LARGE)
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.LocalProtocolError, httpx.DecodingError)):
-        return NetError(Status.PROTOCOL_ERROR, f"not HTTP as expected: {str(exc)[:160]}")
+        return PeerNetError(Status.PROTOCOL_ERROR, f"not HTTP as expected: {str(exc)[:160]}")
     if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.ConnectError)):
-        return NetError(Status.PROTOCOL_ERROR, f"connection failed: {str(exc)[:160]}")
-    return NetError(Status.ERROR, f"{type(exc).__name__}: {str(exc)[:160]}")
+        return PeerNetError(Status.PROTOCOL_ERROR, f"connection failed: {str(exc)[:160]}")
+    return LocalNetError(Status.ERROR, f"{type(exc).__name__}: {str(exc)[:160]}")
 
 
 def _root_cause(exc: BaseException) -> BaseException:

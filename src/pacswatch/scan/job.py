@@ -2,7 +2,7 @@
 
 Ctrl-C (SIGINT) stops taking new endpoints, cancels the probes in flight and still prints the
 summary: every record finished before it is written (the JSON Lines writer flushes on the way
-out) and stored. With `workers` > 1 the probes run in worker processes (scan/workers.py).
+out) and stored. With `workers` > 1 the probes run in worker processes (scan/worker_pool.py).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from pacswatch.output import (
 from pacswatch.probes.base import Probe, ProbeContext, ProbeOptions
 from pacswatch.record import Record
 from pacswatch.scan.runner import PlannedLike, ScanStats, run_scan
-from pacswatch.scan.workers import run_in_workers
+from pacswatch.scan.worker_pool import run_in_workers
 
 
 class Plan(Protocol):
@@ -78,7 +78,7 @@ class ScanJob:
     on_flush: Callable[[], None] | None = None
 
     event_loop: str = "auto"  # auto | asyncio | uvloop
-    # More than 1: probe in that many processes (scan/workers.py), which build their probes from
+    # More than 1: probe in that many processes (scan/worker_pool.py), which build their probes from
     # worker_settings (the scan's stored probe parameters and web ports).
     workers: int = 1
     worker_settings: dict | None = None

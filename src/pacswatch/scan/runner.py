@@ -1,9 +1,13 @@
-"""The scan runner: a fixed pool of workers pulling endpoints from one iterator.
+"""The scan runner: a fixed pool of tasks pulling endpoints from one iterator and probing them.
 
 A fixed pool (not a task per endpoint) keeps memory flat however many endpoints there are: at
 most `concurrency` probes and their buffers exist at once. New connections are paced by the
 global rate limiter inside the probes' connect. Blocked endpoints are never probed: they become
 records with status `blocked` and the reason, so a refusal is reported, not silent.
+
+Probes return records with facts; `probe_endpoint` runs one and assesses its record (assess.py,
+pure): the one place a record gets its severity and reasons, for a scan, its worker processes
+and the `probe` command alike.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Protocol
 
+from pacswatch.assess import assess
 from pacswatch.probes.base import Endpoint, Probe, ProbeContext
 from pacswatch.record import Record
 from pacswatch.status import Status
@@ -46,6 +51,13 @@ def blocked_record(ip: str, port: int, reason: str) -> Record:
     return Record(ip=ip, port=port, status=Status.BLOCKED, detail=reason, scanned_at=datetime.now(timezone.utc))
 
 
+async def probe_endpoint(probe: Probe, ctx: ProbeContext, endpoint: Endpoint) -> Record:
+    """Run `probe` on `endpoint` and assess what it found."""
+    record = await probe.run(ctx, endpoint)
+    record.severity, record.reasons = assess(record)
+    return record
+
+
 async def run_scan(
     planned: Iterable[PlannedLike],
     probe_for: Callable[[int], Probe],
@@ -58,7 +70,7 @@ async def run_scan(
 ) -> ScanStats:
     """Probe every planned endpoint; call `on_record(index, record)` as each one completes.
 
-    `stop`, when set, makes workers take no new endpoint; probes in flight are cancelled by the
+    `stop`, when set, makes the pool take no new endpoint; probes in flight are cancelled by the
     caller if it cannot wait for them.
     """
     stats = stats or ScanStats()
@@ -71,20 +83,19 @@ async def run_scan(
             return None
         return next(iterator, None)
 
-    async def worker() -> None:
+    async def take_and_probe() -> None:
         while (item := take()) is not None:
             if item.blocked_reason is not None:
                 record = blocked_record(item.ip, item.port, item.blocked_reason)
             else:
-                probe = probe_for(item.port)
-                record = await probe.run(ctx, Endpoint(item.ip, item.port))
+                record = await probe_endpoint(probe_for(item.port), ctx, Endpoint(item.ip, item.port))
             stats.add(record)
             on_record(item.index, record)
 
-    workers = [asyncio.create_task(worker()) for _ in range(max(1, concurrency))]
+    pool = [asyncio.create_task(take_and_probe()) for _ in range(max(1, concurrency))]
     try:
-        await asyncio.gather(*workers)
+        await asyncio.gather(*pool)
     finally:
-        for task in workers:
+        for task in pool:
             task.cancel()
     return stats

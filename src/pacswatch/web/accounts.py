@@ -1,6 +1,6 @@
 """Accounts of the dashboard: users with a role, argon2 password hashes, sessions and API tokens.
 
-Used by `pacswatch users ...` (cli_web.py) and by the login (auth.py). Secrets handed to a person
+Used by `pacswatch users ...` (cli/web.py) and by the login (auth.py). Secrets handed to a person
 (session cookie, API token) are random; the database keeps their SHA-256 only.
 """
 

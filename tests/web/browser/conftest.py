@@ -86,9 +86,9 @@ scanner_addresses = ["192.0.2.0/28", "2001:db8::/64"]
 
 
 def _records(at: datetime):
-    from pacswatch.record import Association, DicomFacts, Find, Product, Record
+    from pacswatch.record import AssociationFacts, DicomFacts, Find, Product, Record
 
-    facts = DicomFacts(association=Association(accepted=True), find=Find(allowed=True, studies=3, patients=2))
+    facts = DicomFacts(association=AssociationFacts(accepted=True), find=Find(allowed=True, studies=3, patients=2))
     closed = Record(ip=CLOSED_IP, port=104, status="success", service="dicom", severity="critical", dicom=facts,
                     product=Product(name="Orthanc", version="1.12.4"), reasons=["C-FIND open to anyone"],
                     scanned_at=at)

@@ -1,4 +1,4 @@
-"""`--workers N`: the probing spread over N processes (scan/worker.py), one core each.
+"""`--workers N`: the probing spread over N processes (scan/worker_main.py), one core each.
 
 One Python process probes on one core at most. With workers, this process keeps everything
 else: it walks the plan (blocked endpoints never leave it), hands each endpoint to the worker
@@ -28,7 +28,7 @@ class WorkerFailed(RuntimeError):
     pass
 
 
-class _Worker:
+class _WorkerProcess:
     def __init__(self, number: int, process: asyncio.subprocess.Process) -> None:
         self.number = number
         self.process = process
@@ -70,20 +70,20 @@ async def run_in_workers(
     stats.started = loop.time()
     share = dict(settings, rate=settings["rate"] / workers, concurrency=max(1, settings["concurrency"] // workers))
     window = 2 * share["concurrency"]
-    pool: list[_Worker] = []
+    pool: list[_WorkerProcess] = []
     room = asyncio.Event()  # set whenever a worker finishes an endpoint
     tasks: list[asyncio.Future] = []
     try:
         for number in range(workers):
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pacswatch.scan.worker", stdin=asyncio.subprocess.PIPE,
+                sys.executable, "-m", "pacswatch.scan.worker_main", stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=RECORD_LINE_LIMIT)
-            worker = _Worker(number, process)
+            worker = _WorkerProcess(number, process)
             pool.append(worker)
             worker.stdin.write(json.dumps(share).encode() + b"\n")
             tasks.append(asyncio.ensure_future(worker.read_stderr()))
 
-        async def collect(worker: _Worker) -> None:
+        async def collect(worker: _WorkerProcess) -> None:
             stream = worker.stdout
             while line := await stream.readline():
                 index, _, data = line.partition(b"\t")
@@ -117,7 +117,7 @@ async def run_in_workers(
             for worker in pool:
                 await send(worker, b"END\n", drain=True)
 
-        async def send(worker: _Worker, line: bytes, drain: bool) -> None:
+        async def send(worker: _WorkerProcess, line: bytes, drain: bool) -> None:
             try:
                 worker.stdin.write(line)
                 if drain:

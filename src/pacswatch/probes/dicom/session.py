@@ -7,8 +7,11 @@ when the generator next waits. A timeout or a transport failure is thrown in at 
 the steps handle it with plain try/except. No task, future or timer per exchange: one scan makes
 a dozen exchanges per endpoint, and awaiting each one cost more CPU than the protocol itself.
 
-Every wait is bounded by the phase deadline the state machine set and by the endpoint's overall
-deadline, whichever comes first (`deadline`, which the connection's one timer follows).
+The session owns its timer (after aioquic's `get_timer()` / `handle_timer(now)`): it holds the
+two deadlines there are, the instant by which the peer must answer what we sent last
+(`answer_due`, set by each request from its timeout) and the endpoint's overall deadline. The
+connection only asks `get_timer()` for when to wake it and calls `handle_timer(now)` then; the
+session decides whether a deadline has passed and, if so, throws the timeout into the steps.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from pacswatch.dicom.association import (
     ReleaseRequested,
 )
 from pacswatch.dicom.dimse import Command, c_cancel_rq, status_category
-from pacswatch.dicom.errors import PeerProtocolError
+from pacswatch.dicom.errors import PeerAborted, PeerProtocolError, ProbeError
 from pacswatch.dicom.pdu import sniff
-from pacswatch.net.errors import NetError
+from pacswatch.net.errors import NetError, PeerNetError
 from pacswatch.status import Status
 
 _R = TypeVar("_R")
@@ -38,13 +41,7 @@ _R = TypeVar("_R")
 Steps = Generator[None, bytes, _R]
 
 
-class PeerAborted(Exception):
-    def __init__(self, source: int, reason: int, phase: str) -> None:
-        super().__init__(f"peer aborted during {phase}")
-        self.source, self.reason, self.phase = source, reason, phase
-
-
-class PeerClosed(NetError):
+class PeerClosed(PeerNetError):
     """The peer closed the connection. `silent` when it never sent a byte (a TLS port, often)."""
 
     def __init__(self, phase: str, silent: bool) -> None:
@@ -73,6 +70,7 @@ class Session:
     def __init__(self, assoc: Association, endpoint_deadline: float, clock: Callable[[], float]) -> None:
         self.assoc = assoc
         self.endpoint_deadline = endpoint_deadline
+        self.answer_due: float | None = None  # when the peer must have answered; None: nothing awaited
         self.now = clock
         self.first_bytes = b""
         self.done = False
@@ -82,10 +80,18 @@ class Session:
 
     # ------------------------------------------------------------ driven by the connection
 
-    @property
-    def deadline(self) -> float:
-        phase = self.assoc.deadline
-        return self.endpoint_deadline if phase is None else min(phase, self.endpoint_deadline)
+    def get_timer(self) -> float:
+        """When `handle_timer` is next due (absolute loop time): the answer awaited or the end of
+        the endpoint's time, whichever comes first."""
+        due = self.answer_due
+        return self.endpoint_deadline if due is None or due > self.endpoint_deadline else due
+
+    def handle_timer(self, now: float) -> bytes:
+        """The connection's timer fired: a deadline that has passed is a timeout, raised inside
+        the steps where they wait; one that moved on since the timer was set is nothing yet."""
+        if now < self.get_timer():
+            return b""
+        return self.fail(PeerNetError(Status.IO_TIMEOUT, "no answer before the deadline"))
 
     def begin(self, steps: Steps) -> bytes:
         """Run `steps` up to its first wait; returns the bytes to write."""
@@ -114,6 +120,9 @@ class Session:
 
     def send(self, data: bytes) -> None:
         self._outbox.append(data)
+
+    def _answer_within(self, timeout: float) -> None:
+        self.answer_due = self.now() + timeout
 
     def next_event(self, phase: str) -> Steps[Event]:
         """The next event from the peer; raises NetError (incl. timeouts) or PeerProtocolError."""
@@ -144,7 +153,8 @@ class Session:
         return exc
 
     def associate(self, timeout: float) -> Steps[AssociationAccepted | AssociationRejected]:
-        self.send(self.assoc.request(self.now(), timeout))
+        self.send(self.assoc.request())
+        self._answer_within(timeout)
         event = yield from self.next_event("association")
         if isinstance(event, Aborted):
             raise PeerAborted(event.source, event.reason, "association")
@@ -155,7 +165,8 @@ class Session:
     def request(self, context_id: int, command: Command, data_set: bytes | None,
                 timeout: float) -> Steps[DimseMessage]:
         """Send a request and return its (single, non-pending) response."""
-        self.send(self.assoc.send(context_id, command, data_set, self.now(), timeout))
+        self.send(self.assoc.send(context_id, command, data_set))
+        self._answer_within(timeout)
         while True:
             event = yield from self._dimse_event("DIMSE response")
             if event.command.message_id_being_responded_to == command.message_id:
@@ -167,7 +178,8 @@ class Session:
         """C-FIND: count pending responses (their identifiers were dropped unread by the state
         machine); at `limit` send C-CANCEL and give the peer `grace` seconds to finish."""
         outcome = FindOutcome()
-        self.send(self.assoc.send(context_id, command, identifier, self.now(), timeout))
+        self.send(self.assoc.send(context_id, command, identifier))
+        self._answer_within(timeout)
         try:
             while True:
                 event = yield from self._dimse_event("C-FIND")
@@ -180,13 +192,13 @@ class Session:
                 if outcome.capped:
                     continue  # pendings in flight after our cancel are not counted, nor wait longer
                 # Each response gets a fresh deadline; the endpoint deadline still bounds them all.
-                self.assoc.deadline = self.now() + timeout
+                self._answer_within(timeout)
                 outcome.pending += 1
                 if outcome.pending >= limit:
                     outcome.capped = True
                     assert command.message_id is not None  # our own C-FIND-RQ carries one
                     self.send(self.assoc.send_no_reply(context_id, c_cancel_rq(command.message_id)))
-                    self.assoc.deadline = self.now() + grace
+                    self._answer_within(grace)
         except PeerAborted:
             outcome.aborted = True
         except PeerClosed:
@@ -215,7 +227,8 @@ class Session:
     def release(self, timeout: float) -> Steps[bool]:
         """Orderly release; True when the peer confirmed. A peer that ignores it is aborted."""
         try:
-            self.send(self.assoc.release(self.now(), timeout))
+            self.send(self.assoc.release())
+            self._answer_within(timeout)
             while True:
                 event = yield from self.next_event("release")
                 if isinstance(event, ReleaseConfirmed):
@@ -226,7 +239,7 @@ class Session:
                 if isinstance(event, Aborted):
                     return False
                 # DIMSE messages still in flight in Sta7 are dropped.
-        except (NetError, PeerProtocolError):
+        except ProbeError:
             self.abort()
             return False
 

@@ -1,15 +1,19 @@
-"""The probe's A-ASSOCIATE-RQ, encoded once per scan.
+"""What the probe sends, made once per scan: the A-ASSOCIATE-RQ and the C-FIND identifiers.
 
 Every association of a scan proposes the same contexts with the same user information; only the
 called AE title differs (the scan's random one, or a guess). Encoding the ~1 KB request took
 about a fifth of the scanner's CPU when profiled, so it is encoded once, the 16-byte called AE
 field (PS3.8 9.3.2, offset 10) is spliced in once per title, and the result is kept. A test
-checks the splice against a full encoding.
+checks the splice against a full encoding. The C-FIND identifiers are the same for every
+peer too, and are encoded once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pacswatch.dicom import uids
+from pacswatch.dicom.identifiers import patient_query, study_query
 from pacswatch.dicom.pdu import AAssociateRQ, PresentationContextRQ, UserInformation, ae_title_problem, encode_pdu
 from pacswatch.identity import Identity
 
@@ -47,3 +51,19 @@ class RequestTemplate:
         field = called_ae.encode("ascii")
         encoded = self._encoded[: _CALLED_AE.start] + field.ljust(16, b" ") + self._encoded[_CALLED_AE.stop :]
         return request, encoded
+
+
+@dataclass(frozen=True)
+class FindQueries:
+    """The probe's C-FIND identifiers: the permission check, keyed on a random UID that no server
+    holds (permission is learnt without data), and the universal counting queries on unique keys."""
+
+    check_study: bytes
+    check_patient: bytes
+    all_studies: bytes
+    all_patients: bytes
+
+    @classmethod
+    def with_check_uid(cls, check_uid: str) -> "FindQueries":
+        return cls(check_study=study_query(check_uid), check_patient=patient_query(check_uid[:64]),  # LO: 64
+                   all_studies=study_query(""), all_patients=patient_query())

@@ -1,8 +1,8 @@
-"""The dashboard's commands: `pacswatch serve` and `pacswatch users add|list|remove|passwd|token`.
+"""The dashboard's commands: `pacswatch serve` and `pacswatch users add|list|remove|passwd|token`,
+and the dashboard of `pacswatch demo --serve` (serve_demo, which cli/lab.py's demo calls).
 
-`register(sub)` adds them to the command line's subparsers; each parser names its handler
-(`set_defaults(handler=fn)`, fn(args) -> exit code). FastAPI and Uvicorn are imported by the
-handlers, so building the parser stays quick.
+A command group of cli/ (its contract in cli/__init__.py). FastAPI and Uvicorn are imported by
+the handlers, so building the parser stays quick.
 """
 
 from __future__ import annotations
@@ -13,22 +13,11 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from pacswatch.cli_types import positive
+from pacswatch.cli import options
+from pacswatch.cli.options import port
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ROLES = ("admin", "analyst", "viewer")
-
-
-def _database(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database", metavar="URL", help="SQLite path or URL, or postgresql://... (default: "
-                   "$PACSWATCH_DATABASE_URL, else pacswatch.db in the user's data directory)")
-
-
-def port(text: str) -> int:  # argparse names a bad value by this function's name: "invalid port"
-    number = int(positive("port")(text))
-    if number > 65535:
-        raise argparse.ArgumentTypeError(f"invalid port: {text!r} is above 65535")
-    return number
 
 
 def register(sub) -> None:
@@ -39,7 +28,7 @@ def register(sub) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind: an IP address, not a name "
                        "(default 127.0.0.1)")
     serve.add_argument("--port", type=port, default=8000, help="TCP port (default 8000)")
-    _database(serve)
+    options.database(serve, create_dirs=False)
     serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     serve.add_argument("--tls-key", type=Path, metavar="FILE", help="... and this private key (PEM)")
     serve.add_argument("--insecure-public", action="store_true",
@@ -70,7 +59,7 @@ def register(sub) -> None:
     token.add_argument("name", help="the user the token acts as (with their role)")
     token.add_argument("--label", help="what the token is for")
     for p in (add, passwd, remove, actions.choices["list"], token):
-        _database(p)
+        options.database(p, create_dirs=False)
         p.set_defaults(handler=cmd_users)
 
 

@@ -1,6 +1,6 @@
-"""A probing worker process for `pacswatch scan --workers N` (see scan/workers.py).
+"""A probing worker process for `pacswatch scan --workers N` (see scan/worker_pool.py).
 
-    python -m pacswatch.scan.worker      (started by the scan, never by hand)
+    python -m pacswatch.scan.worker_main     (started by the scan, never by hand)
 
 stdin:  one JSON line of settings (the scan's probe parameters, web ports, rate, concurrency,
         event loop), then one line `INDEX IP PORT` per endpoint to probe, then `END`.
@@ -14,7 +14,6 @@ reaches the whole process group; the scan process decides what happens, so this 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -41,13 +40,13 @@ def main() -> int:
 
 
 async def _serve(settings: dict) -> int:
-    from pacswatch.probes.options import probe_options
     from pacswatch.net.limits import RateLimiter
     from pacswatch.probes.base import Endpoint, ProbeContext
-    from pacswatch.probes.registry import ProbeSelector
+    from pacswatch.probes.registry import ProbeSelector, probe_options, probe_settings
+    from pacswatch.scan.runner import probe_endpoint
 
-    options = probe_options(argparse.Namespace(**settings["probe"]))
-    selector = ProbeSelector.from_args(settings.get("web_ports"))
+    options = probe_options(probe_settings(settings["probe"]))
+    selector = ProbeSelector.for_web_ports(settings.get("web_ports"))
     loop = asyncio.get_running_loop()
     concurrency = max(1, int(settings["concurrency"]))
     rate = float(settings["rate"])
@@ -73,7 +72,7 @@ async def _serve(settings: dict) -> int:
     async def probe() -> None:
         while (item := await queue.get()) is not None:
             index, ip, port = item
-            record = await selector.probe_for(port).run(ctx, Endpoint(ip, port))
+            record = await probe_endpoint(selector.probe_for(port), ctx, Endpoint(ip, port))
             out.write(b"%d\t%s\n" % (index, record.model_dump_json().encode()))
             if queue.empty():
                 out.flush()  # nothing more to do right now: let the scan process have it
