@@ -23,6 +23,7 @@ from pynetdicom import sop_class as sc
 
 from pacswatch.dicom.pdu import AAssociateAC
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
+from pacswatch.probes.detect import quiet_check_after
 from pacswatch.probes.dicom.probe import DicomProbe
 from pacswatch.scan.runner import probe_endpoint
 
@@ -63,6 +64,7 @@ ENDPOINTS = {
 }
 ADDRESS = {name: f"127.89.0.{i + 1}" for i, name in enumerate(ENDPOINTS)}
 SLOW, QUICK = "127.89.1.1", "127.89.1.2"  # an accepting endpoint with a 250 ms delay, one with none
+LATE = "127.89.1.3"  # an Orthanc-like archive whose every reply waits 900 ms
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,7 @@ def responder(binary):
                  for name, e in ENDPOINTS.items() if name != "closed"}
     behaviour[SLOW, PORT] = "accept 250 0 0"
     behaviour[QUICK, PORT] = "accept 0 0 0"
+    behaviour[LATE, PORT] = "orthanc 900 4 2"
     with c_responder.CResponder(behaviour=behaviour, threads=2, binary=binary) as running:
         yield running
 
@@ -96,6 +99,21 @@ def test_every_profile_is_reported_as_the_mix_says(responder):
     assert by_name["orthanc"].dicom.find.studies == 7 and by_name["orthanc"].dicom.find.patients == 3
     assert by_name["dcm4chee"].dicom.called_ae_found == "DCM4CHEE"
     assert by_name["conquest"].dicom.promiscuous is True
+
+
+def test_a_dicom_server_slower_than_the_web_check_start_is_still_found(responder):
+    # --timeout 0.5: the association waits 1 s and the GET of the web check starts at 0.5 s
+    # (detect.quiet_check_after); this archive's A-ASSOCIATE-AC comes at 0.9 s, after the GET
+    # went out on a second connection, so it is DICOM that must be reported, with every fact.
+    timeouts = Timeouts.scaled(0.5)
+    assert quiet_check_after(timeouts.association, timeouts.http) < 0.9 < timeouts.association
+
+    async def scan():
+        ctx = ProbeContext(ProbeOptions(timeouts=timeouts))
+        return await DicomProbe().run(ctx, Endpoint(LATE, PORT))
+
+    record = json.loads(asyncio.run(scan()).model_dump_json())
+    assert internet_mix.pacswatch_wrong(record, Mixed("orthanc", 900, 4, 2)) is None, record
 
 
 def test_the_check_catches_wrong_facts(responder):

@@ -16,7 +16,7 @@ import time
 
 from pacswatch.lab.fast import FastResponder
 from pacswatch.net.errors import NetError
-from pacswatch.net.limits import RateLimiter
+from pacswatch.net.limits import ConnectGate, RateLimiter
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
 from pacswatch.probes.dicom.probe import DicomProbe
 from pacswatch.status import Status
@@ -77,7 +77,7 @@ def test_connects_past_the_gate_wait_and_each_gets_its_whole_connect_timeout():
     tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
     try:
         async def main():
-            ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(timeout)), connecting=asyncio.Semaphore(2))
+            ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(timeout)), connecting=ConnectGate(2))
             deadline = asyncio.get_running_loop().time() + 30
 
             async def one():
@@ -125,3 +125,50 @@ def test_the_web_probes_wait_for_a_rate_token_is_not_counted_against_its_request
     shown = [(r.status, r.detail) for r in records]
     assert elapsed > 0.7, shown  # the limiter held the last connect back well past the request timeout
     assert [r.status for r in records] == ["connection-refused"] * 4, shown
+
+
+def test_the_gate_is_first_come_first_served_bounded_and_survives_cancelled_waiters():
+    async def main():
+        gate, inside, order = ConnectGate(2), [], []
+        release = asyncio.Event()
+
+        async def holder(name: str) -> None:
+            async with gate:
+                inside.append(name)
+                order.append(name)
+                assert len(inside) <= 2
+                await release.wait()
+                inside.remove(name)
+
+        tasks = [asyncio.create_task(holder(str(i))) for i in range(6)]
+        await asyncio.sleep(0.01)
+        assert order == ["0", "1"]  # two slots, the rest wait in order
+        tasks[2].cancel()  # a waiter gives up: its turn goes to the next one
+        await asyncio.sleep(0.01)
+        release.set()  # a burst of releases in one loop iteration
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return order, tasks[2].cancelled(), gate._free
+
+    order, cancelled, free = asyncio.run(main())
+    assert order == ["0", "1", "3", "4", "5"] and cancelled
+    assert free == 2  # every slot came back
+
+
+def test_a_slot_handed_to_a_waiter_cancelled_before_it_ran_is_passed_on():
+    async def main():
+        gate, got = ConnectGate(1), []
+
+        async def take(name: str) -> None:
+            async with gate:
+                got.append(name)
+
+        await gate.__aenter__()  # the one slot is held
+        first, second = asyncio.create_task(take("first")), asyncio.create_task(take("second"))
+        await asyncio.sleep(0)
+        await gate.__aexit__(None, None, None)  # handed to `first`...
+        first.cancel()  # ...which is cancelled before it resumes
+        await asyncio.gather(first, second, return_exceptions=True)
+        return got, gate._free
+
+    got, free = asyncio.run(main())
+    assert got == ["second"] and free == 1

@@ -135,6 +135,28 @@ def test_completed_work_is_replaced_per_batch(repo):
     assert repo.scan(scan)["done"] == 7
 
 
+def test_completed_work_follows_a_scan_taken_in_random_order(repo):
+    # Each batch writes only the intervals that changed since the last (Repository._progress):
+    # intervals that grow, merge and appear must all end up as the set says, after every batch,
+    # and a second repository on the same database (a resumed scan) starts from what is there.
+    import random
+
+    scan = new_scan(repo, size=400)
+    work, order = IntervalSet(), list(range(400))
+    random.Random(7).shuffle(order)
+    for start in range(0, 300, 37):
+        batch = order[start : start + 37]
+        for i in batch:
+            work.add(i)
+        repo.ingest(scan, [(i, gone("127.6.0.2", 1000 + i, T0)) for i in batch], work=work)
+        assert repo.completed(scan).intervals() == work.intervals()
+    resumed = type(repo)(repo.engine)
+    for i in order[300:]:
+        work.add(i)
+    resumed.ingest(scan, [(i, gone("127.6.0.2", 1000 + i, T0)) for i in order[300:]], work=work)
+    assert repo.completed(scan).intervals() == [(0, 399)] and repo.scan(scan)["done"] == 400
+
+
 def test_optout_and_scope_entries(repo):
     a = repo.add_optout("127.7.0.0/16", "pacs-admin@example.org", note="asked by phone")
     b = repo.add_optout("127.8.0.1", "x@example.org", requested_at=T0)

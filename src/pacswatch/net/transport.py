@@ -25,7 +25,7 @@ from typing import Protocol, TypeVar, cast
 
 from pacswatch.net.errors import NetError, PeerNetError, map_os_error
 from pacswatch.net.fdlimit import connect_when_free
-from pacswatch.net.limits import RateLimiter
+from pacswatch.net.limits import ConnectGate, RateLimiter
 from pacswatch.status import Status
 
 READ_CHUNK = 65536
@@ -337,7 +337,7 @@ async def open_connection(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     connect_timeout: float | None = None,
-    gate: asyncio.Semaphore | None = None,
+    gate: ConnectGate | asyncio.Semaphore | None = None,
 ) -> Connection:
     """Connect (and, with `ssl_context`, complete the TLS handshake) before `deadline`, and
     within `connect_timeout` seconds of the connect being issued. With `gate`, wait for one of

@@ -115,6 +115,7 @@ def sync_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], n
     for case in store.cases():
         if case.state != C.CLOSED:
             by_owner[case.owner_key] = case  # the latest per owner
+    members: list[tuple[str, int, int]] = []
     for (ip, port), e in sorted(exposures.items()):
         if not e.exposed or (optouts is not None and optouts.address_reason(ip) is not None):
             continue
@@ -127,7 +128,8 @@ def sync_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], n
             case = store.create_case(*C.open_case(a["owner_key"], a["owner_name"], now))
             by_owner[a["owner_key"]] = case
             plan.created.append(case.stored_id)
-        store.assign(ip, port, case.stored_id, now)
+        members.append((ip, port, case.stored_id))
+    store.assign_many(members, now)  # one transaction, not one per service
 
 
 def opted_out(keys: Iterable[tuple[str, int]], exposures: dict[tuple[str, int], Exposure],

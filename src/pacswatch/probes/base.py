@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pacswatch.identity import Identity
-from pacswatch.net.limits import CONNECTS_AT_ONCE, RateLimiter
+from pacswatch.net.limits import CONNECTS_AT_ONCE, ConnectGate, RateLimiter
 from pacswatch.net.transport import Connection, open_connection
 from pacswatch.record import Record
 
@@ -52,11 +52,12 @@ class Timeouts:
         )
 
 
-DEFAULT_AE_GUESSES = (
-    "ANY-SCP", "ORTHANC", "DCM4CHEE", "CONQUESTSRV1", "STORESCP", "DCMQRSCP", "PACS", "ARCHIVE",
-    "SERVER", "PYNETDICOM", "DCM4CHEE_ARC", "WORKLIST", "AS_RECEIVED", "OSIRIX", "HOROS", "KPSERVER",
-    "CLEARCANVAS", "DICOMSERVER", "STORE_SCP", "QR_SCP", "PACS_SCP", "MAIN", "AE_TITLE", "DCMSERVER",
-)
+# Called AE titles tried after the peer rejected our random one as "called AE title not
+# recognised" (docs/dicom-reference.md §3.5): product defaults documented in §4.2, of products
+# that check the called AE (a product that accepts any title never needs its own guessed), most
+# likely first. Each guess is a new association (the peer closes after an A-ASSOCIATE-RJ), so
+# the list is short: 24 titles made a rejecting endpoint cost 25 associations (bench/README.md).
+DEFAULT_AE_GUESSES = ("DCM4CHEE", "ORTHANC", "ANY-SCP", "DCMQRSCP", "CONQUESTSRV1", "WORKLIST")
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,7 @@ class ProbeContext:
     options: ProbeOptions = field(default_factory=ProbeOptions)
     limiter: RateLimiter | None = None
     # Connects in flight at once, over every probe of the scan (net/transport.py says why).
-    connecting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONNECTS_AT_ONCE), repr=False,
-                                          compare=False)
+    connecting: ConnectGate = field(default_factory=lambda: ConnectGate(CONNECTS_AT_ONCE), repr=False, compare=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False, compare=False)
 
     @property

@@ -10,8 +10,9 @@ Per endpoint:
    data); if permitted, count studies and patients by universal queries on unique keys only,
    cancelling at the limit; then release (abort if the release is ignored).
 4. TLS on TLS ports, or when a plain association meets a TLS alert or a silent close.
-5. A port that answers in HTTP, or says nothing, is checked for a web server (probes/detect.py):
-   when HTTP answers, the web probe's record replaces the DICOM one.
+5. A port that answers in HTTP, or says nothing, is checked for a web server (probes/detect.py,
+   with the GET timed to end with a silent association's wait): when HTTP answers, the web
+   probe's record replaces the DICOM one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pacswatch.fingerprint.dicom import identify
 from pacswatch.net.errors import NetError
 from pacswatch.net.tls import ScannerTlsContext, is_client_cert_error, tls_facts
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions
-from pacswatch.probes.detect import answers_http
+from pacswatch.probes.detect import QuietCheck, answers_http, quiet_check_after
 from pacswatch.probes.dicom import steps
 from pacswatch.probes.dicom.request import FindQueries, RequestTemplate
 from pacswatch.probes.dicom.session import Session, detached
@@ -35,7 +36,6 @@ from pacswatch.probes.dicom.steps import (
     CALLED_NEVER_VALID,
     NEXT_TLS,
     NEXT_WEB,
-    NEXT_WEB_CHECK,
     NOTHING,
     AssociationAttempt,
 )
@@ -95,7 +95,7 @@ class DicomProbe:
         record = _blank(endpoint, tls=endpoint.port in ctx.options.tls_ports)
         try:
             record, next_try = await self._probe(ctx, endpoint, record, deadline)
-            if next_try & {NEXT_WEB, NEXT_WEB_CHECK}:
+            if next_try & steps.WEB:
                 web = await self._as_web(ctx, endpoint, record, next_try, deadline)
                 if web is not None:
                     web.elapsed_ms = int((loop.time() - started) * 1000)
@@ -134,7 +134,7 @@ class DicomProbe:
     ) -> Record | None:
         """The web probe's record for a port that answered in HTTP (or, asked once, answers a
         GET); None when it does not, or when the web probe found no web service either."""
-        if NEXT_WEB not in next_try:
+        if not next_try & {NEXT_WEB, steps.NEXT_WEB_ANSWERED}:
             tls = self._tls_context().context if record.transport == "tls" else None
             if not await answers_http(ctx, endpoint, deadline, tls):
                 return None
@@ -154,7 +154,10 @@ class DicomProbe:
 
     async def _attempt(
         self, ctx: ProbeContext, endpoint: Endpoint, called_ae: str, deadline: float, tls: bool, record: Record,
+        web_check: bool = False,
     ) -> AssociationAttempt:
+        """One association. With `web_check`, a GET starts when the association has waited all
+        but the GET's budget without a byte (detect.QuietCheck); its answer is `answers_http`."""
         opts = ctx.options
         attempt = AssociationAttempt(called_ae)
         request, encoded = self._template(opts).build(called_ae)
@@ -173,22 +176,34 @@ class DicomProbe:
             record.tls = tls_facts(ssl_object, client_cert_required=tls_ctx.client_cert_requested(ssl_object))
         session = Session(Association(request, max_receive_pdu=opts.max_received_pdu, encoded=encoded), deadline,
                           ctx.loop.time)
+        check = None
+        if web_check:
+            check = QuietCheck(ctx, endpoint, deadline, tls_ctx.context if tls_ctx else None,
+                               quiet_check_after(opts.timeouts.association, opts.timeouts.http),
+                               lambda: bool(session.first_bytes) or session.done)
         try:
             await conn.converse(session, session.begin(steps.conversation(session, opts, attempt, self.queries)))
         except NetError as exc:  # the connection ended under a conversation still waiting
             attempt.failure = attempt.failure or detached(exc)
         except BaseException:  # our bug (reported on the record by run()) or a cancelled scan
             conn.abort()
+            if check is not None:
+                check.cancel()
             raise
         failure = attempt.failure
         if failure is None:
             await conn.close()
-            return attempt
-        if isinstance(failure, NetError) and tls and is_client_cert_error(failure.detail) and record.tls:
-            # TLS 1.3: the certificate_required alert arrives on the first read, after the
-            # client believed the handshake was complete (docs/dicom-reference.md §6.2).
-            record.tls.client_cert_required = True
-        conn.abort()
+        else:
+            if isinstance(failure, NetError) and tls and is_client_cert_error(failure.detail) and record.tls:
+                # TLS 1.3: the certificate_required alert arrives on the first read, after the
+                # client believed the handshake was complete (docs/dicom-reference.md §6.2).
+                record.tls.client_cert_required = True
+            conn.abort()
+        if check is not None:
+            if steps.silent_timeout(attempt):
+                attempt.answers_http = await check.result()  # timed to be done about now
+            else:
+                check.cancel()
         return attempt
 
     async def _probe_dicom(
@@ -199,7 +214,7 @@ class DicomProbe:
         answered in HTTP), NEXT_WEB_CHECK (it said nothing)."""
         opts = ctx.options
         first_ae = self.called_ae
-        attempt = await self._attempt(ctx, endpoint, first_ae, deadline, tls, record)
+        attempt = await self._attempt(ctx, endpoint, first_ae, deadline, tls, record, web_check=True)
         if attempt.failure is not None:
             return steps.record_failure(record, attempt, tls)
 

@@ -29,6 +29,8 @@ CALLED_NEVER_VALID = "called-ae-not-recognized"
 NEXT_TLS = "tls"  # a TLS alert or a silent close: DICOM inside TLS
 NEXT_WEB = "web"  # an HTTP response: the web probe
 NEXT_WEB_CHECK = "web-check"  # nothing said (a timeout, or a silent close TLS did not explain): one GET
+NEXT_WEB_ANSWERED = "web-answered"  # nothing said, and the GET during the wait was answered in HTTP
+WEB = frozenset({NEXT_WEB, NEXT_WEB_CHECK, NEXT_WEB_ANSWERED})
 NOTHING: frozenset[str] = frozenset()
 
 
@@ -47,6 +49,7 @@ class AssociationAttempt:
         self.detail: str | None = None
         self.by_syntax: dict[str, int] = {}
         self.heard = b""  # the peer's first bytes, when the association failed
+        self.answers_http: bool | None = None  # the GET during a silent wait (None: not made)
 
 
 # ------------------------------------------------------------ on one association
@@ -208,14 +211,14 @@ def record_failure(record: Record, attempt: AssociationAttempt, tls: bool) -> fr
             return NOTHING
         if record.tls is None or not record.tls.handshake:
             return frozenset({NEXT_TLS})  # no TLS here: plain DICOM on a TLS port is a finding of its own
-        if failure.status is Status.IO_TIMEOUT and not attempt.heard:
-            return frozenset({NEXT_WEB_CHECK})  # HTTPS waiting for the end of a request head
+        if silent_timeout(attempt):
+            return _after_silence(attempt)  # HTTPS waiting for the end of a request head
         return NOTHING
     if isinstance(failure, PeerClosed) and failure.silent:
         # A TLS listener, or a web server dropping what is not HTTP: TLS first, then a GET.
         return frozenset({NEXT_TLS, NEXT_WEB_CHECK})
-    if failure.status is Status.IO_TIMEOUT and not attempt.heard:
-        return frozenset({NEXT_WEB_CHECK})  # a web server waits for the end of a request head
+    if silent_timeout(attempt):
+        return _after_silence(attempt)  # a web server waits for the end of a request head
     return NOTHING
 
 
@@ -239,3 +242,17 @@ def accepted_facts(attempt: AssociationAttempt, facts: DicomFacts, control_uid: 
     facts.echo = attempt.echo
     facts.find = attempt.find
     facts.released = attempt.released
+
+
+def silent_timeout(attempt: AssociationAttempt) -> bool:
+    """The association timed out without a byte from the peer."""
+    failure = attempt.failure
+    return isinstance(failure, NetError) and failure.status is Status.IO_TIMEOUT and not attempt.heard
+
+
+def _after_silence(attempt: AssociationAttempt) -> frozenset[str]:
+    """After a silent timeout: the web probe if the GET made during the wait was answered, nothing
+    if it was not, one GET now if none was made (the endpoint's deadline came first)."""
+    if attempt.answers_http is None:
+        return frozenset({NEXT_WEB_CHECK})
+    return frozenset({NEXT_WEB_ANSWERED}) if attempt.answers_http else NOTHING
