@@ -11,6 +11,7 @@ One module per command group, and one module of the options several commands sha
     deception.py  findings mark (under campaign's findings)
     scope.py      optout, scope
     notify.py     attribute, owners, cases, case, notify, export, config
+    web.py        serve, users (the dashboard)
 
 The command-module contract. A command-group module exposes
 
@@ -41,13 +42,13 @@ import argparse
 import sys
 
 from pacswatch import __version__
-from pacswatch.cli import campaign, db, deception, lab, notify, scan, schema, scope
+from pacswatch.cli import campaign, db, deception, lab, notify, scan, schema, scope, web
 from pacswatch.targets import PortError, TargetError
 
 EXIT_USAGE = 2
 
 # In the order `pacswatch --help` lists their commands (deception adds to campaign's findings).
-COMMAND_GROUPS = (scan, lab, schema, db, campaign, deception, scope, notify)
+COMMAND_GROUPS = (scan, lab, schema, db, campaign, deception, scope, notify, web)
 
 
 def build_parser() -> argparse.ArgumentParser:
