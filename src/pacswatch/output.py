@@ -315,10 +315,19 @@ def print_report(console: Console, record: Record) -> None:
                   highlight=False)
     for reason in record.reasons:
         console.print(Text("  • ").append_text(shown(reason)), highlight=False)
+    for title, rows in report_facts(record):
+        _facts_table(console, title, rows)
+
+
+def report_facts(record: Record) -> list[tuple[str, list[tuple[str, object]]]]:
+    """The facts of `probe`'s report, as (title, [(fact, value), ...]) per section (DICOM, Web,
+    TLS); a value of None is a fact not known. The terminal prints them through shown(); the
+    dashboard's endpoint page shows the same rows (HTML-escaped)."""
+    sections: list[tuple[str, list[tuple[str, object]]]] = []
     d = record.dicom
     if d is not None:
         a = d.association
-        rows = [
+        rows: list[tuple[str, object]] = [
             ("association", "accepted" if a.accepted else "rejected"),
             ("called AE sent", a.called_ae),
             ("calling AE sent", a.calling_ae),
@@ -342,10 +351,10 @@ def print_report(console: Console, record: Record) -> None:
             ("worklist accepted", d.worklist_accepted),
             ("released cleanly", d.released),
         ]
-        _facts_table(console, "DICOM", rows)
+        sections.append(("DICOM", rows))
     if record.http is not None:
         h = record.http
-        _facts_table(console, "Web", (
+        sections.append(("Web", [
             ("url", h.url), ("status code", h.status_code), ("title", h.title),
             ("auth", h.auth), ("realm or identity provider", h.realm),
             ("components", ", ".join(h.components) or None), ("viewer backends", ", ".join(h.backends) or None),
@@ -353,30 +362,32 @@ def print_report(console: Console, record: Record) -> None:
             ("DICOMweb", "open" if h.dicomweb.open else "present" if h.dicomweb.present else None),
             ("writable (inferred, not tried)", h.writable),
             ("default credentials tried (opt-in)", h.default_credentials_tried or None),
-        ))
-    _print_deception(console, record)
+        ]))
+    if deception := _deception_rows(record):
+        sections.append(("Deception", deception))
     if record.tls is not None:
         t = record.tls
-        _facts_table(console, "TLS", (
+        sections.append(("TLS", [
             ("handshake", t.handshake), ("version", t.version), ("cipher", t.cipher), ("subject", t.subject),
             ("issuer", t.issuer), ("self-signed", t.self_signed), ("not after", t.not_after),
-            ("expired", t.expired), ("client certificate required", t.client_cert_required), ("error", t.error)))
+            ("expired", t.expired), ("client certificate required", t.client_cert_required), ("error", t.error)]))
+    return sections
 
 
-def _print_deception(console: Console, record: Record) -> None:
+def _deception_rows(record: Record) -> list[tuple[str, object]]:
     """The deception verdict and each signal behind it (deception.py), with its source."""
+    rows: list[tuple[str, object]] = []
     d, b = record.deception, record.behaviour
     rp = b.random_ports if b is not None else None
     if rp is not None:
-        console.print(Text(f"random high ports: {len(rp.open)} of {len(rp.tried)} accept TCP"), highlight=False)
+        rows.append(("random high ports accepting TCP", f"{len(rp.open)} of {len(rp.tried)}"))
     if d is None:
-        return
-    verdict = d.verdict or "none (signals below the reporting floor)"
-    console.print(Text.assemble("deception: ", (verdict, "bold magenta"), f" (confidence {d.confidence:.2f})"),
-                  highlight=False)
-    for s in d.signals:
-        console.print(Text("  ◦ ").append_text(shown(f"{s.name}: {s.detail}")).append_text(
-            shown(f" [{s.source}]")), highlight=False)
+        return rows
+    rows.append(("verdict", d.verdict or "none (signals below the reporting floor)"))
+    rows.append(("confidence", f"{d.confidence:.2f}"))
+    for sig in d.signals:
+        rows.append((f"signal {sig.name}", f"{sig.detail} [{sig.source}]"))
+    return rows
 
 
 def _facts_table(console: Console, title: str, rows) -> None:

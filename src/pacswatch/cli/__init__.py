@@ -12,6 +12,7 @@ One module per command group, and one module of the options several commands sha
     scope.py      optout, scope
     distributed.py  worker, workers, shards; `scan --broker` (distributed scans on Celery)
     notify.py     attribute, owners, cases, case, notify, export, config
+    web.py        serve, users (the dashboard)
 
 The command-module contract. A command-group module exposes
 
@@ -42,13 +43,13 @@ import argparse
 import sys
 
 from pacswatch import __version__
-from pacswatch.cli import campaign, db, deception, distributed, lab, notify, scan, schema, scope
+from pacswatch.cli import campaign, db, deception, distributed, lab, notify, scan, schema, scope, web
 from pacswatch.targets import PortError, TargetError
 
 EXIT_USAGE = 2
 
 # In the order `pacswatch --help` lists their commands (deception adds to campaign's findings).
-COMMAND_GROUPS = (scan, lab, schema, db, campaign, deception, scope, distributed, notify)
+COMMAND_GROUPS = (scan, lab, schema, db, campaign, deception, scope, distributed, notify, web)
 
 
 def build_parser() -> argparse.ArgumentParser:

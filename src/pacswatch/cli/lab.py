@@ -8,6 +8,7 @@ import errno
 import sys
 from typing import TYPE_CHECKING, Callable, Iterable, TextIO
 
+from pacswatch.cli.options import port
 from pacswatch.targets import ListPlan
 
 if TYPE_CHECKING:
@@ -44,6 +45,10 @@ def register(sub) -> None:
     demo.add_argument("--output", "-o", metavar="FILE", help="also write the records as JSON Lines")
     demo.add_argument("--database", metavar="URL",
                       help="store the demo scan here (default: a throw-away database, removed at the end)")
+    demo.add_argument("--serve", action="store_true", help="then serve the dashboard on the scanned database "
+                      "(owner, cases, a demo user with a random password) on 127.0.0.1 until Ctrl-C")
+    demo.add_argument("--port", type=port, default=8000, help="the dashboard's port with --serve "
+                      "(default 8000)")
     demo.set_defaults(handler=cmd_demo)
 
 
@@ -59,7 +64,15 @@ def cmd_lab(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pacswatch.cli.scan import scan_from_argv
 
-    return run_demo_command(args.base_ip, args.output, scan=scan_from_argv, database=args.database)
+    serve = None
+    if args.serve:
+        from functools import partial
+
+        from pacswatch.cli.web import serve_demo
+
+        serve = partial(serve_demo, port=args.port)
+    return run_demo_command(args.base_ip, args.output, scan=scan_from_argv, database=args.database,
+                            serve=serve)
 
 
 def _web_addresses(base_ip: str) -> tuple[str, str]:
@@ -126,7 +139,7 @@ def _random_port_argv(options: dict) -> list[str]:
 def run_demo_command(base_ip: str, output: str | None = None, *,
                      scan: Callable[[list[str]], object], timeout: float = 2.0,
                      names: Iterable[str] | None = None, out: TextIO | None = None,
-                     database: str | None = None) -> int:
+                     database: str | None = None, serve: Callable[[str, str], object] | None = None) -> int:
     """`pacswatch demo`: start the lab, scan it with the real scanner (short timeouts, so the
     tarpit and the slow drip cost seconds), print the findings and how they compare with what
     the lab knows. Returns 0 when every endpoint was reported as expected, 1 otherwise.
@@ -134,16 +147,18 @@ def run_demo_command(base_ip: str, output: str | None = None, *,
     `scan(argv)` runs `pacswatch scan ARGV...` (cli/scan.py's scan_from_argv; a test may pass
     its own).
     The scan is stored in a throw-away database unless `database` is given: a demo must not
-    fill the operator's campaign with simulated findings (nor PACSWATCH_DATABASE_URL's)."""
+    fill the operator's campaign with simulated findings (nor PACSWATCH_DATABASE_URL's).
+
+    `serve(database, network)` (`demo --serve`: cli/web.py's serve_demo, passed in by cmd_demo) serves
+    the dashboard on the scanned database until Ctrl-C, while the lab still runs (a rescan or a
+    /verify link finds it); the throw-away database goes when it returns."""
     import tempfile
     from pathlib import Path
 
-    from pacswatch.lab.demo import format_comparisons, traps_line
     from pacswatch.lab.manifest import compare
     from pacswatch.output import stderr_console
     from pacswatch.record import Record
     from pacswatch.safefile import open_stream
-    from pacswatch.text import clean
 
     out = out or sys.stdout
     err = stderr_console()
@@ -161,27 +176,39 @@ def run_demo_command(base_ip: str, output: str | None = None, *,
             # The scan writes to a file of ours, which the check reads back; --output gets a copy:
             # read back, `-o /dev/stdout` (a pipe) would wait for ever.
             path = Path(tmp) / "records.jsonl"
+            db = database or str(Path(tmp) / "demo.db")
             # The real `pacswatch scan`, stored in the default database like any scan, over the
             # lab's endpoints pinned as HOST:PORT; the web lab's free ports are its web ports.
             argv = ["scan", *(f"{e.ip}:{e.port}" for e in manifest),
                     "--web-ports", ",".join(str(e.port) for e in web.endpoints),
                     "--timeout", str(timeout), "--concurrency", str(len(manifest)), "--output", str(path),
                     *_random_port_argv(lab.random_port_options),
-                    "--database", database or str(Path(tmp) / "demo.db"), "--no-attribute"]
+                    "--database", db, "--no-attribute"]
             scan(argv)
             text = path.read_text()
             records = [Record.model_validate_json(line) for line in text.splitlines() if line]
             if copy is not None:
                 copy.write(text)
-        comparisons = compare(manifest, records)
+                copy.close()
+                copy = None
+            code = _lab_check(compare(manifest, records), records, len(manifest), database, out)
+            if serve is not None and not any(r.status == "blocked" for r in records):
+                serve(db, f"{base_ip.rsplit('.', 1)[0]}.0/24")
+            return code
     finally:
         lab.stop()
         web.stop()
         if copy is not None:
             copy.close()
+
+
+def _lab_check(comparisons, records, size: int, database: str | None, out: TextIO) -> int:
+    from pacswatch.lab.demo import format_comparisons, traps_line
+    from pacswatch.text import clean
+
     blocked = [r for r in records if r.status == "blocked"]
     if blocked:  # the database's opt-outs or scope cover the lab: one line, not a page of mismatches
-        print(f"pacswatch demo: {len(blocked)} of {len(manifest)} lab endpoints were not scanned, "
+        print(f"pacswatch demo: {len(blocked)} of {size} lab endpoints were not scanned, "
               f"blocked by {database or 'the default blocklist'} ({clean(blocked[0].detail or 'blocked')}); "
               f"run the demo without --database, or lift that opt-out or scope", file=out, flush=True)
         return 1

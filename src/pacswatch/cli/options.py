@@ -57,6 +57,13 @@ def positive(name: str, convert: type = int) -> Callable[[str], Any]:
     return _number(name, convert, 0, inclusive=False)
 
 
+def port(text: str) -> int:  # argparse names a bad value by this function's name: "invalid port"
+    number = int(positive("port")(text))
+    if number > 65535:
+        raise _Invalid(f"invalid port: {text!r} is above 65535")
+    return number
+
+
 def at_least(name: str, minimum: int, convert: type = int) -> Callable[[str], Any]:
     """A number of at least `minimum`."""
     return _number(name, convert, minimum, inclusive=True)

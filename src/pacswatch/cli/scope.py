@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
-
 from pacswatch.cli import options
 from pacswatch.cli.db import reports_store_errors
 from pacswatch.cli.options import positive
@@ -46,20 +44,18 @@ def cmd_add(args: argparse.Namespace) -> int:
     from pacswatch.campaign.scope import normalize_network
     from pacswatch.store.repository import Repository
 
-    optout = args.command == "optout"
     with Repository.open(args.database) as repo:
-        cidr = normalize_network(args.cidr)
-        if optout:
-            requested = options.moment(args.requested) if args.requested else None
-            entry = repo.add_optout(cidr, args.contact, requested_at=requested, note=args.note)
-        else:
-            entry = repo.add_scope(cidr, args.note)
-        print(f"{args.command} entry {entry}: {cidr}")
-        if optout:  # its findings close now (history kept); notify checks the list again before sending
-            from pacswatch.notify.service import close_opted_out
+        if args.command == "optout":  # its findings close now (history kept); notify checks the list again before sending
+            from pacswatch.campaign.optouts import add_optout
 
-            closed = close_opted_out(repo.engine, datetime.now(timezone.utc))
-            print(f"{len(closed)} finding(s) closed as opted-out; no notice will name them or go to {args.contact}")
+            requested = options.moment(args.requested) if args.requested else None
+            added = add_optout(repo, args.cidr, args.contact, requested_at=requested, note=args.note)
+            print(f"{args.command} entry {added.entry}: {added.cidr}")
+            print(f"{len(added.closed)} finding(s) closed as opted-out; no notice will name them or go to "
+                  f"{args.contact}")
+            return 0
+        cidr = normalize_network(args.cidr)
+        print(f"{args.command} entry {repo.add_scope(cidr, args.note)}: {cidr}")
     return 0
 
 

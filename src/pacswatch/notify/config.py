@@ -60,6 +60,7 @@ from pacswatch.notify import outbox as O
 from pacswatch.notify.cases import Policy
 from pacswatch.notify.render import DEFAULT_OPTOUT, Sender
 from pacswatch.notify.smtp import SmtpConfig
+from pacswatch.notify.tokens import VerifyLinks
 from pacswatch.notify.workflow import Settings
 
 ENV = "PACSWATCH_NOTIFY_CONFIG"
@@ -73,6 +74,7 @@ class Config:
     dry_run_dir: str = "pacswatch-outbox"
     templates: str | None = None
     confirm_fixed_after: str | None = None  # [campaign]; scan and run parse it (findings/schedule.py)
+    scanner_addresses: tuple[str, ...] = ()  # [web]: where the scans come from, for the dashboard's /about
 
 
 class ConfigError(ValueError):
@@ -179,6 +181,16 @@ def _confirm_after(value: str) -> str:
     return value
 
 
+class WebSection(_Section):
+    # The dashboard (`pacswatch serve`): with `url` and `secret_file`, each notice carries a
+    # signed /verify link for its case, valid `verify_days`; the dashboard checks it with the
+    # same secret (its --secret-file).
+    url: OneLine | None = None
+    secret_file: str | None = None
+    verify_days: Positive = 60
+    scanner_addresses: list[OneLine] = Field(default_factory=list)  # shown on /about: where scans come from
+
+
 class CampaignSection(_Section):
     # How long a finding one scan missed stays open before a second miss may fix it: "6h", "30m",
     # "0" (findings/lifecycle.py); `scan` and `run` read it.
@@ -191,6 +203,7 @@ class ConfigFile(_Section):
     notify: NotifySection = Field(default_factory=NotifySection)
     sender: SenderSection = Field(default_factory=SenderSection)
     smtp: SmtpSection = Field(default_factory=SmtpSection)
+    web: WebSection = Field(default_factory=WebSection)
 
 
 def _where(loc: tuple) -> str:
@@ -267,9 +280,20 @@ def from_dict(data: dict[str, Any], *, source: str = "the configuration") -> Con
     smtp = SmtpConfig(enabled=m.enabled, host=m.host, port=m.port, security=m.security, username=m.username,
                       password_env=m.password_env, timeout=m.timeout, helo=m.helo, envelope_from=m.envelope_from,
                       cafile=m.cafile)
-    settings = Settings(policy, limits, backoff, sender, deception_threshold=n.deception_threshold)
-    return Config(attribution, settings, smtp, n.dry_run_dir, n.templates,
-                  f.campaign.confirm_fixed_after)
+    return Config(attribution, Settings(policy, limits, backoff, sender, deception_threshold=n.deception_threshold,
+                                          verify=_verify_links(f.web, source)), smtp,
+                  n.dry_run_dir, n.templates, f.campaign.confirm_fixed_after, tuple(f.web.scanner_addresses))
+
+
+def _verify_links(web: WebSection, source: str) -> VerifyLinks | None:
+    """[web]: both `url` and `secret_file`, or neither (a link no one can check is worse than none)."""
+    if web.url is None and web.secret_file is None:
+        return None
+    if web.url is None or web.secret_file is None:
+        raise ConfigError(f"{source}: [web] needs both url and secret_file for verify links, or neither")
+    if not re.match(r"https?://[^/\s]+", web.url):
+        raise ConfigError(f"{source}: [web] url: must start with https:// (or http://), not {web.url!r}")
+    return VerifyLinks(web.url, Path(web.secret_file), timedelta(days=web.verify_days))
 
 
 def load(path: str | None = None) -> Config:

@@ -82,7 +82,7 @@ class Renderer:
         return self._env
 
     def render(self, kind: str, case: Case, exposures: Iterable[Exposure], *, sender: Sender,
-               owner_name: str = "", followup_number: int = 0) -> Rendered:
+               owner_name: str = "", followup_number: int = 0, verify_url: str | None = None) -> Rendered:
         ordered = sorted(exposures, key=lambda e: (-_RANK.get(e.severity or "", 0), address_key(e.ip, e.port)))
         # The subject and the summary count what is exposed (medium or worse); services that
         # refuse unknown callers are listed apart, so the count is what the owner must fix.
@@ -98,6 +98,7 @@ class Renderer:
             "totals": {"studies": sum(e.studies or 0 for e in exposed),
                        "patients": sum(e.patients or 0 for e in exposed)},
             "followup_number": followup_number, "attachment_name": attachment_name, "max_listed": MAX_LISTED,
+            "verify_url": verify_url,  # the dashboard's /verify link for this case, or None
         }
         env = self.env()
         subject = " ".join(env.get_template("subject.txt.j2").render(context).split())

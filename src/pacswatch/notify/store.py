@@ -193,10 +193,12 @@ class NotifyStore:
         rows = self._all(select(T.cases).where(T.cases.c.id == case_id))
         return _case(rows[0]) if rows else None
 
-    def cases(self, states: list[str] | None = None) -> list[Case]:
+    def cases(self, states: list[str] | None = None, ids: list[int] | None = None) -> list[Case]:
         query = select(T.cases).order_by(T.cases.c.id)
         if states:
             query = query.where(T.cases.c.state.in_(states))
+        if ids is not None:
+            query = query.where(T.cases.c.id.in_(ids))
         return [_case(r) for r in self._all(query)]
 
     def history(self, case_id: int) -> list[dict[str, Any]]:
@@ -248,14 +250,18 @@ class NotifyStore:
         rows = [_row(r) for r in conn.execute(query).mappings()] if conn is not None else self._all(query)
         return OptOuts.from_rows(rows)
 
-    def opted_out_services(self) -> dict[int, list[tuple[str, int]]]:
+    def opted_out_services(self, case_ids: list[int] | None = None) -> dict[int, list[tuple[str, int]]]:
         """Case id -> its services that are opted out: on the opt-out list now, or closed as
-        opted-out (a lifted opt-out leaves the finding so until a scan sees it again)."""
+        opted-out (a lifted opt-out leaves the finding so until a scan sees it again). Of every
+        case, or of `case_ids` only (a page of the dashboard)."""
         listed = self.optouts()
         closed = {(r["ip"], r["port"]) for r in self._all(
             select(findings.c.ip, findings.c.port).where(findings.c.status == OPTED_OUT))}
         out: dict[int, list[tuple[str, int]]] = {}
-        for r in self._all(select(T.case_services).order_by(T.case_services.c.ip, T.case_services.c.port)):
+        services = select(T.case_services).order_by(T.case_services.c.ip, T.case_services.c.port)
+        if case_ids is not None:
+            services = services.where(T.case_services.c.case_id.in_(case_ids))
+        for r in self._all(services):
             key = (r["ip"], r["port"])
             if key in closed or listed.address_reason(r["ip"]) is not None:
                 out.setdefault(r["case_id"], []).append(key)

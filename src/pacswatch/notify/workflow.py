@@ -27,6 +27,7 @@ from pacswatch.notify.exposure import Exposure, from_finding
 from pacswatch.notify.optout import OptOuts
 from pacswatch.notify.render import Renderer, Sender, build_email
 from pacswatch.notify.store import NotifyStore
+from pacswatch.notify.tokens import VerifyLinks
 
 EXPOSED = ("open", "reopened")
 # CRLF line ends (the bytes go to the relay as they are); headers unfolded up to RFC 5322's 998,
@@ -43,6 +44,7 @@ class Settings:
     lease: timedelta = timedelta(minutes=15)
     # Findings judged traps at or above this confidence (deception.py) are not notified.
     deception_threshold: float = DEFAULT_THRESHOLD
+    verify: VerifyLinks | None = None  # a verify link per case in each notice ([web] in the config)
 
 
 @dataclass
@@ -118,8 +120,9 @@ def build_message(case: C.Case, kind: str, exposures: list[Exposure], recipient:
                   renderer: Renderer, now: datetime) -> O.OutboxMessage:
     seq = case.followups + 1 if kind == C.FOLLOWUP else 1
     key = O.message_key(case.stored_id, case.round, kind, seq, recipient)
+    verify_url = settings.verify.url(case.stored_id, now) if settings.verify is not None else None
     rendered = renderer.render(kind, case, exposures, sender=settings.sender, owner_name=case.owner_name,
-                               followup_number=seq)
+                               followup_number=seq, verify_url=verify_url)
     email = build_email(rendered, sender=settings.sender, recipient=recipient, key=key, at=now, case_id=case.id)
     raw = email.as_bytes(policy=SMTP_POLICY)
     return O.OutboxMessage(key, case.stored_id, kind, seq, case.round, recipient, rendered.subject, raw, now, now)
@@ -160,7 +163,7 @@ def opted_out(keys: Iterable[tuple[str, int]], exposures: dict[tuple[str, int], 
             or (k in exposures and exposures[k].status == OPTED_OUT)]
 
 
-def _without_optouts(attribution: dict[str, Any], optouts: OptOuts) -> dict[str, Any]:
+def without_optouts(attribution: dict[str, Any], optouts: OptOuts) -> dict[str, Any]:
     """An attribution whose opted-out contact or escalation address is taken out of the routes."""
     return {**attribution, **{k: None for k in ("contact", "escalation")
                               if optouts.recipient_reason(attribution.get(k)) is not None}}
@@ -187,7 +190,7 @@ def review_case(store: NotifyStore, case: C.Case, exposures: dict[tuple[str, int
         return CaseReview(C.Review(closed, (t,)), [], None)
     members = [exposures[k] for k in keys if k in exposures and k not in excluded]
     member_attributions = [attributions[ip] for ip in {e.ip for e in members} if ip in attributions]
-    contact, escalation = routes([_without_optouts(a, optouts) for a in member_attributions])
+    contact, escalation = routes([without_optouts(a, optouts) for a in member_attributions])
     review = C.review(case, [service_view(e) for e in members], now, policy, can_escalate=escalation is not None)
     if review.send is None:
         return CaseReview(review, members, None)

@@ -396,7 +396,7 @@ class Repository:
     # ------------------------------------------------------------------ queries
 
     def findings(self, *, severities: Iterable[str] = (), statuses: Iterable[str] = (),
-                 since: datetime | None = None) -> list[Row]:
+                 since: datetime | None = None, ips: Iterable[str] | None = None) -> list[Row]:
         """Findings with their service's product and transport, worst and newest first; `capped`
         when its counts stopped at --find-limit ('at least'), as the record of the look that
         counted them (the service's last answer: a later miss keeps the counts) says."""
@@ -414,6 +414,8 @@ class Repository:
             query = query.where(findings.c.status.in_(statuses))
         if since is not None:
             query = query.where(or_(findings.c.last_seen >= since, findings.c.fixed_at >= since))
+        if ips is not None:  # one case's addresses (the dashboard's case pages)
+            query = query.where(findings.c.ip.in_(sorted(set(ips))))
         return self._all(query.order_by(findings.c.last_seen.desc(), findings.c.id))
 
     def events(self, *, finding_ids: Iterable[int] = (), scan_id: int | None = None, ip: str | None = None,
@@ -560,12 +562,12 @@ class Repository:
     # ------------------------------------------------------------------ opt-out and scope
 
     def add_optout(self, cidr: str, contact: str, *, requested_at: datetime | None = None,
-                   note: str | None = None) -> int:
+                   note: str | None = None, added_by: str | None = None) -> int:
         at = now_utc()
         with self._write() as conn:
             return conn.execute(insert(optouts).returning(optouts.c.id), {
                 "cidr": cidr, "contact": contact, "requested_at": requested_at or at, "added_at": at,
-                "added_by": operator(), "note": note}).scalar_one()
+                "added_by": added_by or operator(), "note": note}).scalar_one()
 
     def optouts(self) -> list[Row]:
         return self._all(select(optouts).order_by(optouts.c.id))

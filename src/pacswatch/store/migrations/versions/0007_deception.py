@@ -6,7 +6,7 @@ look updates the finding; deception_override ('real' or 'honeypot') is an analys
 columns: every existing finding stays valid, with no verdict and no override.
 
 Revision ID: 0007_deception
-Revises: 0004_settings (the merger re-chains it after the other branches' 0005 and 0006)
+Revises: 0006_web_public
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_deception"
-down_revision = "0004_settings"
+down_revision = "0006_web_public"
 branch_labels = None
 depends_on = None
 
