@@ -5,8 +5,8 @@ The constraint is on (scan_id, plan_index): a plan index is one endpoint of the 
 No version wrote two observations of one plan index in a scan; should a database hold any, the
 newest row of each is kept.
 
-Revision ID: 0007_distributed
-Revises: 0007_deception (main's; the merger re-chains it after 0005/0006)
+Revision ID: 0008_distributed
+Revises: 0007_deception
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_distributed"
+revision = "0008_distributed"
 down_revision = "0007_deception"
 branch_labels = None
 depends_on = None
