@@ -62,6 +62,8 @@ class Planned:
     bad_recipients: list[tuple[int, str]] = field(default_factory=list)  # (case, why): not one usable address
     # Findings left out as traps (deception.py), each as (ip, port, verdict, confidence, why).
     traps: list[tuple[str, int, str, float, str]] = field(default_factory=list)
+    # Findings a person marked a false positive or suppressed (findings/triage.py), as (ip, port, verdict, why).
+    triaged: list[tuple[str, int, str, str]] = field(default_factory=list)
 
 
 def split_traps(findings: Iterable[dict[str, Any]], threshold: float
