@@ -19,6 +19,7 @@ from pacswatch.campaign.scope import contact_check
 from pacswatch.lab import Lab
 from pacswatch.notify.config import load
 from pacswatch.notify.service import attribute, notify
+from pacswatch.notify.store import NotifyStore
 from pacswatch.store.repository import Repository
 from pacswatch.web.accounts import User
 from pacswatch.web.events import record_event
@@ -81,4 +82,14 @@ def test_false_positive_and_suppressed_findings_are_not_notified_until_the_date(
         assert len(smtp_server.received) == 2
         text = message_text(smtp_server.received[1].content)
         assert "it@u.example.org" in text and suppressed.ip in text and false_positive.ip not in text
+
+        # Suppressed again after its case was notified: no message, and the case waits as it is
+        # (it does not close as if its service had gone to another owner).
+        mark(db, ids[suppressed.ip], "suppressed", "owner asked for two more weeks", until=later + timedelta(weeks=2))
+        with Repository.open(db) as repo:
+            result = notify(repo.engine, load(config), dry_run=False, clock=lambda: later + timedelta(minutes=1))
+            cases = {c.owner_name: c.state for c in NotifyStore(repo.engine).cases()}
+        assert sorted(t[0] for t in result.plan.triaged) == sorted([false_positive.ip, suppressed.ip])
+        assert len(smtp_server.received) == 2 and result.plan.transitions == []
+        assert cases == {"Hospital T": "notified", "Clinic U": "notified"}
     assert violations() == []
