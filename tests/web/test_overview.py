@@ -37,7 +37,7 @@ def test_overview_numbers(client, login):
     assert sum(data["fixes"]["fixed"]) == 1
     assert 'id="median-fix">14.0 days' in html
     assert data["weekly"]["open"][-1] == 5
-    assert "No countries: no GeoIP database is configured" in html
+    assert "No countries: no GeoIP database is configured" in html and "country-map" not in html
     assert ">OHIF Viewer</a>" in html and ">104</a>" in html and "127.65.1.0/24" in html
 
 
@@ -158,6 +158,19 @@ def test_countries_with_a_geoip_database(web_settings, tmp_path):
     # Active: .1.10 (NL); .2.20 and .3.30 (DE, registered); .4.40 and .5.50 unknown; .1.11 was fixed.
     assert rows == [("DE", "2"), ("NL", "1"), ("not in the database", "2")]
     assert "PW-Test-Country" in html and "geoip-missing" not in html
+    # The map: an inline SVG of every country of the outline; shaded exactly where the test
+    # data's countries are, darker for more, each with its count on hover.
+    svg = re.search(r'<svg id="country-map"[^>]*>(.*?)</svg>', html, re.S).group(1)
+    paths = re.findall(r'<path d="([^"]+)" fill="(#[0-9a-f]{6})"([^>]*)><title>([^<]+)</title></path>', svg)
+    assert len(paths) > 150 and all(d.startswith("M") and d.endswith("Z") for d, *_ in paths)
+    shaded = {re.search(r'data-country="(\w+)"', extra).group(1): (fill, title)
+              for _, fill, extra, title in paths if "shaded" in extra}
+    assert shaded.keys() == {"DE", "NL"}
+    assert shaded["DE"][1] == "Germany: 2 exposed services" and shaded["NL"][1] == "Netherlands: 1 exposed service"
+    assert shaded["DE"][0] != shaded["NL"][0]
+    unshaded = {fill for _, fill, extra, _ in paths if "shaded" not in extra}
+    assert len(unshaded) == 1 and unshaded.isdisjoint({fill for fill, _ in shaded.values()})
+    assert "France: 0 exposed services" in svg
 
 
 def test_a_file_that_is_not_a_geoip_database_is_refused_at_start(web_settings, tmp_path):

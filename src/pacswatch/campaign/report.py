@@ -200,7 +200,8 @@ def stats_tables(stats: Mapping) -> list[Table]:
     for key, title in (("findings_by_severity", "Open findings by severity"),
                        ("exposed_by_product", "Exposed services by product"),
                        ("exposed_by_port", "Exposed services by port"),
-                       ("traps_by_verdict", "Open findings left out as traps (not exposures) by verdict")):
+                       ("traps_by_verdict", "Open findings left out as traps (not exposures) by verdict"),
+                       ("triaged_by_verdict", "Open findings a person marked false positive or suppressed, by verdict")):
         table = Table(title=title, min_width=len(title) + 4)
         table.add_column(title.split(" by ")[1])
         table.add_column("count", justify="right")

@@ -24,6 +24,7 @@ from pacswatch.findings.lifecycle import ACTIVE, SEVERITY_RANK, span_text
 from pacswatch.campaign.report import endpoint, when
 from pacswatch.campaign.scanrun import ScanOutcome, check_resumable, check_same_plan, execute, start_scan
 from pacswatch.findings.schedule import POLICY_SETTING, RescanPolicy
+from pacswatch.findings.triage import held_services
 from pacswatch.store.errors import ScanNotResumable
 from pacswatch.store.repository import Repository
 from pacswatch.targets import Blocklist, ScanPlan
@@ -182,8 +183,12 @@ class RunLoop:
         return self._execute(scan_id, plan, parameters, due=len(services), why=why)
 
     def rescan_due(self) -> ScanOutcome | None:
-        """One rescan of up to `batch` due services; None when nothing is due."""
-        due = self.repo.services(due_before=self.clock(), limit=self.batch)
+        """One rescan of up to `batch` due services; None when nothing is due. A service whose
+        finding a person suppressed until a date is not due before that date (findings/triage.py);
+        one marked a false positive is, so that a change is seen."""
+        now = self.clock()
+        held = held_services(self.repo.triage(), now)
+        due = self.repo.services(due_before=now, limit=self.batch, held=held)
         if not due:
             return None
         return self._rescan(due, "pacswatch run")
@@ -209,8 +214,11 @@ class RunLoop:
         return self.rescan_due() or outcome
 
     def next_due(self) -> datetime | None:
-        upcoming = self.repo.services(limit=1)
-        return upcoming[0]["next_due"] if upcoming else None
+        held = held_services(self.repo.triage(), self.clock())
+        upcoming = self.repo.services(limit=1, held=held)
+        # A held service falls due when its suppression ends, at the earliest.
+        times = [*(u["next_due"] for u in upcoming), *held.values()]
+        return min(times) if times else None
 
     def line(self, outcome: ScanOutcome | None, next_due: datetime | None = None) -> str:
         due = outcome.extra.get("due", 0) if outcome is not None else 0

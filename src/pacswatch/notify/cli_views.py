@@ -152,6 +152,11 @@ def print_notify(result, *, dry_run: bool) -> None:
         print(f"skipped {len(traps)} finding(s) judged traps (honeypot, tarpit, accepts-all, demo), not notified:")
         for ip, port, verdict, _, why in traps:
             print(f"  {clean(ip)}:{port} {clean(verdict)}: {clean(why, limit=1000)}")
+    triaged = getattr(plan, "triaged", ())
+    if triaged:  # kept and rescanned (a suppressed one from its date on); the dashboard clears a verdict
+        print(f"skipped {len(triaged)} finding(s) marked a false positive or suppressed, not notified:")
+        for ip, port, verdict, why in triaged:
+            print(f"  {clean(ip)}:{port} {clean(verdict)}: {clean(why, limit=1000)}")
     for case_id, why in getattr(plan, "bad_recipients", ()):
         print(f"case {case_id}: recipient skipped: {clean(why, limit=1000)}")
     for key, why in plan.cancelled:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from pacswatch.attribution.attributor import Attributor
 from pacswatch.attribution.facts import utcnow
+from pacswatch.findings.triage import split_triaged
 from pacswatch.notify.cases import OPEN_STATES
 from pacswatch.notify.config import Config
 from pacswatch.notify.delivery import DeliveryReport, deliver
@@ -27,12 +28,15 @@ from pacswatch.notify.workflow import Planned, load_exposures, open_cases, plan_
 
 def findings_exposures(engine: Engine, *, statuses: Iterable[str] = (),
                        traps_at: float | None = None) -> dict[tuple[str, int], Exposure]:
-    """Findings as Exposures; with `traps_at` (a deception threshold), without the traps."""
+    """Findings as Exposures; with `traps_at` (a deception threshold), without the traps and
+    without what a person marked a false positive or suppressed (findings/triage.py)."""
     from pacswatch.store.repository import Repository
 
-    rows = Repository(engine).findings(statuses=list(statuses))
+    repo = Repository(engine)
+    rows = repo.findings(statuses=list(statuses))
     if traps_at is not None:
         rows, _ = split_traps(rows, traps_at)
+        rows, _ = split_triaged(rows, repo.triage(), utcnow())
     return load_exposures(engine, rows)
 
 
@@ -137,11 +141,15 @@ def notify(engine: Engine, config: Config, *, dry_run: bool, out_dir: str | None
 
     close_opted_out(engine, clock())
     # Traps (honeypots, tarpits, hosts that accept everything) are kept and listed, never notified.
-    rows, traps = split_traps(Repository(engine).findings(), config.settings.deception_threshold)
+    repo = Repository(engine)
+    rows, traps = split_traps(repo.findings(), config.settings.deception_threshold)
+    # So is what a person marked a false positive, or suppressed until a date still ahead.
+    now = clock()
+    rows, triaged = split_triaged(rows, repo.triage(), now)
     exposures = load_exposures(engine, rows)
-    plan = plan_pass(store, exposures, now=clock(), settings=config.settings, renderer=Renderer(config.templates),
+    plan = plan_pass(store, exposures, now=now, settings=config.settings, renderer=Renderer(config.templates),
                      dry_run=dry_run)
-    plan.traps = traps
+    plan.traps, plan.triaged = traps, triaged
     if dry_run:
         writer = DryRunTransport(out_dir or config.dry_run_dir)
         listed = store.optouts()

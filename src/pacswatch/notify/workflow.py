@@ -62,6 +62,8 @@ class Planned:
     bad_recipients: list[tuple[int, str]] = field(default_factory=list)  # (case, why): not one usable address
     # Findings left out as traps (deception.py), each as (ip, port, verdict, confidence, why).
     traps: list[tuple[str, int, str, float, str]] = field(default_factory=list)
+    # Findings a person marked a false positive or suppressed (findings/triage.py), as (ip, port, verdict, why).
+    triaged: list[tuple[str, int, str, str]] = field(default_factory=list)
 
 
 def split_traps(findings: Iterable[dict[str, Any]], threshold: float
@@ -189,6 +191,11 @@ def review_case(store: NotifyStore, case: C.Case, exposures: dict[tuple[str, int
                                        "list or closed as opted-out")
         return CaseReview(C.Review(closed, (t,)), [], None)
     members = [exposures[k] for k in keys if k in exposures and k not in excluded]
+    if keys and not members:
+        # Every service is left out of this pass (a trap, a false positive, a suppression: see
+        # service.notify): the case waits as it is. Reviewed without them it would close as if
+        # its services had moved to another owner, and a suppression ending would open a new one.
+        return CaseReview(C.Review(case), [], None)
     member_attributions = [attributions[ip] for ip in {e.ip for e in members} if ip in attributions]
     contact, escalation = routes([without_optouts(a, optouts) for a in member_attributions])
     review = C.review(case, [service_view(e) for e in members], now, policy, can_escalate=escalation is not None)

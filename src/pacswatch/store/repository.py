@@ -14,6 +14,7 @@ readers are never blocked by the writer (WAL).
 from __future__ import annotations
 
 import getpass
+from collections import Counter
 import os
 import socket
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import (JSON, ColumnElement, Integer, String, bindparam, delete, func, insert, literal_column, or_,
-                        select, update)
+                        select, tuple_, update)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -32,6 +33,7 @@ from pacswatch.deception import DEFAULT_THRESHOLD
 from pacswatch.findings.ingest import BatchPlan, finding_state, plan_batch
 from pacswatch.findings.lifecycle import ACTIVE, Key, opt_out
 from pacswatch.findings.schedule import RescanPolicy, due_after
+from pacswatch.findings.triage import STANDING, Verdict, in_force, standing
 from pacswatch.findings.work import IntervalSet
 from pacswatch.record import Record
 from pacswatch.store.bulk import BulkStatement
@@ -50,6 +52,7 @@ from pacswatch.store.tables import (
     settings,
     shards,
 )
+from pacswatch.store.web_tables import finding_triage
 from pacswatch.targets import BlockEntry, Blocklist
 from pacswatch.targets.parse import parse_address_range
 
@@ -445,10 +448,15 @@ class Repository:
             query = query.where(observations.c.scan_id == scan_id)
         return self._all(query.order_by(observations.c.scanned_at, observations.c.id).limit(limit))
 
-    def services(self, *, due_before: datetime | None = None, limit: int | None = None) -> list[Row]:
+    def services(self, *, due_before: datetime | None = None, limit: int | None = None,
+                 held: Iterable[tuple[str, int]] = ()) -> list[Row]:
+        """Services in next-due order; `held` (ip, port) left out (findings/triage.held_services:
+        suppressed by a person until a date; they are few)."""
         query = select(services)
         if due_before is not None:
             query = query.where(services.c.next_due <= due_before)
+        if held := sorted(held):
+            query = query.where(tuple_(services.c.ip, services.c.port).not_in(held))
         return self._all(query.order_by(services.c.next_due, services.c.id).limit(limit))
 
     def replan(self, policy: RescanPolicy) -> int:
@@ -474,6 +482,15 @@ class Repository:
                 conn.execute(update(services).where(services.c.id == bindparam("b_id"))
                              .values(next_due=bindparam("next_due")), changed)
         return len(changed)
+
+    def triage(self) -> dict[int, Verdict]:
+        """Each finding's latest standing verdict by a person (the dashboard's false positive,
+        suppression, clearing), with its service's address: findings/triage.py decides with it."""
+        query = (select(finding_triage, findings.c.ip, findings.c.port)
+                 .join(findings, findings.c.id == finding_triage.c.finding_id)
+                 .where(finding_triage.c.action.in_(STANDING))
+                 .order_by(finding_triage.c.at, finding_triage.c.id))
+        return standing(self._all(query))
 
     def setting(self, name: str) -> Any:
         """The value stored under `name` (JSON), or None."""
@@ -508,7 +525,8 @@ class Repository:
         with self._read() as conn:
             return _row(conn.execute(select(findings).where(findings.c.id == finding_id)).mappings().one())
 
-    def stats(self, *, history: int = 20, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    def stats(self, *, history: int = 20, threshold: float = DEFAULT_THRESHOLD,
+              now: datetime | None = None) -> dict[str, Any]:
         # An opted-out service is no longer the campaign's to count as exposed (its owner asked
         # to be left alone; it is not rescanned): it is counted apart, in findings_by_status.
         # So is a trap (deception.py: a verdict at the threshold, or an analyst's 'honeypot'):
@@ -516,8 +534,12 @@ class Repository:
         override = func.coalesce(findings.c.deception_override, "")  # never NULL: ~trap must be true or false
         trap = (override == "honeypot") | ((override == "") & findings.c.deception_verdict.is_not(None)
                                            & (func.coalesce(findings.c.deception_confidence, 0.0) >= threshold))
+        # And so is a finding a person marked a false positive or suppressed (findings/triage.py):
+        # counted in triaged_by_verdict. The verdicts are few: their ids go into the query.
+        holding = {fid: held for fid, v in self.triage().items() if (held := in_force(v, now or now_utc()))}
+        triaged = findings.c.id.in_(sorted(holding))
         left_out = (select(findings.c.id).where(findings.c.ip == services.c.ip, findings.c.port == services.c.port,
-                                                (findings.c.status == "opted-out") | trap).exists())
+                                                (findings.c.status == "opted-out") | trap | triaged).exists())
         exposed = services.c.severity.is_not(None) & ~left_out
         active = findings.c.status.in_(("open", "reopened"))
         with self._read() as conn:
@@ -525,8 +547,10 @@ class Repository:
                 return {str(k): int(v) for k, v in conn.execute(query).all()}
 
             out: dict[str, Any] = {
-                "findings_by_severity": pairs(select(findings.c.severity, func.count()).where(active & ~trap)
+                "findings_by_severity": pairs(select(findings.c.severity, func.count()).where(active & ~trap & ~triaged)
                                               .group_by(findings.c.severity)),
+                "triaged_by_verdict": dict(sorted(Counter(holding[i] for i in conn.execute(
+                    select(findings.c.id).where(active & ~trap & triaged)).scalars()).items())),
                 "traps_by_verdict": pairs(select(func.coalesce(findings.c.deception_override,
                                                                findings.c.deception_verdict), func.count())
                                           .where(active & trap).group_by(func.coalesce(

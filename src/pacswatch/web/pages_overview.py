@@ -4,7 +4,8 @@ median time to fix, the top products, ports, networks and owners of what is expo
 
 The charts are drawn by static/overview.js (uPlot) from the same numbers the tables show: the
 page reads without JavaScript. With a GeoIP database (--geoip FILE.mmdb) the exposed services
-are counted by country, in a table (no drawn map); without one the page says what is missing.
+are counted by country, on a map drawn here as SVG (worldmap.py) and in a table; without one the
+page says what is missing.
 
 The aggregates are kept (app.state.overview_cache): a view shows the kept overview with the time
 it is from, and a change in the data (queries_overview.data_version) starts one recomputation
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Engine
 from pacswatch.web.auth import CurrentUser, settings_of
 from pacswatch.web.db import reading, writing
 from pacswatch.web.geoip import CountryReader
+from pacswatch.web.worldmap import shaded, viewbox
 from pacswatch.web.queries_overview import (
     SEVERITIES,
     Overview,
@@ -111,4 +113,6 @@ def overview(request: Request, user: CurrentUser):
     view, as_of = current_view(request)
     return render(request, "overview.html", user=user, view=view, severities=SEVERITIES, as_of=as_of,
                   chart_json=chart_data(view), geoip=request.app.state.geoip,
+                  world=shaded(view.country_counts) if request.app.state.geoip is not None else None,
+                  world_viewbox=viewbox(),
                   statuses=("open", "reopened", "fixed", "opted-out"))

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from pacswatch.findings.lifecycle import ACTIVE, STATUSES
+from pacswatch.findings.triage import STANDING
 from pacswatch.store.notify_tables import attributions, case_services
 from pacswatch.store.tables import findings, services
 from pacswatch.store.web_tables import finding_triage
@@ -33,7 +34,6 @@ SORTS = ("severity", "last_seen", "first_seen", "address", "port", "product")
 # By a person's standing verdict (finding_triage): none (no false positive, no suppression in
 # force: what is left to act on), or only the false positives, or only the suppressed.
 TRIAGE = ("none", "false-positive", "suppressed")
-STANDING = ("false-positive", "suppressed", "cleared")
 PAGE_SIZE = 50
 MAX_PAGE = 200
 MAX_NETWORK_RANGES = 128  # the most any prefix needs (a /17: 128 ranges of /24; a /25: 128 addresses)

@@ -48,6 +48,7 @@ class Overview:
     top_networks: list[tuple[str, int]] = field(default_factory=list)
     top_owners: list[tuple[str, int]] = field(default_factory=list)
     countries: list[tuple[str, int]] = field(default_factory=list)  # with a GeoIP database only
+    country_counts: dict[str, int] = field(default_factory=dict)  # every country's, for the map
     country_unknown: int = 0
     to_keep: list[dict[str, Any]] = field(default_factory=list)  # new scan_exposure rows (keep_summaries)
     scans_pending: int = 0  # finished scans not summed yet (SUM_BUDGET): left for the next views
@@ -186,6 +187,7 @@ def _exposed_now(conn: Connection, view: Overview, country_of: Callable[[str], s
     view.top_networks = networks.most_common(TOP)
     view.top_owners = owners.most_common(TOP)
     view.country_unknown = countries.pop(None, 0)
+    view.country_counts = {str(c): n for c, n in countries.items()}
     view.countries = [(str(c), n) for c, n in countries.most_common(COUNTRIES)]
 
 
