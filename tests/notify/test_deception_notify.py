@@ -104,8 +104,21 @@ def test_an_analysts_mark_wins_and_is_recorded(database_url, smtp_server, tmp_pa
         assert row["deception_override"] == "real" and row["override_reason"] == "the owner confirmed a production archive"
         assert row["override_by"] and row["override_at"] is not None
         assert [e["kind"] for e in events][-1] == "marked-real"
+        assert events[-1]["marked_by"] == row["override_by"]
+        assert events[-1]["reason"] == "the owner confirmed a production archive"
         code, out = cli(capsys, "history", f"{trap.ip}:{trap.port}", "--database", db, "--no-resolve")
-        assert code == 0 and "marked real by an analyst" in out, out
+        assert code == 0, out
+        assert f"marked real by {row['override_by']}: the owner confirmed a production archive" in out, out
+
+        # A second mark keeps the first one's who and why on its own event; a reason with a
+        # terminal escape and markup is shown cleaned, not run.
+        code, out = cli(capsys, "findings", "mark", str(row["id"]), "--honeypot", "--reason",
+                        "[red]fake[/red] \x1b[2Jsensor", "--database", db)
+        assert code == 0, out
+        code, out = cli(capsys, "history", f"{trap.ip}:{trap.port}", "--database", db, "--no-resolve")
+        assert "marked real by " in out and ": the owner confirmed a production archive" in out, out
+        assert "marked a honeypot by " in out and "[red]fake[/red]" in out, out
+        assert "\x1b" not in out, out
 
         code, out = cli(capsys, "findings", "mark", "99999", "--real", "--reason", "x", "--database", db)
         assert code == 1 and "no finding 99999" in out
