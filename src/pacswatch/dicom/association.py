@@ -224,7 +224,7 @@ class Association:
 
     def abort(self, reason: int = 0, source: int = 0) -> bytes:
         """AA-1: send A-ABORT (source 0 = service-user, 2 = provider) and close."""
-        self.state = State.CLOSED
+        self._close()
         return encode_pdu(AAbort(source, reason))
 
     @property
@@ -253,7 +253,7 @@ class Association:
                 if self.state is State.CLOSED:  # type: ignore[comparison-overlap]
                     break  # nothing after an abort, a rejection or a release matters
         except PeerProtocolError:
-            self.state = State.CLOSED
+            self._close()
             self._framer.clear()
             raise
         return events
@@ -290,6 +290,7 @@ class Association:
 
     def _close(self) -> None:
         self.state = State.CLOSED
+        self._identifier = None  # an identifier cut off by the end is dropped with it
 
     def _on_accept(self, ac: AAssociateAC) -> Event:
         for ctx in ac.contexts:
