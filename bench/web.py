@@ -121,11 +121,12 @@ def build(url: str, count: int, looks: int) -> None:
                                   "reopen_count": 1 if status == "reopened" else 0, "reasons": ["C-FIND answers"],
                                   "last_observation_id": obs_id})
                     events.append({"finding_id": n + 1, "scan_id": first_scan + 1, "at": first_seen, "kind": "new",
-                                   "old_severity": None, "new_severity": severity, "observation_id": None})
+                                   "old_severity": None, "new_severity": severity, "observation_id": None,
+                                   "marked_by": None, "reason": None})
                     if fixed_at is not None:
                         events.append({"finding_id": n + 1, "scan_id": (fixed_scan or 0) + 1, "at": fixed_at,
                                        "kind": "fixed" if status == "fixed" else "opted-out", "old_severity": severity,
-                                       "new_severity": None, "observation_id": None})
+                                       "new_severity": None, "observation_id": None, "marked_by": None, "reason": None})
                     if n % 3 == 0:
                         attr.append({"ip": ip, "owner_key": f"org:{n % 900}", "owner_name": f"Hospital {n % 900}",
                                      "contact": f"security@h{n % 900}.example", "contact_role": "abuse",

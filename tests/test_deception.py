@@ -80,6 +80,15 @@ def test_canned_find_and_same_count():
     assert d is not None and d.verdict is None and d.confidence < REPORT_FLOOR
 
 
+def test_find_answers_at_another_level():
+    d = judge(dicom(find=Find(allowed=True, studies=12, patients=5, random_matches=0, off_level_identifiers=12)))
+    assert d is not None and [s.name for s in d.signals] == ["off-level-find"]
+    # Alone it names a verdict but stays below the default notify threshold: it may be a bug.
+    assert d.verdict == "honeypot" and not is_trap(d.verdict, d.confidence, None, 0.7)
+    assert names(dicom(find=Find(allowed=True, studies=12, patients=5, random_matches=0,
+                                 off_level_identifiers=0))) == []
+
+
 def test_behaviour_signals():
     base = Record(ip="127.64.0.2", port=104, status="io-timeout")
     assert judge(base.model_copy(update={"behaviour": Behaviour(silent=True, held_open=True)})).verdict == "tarpit"

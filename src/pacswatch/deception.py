@@ -129,6 +129,14 @@ def _canned_find(r: Record) -> str | None:
     return None
 
 
+def _off_level_find(r: Record) -> str | None:
+    n = r.dicom.find.off_level_identifiers if r.dicom else None
+    if n:
+        return (f"{n} C-FIND response(s) answered another Query/Retrieve Level than asked, or lacked "
+                "that level's unique key")
+    return None
+
+
 def _same_count_every_level(r: Record) -> str | None:
     f = r.dicom.find if r.dicom else None
     if f is not None and f.studies and f.patients and f.studies == f.patients and f.studies > 1 and not f.capped:
@@ -212,6 +220,10 @@ RULES: tuple[Rule, ...] = (
     Rule("canned-find", HONEYPOT, 0.6, "PS3.4 C.2.2.2.1 (single value matching on a unique key)",
          "An archive whose matching ignores the unique key (a bug, not unheard of): alone, it stays below "
          "the default notify threshold.", _canned_find),
+    Rule("off-level-find", HONEYPOT, 0.6,
+         "PS3.4 C.4.1.1.3.2 (a response carries the request's level and its keys); docs/dicom-reference.md §3.6",
+         "An archive that leaves the unique key out of its answers, or writes a fixed level into them (a bug): "
+         "alone, it stays below the default notify threshold.", _off_level_find),
     Rule("same-count-every-level", HONEYPOT, 0.15, "PS3.4 C.6 (patient and study levels count different entities)",
          "A small archive with exactly one study per patient: common, so the weight is low.",
          _same_count_every_level),

@@ -343,6 +343,7 @@ def report_facts(record: Record) -> list[tuple[str, list[tuple[str, object]]]]:
             ("C-FIND allowed", d.find.allowed),
             ("C-FIND refusal", d.find.refusal),
             ("C-FIND matches for a made-up UID", d.find.random_matches),
+            ("C-FIND answers at another level than asked", d.find.off_level_identifiers),
             ("studies", _count(d.find.studies, d.find.capped)),
             ("patients", _count(d.find.patients, d.find.capped)),
             ("storage accepted", d.store_accepted),

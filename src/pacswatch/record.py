@@ -86,6 +86,9 @@ class Find(_Model):
     refusal: PeerText | None = Field(None, description="How a refused query was refused (status or abort).")
     random_matches: int | None = Field(
         None, description="Matches for the permission check's made-up UID, which no archive holds: canned answers.")
+    off_level_identifiers: int | None = Field(
+        None, description="C-FIND responses whose identifier answered another Query/Retrieve Level than asked, "
+                          "or lacked that level's unique key (a count; no value is kept).")
 
 
 class DicomFacts(_Model):

@@ -601,3 +601,25 @@ def test_a_valid_ae_title_is_encoded_padded(title):
     assert ae_title_problem(title) is None
     encoded = probe_template().build(title)[1]
     assert encoded[10:26] == title.encode("ascii").ljust(16, b" ")
+
+
+def test_find_answers_at_another_level_are_counted_and_dropped():
+    from pacswatch.dicom.association import MAX_IDENTIFIER_READ
+    from pacswatch.dicom.identifiers import PATIENT_ID, QUERY_RETRIEVE_LEVEL, STUDY_INSTANCE_UID, encode_identifier
+
+    marker = b"ZZMARKER-ID1"
+    at_patient = encode_identifier([(QUERY_RETRIEVE_LEVEL, "CS", b"PATIENT"), (PATIENT_ID, "LO", marker)])
+    at_study = encode_identifier([(QUERY_RETRIEVE_LEVEL, "CS", b"STUDY"), (STUDY_INSTANCE_UID, "UI", b"1.2.9" + marker)])
+    huge = encode_identifier([(QUERY_RETRIEVE_LEVEL, "CS", b"PATIENT"), ((0x0010, 0x4000), "LT", b"x" * MAX_IDENTIFIER_READ)])
+    assoc = established()
+    assoc.send(STUDY_FIND_ID, c_find_rq(3, uids.STUDY_ROOT_FIND), study_query(""))
+    events = assoc.receive(b"".join([
+        response(STUDY_FIND_ID, find_rsp(3, 0xFF00, True), at_patient, max_pdu=40),  # in fragments
+        response(STUDY_FIND_ID, find_rsp(3, 0xFF00, True), at_study),
+        response(STUDY_FIND_ID, find_rsp(3, 0xFF00, True), huge),  # too large to read: not counted
+        response(STUDY_FIND_ID, find_rsp(4, 0xFF00, True), at_patient),  # answers nothing we asked
+        response(STUDY_FIND_ID, find_rsp(3, 0x0000, False)),
+    ]))
+    assert len(events) == 5
+    assert assoc.off_level_identifiers == 1
+    assert marker.decode() not in repr(vars(assoc)) and assoc._identifier is None

@@ -23,6 +23,7 @@ import pytest
 from pacswatch.lab.hostile import HostilePeers
 from pacswatch.lab.traps import AcceptAll, HoneypotServer
 from probeutil import describe
+from pynetdicom_server import PynetdicomServer
 
 pytestmark = pytest.mark.interop
 
@@ -75,6 +76,52 @@ def test_the_honeypots_dicom_server_is_a_honeypot(run_probe):
     assert r.deception.verdict == "honeypot" and r.deception.confidence >= 0.7, describe(r)
     assert [s.name for s in r.deception.signals] == ["stub-find-handler"]
     assert "qeeqbox/honeypots" in r.deception.signals[0].source
+
+
+class WrongLevelServer(PynetdicomServer):
+    """A pynetdicom SCP whose C-FIND answers a universal STUDY query with PATIENT-level
+    identifiers (one canned answer, as a stub has): level PATIENT, a PatientID and a name, no
+    StudyInstanceUID. The permission check's made-up UID still matches nothing, so that this is
+    the only signal."""
+
+    def _on_find(self, event):
+        from pydicom.dataset import Dataset
+
+        identifier = event.identifier
+        if str(identifier.get("StudyInstanceUID", "")) or str(identifier.get("PatientID", "")):
+            yield 0x0000, None
+            return
+        for n in range(4 if identifier.QueryRetrieveLevel == "STUDY" else 3):
+            ds = Dataset()
+            ds.QueryRetrieveLevel = "PATIENT"
+            ds.PatientID = f"PWLEAK-LEVEL-{n}"
+            ds.PatientName = "PWLEAK^LEVEL"
+            yield 0xFF00, ds
+        yield 0x0000, None
+
+
+def test_find_answers_at_another_level_are_a_signal(run_probe):
+    server = WrongLevelServer(TRAP_NET + "31", 0).start()
+    try:
+        r = run_probe(server.ip, server.port, **CHECK)
+    finally:
+        server.stop()
+    assert r.dicom.find.allowed and r.dicom.find.random_matches == 0, describe(r)
+    # Universal queries: 4 answers to the STUDY one, none at that level; the 3 to the PATIENT
+    # one carry that level and its key.
+    assert r.dicom.find.studies == 4 and r.dicom.find.patients == 3, describe(r)
+    assert r.dicom.find.off_level_identifiers == 4, describe(r)
+    assert [s.name for s in r.deception.signals] == ["off-level-find"], describe(r)
+    assert r.deception.verdict == "honeypot" and r.deception.confidence == 0.6
+    assert "PWLEAK" not in r.model_dump_json()  # a count, never the identifiers' values
+
+
+def test_real_servers_answer_at_the_level_asked(run_probe, pynetdicom_open, dcmqrscp, orthanc_open):
+    for server, options in ((pynetdicom_open, {}), (dcmqrscp, {"ae_guess": (dcmqrscp.ae_title,)}),
+                            (orthanc_open, {})):
+        r = run_probe(server, **options)
+        assert r.dicom.find.allowed and (r.dicom.find.studies or 0) > 0, describe(r)
+        assert r.dicom.find.off_level_identifiers == 0, describe(r)
 
 
 def test_the_accept_all_host_is_accepts_all(run_probe):

@@ -6,6 +6,8 @@ leaves a finding out however clean its signals, and both are recorded with their
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 
@@ -14,6 +16,7 @@ from loopback_servers import violations
 from test_optout_notify import cli, write_config
 
 from pacswatch.campaign.scope import contact_check
+from pacswatch.cli import main
 from pacswatch.lab import Lab
 from pacswatch.notify.config import load
 from pacswatch.notify.service import attribute
@@ -101,8 +104,21 @@ def test_an_analysts_mark_wins_and_is_recorded(database_url, smtp_server, tmp_pa
         assert row["deception_override"] == "real" and row["override_reason"] == "the owner confirmed a production archive"
         assert row["override_by"] and row["override_at"] is not None
         assert [e["kind"] for e in events][-1] == "marked-real"
+        assert events[-1]["marked_by"] == row["override_by"]
+        assert events[-1]["reason"] == "the owner confirmed a production archive"
         code, out = cli(capsys, "history", f"{trap.ip}:{trap.port}", "--database", db, "--no-resolve")
-        assert code == 0 and "marked real by an analyst" in out, out
+        assert code == 0, out
+        assert f"marked real by {row['override_by']}: the owner confirmed a production archive" in out, out
+
+        # A second mark keeps the first one's who and why on its own event; a reason with a
+        # terminal escape and markup is shown cleaned, not run.
+        code, out = cli(capsys, "findings", "mark", str(row["id"]), "--honeypot", "--reason",
+                        "[red]fake[/red] \x1b[2Jsensor", "--database", db)
+        assert code == 0, out
+        code, out = cli(capsys, "history", f"{trap.ip}:{trap.port}", "--database", db, "--no-resolve")
+        assert "marked real by " in out and ": the owner confirmed a production archive" in out, out
+        assert "marked a honeypot by " in out and "[red]fake[/red]" in out, out
+        assert "\x1b" not in out, out
 
         code, out = cli(capsys, "findings", "mark", "99999", "--real", "--reason", "x", "--database", db)
         assert code == 1 and "no finding 99999" in out
@@ -122,4 +138,46 @@ def test_an_owner_with_only_a_trap_gets_no_notice(database_url, smtp_server, tmp
             assert smtp_server.received == []
         code, out = cli(capsys, "cases", "--database", db)
         assert code == 0 and "Hospital T" not in out, out
+    assert violations() == []
+
+
+def test_exports_leave_traps_out_of_intelmq_and_mark_them_in_csv(database_url, smtp_server, tmp_path, capsys):
+    base = f"127.81.{NET}.0"
+    with Lab(base, port=0, names=["open-archive", "honeypot"]) as lab:
+        db, config = database_url, write_config(tmp_path / "notify.toml", smtp_server)
+        findings = _setup(lab, db, config, capsys, base)
+        archive, trap = lab.endpoint("open-archive"), lab.endpoint("honeypot")
+
+        def export(kind: str) -> tuple[str, str]:
+            assert main(["export", kind, "--database", db, "--config", config]) == 0
+            captured = capsys.readouterr()
+            return captured.out, captured.err
+
+        def fed(out: str) -> set[str]:
+            return {json.loads(line)["source.ip"] for line in out.splitlines()}
+
+        out, err = export("intelmq")
+        assert fed(out) == {archive.ip}, out  # the honeypot is not sent on as a vulnerable service
+        assert "1 finding(s) judged traps left out of the IntelMQ feed" in err
+        assert "deception_threshold 0.7" in err
+
+        out, err = export("csv")
+        rows = {r["ip"]: r for r in csv.DictReader(io.StringIO(out))}
+        assert set(rows) == {archive.ip, trap.ip}, out  # kept, marked
+        assert rows[trap.ip]["deception"].startswith("honeypot 0.80: judged honeypot with confidence 0.80")
+        assert rows[archive.ip]["deception"] == ""
+
+        # An analyst's mark wins both ways: the trap marked real goes to the feed, the archive
+        # marked a honeypot leaves it, and the CSV says who marked it and why.
+        assert cli(capsys, "findings", "mark", str(findings[trap.ip]["id"]), "--real", "--reason",
+                   "the owner confirmed it", "--database", db)[0] == 0
+        assert cli(capsys, "findings", "mark", str(findings[archive.ip]["id"]), "--honeypot", "--reason",
+                   "=our sensor", "--database", db)[0] == 0
+        out, err = export("intelmq")
+        assert fed(out) == {trap.ip}, out
+        out, _ = export("csv")
+        rows = {r["ip"]: r for r in csv.DictReader(io.StringIO(out))}
+        assert rows[trap.ip]["deception"] == ""
+        assert rows[archive.ip]["deception"].startswith("honeypot 1.00: marked a honeypot by ")
+        assert rows[archive.ip]["deception"].endswith(": =our sensor")  # a cell, not a formula
     assert violations() == []

@@ -317,7 +317,7 @@ def test_equal_moments_in_other_zones_are_not_mixed_up(tmp_path, request):
         statement = BulkStatement("insert", finding_events, repo.engine.dialect)
         plus2 = T0.astimezone(timezone(timedelta(hours=2)))
         rows = [{"finding_id": 1, "scan_id": 1, "at": at, "kind": "new", "old_severity": None, "new_severity": "low",
-                 "observation_id": 1} for at in (T0, plus2, T0.replace(tzinfo=None))]
+                 "observation_id": 1, "marked_by": None, "reason": None} for at in (T0, plus2, T0.replace(tzinfo=None))]
         at = statement.names.index("at")
         assert [p[at] for p in statement.parameters(rows, {})] == \
             ["2024-05-01 12:00:00.000000", "2024-05-01 14:00:00.000000", "2024-05-01 12:00:00.000000"]

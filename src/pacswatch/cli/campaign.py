@@ -176,7 +176,7 @@ def _shown_scan(row: dict) -> dict:
 def cmd_history(args: argparse.Namespace) -> int:
     from pacswatch.campaign import report
     from pacswatch.findings.lifecycle import explain_all
-    from pacswatch.output import stdout_console
+    from pacswatch.output import shown, stdout_console
     from pacswatch.store.repository import Repository
     from pacswatch.targets import parse_spec, system_resolver
 
@@ -210,6 +210,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     else:
         out.print(report.history_table(f"History of {args.endpoint}", observations, events))
         for e in sorted(events, key=lambda e: (e["at"], e["id"])):
-            out.print(f"{report.when(e['at'])}  {report.endpoint(e['ip'], e['port'])}  {e['why']}",
-                      highlight=False, markup=False)
+            # `why` may quote an analyst's name and reason (a mark): cleaned, never markup.
+            out.print(shown(f"{report.when(e['at'])}  {report.endpoint(e['ip'], e['port'])}  {e['why']}"),
+                      highlight=False)
     return 0

@@ -213,7 +213,8 @@ def cmd_export(args: argparse.Namespace, engine, config) -> int:
 
     # "-" is standard output, as everywhere, not a file named "-".
     return views.export(engine, NotifyStore(engine), utcnow(), kind=args.format,
-                        output=None if args.output == "-" else args.output, fixed_too=args.all)
+                        output=None if args.output == "-" else args.output, fixed_too=args.all,
+                        threshold=config.settings.deception_threshold)
 
 
 def _override_attribution(config, args):

@@ -11,7 +11,10 @@ Only the requestor's side, and only the states a prober passes through:
 No clock and no deadline: when the peer must have answered is its caller's business (the probe's
 session owns the one timer, probes/dicom/session.py), which calls `abort()` when it gives up.
 Received data sets are counted and dropped here, before anything
-else can see them: identifiers may hold patient data (docs/design.md, first rule).
+else can see them: identifiers may hold patient data (docs/design.md, first rule). The one look
+inside: a C-FIND response's identifier is read for its Query/Retrieve Level and whether the
+level's unique key is there (identifiers.off_level), then dropped; only a count of the responses
+that answer another level than asked is kept (docs/dicom-reference.md §3.6).
 """
 
 from __future__ import annotations
@@ -20,8 +23,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from enum import Enum
 
-from pacswatch.dicom.dimse import MAX_COMMAND_LENGTH, Command, decode_command, encode_command, fragment_message
+from pacswatch.dicom.dimse import (
+    MAX_COMMAND_LENGTH,
+    Command,
+    CommandField,
+    decode_command,
+    encode_command,
+    fragment_message,
+    status_category,
+)
 from pacswatch.dicom.errors import LocalProtocolError, PeerProtocolError
+from pacswatch.dicom.identifiers import UnreadableIdentifier, level_and_keys, off_level
 from pacswatch.dicom.pdu import (
     A_ABORT,
     A_ASSOCIATE_AC,
@@ -42,6 +54,10 @@ from pacswatch.dicom.pdu import (
     encode_pdu,
 )
 
+
+# A C-FIND identifier of the keys we ask for is a few hundred bytes; one larger than this is
+# not read (and not counted), so the look inside costs bounded memory.
+MAX_IDENTIFIER_READ = 64 * 1024
 
 # fragment_message's floor: a PDV item header (6 bytes) and at least two bytes of data.
 MIN_PEER_MAX_PDU = 8
@@ -150,6 +166,11 @@ class Association:
         self._command: Command | None = None
         self._message_context: int | None = None
         self._data_set_length = 0
+        # C-FIND: the level each of our requests asked (by message ID), the response identifier
+        # being read (None: not read), and the count of responses that answered another level.
+        self._find_levels: dict[int, str] = {}
+        self._identifier: bytearray | None = None
+        self.off_level_identifiers = 0
 
     # ------------------------------------------------------------ actions (ours)
 
@@ -164,7 +185,17 @@ class Association:
         self._require(State.ESTABLISHED, "send")
         if context_id not in self.accepted:
             raise LocalProtocolError(f"presentation context {context_id} was not accepted")
+        if command.command_field == CommandField.C_FIND_RQ and data_set and command.message_id is not None:
+            self._remember_level(command.message_id, data_set)
         return self._encode_message(context_id, command, data_set)
+
+    def _remember_level(self, message_id: int, identifier: bytes) -> None:
+        try:
+            level, _ = level_and_keys(identifier)
+        except UnreadableIdentifier as exc:
+            raise LocalProtocolError(f"our own C-FIND identifier does not parse: {exc}") from None
+        if level is not None:
+            self._find_levels[message_id] = level
 
     def send_no_reply(self, context_id: int, command: Command) -> bytes:
         """A message with no response of its own (C-CANCEL-RQ)."""
@@ -193,7 +224,7 @@ class Association:
 
     def abort(self, reason: int = 0, source: int = 0) -> bytes:
         """AA-1: send A-ABORT (source 0 = service-user, 2 = provider) and close."""
-        self.state = State.CLOSED
+        self._close()
         return encode_pdu(AAbort(source, reason))
 
     @property
@@ -222,7 +253,7 @@ class Association:
                 if self.state is State.CLOSED:  # type: ignore[comparison-overlap]
                     break  # nothing after an abort, a rejection or a release matters
         except PeerProtocolError:
-            self.state = State.CLOSED
+            self._close()
             self._framer.clear()
             raise
         return events
@@ -259,6 +290,7 @@ class Association:
 
     def _close(self) -> None:
         self.state = State.CLOSED
+        self._identifier = None  # an identifier cut off by the end is dropped with it
 
     def _on_accept(self, ac: AAssociateAC) -> Event:
         for ctx in ac.contexts:
@@ -293,6 +325,7 @@ class Association:
                 if pdv.is_last:
                     self._command = decode_command(b"".join(self._command_parts))
                     self._command_parts = []
+                    self._identifier = bytearray() if self._asked_level(self._command) else None
                     if not self._command.has_data_set:
                         events.append(self._complete())
             else:
@@ -300,11 +333,28 @@ class Association:
                     raise PeerProtocolError("data set fragment without a command announcing it", abort_reason=5)
                 # Counted, not kept: this is where identifiers with patient data are dropped.
                 self._data_set_length += len(pdv.data)
+                if self._identifier is not None:
+                    self._identifier += pdv.data
+                    if len(self._identifier) > MAX_IDENTIFIER_READ:
+                        self._identifier = None
                 if pdv.is_last:
                     events.append(self._complete())
         return events
 
+    def _asked_level(self, command: Command) -> str | None:
+        """The level our C-FIND asked, for a pending C-FIND response with an identifier."""
+        if command.command_field != CommandField.C_FIND_RSP or not command.has_data_set:
+            return None
+        if command.status is None or status_category(command.status) != "pending":
+            return None
+        return self._find_levels.get(command.message_id_being_responded_to or -1)
+
     def _complete(self) -> DimseMessage:
+        if self._identifier is not None and self._command is not None:
+            asked = self._asked_level(self._command)
+            if asked is not None and off_level(bytes(self._identifier), asked):
+                self.off_level_identifiers += 1
+        self._identifier = None  # dropped: nothing of it outlives this message
         message = DimseMessage(self._message_context or 0, self._command, self._data_set_length)  # type: ignore[arg-type]
         self._command = None
         self._message_context = None

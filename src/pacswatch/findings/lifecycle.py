@@ -178,7 +178,7 @@ def span_text(delta: timedelta) -> str:
 
 
 # An analyst's override of the deception verdict (cli/deception.py, Repository.mark_finding).
-MARKED = {"marked-real": "marked real by an analyst", "marked-honeypot": "marked a honeypot by an analyst"}
+MARKED = {"marked-real": "marked real", "marked-honeypot": "marked a honeypot"}
 
 
 def explain(events: Iterable[Mapping]) -> list[str]:
@@ -215,8 +215,9 @@ def explain(events: Iterable[Mapping]) -> list[str]:
         elif kind == OPT_OUT:
             text = "closed: the owner is on the opt-out list (not scanned since)"
             missed = None
-        elif kind in MARKED:  # `findings mark`: the reason is on the finding (pacswatch findings)
-            text = MARKED[kind]
+        elif kind in MARKED:  # `findings mark`: who and why are on the event (none before 0009_mark_reason)
+            text = f"{MARKED[kind]} by {e.get('marked_by') or 'an analyst'}"
+            text += f": {e['reason']}" if e.get("reason") else ""
         else:
             text = kind
         out.append(text)

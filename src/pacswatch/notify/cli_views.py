@@ -184,16 +184,31 @@ def print_notify(result, *, dry_run: bool) -> None:
               f"{_when(next_try)} UTC (run pacswatch notify again then)")
 
 
-def export(engine, store: NotifyStore, now: datetime, *, kind: str, output: str | None, fixed_too: bool) -> int:
+def export(engine, store: NotifyStore, now: datetime, *, kind: str, output: str | None, fixed_too: bool,
+           threshold: float) -> int:
     """`kind`: intelmq (events, one JSON per line, to the file `output`) or csv (a file per owner
-    in the folder `output`); None: standard output. `fixed_too`: fixed services as well."""
-    from pacswatch.notify.service import findings_exposures
+    in the folder `output`); None: standard output. `fixed_too`: fixed services as well.
 
-    exposures = findings_exposures(engine)
-    items = [e for _, e in sorted(exposures.items()) if fixed_too or e.exposed]
+    Traps (a deception verdict at or above `threshold`, or marked a honeypot) stay out of the
+    IntelMQ feed, with a count on stderr: other CERTs act on it as vulnerable services. The CSV
+    keeps them with a `deception` column saying why: it is the operator's working list, where a
+    trap left out could not be reviewed or marked real (`findings mark`), and a spreadsheet
+    filters on the column."""
+    from pacswatch.notify.workflow import load_exposures, split_traps
+    from pacswatch.store.repository import Repository
+
+    rows = Repository(engine).findings()
+    _, traps = split_traps(rows, threshold)
+    marks = {(ip, port): f"{verdict} {confidence:.2f}: {why}" for ip, port, verdict, confidence, why in traps}
+    items = [e for _, e in sorted(load_exposures(engine, rows).items()) if fixed_too or e.exposed]
     attributions = store.attributions()
     if kind == "intelmq":
-        text = intelmq_lines(items, attributions, now=now)
+        feed = [e for e in items if (e.ip, e.port) not in marks]
+        if len(feed) < len(items):
+            print(f"{len(items) - len(feed)} finding(s) judged traps left out of the IntelMQ feed (deception "
+                  f"verdict >= [notify] deception_threshold {threshold:g}, or marked a honeypot): see "
+                  "pacswatch findings", file=sys.stderr)
+        text = intelmq_lines(feed, attributions, now=now)
         if output:
             from pacswatch.safefile import write_atomic  # never through a link planted at the path
 
@@ -201,12 +216,12 @@ def export(engine, store: NotifyStore, now: datetime, *, kind: str, output: str 
         else:
             sys.stdout.write(text)
         return 0
-    tables = per_owner_csv(items, attributions)
+    tables = per_owner_csv(items, attributions, marks)
     if not tables:  # nothing exposed: on stdout the header alone, so that a pipeline still parses it
         if output:
             print("no exposed services: no file written", file=sys.stderr)
         else:
-            sys.stdout.write(exposures_csv([], extra={"owner": "", "contact": ""}))
+            sys.stdout.write(exposures_csv([], extra={"owner": "", "contact": ""}, traps={}))
         return 0
     if output:
         for path in write_per_owner(output, tables):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from pacswatch.notify.exposure import Exposure
@@ -42,8 +42,14 @@ def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]], *, line_en
     return out.getvalue()
 
 
-def exposures_csv(exposures: Iterable[Exposure], *, extra: dict[str, str] | None = None) -> str:
-    """CSV text with a header; `extra` adds constant columns (owner, contact) to every row."""
+def exposures_csv(exposures: Iterable[Exposure], *, extra: dict[str, str] | None = None,
+                  traps: Mapping[tuple[str, int], str] | None = None) -> str:
+    """CSV text with a header; `extra` adds constant columns (owner, contact) to every row.
+    `traps` (the export's: endpoint -> why it is judged a trap) adds a last `deception` column,
+    empty for the endpoints not in it."""
     extra = extra or {}
-    rows = ([*extra.values(), *(row[c] for c in COLUMNS)] for row in (e.to_dict() for e in exposures))
-    return csv_text([*extra.keys(), *COLUMNS], rows)
+    header = [*extra.keys(), *COLUMNS, *(("deception",) if traps is not None else ())]
+    rows = ([*extra.values(), *(row[c] for c in COLUMNS),
+             *((traps.get((e.ip, e.port)),) if traps is not None else ())]
+            for e, row in ((e, e.to_dict()) for e in exposures))
+    return csv_text(header, rows)

@@ -6,6 +6,10 @@ IntelMQ field names are those of its harmonisation (intelmq/etc/harmonization.co
 `classification.identifier` follows Shadowserver's name for the same finding where one exists
 ("accessible-dicom"), so that a CERT's existing rules for those reports match ours.
 
+Traps (deception.py: a verdict at or above [notify] deception_threshold, or an analyst's
+'honeypot') are not in the IntelMQ feed: it goes to other CERTs as vulnerable services. The CSV
+keeps them, marked in a `deception` column (cli_views.export says why).
+
 A service that refuses unknown callers or asks for a login (severity low) is reachable, not
 shown vulnerable: it is classified `potentially-unwanted-accessible` (IntelMQ's type for a
 service that should not be public) with a `-protected` identifier, so a CERT's rules for
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -86,8 +90,10 @@ def _filename(owner_key: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", owner_key).strip("_")[:120] or "owner"
 
 
-def per_owner_csv(exposures: Iterable[Exposure], attributions: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """owner_key -> CSV text of that owner's endpoints (with owner and contact columns)."""
+def per_owner_csv(exposures: Iterable[Exposure], attributions: dict[str, dict[str, Any]],
+                  traps: Mapping[tuple[str, int], str] | None = None) -> dict[str, str]:
+    """owner_key -> CSV text of that owner's endpoints (with owner and contact columns; with
+    `traps`, a deception column marking the endpoints judged traps)."""
     groups: dict[str, list[Exposure]] = {}
     for e in exposures:
         groups.setdefault((attributions.get(e.ip) or {}).get("owner_key", "unattributed"), []).append(e)
@@ -95,7 +101,7 @@ def per_owner_csv(exposures: Iterable[Exposure], attributions: dict[str, dict[st
     for key, items in sorted(groups.items()):
         sample = next((attributions[e.ip] for e in items if e.ip in attributions), {})
         out[key] = exposures_csv(items, extra={"owner": sample.get("owner_name", "unattributed"),
-                                               "contact": sample.get("contact") or ""})
+                                               "contact": sample.get("contact") or ""}, traps=traps)
     return out
 
 

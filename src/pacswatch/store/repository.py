@@ -285,7 +285,8 @@ class Repository:
             self._bulk_write(conn, "update", findings, memo, [
                 {**r, "last_observation_id": obs_id(r)} for r in plan.findings_changed])
             self._bulk_write(conn, "insert", finding_events, memo, [
-                {**e, "finding_id": finding_ids[e["_key"]], "observation_id": obs_ids[e["_obs"]]}
+                {**e, "finding_id": finding_ids[e["_key"]], "observation_id": obs_ids[e["_obs"]],
+                 "marked_by": None, "reason": None}  # a scan's events: no analyst's mark
                 for e in plan.events])
             written = self._progress(conn, scan_id, plan, work, shard)
         if written is not None:  # committed: the next batch writes only what changes from here
@@ -518,10 +519,13 @@ class Repository:
             row = conn.execute(select(findings).where(findings.c.id == finding_id)).mappings().first()
             if row is None:
                 return None
+            by = operator()
             conn.execute(update(findings).where(findings.c.id == finding_id).values(
-                deception_override=override, override_reason=reason, override_by=operator(), override_at=at))
+                deception_override=override, override_reason=reason, override_by=by, override_at=at))
+            # The event keeps its own who and why: the finding's are overwritten by the next mark.
             conn.execute(insert(finding_events).values(finding_id=finding_id, at=at, kind=f"marked-{override}",
-                                                       old_severity=row["severity"], new_severity=row["severity"]))
+                                                       old_severity=row["severity"], new_severity=row["severity"],
+                                                       marked_by=by, reason=reason))
         with self._read() as conn:
             return _row(conn.execute(select(findings).where(findings.c.id == finding_id)).mappings().one())
 

@@ -182,6 +182,9 @@ finding_events = Table(
     Column("old_severity", String(8)),
     Column("new_severity", String(8)),
     Column("observation_id", BigInteger),
+    # An analyst's mark (kind marked-*): who and why, as given (cleaned when shown).
+    Column("marked_by", String(200)),
+    Column("reason", Text),
     Index(None, "scan_id"),
     Index(None, "finding_id"),
 )

@@ -175,8 +175,9 @@ class Session:
     def find(
         self, context_id: int, command: Command, identifier: bytes, timeout: float, limit: int, grace: float
     ) -> Steps[FindOutcome]:
-        """C-FIND: count pending responses (their identifiers were dropped unread by the state
-        machine); at `limit` send C-CANCEL and give the peer `grace` seconds to finish."""
+        """C-FIND: count pending responses (the state machine read their identifiers only for the
+        level and unique key, association.py, and dropped them); at `limit` send C-CANCEL and
+        give the peer `grace` seconds to finish."""
         outcome = FindOutcome()
         self.send(self.assoc.send(context_id, command, identifier))
         self._answer_within(timeout)

@@ -95,6 +95,9 @@ def explore(session: Session, opts: ProbeOptions, attempt: AssociationAttempt, q
             attempt.echo = False
         attempt.detail = f"association ended early: {exc}"
         session.abort(getattr(exc, "abort_reason", 0), source=2 if isinstance(exc, PeerProtocolError) else 0)
+    if attempt.find.allowed:
+        # Counted by the state machine as the responses came, whichever way the queries ended.
+        attempt.find.off_level_identifiers = assoc.off_level_identifiers
     if alive and not assoc.is_closed:
         attempt.released = yield from session.release(t.release)
 
