@@ -95,7 +95,7 @@ def build(url: str, count: int, looks: int) -> None:
                         obs_id += 1
                         at = FIRST + timedelta(weeks=s, minutes=n % 60)
                         answered = s <= last_scan
-                        obs.append({"id": obs_id, "scan_id": s + 1, "plan_index": n, "ip": ip, "port": port,
+                        obs.append({"id": obs_id, "scan_id": s + 1, "plan_index": n, "vantage": None, "ip": ip, "port": port,
                                     "transport": "tcp", "status": "success" if answered else "connection-refused",
                                     "service": "dicom" if answered else None,
                                     "severity": severity if answered else None,
@@ -119,7 +119,12 @@ def build(url: str, count: int, looks: int) -> None:
                                   "first_seen": first_seen, "last_seen": last_seen, "fixed_at": fixed_at,
                                   "missed_since": None, "reopened_at": last_seen if status == "reopened" else None,
                                   "reopen_count": 1 if status == "reopened" else 0, "reasons": ["C-FIND answers"],
-                                  "last_observation_id": obs_id})
+                                  "last_observation_id": obs_id,
+                                  # one in 200 judged a honeypot (deception.py), none overridden
+                                  "deception_verdict": "honeypot" if n % 200 == 0 else None,
+                                  "deception_confidence": 0.8 if n % 200 == 0 else None,
+                                  "deception_override": None, "override_reason": None, "override_by": None,
+                                  "override_at": None})
                     events.append({"finding_id": n + 1, "scan_id": first_scan + 1, "at": first_seen, "kind": "new",
                                    "old_severity": None, "new_severity": severity, "observation_id": None,
                                    "marked_by": None, "reason": None})
