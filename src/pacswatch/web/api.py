@@ -22,7 +22,7 @@ from pacswatch.web.accounts import User
 from pacswatch.web.auth import CurrentUser, api_user, settings_of
 from pacswatch.web.db import reading
 from pacswatch.web.queries_endpoint import finding_endpoint, load, parse_endpoint
-from pacswatch.web.queries_findings import FilterError, FindingFilter, find_page
+from pacswatch.web.pages_findings import filtered_page
 from pacswatch.web.templating import render
 
 router = APIRouter(prefix="/api/v1", tags=["api v1"])
@@ -113,13 +113,6 @@ class Scan(BaseModel):
     finished_at: datetime | None = None
 
 
-def _filter(request: Request) -> FindingFilter:
-    try:
-        return FindingFilter.from_query(request.query_params)
-    except FilterError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
-
-
 @router.get("/findings", response_model=FindingsPage, summary="Findings, filtered and paged")
 def api_findings(request: Request, user: ApiUser,
                  severity: Annotated[list[str], Query(description="critical, high, medium, low")] = [],  # noqa: B006
@@ -135,12 +128,7 @@ def api_findings(request: Request, user: ApiUser,
                                                         "- first for descending")] = "severity",
                  cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50) -> FindingsPage:
     # The parameters are declared for the schema; the one parser of them is FindingFilter's.
-    f = _filter(request)
-    try:
-        with reading(request.app.state.engine) as conn:
-            page = find_page(conn, f, now=settings_of(request).clock())
-    except FilterError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
+    f, page = filtered_page(request)
     return FindingsPage(total=page.total, findings=[Finding(**r) for r in page.rows],
                         next=urlencode(f.query_items(cursor=page.next_cursor)) if page.next_cursor else None)
 

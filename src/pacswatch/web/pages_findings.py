@@ -48,14 +48,20 @@ def _filter(request: Request) -> FindingFilter:
         raise HTTPException(status_code=400, detail=str(exc)) from None
 
 
-@router.get("/findings")
-def findings_page(request: Request, user: CurrentUser):
+def filtered_page(request: Request):
+    """The request's filter and its page of findings (the page and /api/v1/findings alike); a
+    filter the query cannot be is a 400 that names the problem."""
     f = _filter(request)
     try:
         with reading(request.app.state.engine) as conn:
-            page = find_page(conn, f, now=settings_of(request).clock())
+            return f, find_page(conn, f, now=settings_of(request).clock())
     except FilterError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
+
+
+@router.get("/findings")
+def findings_page(request: Request, user: CurrentUser):
+    f, page = filtered_page(request)
     return render(request, "findings.html", user=user, f=f, page=page, severities=SEVERITIES, sorts=SORTS,
                   count_cap=COUNT_CAP,
                   next_link=f"/findings?{urlencode(f.query_items(cursor=page.next_cursor))}" if page.next_cursor
