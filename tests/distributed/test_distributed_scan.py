@@ -249,3 +249,24 @@ def test_a_failed_shards_endpoints_are_listed(redis, pg_url):
     assert len(lines) == 2 and all(line.endswith("\tshard 0") for line in lines)
     assert {line.split("\t")[0] for line in lines} < set(targets)
     assert "failed" in listing.stdout and "started 3 times" in listing.stdout
+
+
+def test_a_followed_scan_waiting_for_workers_is_running_not_stalled(redis, pg_url):
+    """Shards queued with no worker store nothing for longer than STALE (15 s); while the scan
+    command follows them the scan is alive, and `scans` must say running, not stalled."""
+    targets = [f"{ip}:11112" for ip in loopback_addresses(2, BASE)]  # never probed: no worker runs
+    follower = subprocess.Popen([sys.executable, "-m", "pacswatch.cli", "scan", *targets, "--database", pg_url,
+                                 "--broker", redis.url, "-q", "--seed", "5"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(20)
+        assert follower.poll() is None  # still following: no worker took a shard
+        listing = pacswatch("scans", "--database", pg_url, env={"COLUMNS": "200"})
+        assert listing.returncode == 0, listing.stderr
+        assert "running" in listing.stdout and "stalled" not in listing.stdout, listing.stdout
+    finally:
+        follower.send_signal(signal.SIGINT)
+        try:
+            follower.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            follower.kill()

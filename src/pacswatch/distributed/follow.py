@@ -102,6 +102,11 @@ def follow(app, repo: Repository, scan_ids: list[int], err: Console, *, show_pro
                 break
             if clock() - checked >= BROKER_CHECK:
                 checked = clock()
+                # The scan is alive while this command follows it, although a worker may have
+                # nothing to store for a while (a shard of tarpits, shards queued behind
+                # another scan's): without this, `scans` would call it stalled after STALE.
+                for scan_id in scan_ids:
+                    repo.heartbeat(scan_id)
                 broker_down_since = _watch_broker(app, repo, store, scan_ids, err, broker_down_since, clock)
                 for queue in sorted(queues - unserved):
                     if store.live_slots(queue) == 0:  # waiting is right (workers may come), silence is not
