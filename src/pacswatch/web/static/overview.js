@@ -10,7 +10,10 @@
     var data = [xs].concat(series.map(function (s) { return s.values; }));
     var spec = {
       title: title, width: width, height: 220,
-      scales: { x: { time: true } },
+      scales: { x: xs.length > 1 ? { time: true }
+        // One point (one scan so far) gives uPlot an empty range, which it widens by years:
+        // a day either side keeps the axis on the date that is there.
+        : { time: true, auto: false, min: xs[0] - 86400, max: xs[0] + 86400 } },
       series: [{}].concat(series.map(function (s) {
         return { label: s.label, stroke: s.color, width: 2, fill: s.fill || null, scale: s.scale || "y",
                  points: { show: xs.length < 40 } };
