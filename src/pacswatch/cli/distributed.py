@@ -60,7 +60,8 @@ def register(sub) -> None:
     workers.set_defaults(handler=cmd_workers)
 
     shards = sub.add_parser("shards", help="the shards of a distributed scan; failed ones' endpoints")
-    shards.add_argument("scan_id", type=positive("scan ID"), metavar="SCAN_ID")
+    shards.add_argument("scan_id", type=positive("scan ID"), metavar="SCAN_ID",
+                        help="the distributed scan (pacswatch scans lists them)")
     shards.add_argument("--endpoints", action="store_true", help="list the endpoints of the failed shards")
     options.database(shards)
     shards.set_defaults(handler=cmd_shards)

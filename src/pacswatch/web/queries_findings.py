@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, cast, func, or_, select, true, tuple_
+from sqlalchemy import String, and_, cast, func, or_, select, true, tuple_, type_coerce
 from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
@@ -258,7 +258,8 @@ def _unindexed(column: Any, dialect: str) -> ColumnElement:
     the query and stop at a full page, rather than read every active finding and sort them
     (SQLite picked the status index: 0.6 s instead of 0.02 s at 100,000 findings). PostgreSQL
     costs an ORDER BY ... LIMIT against the filters itself: the column is left as it is."""
-    return column if dialect == "postgresql" else column.concat("")
+    # As text: `|| ''` on a moment column is the same SQL, but SQLAlchemy deprecates concat on DateTime.
+    return column if dialect == "postgresql" else type_coerce(column, String()).concat("")
 
 
 def _marked(verdict: str, now: datetime | None) -> Any:
