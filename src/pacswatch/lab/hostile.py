@@ -42,7 +42,7 @@ from pacswatch.dicom.errors import LocalProtocolError, PeerProtocolError
 from pacswatch.dicom.identifiers import study_query
 from pacswatch.dicom.pdu import AAssociateAC, AAssociateRQ, PduFramer, encode_pdu
 from pacswatch.lab.acceptor import LAB_MAX_PDU, Acceptor, accept_echo_and_find, associate_ac
-from pacswatch.lab.loopthread import LoopThread
+from pacswatch.lab.loopthread import LoopThread, close_servers
 
 HOSTILE_KINDS = (
     "tarpit", "huge-length", "random-bytes", "slow-drip", "abort-after-request", "http-not-dicom", "reset",
@@ -179,16 +179,7 @@ class HostilePeers:
         self._runner.stop(self._stop, timeout)
 
     async def _stop(self) -> None:
-        for server in self._servers:
-            server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
+        await close_servers(self._servers, self._tasks, self._writers)
 
     def _wrap(self, handler):
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from typing import Any, Callable, Coroutine, TypeVar
+from typing import Any, Callable, Coroutine, Iterable, TypeVar
 
 T = TypeVar("T")
 
@@ -42,3 +42,20 @@ class LoopThread:
             thread.join(timeout)
         loop.close()
         self.loop = self.thread = None
+
+
+async def close_servers(servers: list[asyncio.AbstractServer], tasks: set[asyncio.Task],
+                        writers: Iterable[asyncio.StreamWriter] = ()) -> None:
+    """A raw lab server's teardown: stop listening, drop open connections (`writers`, aborted:
+    a peer that holds its socket must not hold the lab), cancel the handlers and wait for them,
+    then for the listeners; `servers` is emptied."""
+    for server in servers:
+        server.close()
+    for writer in list(writers):
+        writer.transport.abort()
+    for task in list(tasks):
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for server in servers:
+        await server.wait_closed()
+    servers.clear()

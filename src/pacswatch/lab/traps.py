@@ -31,7 +31,7 @@ from pynetdicom import (
 )
 
 from pacswatch.lab.data import make_archive
-from pacswatch.lab.loopthread import LoopThread
+from pacswatch.lab.loopthread import LoopThread, close_servers
 from pacswatch.lab.pacs import PacsServer, QuietFilter
 
 TRAP_KINDS = ("honeypot", "accept-all")
@@ -70,7 +70,7 @@ class AcceptAll:
     def __init__(self, ip: str, port: int, block: tuple[int, int] | None = ACCEPT_ALL_PORTS) -> None:
         self.ip, self.port, self.block = ip, port, block
         self._runner = LoopThread("pacswatch-lab-accept-all")
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task] = set()
 
     def start(self, timeout: float = 20.0) -> int:
@@ -122,11 +122,4 @@ class AcceptAll:
         self._runner.stop(self._stop, timeout)
 
     async def _stop(self) -> None:
-        for server in self._servers:
-            server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
+        await close_servers(self._servers, self._tasks)
