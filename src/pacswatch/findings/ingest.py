@@ -74,11 +74,10 @@ def finding_state(row: None) -> None: ...
 def finding_state(row: Row | None) -> FindingState | None:
     if row is None:
         return None
-    seen_from = row.get("seen_from")
     return FindingState(row["status"], row["severity"], utc(row["first_seen"]), utc(row["last_seen"]),
                         row["fixed_at"] and utc(row["fixed_at"]), row["reopened_at"] and utc(row["reopened_at"]),
                         row["reopen_count"] or 0, row["missed_since"] and utc(row["missed_since"]),
-                        None if seen_from is None else frozenset(seen_from))
+                        row.get("seen_from"))
 
 
 @dataclass
@@ -139,7 +138,7 @@ def plan_batch(items: Sequence[tuple[int | None, Record]], services: Mapping[Key
             row.update(status=state.status, severity=state.severity, first_seen=state.first_seen,
                        last_seen=state.last_seen, fixed_at=state.fixed_at, reopened_at=state.reopened_at,
                        reopen_count=state.reopen_count, missed_since=state.missed_since,
-                       seen_from=None if state.seen_from is None else sorted(state.seen_from), _obs=position)
+                       seen_from=state.seen_from, _obs=position)
             if look.severity is not None:
                 row["reasons"] = list(record.reasons)
                 row.update(deception_columns(record))

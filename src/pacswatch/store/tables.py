@@ -166,10 +166,10 @@ findings = Table(
     Column("override_reason", Text),
     Column("override_by", String(200)),
     Column("override_at", Moment),
-    # The vantages that have seen it exposed ("" for a scan that names none; migration 0010): a
-    # miss counts only from one of them (findings/lifecycle.py, vantage flapping). None: older
-    # than that, every miss counts.
-    Column("seen_from", JSON),
+    # The vantages that have seen it exposed, sorted and comma-separated ("" for a scan that
+    # names none; migration 0010): a miss counts only from one of them (findings/lifecycle.py,
+    # vantage flapping). None: older than that, every miss counts.
+    Column("seen_from", String(1000)),
     UniqueConstraint("ip", "port"),
     Index(None, "status", "severity"),
 )

@@ -39,7 +39,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("lease_owner", sa.String(length=255), nullable=True))
         batch.add_column(sa.Column("lease_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("findings") as batch:
-        batch.add_column(sa.Column("seen_from", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("seen_from", sa.String(length=1000), nullable=True))
 
 
 def downgrade() -> None:
