@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 
 from pacswatch.lab import Lab
+from pacswatch.distributed.throwaway import free_port
 from pacswatch.lab.fast import FastResponder, loopback_addresses
 from pacswatch.store.repository import Repository
 from pacswatch.store.shards import ShardStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import free_port, pacswatch  # noqa: E402
+from conftest import pacswatch  # noqa: E402
 
 pytestmark = pytest.mark.slow
 BASE = f"127.68.{os.getpid() % 200}.0"  # this file's loopback range
