@@ -23,7 +23,7 @@ from pacswatch.store.repository import Repository
 from pacswatch.store.shards import ShardStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import pacswatch  # noqa: E402
+from distributed_support import pacswatch  # noqa: E402
 
 pytestmark = pytest.mark.slow
 BASE = f"127.68.{os.getpid() % 200}.0"  # this file's loopback range

@@ -20,7 +20,7 @@ from pacswatch.store.shards import ShardStore
 from pacswatch.store.tables import observations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import pacswatch  # noqa: E402
+from distributed_support import pacswatch  # noqa: E402
 
 BASE = f"127.67.{os.getpid() % 200}.0"  # this suite's loopback range
 

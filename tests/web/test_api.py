@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 import pytest
-from conftest import T0
+from web_support import T0
 
 from pacswatch.web import accounts
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import PASSWORD, csrf_from, do_login
+from web_support import PASSWORD, csrf_from, do_login
 
 from pacswatch.web.auth import BROWSER_COOKIE, SESSION_COOKIE
 

@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from conftest import free_port
+from web_support import free_port
 
 from pacswatch.cli import main
 from pacswatch.cli.web import bind_refusal

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 
 import pytest
-from conftest import csrf_from
+from web_support import csrf_from
 
 from pacswatch.web.app import ROUTER_MODULES
 

@@ -9,7 +9,7 @@ import json
 import re
 
 import pytest
-from conftest import HOSTILE_PRODUCT, csrf_from
+from web_support import HOSTILE_PRODUCT, csrf_from
 
 from pacswatch.web.queries_findings import FilterError, FindingFilter, decode_cursor, network_ranges
 
@@ -71,7 +71,7 @@ def test_owner_filter_and_text_search(client, login, app):
 
     from pacswatch.store.notify_tables import attributions
 
-    from conftest import T0
+    from web_support import T0
 
     with app.state.engine.begin() as conn:
         conn.execute(insert(attributions), {"ip": "127.65.2.20", "owner_key": "org:st-elsewhere",
@@ -239,7 +239,7 @@ def test_filters_on_both_databases(database_url, query, expected):
     """The same filters on SQLite and PostgreSQL (inet, regexp, to_char: each dialect's SQL)."""
     from urllib.parse import parse_qs
 
-    from conftest import fill
+    from web_support import fill
 
     from pacswatch.store.engine import open_database
     from pacswatch.web.queries_findings import find_page
@@ -258,7 +258,7 @@ def test_filters_on_both_databases(database_url, query, expected):
 
 
 def test_ipv6_network_filter_on_sqlite(tmp_path):
-    from conftest import dicom_record, T0
+    from web_support import dicom_record, T0
 
     from pacswatch.findings.work import IntervalSet
     from pacswatch.store import Repository
@@ -313,7 +313,7 @@ def test_pages_and_actions_on_both_databases(database_url):
     """The application itself on SQLite and PostgreSQL: log in, list, open, act, download."""
     from fastapi.testclient import TestClient
 
-    from conftest import PASSWORD, T0, do_login, fill
+    from web_support import PASSWORD, T0, do_login, fill
 
     from pacswatch.store.engine import open_database
     from pacswatch.web import accounts
@@ -345,7 +345,7 @@ def test_pages_and_actions_on_both_databases(database_url):
 def test_an_action_on_a_finding_in_a_case_is_in_the_case_history_too(client, login, app):
     from sqlalchemy import insert, select
 
-    from conftest import T0
+    from web_support import T0
 
     from pacswatch.store.notify_tables import case_events, case_services, cases
 

@@ -7,7 +7,7 @@ import json
 import re
 from datetime import datetime, timezone
 
-from conftest import T0
+from web_support import T0
 
 from pacswatch.web.queries_overview import weekly_active, weeks_back
 
@@ -59,7 +59,7 @@ def test_overview_at_a_later_clock(web_settings):
     from dataclasses import replace
 
     from fastapi.testclient import TestClient
-    from conftest import do_login
+    from web_support import do_login
 
     from pacswatch.web.app import create_app
 
@@ -83,7 +83,7 @@ def test_the_overview_follows_a_change_in_the_background(web_settings):
     import time
 
     from fastapi.testclient import TestClient
-    from conftest import do_login
+    from web_support import do_login
     from sqlalchemy import update
 
     from pacswatch.store.tables import findings, scans
@@ -108,7 +108,7 @@ def test_the_overview_follows_a_change_in_the_background(web_settings):
 
 def test_overview_numbers_on_both_databases(database_url):
     """The overview's SQL on SQLite and PostgreSQL (dates and intervals are each dialect's)."""
-    from conftest import fill
+    from web_support import fill
 
     from pacswatch.store.engine import open_database
     from pacswatch.web.queries_overview import load
@@ -144,7 +144,7 @@ def test_countries_with_a_geoip_database(web_settings, tmp_path):
     from dataclasses import replace
 
     from fastapi.testclient import TestClient
-    from conftest import do_login
+    from web_support import do_login
 
     from pacswatch.web.app import create_app
 
@@ -193,7 +193,7 @@ def test_traps_and_findings_marked_by_a_person_are_not_counted_as_exposed(client
     and said to be left out."""
     from sqlalchemy import select
 
-    from conftest import csrf_from
+    from web_support import csrf_from
 
     from pacswatch.store import Repository
     from pacswatch.store.tables import findings

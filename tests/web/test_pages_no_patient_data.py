@@ -15,7 +15,7 @@ for extra in (_TESTS, _TESTS / "interop"):
         sys.path.insert(0, str(extra))
 
 import fakedata  # noqa: E402
-from conftest import PASSWORD, do_login  # noqa: E402
+from web_support import PASSWORD, do_login  # noqa: E402
 from pynetdicom_server import PynetdicomServer  # noqa: E402
 
 from pacswatch.cli import main  # noqa: E402
