@@ -309,3 +309,54 @@ def test_a_silent_tls_handshake_times_out_as_a_tls_error(loop_kind):
     assert status is Status.TLS_ERROR
     assert detail == "TLS handshake timed out"
     assert cancelling == 0
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_conversation_timer_set_for_a_time_already_past_can_be_moved_earlier(loop_kind):
+    """A loop too busy to keep up sets a conversation's timer for a time already past: uvloop
+    then gives a plain Handle (no .when()). Bytes that arrive before it runs, after which the
+    conversation wants its timer earlier still, must re-arm it, not raise AttributeError (which
+    broke that endpoint's connection under load)."""
+    from pacswatch.net.transport import _Driver
+    from pacswatch.scan.job import run_event_loop
+
+    class Conversation:
+        def __init__(self, due: float) -> None:
+            self.done, self.due, self.heard, self.fired_at = False, due, b"", None
+
+        def get_timer(self) -> float:
+            return self.due
+
+        def handle_timer(self, now: float) -> bytes:
+            self.done, self.fired_at = True, now
+            return b""
+
+        def feed(self, data: bytes) -> bytes:
+            self.heard += data
+            return b""
+
+        def fail(self, error) -> bytes:
+            self.done = True
+            return b""
+
+    async def main():
+        async def hold(reader, writer):
+            await reader.read()
+
+        server, port = await _server(hold)
+        loop = asyncio.get_running_loop()
+        conn = await open_connection(HOST, port, deadline=loop.time() + 2, read_cap=1024)
+        try:
+            conversation = Conversation(loop.time() - 1)
+            driver = _Driver(conn, conversation)
+            conn._peer.driver = driver
+            driver._arm()  # past already: uvloop's call_at returns a Handle
+            conversation.due = loop.time() - 2
+            driver.received(b"late")  # in the same loop iteration, before the timer ran
+            await asyncio.wait_for(driver.future, 2)
+            return conversation.heard, conversation.fired_at is not None
+        finally:
+            conn.abort()
+            server.close()
+
+    assert run_event_loop(main(), loop_kind) == (b"late", True)

@@ -143,7 +143,10 @@ class _Driver:
         self.conversation = conversation
         self.loop = conn._loop
         self.future: asyncio.Future[None] = self.loop.create_future()
-        self.timer: asyncio.TimerHandle | None = None
+        # uvloop's call_at gives a plain Handle (no .when()) for a time already past, which a busy
+        # loop meets: the time the timer was set for is kept here instead.
+        self.timer: asyncio.Handle | None = None
+        self.armed_for = 0.0
 
     def start(self, first: bytes) -> None:
         self._write(first)
@@ -182,7 +185,8 @@ class _Driver:
 
     def _arm(self) -> None:
         if self.timer is None and not self.future.done():
-            self.timer = self.loop.call_at(self.conversation.get_timer(), self._fired)
+            self.armed_for = self.conversation.get_timer()
+            self.timer = self.loop.call_at(self.armed_for, self._fired)
 
     def _react(self, reaction: Callable[[Conversation, _T], tuple[bytes, NetError | None]], value: _T) -> None:
         """Tell the conversation what happened (a reaction above), write its answer, and end
@@ -201,7 +205,7 @@ class _Driver:
             self._finish(end)
         elif self.timer is None:
             self._arm()
-        elif self.conversation.get_timer() < self.timer.when():
+        elif self.conversation.get_timer() < self.armed_for:
             # A later time is caught when the timer fires (the conversation then has nothing to
             # do yet, and the timer is set again); an earlier one needs a new timer.
             self.timer.cancel()
