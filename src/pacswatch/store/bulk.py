@@ -17,7 +17,7 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from sqlalchemy import DateTime, Table, bindparam, insert, update
+from sqlalchemy import DateTime, Table, bindparam, delete, insert, update
 from sqlalchemy.engine import Connection, Dialect
 
 from pacswatch.store.errors import StoreError
@@ -27,7 +27,8 @@ ROW_ID = "b_id"  # the UPDATE's WHERE id = ... parameter, apart from the columns
 
 class BulkStatement:
     """kind "insert": every column of `table` but "id" (the database numbers the row);
-    "insert-id": every column, "id" too; "update": every column but "id", WHERE id = row["id"].
+    "insert-id": every column, "id" too; "update": every column but "id", WHERE id = row["id"];
+    "delete": WHERE each primary key column = the row's value.
 
     Rows are mappings from column key to value; other keys are ignored and a missing column is
     a KeyError (Core would refuse it too), never a silent NULL."""
@@ -41,6 +42,9 @@ class BulkStatement:
         elif kind in ("insert", "insert-id"):
             compiled = insert(table).compile(dialect=dialect, column_keys=columns)
             expected = columns
+        elif kind == "delete":
+            expected = [c.key for c in table.primary_key.columns]
+            compiled = delete(table).where(*(table.c[k] == bindparam(k) for k in expected)).compile(dialect=dialect)
         else:
             raise ValueError(f"unknown statement kind {kind!r}")
         names = list(compiled.positiontup or ()) if dialect.positional else list(compiled.binds)
@@ -57,7 +61,7 @@ class BulkStatement:
         # to its column as INSERT's parameters are.
         self.copy_sql = (f"COPY {dialect.identifier_preparer.format_table(table)} "
                          f"({', '.join(dialect.identifier_preparer.quote(n) for n in names)}) FROM STDIN"
-                         if dialect.name == "postgresql" and kind != "update" else None)
+                         if dialect.name == "postgresql" and kind.startswith("insert") else None)
         self._values = itemgetter(*("id" if n == ROW_ID else n for n in names))
         # (position, processor, memo key): a datetime is memoized per batch, because one look's
         # moment fills half a dozen columns; the key is the type's implementation for this

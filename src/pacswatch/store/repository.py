@@ -119,8 +119,6 @@ _NEXT_IDS = {t.name: select(func.nextval(func.pg_get_serial_sequence(t.name, "id
 _COUNTS = (select(scans.c.counts, scans.c.done).where(scans.c.id == bindparam("scan_id"))
            .with_for_update(key_share=True))
 _FORGET_WORK = delete(scan_work).where(scan_work.c.scan_id == bindparam("scan_id"))
-_FORGET_INTERVAL = delete(scan_work).where(scan_work.c.scan_id == bindparam("b_scan_id"),
-                                           scan_work.c.first_index == bindparam("b_first"))
 _UPDATE_SCAN = update(scans).where(scans.c.id == bindparam("b_scan_id"))
 
 
@@ -373,9 +371,8 @@ class Repository:
             values["done"] = (done or 0) + sum(plan.counts.values())
             conn.execute(delete(scan_work).where(scan_work.c.scan_id == scan_id, scan_work.c.first_index >= shard.first,
                                                  scan_work.c.first_index <= shard.last))
-            if shard_intervals := work.intervals():
-                conn.execute(insert(scan_work), [{"scan_id": scan_id, "first_index": a, "last_index": b}
-                                                 for a, b in shard_intervals])
+            self._bulk_write(conn, "insert", scan_work, {}, [{"scan_id": scan_id, "first_index": a, "last_index": b}
+                                                            for a, b in work.intervals()])
             conn.execute(_UPDATE_SCAN, {**values, "b_scan_id": scan_id})
             return None
         intervals = None
@@ -389,11 +386,12 @@ class Repository:
                 gone, new = frozenset(), intervals
             else:
                 gone, new = before - intervals, intervals - before
-            if gone:  # before the inserts: a grown interval keeps its first index (the key)
-                conn.execute(_FORGET_INTERVAL, [{"b_scan_id": scan_id, "b_first": a} for a, _ in gone])
-            if new:
-                conn.execute(insert(scan_work), [{"scan_id": scan_id, "first_index": a, "last_index": b}
-                                                 for a, b in sorted(new)])
+            # A few hundred intervals a batch in a scan with thousands in flight: compiled
+            # statements (store/bulk.py), not Core's work per row. The deletes go first: a grown
+            # interval keeps its first index (the key).
+            self._bulk_write(conn, "delete", scan_work, {}, [{"scan_id": scan_id, "first_index": a} for a, _ in gone])
+            self._bulk_write(conn, "insert", scan_work, {}, [{"scan_id": scan_id, "first_index": a, "last_index": b}
+                                                            for a, b in sorted(new)])
         conn.execute(_UPDATE_SCAN, {**values, "b_scan_id": scan_id})
         return intervals
 
