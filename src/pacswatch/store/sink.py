@@ -23,6 +23,17 @@ HEARTBEAT = 5.0  # seconds between liveness updates of a running scan (at most; 
 THREAD_CPU_ENV = "PACSWATCH_THREAD_CPU"
 
 
+def _waits() -> str:
+    """How often this thread gave up the CPU waiting (for the GIL, mostly: a thread that waits
+    for it blocks), and how often it was made to (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/thread-self/status") as status:
+            counts = dict(line.split(":\t") for line in status.read().splitlines() if "ctxt_switches" in line)
+    except OSError:
+        return ""
+    return f"{counts['voluntary_ctxt_switches']} voluntary, {counts['nonvoluntary_ctxt_switches']} forced"
+
+
 class StoreSink:
     """The one writer of a scan: `put(index, record)` from the event loop, batches committed by a
     thread with the completed-index set, so a resume never skips an endpoint whose record is lost.
@@ -51,6 +62,7 @@ class StoreSink:
         self._closing = False
         self._thread = threading.Thread(target=self._run, name=f"pacswatch-store-{scan_id}", daemon=True)
         self.thread_cpu_s = 0.0  # the writer thread's CPU, known once it stopped
+        self._thread_waits = ""
 
     def start(self) -> StoreSink:
         self._thread.start()
@@ -80,9 +92,9 @@ class StoreSink:
         self._wake.set()
         self._thread.join()
         if os.environ.get(THREAD_CPU_ENV):
-            print(f"pacswatch: thread CPU s: store writer {self.thread_cpu_s:.3f}, "
-                  f"{threading.current_thread().name} {time.thread_time():.3f}, process {time.process_time():.3f}",
-                  file=sys.stderr)
+            print(f"pacswatch: thread CPU s: store writer {self.thread_cpu_s:.3f} ({self._thread_waits} waits), "
+                  f"{threading.current_thread().name} {time.thread_time():.3f} ({_waits()} waits), "
+                  f"process {time.process_time():.3f}", file=sys.stderr)
         if self.error is not None:
             raise StoreError(f"records could not be stored: {self.error}") from self.error
 
@@ -90,7 +102,7 @@ class StoreSink:
         try:
             self._loop()
         finally:
-            self.thread_cpu_s = time.thread_time()
+            self.thread_cpu_s, self._thread_waits = time.thread_time(), _waits()
 
     def _loop(self) -> None:
         quiet_since = time.monotonic()
