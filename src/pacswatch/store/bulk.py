@@ -9,7 +9,8 @@ the scanner, so that work is worth avoiding.
 A `BulkStatement` is the same INSERT or UPDATE, compiled once by Core for the engine's dialect,
 with each column's own bind processor (the one Core would apply, so the values the database
 gets are Core's: tests/store/test_store_bulk.py compares whole tables written both ways). Per
-row, what is left is taking the values in order and processing the few that need it.
+row, what is left is taking the values in order and processing the few that need it. On SQLite,
+inserts go in statements of many rows (SQLITE_ROWS), on PostgreSQL through COPY.
 """
 
 from __future__ import annotations
