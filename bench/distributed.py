@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Distributed scans: how endpoints/s grow with worker processes, and PostgreSQL's bulk ingest.
 
-    python bench/distributed.py [--endpoints 12000] [--per-worker 64] [--workers 1,2,4] [--delay-ms 50]
+    python bench/distributed.py [--endpoints 12000] [--per-worker 64] [--workers 1,2,4] [--delay-ms 200]
 
 Everything on loopback: a throwaway PostgreSQL (store/throwaway.py) and redis-server
 (distributed/throwaway.py), bench/responder.c serving --endpoints DICOM endpoints (127.67.128.1 on,
@@ -15,7 +15,12 @@ the network allows, so the delay is the limit). For each worker count, a fresh d
 - endpoints/s: over the scan command's wall time (its start-up, planning, sending the shards, the
   last shard's tail, the 0.5 s poll), and steady, between 10% and 90% of endpoints stored,
 - CPU s per 1,000 endpoints of the worker process trees (Celery parents and pool processes),
-- the scaling ratio against one worker (goal: 4 workers >= 3.5x one while the network is the limit).
+- the scaling ratio against one worker (goal: 4 workers >= 3.5x one while the network is the limit),
+- how busy the machine's CPUs were during the run (every process on it, other work included) and
+  how many cores the workers used: the network is the limit only while the CPUs have time to
+  spare. The defaults (200 ms per reply, 64 endpoints in flight per worker) keep four workers,
+  the responder and PostgreSQL well under two cores; at 50 ms four workers needed more CPU than
+  a shared 2-core machine had, and the ratio measured the machine, not the scans.
 
 Then the ingest rate: --ingest-records records stored through a shard's path (the workers':
 Repository.ingest, skipping what is stored under the shard's lock) in batches of 1,000, by one
@@ -64,6 +69,14 @@ def tree_cpu(processes: list[psutil.Process]) -> float:
     return total
 
 
+def machine_busy(before, after) -> float:
+    """The share of every core's time spent running something (any process on the machine)
+    between two psutil.cpu_times() readings: 1.0 means the CPUs were the limit."""
+    total = sum(after) - sum(before)
+    idle = (after.idle - before.idle) + (getattr(after, "iowait", 0) - getattr(before, "iowait", 0))
+    return (total - idle) / total if total > 0 else 0.0
+
+
 def wait_live(database: str, count: int, timeout: float = 60) -> None:
     from pacswatch.store.repository import Repository
     from pacswatch.store.shards import ShardStore
@@ -95,6 +108,7 @@ def one_run(pg: ThrowawayPostgres, redis: ThrowawayRedis, targets_file: Path, en
         wait_live(database, workers)
         watched = [psutil.Process(p.pid) for p in procs]
         cpu_before = tree_cpu(watched)
+        machine_before = psutil.cpu_times()
         shard_size = max(50, endpoints // (workers * 8))  # enough shards to keep every worker busy to the end
         started = time.monotonic()
         scan = subprocess.Popen([sys.executable, "-m", "pacswatch.cli", "scan", f"@{targets_file}", "--database",
@@ -110,6 +124,8 @@ def one_run(pg: ThrowawayPostgres, redis: ThrowawayRedis, targets_file: Path, en
                 time.sleep(0.25)
         wall = time.monotonic() - started
         cpu = tree_cpu(watched) - cpu_before
+        busy = machine_busy(machine_before, psutil.cpu_times())
+        load = os.getloadavg()[0]
         if scan.returncode != 0:
             raise SystemExit(f"scan failed ({scan.returncode}): {scan.stderr.read()[-2000:] if scan.stderr else ''}")
         low = next(t for t, done in samples if done >= 0.1 * endpoints)
@@ -122,7 +138,8 @@ def one_run(pg: ThrowawayPostgres, redis: ThrowawayRedis, targets_file: Path, en
                 "wall_s": round(wall, 2), "endpoints_per_s": round(endpoints / wall, 1),
                 "steady_endpoints_per_s": round(steady, 1) if steady else None,
                 "worker_cpu_s": round(cpu, 2), "cpu_s_per_1000": round(1000 * cpu / endpoints, 3),
-                "shard_size": shard_size}
+                "worker_cores": round(cpu / wall, 2), "machine_busy_pct": round(100 * busy, 1),
+                "load_avg_1m_after": round(load, 2), "shard_size": shard_size}
     finally:
         for p in procs:
             if p.poll() is None:
@@ -212,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoints", type=int, default=12000)
     parser.add_argument("--per-worker", type=int, default=64, help="asyncio concurrency per worker (fixed)")
     parser.add_argument("--workers", default="1,2,4", help="worker process counts to measure")
-    parser.add_argument("--delay-ms", type=int, default=50, help="the responder's delay per reply")
+    parser.add_argument("--delay-ms", type=int, default=200, help="the responder's delay per reply (a distant "
+                        "network; long enough that the network, not this machine's CPUs, is the limit)")
     parser.add_argument("--ingest-records", type=int, default=100_000)
     args = parser.parse_args(argv)
     raise_nofile_limit()
@@ -234,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
             run = one_run(pg, redis, targets_file, args.endpoints, workers, args.per_worker, logs)
             runs.append(run)
             print(f"{workers} workers: {run['endpoints_per_s']:8.1f} endpoints/s, {run['cpu_s_per_1000']:.3f} CPU s "
-                  f"per 1,000 endpoints, wall {run['wall_s']} s (shards of {run['shard_size']})", flush=True)
+                  f"per 1,000 endpoints, wall {run['wall_s']} s (shards of {run['shard_size']}); CPUs "
+                  f"{run['machine_busy_pct']}% busy (all {os.cpu_count()} cores, every process on the machine), "
+                  f"the workers used {run['worker_cores']} cores, load {run['load_avg_1m_after']}"
+                  + ("" if run["machine_busy_pct"] < 80 else ": the CPUs, not the network, may have been the limit"),
+                  flush=True)
         ingest = ingest_rate(pg, args.ingest_records)
     one = next((r for r in runs if r["workers"] == 1), None)
     for run in runs:

@@ -118,7 +118,7 @@ def test_sigkill_of_a_worker_mid_scan_loses_and_duplicates_nothing(workers, redi
 
 
 def test_a_dead_broker_at_start_is_one_clear_error(pg_url, tmp_path):
-    from conftest import free_port
+    from pacswatch.distributed.throwaway import free_port  # not conftest: another conftest may hold that name by now
 
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     result = pacswatch("scan", f"{BASE[:-1]}1:11112", "--database", pg_url, "--broker", url, "--no-progress",

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from pacswatch.store.repository import ShardSpan
-from pacswatch.store.shards import ShardStore
+from datetime import timedelta
+
+from pacswatch.store.repository import ShardSpan, now_utc
+from pacswatch.store.shards import LEASE_STALE, ShardStore
 from pacswatch.store.tables import observations
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
@@ -62,9 +64,29 @@ def test_a_shard_that_keeps_killing_workers_is_failed_after_max_tries(repo):
     scan = new_scan(repo)
     store = ShardStore(repo.engine)
     [shard_id] = store.create(scan, [(0, 9)], queue="pacswatch", vantage=None)
-    assert [store.take(shard_id, f"w{n}", 3)[0] for n in range(4)] == ["run", "run", "run", "failed"]
+    # Each start's worker dies: its lease goes stale before the next delivery takes the shard.
+    later = [now_utc() + n * 2 * LEASE_STALE for n in range(6)]
+    assert [store.take(shard_id, f"w{n}", 3, now=later[n])[0] for n in range(4)] == ["run", "run", "run", "failed"]
     row = store.get(shard_id)
     assert row["state"] == "failed" and "3 times" in row["error"] and row["worker"] == "w2"
-    assert store.take(shard_id, "w4", 3)[0] == "failed"  # stays failed
+    assert store.take(shard_id, "w4", 3, now=later[4])[0] == "failed"  # stays failed
     [again] = store.requeue([scan], reset_tries=True)  # scan --resume
-    assert again["id"] == shard_id and store.take(shard_id, "w5", 3)[0] == "run"
+    assert again["id"] == shard_id and store.take(shard_id, "w5", 3, now=later[5])[0] == "run"
+
+
+def test_a_fresh_lease_keeps_a_second_delivery_off_the_shard(repo):
+    """Issue 14: Redis redelivers a shard that outlives its visibility timeout; the second
+    delivery must not probe it while the first one's lease is renewed, and takes it over (from
+    its stored progress) once the lease is stale: its owner died."""
+    scan = new_scan(repo)
+    store = ShardStore(repo.engine)
+    [shard_id] = store.create(scan, [(0, 9)], queue="pacswatch", vantage=None)
+    t0 = now_utc()
+    assert store.take(shard_id, "a", 3, owner="a/1", now=t0)[0] == "run"
+    assert store.take(shard_id, "b", 3, owner="b/2", now=t0 + LEASE_STALE / 2)[0] == "leased"
+    assert store.renew(shard_id, "a/1") and not store.renew(shard_id, "b/2")
+    verdict, row = store.take(shard_id, "b", 3, owner="b/2", now=now_utc() + LEASE_STALE + timedelta(seconds=1))
+    assert verdict == "run" and row["tries"] == 2 and row["lease_owner"] == "b/2"
+    store.finish(shard_id, "done")
+    assert store.take(shard_id, "c", 3, owner="c/3")[0] == "done"
+    assert store.get(shard_id)["lease_owner"] is None

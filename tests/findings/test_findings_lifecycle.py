@@ -29,7 +29,7 @@ def run(*looks, confirm=timedelta(0)):
 
 def test_first_severity_opens_a_finding():
     state, kinds = run(Look("success", "critical", T0))
-    assert kinds == ["new"] and state == FindingState("open", "critical", T0, T0)
+    assert kinds == ["new"] and state == FindingState("open", "critical", T0, T0, seen_from="")
 
 
 def test_nothing_exposed_and_no_finding_stays_nothing():
@@ -110,3 +110,38 @@ def test_diff_scans():
     assert diff.disappeared == (("127.0.0.2", 104),)
     assert diff.changed == ((("127.0.0.4", 104), "low", "high"),)
     assert diff.unchanged == 1  # 127.0.0.5 was not looked at again: neither fixed nor unchanged
+
+
+def test_a_miss_counts_only_from_a_vantage_that_saw_the_finding():
+    """Vantage flapping (issue 14): a service that A sees and B does not (a firewall between B
+    and it) stays open through any number of B's scans; A's own two misses fix it."""
+    east, west = "east", "west"
+    looks = [Look("success", "high", T0, east)]
+    looks += [Look("connection-refused" if n % 2 else "connection-timeout", None, T0 + n * H, west) for n in (1, 3, 5)]
+    looks += [Look("success", "high", T0 + n * H, east) for n in (2, 4)]
+    state, kinds = run(*sorted(looks, key=lambda look: look.at))
+    assert kinds == ["new"] and state.status == "open" and state.seen_from == east
+    state, more = advance(state, Look("connection-refused", None, T0 + 6 * H, east), timedelta(0))
+    state, last = advance(state, Look("connection-refused", None, T0 + 7 * H, east), timedelta(0))
+    assert [e.kind for e in more + last] == ["missed", "fixed"] and state.status == "fixed"
+
+
+def test_a_sighting_from_anywhere_counts_and_adds_its_vantage():
+    state, kinds = run(Look("success", "high", T0, "east"), Look("connection-refused", None, T0 + H, "east"),
+                       Look("connection-refused", None, T0 + 2 * H, "east"), Look("success", "low", T0 + 3 * H, "west"),
+                       Look("connection-refused", None, T0 + 4 * H, "west"))
+    assert kinds == ["new", "missed", "fixed", "reopened", "missed"]
+    assert state.seen_from == "east,west"
+
+
+def test_counts_as_miss_is_by_vantage_and_older_findings_count_every_miss():
+    from pacswatch.findings.lifecycle import counts_as_miss, seen_also_from
+
+    assert counts_as_miss("east", "east") and not counts_as_miss("east", "west")
+    assert counts_as_miss(",east", None) and counts_as_miss("", None) and not counts_as_miss("", "east")
+    assert not counts_as_miss("east", None)  # an unnamed scan is a place of its own
+    assert counts_as_miss(None, "west")  # stored before vantages were kept
+    assert seen_also_from("west", "east") == "east,west" and seen_also_from("east,west", "west") == "east,west"
+    assert seen_also_from("east", None) == ",east" and seen_also_from(None, "east") == "east"
+    legacy = FindingState("open", "high", T0, T0)
+    assert advance(legacy, Look("connection-refused", None, T0 + H, "west"))[1][0].kind == "missed"

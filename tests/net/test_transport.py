@@ -217,3 +217,95 @@ def test_both_event_loops_turn_nagle_off(kind):
     module, nodelay = run_event_loop(main(), kind)
     assert module.startswith(kind)
     assert nodelay != 0
+
+
+class _FullListener:
+    """A loopback listener whose accept queue is full and never drained: the kernel drops the
+    next SYN, so a connect to it hangs until its deadline (as to a filtered port)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self.listener = socket.socket()
+        self.listener.bind((HOST, 0))
+        self.listener.listen(0)
+        port = self.listener.getsockname()[1]
+        self.held = []
+        for _ in range(4):  # more than the queue holds: the extra ones hang too, unseen
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex((HOST, port))
+            self.held.append(sock)
+        return port
+
+    def __exit__(self, *exc_info) -> None:
+        for sock in self.held:
+            sock.close()
+        self.listener.close()
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_hanging_connect_times_out_and_leaves_the_task_uncancelled(loop_kind):
+    """The connect's own deadline ends it as connection-timeout, and takes back the cancellation
+    it used: the probe's task goes on as if nothing had been cancelled."""
+    from pacswatch.scan.job import run_event_loop
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        with pytest.raises(NetError) as info:
+            await open_connection(HOST, port, deadline=loop.time() + 5, read_cap=1024, connect_timeout=0.3)
+        await asyncio.sleep(0)  # a cancellation left pending would be raised here
+        return info.value.status, asyncio.current_task().cancelling()
+
+    with _FullListener() as port:
+        status, cancelling = run_event_loop(main(), loop_kind)
+    assert status is Status.CONNECTION_TIMEOUT
+    assert cancelling == 0
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_connect_cancelled_from_outside_is_a_cancellation_not_a_timeout(loop_kind):
+    """Ctrl-C cancels the probes in flight: a connect under way must pass the CancelledError on,
+    not turn it into a connection-timeout record."""
+    from pacswatch.scan.job import run_event_loop
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(open_connection(HOST, port, deadline=loop.time() + 5, read_cap=1024))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+        except NetError as exc:
+            return exc.status
+        return "connected"
+
+    with _FullListener() as port:
+        assert run_event_loop(main(), loop_kind) == "cancelled"
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_silent_tls_handshake_times_out_as_a_tls_error(loop_kind):
+    from pacswatch.net.tls import ScannerTlsContext
+    from pacswatch.scan.job import run_event_loop
+
+    async def main():
+        async def silent(reader, writer):
+            await asyncio.sleep(3)
+
+        server, port = await _server(silent)
+        loop = asyncio.get_running_loop()
+        try:
+            with pytest.raises(NetError) as info:
+                await open_connection(HOST, port, deadline=loop.time() + 0.3, read_cap=1024,
+                                      ssl_context=ScannerTlsContext().context)
+        finally:
+            server.close()
+        return info.value.status, info.value.detail, asyncio.current_task().cancelling()
+
+    status, detail, cancelling = run_event_loop(main(), loop_kind)
+    assert status is Status.TLS_ERROR
+    assert detail == "TLS handshake timed out"
+    assert cancelling == 0

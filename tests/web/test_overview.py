@@ -185,3 +185,37 @@ def test_a_file_that_is_not_a_geoip_database_is_refused_at_start(web_settings, t
     bad.write_bytes(b"not a database")
     with pytest.raises(GeoIpError, match="cannot read the GeoIP database"):
         create_app(replace(web_settings, geoip_path=bad))
+
+
+def test_traps_and_findings_marked_by_a_person_are_not_counted_as_exposed(client, login, app, web_settings):
+    """The overview counts what `pacswatch stats` counts: a trap (here an analyst's 'honeypot')
+    and a finding marked a false positive are left out of the cards and the exposed services,
+    and said to be left out."""
+    from sqlalchemy import select
+
+    from conftest import csrf_from
+
+    from pacswatch.store import Repository
+    from pacswatch.store.tables import findings
+
+    with app.state.engine.connect() as conn:
+        by_ip = dict(conn.execute(select(findings.c.ip, findings.c.id)).all())
+    login(client, "ana")
+    before = client.get("/").text
+    assert '<div class="n sev-low">1</div>' in before and 'id="left-out"' not in before
+    token = csrf_from(before)
+    assert client.post(f"/findings/{by_ip['127.65.5.50']}/false-positive",
+                       data={"reason": "a test box", "csrf_token": token}).status_code in (200, 303)
+    with Repository.open(web_settings.database_url) as repo:
+        assert repo.mark_finding(by_ip["127.65.2.20"], "honeypot", "a canary we run") is not None
+        stats = repo.stats()
+    from pacswatch.web.pages_overview import compute
+
+    compute(app.state.engine, app.state.overview_cache, web_settings.clock)  # as the background refresh does
+    html = client.get("/").text
+    view = app.state.overview_cache.view
+    assert view.left_out == {"traps": 1, "marked by a person": 1}
+    assert view.exposed["services"] == stats["now"]["exposed_services"] == 3
+    assert view.exposed_by_severity == {k: v for k, v in stats["findings_by_severity"].items()}
+    assert '<div class="n sev-low">0</div>' in html and '<div class="n sev-medium">0</div>' in html
+    assert 'id="left-out"' in html and "1 trap " in html

@@ -113,7 +113,7 @@ def campaign_scan(settings: ScanSettings, err: Console) -> int:
 
     plan_given, pace, output, follow_up = settings.plan, settings.pace, settings.output, settings.follow_up
     resuming = settings.resume is not None
-    confirm = _confirm_fixed_after(follow_up)  # a bad value fails before the database is opened
+    confirm = confirm_fixed_after(follow_up)  # a bad value fails before the database is opened
     if resuming and (plan_given.targets or plan_given.masscan or plan_given.zmap):
         raise ValueError(f"--resume {settings.resume} takes no targets: scan {settings.resume} keeps the ones it "
                          "started with")
@@ -166,7 +166,7 @@ def campaign_scan(settings: ScanSettings, err: Console) -> int:
             if not pace.quiet:
                 report.print_changes(err, outcome, top=output.top)
             if outcome.status == "finished" and follow_up.attribute:
-                _attribute_after(repo, outcome, err, quiet=pace.quiet, config=follow_up.config)
+                attribute_after(repo, outcome.kept, err, quiet=pace.quiet, config=follow_up.config)
             if outcome.status != "finished":  # Ctrl-C, SIGTERM: say how to go on, even with --quiet
                 err.print(f"{outcome.remaining} endpoints left: pacswatch scan --resume {scan_id}", highlight=False)
             return EXIT_INTERRUPTED if outcome.stats.interrupted else 0
@@ -219,15 +219,17 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-def _attribute_after(repo, outcome, err: Console, *, quiet: bool, config: str | None) -> None:
-    """Owners of what the scan found exposed. A failure here is reported, never fatal: the
-    scan's records are stored already, and `pacswatch attribute` can be run again later."""
+def attribute_after(repo, records, err: Console, *, quiet: bool, config: str | None) -> None:
+    """Owners of what the scan found exposed (`records`: what it kept). A failure here is
+    reported, never fatal: the scan's records are stored already, and `pacswatch attribute` can
+    be run again later. A local scan, a followed distributed scan and the worker that ends a
+    detached one (`attribute_stored`) all come here."""
     from pacswatch.campaign.scope import contact_check
     from pacswatch.notify import config as notify_config
     from pacswatch.notify.service import attribute_after_scan
 
     try:
-        line = attribute_after_scan(repo.engine, notify_config.load(config), outcome.kept,
+        line = attribute_after_scan(repo.engine, notify_config.load(config), records,
                                     may_contact=contact_check(repo))
     except Exception as exc:  # noqa: BLE001 - any failure of a follow-up step
         err.print(Text.assemble(("attribution after the scan failed: ", "yellow"), shown(exc),
@@ -235,6 +237,15 @@ def _attribute_after(repo, outcome, err: Console, *, quiet: bool, config: str | 
         return
     if line and not quiet:
         err.print(line, highlight=False, markup=False)
+
+
+def attribute_stored(repo, scan_id: int) -> None:
+    """A distributed worker's `after_scan` (it ended a --detach scan): the owners of what scan
+    `scan_id` stored, with this machine's notify configuration ($PACSWATCH_NOTIFY_CONFIG); the
+    line goes to the worker's standard error."""
+    from pacswatch.distributed.follow import stored_records
+
+    attribute_after(repo, stored_records(repo, [scan_id]), Console(stderr=True), quiet=False, config=None)
 
 
 def _banner(err: Console, scan_id: int, plan, job, options, resumed: int | None) -> None:
@@ -255,7 +266,7 @@ def _banner(err: Console, scan_id: int, plan, job, options, resumed: int | None)
                   "(login attempts), and this is recorded.[/]")
 
 
-def _confirm_fixed_after(follow_up: FollowUp):
+def confirm_fixed_after(follow_up: FollowUp):
     """How long a missed finding waits for the miss that fixes it (findings/lifecycle.py):
     --confirm-fixed-after, else [campaign] confirm_fixed_after in the notify config, else 6 h."""
     from pacswatch.findings.lifecycle import CONFIRM_FIXED_AFTER
@@ -282,7 +293,7 @@ def campaign_run(settings: RunSettings, err: Console) -> int:
     if settings.now is None and (settings.severity or settings.forever):
         raise ValueError("--severity and --forever go with --now")
     selector = parse_selector(settings.now, list(settings.severity)) if settings.now is not None else None
-    confirm = _confirm_fixed_after(settings.follow_up)
+    confirm = confirm_fixed_after(settings.follow_up)
     policy = RescanPolicy.from_overrides(list(settings.intervals), confirm)
     parameters = {"web_ports": settings.web_ports, "exclude": [_absolute(p) for p in settings.exclude],
                   "scope": _absolute(settings.scope) if settings.scope else None,
@@ -303,7 +314,7 @@ def campaign_run(settings: RunSettings, err: Console) -> int:
     def on_outcome(outcome) -> None:
         if not pace.quiet:
             report.print_changes(err, outcome)
-        _attribute_after(repo, outcome, err, quiet=pace.quiet, config=settings.follow_up.config)
+        attribute_after(repo, outcome.kept, err, quiet=pace.quiet, config=settings.follow_up.config)
 
     loop = RunLoop(repo, make_job=lambda stored: _job(stored, pace, err, output=None)[1],
                    build_plan=lambda p: build_plan(repo, p), parameters=parameters, policy=policy,

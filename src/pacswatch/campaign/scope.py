@@ -19,6 +19,7 @@ from ipaddress import IPv4Address, IPv6Address, summarize_address_range
 
 from pacswatch.targets import BlockEntry, Blocklist, Scope
 from pacswatch.targets.parse import parse_address_range
+from pacswatch.targets.specfile import spec_lines
 from pacswatch.targets.targetset import format_ip
 
 
@@ -47,10 +48,14 @@ def optout_entries(rows: Iterable[Mapping]) -> list[BlockEntry]:
     return out
 
 
-def campaign_blocklist(optouts: Iterable[Mapping], exclude_files: Sequence[str] = ()) -> Blocklist:
+def campaign_blocklist(optouts: Iterable[Mapping], exclude_files: Sequence[str] = (),
+                       exclude_texts: Sequence[tuple[str, str]] = ()) -> Blocklist:
+    """`exclude_texts`: (name, text) of --exclude files read elsewhere (a distributed scan's)."""
     blocklist = Blocklist.default().with_entries(optout_entries(optouts))
     for path in exclude_files:
         blocklist = blocklist.with_file(path)
+    for name, text in exclude_texts:
+        blocklist = blocklist.with_text(name, text)
     return blocklist
 
 
@@ -78,11 +83,15 @@ class AllScopes:
         return None
 
 
-def campaign_scope(scope_file: str | None, entries: Iterable[Mapping]) -> Scope | AllScopes | None:
-    """None when no scope is configured anywhere (everything not blocked may be scanned)."""
+def campaign_scope(scope_file: str | None, entries: Iterable[Mapping],
+                   scope_text: tuple[str, str] | None = None) -> Scope | AllScopes | None:
+    """None when no scope is configured anywhere (everything not blocked may be scanned).
+    `scope_text`: (name, text) of a --scope file read elsewhere (a distributed scan's)."""
     scopes = []
     if scope_file:
         scopes.append(Scope.from_file(scope_file))
+    if scope_text is not None:
+        scopes.append(Scope.from_lines(scope_text[0], spec_lines(scope_text[1])))
     entries = list(entries)
     if entries:
         scopes.append(Scope.from_specs([e["cidr"] for e in entries], "the scope in the database"))
@@ -166,9 +175,10 @@ class LiveBlocklist:
     at most POLL_SECONDS after a change. An endpoint already taken (in flight, or waiting for its
     connection token) is not recalled. Duck-types Blocklist for ScanPlan."""
 
-    def __init__(self, repo, exclude_files: Sequence[str] = ()) -> None:
+    def __init__(self, repo, exclude_files: Sequence[str] = (), exclude_texts: Sequence[tuple[str, str]] = ()) -> None:
         self._repo = repo
-        self._fixed = campaign_blocklist((), exclude_files)  # defaults and --exclude: read once
+        # Defaults and --exclude: read once (or given as text, read by a distributed scan's command).
+        self._fixed = campaign_blocklist((), exclude_files, exclude_texts)
         self._changed = _change_detector(repo)
         self._rows: tuple = ()
         self._current = self._fixed

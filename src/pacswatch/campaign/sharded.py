@@ -31,7 +31,9 @@ def executor(broker: str | None, vantages: tuple[str, ...], err: Console) -> Cal
     """execute(repo, scan_id, plan, job, policy=...) for RunLoop, on the workers of `broker`."""
     from pacswatch.distributed.app import check_broker, check_vantage, make_app
     from pacswatch.distributed.follow import follow, resend, submit
-    from pacswatch.store.shards import ShardStore
+    from pacswatch.campaign.planinputs import read_inputs
+    from pacswatch.findings.schedule import RescanPolicy
+    from pacswatch.store.shards import BY_COMMAND, ShardStore
 
     names = [check_vantage(v) for v in vantages]
     if len(names) > 1:
@@ -41,11 +43,16 @@ def executor(broker: str | None, vantages: tuple[str, ...], err: Console) -> Cal
     check_broker(app)
 
     def execute(repo: Repository, scan_id: int, plan, job, *, policy=None) -> ScanOutcome:
-        # The workers store with the policy the run keeps in the database (RunLoop.replan).
         if ShardStore(repo.engine).of_scans([scan_id]):  # a rescan an earlier run left unfinished
             resend(app, repo, [scan_id])
         else:
-            submit(app, repo, scan_id, plan.size, vantage=vantage)
+            # The workers rebuild the plan from what this run read (no file of this machine) and
+            # store with this run's policy (--confirm-fixed-after, --interval); the run's
+            # on_outcome looks up the owners, as after a local rescan.
+            scan = repo.scan(scan_id)
+            assert scan is not None  # the run loop stored it
+            inputs = read_inputs(scan["parameters"], plan.targets, policy or RescanPolicy(), BY_COMMAND)
+            submit(app, repo, scan_id, plan.size, vantage=vantage, inputs=inputs)
         return outcome_of(repo, scan_id, follow(app, repo, [scan_id], err, show_progress=False))
 
     return execute

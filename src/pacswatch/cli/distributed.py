@@ -73,7 +73,9 @@ def register(sub) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     from celery.signals import worker_process_init
 
-    from pacswatch.campaign.commands import build_plan  # the campaign's plan, passed down to the tasks
+    # The campaign's plan and owners' lookup, passed down to the tasks.
+    from pacswatch.campaign.commands import attribute_stored
+    from pacswatch.campaign.planinputs import stored_plan
     from pacswatch.distributed.app import DEFAULT_QUEUE, check_broker, check_vantage, make_app, queue_for
     from pacswatch.distributed.tasks import WorkerConfig, register as register_task
     from pacswatch.store.repository import Repository, now_utc
@@ -87,7 +89,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     else:
         queues = [queue_for(vantage), *([DEFAULT_QUEUE] if vantage else [])]
     name = args.name or f"{vantage or 'pacswatch'}.{os.getpid()}@{socket.gethostname()}"
-    register_task(app, WorkerConfig(args.database, vantage, build_plan))
+    register_task(app, WorkerConfig(args.database, vantage, stored_plan, after_scan=attribute_stored))
     repo = Repository.open(args.database)  # fails here, in one line, if the database is not usable
     store = ShardStore(repo.engine)
     store.heartbeat(name, vantage=vantage, queues=queues, concurrency=args.concurrency, started_at=now_utc())
@@ -164,7 +166,7 @@ def _ping(broker: str | None) -> set[str] | None:
 
 
 def cmd_shards(args: argparse.Namespace) -> int:
-    from pacswatch.campaign.commands import build_plan
+    from pacswatch.campaign.planinputs import stored_plan
     from pacswatch.campaign.report import when
     from pacswatch.store.repository import Repository
     from pacswatch.store.shards import ShardStore
@@ -186,7 +188,7 @@ def cmd_shards(args: argparse.Namespace) -> int:
         if args.endpoints and failed:
             scan = repo.scan(args.scan_id)
             assert scan is not None  # it has shards
-            plan = build_plan(repo, scan["parameters"])
+            plan = stored_plan(repo, scan)
             for s in failed:
                 for index in range(int(s["first_index"]), int(s["last_index"]) + 1):
                     endpoint = plan[index]
@@ -210,8 +212,11 @@ def distributed_scan(settings: ScanSettings, err: Console) -> int:
 
 
 def _distributed_scan(settings: ScanSettings, err: Console) -> int:
-    from pacswatch.campaign.commands import build_plan, fixed_on_resume, scan_parameters
+    from pacswatch.campaign.commands import confirm_fixed_after, fixed_on_resume, scan_parameters
+    from pacswatch.campaign.planinputs import plan_from_inputs, read_inputs, stored_plan
     from pacswatch.campaign.scanrun import check_same_plan, start_scan, targets_from_parameters
+    from pacswatch.findings.schedule import POLICY_SETTING, RescanPolicy
+    from pacswatch.store.shards import BY_COMMAND, BY_WORKER
     from pacswatch.distributed.app import check_broker, check_vantage, make_app
     from pacswatch.distributed.follow import resend, submit
     from pacswatch.distributed.shards import DEFAULT_SHARD_SIZE
@@ -229,8 +234,13 @@ def _distributed_scan(settings: ScanSettings, err: Console) -> int:
     if resuming and (fixed := fixed_on_resume(given, settings.probe)):
         raise ValueError(f"--resume {resume} keeps the plan and probe settings it started with: leave out "
                          f"{', '.join(fixed)}")
+    confirm = confirm_fixed_after(settings.follow_up)  # a bad value fails before anything is stored
+    if resuming and settings.follow_up.confirm_fixed_after is not None:
+        raise ValueError(f"--resume {resume} keeps the --confirm-fixed-after it started with: leave it out")
     parameters = targets = None
     if not resuming:
+        # Read once, here: the workers get the targets as resolved here and the files' text
+        # through the database (campaign/planinputs.py), never the paths.
         parameters = scan_parameters(given, settings.probe, settings.pace)
         targets = targets_from_parameters(parameters)
     app = make_app(distributed.broker)
@@ -248,21 +258,25 @@ def _distributed_scan(settings: ScanSettings, err: Console) -> int:
                 raise ValueError(f"scan {resume} was not a distributed scan: resume it without --broker")
             if scan["status"] == "finished":
                 raise ValueError(f"scan {resume} is finished: nothing to resume (start a new scan)")
-            check_same_plan(scan, build_plan(repo, scan["parameters"]))
+            check_same_plan(scan, stored_plan(repo, scan))
             scan_ids = [resume]
             sent = resend(app, repo, scan_ids)
             if not quiet:
                 err.print(f"pacswatch: resuming scan {resume}: {sent} shards sent again "
                           f"({scan['done']} of {scan['plan_size']} endpoints done)", highlight=False, markup=False)
         else:
-            assert parameters is not None
-            plan = build_plan(repo, parameters, targets)
+            assert parameters is not None and targets is not None
+            # The findings of this scan follow this policy on every worker (--confirm-fixed-after).
+            policy = RescanPolicy.from_json(repo.setting(POLICY_SETTING), confirm)
+            attribute = None if not settings.follow_up.attribute else BY_WORKER if distributed.detach else BY_COMMAND
+            inputs = read_inputs(parameters, targets, policy, attribute)
+            plan = plan_from_inputs(repo, parameters, inputs)  # the workers' plan, built as they build it
             command = masked_command(["pacswatch", *sys.argv[1:]])
             scan_ids = []
             for vantage in vantages:
                 scan_id = start_scan(repo, plan, {**parameters, "vantage": vantage, "distributed": True},
                                      command=command)
-                count = submit(app, repo, scan_id, plan.size, vantage=vantage,
+                count = submit(app, repo, scan_id, plan.size, vantage=vantage, inputs=inputs,
                                shard_size=distributed.shard_size or DEFAULT_SHARD_SIZE)
                 scan_ids.append(scan_id)
                 if not quiet:
@@ -281,8 +295,10 @@ def _distributed_scan(settings: ScanSettings, err: Console) -> int:
 
 def _follow_and_report(app, repo, scan_ids: list[int], settings: ScanSettings, err: Console) -> int:
     from pacswatch.campaign import report
+    from pacswatch.campaign.commands import attribute_after, attribute_stored
     from pacswatch.campaign.sharded import outcome_of
     from pacswatch.distributed.follow import follow
+    from pacswatch.store.shards import BY_COMMAND, BY_WORKER, ShardStore
     from pacswatch.output import (JsonLinesWriter, findings_table, host_table, more_line, summary_table,
                                   worst_first, worst_per_host)
 
@@ -290,8 +306,12 @@ def _follow_and_report(app, repo, scan_ids: list[int], settings: ScanSettings, e
     show = False if (settings.pace.no_progress or quiet) else err.is_terminal
     broker = f" --broker {settings.distributed.broker}" if settings.distributed.broker else ""
     try:
-        result = follow(app, repo, scan_ids, err, show_progress=show)
+        result = follow(app, repo, scan_ids, err, show_progress=show, after_scan=attribute_stored)
     except KeyboardInterrupt:
+        # No one follows it now: the worker that ends it looks up the owners instead.
+        ShardStore(repo.engine).set_attribute(
+            [i for i in scan_ids if (ShardStore(repo.engine).inputs(i) or {}).get("attribute") == BY_COMMAND],
+            BY_WORKER)
         ids = " ".join(map(str, scan_ids))
         err.print(f"pacswatch scan: stopped following; the workers go on with scan {ids} (pacswatch scans); "
                   f"to follow it again: pacswatch scan --resume {scan_ids[0]}{broker}", highlight=False, markup=False)
@@ -324,6 +344,12 @@ def _follow_and_report(app, repo, scan_ids: list[int], settings: ScanSettings, e
         for scan_id in scan_ids:
             outcome = outcome_of(repo, scan_id, result)
             report.print_changes(err, outcome, top=output.top)
+    # The owners of what the scans found, as a local scan looks them up, once they all finished
+    # (a scan a worker was to do this for, it did when it ended it).
+    store = ShardStore(repo.engine)
+    by_command = [i for i in scan_ids if (store.inputs(i) or {}).get("attribute") == BY_COMMAND]
+    if by_command and all(result.statuses.get(i) == "finished" for i in by_command):
+        attribute_after(repo, result.kept, err, quiet=quiet, config=settings.follow_up.config)
     for shard in result.failed:
         err.print(error_line("pacswatch scan:", f"shard {shard['number']} of scan {shard['scan_id']} failed "
                              f"(plan indexes {shard['first_index']}-{shard['last_index']}): {shard['error']}; its "

@@ -170,6 +170,7 @@ class Association:
         # being read (None: not read), and the count of responses that answered another level.
         self._find_levels: dict[int, str] = {}
         self._identifier: bytearray | None = None
+        self._asked: str | None = None  # the level the message being assembled answers, if ours
         self.off_level_identifiers = 0
 
     # ------------------------------------------------------------ actions (ours)
@@ -263,9 +264,11 @@ class Association:
         before the A-ASSOCIATE-AC must not cost a megabyte of reading (Table 9-10: unexpected
         PDUs lead to AA-8, an abort)."""
         pdu_type = self._framer.next_type()
-        allowed = _ALLOWED_TYPES.get(self.state)
-        if pdu_type is None or allowed is None or not A_ASSOCIATE_RQ <= pdu_type <= A_ABORT or pdu_type in allowed:
-            return True  # unknown type bytes are the framer's to refuse, with its sniffing
+        if pdu_type is None or not A_ASSOCIATE_RQ <= pdu_type <= A_ABORT:
+            return True  # nothing buffered; unknown type bytes are the framer's to refuse, with its sniffing
+        allowed = _ALLOWED_TYPES.get(self.state)  # after the cheap tests: an Enum hashes in Python
+        if allowed is None or pdu_type in allowed:
+            return True
         raise PeerProtocolError(f"unexpected PDU type 0x{pdu_type:02x} in {self.state.value}", abort_reason=2)
 
     def _on_pdu(self, pdu: PDU) -> Event | None:
@@ -325,7 +328,8 @@ class Association:
                 if pdv.is_last:
                     self._command = decode_command(b"".join(self._command_parts))
                     self._command_parts = []
-                    self._identifier = bytearray() if self._asked_level(self._command) else None
+                    self._asked = self._asked_level(self._command)
+                    self._identifier = bytearray() if self._asked else None
                     if not self._command.has_data_set:
                         events.append(self._complete())
             else:
@@ -350,10 +354,9 @@ class Association:
         return self._find_levels.get(command.message_id_being_responded_to or -1)
 
     def _complete(self) -> DimseMessage:
-        if self._identifier is not None and self._command is not None:
-            asked = self._asked_level(self._command)
-            if asked is not None and off_level(bytes(self._identifier), asked):
-                self.off_level_identifiers += 1
+        # An identifier is read only when its command answers a level we asked (_asked).
+        if self._identifier is not None and self._asked is not None and off_level(bytes(self._identifier), self._asked):
+            self.off_level_identifiers += 1
         self._identifier = None  # dropped: nothing of it outlives this message
         message = DimseMessage(self._message_context or 0, self._command, self._data_set_length)  # type: ignore[arg-type]
         self._command = None

@@ -425,6 +425,12 @@ def decode_pdu(data: bytes) -> PDU:
         raise PeerProtocolError(f"PDU body: need {length} bytes, {len(data) - HEADER_LENGTH} left", abort_reason=6)
     if end < len(data):
         raise PeerProtocolError("bytes after the PDU", abort_reason=6)
+    return _decode_body(pdu_type, data, end)
+
+
+def _decode_body(pdu_type: int, data: bytes, end: int) -> PDU:
+    """Decode a PDU whose header was checked (type, length against the bytes): `data` is the
+    whole PDU, `end` its length."""
     if pdu_type == P_DATA_TF:
         return _decode_pdata(data, HEADER_LENGTH, end)
     if pdu_type == A_ASSOCIATE_AC:
@@ -527,12 +533,14 @@ class PduFramer:
             self._need = HEADER_LENGTH + length
         if len(self._buffer) < self._need:
             return None
-        if len(self._buffer) == self._need:
-            pdu = decode_pdu(bytes(self._buffer))  # the usual case: the buffer holds one PDU
+        # Its header was checked above (check_length): the body is decoded without a second look.
+        need = self._need
+        if len(self._buffer) == need:
+            pdu = _decode_body(self._buffer[0], bytes(self._buffer), need)  # the usual case: one PDU
             self._buffer.clear()
         else:
             with memoryview(self._buffer) as view:
-                pdu = decode_pdu(bytes(view[: self._need]))  # one copy, not two
-            del self._buffer[: self._need]
+                pdu = _decode_body(view[0], bytes(view[:need]), need)  # one copy, not two
+            del self._buffer[:need]
         self._need = None
         return pdu

@@ -4,8 +4,9 @@ The settings are what makes a shard run exactly once in effect (with the idempot
 a task is acknowledged after it ran (`acks_late`), given back when its worker process dies
 (`task_reject_on_worker_lost`), and a worker holds one task beyond those it runs (prefetch 1), so
 a worker that is killed takes little with it. Redis gives an unacknowledged task to another
-worker after the visibility timeout: it must exceed the longest shard, or a slow shard runs
-twice at once (harmless, since stored indexes are skipped, but wasted).
+worker after the visibility timeout, also while the first still runs it: the shard's lease in
+the database (tasks.py) keeps that second delivery from probing it again, so the timeout only
+sets how soon a killed worker's shard moves on (plus the lease's staleness).
 """
 
 from __future__ import annotations

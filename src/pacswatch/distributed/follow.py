@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 
 from pacswatch.distributed.app import SHARD_TASK, check_broker, queue_for
 from pacswatch.distributed.shards import DEFAULT_SHARD_SIZE, cut
+from pacswatch.distributed.tasks import finish_scan_if_complete
 from pacswatch.record import Record
 from pacswatch.store.repository import Repository
 from pacswatch.store.shards import ShardStore
@@ -30,10 +31,12 @@ POLL = 0.5  # seconds between looks at the database
 BROKER_CHECK = 2.0  # seconds between looks at the broker (and at the live workers)
 
 
-def submit(app, repo: Repository, scan_id: int, plan_size: int, *, vantage: str | None,
+def submit(app, repo: Repository, scan_id: int, plan_size: int, *, vantage: str | None, inputs: dict,
            shard_size: int = DEFAULT_SHARD_SIZE) -> int:
-    """Cut scan `scan_id` into shards, record them, send them; how many."""
+    """Store what the workers rebuild scan `scan_id` from (`inputs`, campaign/planinputs.py),
+    cut it into shards, record them, send them; how many."""
     store = ShardStore(repo.engine)
+    store.save_inputs(scan_id, inputs)
     queue = queue_for(vantage)
     ids = store.create(scan_id, cut(plan_size, shard_size), queue=queue, vantage=vantage)
     with repo.engine.begin() as conn:  # run by the workers: no local process to watch for
@@ -76,8 +79,11 @@ class Followed:
 
 
 def follow(app, repo: Repository, scan_ids: list[int], err: Console, *, show_progress: bool,
+           after_scan: Callable[[Repository, int], None] | None = None,
            clock=time.monotonic, sleep=time.sleep) -> Followed:
-    """Wait until every shard of `scan_ids` is done or failed, drawing the progress bar."""
+    """Wait until every shard of `scan_ids` is done or failed, drawing the progress bar.
+    `after_scan`: as a worker's (tasks.finish_scan_if_complete), should this command end a
+    scan whose owners a worker was to look up."""
     store = ShardStore(repo.engine)
     result = Followed()
     started = clock()
@@ -118,10 +124,7 @@ def follow(app, repo: Repository, scan_ids: list[int], err: Console, *, show_pro
     result.elapsed = clock() - started
     result.failed = store.of_scans(scan_ids, ["failed"])
     for scan_id in scan_ids:  # the last worker marks it; a race may leave that to us
-        scan = repo.scan(scan_id)
-        if scan is not None and scan["status"] == "running":
-            repo.finish_scan(scan_id, "interrupted" if any(f["scan_id"] == scan_id for f in result.failed)
-                             else "finished")
+        finish_scan_if_complete(repo, store, scan_id, after_scan)
         result.statuses[scan_id] = (repo.scan(scan_id) or {}).get("status", "missing")
     result.interrupted = any(s != "finished" for s in result.statuses.values())
     result.kept = stored_records(repo, scan_ids)

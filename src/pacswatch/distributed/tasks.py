@@ -7,14 +7,23 @@ shard named so that indexes already stored are skipped (a redelivered shard cost
 never a second observation). The shard's rate and concurrency are the scan's, shared out among
 the live workers' task slots on its queue (shards.share).
 
-The plan builder lives in the campaign, above this package: the command line passes it in
-(WorkerConfig.plan_for), as it passes the scope check to notify.
+A shard runs under a lease in the database (store/shards.py): renewed while it runs, so that a
+second delivery (Redis gives an unacknowledged shard to another worker once its visibility
+timeout passes, however alive the first worker is) does not probe it again. That delivery
+waits while the lease is fresh, then returns (the shard ended) or takes the shard over from its
+stored progress (the lease went stale: its owner died). A SIGKILLed worker's shard therefore
+moves on within the visibility timeout plus LEASE_STALE.
+
+The plan builder and the owners' lookup live in the campaign, above this package: the command
+line passes them in (WorkerConfig.plan_for, .after_scan), as it passes the scope check to notify.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,12 +34,13 @@ from pacswatch.findings.schedule import POLICY_SETTING, RescanPolicy
 from pacswatch.findings.work import IntervalSet
 from pacswatch.record import Record
 from pacswatch.store.repository import Repository, ShardSpan
-from pacswatch.store.shards import ShardStore
+from pacswatch.store.shards import BY_WORKER, LEASE_RENEW, ShardStore
 from pacswatch.store.sink import StoreSink
 
 log = logging.getLogger("pacswatch.worker")
 MAX_TRIES = 3  # starts of one shard without an end before it is failed: it kills its workers
 RETRY_AFTER = 5.0  # seconds before a shard that raised is sent again
+LEASE_WAIT = 1.0  # seconds between looks at another delivery's lease
 
 
 class ShardFailed(Exception):
@@ -41,8 +51,11 @@ class ShardFailed(Exception):
 class WorkerConfig:
     database: str | None
     vantage: str | None
-    # (repository, stored scan parameters) -> the scan's plan under today's blocklist and scope.
+    # (repository, stored scan row) -> the scan's plan under today's opt-out list and scope.
     plan_for: Callable[[Repository, dict], Any]
+    # (repository, scan id): the owners of what the scan found looked up, by the worker that
+    # ends a scan the command does not follow (scan_inputs.attribute 'worker').
+    after_scan: Callable[[Repository, int], None] | None = None
     max_tries: int = MAX_TRIES
     _repo: Repository | None = field(default=None, repr=False)
     _pid: int = field(default=0, repr=False)
@@ -98,12 +111,17 @@ def run_shard(config: WorkerConfig, shard_id: int, worker: str) -> str:
     """Probe and store shard `shard_id`; its state afterwards (done, failed, or already done)."""
     repo = config.repository()
     store = ShardStore(repo.engine)
-    verdict, row = store.take(shard_id, worker, config.max_tries)
+    owner = f"{worker}/{os.getpid()}"  # this pool process: another of the same worker is another owner
+    verdict, row = store.take(shard_id, worker, config.max_tries, owner=owner)
+    while verdict == "leased":  # a second delivery while it runs elsewhere: wait, then return or take over
+        time.sleep(LEASE_WAIT)
+        verdict, row = store.take(shard_id, worker, config.max_tries, owner=owner)
     if row is None:
         return verdict  # no such shard (its scan was deleted): nothing to do
     if verdict == "run":
         try:
-            complete = _probe(config, repo, row)
+            with _Lease(store, shard_id, owner):
+                complete = _probe(config, repo, row)
         except ShardFailed as exc:
             store.finish(shard_id, "failed", str(exc))
             verdict = "failed"
@@ -114,8 +132,35 @@ def run_shard(config: WorkerConfig, shard_id: int, worker: str) -> str:
             store.finish(shard_id, "done")
             store.task_done(worker)
             verdict = "done"
-    finish_scan_if_complete(repo, store, row["scan_id"])
+    finish_scan_if_complete(repo, store, row["scan_id"], config.after_scan)
     return verdict
+
+
+class _Lease:
+    """Renews a shard's lease every LEASE_RENEW seconds while its body runs (a thread: the
+    probing keeps the event loop busy, and a quiet shard of tarpits stores nothing for long)."""
+
+    def __init__(self, store: ShardStore, shard_id: int, owner: str) -> None:
+        self.store, self.shard_id, self.owner = store, shard_id, owner
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"pacswatch-lease-{shard_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(LEASE_RENEW):
+            try:
+                if not self.store.renew(self.shard_id, self.owner):
+                    log.warning("shard %s: its lease was taken over (this worker was silent too long)",
+                                self.shard_id)
+            except Exception:  # noqa: BLE001 - the database away for a moment: the next renewal tries again
+                log.exception("shard %s: lease renewal failed", self.shard_id)
+
+    def __enter__(self) -> "_Lease":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _probe(config: WorkerConfig, repo: Repository, row: dict) -> bool:
@@ -128,11 +173,10 @@ def _probe(config: WorkerConfig, repo: Repository, row: dict) -> bool:
     if scan is None:
         raise ShardFailed(f"scan {row['scan_id']} is not in the database")
     parameters = scan["parameters"]
-    plan = config.plan_for(repo, parameters)
+    plan = config.plan_for(repo, scan)
     if plan.fingerprint() != scan["plan_fingerprint"] or plan.size != scan["plan_size"]:
-        raise ShardFailed("the scan's targets are not what they were on this worker (a target file that differs "
-                          "or is missing here, or a name that resolves elsewhere): the seed would not visit the "
-                          "same endpoints")
+        raise ShardFailed("the scan's plan rebuilt on this worker is not the one it started with: the seed "
+                          "would not visit the same endpoints")
     span = ShardSpan(row["id"], int(row["first_index"]), int(row["last_index"]))
     todo = ShardPlan(plan, span.first, span.last, repo.shard_done(row["scan_id"], span))
     if todo.size == 0:
@@ -144,7 +188,10 @@ def _probe(config: WorkerConfig, repo: Repository, row: dict) -> bool:
     job = ScanJob(plan=todo, probe_for=selector.probe_for, options=options, rate=rate, concurrency=concurrency,
                   output=None, show_progress=False, show_summary=False, stderr=Console(stderr=True, quiet=True))
     job.refuse = plan.blocklist.reason_for  # an opt-out added mid-shard stops probes under way too
-    policy = RescanPolicy.from_json(repo.setting(POLICY_SETTING))
+    # The policy the scan command stored with the scan (its --confirm-fixed-after included); a
+    # scan stored before that was kept: the installation's.
+    inputs = ShardStore(repo.engine).inputs(row["scan_id"])
+    policy = RescanPolicy.from_json(inputs["policy"] if inputs else repo.setting(POLICY_SETTING))
     sink = StoreSink(repo, row["scan_id"], IntervalSet(), policy=policy, keep_all=bool(parameters.get("keep_all")),
                      shard=span, vantage=config.vantage)
 
@@ -170,7 +217,7 @@ def _give_back(config: WorkerConfig, shard_id: int, exc: BaseException) -> bool:
             return False
         if row["tries"] >= config.max_tries:
             store.finish(shard_id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
-            finish_scan_if_complete(config.repository(), store, row["scan_id"])
+            finish_scan_if_complete(config.repository(), store, row["scan_id"], config.after_scan)
             return False
         store.finish(shard_id, "queued", f"{type(exc).__name__}: {exc}"[:2000])
     except Exception:  # noqa: BLE001 - the database is away too: the message is sent again anyway
@@ -178,13 +225,22 @@ def _give_back(config: WorkerConfig, shard_id: int, exc: BaseException) -> bool:
     return True
 
 
-def finish_scan_if_complete(repo: Repository, store: ShardStore, scan_id: int) -> None:
+def finish_scan_if_complete(repo: Repository, store: ShardStore, scan_id: int,
+                            after_scan: Callable[[Repository, int], None] | None = None) -> str | None:
     """The scan is finished once every shard is done; interrupted once every shard has ended
-    with one failed (`scan --resume ID` sends those again)."""
+    with one failed (`scan --resume ID` sends those again). The one caller that ends it (workers
+    and the following command may race: ShardStore.end_scan decides) looks up its owners when
+    the scan says a worker should (--detach). The status it set, or None."""
     states = store.states([scan_id])
     if states.get("queued") or states.get("running"):
-        return
-    scan = repo.scan(scan_id)
-    if scan is None or scan["status"] != "running":
-        return
-    repo.finish_scan(scan_id, "interrupted" if states.get("failed") else "finished")
+        return None
+    status = "interrupted" if states.get("failed") else "finished"
+    if not store.end_scan(scan_id, status):
+        return None
+    inputs = store.inputs(scan_id)
+    if status == "finished" and after_scan is not None and inputs is not None and inputs["attribute"] == BY_WORKER:
+        try:
+            after_scan(repo, scan_id)
+        except Exception:  # noqa: BLE001 - the scan is stored; `pacswatch attribute` can do it later
+            log.exception("attribution after scan %s failed (run: pacswatch attribute)", scan_id)
+    return status

@@ -76,7 +76,8 @@ def finding_state(row: Row | None) -> FindingState | None:
         return None
     return FindingState(row["status"], row["severity"], utc(row["first_seen"]), utc(row["last_seen"]),
                         row["fixed_at"] and utc(row["fixed_at"]), row["reopened_at"] and utc(row["reopened_at"]),
-                        row["reopen_count"] or 0, row["missed_since"] and utc(row["missed_since"]))
+                        row["reopen_count"] or 0, row["missed_since"] and utc(row["missed_since"]),
+                        row.get("seen_from"))
 
 
 @dataclass
@@ -91,8 +92,10 @@ class BatchPlan:
 
 
 def plan_batch(items: Sequence[tuple[int | None, Record]], services: Mapping[Key, Row], findings: Mapping[Key, Row],
-               *, scan_id: int, policy: RescanPolicy, keep_all: bool = False) -> BatchPlan:
-    """The writes for `items` given the current `services` and `findings` rows of their endpoints."""
+               *, scan_id: int, policy: RescanPolicy, keep_all: bool = False,
+               vantage: str | None = None) -> BatchPlan:
+    """The writes for `items` given the current `services` and `findings` rows of their endpoints
+    (`vantage`: where the records were seen from, lifecycle.counts_as_miss)."""
     plan = BatchPlan()
     svc_rows: dict[Key, Row] = {k: dict(v) for k, v in services.items()}
     new_svc: set[Key] = set()
@@ -114,7 +117,7 @@ def plan_batch(items: Sequence[tuple[int | None, Record]], services: Mapping[Key
         if not speaking and svc is None:
             continue  # kept (keep_all) but not a service: no state to update
         # The look and the service's new values are the observation's, computed there once.
-        look = Look(status, obs["severity"], obs["scanned_at"])
+        look = Look(status, obs["severity"], obs["scanned_at"], vantage)
         if svc is None:
             svc = svc_rows[key] = {"ip": record.ip, "port": record.port, "first_seen": look.at,
                                    "last_seen": look.at, "last_checked": look.at}
@@ -134,7 +137,8 @@ def plan_batch(items: Sequence[tuple[int | None, Record]], services: Mapping[Key
             row = finding_rows.setdefault(key, {"ip": record.ip, "port": record.port})
             row.update(status=state.status, severity=state.severity, first_seen=state.first_seen,
                        last_seen=state.last_seen, fixed_at=state.fixed_at, reopened_at=state.reopened_at,
-                       reopen_count=state.reopen_count, missed_since=state.missed_since, _obs=position)
+                       reopen_count=state.reopen_count, missed_since=state.missed_since,
+                       seen_from=state.seen_from, _obs=position)
             if look.severity is not None:
                 row["reasons"] = list(record.reasons)
                 row.update(deception_columns(record))

@@ -17,6 +17,15 @@ and then said nothing: an overloaded archive as often as a tarpit) prove nothing
 fix or change a finding. A refused or timed-out connection does: the service is gone, or
 firewalled, which is what the owner was asked to do.
 
+Several vantages (distributed scans from several places, README "Distributed scans"): a
+service that a firewall lets through from vantage A and not from B would be seen by A's scans
+and missed by B's, and flip between open and fixed with every pair of scans. So a finding remembers the
+vantages that have seen it exposed (`seen_from`; "" is a scan that names no vantage), and a
+look that finds nothing counts as a miss only from one of them (`counts_as_miss`): the finding
+is confirmed fixed only by two misses from places that saw it open. A look from elsewhere is
+history (an observation), not a lifecycle step; a sighting from anywhere is one. A finding
+stored before vantages were kept (`seen_from` None) counts every miss, as it always did.
+
 An owner who joins the opt-out list closes their active findings as `opted-out` (`opt_out`):
 the scan no longer contacts them, so their state would otherwise stay `open` forever, and
 notices would keep counting them. Scans of an opted-out address are `blocked` (inconclusive),
@@ -42,6 +51,7 @@ MISS, SEEN_AGAIN = "missed", "seen-again"
 CONFIRM_FIXED_AFTER = timedelta(hours=6)
 INCONCLUSIVE = frozenset({"blocked", "error", "io-timeout"})
 SEVERITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
+UNNAMED = ""  # the vantage of a scan that names none (a local scan, workers without --vantage)
 
 Key = tuple[str, int]  # (ip, port)
 
@@ -56,6 +66,10 @@ class FindingState:
     reopened_at: datetime | None = None
     reopen_count: int = 0
     missed_since: datetime | None = None  # active, and a look since then found nothing exposed
+    # Vantages that saw it exposed, sorted, comma-separated ("" a scan naming none); None: not
+    # known (older). Text, not a set: a container per finding makes ingest's garbage collector
+    # walk every record of the batch more often (+40% CPU measured).
+    seen_from: str | None = None
 
     @property
     def active(self) -> bool:
@@ -74,6 +88,7 @@ class Look:
     status: str
     severity: str | None
     at: datetime
+    vantage: str | None = None  # where it was seen from; None: a scan that names no vantage
 
     @property
     def conclusive(self) -> bool:
@@ -86,6 +101,22 @@ class Event:
     old_severity: str | None
     new_severity: str | None
     at: datetime
+
+
+def counts_as_miss(seen_from: str | None, vantage: str | None) -> bool:
+    """Whether a look from `vantage` that finds nothing exposed is a miss of a finding seen
+    exposed from `seen_from`: only from a place that saw it (vantage flapping, above); every
+    look counts for a finding from before vantages were kept (None)."""
+    return seen_from is None or (vantage or UNNAMED) in seen_from.split(",")
+
+
+def seen_also_from(seen_from: str | None, vantage: str | None) -> str:
+    """`seen_from` with `vantage` added (vantage names hold no comma: distributed/app.py)."""
+    place = vantage or UNNAMED
+    if seen_from is None:
+        return place
+    names = seen_from.split(",")
+    return seen_from if place in names else ",".join(sorted([*names, place]))
 
 
 def advance(state: FindingState | None, look: Look, confirm_fixed_after: timedelta = CONFIRM_FIXED_AFTER,
@@ -101,9 +132,10 @@ def advance(state: FindingState | None, look: Look, confirm_fixed_after: timedel
     if state is None:
         if sev is None:
             return None, ()
-        return FindingState(OPEN, sev, look.at, look.at), (Event(NEW, None, sev, look.at),)
+        return (FindingState(OPEN, sev, look.at, look.at, seen_from=look.vantage or UNNAMED),
+                (Event(NEW, None, sev, look.at),))
     if sev is None:
-        if not state.active:
+        if not state.active or not counts_as_miss(state.seen_from, look.vantage):
             return state, ()
         if state.missed_since is None:
             return replace(state, missed_since=look.at), (Event(MISS, state.severity, None, look.at),)
@@ -112,6 +144,9 @@ def advance(state: FindingState | None, look: Look, confirm_fixed_after: timedel
             fixed = replace(state, status=FIXED, fixed_at=look.at, missed_since=None)
             return fixed, (Event(FIX, state.severity, None, look.at),)
         return state, ()  # missed again, too soon to confirm: the confirmation rescan will tell
+    seen_from = seen_also_from(state.seen_from, look.vantage)
+    if seen_from != state.seen_from:
+        state = replace(state, seen_from=seen_from)
     if not state.active:  # fixed, or opted out and since lifted (a standing opt-out is never looked at)
         reopened = replace(state, status=REOPENED, severity=sev, last_seen=look.at, fixed_at=None,
                            reopened_at=look.at, reopen_count=state.reopen_count + 1)

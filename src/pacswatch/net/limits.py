@@ -28,12 +28,13 @@ class ConnectGate:
     def __init__(self, slots: int) -> None:
         self._free = slots
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> None:
         if self._free > 0 and not self._waiters:
             self._free -= 1
             return
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = self._running_loop().create_future()
         self._waiters.append(waiter)
         try:
             await waiter  # resolved by a release, which handed its slot over to us
@@ -44,6 +45,14 @@ class ConnectGate:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._release()
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, looked up again only when the one kept is no longer running: most
+        connects of a busy scan wait here, and on Python 3.11 every lookup is a getpid() system
+        call (as in ProbeContext.loop)."""
+        if self._loop is None or not self._loop.is_running():
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     def _release(self) -> None:
         while self._waiters:

@@ -228,6 +228,38 @@ class _Driver:
                 self.future.set_exception(exc)
 
 
+class _CancelAt:
+    """Cancels the running task at `deadline` unless stopped first: asyncio.timeout_at's job for
+    the connect and the TLS handshake, with the same rule for telling its own cancellation from
+    another one (Task.uncancel), but without its two lookups of the running loop and of the
+    current task per use (each a getpid() system call on Python 3.11): a connect is the one
+    await of a probe that needs a cancellation, and a scan makes one or two per endpoint."""
+
+    __slots__ = ("_task", "_cancelling", "_handle", "_fired")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("a connect deadline needs a running task")
+        self._task = task
+        self._cancelling = task.cancelling()  # cancellations asked before ours are not ours
+        self._fired = False
+        self._handle = loop.call_at(deadline, self._fire)  # a past deadline fires at once
+
+    def _fire(self) -> None:
+        self._fired = True
+        self._task.cancel()
+
+    def stop(self) -> bool:
+        """Disarm; True when the deadline had fired and its cancellation is the only one asked
+        (the CancelledError being handled is then a timeout, not a Ctrl-C)."""
+        self._handle.cancel()
+        if not self._fired:
+            return False
+        self._fired = False
+        return self._task.uncancel() <= self._cancelling
+
+
 def _expire(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -338,13 +370,16 @@ async def open_connection(
     server_hostname: str | None = None,
     connect_timeout: float | None = None,
     gate: ConnectGate | asyncio.Semaphore | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> Connection:
     """Connect (and, with `ssl_context`, complete the TLS handshake) before `deadline`, and
     within `connect_timeout` seconds of the connect being issued. With `gate`, wait for one of
-    its slots first and hold it until the connection is set up (or has failed)."""
-    # One lookup of the running loop per connection: on Python 3.11 each one is a getpid()
-    # system call, and a probe used to make half a dozen.
-    loop = asyncio.get_running_loop()
+    its slots first and hold it until the connection is set up (or has failed). `loop` is the
+    running loop, when the caller has it at hand (a probe's context does)."""
+    # No lookup of the running loop when given: on Python 3.11 each one is a getpid() system
+    # call, and a probe used to make half a dozen.
+    if loop is None:
+        loop = asyncio.get_running_loop()
     if gate is None:
         return await _open(loop, ip, port, deadline, read_cap, limiter, ssl_context, server_hostname, connect_timeout)
     # A connect's completion (or refusal) is seen by the event loop only when the loop next
@@ -365,14 +400,18 @@ async def _open(
     if connect_timeout is not None:
         deadline = min(deadline, loop.time() + connect_timeout)
     peer = _Peer()
+    expiry = _CancelAt(loop, deadline)
     try:
-        async with asyncio.timeout_at(deadline):
-            # No descriptor free is not the target's doing: wait for one (net/fdlimit.py).
-            transport, _ = await connect_when_free(lambda: loop.create_connection(lambda: peer, ip, port))
-    except TimeoutError:
-        raise PeerNetError(Status.CONNECTION_TIMEOUT, "connect timed out") from None
+        # No descriptor free is not the target's doing: wait for one (net/fdlimit.py).
+        transport, _ = await connect_when_free(lambda: loop.create_connection(lambda: peer, ip, port))
+    except asyncio.CancelledError:
+        if expiry.stop():
+            raise PeerNetError(Status.CONNECTION_TIMEOUT, "connect timed out") from None
+        raise
     except Exception as exc:
+        expiry.stop()
         raise map_os_error(exc, connecting=True) from None
+    expiry.stop()
     # No TCP_NODELAY here: asyncio and uvloop both set it on every TCP transport they create
     # (Nagle would add 40 ms per round trip; tests/net checks it is on).
     if ssl_context is not None:
@@ -381,20 +420,24 @@ async def _open(
         if peer.eof or transport.is_closing():
             transport.abort()
             raise PeerNetError(Status.TLS_ERROR, "handshake failed: the peer closed the connection first")
+        expiry = _CancelAt(loop, deadline)
         try:
-            async with asyncio.timeout_at(deadline):
-                # typed `Transport | None`; asyncio and uvloop return the new transport or raise
-                transport = cast(asyncio.Transport, await loop.start_tls(
-                    transport, peer, ssl_context, server_hostname=server_hostname or None))
-        except TimeoutError:
-            transport.abort()
-            raise PeerNetError(Status.TLS_ERROR, "TLS handshake timed out") from None
+            # typed `Transport | None`; asyncio and uvloop return the new transport or raise
+            transport = cast(asyncio.Transport, await loop.start_tls(
+                transport, peer, ssl_context, server_hostname=server_hostname or None))
+        except asyncio.CancelledError:
+            if expiry.stop():
+                transport.abort()
+                raise PeerNetError(Status.TLS_ERROR, "TLS handshake timed out") from None
+            raise
         except Exception as exc:
+            expiry.stop()
             transport.abort()
             error = map_os_error(exc, connecting=False)
             if error.status is Status.PROTOCOL_ERROR:  # reset or close mid-handshake
                 error = PeerNetError(Status.TLS_ERROR, f"handshake failed: {error.detail}")
             raise error from None
+        expiry.stop()
         if transport is None or transport.get_extra_info("ssl_object") is None or transport.is_closing():
             # uvloop can hand back a transport whose handshake died with the connection.
             if transport is not None:

@@ -111,6 +111,7 @@ class ProbeContext:
             ssl_context=ssl_context,
             connect_timeout=self.options.timeouts.connect,
             gate=self.connecting,
+            loop=self.loop,
         )
 
 

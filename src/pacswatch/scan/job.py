@@ -245,7 +245,10 @@ def run_event_loop(coro, kind: str = "auto"):
     # A scan holds a thousand suspended probes and the kept records: long-lived objects the
     # cyclic GC would otherwise re-traverse every 700 allocations (~14% of a scan's CPU when
     # profiled). Freeze what exists now and collect the young generation far less often.
-    gc.collect()
+    # Only the young generations are collected first: a full collection here walked every
+    # object the imports made (SQLAlchemy, pydantic, Alembic) for 60-90 ms of the start-up, to
+    # free a few dozen; what import-time garbage the old generation holds is frozen with it.
+    gc.collect(1)
     gc.freeze()
     gc.set_threshold(100_000, 50, 1000)
     if kind in ("auto", "uvloop"):

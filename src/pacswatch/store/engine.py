@@ -206,7 +206,8 @@ class SchemaState:
 # revision with these without importing Alembic (a third of the CLI's start-up); Alembic is
 # loaded only to migrate. tests/store checks this list against the migration scripts.
 REVISIONS = ("0001_initial", "0002_notify", "0003_missed_since", "0004_settings", "0005_dashboard",
-             "0006_web_public", "0007_deception", "0008_distributed", "0009_mark_reason")
+             "0006_web_public", "0007_deception", "0008_distributed", "0009_mark_reason",
+             "0010_distributed_plan")
 
 
 def _script():

@@ -264,7 +264,7 @@ class Repository:
             known_services = self._by_key(conn, services, keys)
             known_findings = self._by_key(conn, findings, keys)
             plan = plan_batch(items, known_services, known_findings, scan_id=scan_id, policy=policy,
-                              keep_all=keep_all)
+                              keep_all=keep_all, vantage=vantage)
             memo: dict = {}  # values processed for the database in this batch (BulkStatement)
             obs_ids = self._allocate(conn, observations, len(plan.observations))
             self._bulk_write(conn, "insert-id", observations, memo, [

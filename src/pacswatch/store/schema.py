@@ -26,6 +26,7 @@ TABLES = (
     tables.settings,
     tables.shards,
     tables.workers,
+    tables.scan_inputs,
     notify_tables.owners,
     notify_tables.attribution_facts,
     notify_tables.attributions,

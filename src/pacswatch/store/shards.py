@@ -19,11 +19,19 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from pacswatch.store.repository import Row, _row, now_utc
-from pacswatch.store.tables import shards, workers
+from pacswatch.store.tables import scan_inputs, scans, shards, workers
 
 HEARTBEAT = 5.0  # seconds between a worker's heartbeats
 LIVE = timedelta(seconds=3 * HEARTBEAT)  # a worker silent this long is not counted live
 UNFINISHED = ("queued", "running")
+# A running shard's lease is renewed every LEASE_RENEW seconds by the process running it; one
+# not renewed for LEASE_STALE is its dead owner's (SIGKILL, a lost machine), and another
+# delivery of the shard takes it over from its stored progress.
+# Who looks up the owners of what a distributed scan found (scan_inputs.attribute): the scan
+# command once it has followed the scan to its end, or the worker that ends it (--detach).
+BY_COMMAND, BY_WORKER = "command", "worker"
+LEASE_RENEW = 5.0
+LEASE_STALE = timedelta(seconds=4 * LEASE_RENEW)
 
 
 class ShardStore:
@@ -64,10 +72,16 @@ class ShardStore:
                                 .group_by(shards.c.state)).all()
         return {str(state): int(count) for state, count in rows}
 
-    def take(self, shard_id: int, worker: str, max_tries: int) -> tuple[str, Row | None]:
-        """A worker starts shard `shard_id`: ("run", row) with its tries counted; ("done", row) if
-        it is finished already (a duplicate delivery); ("failed", row) if it was failed before or
-        this start would be one too many (`max_tries` starts that never ended: marked now)."""
+    def take(self, shard_id: int, worker: str, max_tries: int, *, owner: str | None = None,
+             now: datetime | None = None) -> tuple[str, Row | None]:
+        """A worker starts shard `shard_id`: ("run", row) with its tries counted and its lease
+        given to `owner` (the process); ("done", row) if it is finished already (a duplicate
+        delivery); ("leased", row) if another owner's lease on it is fresh (the broker's
+        visibility timeout passed while it runs: this delivery must not probe it too);
+        ("failed", row) if it was failed before or this start would be one too many
+        (`max_tries` starts that never ended: marked now)."""
+        at = now or now_utc()
+        owner = owner or worker
         with self.engine.begin() as conn:
             found = conn.execute(select(shards).where(shards.c.id == shard_id).with_for_update()).mappings().first()
             if found is None:
@@ -75,6 +89,8 @@ class ShardStore:
             row = _row(found)
             if row["state"] in ("done", "failed"):
                 return row["state"], row
+            if lease_held(row, owner, at):
+                return "leased", row
             if row["tries"] >= max_tries:
                 error = (f"started {row['tries']} times without finishing (its workers died: killed, out of "
                          f"memory, or a crash); last worker {row['worker']}")
@@ -82,13 +98,48 @@ class ShardStore:
                     state="failed", error=error, updated_at=now_utc()))
                 return "failed", {**row, "state": "failed", "error": error}
             conn.execute(update(shards).where(shards.c.id == shard_id).values(
-                state="running", tries=row["tries"] + 1, worker=worker, updated_at=now_utc()))
-            return "run", {**row, "tries": row["tries"] + 1, "worker": worker}
+                state="running", tries=row["tries"] + 1, worker=worker, updated_at=at, lease_owner=owner,
+                lease_at=at))
+            return "run", {**row, "tries": row["tries"] + 1, "worker": worker, "lease_owner": owner}
+
+    def renew(self, shard_id: int, owner: str) -> bool:
+        """The lease of `owner` on its running shard moved on; False if it is no longer its own."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(update(shards).where(
+                shards.c.id == shard_id, shards.c.lease_owner == owner, shards.c.state == "running").values(
+                lease_at=now_utc())).rowcount)
 
     def finish(self, shard_id: int, state: str, error: str | None = None) -> None:
+        """The shard ends (done, failed) or is given back (queued): its lease ends with it."""
         with self.engine.begin() as conn:
             conn.execute(update(shards).where(shards.c.id == shard_id).values(
-                state=state, error=error, updated_at=now_utc()))
+                state=state, error=error, updated_at=now_utc(), lease_owner=None, lease_at=None))
+
+    # ------------------------------------------------------------------ the scan's inputs and end
+
+    def save_inputs(self, scan_id: int, inputs: dict) -> None:
+        """What the workers rebuild the scan's plan and lifecycle from (campaign/planinputs.py)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(scan_inputs), {"scan_id": scan_id, **inputs})
+
+    def inputs(self, scan_id: int) -> Row | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(scan_inputs).where(scan_inputs.c.scan_id == scan_id)).mappings().first()
+        return _row(row) if row is not None else None
+
+    def set_attribute(self, scan_ids: Iterable[int], attribute: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(scan_inputs).where(scan_inputs.c.scan_id.in_(list(scan_ids))).values(
+                attribute=attribute))
+
+    def end_scan(self, scan_id: int, status: str) -> bool:
+        """Mark a running scan finished or interrupted; True for the one caller that did (the
+        workers ending its last shards and the command following it may all try: PostgreSQL
+        makes the second UPDATE wait for the first and then find the scan no longer running)."""
+        at = now_utc()
+        with self.engine.begin() as conn:
+            return bool(conn.execute(update(scans).where(scans.c.id == scan_id, scans.c.status == "running").values(
+                status=status, updated_at=at, finished_at=at if status == "finished" else None)).rowcount)
 
     def requeue(self, scan_ids: Iterable[int], *, reset_tries: bool) -> list[Row]:
         """Every unfinished (and, with `reset_tries`, failed) shard of these scans set back to
@@ -142,3 +193,13 @@ class ShardStore:
         shards of a scan can run at once, among which its rate is shared."""
         return sum(int(w["concurrency"]) for w in self.workers(live_only=True, now=now)
                    if queue in str(w["queues"]).split(","))
+
+
+def lease_held(row: Row, owner: str, now: datetime, stale: timedelta = LEASE_STALE) -> bool:
+    """Whether another process holds a fresh lease on this shard row (pure)."""
+    at = row.get("lease_at")
+    if row.get("state") != "running" or row.get("lease_owner") in (None, owner) or at is None:
+        return False
+    if at.tzinfo is None:  # SQLite keeps no zone
+        at = at.replace(tzinfo=now.tzinfo)
+    return now - at < stale

@@ -12,8 +12,18 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from pacswatch.store.tables import findings, observations, scans, services
+
+
+def trap_clause(threshold: float) -> ColumnElement[bool]:
+    """A finding that is a trap: an analyst's 'honeypot', or, without an analyst's word, a
+    deception verdict at `threshold` or above (the SQL form of deception.is_trap, for counts;
+    tests/test_deception.py checks the two agree)."""
+    override = func.coalesce(findings.c.deception_override, "")  # never NULL: ~trap must be true or false
+    return (override == "honeypot") | ((override == "") & findings.c.deception_verdict.is_not(None)
+                                       & (func.coalesce(findings.c.deception_confidence, 0.0) >= threshold))
 
 
 def exposure_stats(conn: Connection, holding: dict[int, str], *, history: int, threshold: float) -> dict[str, Any]:
@@ -22,9 +32,7 @@ def exposure_stats(conn: Connection, holding: dict[int, str], *, history: int, t
     # to be left alone; it is not rescanned): it is counted apart, in findings_by_status.
     # So is a trap (deception.py: a verdict at the threshold, or an analyst's 'honeypot'):
     # counted in traps_by_verdict, not as an exposure.
-    override = func.coalesce(findings.c.deception_override, "")  # never NULL: ~trap must be true or false
-    trap = (override == "honeypot") | ((override == "") & findings.c.deception_verdict.is_not(None)
-                                       & (func.coalesce(findings.c.deception_confidence, 0.0) >= threshold))
+    trap = trap_clause(threshold)
     # And so is a finding a person marked a false positive or suppressed (findings/triage.py):
     # counted in triaged_by_verdict.
     triaged = findings.c.id.in_(sorted(holding))

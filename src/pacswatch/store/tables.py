@@ -166,6 +166,10 @@ findings = Table(
     Column("override_reason", Text),
     Column("override_by", String(200)),
     Column("override_at", Moment),
+    # The vantages that have seen it exposed, sorted and comma-separated ("" for a scan that
+    # names none; migration 0010): a miss counts only from one of them (findings/lifecycle.py,
+    # vantage flapping). None: older than that, every miss counts.
+    Column("seen_from", String(1000)),
     UniqueConstraint("ip", "port"),
     Index(None, "status", "severity"),
 )
@@ -235,8 +239,27 @@ shards = Table(
     Column("vantage", String(64)),
     Column("error", Text),
     Column("updated_at", Moment, nullable=False),
+    # The lease of the worker process running it (migration 0010): renewed every few seconds;
+    # a second delivery of the shard does not probe it while the lease is fresh.
+    Column("lease_owner", String(255)),
+    Column("lease_at", Moment),
     UniqueConstraint("scan_id", "number"),
     Index(None, "scan_id", "state"),
+)
+
+# What a distributed scan's workers rebuild its plan and lifecycle from, read once by the scan
+# command (migration 0010): the targets as resolved there (campaign/frozen.py's text), the
+# --exclude and --scope files' text with their names, the rescan policy (confirm-fixed-after
+# included) and who looks up owners when it ends ('worker', 'command' or None). Workers need
+# no file of the command's machine and resolve no name.
+scan_inputs = Table(
+    "scan_inputs", metadata,
+    Column("scan_id", Integer, ForeignKey("scans.id", ondelete="CASCADE"), primary_key=True),
+    Column("targets", Text, nullable=False),
+    Column("exclude", JSON, nullable=False),  # [[name, text], ...]
+    Column("scope", JSON),  # [name, text] or null
+    Column("policy", JSON, nullable=False),  # RescanPolicy.to_json()
+    Column("attribute", String(16)),
 )
 
 # Distributed workers as they report themselves (`pacswatch workers`): a heartbeat every few

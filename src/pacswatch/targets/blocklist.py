@@ -26,7 +26,7 @@ from pacswatch.targets._intervals import (
     to_key,
 )
 from pacswatch.targets.parse import parse_address_range
-from pacswatch.targets.specfile import TargetError, TargetProblem, read_spec_file
+from pacswatch.targets.specfile import SpecLine, TargetError, TargetProblem, read_spec_file, spec_lines
 
 # Special-purpose ranges from the IANA registries (RFC 6890 and successors) that can never be a
 # real server: sending to them is at best wasted and at worst a multicast/broadcast storm.
@@ -72,15 +72,20 @@ def load_exclude_file(path: str | Path) -> list[BlockEntry]:
     ("# Example Hospital asked on 2024-05-02") explains itself in every report. Every bad line is
     reported at once in a TargetError; host names are refused (see parse_address_range).
     """
+    return exclude_entries(str(path), read_spec_file(path))
+
+
+def exclude_entries(name: str, lines: Iterable[SpecLine]) -> list[BlockEntry]:
+    """The entries of an --exclude file's lines (`name`: the file, for reasons and errors)."""
     entries: list[BlockEntry] = []
     problems: list[TargetProblem] = []
-    for line in read_spec_file(path):
+    for line in lines:
         try:
             span = parse_address_range(line.text)
         except ValueError as exc:
-            problems.append(TargetProblem(str(path), line.line, line.text, str(exc)))
+            problems.append(TargetProblem(name, line.line, line.text, str(exc)))
             continue
-        reason = f"excluded by {path} line {line.line}"
+        reason = f"excluded by {name} line {line.line}"
         entries.append(BlockEntry(span, f"{reason}: {line.comment}" if line.comment else reason))
     if problems:
         raise TargetError(problems)
@@ -106,6 +111,10 @@ class Blocklist:
     def with_file(self, path: str | Path) -> Blocklist:
         """This blocklist plus an --exclude file."""
         return self.with_entries(load_exclude_file(path))
+
+    def with_text(self, name: str, text: str) -> Blocklist:
+        """This blocklist plus the text of an --exclude file named `name` (read elsewhere)."""
+        return self.with_entries(exclude_entries(name, spec_lines(text)))
 
     @property
     def entries(self) -> tuple[BlockEntry, ...]:
@@ -160,8 +169,13 @@ class Scope:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Scope:
+        return cls.from_lines(str(path), read_spec_file(path))
+
+    @classmethod
+    def from_lines(cls, path: str, lines: Iterable[SpecLine]) -> Scope:
+        """From a --scope file's lines (`path`: the file's name, for reasons and errors)."""
         spans, problems = [], []
-        for line in read_spec_file(path):
+        for line in lines:
             try:
                 spans.append(parse_address_range(line.text))
             except ValueError as exc:

@@ -58,12 +58,22 @@ class SpecLine:
 
 def read_spec_file(path: str | Path) -> list[SpecLine]:
     """The spec lines of a file, comments stripped. Raises TargetError if it cannot be read."""
+    return spec_lines(read_spec_text(path))
+
+
+def read_spec_text(path: str | Path) -> str:
+    """The text of a spec file. Raises TargetError if it cannot be read."""
     try:
         # utf-8-sig: files saved by Windows editors start with a byte-order mark.
-        content = Path(path).read_text(encoding="utf-8-sig")
+        return Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise TargetError([TargetProblem(str(path), None, "", f"cannot read: {reason}")]) from exc
+
+
+def spec_lines(content: str) -> list[SpecLine]:
+    """The spec lines of a file's text, comments stripped (a file read elsewhere: a distributed
+    scan's --exclude and --scope, read once by the scan command and stored for its workers)."""
     out = []
     for number, raw in enumerate(content.splitlines(), start=1):
         text, _, comment = raw.partition("#")

@@ -24,6 +24,8 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from sqlalchemy.engine import Engine
 
+from pacswatch.deception import DEFAULT_THRESHOLD
+from pacswatch.notify import config as configuration
 from pacswatch.web.auth import CurrentUser, settings_of
 from pacswatch.web.db import reading, writing
 from pacswatch.web.geoip import CountryReader
@@ -37,6 +39,7 @@ from pacswatch.web.queries_overview import (
     keep_summaries,
     load,
 )
+from pacswatch.web.settings import WebSettings
 from pacswatch.web.templating import render
 
 router = APIRouter()
@@ -58,13 +61,13 @@ def chart_data(view: Overview) -> str:
 
 
 def compute(engine: Engine, cache: OverviewCache, clock: Callable[[], datetime],
-            geoip: CountryReader | None = None) -> None:
+            geoip: CountryReader | None = None, threshold: float = DEFAULT_THRESHOLD) -> None:
     """Compute the overview and keep it (with the finished scans' sums it made)."""
     now = clock()
     try:
         with reading(engine) as conn:
-            version = data_version(conn)
-            view = load(conn, now, geoip.country_of if geoip is not None else None)
+            version = data_version(conn) + (threshold,)  # a new threshold counts anew
+            view = load(conn, now, geoip.country_of if geoip is not None else None, threshold=threshold)
         if view.to_keep:
             with writing(engine) as conn:
                 keep_summaries(conn, view.to_keep)
@@ -76,10 +79,23 @@ def compute(engine: Engine, cache: OverviewCache, clock: Callable[[], datetime],
             cache.refreshing = False
 
 
-def _refresh(engine: Engine, cache: OverviewCache, clock: Callable[[], datetime],
-             geoip: CountryReader | None) -> None:
+def trap_threshold(settings: WebSettings) -> float:
+    """[notify] deception_threshold of the configuration the dashboard was started with, read
+    at each computation (as the cases pages read it), so that the overview counts traps as
+    `stats` and `notify` do; the default when there is none or it does not load (logged)."""
+    if settings.notify_config is None:
+        return DEFAULT_THRESHOLD
     try:
-        compute(engine, cache, clock, geoip)
+        return configuration.load(str(settings.notify_config)).settings.deception_threshold
+    except (OSError, ValueError) as exc:
+        log.warning("the overview counts traps at the default threshold: %s", exc)
+        return DEFAULT_THRESHOLD
+
+
+def _refresh(engine: Engine, cache: OverviewCache, clock: Callable[[], datetime],
+             geoip: CountryReader | None, threshold: float) -> None:
+    try:
+        compute(engine, cache, clock, geoip, threshold)
     except Exception:  # a background thread: the next view tries again, the log says why
         log.exception("recomputing the overview failed")
 
@@ -91,17 +107,18 @@ def current_view(request: Request) -> tuple[Overview, datetime]:
     engine = request.app.state.engine
     cache: OverviewCache = request.app.state.overview_cache
     geoip: CountryReader | None = request.app.state.geoip
+    threshold = trap_threshold(settings_of(request))
     with reading(engine) as conn:
-        version = data_version(conn)
+        version = data_version(conn) + (threshold,)
     with cache.lock:
         kept, kept_at = cache.view, cache.at
         if kept is not None and kept_at is not None:
             if needs_refresh(cache.version, version, kept.scans_pending) and not cache.refreshing:
                 cache.refreshing = True
-                threading.Thread(target=_refresh, args=(engine, cache, clock, geoip), name="overview-refresh",
+                threading.Thread(target=_refresh, args=(engine, cache, clock, geoip, threshold), name="overview-refresh",
                                  daemon=True).start()
             return kept, kept_at
-    compute(engine, cache, clock, geoip)
+    compute(engine, cache, clock, geoip, threshold)
     with cache.lock:
         if cache.view is None or cache.at is None:
             raise RuntimeError("the overview was not computed")

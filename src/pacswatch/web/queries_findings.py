@@ -243,7 +243,7 @@ def conditions(f: FindingFilter, dialect: str, *, for_count: bool = False,
     if f.last_seen_to:
         out.append(last_seen < _moment(f.last_seen_to + timedelta(days=1), dialect))
     if f.triage:
-        marked = _marked(f.triage, now)
+        marked = marked_by_person(f.triage, now)
         out.append(findings.c.id.not_in(marked) if f.triage == "none" else findings.c.id.in_(marked))
     if f.q:
         # An address prefix as a range of the indexed text, not LIKE (case-blind, so unindexed).
@@ -262,7 +262,7 @@ def _unindexed(column: Any, dialect: str) -> ColumnElement:
     return column if dialect == "postgresql" else type_coerce(column, String()).concat("")
 
 
-def _marked(verdict: str, now: datetime | None) -> Any:
+def marked_by_person(verdict: str, now: datetime | None) -> Any:
     """Findings whose latest standing verdict is a false positive, or a suppression still in
     force at `now` ("none": either); the verdicts are few, so this reads little."""
     now = now or datetime.now(timezone.utc)

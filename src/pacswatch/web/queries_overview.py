@@ -3,8 +3,11 @@
 recent full scan exposed, fixes per week and the median time to fix, and the top products, ports,
 networks and owners of what is exposed now.
 
-"Exposed" is what `pacswatch stats` calls it: an active finding (open or reopened). Counts of
-studies and patients are sums of counts; nothing else of a data set exists in the store.
+"Exposed" is what `pacswatch stats` calls it: an active finding (open or reopened) that is not a
+trap (deception verdict at the threshold, or an analyst's 'honeypot') and that no person marked a
+false positive or suppressed; those are counted apart (Overview.left_out), as `stats` does. The
+status table counts every finding by its lifecycle status. Counts of studies and patients are
+sums of counts; nothing else of a data set exists in the store.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select
 from sqlalchemy.engine import Connection
 
+from pacswatch.deception import DEFAULT_THRESHOLD
 from pacswatch.findings.lifecycle import ACTIVE, FIX, NEW, OPT_OUT, REOPEN
 from pacswatch.store.notify_tables import attributions
+from pacswatch.store.stats import trap_clause
 from pacswatch.store.tables import finding_events, findings, observations, scans, services
 from pacswatch.store.web_tables import finding_triage, scan_exposure
+from pacswatch.web.queries_findings import marked_by_person
 from pacswatch.web.sqlbits import day_of, days_between, week_start
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -36,7 +42,9 @@ COUNTRIES = 30
 
 @dataclass
 class Overview:
-    by_status_severity: dict[tuple[str, str], int] = field(default_factory=dict)
+    by_status_severity: dict[tuple[str, str], int] = field(default_factory=dict)  # every finding
+    exposed_by_severity: dict[str, int] = field(default_factory=dict)  # active, less what is left out
+    left_out: dict[str, int] = field(default_factory=dict)  # active but not exposed: traps, marked by a person
     exposed: dict[str, int] = field(default_factory=dict)  # services, studies, patients
     weekly_open: list[tuple[str, int]] = field(default_factory=list)  # (Monday, active at the week's end)
     per_scan: list[dict[str, Any]] = field(default_factory=list)
@@ -113,8 +121,10 @@ def weekly_active(active_now: int, net_by_week: dict[str, int], weeks: list[str]
     return list(reversed(out))
 
 
-def load(conn: Connection, now: datetime, country_of: Callable[[str], str | None] | None = None) -> Overview:
-    """The overview; `country_of` (geoip.CountryReader.country_of) adds the countries."""
+def load(conn: Connection, now: datetime, country_of: Callable[[str], str | None] | None = None, *,
+         threshold: float = DEFAULT_THRESHOLD) -> Overview:
+    """The overview; `country_of` (geoip.CountryReader.country_of) adds the countries; `threshold`:
+    the deception confidence from which a finding is a trap ([notify] deception_threshold)."""
     dialect = conn.dialect.name
     view = Overview()
     for status, severity, count in conn.execute(
@@ -122,7 +132,17 @@ def load(conn: Connection, now: datetime, country_of: Callable[[str], str | None
             .group_by(findings.c.status, findings.c.severity)):
         view.by_status_severity[(status, severity)] = count
 
-    _exposed_now(conn, view, country_of)
+    active = findings.c.status.in_(ACTIVE)
+    trap = trap_clause(threshold)
+    marked = findings.c.id.in_(marked_by_person("any", now))
+    kept_out = trap | marked
+    view.exposed_by_severity = {str(sev): int(n) for sev, n in conn.execute(
+        select(findings.c.severity, func.count()).where(active & ~kept_out).group_by(findings.c.severity))}
+    traps, by_person = conn.execute(select(
+        func.count().filter(trap), func.count().filter(~trap & marked)).where(active)).one()
+    view.left_out = {"traps": int(traps), "marked by a person": int(by_person)}
+
+    _exposed_now(conn, view, country_of, active & ~kept_out)
 
     weeks = weeks_back(now, TREND_WEEKS)
     day = day_of(finding_events.c.at, dialect)
@@ -155,7 +175,8 @@ def load(conn: Connection, now: datetime, country_of: Callable[[str], str | None
     return view
 
 
-def _exposed_now(conn: Connection, view: Overview, country_of: Callable[[str], str | None] | None) -> None:
+def _exposed_now(conn: Connection, view: Overview, country_of: Callable[[str], str | None] | None,
+                 exposed: Any) -> None:
     """What is exposed now, and its top products, ports, networks and owners: one read of the
     active findings with their service and owner, counted here (five GROUP BYs over the same
     rows took five times as long on SQLite)."""
@@ -169,7 +190,7 @@ def _exposed_now(conn: Connection, view: Overview, country_of: Callable[[str], s
                     attributions.c.owner_name).select_from(findings)
              .join(services, and_(services.c.ip == findings.c.ip, services.c.port == findings.c.port), isouter=True)
              .join(attributions, attributions.c.ip == findings.c.ip, isouter=True)
-             .where(findings.c.status.in_(ACTIVE)))
+             .where(exposed))
     for ip, port, product, n_studies, n_patients, owner in conn.execute(query):
         count += 1
         studies += n_studies or 0
