@@ -374,8 +374,9 @@ class Repository:
             values["done"] = (done or 0) + sum(plan.counts.values())
             conn.execute(delete(scan_work).where(scan_work.c.scan_id == scan_id, scan_work.c.first_index >= shard.first,
                                                  scan_work.c.first_index <= shard.last))
-            self._bulk_write(conn, "insert", scan_work, {}, [{"scan_id": scan_id, "first_index": a, "last_index": b}
-                                                            for a, b in work.intervals()])
+            if shard_intervals := work.intervals():
+                conn.execute(insert(scan_work), [{"scan_id": scan_id, "first_index": a, "last_index": b}
+                                                 for a, b in shard_intervals])
             conn.execute(_UPDATE_SCAN, {**values, "b_scan_id": scan_id})
             return None
         intervals = None
