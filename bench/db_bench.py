@@ -1,6 +1,7 @@
 """How fast the store takes observations, and how much room they take, on SQLite and PostgreSQL.
 
     python bench/db_bench.py [--records 100000] [--batch 256] [--backends sqlite,postgresql]
+    python bench/db_bench.py --scan bench/results/internet_mix-*/pacswatch-uvloop-c8000 --by-statement
 
 Writes go through the real path (Repository.ingest, the batches StoreSink commits during a scan),
 with records made in memory beforehand so only the database work is timed. Four passes over
@@ -14,6 +15,12 @@ with records made in memory beforehand so only the database work is timed. Four 
 
 Besides records/s, each pass reports this process's CPU per record (user + system: what the
 store takes from the scanner it shares the GIL with; a PostgreSQL server's CPU is not in it).
+
+`--scan RUN` adds a fifth pass, `scan`: a real scan's records (RUN.jsonl, the output of a
+benchmark's pacswatch run) replayed in the order they came, each with its plan index (rebuilt from
+the scan's parameters in RUN.db), so the completed-work intervals fragment as they did in the
+scan. `--by-statement` splits each pass's CPU by SQL statement (its executemany or execute, the
+driver's work included), the commits, and the rest (Python: planning, building rows, SQLAlchemy).
 
 Size is the database's growth per 100,000 observations (SQLite: the file after a checkpoint;
 PostgreSQL: pg_database_size). PostgreSQL runs a throwaway server on loopback with its default,
@@ -85,6 +92,64 @@ def passes(count: int) -> dict[str, list[Record]]:
             "mixed": [mixed(n, t0 + timedelta(microseconds=n)) for n in range(count)]}
 
 
+def scan_records(run: Path) -> list[tuple[int, Record]]:
+    """A benchmark run's records (RUN.jsonl) in output order, each with its plan index, rebuilt
+    from the scan's stored parameters (RUN.db) as `scan --resume` rebuilds it."""
+    import sqlite3
+
+    from pacswatch.campaign.scanrun import plan_from_parameters
+    from pacswatch.targets import Blocklist
+
+    db = sqlite3.connect(f"file:{run.with_suffix('.db')}?mode=ro", uri=True)
+    try:
+        parameters = json.loads(db.execute("SELECT parameters FROM scans ORDER BY id LIMIT 1").fetchone()[0])
+    finally:
+        db.close()
+    plan = plan_from_parameters(parameters, Blocklist([]), None)
+    index = {(e.ip, e.port): e.index for e in plan}
+    records = [Record.model_validate_json(line) for line in run.with_suffix(".jsonl").read_text().splitlines()]
+    return [(index[(r.ip, r.port)], r) for r in records]
+
+
+class StatementClock:
+    """This thread's CPU by SQL statement (the driver's execute or executemany), by commit, and
+    the rest, on one engine: where the store's CPU goes (--by-statement)."""
+
+    def __init__(self, engine) -> None:
+        from sqlalchemy import event
+
+        self.by: dict[str, float] = {}
+        self._started = 0.0
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+        dialect = engine.dialect
+        commit = dialect.do_commit
+
+        def timed_commit(dbapi_connection) -> None:
+            started = time.thread_time()
+            commit(dbapi_connection)
+            self._add("COMMIT", time.thread_time() - started)
+
+        dialect.do_commit = timed_commit
+
+    def _add(self, key: str, seconds: float) -> None:
+        self.by[key] = self.by.get(key, 0.0) + seconds
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self._started = time.thread_time()
+
+    def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        words = statement.split()
+        table = next((w for w in words[1:5] if w.upper() not in ("INTO", "FROM", "OR", "IGNORE")), "")
+        table = table.strip('"')
+        key = f"{words[0].upper()} {table}{' (many)' if executemany else ''}"
+        self._add(key, time.thread_time() - self._started)
+
+    def take(self) -> dict[str, float]:
+        by, self.by = self.by, {}
+        return by
+
+
 def size_of(repo: Repository, path: Path | None) -> int:
     with repo.engine.connect() as conn:
         if path is not None:
@@ -93,17 +158,25 @@ def size_of(repo: Repository, path: Path | None) -> int:
         return int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar())
 
 
-def run_backend(name: str, url: str, path: Path | None, data: dict[str, list[Record]], batch: int) -> dict:
+def run_backend(name: str, url: str, path: Path | None, data: dict[str, list], batch: int,
+                by_statement: bool = False) -> dict:
     results = {}
     with Repository.open(url) as repo:
+        clock = StatementClock(repo.engine) if by_statement else None
         for pass_name, records in data.items():
+            indexed = pass_name == "scan"  # (plan index, record) in the scan's order
             scan = repo.create_scan(kind="scan", parameters={}, seed=0, fingerprint="bench", targets_key=pass_name,
                                     plan_size=len(records))
             before = size_of(repo, path)
             work = IntervalSet()
+            if clock is not None:
+                clock.take()
             started, cpu = time.perf_counter(), time.process_time()
             for start in range(0, len(records), batch):
-                items = [(i, records[i]) for i in range(start, min(start + batch, len(records)))]
+                if indexed:
+                    items = records[start:start + batch]
+                else:
+                    items = [(i, records[i]) for i in range(start, min(start + batch, len(records)))]
                 for i, _ in items:
                     work.add(i)
                 repo.ingest(scan, items, work=work, keep_all=pass_name == "keep-all")
@@ -116,6 +189,13 @@ def run_backend(name: str, url: str, path: Path | None, data: dict[str, list[Rec
             print(f"  {name:<10} {pass_name:<9} {len(records) / elapsed:>9,.0f} records/s   "
                   f"{cpu * 1e6 / len(records):>6.1f} µs CPU/record   "
                   f"{grown * 100_000 / len(records) / 2**20:>7.1f} MiB per 100,000", flush=True)
+            if clock is not None:
+                split = clock.take()
+                split["the rest (Python)"] = cpu - sum(split.values())
+                results[pass_name]["cpu_us_per_record_by_statement"] = {
+                    k: round(v * 1e6 / len(records), 1) for k, v in split.items()}
+                for key, seconds in sorted(split.items(), key=lambda kv: -kv[1]):
+                    print(f"      {seconds * 1e6 / len(records):>6.1f} µs  {key}")
     return results
 
 
@@ -125,21 +205,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=256, help="records per transaction (StoreSink's default)")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results")
+    parser.add_argument("--scan", type=Path, help="also replay a benchmark run's records: RUN.jsonl and RUN.db "
+                        "(e.g. bench/results/internet_mix-*/pacswatch-uvloop-c8000)")
+    parser.add_argument("--passes", default="new,rescan,keep-all,mixed,scan", help="which passes to run")
+    parser.add_argument("--by-statement", action="store_true", help="split each pass's CPU by SQL statement")
     args = parser.parse_args(argv)
     print(f"making {4 * args.records:,} records in memory...", flush=True)
-    data = passes(args.records)
+    data: dict[str, list] = dict(passes(args.records))
+    if args.scan is not None:
+        data["scan"] = scan_records(args.scan)
+    data = {name: records for name, records in data.items() if name in args.passes.split(",")}
     out: dict = {"records": args.records, "batch": args.batch, "python": sys.version.split()[0], "backends": {}}
     with tempfile.TemporaryDirectory(prefix="pacswatch-dbbench-") as tmp:
         for backend in args.backends.split(","):
             if backend == "sqlite":
                 path = Path(tmp) / "bench.db"
-                out["backends"]["sqlite"] = run_backend("sqlite", f"sqlite:///{path}", path, data, args.batch)
+                out["backends"]["sqlite"] = run_backend("sqlite", f"sqlite:///{path}", path, data, args.batch,
+                                                        args.by_statement)
             elif backend == "postgresql":
                 from pacswatch.store.throwaway import ThrowawayPostgres
 
                 with ThrowawayPostgres(durable=True) as pg:
                     out["backends"]["postgresql"] = run_backend("postgresql", pg.create_database("bench"), None,
-                                                                data, args.batch)
+                                                                data, args.batch, args.by_statement)
             else:
                 parser.error(f"unknown backend {backend}")
     if {"sqlite", "postgresql"} <= out["backends"].keys():

@@ -109,3 +109,35 @@ def test_a_removed_owners_case_and_routes_never_pass_to_the_next_owner_given_its
     (message,) = [p.read_text() for p in outbox.glob("*.eml")]  # the other server has no contact
     assert "soc@another-clinic.example.org" in message and "Lab Hospital" not in message
     assert other[0] not in message  # the old owner's other server is never named to the new one
+
+
+def test_an_attribution_of_some_addresses_still_files_every_attributed_address_new_service(owner, capsys,
+                                                                                           tmp_path):
+    """The attribution after a scan names only some addresses (the scan's, at most
+    after_scans_max), and reads only the findings it can act on (service.attribute_async). A
+    new service of an address attributed before is one of them: it joins its owner's case
+    although this attribution does not name its address."""
+    from pacswatch.campaign.scope import contact_check
+    from pacswatch.notify.config import load
+    from pacswatch.notify.service import attribute
+    from pacswatch.store.repository import Repository
+
+    base = f"127.75.{NET}.128"
+    with Lab(base, port=0, names=["open-archive"]) as first:
+        (old,) = first.manifest
+        scan(capsys, first, owner, tmp_path)  # attributed: the owner's case holds it
+    with Lab(base, port=0, names=["open-archive"]) as again, \
+            Lab(f"127.75.{NET}.160", port=0, names=["open-archive"]) as other:
+        (new,) = again.manifest  # the same address, another port
+        (elsewhere,) = other.manifest
+        assert new.ip == old.ip and new.port != old.port
+        targets = [f"{e.ip}:{e.port}" for e in (new, elsewhere)]
+        code, _, err = cli(capsys, "scan", *targets, "--database", owner, "--no-progress", "--no-attribute",
+                           "-o", str(tmp_path / "again.jsonl"))
+        assert code == 0, err
+    with Repository.open(owner) as repo:
+        done = attribute(repo.engine, load(None), may_contact=contact_check(repo), ips=[elsewhere.ip])
+    assert list(done) == [elsewhere.ip]
+    (case,) = cases_json(capsys, owner)
+    assert sorted(map(tuple, case["services"])) == sorted([old.address, new.address, elsewhere.address])
+    assert violations() == []

@@ -321,3 +321,32 @@ def test_equal_moments_in_other_zones_are_not_mixed_up(tmp_path, request):
         at = statement.names.index("at")
         assert [p[at] for p in statement.parameters(rows, {})] == \
             ["2024-05-01 12:00:00.000000", "2024-05-01 14:00:00.000000", "2024-05-01 12:00:00.000000"]
+
+
+def test_a_batch_is_stepped_a_few_times_on_sqlite_not_once_per_row(tmp_path, request):
+    """The sqlite3 module lets go of the GIL for every row it steps (the event loop then takes
+    it): a batch's inserts go in statements of many rows, the done intervals it merges away in
+    one DELETE. Counted here as the statements the driver runs, each row of an executemany one."""
+    from sqlalchemy import event
+
+    url = fresh_database("sqlite", tmp_path, request.config)
+    with Repository.open(url) as repo:
+        steps: list[int] = []
+
+        @event.listens_for(repo.engine, "before_cursor_execute")
+        def count(conn, cursor, statement, parameters, context, executemany):
+            steps.append(len(parameters) if executemany else 1)
+
+        scan = repo.create_scan(kind="scan", parameters={}, seed=1, fingerprint="f", targets_key="k", plan_size=200)
+        work = IntervalSet()
+        for indexes in (range(0, 200, 2), range(1, 200, 2)):  # 100 intervals, then merged into one
+            items = [(i, dicom(f"127.9.{i // 250}.{i % 250 + 1}", 104, "high", T0)) for i in indexes]
+            for i, _ in items:
+                work.add(i)
+            steps.clear()
+            repo.ingest(scan, items, work=work)
+            # 100 records: an observation, a service, a finding and an event each, in 32 + 32 +
+            # 32 + 4 rows a table; 100 intervals inserted, or 99 deleted and one inserted.
+            assert sum(steps) < 40, steps
+        assert repo.completed(scan).intervals() == [(0, 199)]
+        assert len(repo.observations(scan_id=scan)) == 200 and len(repo.findings()) == 200

@@ -26,14 +26,24 @@ from pacswatch.notify.store import NotifyStore
 from pacswatch.notify.workflow import Planned, load_exposures, open_cases, plan_pass, split_traps
 
 
-def findings_exposures(engine: Engine, *, statuses: Iterable[str] = (),
-                       traps_at: float | None = None) -> dict[tuple[str, int], Exposure]:
-    """Findings as Exposures; with `traps_at` (a deception threshold), without the traps and
-    without what a person marked a false positive or suppressed (findings/triage.py)."""
+# Addresses per findings query when they are named: well under SQLite's limit on parameters.
+_IPS_PER_QUERY = 500
+
+
+def findings_exposures(engine: Engine, *, statuses: Iterable[str] = (), traps_at: float | None = None,
+                       ips: Iterable[str] | None = None) -> dict[tuple[str, int], Exposure]:
+    """Findings as Exposures (those at `ips` only, when given); with `traps_at` (a deception
+    threshold), without the traps and without what a person marked a false positive or
+    suppressed (findings/triage.py)."""
     from pacswatch.store.repository import Repository
 
     repo = Repository(engine)
-    rows = repo.findings(statuses=list(statuses))
+    if ips is None:
+        rows = repo.findings(statuses=list(statuses))
+    else:
+        wanted = sorted(set(ips))
+        rows = [row for start in range(0, len(wanted), _IPS_PER_QUERY)
+                for row in repo.findings(statuses=list(statuses), ips=wanted[start:start + _IPS_PER_QUERY])]
     if traps_at is not None:
         rows, _ = split_traps(rows, traps_at)
         rows, _ = split_triaged(rows, repo.triage(), utcnow())
@@ -88,9 +98,13 @@ async def attribute_async(engine: Engine, config: Config, *, may_contact: Callab
     ordered = sorted(results.items())
     changed = store.save_attributions([decision for _, decision in ordered], at)
     # Cases exist from attribution on, so `pacswatch cases` after a scan shows its owners; a trap
-    # (deception.py) opens none: no notice will name it.
-    open_cases(store, findings_exposures(engine, traps_at=config.settings.deception_threshold), now=at,
-               policy=config.settings.policy)
+    # (deception.py) opens none: no notice will name it. open_cases acts only on the services
+    # of attributed addresses (put in their owner's case) and on those already in a case
+    # (reviewed): their findings are all it is given, not every finding in the database, most
+    # of which, right after a scan, are at addresses not attributed yet (bench/README.md).
+    involved = set(store.attributions()) | {ip for ip, _ in store.case_of_services()}
+    open_cases(store, findings_exposures(engine, traps_at=config.settings.deception_threshold, ips=involved),
+               now=at, policy=config.settings.policy)
     return {ip: (decision[0], was) for (ip, decision), was in zip(ordered, changed)}
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from pacswatch.attribution.cache import CacheEntry
@@ -29,6 +29,7 @@ from pacswatch.store.repository import operator
 from pacswatch.store.tables import findings, optouts
 
 _CASE_FIELDS = [f.name for f in fields(Case)]
+_IPS_PER_QUERY = 500  # addresses named in one query: well under SQLite's limit on parameters
 _MSG_FIELDS = [f.name for f in fields(O.OutboxMessage)]
 
 
@@ -162,11 +163,20 @@ class NotifyStore:
     # ------------------------------------------------------------------ cases
 
     def create_case(self, case: Case, transition: Transition) -> Case:
-        values = {k: v for k, v in asdict(case).items() if k != "id"}
+        (created,) = self.create_cases([(case, transition)])
+        return created
+
+    def create_cases(self, new: Iterable[tuple[Case, Transition]]) -> list[Case]:
+        """create_case() for each, in order (so the ids are those one by one would get), in one
+        transaction: the attribution after a scan may open a case per address."""
+        created = []
         with self.write() as conn:
-            case_id = conn.execute(insert(T.cases).returning(T.cases.c.id), values).scalar_one()
-            self._event(conn, case_id, transition)
-        return Case(**{**asdict(case), "id": case_id})
+            for case, transition in new:
+                values = {k: v for k, v in asdict(case).items() if k != "id"}
+                case_id = conn.execute(insert(T.cases).returning(T.cases.c.id), values).scalar_one()
+                self._event(conn, case_id, transition)
+                created.append(Case(**{**asdict(case), "id": case_id}))
+        return created
 
     def save_case(self, case: Case, transitions: tuple[Transition, ...] = (), *, note: str | None = None,
                   at: datetime | None = None, conn: Connection | None = None) -> None:
@@ -213,26 +223,50 @@ class NotifyStore:
         """assign() for each (ip, port, case_id), in one transaction: after a scan there is one
         per exposed service, and a commit each was most of the attribution's time (bench/README.md,
         "Speed, measured"). Returns how many changed."""
-        changed = 0
+        services = list(services)
+        if not services:
+            return 0
         with self.write() as conn:
+            # Where each service is now, read by address a few hundred at a time (a statement
+            # per service was most of what was left of the attribution after a scan), then one
+            # executemany per kind of change.
+            ips = sorted({ip for ip, _, _ in services})
+            stored = {}
+            for start in range(0, len(ips), _IPS_PER_QUERY):
+                stored.update({(r.ip, r.port): r.case_id for r in conn.execute(
+                    select(T.case_services.c.ip, T.case_services.c.port, T.case_services.c.case_id)
+                    .where(T.case_services.c.ip.in_(ips[start:start + _IPS_PER_QUERY])))})
+            now = dict(stored)  # as the services before this one left it
+            added: dict[tuple[str, int], int] = {}
+            moved: dict[tuple[str, int], int] = {}
+            changed = 0
             for ip, port, case_id in services:
-                old = conn.execute(select(T.case_services.c.case_id).where(
-                    T.case_services.c.ip == ip, T.case_services.c.port == port)).scalar()
-                if old == case_id:
+                key = (ip, port)
+                if now.get(key) == case_id:
                     continue
-                if old is None:
-                    conn.execute(insert(T.case_services), {"ip": ip, "port": port, "case_id": case_id, "added_at": at})
-                else:
-                    conn.execute(update(T.case_services)
-                                 .where(T.case_services.c.ip == ip, T.case_services.c.port == port)
-                                 .values(case_id=case_id, added_at=at))
+                (moved if key in stored else added)[key] = now[key] = case_id
                 changed += 1
+            if added:
+                conn.execute(insert(T.case_services), [{"ip": ip, "port": port, "case_id": case_id, "added_at": at}
+                                                       for (ip, port), case_id in added.items()])
+            if moved:
+                conn.execute(update(T.case_services)
+                             .where(T.case_services.c.ip == bindparam("b_ip"), T.case_services.c.port == bindparam("b_port"))
+                             .values(case_id=bindparam("b_case_id"), added_at=at),
+                             [{"b_ip": ip, "b_port": port, "b_case_id": case_id} for (ip, port), case_id in moved.items()])
         return changed
 
     def services_of(self, case_id: int) -> list[tuple[str, int]]:
         rows = self._all(select(T.case_services).where(T.case_services.c.case_id == case_id)
                          .order_by(T.case_services.c.ip, T.case_services.c.port))
         return [(r["ip"], r["port"]) for r in rows]
+
+    def services_by_case(self) -> dict[int, list[tuple[str, int]]]:
+        """services_of() of every case, in one read (a review of every case needs them all)."""
+        out: dict[int, list[tuple[str, int]]] = {}
+        for r in self._all(select(T.case_services).order_by(T.case_services.c.ip, T.case_services.c.port)):
+            out.setdefault(r["case_id"], []).append((r["ip"], r["port"]))
+        return out
 
     def case_of_services(self) -> dict[tuple[str, int], int]:
         return {(r["ip"], r["port"]): r["case_id"] for r in self._all(select(T.case_services))}

@@ -140,7 +140,8 @@ def sync_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], n
     for case in store.cases():
         if case.state != C.CLOSED:
             by_owner[case.owner_key] = case  # the latest per owner
-    members: list[tuple[str, int, int]] = []
+    owned: list[tuple[str, int, str]] = []  # (ip, port, owner key)
+    to_open: dict[str, tuple[C.Case, C.Transition]] = {}  # new cases, in the order they are needed
     for (ip, port), e in sorted(exposures.items()):
         if not e.exposed or (optouts is not None and optouts.address_reason(ip) is not None):
             continue
@@ -148,13 +149,14 @@ def sync_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], n
         if a is None:
             plan.unattributed += 1
             continue
-        case = by_owner.get(a["owner_key"])
-        if case is None:
-            case = store.create_case(*C.open_case(a["owner_key"], a["owner_name"], now))
-            by_owner[a["owner_key"]] = case
-            plan.created.append(case.stored_id)
-        members.append((ip, port, case.stored_id))
-    store.assign_many(members, now)  # one transaction, not one per service
+        if a["owner_key"] not in by_owner and a["owner_key"] not in to_open:
+            to_open[a["owner_key"]] = C.open_case(a["owner_key"], a["owner_name"], now)
+        owned.append((ip, port, a["owner_key"]))
+    # One transaction for the new cases and one for the members, not one per case and service.
+    for key, case in zip(to_open, store.create_cases(to_open.values())):
+        by_owner[key] = case
+        plan.created.append(case.stored_id)
+    store.assign_many([(ip, port, by_owner[key].stored_id) for ip, port, key in owned], now)
 
 
 def opted_out(keys: Iterable[tuple[str, int]], exposures: dict[tuple[str, int], Exposure],
@@ -179,12 +181,12 @@ class CaseReview:
     refused: str | None = None  # why the recipient the routes chose may not be mailed
 
 
-def review_case(store: NotifyStore, case: C.Case, exposures: dict[tuple[str, int], Exposure],
+def review_case(case: C.Case, keys: list[tuple[str, int]], exposures: dict[tuple[str, int], Exposure],
                 attributions: dict[str, dict[str, Any]], optouts: OptOuts, now: datetime,
                 policy: C.Policy) -> CaseReview:
-    """One case's review under the opt-out list: its opted-out services are not members (they
-    neither keep it open nor count as fixed); a case whose every service is opted out closes."""
-    keys = store.services_of(case.stored_id)
+    """One case's review under the opt-out list, given its services (`keys`, as
+    NotifyStore.services_of gives them): its opted-out services are not members (they neither
+    keep it open nor count as fixed); a case whose every service is opted out closes."""
     excluded = opted_out(keys, exposures, optouts)
     if keys and len(excluded) == len(keys):
         closed, t = C.close(case, now, f"opted-out: every service of the case ({len(keys)}) is on the opt-out "
@@ -219,10 +221,12 @@ def open_cases(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], *
     optouts = store.optouts()
     sync_cases(store, exposures, now, plan, optouts)
     attributions = store.attributions()
+    services = store.services_by_case()
     for case in store.cases():
         if case.state == C.CLOSED:
             continue
-        review = review_case(store, case, exposures, attributions, optouts, now, policy).review
+        review = review_case(case, services.get(case.stored_id, []), exposures, attributions, optouts, now,
+                             policy).review
         if review.transitions:
             store.save_case(review.case, review.transitions)
             plan.transitions += [(case.stored_id, t) for t in review.transitions]
@@ -244,10 +248,12 @@ def plan_pass(store: NotifyStore, exposures: dict[tuple[str, int], Exposure], *,
                 plan.cancelled.append((msg.key, why))
     sync_cases(store, exposures, now, plan, optouts)
     attributions = store.attributions()
+    services = store.services_by_case()
     for case in store.cases():
         if case.state == C.CLOSED:
             continue
-        checked = review_case(store, case, exposures, attributions, optouts, now, settings.policy)
+        checked = review_case(case, services.get(case.stored_id, []), exposures, attributions, optouts, now,
+                              settings.policy)
         review = checked.review
         if review.transitions:
             store.save_case(review.case, review.transitions)

@@ -9,11 +9,13 @@ the scanner, so that work is worth avoiding.
 A `BulkStatement` is the same INSERT or UPDATE, compiled once by Core for the engine's dialect,
 with each column's own bind processor (the one Core would apply, so the values the database
 gets are Core's: tests/store/test_store_bulk.py compares whole tables written both ways). Per
-row, what is left is taking the values in order and processing the few that need it.
+row, what is left is taking the values in order and processing the few that need it. On SQLite,
+inserts go in statements of many rows (SQLITE_ROWS), on PostgreSQL through COPY.
 """
 
 from __future__ import annotations
 
+from itertools import chain
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -23,6 +25,11 @@ from sqlalchemy.engine import Connection, Dialect
 from pacswatch.store.errors import StoreError
 
 ROW_ID = "b_id"  # the UPDATE's WHERE id = ... parameter, apart from the columns it sets
+# SQLite: rows per INSERT statement (VALUES (...), (...), ...), the largest that fit first. The
+# sqlite3 module lets go of the GIL around every statement it steps, once per row of an
+# executemany, and the scanner's event loop takes it each time: with a row per statement the
+# store thread waited for the GIL 27,000 times in a scan of 10,000 endpoints (bench/README.md).
+SQLITE_ROWS = (32, 16, 8, 4, 2, 1)
 
 
 class BulkStatement:
@@ -58,6 +65,9 @@ class BulkStatement:
         self.copy_sql = (f"COPY {dialect.identifier_preparer.format_table(table)} "
                          f"({', '.join(dialect.identifier_preparer.quote(n) for n in names)}) FROM STDIN"
                          if dialect.name == "postgresql" and kind != "update" else None)
+        head, _, group = self.sql.rpartition(" VALUES ")
+        self._sqlite_sql = ({n: f"{head} VALUES {', '.join([group] * n)}" for n in SQLITE_ROWS}
+                            if dialect.name == "sqlite" and kind != "update" else None)
         self._values = itemgetter(*("id" if n == ROW_ID else n for n in names))
         # (position, processor, memo key): a datetime is memoized per batch, because one look's
         # moment fills half a dozen columns; the key is the type's implementation for this
@@ -96,6 +106,15 @@ class BulkStatement:
 
     def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]], memo: dict) -> None:
         if not rows:
+            return
+        if self._sqlite_sql is not None:  # a few statements of many rows each
+            values, start = self.parameters(rows, memo), 0
+            for n in SQLITE_ROWS:
+                end = start + (len(values) - start) // n * n
+                if end > start:
+                    conn.exec_driver_sql(self._sqlite_sql[n], [tuple(chain.from_iterable(values[i:i + n]))
+                                                               for i in range(start, end, n)])
+                    start = end
             return
         if self.copy_sql is None:
             conn.exec_driver_sql(self.sql, self.parameters(rows, memo))

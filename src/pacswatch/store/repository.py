@@ -119,8 +119,9 @@ _NEXT_IDS = {t.name: select(func.nextval(func.pg_get_serial_sequence(t.name, "id
 _COUNTS = (select(scans.c.counts, scans.c.done).where(scans.c.id == bindparam("scan_id"))
            .with_for_update(key_share=True))
 _FORGET_WORK = delete(scan_work).where(scan_work.c.scan_id == bindparam("scan_id"))
-_FORGET_INTERVAL = delete(scan_work).where(scan_work.c.scan_id == bindparam("b_scan_id"),
-                                           scan_work.c.first_index == bindparam("b_first"))
+_FORGET_INTERVALS = delete(scan_work).where(scan_work.c.scan_id == bindparam("scan_id"),
+                                            scan_work.c.first_index.in_(bindparam("firsts", expanding=True)))
+_FIRSTS_PER_DELETE = 500  # well under SQLite's limit on parameters
 _UPDATE_SCAN = update(scans).where(scans.c.id == bindparam("b_scan_id"))
 
 
@@ -389,11 +390,15 @@ class Repository:
                 gone, new = frozenset(), intervals
             else:
                 gone, new = before - intervals, intervals - before
-            if gone:  # before the inserts: a grown interval keeps its first index (the key)
-                conn.execute(_FORGET_INTERVAL, [{"b_scan_id": scan_id, "b_first": a} for a, _ in gone])
-            if new:
-                conn.execute(insert(scan_work), [{"scan_id": scan_id, "first_index": a, "last_index": b}
-                                                 for a, b in sorted(new)])
+            # A few hundred intervals a batch in a scan with thousands in flight: one DELETE for
+            # those gone and the compiled inserts (store/bulk.py), not a statement per interval.
+            # The deletes go first: a grown interval keeps its first index (the key).
+            firsts = sorted(a for a, _ in gone)
+            for start in range(0, len(firsts), _FIRSTS_PER_DELETE):
+                conn.execute(_FORGET_INTERVALS, {"scan_id": scan_id,
+                                                 "firsts": firsts[start:start + _FIRSTS_PER_DELETE]})
+            self._bulk_write(conn, "insert", scan_work, {}, [{"scan_id": scan_id, "first_index": a, "last_index": b}
+                                                            for a, b in sorted(new)])
         conn.execute(_UPDATE_SCAN, {**values, "b_scan_id": scan_id})
         return intervals
 

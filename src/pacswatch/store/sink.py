@@ -6,6 +6,8 @@ shard (distributed/tasks.py) store through it alike.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
@@ -16,6 +18,20 @@ from pacswatch.store.errors import StoreError
 from pacswatch.store.repository import Repository, ShardSpan
 
 HEARTBEAT = 5.0  # seconds between liveness updates of a running scan (at most; each batch stored is one too)
+# Set (to anything) to print, at the end of a scan, the CPU seconds of the writer thread and of the
+# thread that closed it (the event loop's): where a scan's CPU goes, for bench/ and issue 16.
+THREAD_CPU_ENV = "PACSWATCH_THREAD_CPU"
+
+
+def _waits() -> str:
+    """How often this thread gave up the CPU waiting (for the GIL, mostly: a thread that waits
+    for it blocks), and how often it was made to (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/thread-self/status") as status:
+            counts = dict(line.split(":\t") for line in status.read().splitlines() if "ctxt_switches" in line)
+    except OSError:
+        return ""
+    return f"{counts['voluntary_ctxt_switches']} voluntary, {counts['nonvoluntary_ctxt_switches']} forced"
 
 
 class StoreSink:
@@ -45,6 +61,8 @@ class StoreSink:
         self._wake = threading.Event()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name=f"pacswatch-store-{scan_id}", daemon=True)
+        self.thread_cpu_s = 0.0  # the writer thread's CPU, known once it stopped
+        self._thread_waits = ""
 
     def start(self) -> StoreSink:
         self._thread.start()
@@ -73,10 +91,20 @@ class StoreSink:
         self._closing = True
         self._wake.set()
         self._thread.join()
+        if os.environ.get(THREAD_CPU_ENV):
+            print(f"pacswatch: thread CPU s: store writer {self.thread_cpu_s:.3f} ({self._thread_waits} waits), "
+                  f"{threading.current_thread().name} {time.thread_time():.3f} ({_waits()} waits), "
+                  f"process {time.process_time():.3f}", file=sys.stderr)
         if self.error is not None:
             raise StoreError(f"records could not be stored: {self.error}") from self.error
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.thread_cpu_s, self._thread_waits = time.thread_time(), _waits()
+
+    def _loop(self) -> None:
         quiet_since = time.monotonic()
         while True:
             self._wake.wait(self.flush_interval)
