@@ -20,6 +20,7 @@ import re
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -168,14 +169,11 @@ class LiveServer:
     app: object
 
 
-@pytest.fixture
-def live_server(web_settings: WebSettings):
+@contextmanager
+def serving(application, port: int):
+    """`application` served by a real uvicorn on 127.0.0.1:`port` in a thread, until the block ends."""
     import uvicorn
 
-    from pacswatch.web.app import create_app
-
-    application = create_app(web_settings)
-    port = free_port()
     server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -184,6 +182,18 @@ def live_server(web_settings: WebSettings):
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    yield LiveServer(f"http://127.0.0.1:{port}", web_settings, application)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(web_settings: WebSettings):
+    from pacswatch.web.app import create_app
+
+    application = create_app(web_settings)
+    port = free_port()
+    with serving(application, port):
+        yield LiveServer(f"http://127.0.0.1:{port}", web_settings, application)

@@ -16,8 +16,6 @@ background networking is off. Screenshots go to test-artifacts/screenshots/ (CI 
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +30,7 @@ for extra in (_TESTS / "notify", _TESTS / "attribution"):  # lab_scan, smtp_serv
 from lab_scan import scan_and_store  # noqa: E402
 from loopback_servers import loopback_only  # noqa: E402
 from smtp_servers import SmtpServer  # noqa: E402
+from web_support import serving  # noqa: E402
 
 from .browser_world import (  # noqa: E402
     CLOSED_IP,
@@ -124,8 +123,6 @@ class World:
 @pytest.fixture
 def world(web_db: str, tmp_path: Path, smtp_server: SmtpServer):
     """The database above, served by uvicorn; the case's first notice already received."""
-    import uvicorn
-
     from pacswatch.attribution.local import LocalOwner
     from pacswatch.attribution.owner import decide
     from pacswatch.lab import Lab
@@ -167,20 +164,11 @@ def world(web_db: str, tmp_path: Path, smtp_server: SmtpServer):
 
     settings = WebSettings(database_url=web_db, secret=secret, notify_config=config_file)
     application = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
     try:
-        yield World(url, settings, smtp_server, f"{lab.manifest[0].ip}:{lab.manifest[0].port}", f"{CLOSED_IP}:104",
-                    case_id, config_file)
+        with serving(application, port):
+            yield World(url, settings, smtp_server, f"{lab.manifest[0].ip}:{lab.manifest[0].port}",
+                        f"{CLOSED_IP}:104", case_id, config_file)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         application.state.engine.dispose()
         lab.stop()
 
