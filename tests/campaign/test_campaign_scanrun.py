@@ -253,5 +253,7 @@ def test_a_rescan_resumed_by_a_later_run_probes_as_it_started(repo):
         server.stop()
     assert outcome.scan_id == scan_id and outcome.status == "finished"
     assert [p["probe"] for p in asked] == [{"find": True}]
-    (record,) = outcome.kept
-    assert record.dicom.find.allowed is True and record.dicom.find.studies > 0, record.dicom.find
+    assert [(a.ip, a.port) for a in outcome.kept] == [(ip, port)]
+    (row,) = repo.observations(scan_id=scan_id)
+    find = row["record"]["dicom"]["find"]
+    assert find["allowed"] is True and find["studies"] > 0, find

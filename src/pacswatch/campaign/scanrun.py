@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -31,6 +31,7 @@ from pacswatch.store.sink import HEARTBEAT, StoreSink
 from pacswatch.targets import Endpoint, ScanPlan, TargetSet
 
 if TYPE_CHECKING:  # the scan package is imported when a scan runs, not by every command
+    from pacswatch.scan.answered import Answering
     from pacswatch.scan.runner import ScanStats
 
 # A "running" scan without a heartbeat for three intervals is dead: `scans` shows it as stalled.
@@ -104,7 +105,7 @@ class ScanOutcome:
     scan_id: int
     status: str  # finished | interrupted
     stats: ScanStats
-    kept: list[Record]
+    kept: Sequence[Answering]  # the endpoints that answered (scan/answered.py)
     changes: ChangeSummary
     events: list[Row]
     previous: Row | None

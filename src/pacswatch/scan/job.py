@@ -13,7 +13,7 @@ import signal
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import IO, Protocol, cast
 
 from rich.console import Console
 from rich.progress import (
@@ -33,11 +33,11 @@ from pacswatch.output import (
     host_table,
     more_line,
     summary_table,
-    worst_first,
     worst_per_host,
 )
 from pacswatch.probes.base import Probe, ProbeContext, ProbeOptions
 from pacswatch.record import Record
+from pacswatch.scan.answered import Answer, Answered
 from pacswatch.scan.runner import PlannedLike, ScanStats, run_scan
 from pacswatch.scan.worker_pool import run_in_workers
 
@@ -83,10 +83,11 @@ class ScanJob:
     workers: int = 1
     worker_settings: dict | None = None
 
-    def run(self) -> tuple[ScanStats, list[Record]]:
+    def run(self) -> tuple[ScanStats, list[Answer]]:
         return run_event_loop(self.run_async(), self.event_loop)
 
-    async def run_async(self) -> tuple[ScanStats, list[Record]]:
+    async def run_async(self) -> tuple[ScanStats, list[Answer]]:
+        """The scan's counts and every endpoint that answered (scan/answered.py)."""
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_quiet_peer_failures)
         # One socket per probe in flight: raise the open-file limit for it, or probe fewer at once
@@ -100,7 +101,8 @@ class ScanJob:
         if plan is None:
             raise ValueError("a scan job runs only once its plan is set")
         stats = ScanStats(total=plan.size)
-        kept: list[Record] = []  # only endpoints that answered: bounded by findings, not by scan size
+        # Only endpoints that answered, compact: bounded by findings, not by scan size.
+        kept = Answered(self._rows_printed())
         writer = JsonLinesWriter(self.output) if self.output is not None and self.output_format == "jsonl" else None
         show = self.stderr.is_terminal if self.show_progress is None else self.show_progress
         progress = Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
@@ -124,7 +126,7 @@ class ScanJob:
             if flushed and self.on_flush is not None:
                 self.on_flush()
             if answered:
-                kept.append(record)
+                kept.add(record)
             if show:
                 now = loop.time()
                 if now - shown >= 0.1 or stats.done == stats.total:
@@ -173,29 +175,42 @@ class ScanJob:
                     except (NotImplementedError, RuntimeError):
                         pass
         elapsed = loop.time() - stats.started
+        # output.py reads only the ip, port, service and severity of what host_table,
+        # worst_per_host and more_line are given: an Answer has them (its annotations say Record).
+        answers = cast(list[Record], kept.answers)
         if self.output is not None and self.output_format == "table":
             if _is_terminal(self.output):  # a person reads it: the worst `top`, in colour
-                self._print_endpoints(Console(file=self.output), kept, self.top)
+                self._print_endpoints(Console(file=self.output), kept)
             else:  # a file or a pipe asked for a table: every row
-                Console(file=self.output, width=160).print(findings_table(worst_first(kept)[0]))
+                Console(file=self.output, width=160).print(findings_table(kept.records()))
         if self.show_summary:
             if kept and self.output_format != "table":
-                self._print_endpoints(self.stderr, kept, self.top)
-            if len({r.ip for r in kept}) < len(kept):
-                self.stderr.print(host_table(kept, self.top))
-            self.stderr.print(summary_table(stats, elapsed, worst_per_host(kept)))
-        return stats, kept
+                self._print_endpoints(self.stderr, kept)
+            if len({a.ip for a in answers}) < len(answers):
+                self.stderr.print(host_table(answers, self.top))
+            self.stderr.print(summary_table(stats, elapsed, worst_per_host(answers)))
+        return stats, kept.answers
 
-    def _print_endpoints(self, console: Console, kept: list[Record], top: int | None) -> None:
+    def _rows_printed(self) -> int | None:
+        """How many full records the end-of-scan tables print: every row for a table asked for
+        in a file or a pipe, or with `top` None; the worst `top` on a terminal or in the summary;
+        none when neither is printed."""
+        table = self.output is not None and self.output_format == "table"
+        if not table and not self.show_summary:
+            return 0
+        if self.top is None or (table and self.output is not None and not _is_terminal(self.output)):
+            return None
+        return self.top
+
+    def _print_endpoints(self, console: Console, kept: Answered) -> None:
         """The endpoints that answered, most severe first, cut at `top` rows: rendering every
         row of a large scan cost as much CPU as the scan."""
         if not kept:
             console.print("no endpoint answered", highlight=False, markup=False)
             return
-        rows, left_out = worst_first(kept, top)
-        console.print(findings_table(rows))
-        if left_out:
-            console.print(more_line(left_out, self.scan_id), highlight=False)
+        console.print(findings_table(kept.records()))
+        if left_out := kept.left_out():
+            console.print(more_line(cast(list[Record], left_out), self.scan_id), highlight=False)
 
 
 def _is_terminal(stream: IO[str]) -> bool:
