@@ -148,7 +148,7 @@ def test_tls_to_a_peer_that_closes_at_once_is_a_tls_error_on_either_loop(loop_ki
     import socket
     import threading
 
-    from pacswatch.scan.job import run_event_loop
+    from pacswatch.scan.eventloop import run_event_loop
 
     listener = socket.socket()
     listener.bind((HOST, 0))
@@ -199,7 +199,7 @@ def test_both_event_loops_turn_nagle_off(kind):
     every request/response exchange of a probe)."""
     import socket
 
-    from pacswatch.scan.job import run_event_loop
+    from pacswatch.scan.eventloop import run_event_loop
 
     async def main():
         async def echo(reader, writer):
@@ -248,7 +248,7 @@ class _FullListener:
 def test_a_hanging_connect_times_out_and_leaves_the_task_uncancelled(loop_kind):
     """The connect's own deadline ends it as connection-timeout, and takes back the cancellation
     it used: the probe's task goes on as if nothing had been cancelled."""
-    from pacswatch.scan.job import run_event_loop
+    from pacswatch.scan.eventloop import run_event_loop
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -267,7 +267,7 @@ def test_a_hanging_connect_times_out_and_leaves_the_task_uncancelled(loop_kind):
 def test_a_connect_cancelled_from_outside_is_a_cancellation_not_a_timeout(loop_kind):
     """Ctrl-C cancels the probes in flight: a connect under way must pass the CancelledError on,
     not turn it into a connection-timeout record."""
-    from pacswatch.scan.job import run_event_loop
+    from pacswatch.scan.eventloop import run_event_loop
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -289,7 +289,7 @@ def test_a_connect_cancelled_from_outside_is_a_cancellation_not_a_timeout(loop_k
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
 def test_a_silent_tls_handshake_times_out_as_a_tls_error(loop_kind):
     from pacswatch.net.tls import ScannerTlsContext
-    from pacswatch.scan.job import run_event_loop
+    from pacswatch.scan.eventloop import run_event_loop
 
     async def main():
         async def silent(reader, writer):
@@ -318,7 +318,7 @@ def test_a_conversation_timer_set_for_a_time_already_past_can_be_moved_earlier(l
     conversation wants its timer earlier still, must re-arm it, not raise AttributeError (which
     broke that endpoint's connection under load)."""
     from pacswatch.net.transport import _Driver
-    from pacswatch.scan.job import run_event_loop
+    from pacswatch.scan.eventloop import run_event_loop
 
     class Conversation:
         def __init__(self, due: float) -> None:

@@ -250,7 +250,7 @@ def attribute_stored(repo, scan_id: int) -> None:
 
 def _banner(err: Console, scan_id: int, plan, job, options, resumed: int | None) -> None:
     from pacswatch import __version__
-    from pacswatch.scan.job import runtime_description
+    from pacswatch.scan.eventloop import runtime_description
 
     what = f"scan {scan_id}" if resumed is None else f"resuming scan {scan_id} ({resumed} of {plan.size} done)"
     err.print(f"pacswatch {__version__}: {what}: {plan.size} endpoints ({plan.distinct_ports} ports), seed {plan.seed}, "

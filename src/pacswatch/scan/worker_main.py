@@ -34,7 +34,7 @@ def main() -> int:
             return 1  # the scan process is gone before saying anything
         line += byte
     settings = json.loads(line)
-    from pacswatch.scan.job import run_event_loop
+    from pacswatch.scan.eventloop import run_event_loop
 
     return run_event_loop(_serve(settings), settings.get("loop", "auto"))
 
