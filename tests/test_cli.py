@@ -94,13 +94,18 @@ def test_owner_and_case_commands_are_wired_into_the_main_cli(tmp_path):
     assert run(["cases", "--database", db]).returncode == 0
 
 
-def _modules_after(code: str, **kw) -> set[str]:
-    """Top-level packages a fresh interpreter has imported after running `code`, which must
-    print json.dumps(sorted(sys.modules)) as its last line."""
+def _loaded_after(code: str, **kw) -> set[str]:
+    """The modules a fresh interpreter has imported after running `code`, which must print
+    json.dumps(sorted(sys.modules)) as its last line."""
     env = {k: v for k, v in os.environ.items() if k != "PACSWATCH_NOTIFY_CONFIG"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, **kw)
     assert result.returncode == 0, result.stderr
-    return {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def _modules_after(code: str, **kw) -> set[str]:
+    """Top-level packages a fresh interpreter has imported after running `code` (as above)."""
+    return {name.split(".")[0] for name in _loaded_after(code, **kw)}
 
 
 # Packages only other commands use (attribution, notices, the web probe, migrations): a scan
@@ -117,10 +122,14 @@ def test_a_scan_does_not_import_what_only_other_commands_use(tmp_path):
             f"assert main(['scan', '127.0.0.1', '--ports', '1', '--quiet', '-o', {str(out)!r},"
             f" '--database', {str(db)!r}]) == 0\n"
             "print(json.dumps(sorted(sys.modules)))")
-    loaded = _modules_after(code)
+    modules = _loaded_after(code)
+    loaded = {name.split(".")[0] for name in modules}
     assert json.loads(out.read_text())["status"] == "connection-refused"  # it did scan (port 1 is closed)
     assert "sqlalchemy" in loaded and "pacswatch" in loaded
     assert not loaded & NOT_FOR_A_SCAN, sorted(loaded & NOT_FOR_A_SCAN)
+    # No notify configuration named and nothing exposed: neither its models nor the owners'
+    # look-up are imported.
+    assert not {m for m in modules if m == "pacswatch.notify.config" or m.startswith("pacswatch.attribution")}
 
 
 def test_attributing_a_scans_loopback_findings_loads_no_http_stack(tmp_path):

@@ -246,6 +246,7 @@ def _owner_problem(args) -> str | None:
 
 def cmd_config(args: argparse.Namespace) -> int:
     from pacswatch.notify import config as configuration
+    from pacswatch.notify import configpath
     from pacswatch.safefile import write_atomic
 
     if args.config_command == "init":
@@ -263,8 +264,8 @@ def cmd_config(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         print(f"wrote {args.output}: edit [sender] and [smtp], then pacswatch config check --config {args.output}")
         return 0
-    path = args.config or os.environ.get(configuration.ENV)
-    if not path:
+    path = configpath.named(args.config)
+    if path is None:
         print("pacswatch config check: no configuration named (--config FILE or $PACSWATCH_NOTIFY_CONFIG)",
               file=sys.stderr)
         return EXIT_USAGE

@@ -39,7 +39,6 @@ it used to send mail. `pacswatch config init` writes a commented sample (sample-
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -56,14 +55,13 @@ from pacswatch.attribution.dns import ResolverConfig
 from pacswatch.attribution.rdap import DEFAULT_BOOTSTRAP, RdapConfig
 from pacswatch.deception import DEFAULT_THRESHOLD
 from pacswatch.mailaddr import addr_spec, has_control
+from pacswatch.notify import configpath
 from pacswatch.notify import outbox as O
 from pacswatch.notify.cases import Policy
 from pacswatch.notify.render import DEFAULT_OPTOUT, Sender
 from pacswatch.notify.smtp import SmtpConfig
 from pacswatch.notify.tokens import VerifyLinks
 from pacswatch.notify.workflow import Settings
-
-ENV = "PACSWATCH_NOTIFY_CONFIG"
 
 
 @dataclass(frozen=True)
@@ -297,8 +295,8 @@ def _verify_links(web: WebSection, source: str) -> VerifyLinks | None:
 
 
 def load(path: str | None = None) -> Config:
-    path = path or os.environ.get(ENV)
-    if not path:
+    path = configpath.named(path)
+    if path is None:
         return Config()
     try:
         with open(Path(path).expanduser(), "rb") as fh:
