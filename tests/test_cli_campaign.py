@@ -170,6 +170,16 @@ def test_resume_errors(sqlite_url, tmp_path):
     assert run(["scan"], sqlite_url).returncode == 2
 
 
+def test_resuming_a_scan_without_a_stored_plan_is_a_clear_error(sqlite_url):
+    """A scan row another tool wrote (bench/db_bench.py stores parameters {}) is refused in a
+    sentence, not with a KeyError's traceback (found by hand: `scan --resume` of such a row)."""
+    with Repository.open(sqlite_url) as repo:
+        repo.create_scan(kind="scan", parameters={}, seed=0, fingerprint="f" * 64, targets_key="t", plan_size=10)
+    result = run(["scan", "--resume", "1"], sqlite_url)
+    assert result.returncode == 1, result.stderr
+    assert "scan 1 has no stored plan" in result.stderr and "Traceback" not in result.stderr
+
+
 # --- opt-out, scope, imports --------------------------------------------------------------------
 
 

@@ -126,6 +126,12 @@ def check_resumable(repo: Repository, scan_id: int, *, now: datetime | None = No
         raise ScanNotResumable(f"there is no scan {scan_id} in this database")
     if scan["status"] == "finished":
         raise ScanNotResumable(f"scan {scan_id} is finished: nothing to resume (start a new scan)")
+    parameters = scan.get("parameters")
+    if not isinstance(parameters, dict) or "seed" not in parameters:
+        # A scan row written by another tool (a benchmark's, an import) or damaged by hand: the
+        # plan cannot be rebuilt, and a KeyError's traceback would say nothing about why.
+        raise ScanNotResumable(f"scan {scan_id} has no stored plan (targets, ports and seed), "
+                               "so it cannot be resumed: start a new scan")
     now = now or datetime.now(UTC)
     if scan["status"] == "running" and scan["host"] == socket.gethostname() and scan["pid"] != os.getpid() \
             and _alive(scan["pid"]) and now - scan["updated_at"] < STALE:
