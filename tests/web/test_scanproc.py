@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from pacswatch.campaign.scanrun import process_alive
 from pacswatch.web import scanproc
 
 
@@ -29,7 +30,7 @@ def test_only_a_running_pacswatch_scan_of_this_machine_is_signalled():
     finally:
         other.kill()
         other.wait()
-    assert not scanproc.alive(other.pid)
+    assert not process_alive(other.pid)
     with pytest.raises(ValueError, match="is gone"):
         scanproc.stop(_scan(other.pid))
     with pytest.raises(ValueError, match="is gone"):
@@ -39,12 +40,12 @@ def test_only_a_running_pacswatch_scan_of_this_machine_is_signalled():
 def test_alive_tells_a_running_process_from_an_ended_one():
     process = subprocess.Popen(["sleep", "30"])
     try:
-        assert scanproc.alive(process.pid)
+        assert process_alive(process.pid)
     finally:
         process.kill()
     deadline = time.monotonic() + 5  # the signal takes a moment; then a zombie until reaped: ended
-    while scanproc.alive(process.pid):
+    while process_alive(process.pid):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     process.wait()
-    assert not scanproc.alive(process.pid) and not scanproc.alive(None)
+    assert not process_alive(process.pid) and not process_alive(None)

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from sqlalchemy import insert, select, update
 
+from pacswatch.campaign.scanrun import process_alive
 from pacswatch.identity import Identity
 from pacswatch.notify import config as configuration
 from pacswatch.notify import tokens
@@ -218,7 +219,7 @@ def outcomes(engine, check: dict[str, Any], keys: list[tuple[str, int]]) -> tupl
                                            observations.c.severity, observations.c.scanned_at)
                                     .where(observations.c.scan_id == scan.id)).all():
                 looks[(row.ip, row.port)] = row
-    if scan is None and not scanproc.alive(check.get("pid")):
+    if scan is None and not process_alive(check.get("pid")):
         # The process ended without creating its scan (it refused its arguments, the database
         # was busy): say so rather than "checking" for ever.
         return [Outcome(_endpoint(ip, port), NOT_STARTED, None) for ip, port in keys], True

@@ -50,17 +50,6 @@ def start(argv: Sequence[str], engine: Engine, *, name: str) -> int:
     return process.pid
 
 
-def alive(pid: int | None) -> bool:
-    """Whether process `pid` of this machine still runs (a zombie not yet reaped counts as ended)."""
-    if not pid:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def _is_pacswatch(pid: int) -> bool:
     """Whether `pid` is a pacswatch process (its command line names pacswatch): a stored pid may
     have been reused by another program since the scan died."""
