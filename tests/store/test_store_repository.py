@@ -242,3 +242,16 @@ def test_replan_moves_next_looks_to_another_policy_and_settings_keep_it(repo):
     repo.set_setting("rescan_policy", faster.to_json())
     repo.set_setting("rescan_policy", faster.to_json())  # replaced, not added
     assert RescanPolicy.from_json(repo.setting("rescan_policy")) == faster
+
+
+def test_sqlite_writes_keep_statement_journals_in_memory(tmp_path):
+    # A multi-row INSERT journals the pages it changes; past 64 KiB SQLite spills that journal
+    # to a temporary file unless temp_store is MEMORY (store/engine.py). Reads keep the default.
+    from pacswatch.store import Repository
+
+    with Repository.open(f"sqlite:///{tmp_path / 'p.db'}") as repo:
+        for _ in range(2):  # the pooled connection goes from a write to a read and back
+            with repo._write() as conn:
+                assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 2  # MEMORY
+            with repo._read() as conn:
+                assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 0  # DEFAULT

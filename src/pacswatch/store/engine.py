@@ -290,8 +290,15 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn) -> None:
+        write = conn.get_execution_options().get("pacswatch_write")
+        # A statement that writes many rows (the ingest's INSERTs of 32 rows, store/bulk.py) keeps
+        # the pages it changes in a statement journal, to undo itself alone if a constraint fails;
+        # past 64 KiB SQLite moves that journal to a temporary file, and a scan's store thread spent
+        # a tenth of its CPU in those writes. Writes keep it in memory (a few MB at most); reads
+        # keep the default, so a large sort (the dashboard's) may still go to a file.
+        conn.exec_driver_sql(f"PRAGMA temp_store={'MEMORY' if write else 'DEFAULT'}")
         # One writer at a time, decided at BEGIN rather than at the first write.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("pacswatch_write") else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _one_line(error: object) -> str:
