@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from pacswatch.findings.schedule import RescanPolicy
 from pacswatch.findings.work import IntervalSet
 from pacswatch.record import AssociationFacts, DicomFacts, Find, Product, Record
@@ -155,6 +157,36 @@ def test_completed_work_follows_a_scan_taken_in_random_order(repo):
         work.add(i)
     resumed.ingest(scan, [(i, gone("127.6.0.2", 1000 + i, T0)) for i in order[300:]], work=work)
     assert repo.completed(scan).intervals() == [(0, 399)] and repo.scan(scan)["done"] == 400
+
+
+def test_completed_work_after_a_failed_batch_is_written_whole(repo, monkeypatch):
+    # A batch that fails after taking the set's changes (its transaction rolled back) leaves
+    # scan_work behind the set: the next batch must write every interval, not the changes since.
+    from pacswatch.store import StoreError
+    from pacswatch.store.tables import scan_work
+
+    scan = new_scan(repo, size=100)
+    work = IntervalSet()
+    batches = [[0, 1, 5], [2, 20], [3, 4]]  # 20: a run only the failed batch touched
+    bulk_write = type(repo)._bulk_write
+
+    def failing(self, conn, kind, table, memo, rows):
+        if table is scan_work:
+            raise StoreError("disk full")
+        bulk_write(self, conn, kind, table, memo, rows)
+
+    for n, batch in enumerate(batches):
+        for i in batch:
+            work.add(i)
+        items = [(i, gone("127.6.0.3", 1000 + i, T0)) for i in batch]
+        if n == 1:
+            with monkeypatch.context() as patch:
+                patch.setattr(type(repo), "_bulk_write", failing)
+                with pytest.raises(StoreError):
+                    repo.ingest(scan, items, work=work)
+        else:
+            repo.ingest(scan, items, work=work)
+    assert repo.completed(scan).intervals() == work.intervals() == [(0, 5), (20, 20)]
 
 
 def test_optout_and_scope_entries(repo):
