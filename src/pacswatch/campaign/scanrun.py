@@ -27,7 +27,7 @@ from pacswatch.findings.work import IntervalSet
 from pacswatch.record import Record
 from pacswatch.store.errors import ScanNotResumable
 from pacswatch.store.repository import Repository, Row
-from pacswatch.store.sink import HEARTBEAT, StoreSink
+from pacswatch.store.sink import BATCH, FLUSH_INTERVAL, HEARTBEAT, StoreSink
 from pacswatch.targets import Endpoint, ScanPlan, TargetSet
 
 if TYPE_CHECKING:  # the scan package is imported when a scan runs, not by every command
@@ -166,7 +166,7 @@ def check_same_plan(scan: Row, plan: ScanPlan) -> None:
 
 
 def execute(repo: Repository, scan_id: int, plan: ScanPlan, job, *, policy: RescanPolicy | None = None,
-            keep_all: bool = False, batch: int = 256, flush_interval: float = 0.25,
+            keep_all: bool = False, batch: int = BATCH, flush_interval: float = FLUSH_INTERVAL,
             run: Callable | None = None) -> ScanOutcome:
     """Run `job` (a ScanJob) over what `plan` has left for `scan_id`, storing as it goes."""
     policy = policy or RescanPolicy()
