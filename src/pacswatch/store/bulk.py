@@ -84,23 +84,28 @@ class BulkStatement:
     def parameters(self, rows: Iterable[Mapping[str, Any]], memo: dict, *, as_tuples: bool = False) -> list:
         """The executemany parameters of `rows` (tuples in `names` order with `as_tuples`);
         `memo` holds processed datetimes (one per batch)."""
-        values_of, processors, names = self._values, self._processors, self.names
+        values_of, names = self._values, self.names
+        # Per processed column: its position, its processor, and for a datetime the batch's
+        # memo of that type (value -> (zone, processed)): one look's moment fills half a dozen
+        # columns. The zone is checked, as equal moments in other zones are other wall-clock texts.
+        processors = [(position, processor, None if memo_key is None else memo.setdefault(memo_key, {}))
+                      for position, processor, memo_key in self._processors]
         out: list = []
         for row in rows:
             values = values_of(row)
             if processors:
                 values = list(values)
-                for position, processor, memo_key in processors:
+                for position, processor, memoized in processors:
                     value = values[position]
-                    if memo_key is None:
+                    if memoized is None or value is None:
                         values[position] = processor(value)
                         continue
-                    # With the zone: equal moments in other zones are other wall-clock strings.
-                    key = (memo_key, value, value.tzinfo if value is not None else None)
-                    try:
-                        values[position] = memo[key]
-                    except KeyError:
-                        values[position] = memo[key] = processor(value)
+                    hit = memoized.get(value)
+                    if hit is not None and hit[0] is value.tzinfo:
+                        values[position] = hit[1]
+                    else:
+                        values[position] = processed = processor(value)
+                        memoized[value] = (value.tzinfo, processed)
             out.append(tuple(values) if self.positional or as_tuples else dict(zip(names, values)))
         return out
 

@@ -275,29 +275,27 @@ class Repository:
             plan = plan_batch(items, known_services, known_findings, scan_id=scan_id, policy=policy,
                               keep_all=keep_all, vantage=vantage)
             memo: dict = {}  # values processed for the database in this batch (BulkStatement)
+            # The plan's rows are this batch's own (plan_batch builds or copies each): what the
+            # database adds to them (ids, which observation) is set in place, not in copies.
             obs_ids = self._allocate(conn, observations, len(plan.observations))
-            self._bulk_write(conn, "insert-id", observations, memo, [
-                {**r, "id": i, "record": RawJson(r["record"]), "vantage": vantage}
-                for r, i in zip(plan.observations, obs_ids)])
-
-            def obs_id(row: Row) -> int | None:
-                return obs_ids[row["_obs"]] if row.get("_obs") is not None else row.get("last_observation_id")
-
-            self._bulk_write(conn, "insert", services, memo, [
-                {**r, "last_observation_id": obs_id(r)} for r in plan.services_new])
-            self._bulk_write(conn, "update", services, memo, [
-                {**r, "last_observation_id": obs_id(r)} for r in plan.services_changed])
+            for row, row_id in zip(plan.observations, obs_ids):
+                row["id"], row["record"], row["vantage"] = row_id, RawJson(row["record"]), vantage
+            self._bulk_write(conn, "insert-id", observations, memo, plan.observations)
+            for row in (*plan.services_new, *plan.services_changed, *plan.findings_new, *plan.findings_changed):
+                if row.get("_obs") is not None:  # else the row keeps its last_observation_id
+                    row["last_observation_id"] = obs_ids[row["_obs"]]
+            self._bulk_write(conn, "insert", services, memo, plan.services_new)
+            self._bulk_write(conn, "update", services, memo, plan.services_changed)
             finding_ids: dict[Key, int] = {k: r["id"] for k, r in known_findings.items()}
             new_ids = self._allocate(conn, findings, len(plan.findings_new))
-            self._bulk_write(conn, "insert-id", findings, memo, [
-                {**r, "id": i, "last_observation_id": obs_id(r)} for r, i in zip(plan.findings_new, new_ids)])
-            finding_ids.update(zip((r["_key"] for r in plan.findings_new), new_ids))
-            self._bulk_write(conn, "update", findings, memo, [
-                {**r, "last_observation_id": obs_id(r)} for r in plan.findings_changed])
-            self._bulk_write(conn, "insert", finding_events, memo, [
-                {**e, "finding_id": finding_ids[e["_key"]], "observation_id": obs_ids[e["_obs"]],
-                 "marked_by": None, "reason": None}  # a scan's events: no analyst's mark
-                for e in plan.events])
+            for row, row_id in zip(plan.findings_new, new_ids):
+                row["id"] = finding_ids[row["_key"]] = row_id
+            self._bulk_write(conn, "insert-id", findings, memo, plan.findings_new)
+            self._bulk_write(conn, "update", findings, memo, plan.findings_changed)
+            for event in plan.events:
+                event["finding_id"], event["observation_id"] = finding_ids[event["_key"]], obs_ids[event["_obs"]]
+                event["marked_by"] = event["reason"] = None  # a scan's events: no analyst's mark
+            self._bulk_write(conn, "insert", finding_events, memo, plan.events)
             self._progress(conn, scan_id, plan, work, shard, written)
         if work is not None and shard is None:  # committed: the next batch writes only its changes
             self._work_written[scan_id] = work
