@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from itertools import chain
 from operator import itemgetter
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from sqlalchemy import DateTime, Table, bindparam, insert, update
 from sqlalchemy.engine import Connection, Dialect
