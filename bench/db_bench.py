@@ -47,7 +47,7 @@ from pathlib import Path
 from pacswatch.findings.work import IntervalSet
 from pacswatch.record import AssociationFacts, DicomFacts, Find, Product, Record
 from pacswatch.store import Repository
-from pacswatch.store.sink import BATCH
+from pacswatch.campaign.scanrun import SCAN_BATCH
 
 SEVERITIES = ("critical", "high", "medium", "low")
 
@@ -209,7 +209,7 @@ def run_backend(name: str, url: str, path: Path | None, data: dict[str, list], b
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=BATCH, help="records per transaction (StoreSink's default)")
+    parser.add_argument("--batch", type=int, default=SCAN_BATCH, help="records per transaction (a local scan's)")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results")
     parser.add_argument("--scan", type=Path, help="also replay a benchmark run's records: RUN.jsonl and RUN.db "

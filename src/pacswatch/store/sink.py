@@ -18,14 +18,11 @@ from pacswatch.store.errors import StoreError
 from pacswatch.store.repository import Repository, ShardSpan
 
 HEARTBEAT = 5.0  # seconds between liveness updates of a running scan (at most; each batch stored is one too)
-# Records per transaction, and the longest a released record waits for one. Each commit writes
-# every index page the batch changed (the endpoints are in random order, so nearly every leaf
-# of the (ip, port) indexes) and each batch reads, counts and updates the scan once: 1,024
-# records a second, against 256 every quarter second, took the store thread of a 10,000-endpoint
-# scan from 0.68-0.71 to 0.56-0.58 CPU s (bench/internet_mix.py). A kill -9 loses at most
-# this much to probe again on resume.
-BATCH = 1024
-FLUSH_INTERVAL = 1.0
+# Records per transaction, and the longest a released record waits for one, unless the caller
+# says otherwise: a distributed shard's worker (distributed/tasks.py) keeps these; a local scan
+# commits less often (campaign/scanrun.py, SCAN_BATCH).
+BATCH = 256
+FLUSH_INTERVAL = 0.25
 # Set (to anything) to print, at the end of a scan, the CPU seconds of the writer thread and of the
 # thread that closed it (the event loop's): where a scan's CPU goes, for bench/ and issue 16.
 THREAD_CPU_ENV = "PACSWATCH_THREAD_CPU"
