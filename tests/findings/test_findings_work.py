@@ -36,3 +36,22 @@ def test_in_order_completion_stays_small():
 def test_bad_intervals(bad):
     with pytest.raises(ValueError):
         IntervalSet(bad)
+
+
+@given(st.lists(st.lists(st.integers(0, 120), max_size=40), max_size=8))
+def test_changes_rebuild_the_set_from_the_previous_copy(batches):
+    # A table of runs keyed by first index (scan_work) kept by deleting the changed firsts and
+    # inserting the runs that start at them ends up as the set, batch after batch.
+    work = IntervalSet()
+    assert work.take_changes() == ([], [])  # starts the record
+    table = {}
+    for batch in batches:
+        for i in batch:
+            work.add(i)
+        gone, new = work.take_changes()
+        assert gone == sorted(gone) and {a for a, _ in new} <= set(gone)
+        for first in gone:
+            table.pop(first, None)
+        table.update(new)
+        assert sorted(table.items()) == work.intervals()
+    assert work.take_changes() == ([], [])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from pacswatch.findings.schedule import RescanPolicy
 from pacswatch.findings.work import IntervalSet
 from pacswatch.record import AssociationFacts, DicomFacts, Find, Product, Record
@@ -157,6 +159,36 @@ def test_completed_work_follows_a_scan_taken_in_random_order(repo):
     assert repo.completed(scan).intervals() == [(0, 399)] and repo.scan(scan)["done"] == 400
 
 
+def test_completed_work_after_a_failed_batch_is_written_whole(repo, monkeypatch):
+    # A batch that fails after taking the set's changes (its transaction rolled back) leaves
+    # scan_work behind the set: the next batch must write every interval, not the changes since.
+    from pacswatch.store import StoreError
+    from pacswatch.store.tables import scan_work
+
+    scan = new_scan(repo, size=100)
+    work = IntervalSet()
+    batches = [[0, 1, 5], [2, 20], [3, 4]]  # 20: a run only the failed batch touched
+    bulk_write = type(repo)._bulk_write
+
+    def failing(self, conn, kind, table, memo, rows):
+        if table is scan_work:
+            raise StoreError("disk full")
+        bulk_write(self, conn, kind, table, memo, rows)
+
+    for n, batch in enumerate(batches):
+        for i in batch:
+            work.add(i)
+        items = [(i, gone("127.6.0.3", 1000 + i, T0)) for i in batch]
+        if n == 1:
+            with monkeypatch.context() as patch:
+                patch.setattr(type(repo), "_bulk_write", failing)
+                with pytest.raises(StoreError):
+                    repo.ingest(scan, items, work=work)
+        else:
+            repo.ingest(scan, items, work=work)
+    assert repo.completed(scan).intervals() == work.intervals() == [(0, 5), (20, 20)]
+
+
 def test_optout_and_scope_entries(repo):
     a = repo.add_optout("127.7.0.0/16", "pacs-admin@example.org", note="asked by phone")
     b = repo.add_optout("127.8.0.1", "x@example.org", requested_at=T0)
@@ -242,3 +274,16 @@ def test_replan_moves_next_looks_to_another_policy_and_settings_keep_it(repo):
     repo.set_setting("rescan_policy", faster.to_json())
     repo.set_setting("rescan_policy", faster.to_json())  # replaced, not added
     assert RescanPolicy.from_json(repo.setting("rescan_policy")) == faster
+
+
+def test_sqlite_writes_keep_statement_journals_in_memory(tmp_path):
+    # A multi-row INSERT journals the pages it changes; past 64 KiB SQLite spills that journal
+    # to a temporary file unless temp_store is MEMORY (store/engine.py). Reads keep the default.
+    from pacswatch.store import Repository
+
+    with Repository.open(f"sqlite:///{tmp_path / 'p.db'}") as repo:
+        for _ in range(2):  # the pooled connection goes from a write to a read and back
+            with repo._write() as conn:
+                assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 2  # MEMORY
+            with repo._read() as conn:
+                assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 0  # DEFAULT

@@ -41,12 +41,8 @@ def exposure_counts(record: Record) -> tuple[int | None, int | None]:
 
 
 _OVERRIDE_COLUMNS = ("deception_override", "override_reason", "override_by", "override_at")
-
-
-def deception_columns(record: Record) -> Row:
-    """The finding's copy of the look's deception verdict (deception.py)."""
-    d = record.deception
-    return {"deception_verdict": d.verdict if d else None, "deception_confidence": d.confidence if d else None}
+# A new finding's columns that its first look does not set (the deception verdict it does, when exposed).
+_NEW_FINDING = dict.fromkeys((*_OVERRIDE_COLUMNS, "deception_verdict", "deception_confidence"))
 
 
 def speaks(record: Record) -> bool:
@@ -134,19 +130,20 @@ def plan_batch(items: Sequence[tuple[int | None, Record]], services: Mapping[Key
         state, events = advance(states.get(key), look, policy.confirm_fixed_after)
         if state is not None and state != states.get(key):
             states[key] = state
-            row = finding_rows.setdefault(key, {"ip": record.ip, "port": record.port})
+            row = finding_rows.get(key)
+            if row is None:  # a new finding: an analyst's columns (findings mark) are never set by a look
+                row = finding_rows[key] = {"ip": record.ip, "port": record.port, **_NEW_FINDING,
+                                           "reasons": list(record.reasons)}
+            elif look.severity is not None:
+                row["reasons"] = list(record.reasons)
             row.update(status=state.status, severity=state.severity, first_seen=state.first_seen,
                        last_seen=state.last_seen, fixed_at=state.fixed_at, reopened_at=state.reopened_at,
                        reopen_count=state.reopen_count, missed_since=state.missed_since,
                        seen_from=state.seen_from, _obs=position)
-            if look.severity is not None:
-                row["reasons"] = list(record.reasons)
-                row.update(deception_columns(record))
-            row.setdefault("reasons", list(record.reasons))
-            for name in _OVERRIDE_COLUMNS:  # an analyst's (findings mark): never set by a look
-                row.setdefault(name, None)
-            row.setdefault("deception_verdict", None)
-            row.setdefault("deception_confidence", None)
+            if look.severity is not None:  # the finding's copy of the look's verdict (deception.py)
+                deception = record.deception
+                row["deception_verdict"] = deception.verdict if deception else None
+                row["deception_confidence"] = deception.confidence if deception else None
             finding_touched[key] = row
         for event in events:
             plan.events.append({"_key": key, "_obs": position, "scan_id": scan_id, "at": event.at,
@@ -160,5 +157,6 @@ def plan_batch(items: Sequence[tuple[int | None, Record]], services: Mapping[Key
         if "id" in row:
             plan.findings_changed.append(row)
         else:
-            plan.findings_new.append({**row, "_key": key})
+            row["_key"] = key
+            plan.findings_new.append(row)
     return plan

@@ -14,12 +14,15 @@ from typing import Iterable, Iterator
 class IntervalSet:
     """A set of non-negative integers kept as sorted, disjoint, non-adjacent [first, last] runs."""
 
-    __slots__ = ("_firsts", "_lasts", "_count")
+    __slots__ = ("_firsts", "_lasts", "_count", "_changed")
 
     def __init__(self, intervals: Iterable[tuple[int, int]] = ()) -> None:
         self._firsts: list[int] = []
         self._lasts: list[int] = []
         self._count = 0
+        # The first indexes of the runs added, grown or merged away since take_changes() (None:
+        # not recorded until it is first called).
+        self._changed: set[int] | None = None
         for first, last in sorted(intervals):
             for index in (first, last):
                 if index < 0:
@@ -41,8 +44,13 @@ class IntervalSet:
             self._firsts.insert(i, first)
             self._lasts.insert(i, last)
             self._count += last - first + 1
+        changed = self._changed
+        if changed is not None:
+            changed.add(self._firsts[i])
         # Swallow the runs the grown one now reaches.
         while i + 1 < len(self._firsts) and self._firsts[i + 1] <= self._lasts[i] + 1:
+            if changed is not None:
+                changed.add(self._firsts[i + 1])
             self._count -= min(self._lasts[i], self._lasts[i + 1]) - self._firsts[i + 1] + 1
             self._lasts[i] = max(self._lasts[i], self._lasts[i + 1])
             del self._firsts[i + 1], self._lasts[i + 1]
@@ -67,6 +75,25 @@ class IntervalSet:
 
     def intervals(self) -> list[tuple[int, int]]:
         return list(zip(self._firsts, self._lasts))
+
+    def take_changes(self) -> tuple[list[int], list[tuple[int, int]]]:
+        """What changed since the previous call, as a table keyed by first index needs it: the
+        first indexes of the runs added, grown or merged away (the rows to delete, where there
+        are any), and the runs that now start at one of them (the rows to insert), ascending.
+        The first call starts the record and returns nothing: its caller copies the whole set.
+
+        A scan in random order with thousands in flight holds thousands of runs, of which a
+        batch of records changes a few hundred (Repository._progress)."""
+        changed, self._changed = self._changed, set()
+        if not changed:
+            return [], []
+        firsts = sorted(changed)
+        runs = []
+        for first in firsts:
+            i = bisect_right(self._firsts, first) - 1
+            if i >= 0 and self._firsts[i] == first:
+                runs.append((first, self._lasts[i]))
+        return firsts, runs
 
     def first_missing(self) -> int:
         """The lowest index not in the set: a resume starts there."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from itertools import chain
 from operator import itemgetter
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from sqlalchemy import DateTime, Table, bindparam, insert, update
 from sqlalchemy.engine import Connection, Dialect
@@ -30,6 +30,22 @@ ROW_ID = "b_id"  # the UPDATE's WHERE id = ... parameter, apart from the columns
 # executemany, and the scanner's event loop takes it each time: with a row per statement the
 # store thread waited for the GIL 27,000 times in a scan of 10,000 endpoints (bench/README.md).
 SQLITE_ROWS = (32, 16, 8, 4, 2, 1)
+
+
+def _memoized(column: Sequence[Any], processor: Callable[[Any], Any], memo: dict) -> tuple:
+    """`processor` applied to every datetime of `column`, once per distinct one in the batch
+    (`memo`: value -> (zone, processed)): one look's moment fills half a dozen columns. The zone
+    is checked, as equal moments in other zones are other wall-clock texts."""
+    out = []
+    for value in column:
+        if value is None:
+            out.append(processor(None))
+            continue
+        hit = memo.get(value)
+        if hit is None or hit[0] is not value.tzinfo:
+            hit = memo[value] = (value.tzinfo, processor(value))
+        out.append(hit[1])
+    return tuple(out)
 
 
 class BulkStatement:
@@ -81,28 +97,24 @@ class BulkStatement:
             if processor is not None:
                 self._processors.append((position, processor, impl if isinstance(impl, DateTime) else None))
 
-    def parameters(self, rows: Iterable[Mapping[str, Any]], memo: dict, *, as_tuples: bool = False) -> list:
+    def parameters(self, rows: Sequence[Mapping[str, Any]], memo: dict, *, as_tuples: bool = False) -> list:
         """The executemany parameters of `rows` (tuples in `names` order with `as_tuples`);
         `memo` holds processed datetimes (one per batch)."""
-        values_of, processors, names = self._values, self._processors, self.names
-        out: list = []
-        for row in rows:
-            values = values_of(row)
-            if processors:
-                values = list(values)
-                for position, processor, memo_key in processors:
-                    value = values[position]
-                    if memo_key is None:
-                        values[position] = processor(value)
-                        continue
-                    # With the zone: equal moments in other zones are other wall-clock strings.
-                    key = (memo_key, value, value.tzinfo if value is not None else None)
-                    try:
-                        values[position] = memo[key]
-                    except KeyError:
-                        values[position] = memo[key] = processor(value)
-            out.append(tuple(values) if self.positional or as_tuples else dict(zip(names, values)))
-        return out
+        values = list(map(self._values, rows))  # a tuple per row, in `names` order
+        if self._processors and values:
+            # Column by column: a processor's loop is then one comprehension over its column,
+            # not a row's tuple taken apart and put together again.
+            columns = list(zip(*values))
+            for position, processor, memo_key in self._processors:
+                column = columns[position]
+                if memo_key is None:
+                    columns[position] = tuple([processor(value) for value in column])
+                else:
+                    columns[position] = _memoized(column, processor, memo.setdefault(memo_key, {}))
+            values = list(zip(*columns))
+        if self.positional or as_tuples:
+            return values
+        return [dict(zip(self.names, row)) for row in values]
 
     def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]], memo: dict) -> None:
         if not rows:

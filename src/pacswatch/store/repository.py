@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import (JSON, ColumnElement, Integer, String, bindparam, delete, func, insert, literal_column, or_,
-                        select, tuple_, update)
+from sqlalchemy import (JSON, BigInteger, ColumnElement, Integer, String, any_, bindparam, delete, func, insert,
+                        literal_column, or_, select, tuple_, update)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -119,9 +119,14 @@ _NEXT_IDS = {t.name: select(func.nextval(func.pg_get_serial_sequence(t.name, "id
 _COUNTS = (select(scans.c.counts, scans.c.done).where(scans.c.id == bindparam("scan_id"))
            .with_for_update(key_share=True))
 _FORGET_WORK = delete(scan_work).where(scan_work.c.scan_id == bindparam("scan_id"))
-_FORGET_INTERVALS = delete(scan_work).where(scan_work.c.scan_id == bindparam("scan_id"),
-                                            scan_work.c.first_index.in_(bindparam("firsts", expanding=True)))
-_FIRSTS_PER_DELETE = 500  # well under SQLite's limit on parameters
+# The first indexes go as one parameter, as _by_key's keys do: an IN list would be new SQL for
+# Core to compile every batch.
+_FORGET_INTERVALS = {
+    "sqlite": delete(scan_work).where(scan_work.c.scan_id == bindparam("scan_id"), scan_work.c.first_index.in_(
+        select(literal_column("value")).select_from(func.json_each(bindparam("firsts", type_=JSON))))),
+    "postgresql": delete(scan_work).where(scan_work.c.scan_id == bindparam("scan_id"),
+                                          scan_work.c.first_index == any_(bindparam("firsts", type_=ARRAY(BigInteger)))),
+}
 _UPDATE_SCAN = update(scans).where(scans.c.id == bindparam("b_scan_id"))
 
 
@@ -142,8 +147,9 @@ class Repository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._bulk: dict[tuple[str, str], BulkStatement] = {}  # compiled for this engine's dialect
-        # Per scan, the done intervals this process last committed to scan_work (see _progress).
-        self._work_written: dict[int, frozenset[tuple[int, int]]] = {}
+        # Per scan, the completed-work set whose changes since its last take_changes() are all that
+        # scan_work lacks: this process committed the rest (see _progress).
+        self._work_written: dict[int, IntervalSet] = {}
 
     @classmethod
     def open(cls, url: str | None = None, *, upgrade: bool = False) -> "Repository":
@@ -252,6 +258,9 @@ class Repository:
         shard's row lock, so a shard delivered twice stores each endpoint once. `vantage`: where
         the records were seen from, on each observation."""
         policy = policy or RescanPolicy()
+        # Until this batch commits, scan_work is not known to match `work` but for its changes: a
+        # failed batch took them (_progress), so the next one rewrites every interval.
+        written = self._work_written.pop(scan_id, None)
         with self._write() as conn:
             if self.backend == "postgresql":
                 # Lookups by key must use the (ip, port) index. Right after a bulk load the planner
@@ -266,32 +275,30 @@ class Repository:
             plan = plan_batch(items, known_services, known_findings, scan_id=scan_id, policy=policy,
                               keep_all=keep_all, vantage=vantage)
             memo: dict = {}  # values processed for the database in this batch (BulkStatement)
+            # The plan's rows are this batch's own (plan_batch builds or copies each): what the
+            # database adds to them (ids, which observation) is set in place, not in copies.
             obs_ids = self._allocate(conn, observations, len(plan.observations))
-            self._bulk_write(conn, "insert-id", observations, memo, [
-                {**r, "id": i, "record": RawJson(r["record"]), "vantage": vantage}
-                for r, i in zip(plan.observations, obs_ids)])
-
-            def obs_id(row: Row) -> int | None:
-                return obs_ids[row["_obs"]] if row.get("_obs") is not None else row.get("last_observation_id")
-
-            self._bulk_write(conn, "insert", services, memo, [
-                {**r, "last_observation_id": obs_id(r)} for r in plan.services_new])
-            self._bulk_write(conn, "update", services, memo, [
-                {**r, "last_observation_id": obs_id(r)} for r in plan.services_changed])
+            for row, row_id in zip(plan.observations, obs_ids):
+                row["id"], row["record"], row["vantage"] = row_id, RawJson(row["record"]), vantage
+            self._bulk_write(conn, "insert-id", observations, memo, plan.observations)
+            for row in (*plan.services_new, *plan.services_changed, *plan.findings_new, *plan.findings_changed):
+                if row.get("_obs") is not None:  # else the row keeps its last_observation_id
+                    row["last_observation_id"] = obs_ids[row["_obs"]]
+            self._bulk_write(conn, "insert", services, memo, plan.services_new)
+            self._bulk_write(conn, "update", services, memo, plan.services_changed)
             finding_ids: dict[Key, int] = {k: r["id"] for k, r in known_findings.items()}
             new_ids = self._allocate(conn, findings, len(plan.findings_new))
-            self._bulk_write(conn, "insert-id", findings, memo, [
-                {**r, "id": i, "last_observation_id": obs_id(r)} for r, i in zip(plan.findings_new, new_ids)])
-            finding_ids.update(zip((r["_key"] for r in plan.findings_new), new_ids))
-            self._bulk_write(conn, "update", findings, memo, [
-                {**r, "last_observation_id": obs_id(r)} for r in plan.findings_changed])
-            self._bulk_write(conn, "insert", finding_events, memo, [
-                {**e, "finding_id": finding_ids[e["_key"]], "observation_id": obs_ids[e["_obs"]],
-                 "marked_by": None, "reason": None}  # a scan's events: no analyst's mark
-                for e in plan.events])
-            written = self._progress(conn, scan_id, plan, work, shard)
-        if written is not None:  # committed: the next batch writes only what changes from here
-            self._work_written[scan_id] = written
+            for row, row_id in zip(plan.findings_new, new_ids):
+                row["id"] = finding_ids[row["_key"]] = row_id
+            self._bulk_write(conn, "insert-id", findings, memo, plan.findings_new)
+            self._bulk_write(conn, "update", findings, memo, plan.findings_changed)
+            for event in plan.events:
+                event["finding_id"], event["observation_id"] = finding_ids[event["_key"]], obs_ids[event["_obs"]]
+                event["marked_by"] = event["reason"] = None  # a scan's events: no analyst's mark
+            self._bulk_write(conn, "insert", finding_events, memo, plan.events)
+            self._progress(conn, scan_id, plan, work, shard, written)
+        if work is not None and shard is None:  # committed: the next batch writes only its changes
+            self._work_written[scan_id] = work
         return plan
 
     def _shard_work(self, conn: Connection, scan_id: int, shard: ShardSpan,
@@ -356,15 +363,15 @@ class Repository:
         return {(row["ip"], row["port"]): row for row in rows}
 
     def _progress(self, conn: Connection, scan_id: int, plan: BatchPlan, work: IntervalSet | None,
-                  shard: ShardSpan | None = None) -> frozenset[tuple[int, int]] | None:
-        """The scan's counts and, with `work`, its done intervals (returned, as now written).
-        Only the intervals that changed since this process's last commit are deleted and
-        inserted: in a scan taken in random order with thousands in flight the done set is
-        thousands of intervals, and writing them all for every batch was 7% of a scan's CPU
-        (bench/README.md, "Speed, measured"). The first batch rewrites them all (the table may
-        hold a resumed scan's, or another process's). With `shard` (a distributed worker's
-        batch), `work` is that shard's intervals alone: they are rewritten, and nothing is
-        returned (other workers write the scan's other intervals)."""
+                  shard: ShardSpan | None = None, written: IntervalSet | None = None) -> None:
+        """The scan's counts and, with `work`, its done intervals. When `written` is `work` (this
+        process committed it for the previous batch), only the intervals that changed since then
+        are deleted and inserted: in a scan taken in random order with thousands in flight the
+        done set is thousands of intervals, and writing them all for every batch was 7% of a
+        scan's CPU (bench/README.md, "Speed, measured"); comparing them all, 4 µs per record.
+        Otherwise (the first batch: the table may hold a resumed scan's, or another process's)
+        they are all rewritten. With `shard` (a distributed worker's batch), `work` is that
+        shard's intervals alone, and they are rewritten (other workers write the scan's others)."""
         counts, done = conn.execute(_COUNTS, {"scan_id": scan_id}).one()
         counts = dict(counts or {})
         for status, n in plan.counts.items():
@@ -377,30 +384,19 @@ class Repository:
             if shard_intervals := work.intervals():
                 conn.execute(insert(scan_work), [{"scan_id": scan_id, "first_index": a, "last_index": b}
                                                  for a, b in shard_intervals])
-            conn.execute(_UPDATE_SCAN, {**values, "b_scan_id": scan_id})
-            return None
-        intervals = None
-        if work is not None:
+        elif work is not None:
             values["done"] = len(work)
-            intervals = frozenset(work.intervals())
-            before = self._work_written.get(scan_id)
-            gone: frozenset[tuple[int, int]]
-            if before is None:
-                conn.execute(_FORGET_WORK, {"scan_id": scan_id})
-                gone, new = frozenset(), intervals
+            if written is work:
+                gone, new = work.take_changes()
+                if gone:  # the deletes go first: a grown interval keeps its first index (the key)
+                    conn.execute(_FORGET_INTERVALS[self.backend], {"scan_id": scan_id, "firsts": gone})
             else:
-                gone, new = before - intervals, intervals - before
-            # A few hundred intervals a batch in a scan with thousands in flight: one DELETE for
-            # those gone and the compiled inserts (store/bulk.py), not a statement per interval.
-            # The deletes go first: a grown interval keeps its first index (the key).
-            firsts = sorted(a for a, _ in gone)
-            for start in range(0, len(firsts), _FIRSTS_PER_DELETE):
-                conn.execute(_FORGET_INTERVALS, {"scan_id": scan_id,
-                                                 "firsts": firsts[start:start + _FIRSTS_PER_DELETE]})
+                work.take_changes()  # from here on, its changes are recorded
+                conn.execute(_FORGET_WORK, {"scan_id": scan_id})
+                new = work.intervals()
             self._bulk_write(conn, "insert", scan_work, {}, [{"scan_id": scan_id, "first_index": a, "last_index": b}
-                                                            for a, b in sorted(new)])
+                                                            for a, b in new])
         conn.execute(_UPDATE_SCAN, {**values, "b_scan_id": scan_id})
-        return intervals
 
     # ------------------------------------------------------------------ queries
 

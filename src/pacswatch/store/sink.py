@@ -18,6 +18,11 @@ from pacswatch.store.errors import StoreError
 from pacswatch.store.repository import Repository, ShardSpan
 
 HEARTBEAT = 5.0  # seconds between liveness updates of a running scan (at most; each batch stored is one too)
+# Records per transaction, and the longest a released record waits for one, unless the caller
+# says otherwise: a distributed shard's worker (distributed/tasks.py) keeps these; a local scan
+# commits less often (campaign/scanrun.py, SCAN_BATCH).
+BATCH = 256
+FLUSH_INTERVAL = 0.25
 # Set (to anything) to print, at the end of a scan, the CPU seconds of the writer thread and of the
 # thread that closed it (the event loop's): where a scan's CPU goes, for bench/ and issue 16.
 THREAD_CPU_ENV = "PACSWATCH_THREAD_CPU"
@@ -46,7 +51,7 @@ class StoreSink:
     too, even when the scan is killed (the resumed scan does not probe it again)."""
 
     def __init__(self, repo: Repository, scan_id: int, done: IntervalSet, *, policy: RescanPolicy,
-                 keep_all: bool = False, batch: int = 256, flush_interval: float = 0.25,
+                 keep_all: bool = False, batch: int = BATCH, flush_interval: float = FLUSH_INTERVAL,
                  shard: ShardSpan | None = None, vantage: str | None = None) -> None:
         self.repo, self.scan_id, self.done = repo, scan_id, done
         self.policy, self.keep_all = policy, keep_all
