@@ -275,18 +275,6 @@ def _raise_for(state: SchemaState, where: str, *, upgrading: bool) -> None:
 # --- opening ---------------------------------------------------------------------------------
 
 
-def _null(value: None) -> None:
-    return None
-
-
-# The sqlite3 module binds an int, float or str as it is, but anything else (None too) only after
-# looking for an adapter: a tuple built, the registry searched, then __adapt__ and __conform__
-# looked up, 240 ns per None against 40 for an int (Python 3.11). A scan's records bind about nine
-# NULLs each (a new finding's unset columns, an event's analyst fields); with None in the registry
-# the search ends at its first step (100 ns). The value bound is the same: NULL.
-sqlite3.register_adapter(type(None), _null)
-
-
 def _sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record) -> None:
