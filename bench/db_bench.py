@@ -36,7 +36,6 @@ settings. Results go to stdout and bench/results/db_bench-<time>.json.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 import tempfile
@@ -44,10 +43,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from pacswatch.campaign.scanrun import SCAN_BATCH
 from pacswatch.findings.work import IntervalSet
 from pacswatch.record import AssociationFacts, DicomFacts, Find, Product, Record
+from pacswatch.scan.eventloop import prepare_collector
 from pacswatch.store import Repository
-from pacswatch.campaign.scanrun import SCAN_BATCH
 
 SEVERITIES = ("critical", "high", "medium", "low")
 
@@ -223,10 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         data["scan"] = scan_records(args.scan)
     data = {name: records for name, records in data.items() if name in args.passes.split(",")}
     out: dict = {"records": args.records, "batch": args.batch, "python": sys.version.split()[0], "backends": {}}
-    # As a scan does (scan/job.py, run_event_loop), so the store meets the collector it meets there.
-    gc.collect(1)
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 1000)
+    prepare_collector()  # as a scan does, so the store meets the collector it meets there
     with tempfile.TemporaryDirectory(prefix="pacswatch-dbbench-") as tmp:
         for backend in args.backends.split(","):
             if backend == "sqlite":

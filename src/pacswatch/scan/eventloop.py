@@ -27,12 +27,10 @@ def runtime_description(event_loop: str, workers: int) -> str:
     return f"event loop {loop_name}, {where}"
 
 
-def run_event_loop(coro, kind: str = "auto"):
-    """Run `coro` on uvloop when asked for or available (`auto`), else on asyncio's loop.
-
-    uvloop roughly halves the event loop's own cost per connection; the protocol work is ours
-    either way.
-    """
+def prepare_collector() -> None:
+    """Set the cyclic garbage collector for a scan (a one-process scan and each worker call it
+    before their loop starts; bench/db_bench.py too, so that the store meets the collector it
+    meets in a scan)."""
     # A scan holds a thousand suspended probes and the kept records: long-lived objects the
     # cyclic GC would otherwise re-traverse every 700 allocations (~14% of a scan's CPU when
     # profiled). Freeze what exists now and collect the young generation far less often.
@@ -47,6 +45,15 @@ def run_event_loop(coro, kind: str = "auto"):
     gc.collect(1)
     gc.freeze()
     gc.set_threshold(1_000_000, 50, 1000)
+
+
+def run_event_loop(coro, kind: str = "auto"):
+    """Run `coro` on uvloop when asked for or available (`auto`), else on asyncio's loop.
+
+    uvloop roughly halves the event loop's own cost per connection; the protocol work is ours
+    either way.
+    """
+    prepare_collector()
     if kind in ("auto", "uvloop"):
         try:
             import uvloop
