@@ -167,3 +167,36 @@ def test_ctrl_c_stops_the_scan_and_its_workers(tmp_path):
         assert not any(psutil.pid_exists(w.pid) and w.status() != psutil.STATUS_ZOMBIE for w in workers)
         with Repository.open(url) as repo:
             assert repo.scan(1)["status"] == "interrupted"
+
+
+def test_an_opt_out_during_the_scan_reaches_all_but_what_the_workers_hold(tmp_path):
+    """The scan process checks the live opt-out list when it hands an endpoint over; a worker
+    holds at most its concurrency plus 64 queued (worker_pool.handover_window). 600 tarpits on
+    one address, 128 probes per worker: after `optout add` of that address, only the endpoints
+    handed over before it (at most 2 x 192) are probed; the rest are `blocked`. With the old
+    window (twice the concurrency) the workers held 512."""
+    with tarpit_targets(tmp_path, "127.46.5.0", 600) as targets:
+        ip = targets.read_text().split(":")[0]
+        url = f"sqlite:///{tmp_path / 'optout.db'}"
+        out = tmp_path / "optout.jsonl"
+        proc = subprocess.Popen(PACSWATCH + ["scan", f"@{targets}", "--no-progress", "--no-attribute", "--timeout",
+                                             "3", "--workers", "2", "--concurrency", "256", "--rate", "100000",
+                                             "-o", str(out), "--database", url],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL)
+        try:
+            wait_for_workers(proc, 2)
+            time.sleep(1.0)  # every window is full; no tarpit has answered (they hold for 6 s)
+            added = subprocess.run(PACSWATCH + ["optout", "add", ip, "--contact", "pacs-admin@hospital.example",
+                                                "--database", url], capture_output=True, text=True, timeout=60)
+            assert added.returncode == 0, added.stderr
+            stderr = proc.communicate(timeout=120)[1]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, stderr
+    recs = records(out)
+    assert len(recs) == 600 and len({(r["ip"], r["port"]) for r in recs}) == 600
+    probed = [r for r in recs if r["status"] != "blocked"]
+    assert 0 < len(probed) <= 2 * (128 + 64), len(probed)
+    assert all("opt-out" in r["detail"] for r in recs if r["status"] == "blocked")

@@ -22,6 +22,17 @@ from pacswatch.record import Record
 from pacswatch.scan.runner import PlannedLike, ScanStats, blocked_record
 
 RECORD_LINE_LIMIT = 1 << 22  # a record is a few KB; a line this long is a broken worker
+QUEUED_PER_WORKER = 64
+
+
+def handover_window(concurrency: int) -> int:
+    """How many endpoints a worker with `concurrency` probes may hold, probing or queued: a few
+    queued beyond its probes, so that it never waits for this process to hand it the next. At
+    most QUEUED_PER_WORKER: the live opt-out list is checked here, at hand-over, so an endpoint
+    waiting in a worker's queue is probed even if its address opted out meanwhile. The window
+    was twice the concurrency (4,000 queued per worker at --concurrency 8000 with two workers);
+    64 took no speed from the internet mix (6.02-6.34 s against 5.92-6.11, two runs each)."""
+    return concurrency + min(concurrency, QUEUED_PER_WORKER)
 
 
 class WorkerFailed(RuntimeError):
@@ -69,7 +80,7 @@ async def run_in_workers(
     loop = asyncio.get_running_loop()
     stats.started = loop.time()
     share = dict(settings, rate=settings["rate"] / workers, concurrency=max(1, settings["concurrency"] // workers))
-    window = 2 * share["concurrency"]
+    window = handover_window(share["concurrency"])
     pool: list[_WorkerProcess] = []
     room = asyncio.Event()  # set whenever a worker finishes an endpoint
     tasks: list[asyncio.Future] = []
@@ -100,17 +111,20 @@ async def run_in_workers(
         tasks += collectors
 
         async def feed() -> None:
-            for item in planned:
-                if stop.is_set():
+            items = iter(planned)
+            while not stop.is_set():
+                # Room first, then the next endpoint: drawing it checks the live opt-out list,
+                # which must come right before the hand-over, not before a wait for room.
+                while (worker := min(pool, key=lambda w: w.in_flight)).in_flight >= window:
+                    room.clear()
+                    await room.wait()
+                if stop.is_set() or (item := next(items, None)) is None:
                     break
                 if item.blocked_reason is not None:
                     record = blocked_record(item.ip, item.port, item.blocked_reason)
                     stats.add(record)
                     on_record(item.index, record)
                     continue
-                while (worker := min(pool, key=lambda w: w.in_flight)).in_flight >= window:
-                    room.clear()
-                    await room.wait()
                 worker.in_flight += 1
                 await send(worker, b"%d %s %d\n" % (item.index, item.ip.encode("ascii"), item.port),
                            drain=worker.in_flight == window)
