@@ -39,6 +39,18 @@ def pacswatch(*args: str, env: dict | None = None, timeout: float = 120) -> subp
                           timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 
 
+def finish(scan: subprocess.Popen, workers: "Workers", timeout: float = 150) -> tuple[str, str]:
+    """A `pacswatch scan` process's (stdout, stderr) once it ends; if it does not in time, an
+    AssertionError that says where every shard was and what the workers logged."""
+    try:
+        return scan.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        scan.kill()
+        _, err = scan.communicate(timeout=10)
+        raise AssertionError(f"the scan did not end in {timeout:.0f} s\nshards:\n{workers.shards()}\n"
+                             f"scan stderr:\n{err}\nworkers:\n{workers.logs()}") from None
+
+
 class Workers:
     """`pacswatch worker` processes, stopped (SIGTERM, then SIGKILL) at the end of the test."""
 
@@ -70,6 +82,16 @@ class Workers:
                     return
                 time.sleep(0.2)
         raise AssertionError(f"{count} workers did not come up: {self.logs()}")
+
+    def shards(self) -> str:
+        """One line per shard of every scan: number, state, tries, worker, lease."""
+        from pacswatch.store.repository import Repository
+        from pacswatch.store.shards import ShardStore
+
+        with Repository.open(self.database) as repo:
+            ids = [scan["id"] for scan in repo.scans()]
+            return "\n".join(f"scan {s['scan_id']} #{s['number']} {s['state']} tries {s['tries']} {s['worker']} "
+                             f"lease {s['lease_owner']} at {s['lease_at']}" for s in ShardStore(repo.engine).of_scans(ids))
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.log_dir.glob("worker*.log")))

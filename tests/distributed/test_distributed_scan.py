@@ -20,7 +20,7 @@ from pacswatch.store.shards import ShardStore
 from pacswatch.store.tables import observations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distributed_support import pacswatch  # noqa: E402
+from distributed_support import finish, pacswatch  # noqa: E402
 
 BASE = f"127.67.{os.getpid() % 200}.0"  # this suite's loopback range
 
@@ -83,30 +83,44 @@ def test_distributed_scan_of_the_lab_finds_what_a_local_scan_finds(workers, redi
 
 
 @pytest.mark.slow
-def test_sigkill_of_a_worker_mid_scan_loses_and_duplicates_nothing(workers, redis, pg_url):
+@pytest.mark.parametrize("visibility", [4, 3600], ids=["redelivered-by-redis", "sent-again-by-the-scan"])
+def test_sigkill_of_a_worker_mid_scan_loses_and_duplicates_nothing(workers, redis, pg_url, visibility):
+    # 4 s: Redis gives the killed worker's unacknowledged shards to the other worker. An hour:
+    # long past this test's end, so the scan command must see their stale leases and send them.
     addresses = loopback_addresses(300, BASE)
     with FastResponder(addresses, [11112], workers=0) as responder:
         targets = [f"{ip}:{port}" for ip, port in responder.endpoints]
-        victim = workers.start(concurrency=2, visibility=4)
-        workers.start(concurrency=2, visibility=4)
+        victim = workers.start(concurrency=2, visibility=visibility)
+        workers.start(concurrency=2, visibility=visibility)
         workers.wait_live(2)
         scan = subprocess.Popen([sys.executable, "-m", "pacswatch.cli", "scan", *targets, "--database", pg_url,
                                  "--broker", redis.url, "--rate", "120", "--shard-size", "20", "--no-progress", "-q",
                                  "--no-attribute"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         with Repository.open(pg_url) as repo:
             deadline = time.monotonic() + 30
-            while not repo.scans() or repo.scans()[0]["done"] < 60:
+
+            def victim_running() -> list[int]:
+                scans = repo.scans()
+                if not scans or scans[0]["done"] < 60:  # past the start
+                    return []
+                return [s["id"] for s in ShardStore(repo.engine).of_scans([scans[0]["id"]], ["running"])
+                        if s["worker"].startswith("w0.")]
+
+            while True:  # frozen first, so that no shard of its ends between the look and the kill
                 assert time.monotonic() < deadline, workers.logs()
-                time.sleep(0.1)
+                if victim_running():
+                    os.killpg(victim.pid, signal.SIGSTOP)
+                    if killed := victim_running():
+                        break
+                    os.killpg(victim.pid, signal.SIGCONT)
+                time.sleep(0.05)
             scan_id = repo.scans()[0]["id"]
             os.killpg(victim.pid, signal.SIGKILL)  # the machine is gone: worker and pool processes
             victim.wait(timeout=10)
-            running = ShardStore(repo.engine).of_scans([scan_id], ["running"])
-        killed = [s["id"] for s in running if s["worker"].startswith("w0.")]
-        assert killed, "the killed worker had a shard under way"
-        # No resume: Redis gives the unacknowledged shards to the other worker by itself.
-        _, err = scan.communicate(timeout=150)
+        # No resume: the shards move on by themselves.
+        _, err = finish(scan, workers)
         assert scan.returncode == 0, err + workers.logs()
+    assert visibility < 60 or "their workers went silent" in err, err
     with Repository.open(pg_url) as repo:
         retried = [ShardStore(repo.engine).get(i) for i in killed]
     assert all(s["state"] == "done" and s["tries"] >= 2 and s["worker"].startswith("w1.") for s in retried), \
@@ -148,11 +162,43 @@ def test_a_broker_restart_mid_scan_is_survived(workers, redis, pg_url):
         redis.stop()  # its queue is forgotten: no persistence
         time.sleep(3)
         redis.start()
-        out, err = scan.communicate(timeout=150)
+        out, err = finish(scan, workers)
         assert scan.returncode == 0, err + workers.logs()
     assert "broker is back" in err
     scan_id = last_scan(pg_url)["id"]
     assert last_scan(pg_url)["done"] == len(targets)
+    assert one_per_endpoint(pg_url, scan_id) == (len(targets), len(targets))
+
+
+@pytest.mark.slow
+def test_a_worker_holding_one_shard_survives_a_broker_restart(workers, redis, pg_url):
+    # One shard in hand and a second slot waiting on the broker for more: the moment at which a
+    # dropped Redis connection makes Celery's worker stop ("Unrecoverable error", kombu 5.7).
+    # The worker must come back, and the shard it lost, whose message the restarted broker has
+    # forgotten, must be sent again and finished.
+    addresses = loopback_addresses(16, BASE)
+    with FastResponder(addresses, [11112], workers=0) as responder:
+        targets = [f"{ip}:{port}" for ip, port in responder.endpoints]
+        worker = workers.start(concurrency=2)
+        workers.wait_live(1)
+        scan = subprocess.Popen([sys.executable, "-m", "pacswatch.cli", "scan", *targets, "--database", pg_url,
+                                 "--broker", redis.url, "--rate", "2", "--shard-size", "16", "--no-progress",
+                                 "-q", "--no-attribute"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with Repository.open(pg_url) as repo:
+            deadline = time.monotonic() + 30
+            while not repo.scans() or repo.scans()[0]["done"] < 2:
+                assert time.monotonic() < deadline, workers.logs()
+                time.sleep(0.1)
+        redis.stop()
+        time.sleep(3)
+        redis.start()
+        _, err = finish(scan, workers)
+        assert scan.returncode == 0, err + workers.logs()
+        assert worker.poll() is None, "the worker stopped with the broker: " + workers.logs()
+        again = pacswatch("scan", *targets[:2], "--database", pg_url, "--broker", redis.url, "--no-progress", "-q",
+                          "--no-attribute")
+        assert again.returncode == 0, again.stderr + workers.logs()
+    scan_id = last_scan(pg_url)["id"] - 1
     assert one_per_endpoint(pg_url, scan_id) == (len(targets), len(targets))
 
 

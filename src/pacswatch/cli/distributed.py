@@ -19,6 +19,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -71,7 +72,7 @@ def register(sub) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from celery.signals import worker_process_init
+    from celery.signals import worker_process_init, worker_shutting_down
 
     # The campaign's plan and owners' lookup, passed down to the tasks.
     from pacswatch.campaign.commands import attribute_stored
@@ -106,10 +107,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     thread = threading.Thread(target=beat, name="pacswatch-heartbeat", daemon=True)
     thread.start()
-    worker = app.Worker(hostname=name, queues=queues, concurrency=args.concurrency, pool="prefork",
-                        loglevel=args.loglevel, without_mingle=True, without_gossip=True, optimization="fair")
+    # Told to stop (SIGTERM, SIGINT): Celery says so before it stops; any other stop is a failure.
+    told_to_stop = threading.Event()
+    worker_shutting_down.connect(lambda **_: told_to_stop.set(), weak=False)
     try:
-        worker.start()
+        return _run_celery_worker(app, told_to_stop, hostname=name, queues=queues, concurrency=args.concurrency,
+                                  loglevel=args.loglevel)
     finally:
         stop.set()
         thread.join(timeout=2 * HEARTBEAT)
@@ -117,7 +120,32 @@ def cmd_worker(args: argparse.Namespace) -> int:
             store.gone(name)
         finally:
             repo.close()
-    return int(worker.exitcode or 0)
+
+
+def _run_celery_worker(app, told_to_stop: threading.Event, **options) -> int:
+    """Celery's worker, started again after it stopped on an error without being told to stop
+    (distributed/restart.py says when); its exit code."""
+    from pacswatch.distributed.restart import quick_failures_after, restart_pause
+
+    failures = 0
+    while True:
+        started = time.monotonic()
+        worker = app.Worker(**options, pool="prefork", without_mingle=True, without_gossip=True,
+                            optimization="fair")
+        worker.start()
+        exitcode = int(worker.exitcode or 0)
+        if exitcode == 0 or told_to_stop.is_set():
+            return exitcode
+        failures = quick_failures_after(failures, time.monotonic() - started)
+        pause = restart_pause(failures)
+        if pause is None:
+            print(f"pacswatch worker: Celery's worker failed {failures} times in a row soon after starting; "
+                  "giving up", file=sys.stderr)
+            return exitcode
+        print(f"pacswatch worker: Celery's worker stopped on an error (logged above); starting it again in "
+              f"{pause:.0f} s", file=sys.stderr)
+        if told_to_stop.wait(pause):
+            return exitcode
 
 
 # --------------------------------------------------------------------------------------- workers

@@ -87,13 +87,25 @@ def make_app(broker: str | None = None) -> Celery:
     return app
 
 
-def check_broker(app: Celery, timeout: float = 3.0) -> None:
-    """ConnectionError with one line if the broker cannot be reached now."""
+def check_broker(app: Celery, timeout: float = 3.0) -> str | None:
+    """ConnectionError with one line if the broker cannot be reached now. Else what names this
+    run of the broker: Redis's run_id, new at every start (a restart can be too quick to be
+    seen down, and one without persistence has forgotten the queued shards); None if unknown."""
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=timeout)
+            return _run_id(conn)
     except Exception as exc:  # kombu raises its own OperationalError or the socket's OSError
         raise ConnectionError(f"cannot reach the broker at {_masked(app.conf.broker_url)}: {exc}") from None
+
+
+def _run_id(conn) -> str | None:
+    client = getattr(conn.default_channel, "client", None)  # the Redis transport's redis-py client
+    try:
+        run_id = client.info("server").get("run_id") if client is not None else None
+    except Exception:  # noqa: BLE001 - INFO refused (a Redis ACL): restarts are then seen only as downtime
+        return None
+    return str(run_id) if run_id else None
 
 
 def _masked(url: str) -> str:

@@ -2,10 +2,15 @@
 followed from the database (the workers write it there), with a local scan's progress bar and
 summary.
 
-The broker only carries shard ids. If it restarts and forgets its queue (Redis without
-persistence), the shards still marked queued in the database are sent again once it answers:
-sending a shard twice is harmless (the task skips what is stored and does nothing for a shard
-already done).
+The broker only carries shard ids. If it restarts (seen down, or answering with a new run id)
+it may have forgotten its queue and the messages of the shards under way (Redis without
+persistence), so every shard not ended in the database is sent again once it answers. Sending
+a shard twice is harmless: the task does nothing for a shard already done, waits on the lease
+of one running elsewhere, and takes over one whose worker died with it (tasks.py). For the same
+reason a shard whose message is likely gone is sent again (orphaned_shards): running with a
+stale lease, its worker dead, where Redis would give its message to another worker only after
+the visibility timeout (30 minutes by default), or never if it restarted meanwhile; or queued
+while idle workers wait, its message lost with a worker killed as it received it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,8 +29,8 @@ from pacswatch.distributed.app import SHARD_TASK, check_broker, queue_for
 from pacswatch.distributed.shards import DEFAULT_SHARD_SIZE, cut
 from pacswatch.distributed.tasks import finish_scan_if_complete
 from pacswatch.record import Record
-from pacswatch.store.repository import Repository
-from pacswatch.store.shards import ShardStore
+from pacswatch.store.repository import Repository, Row, now_utc
+from pacswatch.store.shards import LEASE_STALE, UNFINISHED, ShardStore, lease_stale
 from pacswatch.store.tables import observations, scans
 
 POLL = 0.5  # seconds between looks at the database
@@ -90,7 +96,8 @@ def follow(app, repo: Repository, scan_ids: list[int], err: Console, *, show_pro
     progress = Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                         TextColumn("{task.fields[findings]}"), TimeElapsedColumn(), console=err,
                         disable=not show_progress, transient=False)
-    broker_down_since: float | None = None
+    watch = _Watch()
+    _keep_shards_moving(app, store, scan_ids, err, watch, clock)  # the broker's run id, to see a restart by
     checked = clock()
     queues = {row["queue"] for row in store.of_scans(scan_ids)}
     unserved: set[str] = set()  # queues already said to have no live worker
@@ -113,7 +120,7 @@ def follow(app, repo: Repository, scan_ids: list[int], err: Console, *, show_pro
                 # another scan's): without this, `scans` would call it stalled after STALE.
                 for scan_id in scan_ids:
                     repo.heartbeat(scan_id)
-                broker_down_since = _watch_broker(app, repo, store, scan_ids, err, broker_down_since, clock)
+                _keep_shards_moving(app, store, scan_ids, err, watch, clock)
                 for queue in sorted(queues - unserved):
                     if store.live_slots(queue) == 0:  # waiting is right (workers may come), silence is not
                         unserved.add(queue)
@@ -131,24 +138,67 @@ def follow(app, repo: Repository, scan_ids: list[int], err: Console, *, show_pro
     return result
 
 
-def _watch_broker(app, repo: Repository, store: ShardStore, scan_ids: list[int], err: Console,
-                  down_since: float | None, clock) -> float | None:
-    """Note the broker going away; when it answers again, send the queued shards again (a broker
-    restarted without persistence has forgotten them)."""
+@dataclass
+class _Watch:
+    """What the follower knows of the broker and of the shards it sent again."""
+
+    run_id: str | None = None
+    down_since: float | None = None
+    sent_at: dict[int, float] = field(default_factory=dict)  # shard id -> clock() when sent again
+
+
+def _keep_shards_moving(app, store: ShardStore, scan_ids: list[int], err: Console, watch: _Watch, clock) -> None:
+    """Send again what may be lost: every shard not ended when the broker answers again or as a
+    new run (it may have forgotten them); a shard whose worker died (orphaned_shards), at most
+    once per LEASE_STALE."""
     try:
-        check_broker(app, timeout=1.0)
+        run_id = check_broker(app, timeout=1.0)
     except ConnectionError as exc:
-        if down_since is None:
+        if watch.down_since is None:
+            watch.down_since = clock()
             err.print(f"pacswatch scan: {exc}; waiting for it (the workers reconnect too)",
                       highlight=False, markup=False)
-            return clock()
-        return down_since
-    if down_since is not None:
-        queued = store.of_scans(scan_ids, ["queued"])
-        sent = send(app, queued)
-        err.print(f"pacswatch scan: the broker is back; {sent} queued shards sent again", highlight=False,
-                  markup=False)
-    return None
+        return
+    came_back = watch.down_since is not None
+    restarted = None not in (run_id, watch.run_id) and run_id != watch.run_id
+    watch.down_since = None
+    watch.run_id = run_id or watch.run_id
+    if came_back or restarted:
+        rows = store.of_scans(scan_ids, UNFINISHED)
+        why = f"the broker is {'back' if came_back else 'restarted'}"
+    else:
+        served = {q for w in store.workers(live_only=True) for q in str(w["queues"]).split(",")}
+        idle = store.running_anywhere() == 0
+        rows = orphaned_shards(store.of_scans(scan_ids, UNFINISHED), served if idle else set(), now_utc(),
+                               watch.sent_at, clock())
+        why = "their workers went silent or their messages were lost"
+    if not rows:
+        return
+    try:
+        sent = send(app, rows)
+    except Exception as exc:  # noqa: BLE001 - gone again mid-way (kombu's errors): all sent once it is back
+        watch.down_since = clock()
+        err.print(f"pacswatch scan: the broker went away again: {exc}", highlight=False, markup=False)
+        return
+    watch.sent_at.update({int(row["id"]): clock() for row in rows})
+    err.print(f"pacswatch scan: {why}; {sent} unfinished shards sent again", highlight=False, markup=False)
+
+
+def orphaned_shards(unfinished: list[Row], idle_queues: set[str], now: datetime, sent_at: dict[int, float],
+                    clock_now: float) -> list[Row]:
+    """The shards whose message is likely gone, not sent again in the last LEASE_STALE (pure):
+    running with a stale lease (its worker died); or queued for LEASE_STALE on a queue that live
+    workers take while no shard runs anywhere (idle workers would have taken it: the message died
+    with a worker that held it before starting it, or between the broker's reply and the worker)."""
+    wait = LEASE_STALE.total_seconds()
+
+    def orphaned(row: Row) -> bool:
+        if row["state"] == "running":
+            return lease_stale(row, now)
+        updated = row["updated_at"] if row["updated_at"].tzinfo else row["updated_at"].replace(tzinfo=now.tzinfo)
+        return row["queue"] in idle_queues and (now - updated).total_seconds() >= wait
+
+    return [row for row in unfinished if orphaned(row) and clock_now - sent_at.get(int(row["id"]), -wait) >= wait]
 
 
 def _read_counts(repo: Repository, scan_ids: list[int], result: Followed) -> None:

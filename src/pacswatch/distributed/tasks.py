@@ -12,7 +12,8 @@ second delivery (Redis gives an unacknowledged shard to another worker once its 
 timeout passes, however alive the first worker is) does not probe it again. That delivery
 waits while the lease is fresh, then returns (the shard ended) or takes the shard over from its
 stored progress (the lease went stale: its owner died). A SIGKILLed worker's shard therefore
-moves on within the visibility timeout plus LEASE_STALE.
+moves on within the visibility timeout plus LEASE_STALE, or sooner, about LEASE_STALE, while
+a scan command follows the scan (follow.py sends a shard with a stale lease again).
 
 The plan builder and the owners' lookup live in the campaign, above this package: the command
 line passes them in (WorkerConfig.plan_for, .after_scan), as it passes the scope check to notify.

@@ -65,6 +65,12 @@ class ShardStore:
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(query.order_by(shards.c.scan_id, shards.c.number)).mappings()]
 
+    def running_anywhere(self) -> int:
+        """How many shards of any scan are running now."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(shards).where(shards.c.state == "running"))
+                       .scalar_one())
+
     def states(self, scan_ids: Iterable[int]) -> dict[str, int]:
         """How many shards of these scans are in each state."""
         with self.engine.connect() as conn:
@@ -197,9 +203,17 @@ class ShardStore:
 
 def lease_held(row: Row, owner: str, now: datetime, stale: timedelta = LEASE_STALE) -> bool:
     """Whether another process holds a fresh lease on this shard row (pure)."""
+    if row.get("state") != "running" or row.get("lease_owner") in (None, owner) or row.get("lease_at") is None:
+        return False
+    return not lease_stale(row, now, stale)
+
+
+def lease_stale(row: Row, now: datetime, stale: timedelta = LEASE_STALE) -> bool:
+    """Whether this running shard's lease was last renewed `stale` or longer ago: the process
+    that held it is gone (pure)."""
     at = row.get("lease_at")
-    if row.get("state") != "running" or row.get("lease_owner") in (None, owner) or at is None:
+    if row.get("state") != "running" or at is None:
         return False
     if at.tzinfo is None:  # SQLite keeps no zone
         at = at.replace(tzinfo=now.tzinfo)
-    return now - at < stale
+    return now - at >= stale
