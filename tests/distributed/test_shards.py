@@ -72,3 +72,12 @@ def test_a_failing_celery_worker_is_started_again_until_it_keeps_failing_soon_af
     assert pauses[:-1] == sorted(pauses[:-1]) and pauses[0] == 1.0 and pauses[-1] is None
     # A failure after a long run starts the count again: one broker restart a day never gives up.
     assert quick_failures_after(GIVE_UP_AFTER, ran_for=QUICK + 1) == 1
+
+
+def test_a_worker_is_named_as_celery_names_it_so_its_heartbeat_matches_its_shards_and_ping():
+    from pacswatch.cli.distributed import worker_name
+
+    assert worker_name(None, None, 42, "scan1") == "pacswatch.42@scan1"
+    assert worker_name(None, "east", 42, "scan1") == "east.42@scan1"
+    assert worker_name("opw1", None, 42, "scan1") == "opw1@scan1"  # Celery would say celery@opw1
+    assert worker_name("w0@test", None, 42, "scan1") == "w0@test"

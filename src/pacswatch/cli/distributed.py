@@ -49,7 +49,8 @@ def register(sub) -> None:
                         help="shards at once, one process each (default: the number of cores)")
     worker.add_argument("--vantage", metavar="NAME", help="where this worker scans from, recorded with every "
                         "observation; takes the shards of scans given --vantage NAME")
-    worker.add_argument("--name", metavar="NAME", help="Celery node name (default VANTAGE.PID@HOST)")
+    worker.add_argument("--name", metavar="NAME", help="Celery node name (default VANTAGE.PID@HOST; "
+                        "NAME without @ becomes NAME@HOST)")
     worker.add_argument("--loglevel", default="WARNING", help="Celery log level (default WARNING)")
     worker.set_defaults(handler=cmd_worker)
 
@@ -89,7 +90,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     else:
         queues = [queue_for(vantage), *([DEFAULT_QUEUE] if vantage else [])]
-    name = args.name or f"{vantage or 'pacswatch'}.{os.getpid()}@{socket.gethostname()}"
+    name = worker_name(args.name, vantage, os.getpid(), socket.gethostname())
     register_task(app, WorkerConfig(args.database, vantage, stored_plan, after_scan=attribute_stored))
     repo = Repository.open(args.database)  # fails here, in one line, if the database is not usable
     store = ShardStore(repo.engine)
@@ -120,6 +121,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
             store.gone(name)
         finally:
             repo.close()
+
+
+def worker_name(given: str | None, vantage: str | None, pid: int, host: str) -> str:
+    """The worker's Celery node name, which its heartbeats, its shards and its ping replies all
+    carry: Celery itself would make a NAME without @ into celery@NAME, and the worker's
+    heartbeat row would then match neither its shards nor its ping (pure)."""
+    name = given or f"{vantage or 'pacswatch'}.{pid}"
+    return name if "@" in name else f"{name}@{host}"
 
 
 def _run_celery_worker(app, told_to_stop: threading.Event, **options) -> int:
