@@ -4,7 +4,7 @@ summary.
 
 The broker only carries shard ids. If it restarts (seen down, or answering with a new run id)
 it may have forgotten its queue and the messages of the shards under way (Redis without
-persistence), so every shard not ended in the database is sent again once it answers. Sending
+persistence), so every shard queued in the database is sent again once it answers. Sending
 a shard twice is harmless: the task does nothing for a shard already done, waits on the lease
 of one running elsewhere, and takes over one whose worker died with it (tasks.py). For the same
 reason a shard whose message is likely gone is sent again (orphaned_shards): running with a
@@ -148,9 +148,9 @@ class _Watch:
 
 
 def _keep_shards_moving(app, store: ShardStore, scan_ids: list[int], err: Console, watch: _Watch, clock) -> None:
-    """Send again what may be lost: every shard not ended when the broker answers again or as a
-    new run (it may have forgotten them); a shard whose worker died (orphaned_shards), at most
-    once per LEASE_STALE."""
+    """Send again what may be lost: the shards not under way when the broker answers again or
+    as a new run (it may have forgotten them); a shard whose worker died (orphaned_shards), at
+    most once per LEASE_STALE."""
     try:
         run_id = check_broker(app, timeout=1.0)
     except ConnectionError as exc:
@@ -164,7 +164,12 @@ def _keep_shards_moving(app, store: ShardStore, scan_ids: list[int], err: Consol
     watch.down_since = None
     watch.run_id = run_id or watch.run_id
     if came_back or restarted:
-        rows = store.of_scans(scan_ids, UNFINISHED)
+        # Not a running shard whose lease is fresh: its worker still runs it, and a second
+        # delivery would only hold a task slot waiting for it (if that worker dies, its lease
+        # goes stale and the branch below sends it).
+        now = now_utc()
+        rows = [row for row in store.of_scans(scan_ids, UNFINISHED)
+                if row["state"] == "queued" or lease_stale(row, now)]
         why = f"the broker is {'back' if came_back else 'restarted'}"
     else:
         served = {q for w in store.workers(live_only=True) for q in str(w["queues"]).split(",")}
