@@ -191,3 +191,39 @@ def test_a_web_probe_that_never_finds_a_descriptor_reports_our_error_not_a_silen
     assert (status, detail) == ("error", "endpoint deadline passed waiting for a free file descriptor")
 
 
+# Two web probes of argv[1]:argv[2]; prints the second one's status and the modules it tried to
+# import (each a search of sys.path: an import not yet in sys.modules reaches sys.meta_path).
+WEB_PROBE_IMPORTS = r"""
+import asyncio, json, sys
+from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
+from pacswatch.probes.http import HttpProbe
+from pacswatch.scan.runner import probe_endpoint
+
+endpoint, tried = Endpoint(sys.argv[1], int(sys.argv[2])), []
+
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        tried.append(name)
+        return None  # the next finder does the import
+
+async def main():
+    ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(5.0), ae_guess=()))
+    probe = HttpProbe()
+    await probe_endpoint(probe, ctx, endpoint)
+    sys.meta_path.insert(0, Spy())
+    record = await probe_endpoint(probe, ctx, endpoint)
+    return [record.status, sorted(set(tried))]
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def test_a_web_probe_imports_nothing_after_the_first(web_server):
+    # An import searches sys.path, listing directories it has not listed since they changed: a
+    # descriptor each. httpcore tries `import sniffio` on every request and response close; with
+    # sniffio absent every try searched again, and under the 64-descriptor test above a request
+    # now and then failed with "os error 24: Too many open files" after its answer had come.
+    done = subprocess.run([sys.executable, "-c", WEB_PROBE_IMPORTS, *map(str, web_server)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["success", []]

@@ -22,6 +22,11 @@ from dataclasses import dataclass
 
 import httpcore
 import httpx
+# Imported here, at startup, not for our use: httpcore imports it on every request and response
+# close, and an import not yet done searches sys.path, listing directories (a descriptor each).
+# Under a descriptor shortage that failed requests whose answer had come with "Too many open
+# files"; imported once, it is found in sys.modules without touching the file system.
+import sniffio  # noqa: F401
 
 from pacswatch.net.errors import LocalNetError, NetError, PeerNetError, map_os_error
 from pacswatch.net.fdlimit import connect_when_free
