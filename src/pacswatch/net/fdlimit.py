@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import errno
 import os
-from contextlib import AbstractAsyncContextManager
 from typing import Awaitable, Callable, TypeVar
 
 try:
@@ -41,20 +40,19 @@ def is_shortage(exc: BaseException | None) -> bool:
     return False
 
 
-async def connect_when_free(connect: Callable[[], Awaitable[T]],
-                            waiting: Callable[[], AbstractAsyncContextManager[object]] | None = None) -> T:
+async def connect_when_free(connect: Callable[[], Awaitable[T]], short: Callable[[], None] | None = None) -> T:
     """`await connect()`, waiting for a descriptor and trying again while it fails for want of
-    one; the caller's deadline (a timeout around this, or the probe's) bounds the wait. Each
-    wait runs inside `waiting()` when given: a caller that times the peer stops that clock
-    there, since a shortage of ours is no slowness of the peer's."""
+    one (calling `short()` each time, when given); the caller's deadline (a timeout around this,
+    or the probe's) bounds the wait."""
     while True:
         try:
             return await connect()
         except Exception as exc:
             if not is_shortage(exc):
                 raise
-        async with waiting() if waiting is not None else contextlib.nullcontext():
-            await asyncio.sleep(SHORTAGE_WAIT)
+        if short is not None:
+            short()
+        await asyncio.sleep(SHORTAGE_WAIT)
 
 
 # Descriptors kept for everything that is not a probe's socket: standard streams, the database

@@ -121,43 +121,49 @@ class _LimitedBackend(httpcore.AsyncNetworkBackend):
         self.connects = 0  # connections attempted
         self.connected = 0  # connections established
         self.handshaking = False  # a TLS handshake has started and not finished
-        # The running request's timer (WebClient._once): our own waits (a rate-limiter token, a
-        # free descriptor) are given back to it, since a request's deadline is about the peer.
+        # The running request's timer (WebClient._once), held while we connect (_held).
         self.timer: asyncio.Timeout | None = None
         self.latest = float("inf")  # ... but never past the probe's own deadline
         self.waiting_for: str | None = None  # what of ours we wait for now; _once reports it
 
     @contextlib.asynccontextmanager
-    async def _ours(self, what: str) -> AsyncIterator[None]:
-        """A wait of ours: the request's timer is held at the probe's deadline meanwhile and
-        moved on by the time waited afterwards. Before, 200 web probes at once under 64
-        descriptors on a loaded machine spent their 5 s request timeout waiting for a
-        descriptor, and a tenth of them reported the server as a connection timeout."""
+    async def _held(self) -> AsyncIterator[None]:
+        """The request's timer is about the peer, and a connect holds waits of ours (a rate-limit
+        token, a free descriptor), while the connect itself is timed by httpcore's connect
+        timeout from when it is issued. So the timer is held at the probe's deadline meanwhile
+        and moved on by the time taken. Before, 200 web probes at once under 64 descriptors on a
+        loaded machine spent their 5 s request timeout waiting for a descriptor (the failed
+        attempts as well as the pauses between them), and up to a tenth of them reported the
+        server as a connection timeout."""
         loop = asyncio.get_running_loop()
         timer, asked = self.timer, loop.time()
         when = timer.when() if timer is not None else None
         if timer is not None:
             timer.reschedule(self.latest if self.latest != float("inf") else None)
-        self.waiting_for = what
-        # No `finally`: when the probe's deadline ends the wait, `waiting_for` stays set for
-        # _once to report, and an expired timer cannot be moved.
+        # No `finally`: when the probe's deadline passes here, `waiting_for` stays set for _once
+        # to report, and an expired timer cannot be moved.
         yield
         self.waiting_for = None
         if timer is not None and when is not None:
             timer.reschedule(min(when + loop.time() - asked, self.latest))
 
+    def _short_of_descriptors(self) -> None:
+        # From the first shortage to the connect: a deadline passing then is ours to report.
+        self.waiting_for = "a free file descriptor"
+
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        if self._limiter is not None:
-            async with self._ours("a rate-limit token"):
+        async with self._held():
+            if self._limiter is not None:
+                self.waiting_for = "a rate-limit token"
                 await self._limiter.acquire(asyncio.get_running_loop(), ip=host)  # the host is the address we scan, never a name
-        self.connects += 1
-        # No descriptor free is not the server's doing: wait for one (net/fdlimit.py; httpcore's
-        # ConnectError carries the EMFILE as its cause). Each attempt is still timed by httpcore's
-        # connect timeout, from when it is issued.
-        stream = await connect_when_free(
-            lambda: self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
-                                            socket_options=socket_options),
-            lambda: self._ours("a free file descriptor"))
+                self.waiting_for = None
+            self.connects += 1
+            # No descriptor free is not the server's doing: wait for one (net/fdlimit.py;
+            # httpcore's ConnectError carries the EMFILE as its cause).
+            stream = await connect_when_free(
+                lambda: self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
+                                                socket_options=socket_options),
+                self._short_of_descriptors)
         self.connected += 1
         return _Stream(stream, self)
 
