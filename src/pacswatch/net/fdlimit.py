@@ -40,15 +40,18 @@ def is_shortage(exc: BaseException | None) -> bool:
     return False
 
 
-async def connect_when_free(connect: Callable[[], Awaitable[T]]) -> T:
+async def connect_when_free(connect: Callable[[], Awaitable[T]], short: Callable[[], None] | None = None) -> T:
     """`await connect()`, waiting for a descriptor and trying again while it fails for want of
-    one; the caller's deadline (a timeout around this, or the probe's) bounds the wait."""
+    one (calling `short()` each time, when given); the caller's deadline (a timeout around this,
+    or the probe's) bounds the wait."""
     while True:
         try:
             return await connect()
         except Exception as exc:
             if not is_shortage(exc):
                 raise
+        if short is not None:
+            short()
         await asyncio.sleep(SHORTAGE_WAIT)
 
 

@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ssl
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import httpcore
 import httpx
+# Imported here, at startup, not for our use: httpcore imports it on every request and response
+# close, and an import not yet done searches sys.path, listing directories (a descriptor each).
+# Under a descriptor shortage that failed requests whose answer had come with "Too many open
+# files"; imported once, it is found in sys.modules without touching the file system.
+import sniffio  # noqa: F401
 
 from pacswatch.net.errors import LocalNetError, NetError, PeerNetError, map_os_error
 from pacswatch.net.fdlimit import connect_when_free
@@ -115,28 +121,49 @@ class _LimitedBackend(httpcore.AsyncNetworkBackend):
         self.connects = 0  # connections attempted
         self.connected = 0  # connections established
         self.handshaking = False  # a TLS handshake has started and not finished
-        # The running request's timer (WebClient._once): the wait for our own rate limit is
-        # given back to it, since a request's deadline is about the peer, not about --rate.
+        # The running request's timer (WebClient._once), held while we connect (_held).
         self.timer: asyncio.Timeout | None = None
         self.latest = float("inf")  # ... but never past the probe's own deadline
+        self.waiting_for: str | None = None  # what of ours we wait for now; _once reports it
+
+    @contextlib.asynccontextmanager
+    async def _held(self) -> AsyncIterator[None]:
+        """The request's timer is about the peer, and a connect holds waits of ours (a rate-limit
+        token, a free descriptor), while the connect itself is timed by httpcore's connect
+        timeout from when it is issued. So the timer is held at the probe's deadline meanwhile
+        and moved on by the time taken. Before, 200 web probes at once under 64 descriptors on a
+        loaded machine spent their 5 s request timeout waiting for a descriptor (the failed
+        attempts as well as the pauses between them), and up to a tenth of them reported the
+        server as a connection timeout."""
+        loop = asyncio.get_running_loop()
+        timer, asked = self.timer, loop.time()
+        when = timer.when() if timer is not None else None
+        if timer is not None:
+            timer.reschedule(self.latest if self.latest != float("inf") else None)
+        # No `finally`: when the probe's deadline passes here, `waiting_for` stays set for _once
+        # to report, and an expired timer cannot be moved.
+        yield
+        self.waiting_for = None
+        if timer is not None and when is not None:
+            timer.reschedule(min(when + loop.time() - asked, self.latest))
+
+    def _short_of_descriptors(self) -> None:
+        # From the first shortage to the connect: a deadline passing then is ours to report.
+        self.waiting_for = "a free file descriptor"
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        if self._limiter is not None:
-            loop = asyncio.get_running_loop()
-            timer, asked = self.timer, loop.time()
-            when = timer.when() if timer is not None else None
-            if timer is not None:
-                timer.reschedule(None)  # stopped while we wait for our own token (the probe's deadline still holds)
-            try:
-                await self._limiter.acquire(loop, ip=host)  # the host is the address we scan, never a name
-            finally:
-                if timer is not None and when is not None:
-                    timer.reschedule(min(when + loop.time() - asked, self.latest))
-        self.connects += 1
-        # No descriptor free is not the server's doing: wait for one (net/fdlimit.py; httpcore's
-        # ConnectError carries the EMFILE as its cause). The probe's deadline bounds the wait.
-        stream = await connect_when_free(lambda: self._inner.connect_tcp(
-            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options))
+        async with self._held():
+            if self._limiter is not None:
+                self.waiting_for = "a rate-limit token"
+                await self._limiter.acquire(asyncio.get_running_loop(), ip=host)  # the host is the address we scan, never a name
+                self.waiting_for = None
+            self.connects += 1
+            # No descriptor free is not the server's doing: wait for one (net/fdlimit.py;
+            # httpcore's ConnectError carries the EMFILE as its cause).
+            stream = await connect_when_free(
+                lambda: self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
+                                                socket_options=socket_options),
+                self._short_of_descriptors)
         self.connected += 1
         return _Stream(stream, self)
 
@@ -255,6 +282,7 @@ class WebClient:
         try:
             async with asyncio.timeout_at(deadline) as timer:
                 self._backend.timer, self._backend.latest = timer, self.deadline
+                self._backend.waiting_for = None
                 request = self._client.build_request(method, url, headers=headers)
                 # Straight to the transport, not through the client's send: the client parses a
                 # redirect's Location before handing the response back and raises on one it
@@ -269,7 +297,11 @@ class WebClient:
                 finally:
                     await response.aclose()
         except TimeoutError:
-            # Where the deadline caught us: a TCP connect, a TLS handshake, or the HTTP exchange.
+            # Where the deadline caught us: a wait of ours (only the probe's deadline ends one),
+            # a TCP connect, a TLS handshake, or the HTTP exchange.
+            if self._backend.waiting_for is not None:
+                what, self._backend.waiting_for = self._backend.waiting_for, None
+                raise LocalNetError(Status.ERROR, f"endpoint deadline passed waiting for {what}") from None
             if self._backend.handshaking:
                 self._backend.handshaking = False
                 raise PeerNetError(Status.TLS_ERROR, "TLS handshake timed out") from None
