@@ -139,14 +139,16 @@ def test_web_probes_that_find_no_descriptor_free_wait_for_one_instead_of_failing
     assert counts == {"success None": 200}, counts
 
 
-# One web probe of argv[1]:argv[2] under a limit of 64 descriptors, with a 2 s request timeout
-# (a 12 s endpoint budget), while this process holds every free descriptor for argv[3] seconds
-# (to the end when negative). A first probe, before the descriptors are taken, does the imports
-# and builds the TLS context, which need descriptors of their own.
-WEB_PROBE_SHORT_OF_DESCRIPTORS = r"""
+# One probe of argv[1]:argv[2] (argv[4]: "web", HttpProbe, or "dicom", DicomProbe) under a
+# limit of 64 descriptors, with 2 s timeouts (a 12 s endpoint budget), while this process holds
+# every free descriptor for argv[3] seconds (to the end when negative). A first probe, before
+# the descriptors are taken, does the imports and builds the TLS context, which need
+# descriptors of their own.
+PROBE_SHORT_OF_DESCRIPTORS = r"""
 import asyncio, json, os, resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 from pacswatch.probes.base import Endpoint, ProbeContext, ProbeOptions, Timeouts
+from pacswatch.probes.dicom.probe import DicomProbe
 from pacswatch.probes.http import HttpProbe
 from pacswatch.scan.runner import probe_endpoint
 
@@ -154,15 +156,16 @@ endpoint, hold = Endpoint(sys.argv[1], int(sys.argv[2])), float(sys.argv[3])
 
 async def main():
     ctx = ProbeContext(ProbeOptions(timeouts=Timeouts.scaled(2.0), ae_guess=()))
-    probe = HttpProbe()
+    probe = HttpProbe() if sys.argv[4] == "web" else DicomProbe()
     first = await probe_endpoint(probe, ctx, endpoint)
     assert first.status == "success", first
     held = []
-    try:
-        while True:
-            held.append(os.open(os.devnull, os.O_RDONLY))
-    except OSError:
-        pass
+    for _ in range(2):  # again once the first probe's connection, closed after it returned, is gone
+        try:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            await asyncio.sleep(0.2)
     if hold >= 0:
         asyncio.get_running_loop().call_later(hold, lambda: [os.close(fd) for fd in held])
     record = await probe_endpoint(probe, ctx, endpoint)
@@ -172,8 +175,8 @@ print(json.dumps(asyncio.run(main())))
 """
 
 
-def web_probe_short_of_descriptors(web_server, hold: float) -> list:
-    done = subprocess.run([sys.executable, "-c", WEB_PROBE_SHORT_OF_DESCRIPTORS, *map(str, web_server), str(hold)],
+def probe_short_of_descriptors(endpoint, hold: float, kind: str = "web") -> list:
+    done = subprocess.run([sys.executable, "-c", PROBE_SHORT_OF_DESCRIPTORS, *map(str, endpoint), str(hold), kind],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -183,11 +186,22 @@ def test_a_web_probe_waiting_for_a_descriptor_longer_than_its_request_timeout_is
     # No descriptor is free for 1.5 times the 2 s request timeout: that wait is ours, not the
     # server's, so the request is not timed out for it (before: "connection-timeout", which a
     # loaded machine also gave a tenth of the 200 probes of the test above).
-    assert web_probe_short_of_descriptors(web_server, hold=3.0) == ["success", None]
+    assert probe_short_of_descriptors(web_server, hold=3.0) == ["success", None]
 
 
 def test_a_web_probe_that_never_finds_a_descriptor_reports_our_error_not_a_silent_server(web_server):
-    status, detail = web_probe_short_of_descriptors(web_server, hold=-1)
+    status, detail = probe_short_of_descriptors(web_server, hold=-1)
+    assert (status, detail) == ("error", "endpoint deadline passed waiting for a free file descriptor")
+
+
+def test_a_dicom_probe_waiting_for_a_descriptor_longer_than_its_connect_timeout_is_not_timed_out(responder):
+    # The same for the DICOM connect (net/transport.py): before, its connect timeout ran from
+    # before the wait, and the wait was reported as the target's "connect timed out".
+    assert probe_short_of_descriptors(responder[0], hold=3.0, kind="dicom") == ["success", None]
+
+
+def test_a_dicom_probe_that_never_finds_a_descriptor_reports_our_error_not_a_silent_target(responder):
+    status, detail = probe_short_of_descriptors(responder[0], hold=-1, kind="dicom")
     assert (status, detail) == ("error", "endpoint deadline passed waiting for a free file descriptor")
 
 

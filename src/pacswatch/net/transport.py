@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar, cast
 
-from pacswatch.net.errors import NetError, PeerNetError, map_os_error
+from pacswatch.net.errors import LocalNetError, NetError, PeerNetError, map_os_error
 from pacswatch.net.fdlimit import connect_when_free
 from pacswatch.net.limits import ConnectGate, RateLimiter
 from pacswatch.status import Status
@@ -401,15 +401,39 @@ async def _open(
 ) -> Connection:
     if limiter is not None:
         await limiter.acquire(loop, ip)  # after the gate: the opt-out check stays right before the connect
-    if connect_timeout is not None:
-        deadline = min(deadline, loop.time() + connect_timeout)
     peer = _Peer()
-    expiry = _CancelAt(loop, deadline)
+    # The connect timeout counts from the attempt that gets a descriptor. A wait for one (none
+    # free: net/fdlimit.py) is ours, not the target's, bounded by `deadline` alone, and should
+    # that pass meanwhile the error says so instead of calling the target silent.
+    def connect_limit() -> float:
+        return min(deadline, loop.time() + connect_timeout) if connect_timeout is not None else deadline
+
+    limit = connect_limit()
+    expiry = _CancelAt(loop, limit)
+    waiting = False
+
+    def attempt() -> Awaitable[tuple[asyncio.Transport, _Peer]]:
+        nonlocal expiry, waiting, limit
+        if waiting:
+            waiting = False
+            expiry.stop()
+            limit = connect_limit()
+            expiry = _CancelAt(loop, limit)
+        return loop.create_connection(lambda: peer, ip, port)
+
+    def short() -> None:
+        nonlocal expiry, waiting
+        waiting = True
+        expiry.stop()
+        expiry = _CancelAt(loop, deadline)
+
     try:
-        # No descriptor free is not the target's doing: wait for one (net/fdlimit.py).
-        transport, _ = await connect_when_free(lambda: loop.create_connection(lambda: peer, ip, port))
+        transport, _ = await connect_when_free(attempt, short)
     except asyncio.CancelledError:
         if expiry.stop():
+            if waiting:
+                raise LocalNetError(Status.ERROR, "endpoint deadline passed waiting for a free file descriptor") \
+                    from None
             raise PeerNetError(Status.CONNECTION_TIMEOUT, "connect timed out") from None
         raise
     except Exception as exc:
@@ -424,7 +448,7 @@ async def _open(
         if peer.eof or transport.is_closing():
             transport.abort()
             raise PeerNetError(Status.TLS_ERROR, "handshake failed: the peer closed the connection first")
-        expiry = _CancelAt(loop, deadline)
+        expiry = _CancelAt(loop, limit)  # within the connect timeout too, from the connect that worked
         try:
             # typed `Transport | None`; asyncio and uvloop return the new transport or raise
             transport = cast(asyncio.Transport, await loop.start_tls(
