@@ -90,3 +90,18 @@ def test_a_fresh_lease_keeps_a_second_delivery_off_the_shard(repo):
     store.finish(shard_id, "done")
     assert store.take(shard_id, "c", 3, owner="c/3")[0] == "done"
     assert store.get(shard_id)["lease_owner"] is None
+
+
+def test_only_a_shard_under_a_fresh_lease_counts_as_running_anywhere(repo):
+    # The follower sends a lost queued shard again only while no shard runs anywhere: a dead
+    # worker's shard, still marked running, must not keep that from happening.
+    scan = new_scan(repo)
+    store = ShardStore(repo.engine)
+    first, _ = store.create(scan, [(0, 4), (5, 9)], queue="pacswatch", vantage=None)
+    assert store.running_anywhere() == 0
+    t0 = now_utc()
+    assert store.take(first, "a", 3, owner="a/1", now=t0)[0] == "run"
+    assert store.running_anywhere(now=t0 + LEASE_STALE / 2) == 1
+    assert store.running_anywhere(now=t0 + LEASE_STALE + timedelta(seconds=1)) == 0
+    store.finish(first, "done")
+    assert store.running_anywhere(now=t0) == 0

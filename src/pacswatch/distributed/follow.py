@@ -172,9 +172,10 @@ def _keep_shards_moving(app, store: ShardStore, scan_ids: list[int], err: Consol
                 if row["state"] == "queued" or lease_stale(row, now)]
         why = f"the broker is {'back' if came_back else 'restarted'}"
     else:
-        served = {q for w in store.workers(live_only=True) for q in str(w["queues"]).split(",")}
-        idle = store.running_anywhere() == 0
-        rows = orphaned_shards(store.of_scans(scan_ids, UNFINISHED), served if idle else set(), now_utc(),
+        now = now_utc()
+        served = {q for w in store.workers(live_only=True, now=now) for q in str(w["queues"]).split(",")}
+        idle = store.running_anywhere(now) == 0
+        rows = orphaned_shards(store.of_scans(scan_ids, UNFINISHED), served if idle else set(), now,
                                watch.sent_at, clock())
         why = "their workers went silent or their messages were lost"
     if not rows:

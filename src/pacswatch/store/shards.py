@@ -65,11 +65,13 @@ class ShardStore:
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(query.order_by(shards.c.scan_id, shards.c.number)).mappings()]
 
-    def running_anywhere(self) -> int:
-        """How many shards of any scan are running now."""
+    def running_anywhere(self, now: datetime | None = None) -> int:
+        """How many shards of any scan a live process runs now (running, their lease fresh: a
+        dead worker's shard keeps its state until it is taken over)."""
+        fresh = (now or now_utc()) - LEASE_STALE
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(shards).where(shards.c.state == "running"))
-                       .scalar_one())
+            return int(conn.execute(select(func.count()).select_from(shards).where(
+                shards.c.state == "running", shards.c.lease_at > fresh)).scalar_one())
 
     def states(self, scan_ids: Iterable[int]) -> dict[str, int]:
         """How many shards of these scans are in each state."""
