@@ -202,6 +202,7 @@ def execute(repo: Repository, scan_id: int, plan: ScanPlan, job, *, policy: Resc
     # before each connect, so an opt-out added mid-scan also stops probes already under way.
     blocklist = getattr(plan, "blocklist", None)
     job.refuse = blocklist.reason_for if blocklist is not None else None
+    job.optouts = getattr(blocklist, "optouts", None)  # a live list: --workers processes are sent it
     sink = StoreSink(repo, scan_id, done, policy=policy, keep_all=keep_all, batch=batch,
                      flush_interval=flush_interval)
     downstream = job.on_record

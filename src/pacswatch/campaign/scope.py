@@ -182,6 +182,7 @@ class LiveBlocklist:
         self._changed = _change_detector(repo)
         self._rows: tuple = ()
         self._current = self._fixed
+        self._optouts: tuple[tuple[str, str], ...] = ()
         self._refresh()
 
     def _refresh(self) -> None:
@@ -189,7 +190,16 @@ class LiveBlocklist:
         key = tuple((row["id"], row["cidr"]) for row in rows)
         if key != self._rows:  # most changes are the scan's own records, not the list
             self._rows = key
-            self._current = self._fixed.with_entries(optout_entries(rows))
+            entries = optout_entries(rows)
+            self._current = self._fixed.with_entries(entries)
+            self._optouts = tuple((row["cidr"], entry.reason) for row, entry in zip(rows, entries))
+
+    def optouts(self) -> tuple[tuple[str, str], ...]:
+        """The opt-out list now, as (address range, reason) pairs, read again if it changed:
+        what a `--workers` scan sends its worker processes to refuse (scan/worker_pool.py)."""
+        if self._changed():
+            self._refresh()
+        return self._optouts
 
     def reason_for_key(self, version: int, value: int) -> str | None:
         if self._changed():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Protocol, cast
 
@@ -67,8 +67,11 @@ class ScanJob:
     top: int | None = 25
     scan_id: int | None = None
     # Asked right before every connect (net/limits.py): a reason means the address may no longer
-    # be contacted (the scan's live opt-out list). Probes in worker processes are not asked.
+    # be contacted (the scan's live opt-out list).
     refuse: Callable[[str], str | None] | None = None
+    # The live opt-out list as (address range, reason) pairs, for worker processes (--workers),
+    # which refuse by those what this process would refuse by `refuse`.
+    optouts: Callable[[], Sequence[tuple[str, str]]] | None = None
     stderr: Console = field(default_factory=lambda: Console(stderr=True))
     show_progress: bool | None = None
     show_summary: bool = True
@@ -142,7 +145,8 @@ class ScanJob:
                 raise ValueError("--workers needs the scan's probe settings for its worker processes")
             settings = dict(self.worker_settings, rate=self.rate, concurrency=concurrency, loop=self.event_loop)
             scan = asyncio.ensure_future(
-                run_in_workers(plan, settings, self.workers, on_record=on_record, stats=stats, stop=stop))
+                run_in_workers(plan, settings, self.workers, on_record=on_record, stats=stats, stop=stop,
+                               optouts=self.optouts))
         else:
             scan = asyncio.ensure_future(
                 run_scan(plan, self.probe_for, ctx, concurrency=concurrency, on_record=on_record,

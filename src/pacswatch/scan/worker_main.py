@@ -3,7 +3,9 @@
     python -m pacswatch.scan.worker_main     (started by the scan, never by hand)
 
 stdin:  one JSON line of settings (the scan's probe parameters, web ports, rate, concurrency,
-        event loop), then one line `INDEX IP PORT` per endpoint to probe, then `END`.
+        event loop), then one line `INDEX IP PORT` per endpoint to probe, then `END`; between
+        them, `OPTOUT JSON` whenever the live opt-out list changed: [[address range, reason],
+        ...], refused from then on before every connect.
 stdout: one line `INDEX<TAB>RECORD-JSON` per probed endpoint, in completion order.
 
 It holds no database and no output file: the scan process that started it stores and writes
@@ -21,6 +23,7 @@ import signal
 import sys
 
 END = b"END"
+OPTOUT = b"OPTOUT "
 
 
 def main() -> int:
@@ -50,7 +53,8 @@ async def _serve(settings: dict) -> int:
     loop = asyncio.get_running_loop()
     concurrency = max(1, int(settings["concurrency"]))
     rate = float(settings["rate"])
-    ctx = ProbeContext(options, RateLimiter(rate, burst=max(1, min(concurrency, int(rate)))))
+    limiter = RateLimiter(rate, burst=max(1, min(concurrency, int(rate))))
+    ctx = ProbeContext(options, limiter)
     reader = asyncio.StreamReader(limit=1 << 16)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     out = sys.stdout.buffer
@@ -64,6 +68,9 @@ async def _serve(settings: dict) -> int:
             if line == END:
                 finished = True
                 break
+            if line.startswith(OPTOUT):
+                limiter.refuse = _refusal(json.loads(line[len(OPTOUT):]))
+                continue
             index, ip, port = line.split()
             await queue.put((int(index), ip.decode("ascii"), int(port)))
         for _ in range(concurrency):
@@ -87,6 +94,16 @@ async def _serve(settings: dict) -> int:
     await asyncio.gather(*probes)
     out.flush()
     return 0
+
+
+def _refusal(pairs: list[list[str]]):
+    """The limiter's `refuse` for the opt-out list the scan process sent (None when empty)."""
+    if not pairs:
+        return None
+    from pacswatch.targets.blocklist import BlockEntry, Blocklist
+    from pacswatch.targets.parse import parse_address_range
+
+    return Blocklist(BlockEntry(parse_address_range(cidr), reason) for cidr, reason in pairs).reason_for
 
 
 if __name__ == "__main__":

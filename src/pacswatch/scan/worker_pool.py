@@ -7,6 +7,11 @@ with the least work in flight, and takes the records back in completion order th
 worker gets an equal share of the rate and of the concurrency; a bounded window of endpoints in
 flight per worker keeps memory flat and lets Ctrl-C stop quickly.
 
+The live opt-out list is checked here as each endpoint is handed over, and sent to the workers
+whenever it changes (`OPTOUT` lines, every OPTOUT_LOOK seconds at most), so that they refuse an
+address opted out meanwhile before each connect, as a one-process scan does: neither the
+endpoints waiting in a worker's queue nor the next connection of a probe under way reach it.
+
 A worker that dies is an error that stops the scan (WorkerFailed): what it had in flight is not
 marked done, so `--resume` probes it again.
 """
@@ -16,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from pacswatch.record import Record
 from pacswatch.scan.runner import PlannedLike, ScanStats, blocked_record
 
 RECORD_LINE_LIMIT = 1 << 22  # a record is a few KB; a line this long is a broken worker
 QUEUED_PER_WORKER = 64
+OPTOUT_LOOK = 0.5  # seconds between looks at the live opt-out list, to send the workers a change
 
 
 def handover_window(concurrency: int) -> int:
@@ -72,11 +78,13 @@ async def run_in_workers(
     on_record: Callable[[int, Record], None],
     stats: ScanStats,
     stop: asyncio.Event,
+    optouts: Callable[[], Sequence[tuple[str, str]]] | None = None,
 ) -> ScanStats:
     """Probe every planned endpoint in `workers` processes; like runner.run_scan otherwise.
 
     `settings`: the scan's stored probe parameters (`probe`) and `web_ports`, and the job's
-    `rate`, `concurrency` and `loop`; rate and concurrency are shared out among the workers."""
+    `rate`, `concurrency` and `loop`; rate and concurrency are shared out among the workers.
+    `optouts`: the live opt-out list, (address range, reason) pairs, sent to them as it changes."""
     loop = asyncio.get_running_loop()
     stats.started = loop.time()
     share = dict(settings, rate=settings["rate"] / workers, concurrency=max(1, settings["concurrency"] // workers))
@@ -139,8 +147,20 @@ async def run_in_workers(
             except (BrokenPipeError, ConnectionResetError):  # it died: say which and why
                 raise await worker.failure() from None
 
+        async def send_optouts(look: Callable[[], Sequence[tuple[str, str]]]) -> None:
+            sent = list(look())  # the plan refuses these already: only a change is sent
+            while not feeder.done():  # after END, the workers read nothing more
+                await asyncio.sleep(OPTOUT_LOOK)
+                if (now := list(look())) != sent:
+                    line = b"OPTOUT " + json.dumps(now).encode() + b"\n"
+                    for worker in pool:
+                        await send(worker, line, drain=False)
+                    sent = now
+
         feeder = asyncio.ensure_future(feed())
         tasks.append(feeder)
+        if optouts is not None:
+            tasks.append(asyncio.ensure_future(send_optouts(optouts)))
         # The first failure (a worker died, or our own bug) ends the scan; so does the end of
         # every worker's records.
         done, _ = await asyncio.wait([feeder, *collectors], return_when=asyncio.FIRST_EXCEPTION)
