@@ -169,14 +169,17 @@ def test_ctrl_c_stops_the_scan_and_its_workers(tmp_path):
             assert repo.scan(1)["status"] == "interrupted"
 
 
-def test_an_opt_out_during_the_scan_reaches_all_but_the_probes_under_way(tmp_path):
+@pytest.mark.parametrize("count", [600, 300], ids=["more-than-the-workers-hold", "all-handed-over-at-once"])
+def test_an_opt_out_during_the_scan_reaches_all_but_the_probes_under_way(tmp_path, count):
     """The scan process checks the live opt-out list when it hands an endpoint over, and sends
     the workers the list when it changes, which they check before every connect. 600 tarpits on
     one address, 128 probes per worker: after `optout add` of that address, only the probes
     already connected (at most 2 x 128) have reached it; the rest are `blocked`, also the 64 per
     worker waiting in its queue (worker_pool.handover_window). Before the workers were sent the
-    list, those were probed too (up to 2 x 192); with the older window, up to 512."""
-    with tarpit_targets(tmp_path, "127.46.5.0", 600) as targets:
+    list, those were probed too (up to 2 x 192); with the older window, up to 512. With 300, the
+    whole plan is in the workers' hands from the start (the scan process has said END), and the
+    list must still reach them."""
+    with tarpit_targets(tmp_path, "127.46.5.0", count) as targets:
         ip = targets.read_text().split(":")[0]
         url = f"sqlite:///{tmp_path / 'optout.db'}"
         out = tmp_path / "optout.jsonl"
@@ -197,7 +200,7 @@ def test_an_opt_out_during_the_scan_reaches_all_but_the_probes_under_way(tmp_pat
                 proc.kill()
         assert proc.returncode == 0, stderr
     recs = records(out)
-    assert len(recs) == 600 and len({(r["ip"], r["port"]) for r in recs}) == 600
+    assert len(recs) == count and len({(r["ip"], r["port"]) for r in recs}) == count
     probed = [r for r in recs if r["status"] != "blocked"]
     assert 0 < len(probed) <= 2 * 128, len(probed)
     assert all("opt-out" in r["detail"] for r in recs if r["status"] == "blocked")

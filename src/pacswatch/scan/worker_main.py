@@ -3,9 +3,10 @@
     python -m pacswatch.scan.worker_main     (started by the scan, never by hand)
 
 stdin:  one JSON line of settings (the scan's probe parameters, web ports, rate, concurrency,
-        event loop), then one line `INDEX IP PORT` per endpoint to probe, then `END`; between
-        them, `OPTOUT JSON` whenever the live opt-out list changed: [[address range, reason],
-        ...], refused from then on before every connect.
+        event loop), then one line `INDEX IP PORT` per endpoint to probe, then `END`; and
+        whenever the live opt-out list changed, also after `END` while endpoints already here
+        are probed, `OPTOUT JSON`: [[address range, reason], ...], refused from then on before
+        every connect.
 stdout: one line `INDEX<TAB>RECORD-JSON` per probed endpoint, in completion order.
 
 It holds no database and no output file: the scan process that started it stores and writes
@@ -17,10 +18,12 @@ reaches the whole process group; the scan process decides what happens, so this 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
+from typing import Any
 
 END = b"END"
 OPTOUT = b"OPTOUT "
@@ -62,19 +65,20 @@ async def _serve(settings: dict) -> int:
     finished = False  # the scan process said END (not merely gone)
 
     async def feed() -> None:
+        # After END it goes on reading: a change of the opt-out list may still come while the
+        # endpoints already here are probed.
         nonlocal finished
         while line := await reader.readline():
             line = line.strip()
-            if line == END:
-                finished = True
-                break
             if line.startswith(OPTOUT):
                 limiter.refuse = _refusal(json.loads(line[len(OPTOUT):]))
-                continue
-            index, ip, port = line.split()
-            await queue.put((int(index), ip.decode("ascii"), int(port)))
-        for _ in range(concurrency):
-            await queue.put(None)
+            elif line == END:
+                finished = True
+                for _ in range(concurrency):
+                    await queue.put(None)
+            elif not finished:
+                index, ip, port = line.split()
+                await queue.put((int(index), ip.decode("ascii"), int(port)))
 
     async def probe() -> None:
         while (item := await queue.get()) is not None:
@@ -84,14 +88,17 @@ async def _serve(settings: dict) -> int:
             if queue.empty():
                 out.flush()  # nothing more to do right now: let the scan process have it
 
-    feeder = asyncio.ensure_future(feed())
-    probes = [asyncio.ensure_future(probe()) for _ in range(concurrency)]
-    await feeder
-    if not finished:  # the scan process is gone: nobody will read what we find
-        for task in probes:
-            task.cancel()
+    feeder: asyncio.Future[Any] = asyncio.ensure_future(feed())
+    probes: asyncio.Future[Any] = asyncio.gather(*(probe() for _ in range(concurrency)))
+    await asyncio.wait([feeder, probes], return_when=asyncio.FIRST_COMPLETED)
+    if feeder.done() and not finished:  # the scan process is gone: nobody will read what we find
+        probes.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probes
+        feeder.result()  # a line we could not read is an error to report
         return 1
-    await asyncio.gather(*probes)
+    await probes
+    feeder.cancel()
     out.flush()
     return 0
 

@@ -148,13 +148,19 @@ async def run_in_workers(
                 raise await worker.failure() from None
 
         async def send_optouts(look: Callable[[], Sequence[tuple[str, str]]]) -> None:
+            # Until every worker is done (cancelled then), also after END: their endpoints
+            # already handed over are still to be probed.
             sent = list(look())  # the plan refuses these already: only a change is sent
-            while not feeder.done():  # after END, the workers read nothing more
+            while True:
                 await asyncio.sleep(OPTOUT_LOOK)
                 if (now := list(look())) != sent:
                     line = b"OPTOUT " + json.dumps(now).encode() + b"\n"
                     for worker in pool:
-                        await send(worker, line, drain=False)
+                        if worker.process.returncode is None:
+                            try:
+                                worker.stdin.write(line)
+                            except (BrokenPipeError, ConnectionResetError):
+                                pass  # it has ended: its collector says how
                     sent = now
 
         feeder = asyncio.ensure_future(feed())
