@@ -34,10 +34,11 @@ OPTOUT_LOOK = 0.5  # seconds between looks at the live opt-out list, to send the
 def handover_window(concurrency: int) -> int:
     """How many endpoints a worker with `concurrency` probes may hold, probing or queued: a few
     queued beyond its probes, so that it never waits for this process to hand it the next. At
-    most QUEUED_PER_WORKER: the live opt-out list is checked here, at hand-over, so an endpoint
-    waiting in a worker's queue is probed even if its address opted out meanwhile. The window
-    was twice the concurrency (4,000 queued per worker at --concurrency 8000 with two workers);
-    64 took no speed from the internet mix (6.02-6.34 s against 5.92-6.11, two runs each)."""
+    most QUEUED_PER_WORKER: what a worker holds is probed by the opt-out list it was last sent
+    (at most OPTOUT_LOOK old), not the one checked here at hand-over, and memory stays flat. The
+    window was twice the concurrency (4,000 queued per worker at --concurrency 8000 with two
+    workers); 64 took no speed from the internet mix (6.02-6.34 s against 5.92-6.11, two runs
+    each)."""
     return concurrency + min(concurrency, QUEUED_PER_WORKER)
 
 
