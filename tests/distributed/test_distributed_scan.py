@@ -269,10 +269,20 @@ def test_sigterm_lets_a_worker_finish_its_shard_and_stop(workers, redis, pg_url)
             assert waiting["state"] == "queued" and waiting["tries"] == 0  # left for another worker
             assert repo.scan(scan_id)["done"] == 60
             assert ShardStore(repo.engine).workers(live_only=True) == []  # it said it is gone
-        workers.start()  # the next worker takes the rest
-        followed = pacswatch("scan", "--resume", str(scan_id), "--database", pg_url, "--broker", redis.url,
-                             "--no-progress", "-q", timeout=120)
-        assert followed.returncode == 0, followed.stderr + workers.logs()
+            before = repo.scan(scan_id)["updated_at"]
+            # `scan --resume` follows the scan to its end while the next worker takes the rest. It
+            # starts while no worker runs: started after the worker, it raced it, and on a loaded
+            # machine the scan was finished before the command looked ("nothing to resume").
+            resumed = subprocess.Popen([sys.executable, "-m", "pacswatch.cli", "scan", "--resume", str(scan_id),
+                                        "--database", pg_url, "--broker", redis.url, "--no-progress", "-q"],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 60
+            while repo.scan(scan_id)["updated_at"] == before:  # its first heartbeat: it is following
+                assert resumed.poll() is None and time.monotonic() < deadline, resumed.communicate()
+                time.sleep(0.2)
+        workers.start()
+        _, err = finish(resumed, workers)
+        assert resumed.returncode == 0, err + workers.logs()
     assert one_per_endpoint(pg_url, scan_id) == (len(targets), len(targets))
 
 
