@@ -22,7 +22,7 @@ from pacswatch.notify.exposure import Exposure
 from pacswatch.notify.outbox import OutboxMessage
 from pacswatch.notify.render import Renderer
 from pacswatch.notify.smtp import DryRunTransport, SmtpTransport, Transport
-from pacswatch.notify.store import IPS_PER_QUERY, NotifyStore
+from pacswatch.notify.store import VALUES_PER_QUERY, NotifyStore
 from pacswatch.notify.workflow import Planned, load_exposures, open_cases, plan_pass, split_traps
 
 
@@ -38,8 +38,8 @@ def findings_exposures(engine: Engine, *, statuses: Iterable[str] = (), traps_at
         rows = repo.findings(statuses=list(statuses))
     else:
         wanted = sorted(set(ips))
-        rows = [row for start in range(0, len(wanted), IPS_PER_QUERY)
-                for row in repo.findings(statuses=list(statuses), ips=wanted[start:start + IPS_PER_QUERY])]
+        rows = [row for start in range(0, len(wanted), VALUES_PER_QUERY)
+                for row in repo.findings(statuses=list(statuses), ips=wanted[start:start + VALUES_PER_QUERY])]
     if traps_at is not None:
         rows, _ = split_traps(rows, traps_at)
         rows, _ = split_triaged(rows, repo.triage(), utcnow())

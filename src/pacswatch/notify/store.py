@@ -29,7 +29,7 @@ from pacswatch.store.repository import operator
 from pacswatch.store.tables import findings, optouts
 
 _CASE_FIELDS = [f.name for f in fields(Case)]
-IPS_PER_QUERY = 500  # addresses named in one query: well under SQLite's limit on parameters
+VALUES_PER_QUERY = 500  # values (addresses, ids) named in one IN query: well under SQLite's limit on parameters
 _MSG_FIELDS = [f.name for f in fields(O.OutboxMessage)]
 
 
@@ -232,10 +232,10 @@ class NotifyStore:
             # executemany per kind of change.
             ips = sorted({ip for ip, _, _ in services})
             stored = {}
-            for start in range(0, len(ips), IPS_PER_QUERY):
+            for start in range(0, len(ips), VALUES_PER_QUERY):
                 stored.update({(r.ip, r.port): r.case_id for r in conn.execute(
                     select(T.case_services.c.ip, T.case_services.c.port, T.case_services.c.case_id)
-                    .where(T.case_services.c.ip.in_(ips[start:start + IPS_PER_QUERY])))})
+                    .where(T.case_services.c.ip.in_(ips[start:start + VALUES_PER_QUERY])))})
             now = dict(stored)  # as the services before this one left it
             added: dict[tuple[str, int], int] = {}
             moved: dict[tuple[str, int], int] = {}

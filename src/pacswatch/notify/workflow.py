@@ -26,7 +26,7 @@ from pacswatch.notify import outbox as O
 from pacswatch.notify.exposure import Exposure, from_finding
 from pacswatch.notify.optout import OptOuts
 from pacswatch.notify.render import Renderer, Sender, build_email
-from pacswatch.notify.store import NotifyStore
+from pacswatch.notify.store import VALUES_PER_QUERY, NotifyStore
 from pacswatch.notify.tokens import VerifyLinks
 
 EXPOSED = ("open", "reopened")
@@ -93,8 +93,8 @@ def load_exposures(engine, findings: Iterable[dict[str, Any]]) -> dict[tuple[str
     ids = [f["last_observation_id"] for f in findings if f.get("last_observation_id")]
     records: dict[object, dict] = {}
     with engine.connect() as conn:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+        for start in range(0, len(ids), VALUES_PER_QUERY):
+            chunk = ids[start:start + VALUES_PER_QUERY]
             query = select(observations.c.id, observations.c.record).where(observations.c.id.in_(chunk))
             records.update({i: r for i, r in conn.execute(query).all()})
     return {(f["ip"], int(f["port"])): from_finding(f, records.get(f.get("last_observation_id"))) for f in findings}
