@@ -30,7 +30,7 @@ from pacswatch.distributed.shards import DEFAULT_SHARD_SIZE, cut
 from pacswatch.distributed.tasks import finish_scan_if_complete
 from pacswatch.record import Record
 from pacswatch.store.repository import Repository, Row, now_utc
-from pacswatch.store.shards import LEASE_STALE, UNFINISHED, ShardStore, lease_stale
+from pacswatch.store.shards import LEASE_STALE, UNFINISHED, ShardStore, age, lease_stale
 from pacswatch.store.tables import observations, scans
 
 POLL = 0.5  # seconds between looks at the database
@@ -201,8 +201,7 @@ def orphaned_shards(unfinished: list[Row], idle_queues: set[str], now: datetime,
     def orphaned(row: Row) -> bool:
         if row["state"] == "running":
             return lease_stale(row, now)
-        updated = row["updated_at"] if row["updated_at"].tzinfo else row["updated_at"].replace(tzinfo=now.tzinfo)
-        return row["queue"] in idle_queues and (now - updated).total_seconds() >= wait
+        return row["queue"] in idle_queues and age(row["updated_at"], now) >= LEASE_STALE
 
     return [row for row in unfinished if orphaned(row) and clock_now - sent_at.get(int(row["id"]), -wait) >= wait]
 

@@ -216,6 +216,9 @@ def lease_stale(row: Row, now: datetime, stale: timedelta = LEASE_STALE) -> bool
     at = row.get("lease_at")
     if row.get("state") != "running" or at is None:
         return False
-    if at.tzinfo is None:  # SQLite keeps no zone
-        at = at.replace(tzinfo=now.tzinfo)
-    return now - at >= stale
+    return age(at, now) >= stale
+
+
+def age(at: datetime, now: datetime) -> timedelta:
+    """How long before `now` a stored moment was (SQLite gives it back without its zone)."""
+    return now - (at.replace(tzinfo=now.tzinfo) if at.tzinfo is None else at)
